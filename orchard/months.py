@@ -1,0 +1,54 @@
+"""Calendar months as 'YYYY-MM' strings: parsing, ranges and arithmetic."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from orchard.errors import OrchardError
+
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_month(text: str) -> str:
+    """Return the month unchanged if it is a valid 'YYYY-MM', else raise a clear error."""
+    if not isinstance(text, str) or not _MONTH.match(text):
+        raise OrchardError(f"invalid month {text!r}: expected YYYY-MM, e.g. 2020-02")
+    return text
+
+
+def add_months(month: str, n: int) -> str:
+    """Return the month n months after (or before, if negative) the given month."""
+    year, mon = (int(p) for p in parse_month(month).split("-"))
+    index = year * 12 + (mon - 1) + n
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def month_range(start: str, end: str) -> list[str]:
+    """Return every month from start to end inclusive."""
+    parse_month(start)
+    parse_month(end)
+    if end < start:
+        raise OrchardError(f"month range is empty: {start} is after {end}")
+    months = [start]
+    while months[-1] < end:
+        months.append(add_months(months[-1], 1))
+    return months
+
+
+def months_between(start: str, end: str) -> int:
+    """Return the number of months from start to end (negative when end is earlier)."""
+    y1, m1 = (int(p) for p in parse_month(start).split("-"))
+    y2, m2 = (int(p) for p in parse_month(end).split("-"))
+    return (y2 - y1) * 12 + (m2 - m1)
+
+
+def month_start(month: str) -> pd.Timestamp:
+    """Return the first instant of the month (UTC)."""
+    return pd.Timestamp(f"{parse_month(month)}-01", tz="UTC")
+
+
+def month_end(month: str) -> pd.Timestamp:
+    """Return the first instant of the next month (UTC): the month is [start, end)."""
+    return month_start(add_months(month, 1))

@@ -1,0 +1,173 @@
+"""The one typed settings object (env prefix ORCHARD_), created at the edge and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchard.months import parse_month
+
+
+class Settings(BaseSettings):
+    """Everything Orchard needs to know; every path derives from `home`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHARD_", env_file=".env", extra="forbid", frozen=True, validate_default=True
+    )
+
+    profile: Literal["embedded", "production"] = "embedded"
+    home: Path = Field(default=Path(".orchard"), description="state folder: everything Orchard writes")
+
+    # simulation
+    seed: int = Field(default=7, description="seed of the simulator and of every model fit")
+    start_month: str = "2019-01"
+    end_month: str = "2021-12"
+    n_users: int = Field(default=12_000, ge=200, le=5_000_000, description="partner-platform population")
+    shock_month: str = Field(default="2020-02", description="first month of the pandemic-like shock")
+    corrupt_batches: list[str] = Field(
+        default=["applications:2019-09"],
+        description="'source:YYYY-MM' batches the simulator deliberately corrupts (the demo's bad batch)",
+    )
+
+    # labels and training
+    label_window_months: int = Field(default=6, ge=1, le=24, description="performance window after booking")
+    bad_dpd: int = Field(default=90, ge=1, description="days past due that make a loan bad")
+    min_mature_vintages: int = Field(default=6, ge=2, description="mature vintages before the first model")
+    gate_window_months: int = Field(
+        default=2, ge=1, description="recent mature vintages held out for the gate"
+    )
+    promotion_margin_auc: float = Field(
+        default=0.005, ge=0.0, le=0.2, description="AUC a challenger must add"
+    )
+
+    # monitoring policy
+    score_psi_breach: float = Field(default=0.25, gt=0.0)
+    feature_psi_breach: float = Field(default=0.25, gt=0.0)
+    max_feature_breaches: int = Field(
+        default=3, ge=1, description="breach when more features exceed the limit"
+    )
+    retrain_cooldown_months: int = Field(default=3, ge=0, description="minimum months between retrains")
+
+    # governance
+    auto_approve: bool = Field(
+        default=True, description="the demo's policy approves promotions that pass gates"
+    )
+    policy_approver: str = "orchard-policy"
+
+    # services
+    prefect_api_url: str | None = Field(default=None, description="Prefect server; None = temporary server")
+    mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
+
+    @field_validator("start_month", "end_month", "shock_month")
+    @classmethod
+    def _month(cls, value: str) -> str:
+        return parse_month(value)
+
+    @field_validator("corrupt_batches")
+    @classmethod
+    def _batches(cls, value: list[str]) -> list[str]:
+        for item in value:
+            source, _, month = item.partition(":")
+            if not source or not month:
+                raise ValueError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
+            parse_month(month)
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> Settings:
+        if self.end_month < self.start_month:
+            raise ValueError(f"end_month {self.end_month} is before start_month {self.start_month}")
+        return self
+
+    # --- derived locations (all under home) ---
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def bronze_dir(self) -> Path:
+        return self.lake_dir / "bronze"
+
+    @property
+    def silver_dir(self) -> Path:
+        return self.lake_dir / "silver"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.lake_dir / "quarantine"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.mlflow_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.mlflow_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def registry_db_url(self) -> str:
+        """Database of the append-only governance records (alias history, approvals)."""
+        return f"sqlite:///{(self.home / 'registry' / 'history.db').resolve()}"
+
+    @property
+    def evidently_dir(self) -> Path:
+        return self.home / "evidently"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def state_dir(self) -> Path:
+        """Progress markers of the lifecycle (which months are done)."""
+        return self.home / "state"
+
+
+def tool_environment(settings: Settings) -> dict[str, str]:
+    """Environment for the third-party tools: their state under home, telemetry off."""
+    env = {
+        "PREFECT_HOME": str(settings.prefect_home.resolve()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_UI_ENABLED": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "False",
+        "FEAST_USAGE": "False",
+        "EVIDENTLY_DISABLE_TELEMETRY": "1",
+        "SCARF_NO_ANALYTICS": "true",
+    }
+    if settings.prefect_api_url:
+        env["PREFECT_API_URL"] = settings.prefect_api_url
+    return env
