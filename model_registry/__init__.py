@@ -1,0 +1,1 @@
+"""MLflow model registry: registration with lineage, gates, aliases and the governance history."""

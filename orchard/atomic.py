@@ -24,6 +24,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; state files are meant to be shared read-only
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():

@@ -162,6 +162,7 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_UI_ENABLED": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_LOG_UV_FILES": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "FEAST_USAGE": "False",

@@ -1,0 +1,8 @@
+"""Data contracts: Great Expectations suites derived from the source specs, and batch validation."""
+
+from __future__ import annotations
+
+from orchard.contracts.suites import build_suite
+from orchard.contracts.validate import ValidationOutcome, check_batch, validate_batch
+
+__all__ = ["ValidationOutcome", "build_suite", "check_batch", "validate_batch"]

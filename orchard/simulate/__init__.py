@@ -1,0 +1,72 @@
+"""The seeded lifecycle simulator: monthly partner-user snapshots, applications and repayments.
+
+`simulate(settings)` writes `landing/<source>/<YYYY-MM>.parquet` for partner_users, applications and
+repayments, for every month from settings.start_month to settings.end_month. Everything is drawn from one
+numpy Generator seeded with settings.seed, consumed month by month, so the same settings give the same
+bytes, and a shorter run is the prefix of a longer one (with the same start month).
+
+The generative story
+--------------------
+Population. settings.n_users partner-platform users. Each has a latent creditworthiness z ~ N(0, 1) that
+nothing observes directly, and traits correlated with it: age (18-75 at the start, ageing with the
+calendar), city_tier, device_os (iOS more likely for higher z and tier-1 cities), a monthly income
+(log-normal, median ~2500, +0.5 z, city and age effects), a base employment (salaried more likely for
+higher z, students are young), platform engagement. 85% of users signed up before the start (tenure up
+to 8 years); the rest join during the first three years. Platform tenure grows by one each month.
+
+Activity snapshots (partner_users). Each month a user is active with a personal probability (~70%);
+only active users appear in that month's snapshot. The snapshot's event_ts is the 1st of its month,
+00:00 UTC, and describes the previous 30 days: active_days_30d, txn_count_30d, txn_amount_30d,
+income_est_monthly (the true income with ~20% noise) and late_bill_payments_12m (a rolling 12-month
+count of late bills, monthly probability sigmoid(-3.6 - 1.5 z + stress)).
+
+Applications. Each month ~13% of last month's active users apply (more for lower z and under stress;
+less with loans already open, after a decline in the last two months, or after a charge-off). Each
+application has requested_amount (~1.8x declared income, log-normal), term_months (6/12/18/24/36),
+income_declared (true income, inflated ~8% with 20% noise), employment_type, loan_purpose and channel;
+event_ts is uniform inside the month. application_id is 'A' + an 8-digit counter in time order, unique
+across all months. Users re-apply later (after a decline, or while and after repaying), so applicants
+build a credit history of previous loans.
+
+Decision. The incumbent policy is a legacy rule score (points for log declared income and age, minus
+15 per late bill payment and 10 per unit of amount-to-income) with a fixed cut-off that approves
+~55-63% in normal times (see policy.py). Approved applications are booked loans; the booked population
+therefore depends on that rule, and rejected applicants have no outcome (reject inference matters).
+
+Repayments. Every booked loan gets a monthly statement from months_on_book=1 (the month after booking)
+until it is paid off, charged off or the simulation ends: amount_due (annuity instalment at 2% a
+month, plus arrears), amount_paid, dpd (30 per missed instalment; a cure pays the arrears and resets
+dpd to 0), balance (principal outstanding) and status (current / delinquent / charged_off at 180 dpd /
+paid_off). A current loan misses a payment with probability
+sigmoid(-4.2 - 1.9 z + 1.5 x debt burden + employment + macro hazard); a delinquent one cures, pays one
+instalment or rolls further, worse for low z and under stress. Outcomes are therefore known only after
+the performance window: the downstream label is "90+ DPD within 6 months of booking".
+
+Shock. From settings.shock_month a macro stress path (0.6 at onset, 1.0 for the next two months, then
+decaying with a 10-month time constant, ~0.15 left 20 months after the peak) lowers incomes by up to
+30% (more for gig and self-employed, less for salaried), platform activity by 40% and the active share
+by 20%, shifts the applicant mix (up to 35% of applicants declare gig/unemployed/self-employed,
+requested amounts +40%, more medical and debt-consolidation purposes), and raises the default hazard.
+Measured at the defaults (n_users=12000, 2019-01..2021-12, seeds 7/8/11): ~1000-1400 applications a month
+(a spike to ~1500-1650 at the shock's peak), 6-month 90+DPD bad rate 6.3-6.5% for bookings 2019-01..07,
+1.9-2.0x that for bookings 2020-02..06; a logistic regression on the month's snapshot plus application
+fields trained on 2019-01..06 bookings has out-of-time AUC 0.74-0.76 on 2019-07..09; its score PSI on each
+month's applications stays <= 0.035 in 2019 and reaches 0.32-0.43 in 2020-04, when income and activity
+features exceed 0.25 too.
+
+Deliberate corruption. For each 'source:YYYY-MM' in settings.corrupt_batches the batch is written with
+defects a data contract must catch, on disjoint random rows (1% of rows each, at least 3): null ids
+(the source's first key column), negative amounts (applications.requested_amount,
+partner_users.income_est_monthly, repayments.amount_paid), a value outside the category domain
+(applications.employment_type='contractor', partner_users.city_tier='tier9', repayments.status='frozen'),
+event_ts moved 40 days outside the month, and duplicated keys (exact copies of rows). Columns and dtypes
+stay right, so the file is readable. An unknown source raises OrchardError before anything is written; a
+month outside the simulated range is not written and is listed in SimulationSummary.skipped_corruptions.
+"""
+
+from __future__ import annotations
+
+from orchard.simulate.corrupt import CorruptionReport
+from orchard.simulate.run import SimulationSummary, landing_path, simulate
+
+__all__ = ["CorruptionReport", "SimulationSummary", "landing_path", "simulate"]

@@ -1,0 +1,59 @@
+"""MLflow clients and experiments built from the settings, with no process-wide state left behind."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+import mlflow.tracking._tracking_service.utils as _tracking_utils
+from mlflow import MlflowClient
+from mlflow.entities import LifecycleStage
+from mlflow.environment_variables import MLFLOW_TRACKING_URI
+from mlflow.exceptions import MlflowException
+
+from orchard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def mlflow_client(settings: Settings) -> MlflowClient:
+    """Return a client on the settings' tracking store, also used as the model registry."""
+    if settings.tracking_uri.startswith("sqlite:///"):
+        # sqlite needs its folder; a server URI needs nothing local.
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+@contextmanager
+def tracking_scope(settings: Settings) -> Iterator[None]:
+    """Point MLflow's fluent API (needed by log_model) at the settings' store, then restore it."""
+    previous_uri = _tracking_utils._tracking_uri
+    previous_env = MLFLOW_TRACKING_URI.get() if MLFLOW_TRACKING_URI.defined else None
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        yield
+    finally:
+        # set_tracking_uri(None) also unsets the env var, which may have been the caller's own choice.
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is not None:
+            MLFLOW_TRACKING_URI.set(previous_env)
+
+
+def experiment_id(client: MlflowClient, settings: Settings, name: str) -> str:
+    """Return the id of the experiment named after the model, creating it under the artifact root."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        location = f"{settings.artifact_location.rstrip('/')}/{name}"
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            # Another process created it between our look-up and create.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        log.warning("restoring deleted MLflow experiment %s", name)
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id

@@ -1,0 +1,163 @@
+"""Evidently (0.7 API) drift reports: run, summarise by metric type/id, save as HTML, add to the workspace."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from orchard.atomic import write_text
+from orchard.errors import OrchardError
+from orchard.settings import Settings
+
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+
+log = logging.getLogger(__name__)
+
+DRIFTED_COLUMNS_METRIC = "evidently:metric_v2:DriftedColumnsCount"
+VALUE_DRIFT_METRIC = "evidently:metric_v2:ValueDrift"
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """Evidently's drift verdict for one column."""
+
+    column: str
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """The parts of a drift snapshot Orchard acts on, read by metric type and id (never by position)."""
+
+    drifted_count: int
+    drifted_share: float
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        return {
+            "drifted_count": self.drifted_count,
+            "drifted_share": self.drifted_share,
+            "columns": {
+                name: {"method": c.method, "threshold": c.threshold, "score": c.score, "drifted": c.drifted}
+                for name, c in self.columns.items()
+            },
+        }
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise OrchardError(f"{what} is missing column(s) {', '.join(absent)}")
+
+
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    name: str | None = None,
+) -> Snapshot:
+    """Run Evidently's DataDriftPreset on the listed columns and return the run result (a Snapshot)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    columns = [*numeric, *categorical]
+    if not columns:
+        raise OrchardError("a drift report needs at least one numeric or categorical column")
+    if reference.empty or current.empty:
+        raise OrchardError(
+            f"a drift report needs rows on both sides (reference {len(reference)}, current {len(current)})"
+        )
+    _check_columns(reference, columns, "reference")
+    _check_columns(current, columns, "current batch")
+    definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
+    report = Report([DataDriftPreset(columns=columns)], include_tests=True)
+    snapshot = report.run(
+        Dataset.from_pandas(current.loc[:, columns], data_definition=definition),
+        Dataset.from_pandas(reference.loc[:, columns], data_definition=definition),
+        name=name,
+    )
+    return snapshot
+
+
+def drift_summary(snapshot: Snapshot) -> DriftSummary:
+    """Return the drifted-column count/share and each column's drift score and verdict from a snapshot."""
+    content = snapshot.dict()
+    failed_metric_ids = {
+        test["metric_config"]["metric_id"]
+        for test in content.get("tests", [])
+        if str(getattr(test["status"], "value", test["status"])) == "FAIL" and test.get("metric_config")
+    }
+    drifted_count: int | None = None
+    drifted_share = 0.0
+    columns: dict[str, ColumnDrift] = {}
+    for metric in content["metrics"]:
+        kind = metric["config"]["type"]
+        if kind == DRIFTED_COLUMNS_METRIC:
+            drifted_count = int(metric["value"]["count"])
+            drifted_share = float(metric["value"]["share"])
+        elif kind == VALUE_DRIFT_METRIC:
+            column = metric["config"]["column"]
+            columns[column] = ColumnDrift(
+                column=column,
+                method=str(metric["config"]["method"]),
+                threshold=float(metric["config"]["threshold"]),
+                score=float(metric["value"]),
+                drifted=metric["id"] in failed_metric_ids,
+            )
+    if drifted_count is None:
+        raise OrchardError("the snapshot has no DriftedColumnsCount metric: not a drift report")
+    return DriftSummary(drifted_count=drifted_count, drifted_share=drifted_share, columns=columns)
+
+
+def save_report(snapshot: Snapshot, path: Path) -> Path:
+    """Write the snapshot as a self-contained HTML page, atomically."""
+    return write_text(snapshot.get_html_str(as_iframe=False), Path(path))
+
+
+def _project_id(workspace: Any, model_name: str) -> Any:
+    """Return the id of the workspace project named after the model, creating it the first time."""
+    found = workspace.search_project(model_name)
+    if len(found) > 1:
+        raise OrchardError(
+            f"Evidently workspace has {len(found)} projects named {model_name!r}; expected one"
+        )
+    if found:
+        return found[0].id
+    project = workspace.create_project(model_name, description=f"Drift monitoring of model {model_name}")
+    log.info("created Evidently project %s for model %s", project.id, model_name)
+    return project.id
+
+
+def add_to_workspace(settings: Settings, model_name: str, snapshot: Snapshot) -> str:
+    """Add a snapshot to the model's project in the local workspace and return the run id.
+
+    The project is created once and found by name afterwards. A snapshot with a name is added once: adding a
+    snapshot whose name already exists in the project returns the existing run's id (so a re-run month does not
+    duplicate its report). Unnamed snapshots are always added.
+    """
+    from evidently.ui.workspace import Workspace
+
+    if not model_name:
+        raise OrchardError("a workspace project needs a model name")
+    settings.evidently_dir.mkdir(parents=True, exist_ok=True)
+    workspace = Workspace(str(settings.evidently_dir))
+    project_id = _project_id(workspace, model_name)
+    name = snapshot.get_name()
+    if name:
+        for run_id in workspace.list_runs(project_id):
+            run = workspace.get_run(project_id, run_id)
+            if run is not None and run.name == name:
+                log.info("Evidently run %r already in project %s", name, model_name)
+                return str(run_id)
+    ref = workspace.add_run(project_id, snapshot, include_data=False, name=name)
+    return str(ref.id)

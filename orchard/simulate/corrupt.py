@@ -1,0 +1,88 @@
+"""Deliberate defects for the demo's bad batch: values a data contract must reject, columns intact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from orchard.errors import OrchardError
+from orchard.months import parse_month
+from orchard.sources import EVENT_TIME, get_source
+
+NEGATIVE_COLUMN = {
+    "applications": "requested_amount",
+    "partner_users": "income_est_monthly",
+    "repayments": "amount_paid",
+}
+"""The amount made negative in each source's corrupted batch."""
+
+UNKNOWN_CATEGORY = {
+    "applications": ("employment_type", "contractor"),
+    "partner_users": ("city_tier", "tier9"),
+    "repayments": ("status", "frozen"),
+}
+"""The category column and the value outside its domain written into each source's corrupted batch."""
+
+DEFECT_SHARE = 0.01
+MIN_DEFECT_ROWS = 3
+OUTSIDE_MONTH = pd.Timedelta(days=40)
+
+
+@dataclass(frozen=True)
+class CorruptionReport:
+    """How many rows of a corrupted batch carry each defect (disjoint rows, except duplicates are copies)."""
+
+    batch_id: str
+    null_ids: int
+    negative_amounts: int
+    unknown_categories: int
+    event_ts_outside_month: int
+    duplicated_keys: int
+
+
+def parse_corrupt_batches(items: list[str], months: list[str]) -> tuple[set[tuple[str, str]], list[str]]:
+    """Return the (source, month) pairs to corrupt inside months and the requested items outside them."""
+    inside: set[tuple[str, str]] = set()
+    outside: list[str] = []
+    window = set(months)
+    for item in items:
+        source, sep, month = item.partition(":")
+        if not sep:
+            raise OrchardError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
+        get_source(source)  # unknown source -> OrchardError naming it
+        parse_month(month)
+        if month in window:
+            inside.add((source, month))
+        else:
+            outside.append(item)
+    return inside, outside
+
+
+def corrupt_frame(
+    df: pd.DataFrame, source: str, month: str, batch: str, rng: np.random.Generator
+) -> tuple[pd.DataFrame, CorruptionReport]:
+    """Return a copy of a clean batch with null ids, negative amounts, an unknown category, out-of-month
+    event times and duplicated keys on disjoint random rows, and a report of how many rows got each."""
+    spec = get_source(source)
+    n = len(df)
+    per_defect = min(max(MIN_DEFECT_ROWS, round(DEFECT_SHARE * n)), n // 5)
+    if per_defect == 0:
+        return df.copy(), CorruptionReport(batch, 0, 0, 0, 0, 0)
+    rows = rng.permutation(n)[: 5 * per_defect].reshape(5, per_defect)
+    out = df.copy()
+    id_column = spec.key[0]
+    out.loc[rows[0], id_column] = None
+    amount = NEGATIVE_COLUMN[source]
+    out.loc[rows[1], amount] = -out.loc[rows[1], amount].abs() - 1.0
+    category_column, unknown = UNKNOWN_CATEGORY[source]
+    out.loc[rows[2], category_column] = unknown
+    shift = np.where(rng.random(per_defect) < 0.5, -OUTSIDE_MONTH, OUTSIDE_MONTH)
+    out.loc[rows[3], EVENT_TIME] = out.loc[rows[3], EVENT_TIME] + pd.to_timedelta(shift)
+    # duplicates are exact copies placed right after their original row
+    positions = np.concatenate([np.arange(n, dtype=float), rows[4] + 0.5])
+    out = pd.concat([out, out.iloc[rows[4]]], ignore_index=True)
+    out = out.iloc[np.argsort(positions, kind="stable")].reset_index(drop=True)
+    report = CorruptionReport(batch, per_defect, per_defect, per_defect, per_defect, per_defect)
+    return out, report

@@ -1,0 +1,296 @@
+"""The month-by-month engine: activity snapshots, applications, decisions and loan statements (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchard.months import add_months, month_end, month_range, month_start
+from orchard.simulate.macro import Macro, macro_at_stress, macro_for
+from orchard.simulate.policy import legacy_decision, legacy_score
+from orchard.simulate.population import Population, draw_population
+
+Columns = dict[str, np.ndarray]
+
+MONTHLY_RATE = 0.02
+TERMS = (6, 12, 18, 24, 36)
+TERM_WEIGHTS = (0.25, 0.35, 0.15, 0.15, 0.10)
+LOAN_PURPOSES = ("consumption", "education", "medical", "business", "debt_consolidation")
+PURPOSE_WEIGHTS_NORMAL = (0.45, 0.10, 0.10, 0.15, 0.20)
+PURPOSE_WEIGHTS_SHOCK = (0.30, 0.08, 0.20, 0.17, 0.25)
+CHANNELS = ("partner_app", "web", "branch")
+CHANNEL_WEIGHTS = (0.70, 0.25, 0.05)
+SHOCK_EMPLOYMENT = ("gig", "unemployed", "self_employed")
+SHOCK_EMPLOYMENT_WEIGHTS = (0.4, 0.3, 0.3)
+EMPLOYMENT_HAZARD = {"salaried": 0.0, "self_employed": 0.2, "gig": 0.3, "unemployed": 0.6, "student": 0.2}
+CHARGE_OFF_MISSED = 6
+"""Missed instalments (x 30 days) at which a loan is charged off: 180 dpd."""
+DECLINE_COOLDOWN_MONTHS = 2
+BASE_APPLY_LOGIT = -1.7
+BASE_MISS_LOGIT = -4.2
+SECONDS_PER_DAY = 86_400
+NS_PER_SECOND = 1_000_000_000
+
+
+def _sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def annuity_instalment(principal: np.ndarray, term: np.ndarray, rate: float = MONTHLY_RATE) -> np.ndarray:
+    """Return the constant monthly instalment that repays principal over term months at rate."""
+    return principal * rate / (1.0 - (1.0 + rate) ** (-term.astype(float)))
+
+
+def annuity_balance(
+    principal: np.ndarray, instalment: np.ndarray, paid: np.ndarray, rate: float = MONTHLY_RATE
+) -> np.ndarray:
+    """Return the principal outstanding after `paid` instalments (never negative)."""
+    growth = (1.0 + rate) ** paid.astype(float)
+    return np.maximum(principal * growth - instalment * (growth - 1.0) / rate, 0.0)
+
+
+@dataclass
+class _LoanBook:
+    """Open loans (the engine's only mutable state besides the users' history)."""
+
+    application_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    user: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    employment: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    principal: np.ndarray = field(default_factory=lambda: np.empty(0))
+    instalment: np.ndarray = field(default_factory=lambda: np.empty(0))
+    term: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    booked: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    day: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    missed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    paid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def append(self, **arrays: np.ndarray) -> None:
+        for name, values in arrays.items():
+            setattr(self, name, np.concatenate([getattr(self, name), values]))
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name)[mask])
+
+
+@dataclass
+class _History:
+    """What the platform remembers about each user between months."""
+
+    late_bills: np.ndarray
+    last_decline: np.ndarray
+    charged_off: np.ndarray
+    next_application: int = 0
+
+
+def _user_income(pop: Population, macro: Macro) -> np.ndarray:
+    """Return each user's true monthly income under the macro (the shock hits by employment)."""
+    cut = (1.0 - macro.income_factor) * pop.income_sensitivity
+    return pop.income * np.clip(1.0 - cut, 0.2, None)
+
+
+def _late_bill_probability(pop: Population, macro: Macro) -> np.ndarray:
+    return _sigmoid(-3.6 - 1.5 * pop.creditworthiness + 1.0 * macro.stress)
+
+
+def _snapshot(
+    pop: Population, history: _History, index: int, month: str, prev: Macro, rng: np.random.Generator
+) -> tuple[Columns, np.ndarray]:
+    """Draw last month's activity and return the snapshot of the users active in it (and the mask)."""
+    n = pop.size
+    history.late_bills[:, index % 12] = rng.random(n) < _late_bill_probability(pop, prev)
+    tenure = index - pop.signup_offset_months
+    active = (tenure >= 0) & (rng.random(n) < _sigmoid(pop.activity_logit) * prev.active_share_factor)
+    day_share = np.clip(pop.engagement * prev.activity_factor, 0.01, 0.99)
+    active_days = np.maximum(rng.binomial(30, day_share), 1)
+    txn_count = rng.poisson(active_days * pop.txn_rate)
+    income = _user_income(pop, prev)
+    txn_amount = txn_count * income * pop.ticket_share * rng.gamma(5.0, 0.2, n)
+    income_est = income * rng.lognormal(0.0, 0.2, n)
+    ts = np.full(int(active.sum()), month_start(month).value, dtype=np.int64)
+    snapshot = {
+        "user_id": pop.user_id[active],
+        "event_ts": ts,
+        "age": np.floor(pop.age_at_start + index / 12.0).astype(np.int64)[active],
+        "city_tier": pop.city_tier[active],
+        "device_os": pop.device_os[active],
+        "platform_tenure_months": tenure[active].astype(np.int64),
+        "active_days_30d": active_days[active].astype(np.int64),
+        "txn_count_30d": np.minimum(txn_count, 1000)[active].astype(np.int64),
+        "txn_amount_30d": np.round(np.minimum(txn_amount, 1_000_000.0), 2)[active],
+        "income_est_monthly": np.round(np.minimum(income_est, 1_000_000.0), 2)[active],
+        "late_bill_payments_12m": history.late_bills.sum(axis=1).astype(np.int64)[active],
+    }
+    return snapshot, active
+
+
+def _statements(
+    pop: Population,
+    book: _LoanBook,
+    history: _History,
+    index: int,
+    month: str,
+    macro: Macro,
+    rng: np.random.Generator,
+) -> Columns:
+    """Advance every loan booked before this month by one statement and return the statements."""
+    due = book.booked < index
+    n = len(book.user)
+    income = _user_income(pop, macro)
+    burden = np.bincount(book.user, weights=book.instalment, minlength=pop.size) / income
+    z = pop.creditworthiness[book.user]
+    employment_hazard = np.array([EMPLOYMENT_HAZARD[e] for e in book.employment], dtype=float)
+    p_miss = _sigmoid(
+        BASE_MISS_LOGIT - 1.9 * z + 1.5 * burden[book.user] + employment_hazard + macro.hazard_shift
+    )
+    p_cure = _sigmoid(-1.0 + 0.8 * z - macro.hazard_shift)
+    p_stay = 0.10
+    u = rng.random(n)
+    missed_before = book.missed.copy()
+    remaining = book.term - book.paid
+    amount_due = book.instalment * np.minimum(missed_before + 1, np.maximum(remaining, 1))
+    current = missed_before == 0
+    miss = np.where(current, u < p_miss, u >= p_cure + p_stay)
+    cure = ~current & (u < p_cure)
+    paid_count = np.where(miss, 0, np.where(cure, missed_before + 1, 1))
+    paid_count = np.minimum(paid_count, np.maximum(remaining, 0))
+    new_missed = np.where(miss, missed_before + 1, np.where(cure, 0, missed_before))
+    new_paid = book.paid + paid_count
+    # every instalment paid means nothing is owed, even if arrears were counted past maturity
+    paid_off = new_paid >= book.term
+    new_missed = np.where(paid_off, 0, new_missed)
+    charged_off = new_missed >= CHARGE_OFF_MISSED
+    status = np.where(
+        paid_off,
+        "paid_off",
+        np.where(charged_off, "charged_off", np.where(new_missed > 0, "delinquent", "current")),
+    ).astype(object)
+    balance = np.where(paid_off, 0.0, annuity_balance(book.principal, book.instalment, new_paid))
+    # a statement is due only for loans booked before this month; others keep their state
+    book.missed = np.where(due, new_missed, book.missed)
+    book.paid = np.where(due, new_paid, book.paid)
+    day_ns = (book.day - 1) * SECONDS_PER_DAY * NS_PER_SECOND + 12 * 3600 * NS_PER_SECOND
+    rows = {
+        "application_id": book.application_id[due],
+        "event_ts": (month_start(month).value + day_ns)[due],
+        "user_id": pop.user_id[book.user[due]],
+        "months_on_book": (index - book.booked)[due].astype(np.int64),
+        "balance": np.round(balance, 2)[due],
+        "amount_due": np.round(np.minimum(amount_due, 100_000.0), 2)[due],
+        "amount_paid": np.round(np.minimum(paid_count * book.instalment, 100_000.0), 2)[due],
+        "dpd": (30 * new_missed)[due].astype(np.int64),
+        "status": status[due],
+    }
+    history.charged_off[book.user[due & charged_off]] = True
+    book.keep(~(due & (paid_off | charged_off)))
+    return rows
+
+
+def _blend(normal: tuple[float, ...], shock: tuple[float, ...], weight: float) -> np.ndarray:
+    p = (1.0 - weight) * np.array(normal) + weight * np.array(shock)
+    return p / p.sum()
+
+
+def _applications(
+    pop: Population,
+    book: _LoanBook,
+    history: _History,
+    active: np.ndarray,
+    index: int,
+    month: str,
+    macro: Macro,
+    rng: np.random.Generator,
+) -> Columns:
+    """Draw this month's applications from last month's active users, decide them and book the approved."""
+    n = pop.size
+    open_loans = np.bincount(book.user, minlength=n)
+    recently_declined = index - history.last_decline <= DECLINE_COOLDOWN_MONTHS
+    p_apply = (
+        _sigmoid(BASE_APPLY_LOGIT - 0.45 * pop.creditworthiness + macro.apply_shift)
+        * 0.5**open_loans
+        * np.where(recently_declined, 0.3, 1.0)
+        * np.where(history.charged_off, 0.2, 1.0)
+    )
+    applies = active & (rng.random(n) < p_apply)
+    users = np.flatnonzero(applies)
+    k = len(users)
+    start, end = month_start(month).value, month_end(month).value
+    ts = start + rng.integers(0, (end - start) // NS_PER_SECOND, k) * NS_PER_SECOND
+    switched = rng.random(k) < macro.mix_shift
+    shock_employment = rng.choice(
+        np.array(SHOCK_EMPLOYMENT, dtype=object), size=k, p=SHOCK_EMPLOYMENT_WEIGHTS
+    )
+    employment = np.where(switched, shock_employment, pop.employment[users]).astype(object)
+    income = _user_income(pop, macro)[users] * np.where(switched & (employment == "unemployed"), 0.6, 1.0)
+    declared = np.round(income * rng.lognormal(0.08, 0.2, k), 2)
+    requested = declared * rng.lognormal(np.log(1.8), 0.5, k) * macro.amount_factor
+    requested = np.clip(np.round(requested / 50.0) * 50.0, 100.0, 100_000.0)
+    term = rng.choice(np.array(TERMS, dtype=np.int64), size=k, p=TERM_WEIGHTS)
+    purpose = rng.choice(
+        np.array(LOAN_PURPOSES, dtype=object),
+        size=k,
+        p=_blend(PURPOSE_WEIGHTS_NORMAL, PURPOSE_WEIGHTS_SHOCK, min(macro.stress, 1.0)),
+    )
+    channel = rng.choice(np.array(CHANNELS, dtype=object), size=k, p=CHANNEL_WEIGHTS)
+    # the legacy rule sees what the platform knew at the start of the month (the snapshot)
+    late = history.late_bills.sum(axis=1)[users]
+    age = np.floor(pop.age_at_start[users] + index / 12.0)
+    decision = legacy_decision(legacy_score(declared, late, age, requested))
+    order = np.argsort(ts, kind="stable")
+    ids = np.array([f"A{history.next_application + i:08d}" for i in range(k)], dtype=object)
+    history.next_application += k
+    # ids follow event time, so every per-applicant array is put in time order
+    users, ts, employment, declared, requested, term, purpose, channel, decision = (
+        a[order] for a in (users, ts, employment, declared, requested, term, purpose, channel, decision)
+    )
+    approved = decision == "approved"
+    history.last_decline[users[~approved]] = index
+    day = np.minimum((ts[approved] - start) // (SECONDS_PER_DAY * NS_PER_SECOND) + 1, 28)
+    principal = requested[approved]
+    book.append(
+        application_id=ids[approved],
+        user=users[approved].astype(np.int64),
+        employment=employment[approved],
+        principal=principal,
+        instalment=annuity_instalment(principal, term[approved]),
+        term=term[approved],
+        booked=np.full(int(approved.sum()), index, dtype=np.int64),
+        day=day.astype(np.int64),
+        missed=np.zeros(int(approved.sum()), dtype=np.int64),
+        paid=np.zeros(int(approved.sum()), dtype=np.int64),
+    )
+    return {
+        "application_id": ids,
+        "event_ts": ts,
+        "user_id": pop.user_id[users],
+        "requested_amount": requested,
+        "term_months": term,
+        "income_declared": declared,
+        "employment_type": employment,
+        "loan_purpose": purpose,
+        "channel": channel,
+        "decision": decision,
+    }
+
+
+def simulate_months(
+    n_users: int, start: str, end: str, shock_month: str, seed: int
+) -> Iterator[tuple[str, dict[str, Columns]]]:
+    """Yield (month, columns per source) for every month from start to end, deterministically from seed."""
+    rng = np.random.default_rng(seed)
+    pop = draw_population(n_users, rng)
+    normal = macro_at_stress(add_months(start, -1), 0.0)
+    history = _History(
+        late_bills=(rng.random((n_users, 12)) < _late_bill_probability(pop, normal)[:, None]).astype(np.int8),
+        last_decline=np.full(n_users, -1_000, dtype=np.int64),
+        charged_off=np.zeros(n_users, dtype=bool),
+    )
+    book = _LoanBook()
+    for index, month in enumerate(month_range(start, end)):
+        prev, now = macro_for(add_months(month, -1), shock_month), macro_for(month, shock_month)
+        snapshot, active = _snapshot(pop, history, index, month, prev, rng)
+        repayments = _statements(pop, book, history, index, month, now, rng)
+        applications = _applications(pop, book, history, active, index, month, now, rng)
+        yield month, {"partner_users": snapshot, "applications": applications, "repayments": repayments}
