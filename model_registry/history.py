@@ -1,8 +1,19 @@
-"""Append-only governance history of alias decisions: who moved which alias, when, and why."""
+"""Append-only governance history of alias decisions: who moved which alias, when, and why.
+
+Two tables in the database at `settings.registry_db_url` (SQLite embedded, PostgreSQL in production):
+- `alias_events`: every alias move that happened (the production history; MLflow keeps none, its issue #2169).
+- `approvals`: every request to move `champion` (promotion or rollback), granted or refused, with the approver,
+  the reason, the gate result and any override; a granted one links the alias event it produced.
+Both are append-only: no function here updates or deletes, and database triggers refuse UPDATE, DELETE (and, on
+PostgreSQL, TRUNCATE). Writers that must be serialised (moving an alias and appending its event) run inside
+`locked()`: SQLite `BEGIN IMMEDIATE` (one writer at a time), PostgreSQL a per-model transaction advisory lock.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -11,16 +22,26 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from orchard.errors import OrchardError
 from orchard.months import parse_month
 from orchard.settings import Settings
 
+log = logging.getLogger(__name__)
+
 Action = Literal["promote", "reject", "rollback", "set_challenger"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
+Outcome = Literal["approved", "refused", "unchanged"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+Mode = Literal["person", "policy"]
+MODES: tuple[str, ...] = get_args(Mode)
+APPEND_ONLY_TABLES = ("alias_events", "approvals")
+# Seconds a writer waits for the lock (SQLite busy timeout) before giving up with an error.
+LOCK_TIMEOUT_SECONDS = 60
 
 _metadata = sa.MetaData()
 alias_events = sa.Table(
@@ -35,6 +56,26 @@ alias_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("approver", sa.String(200), nullable=False),
     sa.Column("gate_json", sa.Text, nullable=True),
+    sa.Column("effective_month", sa.String(7), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+approvals = sa.Table(
+    "approvals",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(200), nullable=False, index=True),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("champion_before", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("approver", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("override_reason", sa.Text, nullable=True),
+    sa.Column("refusal", sa.Text, nullable=True),
+    sa.Column("gate_json", sa.Text, nullable=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("alias_events.id"), nullable=True),
     sa.Column("effective_month", sa.String(7), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -61,24 +102,153 @@ class AliasEvent:
         return {**asdict(self), "recorded_at": self.recorded_at.isoformat()}
 
 
+@dataclass(frozen=True)
+class Approval:
+    """One recorded request to move the champion: who asked, why, on what gate, and what came of it."""
+
+    id: int
+    model: str
+    alias: str
+    action: str
+    version: int
+    champion_before: int | None
+    outcome: str
+    mode: str
+    approver: str
+    reason: str
+    override_reason: str | None
+    refusal: str | None
+    gate: dict[str, Any] | None
+    event_id: int | None
+    effective_month: str
+    recorded_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the approval as a JSON-ready dict (recorded_at as ISO 8601 UTC)."""
+        return {**asdict(self), "recorded_at": self.recorded_at.isoformat()}
+
+
+_SQLITE_APPEND_ONLY = """
+CREATE TRIGGER IF NOT EXISTS {table}_append_only_{verb} BEFORE {verb} ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} is refused'); END
+"""
+_PG_APPEND_ONLY_FUNCTION = """
+CREATE OR REPLACE FUNCTION orchard_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only: % is refused', TG_TABLE_NAME, TG_OP; END $$
+"""
+_PG_APPEND_ONLY = """
+CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+FOR EACH ROW EXECUTE FUNCTION orchard_append_only()
+"""
+_PG_NO_TRUNCATE = """
+CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+FOR EACH STATEMENT EXECUTE FUNCTION orchard_append_only()
+"""
+_SCHEMA_LOCK_KEY = "orchard.governance.schema"
+
+
+def _lock_key(name: str) -> int:
+    """Return a stable signed 64-bit key for a PostgreSQL advisory lock."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    # A write-locked transaction takes SQLite's RESERVED lock at BEGIN, so two writers queue up here
+    # instead of both reading the same state and one failing later on upgrade.
+    immediate = conn.get_execution_options().get("orchard_write_lock", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_autocommit(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite otherwise defers it; SQLAlchemy's recipe).
+    dbapi_connection.isolation_level = None
+
+
+def _hold_lock(conn: Connection, key: str) -> None:
+    """Take the write lock of a transaction that has just begun (PostgreSQL: advisory lock on key)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(key)})
+
+
+def _has_schema(conn: Connection) -> bool:
+    inspector = sa.inspect(conn)
+    if not all(inspector.has_table(t) for t in APPEND_ONLY_TABLES):
+        return False
+    if conn.dialect.name == "sqlite":
+        found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars().all()
+        return all(f"{t}_append_only_{v}" in found for t in APPEND_ONLY_TABLES for v in ("UPDATE", "DELETE"))
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars().all()
+        return all(f"{t}_{k}" in found for t in APPEND_ONLY_TABLES for k in ("append_only", "no_truncate"))
+    return True
+
+
+def _create_schema(conn: Connection) -> None:
+    """Create missing tables and the append-only triggers (additive: existing rows are untouched)."""
+    _metadata.create_all(conn, checkfirst=True)
+    if conn.dialect.name == "sqlite":
+        for table in APPEND_ONLY_TABLES:
+            for verb in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(_SQLITE_APPEND_ONLY.format(table=table, verb=verb))
+    elif conn.dialect.name == "postgresql":
+        # sa.text, not exec_driver_sql: the driver would read RAISE's '%' placeholders as its own.
+        conn.execute(sa.text(_PG_APPEND_ONLY_FUNCTION))
+        for table in APPEND_ONLY_TABLES:
+            conn.execute(sa.text(_PG_APPEND_ONLY.format(table=table)))
+            conn.execute(sa.text(_PG_NO_TRUNCATE.format(table=table)))
+    else:
+        log.warning(
+            "no append-only triggers for %s: the history relies on having no update path", conn.dialect
+        )
+
+
 @contextmanager
 def _engine(settings: Settings) -> Iterator[Engine]:
-    """Yield an engine on the history database with its table present; dispose of it afterwards."""
+    """Yield an engine on the history database with its tables and triggers present; dispose of it afterwards."""
     url = make_url(settings.registry_db_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = LOCK_TIMEOUT_SECONDS
+    engine = sa.create_engine(url, connect_args=connect_args)
+    if engine.dialect.name == "sqlite":
+        sa_event.listen(engine, "connect", _sqlite_autocommit)
+        sa_event.listen(engine, "begin", _begin_sqlite)
     try:
-        _metadata.create_all(engine, checkfirst=True)
+        with engine.connect() as conn:
+            ready = _has_schema(conn)
+        if not ready:
+            with engine.connect() as conn:
+                conn.execution_options(orchard_write_lock=True)
+                with conn.begin():
+                    _hold_lock(conn, _SCHEMA_LOCK_KEY)
+                    _create_schema(conn)
         yield engine
     finally:
         engine.dispose()
 
 
+@contextmanager
+def locked(settings: Settings, model: str) -> Iterator[Connection]:
+    """Yield a connection in a transaction holding the model's governance write lock; commit on success.
+
+    SQLite: BEGIN IMMEDIATE (the whole database, one writer at a time; others wait up to LOCK_TIMEOUT_SECONDS).
+    PostgreSQL: pg_advisory_xact_lock on the model name, released at commit or rollback.
+    """
+    with _engine(settings) as engine, engine.connect() as conn:
+        conn.execution_options(orchard_write_lock=True)
+        with conn.begin():
+            _hold_lock(conn, f"orchard.governance.model:{model}")
+            yield conn
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _event(row: sa.Row[Any]) -> AliasEvent:
-    recorded_at = row.recorded_at
-    if recorded_at.tzinfo is None:  # sqlite drops the zone; we always store UTC
-        recorded_at = recorded_at.replace(tzinfo=UTC)
+    recorded_at = _utc(row.recorded_at)  # sqlite drops the zone; we always store UTC
     return AliasEvent(
         id=row.id,
         model=row.model,
@@ -105,6 +275,37 @@ def check_event(*, action: str, reason: str, approver: str, effective_month: str
     parse_month(effective_month)
 
 
+def append_event(
+    conn: Connection,
+    *,
+    model: str,
+    alias: str,
+    version: int,
+    previous_version: int | None,
+    action: str,
+    reason: str,
+    approver: str,
+    gate: dict[str, Any] | None,
+    effective_month: str,
+) -> AliasEvent:
+    """Append one alias event on a connection inside `locked()` and return it (never updates or deletes)."""
+    check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
+    values = {
+        "model": model,
+        "alias": alias,
+        "version": int(version),
+        "previous_version": None if previous_version is None else int(previous_version),
+        "action": action,
+        "reason": reason,
+        "approver": approver,
+        "gate_json": None if gate is None else json.dumps(gate, sort_keys=True, default=str),
+        "effective_month": effective_month,
+        "recorded_at": datetime.now(UTC),
+    }
+    new_id = conn.execute(sa.insert(alias_events).values(**values)).inserted_primary_key[0]
+    return _event(conn.execute(sa.select(alias_events).where(alias_events.c.id == new_id)).one())
+
+
 def record_event(
     settings: Settings,
     *,
@@ -120,32 +321,106 @@ def record_event(
 ) -> AliasEvent:
     """Append one alias event (never updates or deletes) and return it."""
     check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
+    with locked(settings, model) as conn:
+        return append_event(
+            conn, model=model, alias=alias, version=version, previous_version=previous_version, action=action,
+            reason=reason, approver=approver, gate=gate, effective_month=effective_month,
+        )  # fmt: skip
+
+
+def _approval(row: sa.Row[Any]) -> Approval:
+    return Approval(
+        id=row.id,
+        model=row.model,
+        alias=row.alias,
+        action=row.action,
+        version=row.version,
+        champion_before=row.champion_before,
+        outcome=row.outcome,
+        mode=row.mode,
+        approver=row.approver,
+        reason=row.reason,
+        override_reason=row.override_reason,
+        refusal=row.refusal,
+        gate=json.loads(row.gate_json) if row.gate_json else None,
+        event_id=row.event_id,
+        effective_month=row.effective_month,
+        recorded_at=_utc(row.recorded_at),
+    )
+
+
+def append_approval(
+    conn: Connection,
+    *,
+    model: str,
+    action: str,
+    version: int,
+    champion_before: int | None,
+    outcome: str,
+    mode: str,
+    approver: str,
+    reason: str,
+    override_reason: str | None,
+    refusal: str | None,
+    gate: dict[str, Any] | None,
+    event_id: int | None,
+    effective_month: str,
+) -> Approval:
+    """Append one champion request (granted or refused) on a connection inside `locked()` and return it."""
+    check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
+    if action not in ("promote", "rollback"):
+        raise OrchardError(f"approvals record promotions and rollbacks of the champion, not {action!r}")
+    if outcome not in OUTCOMES:
+        raise OrchardError(f"unknown approval outcome {outcome!r}: expected one of {', '.join(OUTCOMES)}")
+    if mode not in MODES:
+        raise OrchardError(f"unknown approval mode {mode!r}: expected one of {', '.join(MODES)}")
+    if (outcome == "approved") != (event_id is not None):
+        raise OrchardError("an approved request links exactly the alias event it produced; others link none")
     values = {
         "model": model,
-        "alias": alias,
-        "version": int(version),
-        "previous_version": None if previous_version is None else int(previous_version),
+        "alias": CHAMPION_ALIAS,
         "action": action,
-        "reason": reason,
+        "version": int(version),
+        "champion_before": None if champion_before is None else int(champion_before),
+        "outcome": outcome,
+        "mode": mode,
         "approver": approver,
+        "reason": reason,
+        "override_reason": override_reason,
+        "refusal": refusal,
         "gate_json": None if gate is None else json.dumps(gate, sort_keys=True, default=str),
+        "event_id": event_id,
         "effective_month": effective_month,
         "recorded_at": datetime.now(UTC),
     }
-    with _engine(settings) as engine, engine.begin() as conn:
-        new_id = conn.execute(sa.insert(alias_events).values(**values)).inserted_primary_key[0]
-        row = conn.execute(sa.select(alias_events).where(alias_events.c.id == new_id)).one()
-    return _event(row)
+    new_id = conn.execute(sa.insert(approvals).values(**values)).inserted_primary_key[0]
+    return _approval(conn.execute(sa.select(approvals).where(approvals.c.id == new_id)).one())
+
+
+def events_in(conn: Connection, model: str, alias: str | None = None) -> list[AliasEvent]:
+    """Return the model's events in recorded order, read on a given connection (e.g. inside `locked()`)."""
+    query = sa.select(alias_events).where(alias_events.c.model == model)
+    if alias is not None:
+        query = query.where(alias_events.c.alias == alias)
+    return [_event(row) for row in conn.execute(query.order_by(alias_events.c.id)).all()]
+
+
+def approvals_in(conn: Connection, model: str) -> list[Approval]:
+    """Return the model's champion requests in recorded order, read on a given connection."""
+    query = sa.select(approvals).where(approvals.c.model == model).order_by(approvals.c.id)
+    return [_approval(row) for row in conn.execute(query).all()]
+
+
+def approvals_of(settings: Settings, model: str) -> list[Approval]:
+    """Return every recorded champion request of the model (granted or refused) in recorded order."""
+    with _engine(settings) as engine, engine.connect() as conn:
+        return approvals_in(conn, model)
 
 
 def events(settings: Settings, model: str, alias: str | None = None) -> list[AliasEvent]:
     """Return the model's events in the order they were recorded (optionally of one alias)."""
-    query = sa.select(alias_events).where(alias_events.c.model == model)
-    if alias is not None:
-        query = query.where(alias_events.c.alias == alias)
     with _engine(settings) as engine, engine.connect() as conn:
-        rows = conn.execute(query.order_by(alias_events.c.id)).all()
-    return [_event(row) for row in rows]
+        return events_in(conn, model, alias)
 
 
 def last_event(settings: Settings, model: str, alias: str) -> AliasEvent | None:
@@ -154,19 +429,38 @@ def last_event(settings: Settings, model: str, alias: str) -> AliasEvent | None:
     return found[-1] if found else None
 
 
-def alias_at(settings: Settings, model: str, alias: str, month: str) -> int | None:
-    """Return the version the alias pointed at by the end of a business month, from the history."""
+def event_in_force_by_month(recorded: list[AliasEvent], month: str) -> AliasEvent | None:
+    """Return the event that set the alias in force at the end of a business month (pure, over one alias)."""
     parse_month(month)
     latest: AliasEvent | None = None
-    for event in events(settings, model, alias):
+    for event in recorded:
         # Decisions are ordered by business month first, then by when they were recorded.
         if event.effective_month <= month and (
             latest is None or (event.effective_month, event.id) >= (latest.effective_month, latest.id)
         ):
             latest = event
+    return latest
+
+
+def event_in_force_at(recorded: list[AliasEvent], when: datetime) -> AliasEvent | None:
+    """Return the event that set the alias in force at an instant, by recorded time (pure, over one alias)."""
+    moment = _utc(when)
+    before = [e for e in recorded if e.recorded_at <= moment]
+    return max(before, key=lambda e: (e.recorded_at, e.id)) if before else None
+
+
+def alias_at(settings: Settings, model: str, alias: str, month: str) -> int | None:
+    """Return the version the alias pointed at by the end of a business month, from the history."""
+    latest = event_in_force_by_month(events(settings, model, alias), month)
     return latest.version if latest else None
 
 
 def champion_at(settings: Settings, model: str, month: str) -> int | None:
     """Return the champion version in force at the end of a business month (None before the first)."""
     return alias_at(settings, model, CHAMPION_ALIAS, month)
+
+
+def champion_at_time(settings: Settings, model: str, when: datetime) -> int | None:
+    """Return the champion version in force at an instant, by recorded time (None before the first)."""
+    latest = event_in_force_at(events(settings, model, CHAMPION_ALIAS), when)
+    return latest.version if latest else None

@@ -319,30 +319,37 @@ def set_alias(
         raise OrchardError(f"cannot promote {name} version {version}: its gate did not pass")
     client = mlflow_client(settings)
     get_version(client, name, version)
-    current = _alias_version(client, name, alias)
-    recorded = history.events(settings, name, alias)
-    last = recorded[-1] if recorded else None
-    if current == version and last is not None and (last.action, last.version) == (action, version):
-        log.info("%s@%s is already version %s (%s): nothing to do", name, alias, version, action)
-        return
-    decision = (action, version, effective_month)
-    replayed = [e for e in recorded if (e.action, e.version, e.effective_month) == decision]
-    if replayed:
-        # A rerun of the lifecycle replays past decisions: never record them twice, and never undo later
-        # ones; only re-point the alias if this decision is still the latest and the alias drifted.
-        if replayed[-1] is last and current != version:
+    # Under the model's governance lock, so alias move and event append never interleave with another writer's.
+    with history.locked(settings, name) as conn:
+        current = _alias_version(client, name, alias)
+        recorded = history.events_in(conn, name, alias)
+        last = recorded[-1] if recorded else None
+        if current == version and last is not None and (last.action, last.version) == (action, version):
+            log.info("%s@%s is already version %s (%s): nothing to do", name, alias, version, action)
+            return
+        decision = (action, version, effective_month)
+        replayed = [e for e in recorded if (e.action, e.version, e.effective_month) == decision]
+        if replayed:
+            # A rerun of the lifecycle replays past decisions: never record them twice, and never undo later
+            # ones; only re-point the alias if this decision is still the latest and the alias drifted.
+            if replayed[-1] is last and current != version:
+                _point_alias(client, name, alias, version)
+            log.info(
+                "%s@%s: %s of version %s in %s is already recorded",
+                name,
+                alias,
+                action,
+                version,
+                effective_month,
+            )
+            return
+        if current != version:
             _point_alias(client, name, alias, version)
-        log.info(
-            "%s@%s: %s of version %s in %s is already recorded", name, alias, action, version, effective_month
-        )
-        return
-    if current != version:
-        _point_alias(client, name, alias, version)
-    # Alias first, event second: a crash in between is repaired by the rerun, never duplicated.
-    history.record_event(
-        settings, model=name, alias=alias, version=version, previous_version=current, action=action,
-        reason=reason, approver=approver, gate=gate, effective_month=effective_month,
-    )  # fmt: skip
+        # Alias first, event second: a crash in between is repaired by the rerun, never duplicated.
+        history.append_event(
+            conn, model=name, alias=alias, version=version, previous_version=current, action=action,
+            reason=reason, approver=approver, gate=gate, effective_month=effective_month,
+        )  # fmt: skip
     log.info("%s@%s -> version %s (%s by %s)", name, alias, version, action, approver)
 
 

@@ -163,6 +163,7 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "MLFLOW_LOG_UV_FILES": "false",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "FEAST_USAGE": "False",

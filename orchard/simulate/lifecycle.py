@@ -275,22 +275,32 @@ def _applications(
     }
 
 
+BURN_IN_MONTHS = 24
+
+
 def simulate_months(
-    n_users: int, start: str, end: str, shock_month: str, seed: int
+    n_users: int, start: str, end: str, shock_month: str, seed: int, burn_in_months: int = BURN_IN_MONTHS
 ) -> Iterator[tuple[str, dict[str, Columns]]]:
-    """Yield (month, columns per source) for every month from start to end, deterministically from seed."""
+    """Yield (month, columns per source) for every month from start to end, deterministically from seed.
+
+    The lender is already running when the data starts: `burn_in_months` earlier months are simulated
+    (loans booked, repaid, defaulted) but not yielded, so the book and the borrowers' histories are
+    seasoned at `start` instead of every feature ramping up from an empty portfolio.
+    """
     rng = np.random.default_rng(seed)
     pop = draw_population(n_users, rng)
-    normal = macro_at_stress(add_months(start, -1), 0.0)
+    first = add_months(start, -burn_in_months)
+    normal = macro_at_stress(add_months(first, -1), 0.0)
     history = _History(
         late_bills=(rng.random((n_users, 12)) < _late_bill_probability(pop, normal)[:, None]).astype(np.int8),
         last_decline=np.full(n_users, -1_000, dtype=np.int64),
         charged_off=np.zeros(n_users, dtype=bool),
     )
     book = _LoanBook()
-    for index, month in enumerate(month_range(start, end)):
+    for index, month in enumerate(month_range(first, end)):
         prev, now = macro_for(add_months(month, -1), shock_month), macro_for(month, shock_month)
         snapshot, active = _snapshot(pop, history, index, month, prev, rng)
         repayments = _statements(pop, book, history, index, month, now, rng)
         applications = _applications(pop, book, history, active, index, month, now, rng)
-        yield month, {"partner_users": snapshot, "applications": applications, "repayments": repayments}
+        if month >= start:
+            yield month, {"partner_users": snapshot, "applications": applications, "repayments": repayments}

@@ -1,0 +1,77 @@
+"""Benchmark the demo: wall time per stage and the share of orchestration (Prefect) overhead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+
+def run_demo(home: Path, env_overrides: dict[str, str] | None = None) -> float:
+    """Run `orchard demo` from an empty state folder; return its wall time in seconds."""
+    import os
+
+    env = {**os.environ, "ORCHARD_HOME": str(home), **(env_overrides or {})}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "orchard", "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def stage_totals(home: Path) -> dict[str, float]:
+    """Sum each stage's seconds over the months recorded in the ledger."""
+    totals: dict[str, float] = defaultdict(float)
+    for path in sorted((home / "state" / "months").glob("*.json")):
+        for stage, seconds in json.loads(path.read_text())["stage_seconds"].items():
+            totals[stage] += seconds
+    return dict(totals)
+
+
+def flow_wall_seconds(home: Path) -> float:
+    """Return the lifecycle flow run's own duration as recorded by the Prefect server."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "prefect" / "prefect.db")
+    row = db.execute(
+        "select total_run_time from flow_run where name like 'lifecycle%' order by start_time desc limit 1"
+    ).fetchone()
+    db.close()
+    return float(row[0]) if row and row[0] is not None else float("nan")
+
+
+def simulate_seconds(home: Path) -> float:
+    """Return the simulate task's run time (it runs inside the lifecycle flow)."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "prefect" / "prefect.db")
+    row = db.execute("select sum(total_run_time) from task_run where name like 'simulate%'").fetchone()
+    db.close()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def main() -> None:
+    """Print the demo's figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, default=None, help="state folder (default: a fresh temp folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="orchard-bench-") as tmp:
+        home = args.home or Path(tmp) / "orchard"
+        wall = run_demo(home)
+        stages = stage_totals(home)
+        flow_s = flow_wall_seconds(home)
+        stages["simulate"] = simulate_seconds(home)
+    inside = sum(stages.values())
+    print(f"demo wall time (process, incl. imports and Prefect start): {wall:8.1f} s")
+    print(f"lifecycle flow run time (Prefect):                        {flow_s:8.1f} s")
+    for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<10} {seconds:8.1f} s  {seconds / flow_s:6.1%} of the flow")
+    overhead = flow_s - inside
+    print(f"  {'overhead':<10} {overhead:8.1f} s  {overhead / flow_s:6.1%} of the flow (orchestration: Prefect)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Features flow: silver -> offline feature tables -> Feast apply -> incremental materialization."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
+from orchard.lake import read_silver
+from orchard.settings import Settings
+
+
+@task(name="update-features", cache_policy=NONE)
+def update_features(settings: Settings, month: str) -> dict[str, float]:
+    """Recompute the offline tables from silver, apply definitions, materialize the month online."""
+    start = time.perf_counter()
+    tables = update_offline_tables(
+        settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
+    )
+    apply_definitions(settings)
+    result = materialize_month(settings, month)
+    return {
+        "offline_rows": float(sum(tables.values())),
+        "online_rows": float(result.rows),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@flow(name="features", flow_run_name="features {month}", validate_parameters=False)
+def features_flow(settings: Settings, month: str) -> dict[str, float]:
+    """Build and materialize the features of one month."""
+    return update_features(settings, month)

@@ -1,0 +1,32 @@
+"""Train flow: fit, evaluate out of time and register a model, then the gated promotion decision."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from orchard.lifecycle.promotion import PromotionOutcome, decide_promotion
+from orchard.lifecycle.training import TrainOutcome, train_and_register
+from orchard.model_specs import MODEL_SPECS
+from orchard.settings import Settings
+
+
+@task(name="train-model", task_run_name="train {model} @ {month}", cache_policy=NONE)
+def train_model(settings: Settings, model: str, month: str) -> TrainOutcome:
+    """Train and register one model on the labels mature at `month` (idempotent per model and month)."""
+    return train_and_register(settings, MODEL_SPECS[model], month)
+
+
+@task(
+    name="promotion-decision", task_run_name="promotion {trained.model} v{trained.version}", cache_policy=NONE
+)
+def promotion_decision(settings: Settings, trained: TrainOutcome, month: str) -> PromotionOutcome:
+    """Gate the new version against the champion and move the aliases (with an approval record)."""
+    return decide_promotion(settings, MODEL_SPECS[trained.model], trained, month)
+
+
+@flow(name="train", flow_run_name="train {model} @ {month}", validate_parameters=False)
+def train_flow(settings: Settings, model: str, month: str) -> PromotionOutcome:
+    """Retrain a model and send the result through the promotion gate."""
+    trained = train_model(settings, model, month)
+    return promotion_decision(settings, trained, month)

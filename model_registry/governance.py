@@ -1,0 +1,531 @@
+"""Governance of the champion: approved promotions, overrides, rollbacks, and the production history.
+
+Every request to move `champion` is recorded in the append-only `approvals` table, granted or refused:
+- a person's promotion needs the version's recorded gate result to have passed, against the champion in force
+  (a gate compared with an older champion is stale) — or an override with a reason, recorded as an override;
+- a policy's (automatic) promotion also needs the gate's "beats the champion by the margin" check, and a policy
+  never overrides;
+- a rollback restores the champion in force before the current one, walking back through earlier rollbacks.
+The alias move, its `alias_events` row and the approval row happen under the model's database lock
+(`records.locked`), so concurrent requests are serialised: each sees the champion left by the one before it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from sqlalchemy.engine import Connection
+
+from model_registry import history as records
+from model_registry.gates import auto_promotable
+from model_registry.history import CHAMPION_ALIAS, AliasEvent, Approval
+from model_registry.registry import _alias_version, _point_alias, get_version
+from model_registry.tracking import mlflow_client
+from orchard.errors import OrchardError
+from orchard.months import month_range, parse_month
+from orchard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GATE_ARTIFACT = "gate_result.json"
+GATE_PASSED_TAG = "orchard.gate.passed"
+
+
+# --- the recorded gate of a version -------------------------------------------------------------------------
+
+
+def recorded_gate(settings: Settings, model: str, version: int) -> dict[str, Any] | None:
+    """Return the gate result logged on a version (gate_result.json of its run), or None if it was never gated."""
+    client = mlflow_client(settings)
+    found = get_version(client, model, version)
+    if GATE_PASSED_TAG not in found.tags:
+        return None
+    if found.run_id:
+        try:
+            return _read_run_json(client, found.run_id, GATE_ARTIFACT)
+        except (MlflowException, OSError, ValueError) as exc:
+            log.warning(
+                "%s v%s is tagged as gated but %s is unreadable: %s", model, version, GATE_ARTIFACT, exc
+            )
+    # The tags are the summary of the same record; enough to decide, and the approval says where it came from.
+    return {
+        "passed": found.tags[GATE_PASSED_TAG] == "true",
+        "reasons": [found.tags.get("orchard.gate.reason", "")],
+        "figures": {"window": found.tags.get("orchard.gate.window")},
+        "source": "version tags",
+    }
+
+
+def _read_run_json(client: MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:
+    """Read a JSON artifact of a run: straight from disk for a local store, else downloaded."""
+    root = client.get_run(run_id).info.artifact_uri or ""
+    if root.startswith("file://"):
+        # Local store: no download, and no progress bar on the user's terminal.
+        return json.loads((Path(url2pathname(urlparse(root).path)) / artifact).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, artifact, tmp)).read_text())
+
+
+def gate_refusal(gate: dict[str, Any] | None, champion: int | None, mode: str) -> str | None:
+    """Return why a gate does not allow promoting over the given champion (None: it allows it); pure."""
+    if gate is None:
+        return "it has no recorded gate result"
+    if not gate.get("passed"):
+        reasons = gate.get("reasons") or ["(no reason recorded)"]
+        return f"its gate failed: {reasons[0]}"
+    figures = gate.get("figures") or {}
+    if "champion_version" in figures and figures["champion_version"] != champion:
+        compared = "no champion" if figures["champion_version"] is None else f"v{figures['champion_version']}"
+        now = "no champion" if champion is None else f"v{champion}"
+        return f"its gate compared it with {compared} but the champion is now {now}: re-run the gate"
+    if mode == "policy" and not auto_promotable(gate):
+        return "it does not beat the champion by the margin, so a person must approve it"
+    return None
+
+
+# --- pure helpers over the history --------------------------------------------------------------------------
+
+
+def champion_lineage(recorded: list[AliasEvent]) -> list[int]:
+    """Return the chain of champions a rollback walks back through, oldest first; pure.
+
+    A promotion pushes its version; a rollback to a version in the chain cuts the chain back to it, so a
+    second rollback restores the champion before that one, never the version just rolled back.
+    """
+    chain: list[int] = []
+    for event in recorded:
+        if event.alias != CHAMPION_ALIAS:
+            continue
+        if event.action == "rollback" and event.version in chain:
+            del chain[len(chain) - chain[::-1].index(event.version) :]
+        elif not chain or chain[-1] != event.version:
+            chain.append(event.version)
+    return chain
+
+
+def _check_text(kind: str, value: str | None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise OrchardError(f"a {kind} is required (non-empty text)")
+    return value.strip()
+
+
+def _last_lifecycle_month(settings: Settings) -> str | None:
+    """Return the latest month the lifecycle finished (its ledger), if any."""
+    from orchard.lifecycle.ledger import load_month
+
+    for month in reversed(month_range(settings.start_month, settings.end_month)):
+        if load_month(settings, month) is not None:
+            return month
+    return None
+
+
+def _effective_month(settings: Settings, recorded: list[AliasEvent], effective_month: str | None) -> str:
+    """Return the business month a decision takes effect in; never earlier than the model's last decision."""
+    last = max((e.effective_month for e in recorded), default=None)
+    if effective_month is None:
+        candidates = [m for m in (last, _last_lifecycle_month(settings)) if m is not None]
+        return max(candidates) if candidates else settings.start_month
+    month = parse_month(effective_month)
+    if last is not None and month < last:
+        raise OrchardError(
+            f"business month {month} is before the model's last recorded decision ({last}): "
+            "the history is append-only and cannot be back-dated"
+        )
+    return month
+
+
+# --- moving the champion ------------------------------------------------------------------------------------
+
+
+def _move_and_record(
+    conn: Connection,
+    client: MlflowClient,
+    *,
+    model: str,
+    version: int,
+    current: int | None,
+    previous: int | None,
+    action: str,
+    event_reason: str,
+    approver: str,
+    gate: dict[str, Any] | None,
+    month: str,
+) -> AliasEvent:
+    """Point champion at version and append its event; put the alias back if the append fails."""
+    if current != version:
+        _point_alias(client, model, CHAMPION_ALIAS, version)
+    try:
+        return records.append_event(
+            conn, model=model, alias=CHAMPION_ALIAS, version=version, previous_version=previous, action=action,
+            reason=event_reason, approver=approver, gate=gate, effective_month=month,
+        )  # fmt: skip
+    except Exception:
+        if current != version:
+            if current is None:
+                client.delete_registered_model_alias(model, CHAMPION_ALIAS)
+            else:
+                _point_alias(client, model, CHAMPION_ALIAS, current)
+        raise
+
+
+def _replayed(
+    conn: Connection, model: str, action: str, version: int, month: str, mode: str
+) -> Approval | None:
+    """Return a policy request already recorded for the same decision (a rerun of the lifecycle)."""
+    for approval in reversed(records.approvals_in(conn, model)):
+        if (approval.action, approval.version, approval.effective_month, approval.mode) == (
+            action, version, month, mode,
+        ):  # fmt: skip
+            return approval
+    return None
+
+
+def request_promotion(
+    settings: Settings,
+    model: str,
+    version: int,
+    *,
+    approver: str,
+    reason: str,
+    mode: Literal["person", "policy"] = "person",
+    override_reason: str | None = None,
+    gate: dict[str, Any] | None = None,
+    effective_month: str | None = None,
+) -> Approval:
+    """Record a request to make a version champion and carry it out if allowed; return the approval record.
+
+    The gate is the version's recorded gate result unless given. The outcome is 'approved' (alias moved),
+    'refused' (alias untouched, refusal says why) or 'unchanged' (already champion). A policy request that
+    repeats one already recorded for the same version and business month returns that record (a rerun).
+    """
+    approver, reason = _check_text("approver", approver), _check_text("reason", reason)
+    if mode not in records.MODES:
+        raise OrchardError(f"unknown approval mode {mode!r}: expected one of {', '.join(records.MODES)}")
+    if override_reason is not None:
+        override_reason = _check_text("override reason", override_reason)
+        if mode == "policy":
+            raise OrchardError("a policy cannot override a gate: only a person can, with a reason")
+    client = mlflow_client(settings)
+    get_version(client, model, version)
+    if gate is None:
+        gate = recorded_gate(settings, model, version)
+
+    with records.locked(settings, model) as conn:
+        recorded = records.events_in(conn, model)
+        month = _effective_month(settings, recorded, effective_month)
+        if mode == "policy" and (earlier := _replayed(conn, model, "promote", version, month, mode)):
+            log.info(
+                "%s v%s: policy promotion in %s already recorded (%s)", model, version, month, earlier.outcome
+            )
+            return earlier
+        current = _alias_version(client, model, CHAMPION_ALIAS)
+        champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
+        believed = champions[-1].version if champions else None
+        common: dict[str, Any] = {
+            "model": model, "action": "promote", "version": version, "champion_before": current, "mode": mode,
+            "approver": approver, "reason": reason, "gate": gate, "effective_month": month,
+        }  # fmt: skip
+        if current == version and believed == version:
+            return records.append_approval(
+                conn, **common, outcome="unchanged", override_reason=None,
+                refusal=f"v{version} is already the champion", event_id=None,
+            )  # fmt: skip
+        refusal = gate_refusal(gate, current, mode)
+        if refusal is not None and override_reason is None:
+            return records.append_approval(
+                conn, **common, outcome="refused", override_reason=None,
+                refusal=f"cannot promote {model} v{version}: {refusal}", event_id=None,
+            )  # fmt: skip
+        used_override = override_reason if refusal is not None else None
+        event_reason = reason if used_override is None else f"{reason} [override: {used_override}; {refusal}]"
+        # If the alias already points here but the history does not say so (a crash after the move), the
+        # event is recorded now against the champion the history last knew.
+        previous = believed if current == version else current
+        event = _move_and_record(
+            conn, client, model=model, version=version, current=current, previous=previous, action="promote",
+            event_reason=event_reason, approver=approver, gate=gate, month=month,
+        )  # fmt: skip
+        return records.append_approval(
+            conn, **common, outcome="approved", override_reason=used_override, refusal=None, event_id=event.id
+        )
+
+
+def request_rollback(
+    settings: Settings,
+    model: str,
+    *,
+    approver: str,
+    reason: str,
+    effective_month: str | None = None,
+) -> Approval:
+    """Restore the champion in force before the current one, recording the rollback; return the approval record."""
+    approver, reason = _check_text("approver", approver), _check_text("reason", reason)
+    client = mlflow_client(settings)
+    with records.locked(settings, model) as conn:
+        recorded = records.events_in(conn, model)
+        month = _effective_month(settings, recorded, effective_month)
+        chain = champion_lineage(recorded)
+        if len(chain) < 2:
+            raise OrchardError(
+                f"{model} has no earlier champion to roll back to "
+                f"({'no champion yet' if not chain else f'v{chain[-1]} is its only champion'})"
+            )
+        current = _alias_version(client, model, CHAMPION_ALIAS)
+        target = chain[-2]
+        common: dict[str, Any] = {
+            "model": model, "action": "rollback", "version": target, "champion_before": current,
+            "mode": "person", "approver": approver, "reason": reason, "override_reason": None, "gate": None,
+            "effective_month": month,
+        }  # fmt: skip
+        if current != chain[-1]:
+            return records.append_approval(
+                conn, **common, outcome="refused", event_id=None,
+                refusal=f"cannot roll back {model}: the champion alias points at "
+                f"{'nothing' if current is None else f'v{current}'} but the history says v{chain[-1]}; "
+                "run `orchard history` to see the divergence",
+            )  # fmt: skip
+        get_version(client, model, target)
+        event = _move_and_record(
+            conn, client, model=model, version=target, current=current, previous=current, action="rollback",
+            event_reason=reason, approver=approver, gate=None, month=month,
+        )  # fmt: skip
+        return records.append_approval(conn, **common, outcome="approved", refusal=None, event_id=event.id)
+
+
+def promote_command(
+    settings: Settings,
+    model: str,
+    version: int,
+    approver: str,
+    reason: str,
+    override_reason: str | None = None,
+    effective_month: str | None = None,
+) -> str:
+    """Promote a version to champion as a person (`orchard promote`); raise OrchardError if refused."""
+    approval = request_promotion(
+        settings, model, int(version), approver=approver, reason=reason, mode="person",
+        override_reason=override_reason, effective_month=effective_month,
+    )  # fmt: skip
+    if approval.outcome == "refused":
+        raise OrchardError(
+            f"{approval.refusal} (request #{approval.id} recorded as refused; "
+            "pass --override with a reason to promote anyway)"
+        )
+    if approval.outcome == "unchanged":
+        return f"{model} v{version} is already the champion; request #{approval.id} recorded, nothing moved"
+    before = "no champion" if approval.champion_before is None else f"v{approval.champion_before}"
+    text = (
+        f"{model} champion: {before} -> v{version} (business month {approval.effective_month}), approved by "
+        f"{approval.approver}: {approval.reason} [approval #{approval.id}, event #{approval.event_id}]"
+    )
+    if approval.override_reason:
+        text += f"\nOVERRIDE recorded: {approval.override_reason}"
+    elif override_reason:
+        text += "\n(the gate passed: no override was needed, none recorded)"
+    return text
+
+
+def rollback_command(settings: Settings, model: str, approver: str, reason: str) -> str:
+    """Roll the champion back to the previous one (`orchard rollback`); raise OrchardError if refused."""
+    approval = request_rollback(settings, model, approver=approver, reason=reason)
+    if approval.outcome == "refused":
+        raise OrchardError(f"{approval.refusal} (request #{approval.id} recorded as refused)")
+    return (
+        f"{model} champion rolled back: v{approval.champion_before} -> v{approval.version} "
+        f"(business month {approval.effective_month}), by {approval.approver}: {approval.reason} "
+        f"[approval #{approval.id}, event #{approval.event_id}]"
+    )
+
+
+# --- the production history ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """Whether the recorded history agrees with the MLflow alias, and what disagrees if not."""
+
+    ok: bool
+    alias_version: int | None
+    history_version: int | None
+    problems: list[str] = field(default_factory=list)
+
+
+def check_history(recorded: list[AliasEvent], alias_version: int | None) -> HistoryCheck:
+    """Compare the champion events with the alias: last event = alias, unbroken chain, same order by month; pure."""
+    champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
+    problems: list[str] = []
+    history_version = champions[-1].version if champions else None
+    if history_version != alias_version:
+        problems.append(
+            f"MLflow alias champion is {'unset' if alias_version is None else f'v{alias_version}'} but the last "
+            f"recorded champion event says {'none' if history_version is None else f'v{history_version}'}"
+        )
+    for before, after in zip([None, *champions], champions, strict=False):
+        expected = None if before is None else before.version
+        if after.previous_version != expected:
+            problems.append(
+                f"event #{after.id} moved champion from v{after.previous_version} but the history had "
+                f"{'none' if expected is None else f'v{expected}'}: the alias moved outside Orchard"
+            )
+    if champions:
+        by_month = records.event_in_force_by_month(champions, max(e.effective_month for e in champions))
+        if by_month is not None and by_month.id != champions[-1].id:
+            problems.append(
+                f"by business month the champion ends as v{by_month.version} (event #{by_month.id}) "
+                f"but by recorded order as v{champions[-1].version}: a decision was back-dated"
+            )
+    return HistoryCheck(not problems, alias_version, history_version, problems)
+
+
+def verify_history(settings: Settings, model: str) -> HistoryCheck:
+    """Check that the model's recorded champion history is consistent with its MLflow champion alias."""
+    return check_history(
+        records.events(settings, model), _alias_version(mlflow_client(settings), model, CHAMPION_ALIAS)
+    )
+
+
+Kind = Literal["now", "month", "time"]
+
+
+def parse_moment(at: str | None) -> tuple[Kind, str | datetime | None]:
+    """Parse --at: None (now), 'YYYY-MM' (business month), a date (its end, UTC) or an ISO datetime; pure."""
+    if at is None:
+        return "now", None
+    text = at.strip()
+    if len(text) == 7:
+        return "month", parse_month(text)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            # A date means the state at the end of that day: every change recorded that day counts.
+            return "time", datetime.combine(day + timedelta(days=1), time.min, UTC) - timedelta(
+                microseconds=1
+            )
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise OrchardError(
+            f"invalid moment {at!r}: expected a business month YYYY-MM, a date YYYY-MM-DD or an ISO datetime"
+        ) from exc
+    return "time", moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ChampionHistory:
+    """Which version was champion at a moment, the decision that made it so, and the whole record."""
+
+    model: str
+    at: str | None
+    kind: Kind
+    champion: int | None
+    decided_by: AliasEvent | None
+    approval: Approval | None
+    events: list[AliasEvent]
+    approvals: list[Approval]
+    check: HistoryCheck
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict of the answer."""
+        return {
+            "model": self.model,
+            "at": self.at,
+            "kind": self.kind,
+            "champion": self.champion,
+            "decided_by": None if self.decided_by is None else self.decided_by.to_dict(),
+            "approval": None if self.approval is None else self.approval.to_dict(),
+            "events": [e.to_dict() for e in self.events],
+            "approvals": [a.to_dict() for a in self.approvals],
+            "check": {"ok": self.check.ok, "alias_version": self.check.alias_version,
+                      "history_version": self.check.history_version, "problems": self.check.problems},
+        }  # fmt: skip
+
+
+def history(settings: Settings, model: str, at: str | None = None) -> ChampionHistory:
+    """Answer which version was champion at a moment (now, a business month, a date or datetime) and why."""
+    kind, moment = parse_moment(at)
+    recorded = records.events(settings, model)
+    approvals = records.approvals_of(settings, model)
+    champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
+    if kind == "month":
+        decided = records.event_in_force_by_month(champions, str(moment))
+    elif kind == "time":
+        decided = records.event_in_force_at(champions, moment)  # type: ignore[arg-type]
+    else:
+        decided = champions[-1] if champions else None
+    approval = next((a for a in approvals if decided is not None and a.event_id == decided.id), None)
+    check = check_history(recorded, _alias_version(mlflow_client(settings), model, CHAMPION_ALIAS))
+    return ChampionHistory(
+        model,
+        at,
+        kind,
+        None if decided is None else decided.version,
+        decided,
+        approval,
+        recorded,
+        approvals,
+        check,
+    )
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_history(answer: ChampionHistory) -> str:
+    """Render a history answer as plain text: the answer, the events, the requests, the consistency check."""
+    where = {"now": "now", "month": f"at the end of business month {answer.at}", "time": f"at {answer.at}"}
+    lines = [f"{answer.model}: production history of the champion"]
+    if answer.decided_by is None:
+        lines.append(f"Champion {where[answer.kind]}: none (no champion had been recorded by then)")
+    else:
+        e = answer.decided_by
+        lines.append(
+            f"Champion {where[answer.kind]}: v{e.version}, since business month {e.effective_month} "
+            f"(recorded {e.recorded_at:%Y-%m-%d %H:%M:%S} UTC) by {e.action} of {e.approver}: {e.reason}"
+        )
+        if e.gate:
+            gate_reasons = e.gate.get("reasons") or []
+            lines.append(f"  gate: {'passed' if e.gate.get('passed') else 'FAILED'}"
+                         + (f" - {gate_reasons[0]}" if gate_reasons else ""))  # fmt: skip
+        if answer.approval is not None and answer.approval.override_reason:
+            lines.append(f"  OVERRIDE by {answer.approval.approver}: {answer.approval.override_reason}")
+    lines += ["", "Alias events (append-only):",
+              f"  {'#':>4}  {'recorded (UTC)':19}  {'month':7}  {'alias':10}  {'action':14}  {'ver':>4}  "
+              f"{'from':>4}  {'approver':16}  reason"]  # fmt: skip
+    for e in answer.events:
+        previous = "-" if e.previous_version is None else str(e.previous_version)
+        lines.append(
+            f"  {e.id:>4}  {e.recorded_at:%Y-%m-%d %H:%M:%S}  {e.effective_month:7}  {e.alias:10}  {e.action:14}  "
+            f"{e.version:>4}  {previous:>4}  {_short(e.approver, 16):16}  {_short(e.reason, 100)}"
+        )
+    if answer.approvals:
+        lines += ["", "Champion requests (approvals, append-only):"]
+        for a in answer.approvals:
+            extra = a.refusal if a.outcome != "approved" else (f"OVERRIDE: {a.override_reason}" if
+                                                              a.override_reason else f"event #{a.event_id}")  # fmt: skip
+            lines.append(
+                f"  {a.id:>4}  {a.recorded_at:%Y-%m-%d %H:%M:%S}  {a.effective_month:7}  {a.action:8}  v{a.version:<3}  "
+                f"{a.outcome:9}  {a.mode:6}  {_short(a.approver, 16):16}  {_short(a.reason, 60)}  ({extra})"
+            )
+    lines.append("")
+    if answer.check.ok:
+        alias = answer.check.alias_version
+        lines.append(f"Consistent: MLflow alias champion = {'unset' if alias is None else f'v{alias}'} "
+                     "= last recorded champion event")  # fmt: skip
+    else:
+        lines += ["INCONSISTENT history:", *(f"  - {p}" for p in answer.check.problems)]
+    return "\n".join(lines)
+
+
+def history_command(settings: Settings, model: str, at: str | None = None) -> str:
+    """Answer `orchard history MODEL [--at DATE]`: the champion at that moment, why, and the full record."""
+    return render_history(history(settings, model, at))

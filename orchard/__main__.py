@@ -1,0 +1,5 @@
+"""`python -m orchard` runs the CLI."""
+
+from orchard.cli import main
+
+main()

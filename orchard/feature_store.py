@@ -1,0 +1,294 @@
+"""The Feast feature store of Orchard: factory, offline tables, apply, monthly materialization, retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast import FeatureService, FeatureStore, RepoConfig
+from feast.errors import FeatureServiceNotFoundException
+
+from feature_repo.definitions import definitions
+from feature_repo.services import APPLICATION_PD_V1, SERVICE_VIEWS
+from feature_repo.views import offline_table
+from orchard.atomic import atomic_path, write_json, write_text
+from orchard.errors import OrchardError
+from orchard.features import (
+    CREDIT_HISTORY,
+    ENTITY_KEY,
+    PARTNER_ACTIVITY,
+    credit_history_features,
+    partner_activity_features,
+)
+from orchard.months import month_end, month_start, parse_month
+from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
+from orchard.settings import Settings
+from orchard.sources import BATCH_ID, EVENT_TIME
+
+logger = logging.getLogger(__name__)
+
+PROJECT = "orchard"
+ENTITY_TIME = "event_timestamp"
+VIEWS = (PARTNER_ACTIVITY, CREDIT_HISTORY)
+_ROW = "__orchard_row"
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """What one materialization wrote to the online store."""
+
+    rows: int
+    seconds: float
+
+
+def _tables_state(settings: Settings) -> Path:
+    return settings.features_dir / "tables.json"
+
+
+def _materialized_state(settings: Settings) -> Path:
+    return settings.feast_dir / "materialized.json"
+
+
+def _applied_state(settings: Settings) -> Path:
+    return settings.feast_dir / "applied.sha256"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def repo_config(settings: Settings, *, stock_online_store: bool = False) -> RepoConfig:
+    """Return the programmatic Feast config: file registry, duckdb offline store, SQLite online store."""
+    feast_dir = settings.feast_dir.resolve()
+    if stock_online_store:
+        provider = "local"
+        online: dict[str, Any] = {"type": "sqlite", "path": str(feast_dir / "online_stock.db")}
+    else:
+        provider = PROVIDER_CLASS
+        online = {"type": STORE_CLASS, "path": str(feast_dir / "online.db")}
+    return RepoConfig(
+        project=PROJECT,
+        provider=provider,
+        registry={"registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60},
+        offline_store={"type": "duckdb"},
+        online_store=online,
+        entity_key_serialization_version=3,
+        repo_path=feast_dir,
+    )
+
+
+def open_store(settings: Settings, *, stock_online_store: bool = False) -> FeatureStore:
+    """Return a FeatureStore over Orchard's state folder (Orchard's online store unless stock is asked)."""
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(settings, stock_online_store=stock_online_store))
+
+
+def _partner_table(
+    settings: Settings, partner_users: pd.DataFrame, state: dict[str, Any]
+) -> tuple[pa.Table, bool]:
+    """Return the partner_activity table and whether it changed; only new batches are featurized."""
+    counts = partner_users[BATCH_ID].value_counts() if BATCH_ID in partner_users.columns else pd.Series()
+    batches = {str(k): int(v) for k, v in counts.items()}
+    seen: dict[str, int] = state.get(PARTNER_ACTIVITY, {}).get("batches", {})
+    target = offline_table(settings.features_dir, PARTNER_ACTIVITY)
+    state.setdefault(PARTNER_ACTIVITY, {})["batches"] = batches
+    # append only when every batch already featurized is still there, unchanged in size
+    if batches and seen and target.exists() and all(batches.get(b) == n for b, n in seen.items()):
+        new_rows = partner_users[~partner_users[BATCH_ID].isin(list(seen))]
+        existing = pq.read_table(target)
+        if new_rows.empty:
+            return existing, False
+        fresh = _to_arrow(partner_activity_features(new_rows))
+        return pa.concat_tables([existing, fresh.cast(existing.schema)]), True
+    return _to_arrow(partner_activity_features(partner_users)), True
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Convert a feature frame to Arrow; an empty text column stays string (Parquet 'null' breaks joins)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def update_offline_tables(
+    settings: Settings, partner_users: pd.DataFrame, repayments: pd.DataFrame
+) -> dict[str, int]:
+    """Bring the offline feature tables up to date with the full silver history; write only what changed.
+
+    partner_activity appends the features of new batches (a changed or missing batch recomputes it all);
+    credit_history is recomputed, since its lifetime features depend on the whole history.
+    """
+    state = _read_json(_tables_state(settings))
+    partner, partner_changed = _partner_table(settings, partner_users, state)
+    credit = credit_history_features(repayments)
+    credit_digest = ordered_sha256(credit)
+    credit_target = offline_table(settings.features_dir, CREDIT_HISTORY)
+    credit_changed = (
+        state.get(CREDIT_HISTORY, {}).get("sha256") != credit_digest or not credit_target.exists()
+    )
+    if partner_changed:
+        with atomic_path(offline_table(settings.features_dir, PARTNER_ACTIVITY)) as tmp:
+            pq.write_table(partner, tmp)
+        logger.info("offline table %s written: %d rows", PARTNER_ACTIVITY, partner.num_rows)
+    if credit_changed:
+        with atomic_path(credit_target) as tmp:
+            pq.write_table(_to_arrow(credit), tmp)
+        logger.info("offline table %s written: %d rows", CREDIT_HISTORY, len(credit))
+    state[PARTNER_ACTIVITY]["rows"] = partner.num_rows
+    state[CREDIT_HISTORY] = {"sha256": credit_digest, "rows": len(credit)}
+    if partner_changed or credit_changed:
+        write_json(state, _tables_state(settings))
+    return {PARTNER_ACTIVITY: partner.num_rows, CREDIT_HISTORY: len(credit)}
+
+
+def ordered_sha256(frame: pd.DataFrame) -> str:
+    """Return a content hash of a frame in its row order (feature frames are deterministically sorted)."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(",".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
+    return digest.hexdigest()
+
+
+def _strip_meta(message: Any) -> None:
+    # nested data sources carry creation timestamps in `meta`; they are not part of a definition
+    for field, value in message.ListFields():
+        if field.name == "meta":
+            message.ClearField(field.name)
+        elif field.message_type is not None:
+            is_repeated = field.is_repeated
+            is_map = is_repeated and field.message_type.GetOptions().map_entry
+            if is_map:
+                continue
+            for item in value if is_repeated else [value]:
+                _strip_meta(item)
+
+
+def _fingerprint(objects: list[Any]) -> str:
+    digest = hashlib.sha256()
+    for obj in sorted(objects, key=lambda o: (type(o).__name__, o.name)):
+        spec = obj.to_proto().spec
+        _strip_meta(spec)
+        digest.update(type(obj).__name__.encode())
+        digest.update(spec.SerializeToString(deterministic=True))
+    return digest.hexdigest()
+
+
+def apply_definitions(settings: Settings, *, store: FeatureStore | None = None) -> None:
+    """Register Orchard's entity, views and services; a no-op when the definitions did not change."""
+    objects = definitions(settings)
+    fingerprint = _fingerprint(objects)
+    marker = _applied_state(settings)
+    registry = settings.feast_dir / "registry.db"
+    if registry.exists() and marker.exists() and marker.read_text() == fingerprint:
+        logger.info("feast definitions unchanged; apply skipped")
+        return
+    store = store or open_store(settings)
+    store.apply(objects)
+    # changed views may have recreated their online tables empty: every month must be written again
+    _materialized_state(settings).unlink(missing_ok=True)
+    logger.info("feast definitions applied (%d objects)", len(objects))
+    write_text(fingerprint, marker)
+
+
+def month_rows(settings: Settings, view: str, month: str) -> pd.DataFrame:
+    """Return the latest offline row per user of a view whose event time falls in the month."""
+    path = offline_table(settings.features_dir, view)
+    if not path.exists():
+        raise OrchardError(f"offline table {path} is missing: run update_offline_tables first")
+    start, end = month_start(month), month_end(month)
+    frame = pq.read_table(
+        path, filters=[(EVENT_TIME, ">=", start.to_pydatetime()), (EVENT_TIME, "<", end.to_pydatetime())]
+    ).to_pandas()
+    frame = frame.sort_values([ENTITY_KEY, EVENT_TIME], kind="stable")
+    return frame.drop_duplicates(ENTITY_KEY, keep="last").reset_index(drop=True)
+
+
+def materialize_month(
+    settings: Settings, month: str, *, store: FeatureStore | None = None
+) -> MaterializeResult:
+    """Write the month's rows of every view to the online store; rows already written are skipped."""
+    started = time.perf_counter()
+    month = parse_month(month)
+    state = _read_json(_materialized_state(settings))
+    pending = {}
+    for view in VIEWS:
+        frame = month_rows(settings, view, month)
+        digest = ordered_sha256(frame)
+        if state.get(view, {}).get(month) != digest:
+            pending[view] = (frame, digest)
+    rows = 0
+    if pending:
+        store = store or open_store(settings)
+        for view, (frame, digest) in pending.items():
+            if len(frame):
+                store.write_to_online_store(view, frame)
+                feature_view = store.get_feature_view(view)
+                store.registry.apply_materialization(
+                    feature_view,
+                    store.project,
+                    month_start(month).to_pydatetime(),
+                    month_end(month).to_pydatetime(),
+                )
+            rows += len(frame)
+            state.setdefault(view, {})[month] = digest
+        write_json(state, _materialized_state(settings))
+    seconds = time.perf_counter() - started
+    logger.info("materialized %s: %d rows in %.3fs", month, rows, seconds)
+    return MaterializeResult(rows=rows, seconds=seconds)
+
+
+def _service(store: FeatureStore, service: str) -> FeatureService:
+    try:
+        return store.get_feature_service(service)
+    except FeatureServiceNotFoundException:
+        raise OrchardError(
+            f"unknown feature service {service!r}; known: {', '.join(sorted(SERVICE_VIEWS))} "
+            "(run apply_definitions first)"
+        ) from None
+
+
+def training_frame(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    service: str = APPLICATION_PD_V1,
+    *,
+    store: FeatureStore | None = None,
+) -> pd.DataFrame:
+    """Return entity_df (row order and extra columns kept) joined point-in-time with the service's features."""
+    missing = [c for c in (ENTITY_KEY, ENTITY_TIME) if c not in entity_df.columns]
+    if missing:
+        raise OrchardError(f"entity_df is missing column(s) {', '.join(missing)} for the point-in-time join")
+    store = store or open_store(settings)
+    feature_service = _service(store, service)
+    entities = entity_df.copy()
+    entities[ENTITY_TIME] = pd.to_datetime(entities[ENTITY_TIME], utc=True)
+    entities[_ROW] = range(len(entities))
+    job = store.get_historical_features(entity_df=entities, features=feature_service)
+    frame = job.to_df().sort_values(_ROW).set_index(_ROW)
+    frame.index.name = None
+    frame = frame.reset_index(drop=True)
+    extra = [c for c in frame.columns if c not in entities.columns]
+    return frame[[*(c for c in entity_df.columns), *extra]]
+
+
+def online_features(
+    settings: Settings,
+    user_ids: list[str],
+    service: str = APPLICATION_PD_V1,
+    *,
+    store: FeatureStore | None = None,
+) -> pd.DataFrame:
+    """Return the latest online feature values of each user (one row per user id, in the given order)."""
+    store = store or open_store(settings)
+    feature_service = _service(store, service)
+    response = store.get_online_features(
+        features=feature_service, entity_rows=[{ENTITY_KEY: user_id} for user_id in user_ids]
+    )
+    return response.to_df()

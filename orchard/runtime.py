@@ -1,0 +1,43 @@
+"""Start-up at the edge: build the settings, check the state folder, point the tools at it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from orchard.errors import OrchardError
+from orchard.settings import Settings, tool_environment
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment (+ overrides); a malformed setting becomes one clear error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"ORCHARD_{field.upper()}: {err['msg']}")
+        raise OrchardError("invalid setting " + "; ".join(problems)) from None
+
+
+def ensure_writable(home: Path) -> Path:
+    """Create the state folder if needed and prove it is writable, or raise a clear error."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OrchardError(f"state folder {home} is not writable: {exc.strerror or exc}") from None
+    return home
+
+
+def prepare(settings: Settings) -> Settings:
+    """Make the state folder usable and point Prefect, MLflow, Feast, GE and Evidently at it."""
+    ensure_writable(settings.home)
+    os.environ.update(tool_environment(settings))
+    return settings

@@ -1,0 +1,80 @@
+"""Helpers of the end-to-end tests: run `orchard` in a subprocess on a small, fast lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+SMALL_LIFECYCLE = {
+    "ORCHARD_N_USERS": "3000",
+    "ORCHARD_START_MONTH": "2019-01",
+    "ORCHARD_END_MONTH": "2019-09",
+    "ORCHARD_SHOCK_MONTH": "2019-07",
+    "ORCHARD_LABEL_WINDOW_MONTHS": "2",
+    "ORCHARD_BAD_DPD": "30",
+    "ORCHARD_MIN_MATURE_VINTAGES": "3",
+    "ORCHARD_GATE_WINDOW_MONTHS": "1",
+    "ORCHARD_RETRAIN_COOLDOWN_MONTHS": "1",
+    "ORCHARD_CORRUPT_BATCHES": '["applications:2019-03"]',
+}
+
+
+def orchard_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment of a subprocess: the small lifecycle rooted at home, no inherited ORCHARD_ values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    env.update(SMALL_LIFECYCLE)
+    env.update({"ORCHARD_HOME": str(home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"})
+    env.update(extra)
+    return env
+
+
+def orchard_cmd(*args: str) -> list[str]:
+    """Return the command line running the orchard CLI of this interpreter."""
+    return [sys.executable, "-m", "orchard", *args]
+
+
+def run_orchard(
+    home: Path, *args: str, timeout: float = 600, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion and return its result (output captured)."""
+    return subprocess.run(
+        orchard_cmd(*args), env=orchard_env(home, **extra), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def final_state(home: Path) -> dict[str, object]:
+    """Return what must be identical after an interrupted-then-resumed run and an uninterrupted one."""
+    db = sqlite3.connect(home / "mlflow" / "mlflow.db")
+    versions = sorted(
+        db.execute(
+            "select v.name, v.version, t.value from model_versions v left join model_version_tags t "
+            "on t.name = v.name and t.version = v.version and t.key = 'orchard.train_key'"
+        ).fetchall()
+    )
+    aliases = sorted(db.execute("select name, alias, version from registered_model_aliases").fetchall())
+    db.close()
+    history = sqlite3.connect(home / "registry" / "history.db")
+    events = history.execute(
+        "select model, alias, version, previous_version, action, reason, approver, effective_month "
+        "from alias_events order by id"
+    ).fetchall()
+    history.close()
+    months = {}
+    for path in sorted((home / "state" / "months").glob("*.json")):
+        record = json.loads(path.read_text())
+        record.pop("stage_seconds", None)
+        months[path.stem] = record
+    bronze = sorted(str(p.relative_to(home)) for p in (home / "lake" / "bronze").rglob("*.parquet"))
+    silver = sorted(str(p.relative_to(home)) for p in (home / "lake" / "silver").rglob("*.parquet"))
+    return {
+        "versions": versions,
+        "aliases": aliases,
+        "events": events,
+        "months": months,
+        "bronze": bronze,
+        "silver": silver,
+    }

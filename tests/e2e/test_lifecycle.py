@@ -1,0 +1,94 @@
+"""End to end: a short lifecycle through the real CLI, Prefect, GE, Feast, MLflow and Evidently."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def completed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One uninterrupted small lifecycle, shared by the assertions below."""
+    home = tmp_path_factory.mktemp("lifecycle") / "orchard"
+    result = run_orchard(home, "demo")
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return home, result
+
+
+def test_demo_catches_the_bad_batch_and_keeps_it_out(
+    completed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    # Given the simulator corrupted applications of 2019-03
+    home, result = completed
+    # Then it is quarantined with its validation result, and nothing of it reached silver
+    quarantine = home / "lake" / "quarantine" / "applications" / "applications-2019-03"
+    assert (quarantine / "validation.json").exists(), "quarantined batch has no validation result"
+    assert not (home / "lake" / "silver" / "applications" / "2019-03.parquet").exists()
+    record = json.loads((home / "state" / "months" / "2019-03.json").read_text())
+    assert "applications-2019-03" in record["quarantined"]
+    assert any("not_be_null" in b or "in_set" in b for b in record["quarantined"]["applications-2019-03"])
+    assert "applications-2019-03" in result.stdout, "summary does not list the quarantined batch"
+
+
+def test_demo_trains_a_champion_detects_the_shock_and_decides(
+    completed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, result = completed
+    state = final_state(home)
+    aliases = {(name, alias): version for name, alias, version in state["aliases"]}
+    assert ("application_pd", "champion") in aliases, "no champion after the lifecycle"
+    months = state["months"]
+    breaches = [m for m, r in months.items() if r["breach"] and m >= "2019-07"]
+    assert breaches and breaches[0] <= "2019-09", (
+        f"shock from 2019-07 not detected within 3 months: {breaches}"
+    )
+    promotions = [r["promotion"] for r in months.values() if r["promotion"]]
+    assert len(promotions) >= 2, "expected the first promotion and at least one retrain decision"
+    assert promotions[-1]["action"] in {"promote", "reject"} and promotions[-1]["reason"]
+    assert "Alias history" in result.stdout and "BREACH" in result.stdout
+
+
+def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    # Given a finished lifecycle
+    home, _ = completed
+    before = final_state(home)
+    # When the demo runs again
+    again = run_orchard(home, "demo")
+    # Then no batch, version, alias move or month record is added or changed
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert final_state(home) == before
+
+
+@pytest.mark.parametrize("months_before_kill", [2, 5])
+def test_killed_run_resumes_to_the_same_state(
+    tmp_path: Path, completed: tuple[Path, subprocess.CompletedProcess[str]], months_before_kill: int
+) -> None:
+    # Given a demo killed (SIGKILL, no clean-up) while working on a month
+    reference_home, _ = completed
+    home = tmp_path / "orchard"
+    process = subprocess.Popen(
+        orchard_cmd("demo"), env=orchard_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    months_dir = home / "state" / "months"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and process.poll() is None:
+        if months_dir.exists() and len(list(months_dir.glob("*.json"))) >= months_before_kill:
+            break
+        time.sleep(0.05)
+    time.sleep(0.7)  # land the kill inside the next month's stages
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # When it runs again to the end
+    resumed = run_orchard(home, "demo")
+    # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert final_state(home) == final_state(reference_home)

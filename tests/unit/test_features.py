@@ -1,0 +1,192 @@
+"""Unit tests of the pure feature functions and the feature registry (tiny frames built here)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from orchard.errors import OrchardError
+from orchard.features import (
+    CREDIT_HISTORY,
+    FEATURES,
+    PARTNER_ACTIVITY,
+    credit_history_features,
+    feature_names,
+    partner_activity_features,
+)
+
+
+def _ts(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day, tz="UTC")
+
+
+def _partner(rows: list[dict[str, object]]) -> pd.DataFrame:
+    base = {
+        "batch_id": "partner_users-2020-01",
+        "age": 30,
+        "city_tier": "tier1",
+        "device_os": "ios",
+        "platform_tenure_months": 12,
+        "active_days_30d": 20,
+        "txn_count_30d": 10,
+        "txn_amount_30d": 500.0,
+        "income_est_monthly": 2000.0,
+        "late_bill_payments_12m": 0,
+    }
+    return pd.DataFrame([base | row for row in rows])
+
+
+def _statement(user: str, loan: str, day: str, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "application_id": loan,
+        "user_id": user,
+        "months_on_book": 1,
+        "balance": 1000.0,
+        "amount_due": 100.0,
+        "amount_paid": 100.0,
+        "dpd": 0,
+        "status": "current",
+        "event_ts": _ts(day),
+        "batch_id": "repayments-x",
+    }
+    return row | values
+
+
+def _history(rows: list[dict[str, object]]) -> pd.DataFrame:
+    return credit_history_features(pd.DataFrame(rows))
+
+
+def _at(frame: pd.DataFrame, user: str, month: str) -> pd.Series:
+    rows = frame[(frame["user_id"] == user) & (frame["event_ts"].dt.strftime("%Y-%m") == month)]
+    assert len(rows) == 1, f"expected one row for {user} in {month}, got {len(rows)}"
+    return rows.iloc[0]
+
+
+def test_registry_names_are_unique_and_cover_both_views() -> None:
+    # Given the registry, when listing names, then every feature name is unique and both views are populated
+    names = [f.name for f in FEATURES]
+    assert len(names) == len(set(names)), "a feature name appears twice in FEATURES"
+    assert "spend_to_income" in feature_names(PARTNER_ACTIVITY), "derived feature missing from partner view"
+    assert feature_names(CREDIT_HISTORY) == [
+        "open_loans_count",
+        "max_dpd_3m",
+        "missed_payments_3m",
+        "open_balance",
+    ], "credit history names drifted from the canonical list"
+    assert all(f.description and f.tags for f in FEATURES), "every feature needs a description and tags"
+
+
+def test_unknown_view_is_a_clear_error() -> None:
+    # Given a view name that does not exist, when asking its features, then the error names it
+    with pytest.raises(OrchardError, match="no_such_view"):
+        feature_names("no_such_view")
+
+
+def test_partner_features_columns_and_spend_to_income() -> None:
+    # Given two users, one with zero estimated income
+    frame = _partner(
+        [
+            {
+                "user_id": "u1",
+                "event_ts": _ts("2020-01-10"),
+                "txn_amount_30d": 500.0,
+                "income_est_monthly": 2000.0,
+            },
+            {
+                "user_id": "u2",
+                "event_ts": _ts("2020-01-11"),
+                "txn_amount_30d": 300.0,
+                "income_est_monthly": 0.0,
+            },
+        ]
+    )
+    # When computing the partner features
+    out = partner_activity_features(frame)
+    # Then the columns are the canonical ones and the ratio is guarded against a zero income
+    assert list(out.columns) == ["user_id", "event_ts", *feature_names(PARTNER_ACTIVITY)], (
+        "unexpected columns"
+    )
+    by_user = out.set_index("user_id")
+    assert by_user.loc["u1", "spend_to_income"] == pytest.approx(0.25), "500 / 2000 should be 0.25"
+    ratio = by_user.loc["u2", "spend_to_income"]
+    assert math.isfinite(ratio) and ratio == pytest.approx(300.0), "zero income must not give inf or NaN"
+    assert "batch_id" not in out.columns, "lineage columns are not features"
+
+
+def test_partner_features_missing_column_is_named() -> None:
+    # Given a partner frame without income, when computing features, then the error names the column
+    frame = _partner([{"user_id": "u1", "event_ts": _ts("2020-01-10")}]).drop(columns="income_est_monthly")
+    with pytest.raises(OrchardError, match="income_est_monthly"):
+        partner_activity_features(frame)
+
+
+def test_more_missed_payments_give_larger_missed_payments_3m() -> None:
+    # Given two users with the same loan, one paying in full and one missing two instalments
+    rows = []
+    for month, paid_bad in (("2020-01", 100.0), ("2020-02", 0.0), ("2020-03", 40.0)):
+        rows.append(_statement("good", "L1", f"{month}-15"))
+        rows.append(_statement("bad", "L2", f"{month}-15", amount_paid=paid_bad))
+    # When computing credit history
+    out = _history(rows)
+    # Then the bad payer has more missed payments at the last month, and the good payer none
+    assert _at(out, "bad", "2020-03")["missed_payments_3m"] == 2, "two short payments in the window"
+    assert _at(out, "good", "2020-03")["missed_payments_3m"] == 0, "a full payer has no missed payments"
+
+
+def test_history_only_uses_the_past() -> None:
+    # Given a user who is clean in Jan-Feb and goes 60 days past due in March on a second loan
+    rows = [
+        _statement("u", "L1", "2020-01-15"),
+        _statement("u", "L1", "2020-02-15"),
+        _statement("u", "L1", "2020-03-15", dpd=60, amount_paid=0.0, status="delinquent"),
+        _statement("u", "L2", "2020-03-20", balance=500.0),
+    ]
+    # When computing credit history
+    out = _history(rows)
+    # Then February's row knows nothing of March (no future delinquency, no future loan)
+    feb = _at(out, "u", "2020-02")
+    assert feb["max_dpd_3m"] == 0 and feb["missed_payments_3m"] == 0, "February must not see March's dpd"
+    assert feb["open_loans_count"] == 1, "the second loan starts in March"
+    # And March's row is dated at its last statement and sees both loans
+    mar = _at(out, "u", "2020-03")
+    assert mar["event_ts"] == _ts("2020-03-20"), "the month's row is known only at its last statement"
+    assert mar["open_loans_count"] == 2 and mar["max_dpd_3m"] == 60, "March sees both loans and the dpd"
+    assert mar["open_balance"] == pytest.approx(1500.0), "both open loans' balances"
+
+
+def test_window_forgets_after_three_months_and_ignores_closed_loans() -> None:
+    # Given a delinquency in 2019-10 and statements up to 3 months later, plus a charged-off loan
+    rows = [
+        _statement("u", "L1", "2019-10-15", dpd=90, amount_paid=0.0, status="delinquent"),
+        _statement("u", "L1", "2019-12-15"),
+        _statement("u", "L1", "2020-01-15"),
+        _statement("u", "L2", "2020-01-16", balance=700.0, status="charged_off"),
+    ]
+    # When computing credit history
+    out = _history(rows)
+    # Then 2019-12 still sees the delinquency (2 months back) and 2020-01 does not (3 months back)
+    assert _at(out, "u", "2019-12")["max_dpd_3m"] == 90, "2019-10 is inside 2019-12's 3-month window"
+    jan = _at(out, "u", "2020-01")
+    assert jan["max_dpd_3m"] == 0 and jan["missed_payments_3m"] == 0, "2019-10 left the window"
+    assert jan["open_loans_count"] == 1, "a charged-off loan is not open"
+    assert jan["open_balance"] == pytest.approx(1000.0), "a charged-off loan is not an open balance"
+
+
+def test_users_do_not_leak_into_each_other() -> None:
+    # Given a delinquent user and a clean user in the same months
+    rows = [
+        _statement("a", "L1", "2020-01-15", dpd=120),
+        _statement("b", "L2", "2020-02-15"),
+    ]
+    # When computing credit history, then the clean user's window holds only their own statements
+    out = _history(rows)
+    assert _at(out, "b", "2020-02")["max_dpd_3m"] == 0, "user b must not inherit user a's dpd"
+
+
+def test_empty_repayments_give_typed_empty_frame() -> None:
+    # Given no statements at all, when computing history, then the result is empty with canonical columns
+    empty = pd.DataFrame([_statement("u", "L", "2020-01-15")]).iloc[0:0]
+    out = credit_history_features(empty)
+    assert out.empty and list(out.columns) == ["user_id", "event_ts", *feature_names(CREDIT_HISTORY)]
