@@ -98,7 +98,8 @@ def _report(record: MonthRecord) -> None:
             f"trained v{record.trained['version']} (oot AUC {record.trained['metrics']['oot_auc']:.3f})"
         )
     if record.promotion:
-        parts.append(f"{record.promotion['action']}: {record.promotion['reason']}")
+        reason = record.promotion["reason"].split("; ")[0]
+        parts.append(f"{record.promotion['action']}: {reason}")
     progress.info(" | ".join(parts))
 
 

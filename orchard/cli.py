@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -52,7 +53,7 @@ def _quiet_tools() -> None:
     """Keep the demo's output to Orchard's own lines: the tools' deprecation chatter and INFO logs off."""
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
-    for name in ("mlflow", "feast", "great_expectations", "evidently", "alembic", "py.warnings"):
+    for name in ("mlflow", "feast", "great_expectations", "evidently", "alembic", "py.warnings", "orchard"):
         logging.getLogger(name).setLevel(logging.ERROR)
     # a quarantined batch fails its validation task on purpose; the progress line names the broken
     # expectations, so Prefect's own traceback of that failure would only be noise here
@@ -133,6 +134,72 @@ def ui(
             time.sleep(1)
     finally:
         stop_uis(processes)
+
+
+@app.command()
+@_one_line_errors
+def byod(
+    spec: Annotated[
+        Path, typer.Option(help="dataset spec (YAML): file, id, time, target, split; see README")
+    ],
+) -> None:
+    """Bring your own data: validate it, train a scorecard and a LightGBM challenger, register both."""
+    from orchard.byod import format_byod_result, run_byod
+
+    console.print(format_byod_result(run_byod(_settings(), spec)), soft_wrap=True, highlight=False)
+
+
+@app.command()
+@_one_line_errors
+def promote(
+    model: Annotated[str, typer.Argument(help="registered model name, e.g. application_pd")],
+    version: Annotated[int, typer.Argument(help="version to make champion")],
+    approver: Annotated[str, typer.Option(help="who approves (recorded)")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    override: Annotated[
+        str | None, typer.Option(help="promote despite a failed gate, with this reason")
+    ] = None,
+    month: Annotated[
+        str | None, typer.Option(help="business month the decision takes effect (YYYY-MM)")
+    ] = None,
+) -> None:
+    """Make a version champion as a person: refused when its gate failed unless --override REASON."""
+    from model_registry.governance import promote_command
+
+    console.print(
+        promote_command(_settings(), model, version, approver, reason, override, month), soft_wrap=True
+    )
+
+
+@app.command()
+@_one_line_errors
+def rollback(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    approver: Annotated[str, typer.Option(help="who decides (recorded)")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+) -> None:
+    """Restore the previous champion, with a record."""
+    from model_registry.governance import rollback_command
+
+    console.print(rollback_command(_settings(), model, approver, reason), soft_wrap=True)
+
+
+@app.command()
+@_one_line_errors
+def history(
+    model: Annotated[str, typer.Argument(help="registered model name")],
+    at: Annotated[
+        str | None, typer.Option(help="YYYY-MM (business month), a date or an ISO datetime")
+    ] = None,
+) -> None:
+    """Which version was champion at a moment, and why it changed (append-only record)."""
+    from model_registry.governance import history_command, verify_history
+
+    settings = _settings()
+    console.print(history_command(settings, model, at), soft_wrap=True, highlight=False)
+    check = verify_history(settings, model)
+    if not check.ok:
+        raise OrchardError(f"history of {model} is inconsistent with MLflow: {'; '.join(check.problems)}")
 
 
 def main() -> None:

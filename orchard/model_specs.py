@@ -56,4 +56,15 @@ APPLICATION_PD = ModelSpec(
     categorical=("city_tier", "device_os", "employment_type", "loan_purpose", "channel"),
 )
 
-MODEL_SPECS: dict[str, ModelSpec] = {APPLICATION_PD.name: APPLICATION_PD}
+APPLICATION_FRAUD = ModelSpec(
+    name="application_fraud",
+    purpose="probability that a booked application never pays its first instalment (first payment default)",
+    population="loan applications (through the door); trained on booked loans once the first statement is in",
+    label="first payment default: nothing paid on the first instalment (months_on_book 1)",
+    feature_service=APPLICATION_PD.feature_service,
+    feast_features=APPLICATION_PD.feast_features,
+    request_features=APPLICATION_PD.request_features,
+    categorical=APPLICATION_PD.categorical,
+)
+
+MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (APPLICATION_PD, APPLICATION_FRAUD)}

@@ -43,6 +43,23 @@ class Settings(BaseSettings):
         default=0.005, ge=0.0, le=0.2, description="AUC a challenger must add"
     )
 
+    # promotion gates (a challenger must pass them on the champion's out-of-time window)
+    gate_max_auc_drop: float = Field(
+        default=0.01, ge=0.0, description="discrimination: AUC may drop this much"
+    )
+    gate_max_ks_drop: float = Field(default=0.02, ge=0.0, description="discrimination: KS may drop this much")
+    gate_max_score_psi: float = Field(default=0.25, gt=0.0, description="stability: dev vs recent score PSI")
+    gate_calibration_bands: int = Field(default=5, ge=2, le=20)
+    gate_calibration_tolerance: float = Field(
+        default=0.02, ge=0.0, description="|observed - expected| per band"
+    )
+    gate_calibration_z: float = Field(default=1.96, ge=0.0, description="plus this many binomial std errors")
+    gate_fairness_enforced: bool = Field(default=False, description="fairness figures always; gate optional")
+    gate_fairness_approval_rate: float = Field(default=0.7, gt=0.0, lt=1.0)
+    gate_max_approval_rate_gap: float = Field(default=0.10, ge=0.0)
+    gate_max_group_auc_gap: float = Field(default=0.05, ge=0.0)
+    gate_min_group_size: int = Field(default=30, ge=1)
+
     # monitoring policy
     score_psi_breach: float = Field(default=0.25, gt=0.0)
     feature_psi_breach: float = Field(default=0.25, gt=0.0)
@@ -60,6 +77,7 @@ class Settings(BaseSettings):
     # services
     prefect_api_url: str | None = Field(default=None, description="Prefect server; None = temporary server")
     mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
+    governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
 
     @field_validator("start_month", "end_month", "shock_month")
     @classmethod
@@ -132,6 +150,8 @@ class Settings(BaseSettings):
     @property
     def registry_db_url(self) -> str:
         """Database of the append-only governance records (alias history, approvals)."""
+        if self.governance_db_url:
+            return self.governance_db_url
         return f"sqlite:///{(self.home / 'registry' / 'history.db').resolve()}"
 
     @property
@@ -163,7 +183,7 @@ def tool_environment(settings: Settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "MLFLOW_LOG_UV_FILES": "false",
-        "MLFLOW_LOGGING_LEVEL": "WARNING",
+        "MLFLOW_LOGGING_LEVEL": "ERROR",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "FEAST_USAGE": "False",

@@ -1,4 +1,4 @@
-"""Discrimination metrics of a PD model: AUC, KS, Gini and the score-decile table."""
+"""Metrics of a PD model: AUC, KS, Gini, deciles and lift, WOE/IV, PSI, and calibration by score band."""
 
 from __future__ import annotations
 
@@ -138,3 +138,83 @@ def evaluate(y_true: ArrayLike, pd_pred: ArrayLike) -> EvaluationResult:
         gini=2.0 * area - 1.0,
         deciles=decile_table(y, p),
     )
+
+
+def lift_table(y: ArrayLike, pd_scores: ArrayLike) -> pd.DataFrame:
+    """Return the decile table with lift: each decile's bad rate over the overall bad rate, and cumulative."""
+    table = decile_table(y, pd_scores)
+    overall = table["n_bad"].sum() / table["count"].sum()
+    table["lift"] = table["bad_rate"] / overall
+    table["cum_bad_rate"] = table["n_bad"].cumsum() / table["count"].cumsum()
+    table["cum_lift"] = table["cum_bad_rate"] / overall
+    return table
+
+
+def woe_iv(n_good: ArrayLike, n_bad: ArrayLike, smoothing: float = 0.0) -> tuple[np.ndarray, float]:
+    """Return WOE = ln(good share / bad share) per bin and the information value sum((g - b) * WOE).
+
+    Shares are of the raw totals; `smoothing` is added to both counts of a non-empty bin so a pure bin stays
+    finite. Empty bins get WOE 0 and add nothing. With smoothing 0 a pure bin raises (its IV is infinite).
+    """
+    goods = np.asarray(n_good, dtype=float)
+    bads = np.asarray(n_bad, dtype=float)
+    if goods.shape != bads.shape or goods.ndim != 1:
+        raise OrchardError("good and bad counts must be 1-d of equal length")
+    if (goods < 0).any() or (bads < 0).any():
+        raise OrchardError("bin counts cannot be negative")
+    total_good, total_bad = goods.sum(), bads.sum()
+    if total_good == 0 or total_bad == 0:
+        raise OrchardError("WOE needs both goods and bads in the sample")
+    filled = (goods + bads) > 0
+    if smoothing == 0.0 and ((goods[filled] == 0) | (bads[filled] == 0)).any():
+        raise OrchardError("a bin holds only goods or only bads: its WOE is infinite (use smoothing)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        woe = np.log((goods + smoothing) / total_good) - np.log((bads + smoothing) / total_bad)
+    woe = np.where(filled, woe, 0.0)
+    iv = float(np.sum((goods / total_good - bads / total_bad) * woe))
+    return woe, iv
+
+
+def information_value(bin_index: ArrayLike, y_true: ArrayLike, smoothing: float = 0.0) -> float:
+    """Return the information value of a binned feature (one bin id per row) against 0/1 labels."""
+    index = np.asarray(bin_index)
+    y = np.asarray(y_true, dtype=float)
+    if index.shape != y.shape:
+        raise OrchardError(f"bins and labels must be of equal length, got {index.shape} and {y.shape}")
+    _, codes = np.unique(index, return_inverse=True)
+    n_bad = np.bincount(codes, weights=y)
+    n_good = np.bincount(codes) - n_bad
+    return woe_iv(n_good, n_bad, smoothing)[1]
+
+
+def score_psi(reference_scores: ArrayLike, current_scores: ArrayLike, n_bins: int = N_DECILES) -> float:
+    """Return the population stability index of scores on the reference deciles (monitoring.psi rules)."""
+    from monitoring.psi import ReferenceProfile, psi
+
+    reference = pd.DataFrame({"score": np.asarray(reference_scores, dtype=float)})
+    current = pd.DataFrame({"score": np.asarray(current_scores, dtype=float)})
+    profile = ReferenceProfile.fit(reference, numeric=["score"], categorical=[], n_bins=n_bins)
+    return psi(profile, current)["score"]
+
+
+def calibration_by_band(y_true: ArrayLike, pd_pred: ArrayLike, bands: ArrayLike) -> pd.DataFrame:
+    """Return per score band: count, expected bad rate (mean PD), observed bad rate, gap and binomial p-value."""
+    from scipy.stats import binomtest
+
+    y, p = _validate(y_true, pd_pred)
+    band = np.asarray(bands)
+    if band.shape != y.shape:
+        raise OrchardError(f"bands and labels must be of equal length, got {band.shape} and {y.shape}")
+    frame = pd.DataFrame({"band": band, "bad": y, "pd": p})
+    table = (
+        frame.groupby("band", sort=True)
+        .agg(count=("bad", "size"), n_bad=("bad", "sum"), expected_bad_rate=("pd", "mean"))
+        .reset_index()
+    )
+    table["observed_bad_rate"] = table["n_bad"] / table["count"]
+    table["gap"] = table["observed_bad_rate"] - table["expected_bad_rate"]
+    table["p_value"] = [
+        binomtest(int(k), int(n), float(min(max(e, 1e-12), 1 - 1e-12))).pvalue
+        for k, n, e in zip(table["n_bad"], table["count"], table["expected_bad_rate"], strict=True)
+    ]
+    return table

@@ -112,7 +112,13 @@ class CreditModel:
         return np.asarray(self.estimator.predict_pd(self.feature_frame(df)), dtype=float)
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
-        """Return score points per row: 600 at odds 50:1, 20 points to double the odds; higher = safer."""
+        """Return score points per row: 600 at odds 50:1, 20 points to double the odds; higher = safer.
+
+        An estimator with its own points scaling (a scorecard's score_points) scores itself.
+        """
+        own = getattr(self.estimator, "score_points", None)
+        if callable(own):
+            return np.asarray(own(self.feature_frame(df)), dtype=float)
         return pd_to_score(self.predict_pd(df))
 
 

@@ -1,196 +1,214 @@
-"""Baseline scorecard: WOE of quantile bins / category levels (each with a missing bin) + logistic regression.
+"""The scorecard engine: optimal (monotone) bins, WOE, feature selection, logistic regression, points and bands.
 
-The bins are plain, JSON-serialisable objects (FeatureBins, Scorecard.to_dict) so a later version can swap in
-optbinning's monotone binning, stepwise selection and reason codes without changing the CreditModel interface.
-WOE here is ln(share of goods / share of bads): higher WOE = safer.
+PD = sigmoid(intercept + sum(coef * WOE)), with WOE oriented safer-is-higher so every coefficient is negative;
+a feature whose coefficient comes out positive (collinearity) is dropped and the regression refitted, which
+keeps the points of a monotone feature monotone. Score = offset + factor * ln(good:bad odds), split into
+points per feature bin (the points table): a row's score is exactly the sum of its points.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from orchard.credit.binning import (
+    DEFAULT_MAX_BINS,
+    DEFAULT_MIN_BIN_SHARE,
+    DEFAULT_NUMERIC_TREND,
+    Binning,
+    fit_binning,
+)
 from orchard.credit.model import (
-    SCORE_FACTOR,
-    SCORE_OFFSET,
+    BASE_ODDS,
+    BASE_SCORE,
+    POINTS_TO_DOUBLE_ODDS,
     CreditModel,
-    as_levels,
-    as_numeric,
     check_training_frame,
 )
+from orchard.credit.selection import LOGISTIC_C, SOLVER, SelectionConfig, SelectionResult, select_features
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BINS = 10
-WOE_SMOOTHING = 0.5  # added to good and bad counts of a non-empty bin so a pure bin has a finite WOE
-MISSING_BIN = "missing"
-UNSEEN_BIN = "unseen level"
+SCORECARD_SCHEMA_VERSION = 1
+DEFAULT_BANDS = 5
+BAND_NAMES = "ABCDEFGHIJ"  # A = safest band
 
 
-@dataclass
-class FeatureBins:
-    """The bins of one feature and their WOE: value bins, then (categorical) an unseen bin, then missing."""
+@dataclass(frozen=True)
+class ScoreScaling:
+    """Points scaling: base_score points at good:bad odds base_odds, pdo points to double the odds."""
 
-    feature: str
-    kind: Literal["numeric", "categorical"]
-    edges: list[float] = field(default_factory=list)  # numeric: interior edges of right-closed intervals
-    levels: list[str] = field(default_factory=list)  # categorical: known levels
-    woe: list[float] = field(default_factory=list)
-    count: list[int] = field(default_factory=list)
-    n_bad: list[int] = field(default_factory=list)
+    base_score: float = BASE_SCORE
+    base_odds: float = BASE_ODDS
+    pdo: float = POINTS_TO_DOUBLE_ODDS
+
+    def __post_init__(self) -> None:
+        if self.base_odds <= 0 or self.pdo <= 0:
+            raise OrchardError(f"base_odds and pdo must be positive, got {self.base_odds} and {self.pdo}")
 
     @property
-    def n_bins(self) -> int:
-        """Return the number of bins including the unseen (categorical) and missing bins."""
-        if self.kind == "numeric":
-            return len(self.edges) + 2
-        return len(self.levels) + 2
+    def factor(self) -> float:
+        """Return the points per unit of ln(odds)."""
+        return self.pdo / math.log(2.0)
 
-    def labels(self) -> list[str]:
-        """Return a readable label per bin, in bin order."""
-        if self.kind == "numeric":
-            bounds = [-math.inf, *(float(e) for e in self.edges), math.inf]
-            values = [f"({lo}, {hi}]" for lo, hi in itertools.pairwise(bounds)]
-            return [*values, MISSING_BIN]
-        return [*self.levels, UNSEEN_BIN, MISSING_BIN]
+    @property
+    def offset(self) -> float:
+        """Return the score at odds 1:1."""
+        return self.base_score - self.factor * math.log(self.base_odds)
 
-    def bin_index(self, values: pd.Series) -> np.ndarray:
-        """Return the bin of every value (vectorised); missing values go to the last bin."""
-        if self.kind == "numeric":
-            x = as_numeric(values, self.feature)
-            index = np.searchsorted(np.asarray(self.edges, dtype=float), x, side="left")
-            return np.where(np.isnan(x), self.n_bins - 1, index)
-        text = as_levels(values)
-        codes = pd.Categorical(text, categories=self.levels).codes.astype(np.int64)
-        unseen = len(self.levels)
-        return np.where(text.isna().to_numpy(), unseen + 1, np.where(codes < 0, unseen, codes))
+    def score_of_logit(self, logit: np.ndarray) -> np.ndarray:
+        """Return the score of a bad-vs-good logit (ln(bad odds))."""
+        return self.offset - self.factor * np.asarray(logit, dtype=float)
 
-    def transform(self, values: pd.Series) -> np.ndarray:
-        """Return the WOE of every value."""
-        return np.asarray(self.woe, dtype=float)[self.bin_index(values)]
+    def pd_of_score(self, scores: np.ndarray) -> np.ndarray:
+        """Return the probability of bad a score stands for."""
+        return 1.0 / (1.0 + np.exp((np.asarray(scores, dtype=float) - self.offset) / self.factor))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, float]:
         """Return a JSON-serialisable dict."""
-        return {
-            "feature": self.feature,
-            "kind": self.kind,
-            "edges": [float(e) for e in self.edges],
-            "levels": list(self.levels),
-            "woe": [float(w) for w in self.woe],
-            "count": [int(c) for c in self.count],
-            "n_bad": [int(b) for b in self.n_bad],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureBins:
-        """Rebuild bins from to_dict output."""
-        return cls(**data)
-
-
-def quantile_edges(values: np.ndarray, n_bins: int) -> list[float]:
-    """Return the distinct interior quantile edges of the non-missing values (empty if none)."""
-    x = values[~np.isnan(values)]
-    if x.size == 0 or n_bins < 2:
-        return []
-    edges = np.unique(np.quantile(x, np.arange(1, n_bins) / n_bins))
-    return [float(e) for e in edges]
-
-
-def fit_bins(
-    values: pd.Series, y: np.ndarray, feature: str, categorical: bool, n_bins: int = DEFAULT_BINS
-) -> FeatureBins:
-    """Fit the bins of one feature and the smoothed WOE of each bin (empty bins get WOE 0, i.e. neutral)."""
-    if categorical:
-        levels = sorted(as_levels(values).dropna().unique().tolist())
-        bins = FeatureBins(feature=feature, kind="categorical", levels=levels)
-    else:
-        bins = FeatureBins(
-            feature=feature, kind="numeric", edges=quantile_edges(as_numeric(values, feature), n_bins)
-        )
-    index = bins.bin_index(values)
-    count = np.bincount(index, minlength=bins.n_bins)
-    n_bad = np.bincount(index, weights=y, minlength=bins.n_bins).round().astype(int)
-    n_good = count - n_bad
-    total_bad, total_good = max(int(y.sum()), 1), max(int(y.size - y.sum()), 1)
-    woe = np.log((n_good + WOE_SMOOTHING) / total_good) - np.log((n_bad + WOE_SMOOTHING) / total_bad)
-    bins.woe = [float(w) for w in np.where(count > 0, woe, 0.0)]
-    bins.count = [int(c) for c in count]
-    bins.n_bad = [int(b) for b in n_bad]
-    return bins
+        return {"base_score": self.base_score, "base_odds": self.base_odds, "pdo": self.pdo}
 
 
 @dataclass(eq=False)
 class Scorecard:
-    """Bins + logistic regression on WOE: PD = sigmoid(intercept + sum(coef * WOE))."""
+    """Bins + logistic regression on WOE + points scaling + score bands; one JSON artifact (to_dict)."""
 
-    bins: list[FeatureBins]
+    binning: Binning
     intercept: float
     coefficients: dict[str, float]
+    scaling: ScoreScaling = field(default_factory=ScoreScaling)
+    band_edges: list[float] = field(default_factory=list)  # ascending score cut points; band A is safest
+    selection: dict[str, Any] = field(default_factory=dict)  # SelectionResult.to_dict() + candidate IVs
 
-    def woe_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """Return the WOE of every feature (columns in bin order)."""
-        return np.column_stack([b.transform(frame[b.feature]) for b in self.bins])
+    @property
+    def features(self) -> list[str]:
+        """Return the scorecard's features in order."""
+        return self.binning.names
+
+    def _coef(self) -> np.ndarray:
+        return np.array([self.coefficients[f] for f in self.features], dtype=float)
+
+    def logit(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return ln(bad odds) per row."""
+        return self.intercept + self.binning.woe_frame(frame).to_numpy() @ self._coef()
 
     def predict_pd(self, frame: pd.DataFrame) -> np.ndarray:
         """Return the probability of bad per row."""
         if frame.empty:
             return np.empty(0, dtype=float)
-        coef = np.array([self.coefficients[b.feature] for b in self.bins])
-        logit = self.intercept + self.woe_matrix(frame) @ coef
-        return 1.0 / (1.0 + np.exp(-logit))
+        return 1.0 / (1.0 + np.exp(-self.logit(frame)))
+
+    def score_points(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return the score per row (exactly the sum of its points)."""
+        if frame.empty:
+            return np.empty(0, dtype=float)
+        return self.scaling.score_of_logit(self.logit(frame))
 
     def points_table(self) -> pd.DataFrame:
-        """Return feature, bin, count, bads, WOE and points per bin; a row's score is the sum of its points."""
-        share = (SCORE_OFFSET - SCORE_FACTOR * self.intercept) / len(self.bins)
-        rows = []
-        for b in self.bins:
-            coef = self.coefficients[b.feature]
-            for i, label in enumerate(b.labels()):
-                rows.append(
-                    {
-                        "feature": b.feature,
-                        "bin": label,
-                        "bin_index": i,
-                        "count": b.count[i],
-                        "n_bad": b.n_bad[i],
-                        "woe": b.woe[i],
-                        "points": share - SCORE_FACTOR * coef * b.woe[i],
-                    }
-                )
-        return pd.DataFrame(rows)
+        """Return feature, bin, count, bads, bad rate, WOE, IV and points per bin (the scorecard itself)."""
+        share = (self.scaling.offset - self.scaling.factor * self.intercept) / len(self.features)
+        table = self.binning.table()
+        coef = table["feature"].map(self.coefficients).to_numpy(dtype=float)
+        table["coefficient"] = coef
+        table["points"] = share - self.scaling.factor * coef * table["woe"].to_numpy(dtype=float)
+        table["points_rounded"] = table["points"].round().astype(int)
+        return table
+
+    def _points_by_feature(self) -> dict[str, np.ndarray]:
+        table = self.points_table()
+        return {f: table.loc[table["feature"] == f, "points"].to_numpy() for f in self.features}
 
     def points(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Return the points each feature contributes to each row (columns = features)."""
-        table = self.points_table()
-        out = {}
-        for b in self.bins:
-            per_bin = table.loc[table["feature"] == b.feature, "points"].to_numpy()
-            out[b.feature] = per_bin[b.bin_index(frame[b.feature])]
-        return pd.DataFrame(out, index=frame.index)
+        per_feature = self._points_by_feature()
+        return pd.DataFrame(
+            {b.feature: per_feature[b.feature][b.bin_index(frame[b.feature])] for b in self.binning.features},
+            index=frame.index,
+        )
+
+    def band_of(self, scores: np.ndarray) -> np.ndarray:
+        """Return the band name of every score ('A' = highest scores = safest)."""
+        index = np.searchsorted(np.asarray(self.band_edges, dtype=float), np.asarray(scores), side="right")
+        names = np.array(list(BAND_NAMES[: len(self.band_edges) + 1]))[::-1]
+        return names[index]
+
+    def bands_table(self) -> pd.DataFrame:
+        """Return each band with its score range and the PD range it stands for."""
+        bounds = [-math.inf, *self.band_edges, math.inf]
+        names = list(BAND_NAMES[: len(self.band_edges) + 1])[::-1]
+        rows = [
+            {
+                "band": name,
+                "min_score": lo,
+                "max_score": hi,
+                "max_pd": float(self.scaling.pd_of_score(np.array([lo]))[0]),
+                "min_pd": float(self.scaling.pd_of_score(np.array([hi]))[0]),
+            }
+            for name, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True)
+        ]
+        return pd.DataFrame(rows[::-1])
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict of the whole scorecard."""
+        """Return the versioned JSON-serialisable scorecard (its binning included)."""
         return {
-            "bins": [b.to_dict() for b in self.bins],
+            "schema_version": SCORECARD_SCHEMA_VERSION,
+            "binning": self.binning.to_dict(),
             "intercept": float(self.intercept),
             "coefficients": {k: float(v) for k, v in self.coefficients.items()},
+            "scaling": self.scaling.to_dict(),
+            "band_edges": [float(e) for e in self.band_edges],
+            "selection": self.selection,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scorecard:
-        """Rebuild a scorecard from to_dict output."""
+        """Rebuild a scorecard from to_dict output, refusing another schema version."""
+        if data.get("schema_version") != SCORECARD_SCHEMA_VERSION:
+            raise OrchardError(
+                f"scorecard schema version {data.get('schema_version')!r} is not {SCORECARD_SCHEMA_VERSION}"
+            )
         return cls(
-            bins=[FeatureBins.from_dict(b) for b in data["bins"]],
+            binning=Binning.from_dict(data["binning"]),
             intercept=float(data["intercept"]),
             coefficients={k: float(v) for k, v in data["coefficients"].items()},
+            scaling=ScoreScaling(**data["scaling"]),
+            band_edges=[float(e) for e in data["band_edges"]],
+            selection=dict(data.get("selection") or {}),
         )
+
+
+def band_edges(scores: np.ndarray, n_bands: int) -> list[float]:
+    """Return ascending whole-point score cut points splitting the scores into about equal bands."""
+    if not 1 <= n_bands <= len(BAND_NAMES):
+        raise OrchardError(f"n_bands must be between 1 and {len(BAND_NAMES)}, got {n_bands}")
+    cuts = np.quantile(np.asarray(scores, dtype=float), np.arange(1, n_bands) / n_bands)
+    return [float(c) for c in np.unique(np.round(cuts))]
+
+
+def fit_logistic(woe: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[float, dict[str, float], list[str]]:
+    """Fit the WOE regression, dropping wrong-signed features one by one; return intercept, coefs, dropped."""
+    from sklearn.linear_model import LogisticRegression
+
+    features = list(woe.columns)
+    dropped: list[str] = []
+    while True:
+        regression = LogisticRegression(C=LOGISTIC_C, solver=SOLVER, max_iter=1000, random_state=seed)
+        regression.fit(woe[features].to_numpy(dtype=float), y)
+        coefficients = {f: float(c) for f, c in zip(features, regression.coef_[0], strict=True)}
+        # WOE is safer-is-higher, so a positive coefficient means collinearity reversed the feature's sign
+        wrong = [f for f, c in coefficients.items() if c > 0]
+        if not wrong or len(features) == 1:
+            return float(regression.intercept_[0]), coefficients, dropped
+        worst = max(wrong, key=lambda f: coefficients[f])
+        log.warning("dropping %s: its WOE coefficient %.3f has the wrong sign", worst, coefficients[worst])
+        features.remove(worst)
+        dropped.append(worst)
 
 
 def train_scorecard(
@@ -200,30 +218,74 @@ def train_scorecard(
     categorical: list[str],
     seed: int,
     name: str = "scorecard",
-    n_bins: int = DEFAULT_BINS,
+    *,
+    monotone: dict[str, str | None] | None = None,
+    default_trend: str | None = DEFAULT_NUMERIC_TREND,
+    selection: SelectionConfig | None = None,
+    holdout: pd.DataFrame | None = None,
+    scaling: ScoreScaling | None = None,
+    n_bands: int = DEFAULT_BANDS,
+    max_bins: int = DEFAULT_MAX_BINS,
+    min_bin_share: float = DEFAULT_MIN_BIN_SHARE,
 ) -> CreditModel:
-    """Fit the baseline WOE + logistic-regression scorecard and return it as a CreditModel."""
-    from sklearn.linear_model import LogisticRegression
+    """Fit a scorecard and return it as a CreditModel (features = the selected ones).
 
+    Numeric features get monotone bins (monotone[feature], else default_trend); without `selection` every
+    feature is kept (the lifecycle's feature services choose them); with it, the IV floor and correlation
+    pruning run, then forward stepwise on the labelled `holdout` (an out-of-time sample) if one is given.
+    """
     y = check_training_frame(train, label, features, categorical)
-    if n_bins < 2:
-        raise OrchardError(f"n_bins must be at least 2, got {n_bins}")
-    bins = [fit_bins(train[f], y, f, f in categorical, n_bins) for f in features]
-    x = np.column_stack([b.transform(train[b.feature]) for b in bins])
-    regression = LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
-    regression.fit(x, y)
-    coefficients = {f: float(c) for f, c in zip(features, regression.coef_[0], strict=True)}
-    flipped = [f for f, c in coefficients.items() if c > 0]
-    if flipped:
-        # WOE is oriented safer-is-higher, so a positive coefficient means collinearity reversed the sign
-        log.warning("scorecard %s: feature(s) %s have a reversed sign", name, ", ".join(flipped))
-    scorecard = Scorecard(bins=bins, intercept=float(regression.intercept_[0]), coefficients=coefficients)
-    log.info("trained scorecard %s on %d rows x %d features", name, len(y), len(features))
+    binning = fit_binning(train, y, features, categorical, monotone, default_trend, max_bins, min_bin_share)
+    woe = binning.woe_frame(train)
+    iv = binning.iv()
+    if selection is None:
+        result = SelectionResult(selected=list(features))
+    else:
+        holdout_woe = y_holdout = None
+        if holdout is not None:
+            y_holdout = check_training_frame(holdout, label, features, categorical)
+            holdout_woe = binning.woe_frame(holdout)
+        result = select_features(iv, woe, y, selection, seed, holdout_woe, y_holdout)
+    intercept, coefficients, wrong_sign = fit_logistic(woe[result.selected], y, seed)
+    selected = [f for f in result.selected if f not in wrong_sign]
+    dropped = {**result.dropped, **{f: "wrong-signed WOE coefficient" for f in wrong_sign}}
+    scorecard = Scorecard(
+        binning=binning.subset(selected),
+        intercept=intercept,
+        coefficients=coefficients,
+        scaling=scaling or ScoreScaling(),
+        selection={
+            "candidate_iv": {f: float(v) for f, v in iv.items()},
+            "dropped": dropped,
+            "steps": result.steps,
+            "config": None if selection is None else asdict(selection),
+        },
+    )
+    scorecard.band_edges = band_edges(scorecard.score_points(train), n_bands)
+    log.info("trained scorecard %s on %d rows: %d of %d features", name, len(y), len(selected), len(features))
     return CreditModel(
         name=name,
         kind="scorecard",
-        features=list(features),
-        categorical=list(categorical),
+        features=selected,
+        categorical=[c for c in categorical if c in selected],
         estimator=scorecard,
-        params={"seed": seed, "n_bins": n_bins, "C": 1.0, "n_train": len(y), "bad_rate": float(y.mean())},
+        params={
+            "seed": seed,
+            "C": LOGISTIC_C,
+            "max_bins": max_bins,
+            "min_bin_share": min_bin_share,
+            "default_trend": str(default_trend),
+            "n_train": len(y),
+            "bad_rate": float(y.mean()),
+            **scorecard.scaling.to_dict(),
+        },
     )
+
+
+def scorecard_of(model: CreditModel | Scorecard) -> Scorecard:
+    """Return the Scorecard inside a CreditModel (or the scorecard itself), or raise naming the model."""
+    if isinstance(model, Scorecard):
+        return model
+    if isinstance(model, CreditModel) and isinstance(model.estimator, Scorecard):
+        return model.estimator
+    raise OrchardError(f"model {getattr(model, 'name', model)!r} is not a scorecard")

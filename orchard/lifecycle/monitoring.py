@@ -36,7 +36,7 @@ class MonitorOutcome:
 
 def score_month(settings: Settings, spec: ModelSpec, month: str, model: object, version: int) -> pd.DataFrame:
     """Score a month's applications with a model; write the scores (with the version) under home."""
-    frame = application_frame(settings, spec, [month], month).frame
+    frame = application_frame(settings, spec, [month], month, with_labels=False).frame
     scored = frame[["application_id", "user_id", *spec.features]].copy()
     scored["pd"] = model.predict_pd(frame)  # type: ignore[attr-defined]
     scored["score"] = model.score(frame)  # type: ignore[attr-defined]

@@ -1,17 +1,26 @@
-"""The promotion decision: first model becomes champion; a challenger must pass the gate on the same window."""
+"""The promotion decision: every new version is gated on its out-of-time window, then approved or refused."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import dataclass, field
 
-from model_registry.gates import log_gate_result, promotion_gate
+import numpy as np
+import pandas as pd
+
+from model_registry.gates import GateInputs, GatePolicy, challenger_gate, gate_dict, log_gate_result
+from model_registry.governance import request_promotion
 from model_registry.registry import champion_version, load_model, record_rejection, set_alias
-from orchard.credit.metrics import evaluate
+from monitoring.psi import ReferenceProfile, psi
 from orchard.lifecycle.datasets import application_frame, labelled
+from orchard.lifecycle.references import profile_path
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
 from orchard.settings import Settings
+
+AGE_BANDS = (0, 25, 35, 50, 200)
+AGE_LABELS = ("18-24", "25-34", "35-49", "50+")
 
 
 @dataclass(frozen=True)
@@ -20,10 +29,34 @@ class PromotionOutcome:
 
     model: str
     version: int
-    action: str  # 'promote' | 'reject' | 'unchanged'
+    action: str  # 'promote' | 'reject' | 'await_approval' | 'unchanged'
     reason: str
     champion_before: int | None
     gate: dict = field(default_factory=dict)
+
+
+def gate_policy(settings: Settings) -> GatePolicy:
+    """Build the gate thresholds from the settings."""
+    return GatePolicy(
+        margin_auc=settings.promotion_margin_auc,
+        max_auc_drop=settings.gate_max_auc_drop,
+        max_ks_drop=settings.gate_max_ks_drop,
+        max_score_psi=settings.gate_max_score_psi,
+        calibration_bands=settings.gate_calibration_bands,
+        calibration_tolerance=settings.gate_calibration_tolerance,
+        calibration_z=settings.gate_calibration_z,
+        fairness_enforced=settings.gate_fairness_enforced,
+        approval_rate=settings.gate_fairness_approval_rate,
+        max_approval_rate_gap=settings.gate_max_approval_rate_gap,
+        max_group_auc_gap=settings.gate_max_group_auc_gap,
+        min_group_size=settings.gate_min_group_size,
+    )
+
+
+def age_band(age: pd.Series) -> np.ndarray:
+    """Return the age band of each row: the protected attribute the fairness figures are computed on."""
+    bands = pd.cut(age.astype(float), bins=AGE_BANDS, labels=AGE_LABELS, right=False)
+    return bands.astype(str).replace("nan", "unknown").to_numpy()
 
 
 def _window_vintages(window: str) -> list[str]:
@@ -31,75 +64,73 @@ def _window_vintages(window: str) -> list[str]:
     return month_range(start, end)
 
 
+def recent_score_psi(
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, model: object, month: str
+) -> float:
+    """Return the score PSI of a version: its development sample (frozen bins) vs this month's applications."""
+    profile = ReferenceProfile.from_dict(
+        json.loads(profile_path(settings, spec.name, trained.train_key).read_text())
+    )
+    recent = application_frame(settings, spec, [month], month, with_labels=False).frame
+    current = recent[spec.features].copy()
+    current["score"] = model.score(recent)  # type: ignore[attr-defined]
+    return float(psi(profile, current)["score"])
+
+
+def evaluate_gate(
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, champion: int | None, month: str
+) -> dict:
+    """Run every gate on the version's out-of-time window, log the result on the version, return it."""
+    vintages = _window_vintages(trained.oot_window)
+    window = labelled(application_frame(settings, spec, vintages, month).frame, vintages)
+    challenger_model = load_model(settings, spec.name, trained.version)
+    champion_pd = None
+    if champion is not None:
+        champion_pd = load_model(settings, spec.name, champion).predict_pd(window)
+    inputs = GateInputs(
+        window=trained.oot_window,
+        y=window["bad"].to_numpy(),
+        challenger_pd=challenger_model.predict_pd(window),
+        champion_pd=champion_pd,
+        champion_version=champion,
+        challenger_version=trained.version,
+        score_psi=recent_score_psi(settings, spec, trained, challenger_model, month),
+        groups=age_band(window["age"]),
+        group_name="age_band",
+    )
+    gate = challenger_gate(inputs, gate_policy(settings))
+    log_gate_result(settings, spec.name, trained.version, gate, trained.oot_window)
+    return gate_dict(gate)
+
+
 def decide_promotion(
     settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str
 ) -> PromotionOutcome:
-    """Gate a new version against the champion on its out-of-time window and move aliases accordingly."""
+    """Gate a new version against the champion; the policy approves or refuses it, with a record either way."""
     champion = champion_version(settings, spec.name)
     approver = settings.policy_approver
     if champion == trained.version:
         return PromotionOutcome(spec.name, trained.version, "unchanged", "already champion", champion)
-    if champion is None:
-        reason = f"first model of {spec.name}: no champion yet (oot auc {trained.metrics['oot_auc']:.3f})"
-        set_alias(
-            settings,
-            spec.name,
-            "champion",
-            trained.version,
-            action="promote",
-            reason=reason,
-            approver=approver,
-            gate=None,
-            effective_month=month,
+    if champion is not None:
+        set_alias(settings, spec.name, "challenger", trained.version, action="set_challenger",
+                  reason=f"retrained at {month} after a drift breach", approver=approver, gate=None,
+                  effective_month=month)  # fmt: skip
+    gate = evaluate_gate(settings, spec, trained, champion, month)
+    summary = "; ".join(gate["reasons"])
+    if not settings.auto_approve:
+        return PromotionOutcome(spec.name, trained.version, "await_approval",
+                                f"gate recorded, awaiting a person's approval: {summary}", champion, gate)  # fmt: skip
+    approval = request_promotion(
+        settings, spec.name, trained.version, approver=approver, mode="policy", gate=gate, effective_month=month,
+        reason=f"policy approval at {month}: {summary}",
+    )  # fmt: skip
+    if approval.outcome == "approved":
+        return PromotionOutcome(spec.name, trained.version, "promote", summary, champion, gate)
+    if approval.outcome == "unchanged":
+        return PromotionOutcome(
+            spec.name, trained.version, "unchanged", approval.refusal or summary, champion, gate
         )
-        return PromotionOutcome(spec.name, trained.version, "promote", reason, None)
-
-    set_alias(
-        settings,
-        spec.name,
-        "challenger",
-        trained.version,
-        action="set_challenger",
-        reason=f"retrained at {month}",
-        approver=approver,
-        gate=None,
-        effective_month=month,
-    )
-    vintages = _window_vintages(trained.oot_window)
-    frame = application_frame(settings, spec, vintages, month).frame
-    window = labelled(frame, vintages)
-    champion_model = load_model(settings, spec.name, champion)
-    challenger_model = load_model(settings, spec.name, trained.version)
-    y = window["bad"].to_numpy()
-    champion_eval = evaluate(y, champion_model.predict_pd(window)).to_dict()
-    challenger_eval = evaluate(y, challenger_model.predict_pd(window)).to_dict()
-    gate = promotion_gate(
-        champion_eval, challenger_eval, settings.promotion_margin_auc, window=trained.oot_window
-    )
-    log_gate_result(settings, spec.name, trained.version, gate, trained.oot_window)
-    gate_dict = asdict(gate)
-    reason = "; ".join(gate.reasons)
-    if gate.passed and settings.auto_approve:
-        set_alias(
-            settings,
-            spec.name,
-            "champion",
-            trained.version,
-            action="promote",
-            reason=f"gate passed, approved by policy: {reason}",
-            approver=approver,
-            gate=gate_dict,
-            effective_month=month,
-        )
-        return PromotionOutcome(spec.name, trained.version, "promote", reason, champion, gate_dict)
-    why = reason if not gate.passed else f"gate passed but awaits a person's approval: {reason}"
-    record_rejection(
-        settings,
-        spec.name,
-        trained.version,
-        reason=why,
-        approver=approver,
-        gate=gate_dict,
-        effective_month=month,
-    )
-    return PromotionOutcome(spec.name, trained.version, "reject", why, champion, gate_dict)
+    why = approval.refusal or summary
+    record_rejection(settings, spec.name, trained.version, reason=why, approver=approver, gate=gate,
+                     effective_month=month)  # fmt: skip
+    return PromotionOutcome(spec.name, trained.version, "reject", why, champion, gate)
