@@ -11,7 +11,7 @@ from prefect.cache_policies import NONE
 
 from flows.features import update_features
 from flows.ingest import ingest_month
-from flows.monitor import monitor_model
+from flows.monitor import monitor_model, publish_month_dashboard
 from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from orchard.lifecycle.ledger import MonthRecord, last_retrain_month, load_month, record_month
@@ -78,6 +78,11 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
         t = time.perf_counter()
         record.promotion = asdict(promotion_decision(settings, trained, month))
         _timed(record, "promote", t)
+
+    if outcome is not None:
+        t = time.perf_counter()
+        publish_month_dashboard(settings, spec.name, month, outcome)
+        _timed(record, "dashboard", t)
 
     record_month(settings, record)
     _report(record)

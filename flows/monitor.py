@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from orchard.lifecycle.monitoring import MonitorOutcome, monitor_month
+from orchard.lifecycle.monitoring import MonitorOutcome, monitor_month, publish_dashboard
 from orchard.model_specs import MODEL_SPECS
 from orchard.settings import Settings
 
@@ -16,6 +16,12 @@ def monitor_model(
 ) -> MonitorOutcome | None:
     """Monitor one model's champion on one month (None while the model has no champion)."""
     return monitor_month(settings, MODEL_SPECS[model], month, last_retrain)
+
+
+@task(name="dashboard", task_run_name="dashboard {model} @ {month}", cache_policy=NONE)
+def publish_month_dashboard(settings: Settings, model: str, month: str, outcome: MonitorOutcome) -> str:
+    """Add the month's monitoring snapshot (with the month's alias events) to the risk managers' dashboard."""
+    return publish_dashboard(settings, MODEL_SPECS[model], month, outcome)
 
 
 @flow(name="monitor", flow_run_name="monitor {model} @ {month}", validate_parameters=False)

@@ -9,23 +9,32 @@ Bins (the credit-industry convention):
 PSI = sum over bins of (cur - ref) * ln(cur / ref), where a proportion that is exactly 0 (an empty bin, on either
 side) is replaced by PSI_EPSILON before the sum; proportions are not renormalised afterwards. A bin empty on both
 sides therefore contributes 0. Score PSI is psi() on a 'score' column; CSI is psi() on a feature.
+
+Speed: the profile is fitted once (with the model) and stored as JSON; a monthly check reads only the profiled
+columns of the new batch, bins each column in one vectorised pass (comparisons against the few frozen edges, or
+category codes), and computes every column's PSI in one array expression over the padded proportion matrix.
+See docs/psi.md for the definition and how it differs from Evidently's PSI.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from orchard.atomic import write_json
 from orchard.errors import OrchardError
 
 PSI_EPSILON = 1e-4
 SCORE_COLUMN = "score"  # score PSI = psi() on this column, profiled as numeric next to the features
 DEFAULT_BINS = 10
 PROFILE_VERSION = 1
+_COMPARE_MAX_EDGES = 32  # up to this many edges, k vectorised comparisons beat a binary search per value
 
 
 def decile_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> list[float]:
@@ -38,6 +47,8 @@ def decile_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> list[float]:
 
 
 def _numeric(values: pd.Series | np.ndarray | list[Any], column: str) -> np.ndarray:
+    if isinstance(values, (pd.Series, np.ndarray)) and values.dtype == np.float64:
+        return np.asarray(values)  # already float64 (NaN = missing): no conversion, no copy
     try:
         return pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=float, na_value=np.nan)
     except (ValueError, TypeError) as exc:
@@ -46,8 +57,21 @@ def _numeric(values: pd.Series | np.ndarray | list[Any], column: str) -> np.ndar
 
 def _factorize(values: pd.Series | np.ndarray | list[Any]) -> tuple[np.ndarray, list[str]]:
     """Return codes (-1 = missing) and the distinct values as text; str() per distinct value, not per row."""
-    codes, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(), [str(c) for c in series.cat.categories]  # codes exist already
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
     return codes, [str(u) for u in uniques]
+
+
+def _count_edges_below(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Return, for every value, how many edges are strictly below it (np.searchsorted side='left')."""
+    if edges.size <= _COMPARE_MAX_EDGES and not np.isnan(edges).any():
+        index = np.zeros(x.size, dtype=np.intp)
+        for edge in edges:
+            index += x > edge  # NaN compares False; its bin is set by the caller
+        return index
+    return np.searchsorted(edges, x, side="left")
 
 
 @dataclass(frozen=True)
@@ -69,13 +93,18 @@ class ColumnProfile:
         """Return the bin of every value, vectorised (np.searchsorted / category codes)."""
         if self.kind == "numeric":
             x = _numeric(values, self.column)
-            index = np.searchsorted(np.asarray(self.edges, dtype=float), x, side="left")
-            return np.where(np.isnan(x), self.n_bins - 1, index)
+            index = _count_edges_below(x, np.asarray(self.edges, dtype=float))
+            index[np.isnan(x)] = self.n_bins - 1
+            return index
         codes, uniques = _factorize(values)
         unseen = len(self.levels)
         position = {level: i for i, level in enumerate(self.levels)}
         lookup = np.array([position.get(u, unseen) for u in uniques] + [unseen + 1], dtype=np.int64)
         return lookup[codes]  # code -1 picks the trailing missing bin
+
+    def counts_of(self, values: pd.Series | np.ndarray | list[Any]) -> np.ndarray:
+        """Return the number of values in every bin."""
+        return np.bincount(self.bin_index(values), minlength=self.n_bins)
 
     def proportions_of(self, values: pd.Series | np.ndarray | list[Any]) -> np.ndarray:
         """Return the share of values in every bin."""
@@ -195,17 +224,75 @@ class ReferenceProfile:
         )
 
 
-def psi(profile: ReferenceProfile, current_df: pd.DataFrame) -> dict[str, float]:
-    """Return the PSI of every profiled column of the current batch against the frozen reference bins."""
-    if current_df.empty:
+def psi_values(
+    ref_proportions: np.ndarray, cur_proportions: np.ndarray, epsilon: float = PSI_EPSILON
+) -> np.ndarray:
+    """Return the PSI of every row of two (columns x bins) proportion matrices, zero-padded past each row's bins."""
+    ref = np.where(ref_proportions == 0.0, epsilon, ref_proportions)
+    cur = np.where(cur_proportions == 0.0, epsilon, cur_proportions)
+    return np.sum((cur - ref) * np.log(cur / ref), axis=1)  # padding: eps vs eps contributes exactly 0
+
+
+def _check_batch(profile: ReferenceProfile, current_df: pd.DataFrame) -> None:
+    if len(current_df) == 0:
         raise OrchardError("the current batch is empty: PSI needs at least one row")
     absent = [c for c in profile.column_names if c not in current_df.columns]
     if absent:
         raise OrchardError(f"current batch is missing profiled column(s) {', '.join(absent)}")
-    return {
-        p.column: psi_value(np.asarray(p.proportions), p.proportions_of(current_df[p.column]))
-        for p in profile.columns
-    }
+
+
+def proportion_matrices(profile: ReferenceProfile, current_df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return the reference and current (columns x max bins) proportion matrices, zero-padded."""
+    _check_batch(profile, current_df)
+    width = max(p.n_bins for p in profile.columns)
+    ref = np.zeros((len(profile.columns), width))
+    cur = np.zeros((len(profile.columns), width))
+    for row, p in enumerate(profile.columns):
+        ref[row, : p.n_bins] = p.proportions
+        cur[row, : p.n_bins] = p.counts_of(current_df[p.column])
+    cur /= len(current_df)
+    return ref, cur
+
+
+def psi(profile: ReferenceProfile, current_df: pd.DataFrame) -> dict[str, float]:
+    """Return the PSI of every profiled column of the current batch against the frozen reference bins."""
+    if not profile.columns:
+        _check_batch(profile, current_df)
+        return {}
+    ref, cur = proportion_matrices(profile, current_df)
+    return {name: float(v) for name, v in zip(profile.column_names, psi_values(ref, cur), strict=True)}
+
+
+def save_profile(profile: ReferenceProfile, path: Path) -> Path:
+    """Write a reference profile as JSON, atomically (stored with the model version)."""
+    return write_json(profile.to_dict(), Path(path))
+
+
+def load_profile(path: Path) -> ReferenceProfile:
+    """Read a reference profile written by save_profile, or raise naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise OrchardError(f"PSI reference profile {path} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise OrchardError(f"PSI reference profile {path} is not valid JSON: {exc}") from exc
+    return ReferenceProfile.from_dict(data)
+
+
+def psi_of_parquet(profile: ReferenceProfile, path: Path) -> dict[str, float]:
+    """Return the PSI of a Parquet batch, reading only the profiled columns (the monthly check)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise OrchardError(f"batch file {path} does not exist")
+    available = set(pq.read_schema(path).names)
+    absent = [c for c in profile.column_names if c not in available]
+    if absent:
+        raise OrchardError(f"batch {path.name} is missing profiled column(s) {', '.join(absent)}")
+    frame = pq.read_table(path, columns=profile.column_names).to_pandas()
+    return psi(profile, frame)
 
 
 def _is_missing(value: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from monitoring.psi import ReferenceProfile
 from orchard.atomic import write_text
 from orchard.errors import OrchardError
 from orchard.settings import Settings
@@ -65,10 +66,20 @@ def drift_report(
     numeric: list[str],
     categorical: list[str],
     name: str | None = None,
+    profile: ReferenceProfile | None = None,
+    psi_values: dict[str, float] | None = None,
 ) -> Snapshot:
-    """Run Evidently's DataDriftPreset on the listed columns and return the run result (a Snapshot)."""
+    """Run Evidently's DataDriftPreset on the listed columns and return the run result (a Snapshot).
+
+    With the model's frozen PSI profile, the report also carries Orchard's score PSI and feature CSI
+    (OrchardPSI custom metrics), so the HTML report shows both Evidently's drift tests and the exact PSI.
+    With `psi_values` (the monthly check's output for every profiled column) the PSI metrics carry those
+    values, so Evidently's own tests may run on a subset of the columns (its cost grows per column).
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
+
+    from monitoring.evidently_metric import psi_report_metrics
 
     columns = [*numeric, *categorical]
     if not columns:
@@ -80,7 +91,15 @@ def drift_report(
     _check_columns(reference, columns, "reference")
     _check_columns(current, columns, "current batch")
     definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
-    report = Report([DataDriftPreset(columns=columns)], include_tests=True)
+    extra: list[Any] = []
+    if profile is not None:
+        outside = [c for c in profile.column_names if c not in columns]
+        if outside and psi_values is None:
+            raise OrchardError(
+                f"PSI profile column(s) {', '.join(outside)} are not among the report's columns"
+            )
+        extra = psi_report_metrics(profile, values=psi_values)
+    report = Report([DataDriftPreset(columns=columns), *extra], include_tests=True)
     snapshot = report.run(
         Dataset.from_pandas(current.loc[:, columns], data_definition=definition),
         Dataset.from_pandas(reference.loc[:, columns], data_definition=definition),
@@ -124,7 +143,7 @@ def save_report(snapshot: Snapshot, path: Path) -> Path:
     return write_text(snapshot.get_html_str(as_iframe=False), Path(path))
 
 
-def _project_id(workspace: Any, model_name: str) -> Any:
+def project_for_model(workspace: Any, model_name: str) -> Any:
     """Return the id of the workspace project named after the model, creating it the first time."""
     found = workspace.search_project(model_name)
     if len(found) > 1:
@@ -138,12 +157,41 @@ def _project_id(workspace: Any, model_name: str) -> Any:
     return project.id
 
 
+def _run_index_path(settings: Settings) -> Path:
+    return settings.state_dir / "evidently_runs.json"
+
+
+def replace_named_run(settings: Settings, workspace: Any, project_id: Any, snapshot: Snapshot) -> str:
+    """Add a named snapshot, replacing the run of the same name added before (found by a local index).
+
+    The index (name -> run id, under the state folder) avoids loading every stored snapshot to find one by
+    name, which made each month slower than the last.
+    """
+    import json
+
+    from orchard.atomic import write_json
+
+    name = snapshot.get_name()
+    path = _run_index_path(settings)
+    index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{project_id}/{name}"
+    if name and key in index:
+        try:
+            workspace.delete_run(project_id, index[key])
+        except Exception:  # already gone (e.g. the workspace was reset): nothing to replace
+            log.debug("run %s of %r was not in the workspace", index[key], name)
+    run_id = str(workspace.add_run(project_id, snapshot, include_data=False, name=name).id)
+    if name:
+        index[key] = run_id
+        write_json(index, path)
+    return run_id
+
+
 def add_to_workspace(settings: Settings, model_name: str, snapshot: Snapshot) -> str:
     """Add a snapshot to the model's project in the local workspace and return the run id.
 
-    The project is created once and found by name afterwards. A snapshot with a name is added once: adding a
-    snapshot whose name already exists in the project returns the existing run's id (so a re-run month does not
-    duplicate its report). Unnamed snapshots are always added.
+    The project is created once and found by name afterwards. A named snapshot replaces the run of the same
+    name (so a re-run month does not duplicate its report). Unnamed snapshots are always added.
     """
     from evidently.ui.workspace import Workspace
 
@@ -151,13 +199,5 @@ def add_to_workspace(settings: Settings, model_name: str, snapshot: Snapshot) ->
         raise OrchardError("a workspace project needs a model name")
     settings.evidently_dir.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(str(settings.evidently_dir))
-    project_id = _project_id(workspace, model_name)
-    name = snapshot.get_name()
-    if name:
-        for run_id in workspace.list_runs(project_id):
-            run = workspace.get_run(project_id, run_id)
-            if run is not None and run.name == name:
-                log.info("Evidently run %r already in project %s", name, model_name)
-                return str(run_id)
-    ref = workspace.add_run(project_id, snapshot, include_data=False, name=name)
-    return str(ref.id)
+    project_id = project_for_model(workspace, model_name)
+    return replace_named_run(settings, workspace, project_id, snapshot)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -55,10 +56,6 @@ def _quiet_tools() -> None:
         warnings.filterwarnings("ignore", category=category)
     for name in ("mlflow", "feast", "great_expectations", "evidently", "alembic", "py.warnings", "orchard"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # a quarantined batch fails its validation task on purpose; the progress line names the broken
-    # expectations, so Prefect's own traceback of that failure would only be noise here
-    for name in ("prefect.task_runs", "prefect.flow_runs"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     logger = logging.getLogger("orchard.progress")
     logger.handlers[:] = [_ConsoleLines()]
     logger.setLevel(logging.INFO)
@@ -98,7 +95,12 @@ def demo(
         raise OrchardError(
             f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
         )
-    _quiet_tools()
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    # Prefect reads its logging overrides when imported: a quarantined batch fails its validation task on
+    # purpose and the progress line names the broken expectations, so its traceback would only be noise.
+    for logger in ("TASK_RUNS", "FLOW_RUNS"):
+        os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
     console.print(
         f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/ (Prefect starting…)"
     )
@@ -106,6 +108,8 @@ def demo(
     from model_registry.history import events
     from orchard.lifecycle.ledger import MonthRecord
     from orchard.lifecycle.summary import render_summary
+
+    _quiet_tools()  # after the imports: Prefect and MLflow configure their loggers when imported
 
     rows = lifecycle_flow(settings, last)
     records = [MonthRecord(**r) for r in rows]
@@ -200,6 +204,31 @@ def history(
     check = verify_history(settings, model)
     if not check.ok:
         raise OrchardError(f"history of {model} is inconsistent with MLflow: {'; '.join(check.problems)}")
+
+
+@app.command()
+@_one_line_errors
+def party(
+    role: Annotated[
+        str, typer.Option(help="guest (the lender: labels + its features) or host (the platform)")
+    ],
+    port: Annotated[int, typer.Option(help="loopback port the host listens on / the guest connects to")],
+    data: Annotated[Path, typer.Option(help="this party's own table (Parquet) — never sent to the other")],
+    key_file: Annotated[Path, typer.Option(help="shared HMAC key file authenticating the channel")],
+    job_file: Annotated[Path | None, typer.Option(help="guest: the joint job's description (JSON)")] = None,
+    result_file: Annotated[Path | None, typer.Option(help="guest: where the job record is written")] = None,
+    record_dir: Annotated[
+        Path | None, typer.Option(help="write every message crossing the channel here")
+    ] = None,
+    idle_timeout: Annotated[float, typer.Option(help="host: stop after this many idle seconds")] = 120.0,
+) -> None:
+    """One party of a vertical federated job (PSI + Paillier-encrypted logistic regression) over loopback HTTP."""
+    from orchard.federated.party import party_command
+
+    summary = party_command(
+        _settings(), role, port, data, key_file, job_file, result_file, record_dir, idle_timeout
+    )
+    console.print(summary, soft_wrap=True)
 
 
 def main() -> None:

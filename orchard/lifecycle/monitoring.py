@@ -1,4 +1,4 @@
-"""Monthly monitoring of a champion: score the month, PSI/CSI on frozen bins, Evidently, the policy."""
+"""Monthly monitoring of a champion: score the month, PSI/CSI on frozen bins, Evidently, the policy, dashboard."""
 
 from __future__ import annotations
 
@@ -7,15 +7,28 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from model_registry.history import events
 from model_registry.registry import champion_version, load_model, version_tags
+from monitoring.dashboards import add_month_snapshot, ensure_dashboard
 from monitoring.policy import decide
-from monitoring.psi import ReferenceProfile, psi
+from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
-from orchard.atomic import write_parquet
+from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
+from orchard.atomic import write_json, write_parquet
+from orchard.labels import application_labels
+from orchard.lake import read_silver
 from orchard.lifecycle.datasets import application_frame
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
+from orchard.months import month_range
 from orchard.settings import Settings
+
+# Evidently's drift tests cost ~0.1 s per column: the HTML report runs them on the score and the features
+# that moved most this month; Orchard's exact PSI of every column is carried in the same report.
+EVIDENTLY_TOP_FEATURES = 6
+# the features whose CSI the risk managers' dashboard plots month by month (a fixed set: a stable chart)
+DASHBOARD_FEATURES = ("income_est_monthly", "active_days_30d", "late_bill_payments_12m", "income_declared",
+                      "open_balance")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -28,10 +41,15 @@ class MonitorOutcome:
     rows: int
     score_psi: float
     feature_psi: dict[str, float] = field(default_factory=dict)
+    drift_share: float = 0.0
     breach: bool = False
     retrain: bool = False
     reasons: list[str] = field(default_factory=list)
     report_path: str = ""
+
+
+def _scores_path(settings: Settings, spec: ModelSpec, month: str):
+    return settings.home / "scores" / spec.name / f"{month}.parquet"
 
 
 def score_month(settings: Settings, spec: ModelSpec, month: str, model: object, version: int) -> pd.DataFrame:
@@ -41,7 +59,7 @@ def score_month(settings: Settings, spec: ModelSpec, month: str, model: object, 
     scored["pd"] = model.predict_pd(frame)  # type: ignore[attr-defined]
     scored["score"] = model.score(frame)  # type: ignore[attr-defined]
     scored["model_version"] = version
-    write_parquet(scored, settings.home / "scores" / spec.name / f"{month}.parquet")
+    write_parquet(scored, _scores_path(settings, spec, month))
     return scored
 
 
@@ -55,16 +73,22 @@ def monitor_month(
     key = version_tags(settings, spec.name, version)["orchard.train_key"]
     model = load_model(settings, spec.name, version)
     scored = score_month(settings, spec, month, model, version)
-    profile = ReferenceProfile.from_dict(json.loads(profile_path(settings, spec.name, key).read_text()))
+    profile = load_profile(profile_path(settings, spec.name, key))
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
-    score_psi = values.pop("score")
-    decision = decide(month, score_psi, values, settings, last_retrain)
+    features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
+    decision = decide(month, values[SCORE_COLUMN], features, settings, last_retrain)
+    drifted = sum(v > settings.feature_psi_breach for v in features.values())
 
+    top = sorted(features, key=lambda c: -features[c])[:EVIDENTLY_TOP_FEATURES]
+    report_numeric = [c for c in numeric if c in top or c == SCORE_COLUMN]
+    report_categorical = [c for c in categorical if c in top]
+    columns = [*report_numeric, *report_categorical]
     reference = load_reference_sample(settings, spec.name, key)
     snapshot = drift_report(
-        reference, scored[reference.columns], numeric, categorical, name=f"{spec.name} {month}"
-    )
+        reference[columns], scored[columns], report_numeric, report_categorical,
+        name=f"{spec.name} {month}", profile=profile, psi_values=values,
+    )  # fmt: skip
     report = save_report(snapshot, settings.reports_dir / spec.name / f"{month}.html")
     add_to_workspace(settings, spec.name, snapshot)
     return MonitorOutcome(
@@ -72,10 +96,52 @@ def monitor_month(
         month=month,
         version=version,
         rows=len(scored),
-        score_psi=round(float(score_psi), 6),
-        feature_psi={k: round(float(v), 6) for k, v in values.items()},
+        score_psi=round(float(values[SCORE_COLUMN]), 6),
+        feature_psi={k: round(float(v), 6) for k, v in features.items()},
+        drift_share=round(drifted / max(len(features), 1), 6),
         breach=decision.breach,
         retrain=decision.retrain,
         reasons=list(decision.reasons),
         report_path=str(report),
     )
+
+
+def _vintage_state_path(settings: Settings, spec: ModelSpec):
+    return settings.state_dir / "vintages" / f"{spec.name}.json"
+
+
+def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.DataFrame:
+    """Return realised AUC/KS/bad rate of vintages matured since the last check, beside their early estimate.
+
+    The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style);
+    the current month's vintage gets its estimate now and its realised value when its labels mature.
+    """
+    scored = []
+    for m in month_range(settings.start_month, month):
+        path = _scores_path(settings, spec, m)
+        if path.exists():
+            scored.append(pd.read_parquet(path, columns=["application_id", "pd"]).assign(vintage=m))
+    if not scored:
+        return pd.DataFrame()
+    scores = pd.concat(scored, ignore_index=True)
+    state_path = _vintage_state_path(settings, spec)
+    reported = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    labels = application_labels(
+        read_silver(settings, "applications"), read_silver(settings, "repayments"), month,
+        settings.label_window_months, settings.bad_dpd,
+    )  # fmt: skip
+    realised = matured_performance(scores, labels, month, reported)
+    wanted = set(realised["vintage"]) | {month}
+    estimated = early_estimate(scores[scores["vintage"].isin(wanted)])
+    write_json(sorted(reported | set(realised["vintage"])), state_path)
+    return performance_by_vintage(realised, estimated)
+
+
+def publish_dashboard(settings: Settings, spec: ModelSpec, month: str, outcome: MonitorOutcome) -> str:
+    """Add the month's snapshot (PSI, drift share, vintages, alias events) to the model's Evidently project."""
+    ensure_dashboard(settings, spec.name, top_features=list(DASHBOARD_FEATURES))
+    month_events = [e.to_dict() for e in events(settings, spec.name) if e.effective_month == month]
+    return add_month_snapshot(
+        settings, spec.name, month, {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},
+        outcome.drift_share, vintage_performance(settings, spec, month), month_events,
+    )  # fmt: skip

@@ -13,7 +13,7 @@ from orchard import __version__
 from orchard.atomic import write_json
 from orchard.credit.metrics import evaluate
 from orchard.credit.model import CreditModel, train_lightgbm
-from orchard.credit.scorecard import train_scorecard
+from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.lifecycle.datasets import (
     application_frame,
     labelled,
@@ -40,6 +40,7 @@ class TrainOutcome:
     train_window: str
     oot_window: str
     metrics: dict[str, float] = field(default_factory=dict)
+    feature_iv: dict[str, float] = field(default_factory=dict)
 
 
 def train_key(spec: ModelSpec, as_of: str) -> str:
@@ -67,6 +68,9 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
 
     model = train_lightgbm(dev, "bad", features, categorical, settings.seed)
     baseline = train_scorecard(dev, "bad", features, categorical, settings.seed)
+    feature_iv = {
+        f: round(float(v), 6) for f, v in scorecard_of(baseline).selection.get("candidate_iv", {}).items()
+    }
     metrics = {
         **_metrics("train", model, dev),
         **_metrics("oot", model, oot),
@@ -108,7 +112,11 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
         },
         lineage=lineage,
         input_example=dev[features].head(5),
-        artifacts={"reference_profile.json": profile.to_dict(), "scorecard_baseline_metrics.json": metrics},
+        artifacts={
+            "reference_profile.json": profile.to_dict(),
+            "scorecard_baseline_metrics.json": metrics,
+            "feature_iv.json": feature_iv,
+        },
     )
     log.info("registered %s v%s (oot auc %.3f)", spec.name, ref.version, metrics["oot_auc"])
     return TrainOutcome(
@@ -119,4 +127,5 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
         train_window=lineage.train_window,
         oot_window=lineage.extra["oot_window"],
         metrics=metrics,
+        feature_iv=feature_iv,
     )

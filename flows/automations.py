@@ -1,0 +1,159 @@
+"""Deployed entry points (JSON parameters, settings built on the worker) and the retraining automation.
+
+prefect.yaml points every deployment at a flow here: each builds Settings from the worker's environment
+(ORCHARD_*), then runs the same flow the embedded profile runs. The monitor deployment emits the event
+`orchard.monitor.breach` when the drift policy asks for a retrain; the automation (declared in prefect.yaml as
+the train deployment's trigger, or created by `ensure_retraining_automation`) runs the train deployment for the
+model and month named in the event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.automations import Automation
+from prefect.events import emit_event
+from prefect.events.actions import RunDeployment
+from prefect.events.schemas.automations import EventTrigger, Posture
+
+from orchard.months import add_months
+from orchard.settings import Settings
+
+BREACH_EVENT = "orchard.monitor.breach"
+RETRAIN_AUTOMATION = "orchard-retrain-on-breach"
+TRAIN_DEPLOYMENT = "train-deployed/train-application_pd"
+
+
+def _settings() -> Settings:
+    from orchard.runtime import load_settings, prepare
+
+    return prepare(load_settings())
+
+
+def _month(month: str | None) -> str:
+    """The month a scheduled run works on: the given one, else the last complete calendar month."""
+    return month or add_months(datetime.now(UTC).strftime("%Y-%m"), -1)
+
+
+def breach_event_payload(model: str, month: str, version: int, reasons: list[str]) -> dict[str, Any]:
+    """Return the payload of a breach event (what the retraining deployment receives)."""
+    return {"model": model, "month": month, "version": version, "reasons": reasons}
+
+
+def emit_breach(model: str, month: str, version: int, reasons: list[str]) -> None:
+    """Emit `orchard.monitor.breach` for a model (the resource the automation matches on)."""
+    emit_event(
+        BREACH_EVENT,
+        resource={"prefect.resource.id": f"orchard.model.{model}", "prefect.resource.name": model},
+        payload=breach_event_payload(model, month, version, reasons),
+    )
+
+
+def retraining_automation(deployment_id: Any) -> Automation:
+    """Return the automation: on each `orchard.monitor.breach`, run the train deployment for that model/month."""
+    return Automation(
+        name=RETRAIN_AUTOMATION,
+        description="A drift-policy breach retrains the model named in the event (then the gated promotion).",
+        trigger=EventTrigger(
+            expect={BREACH_EVENT},
+            match={"prefect.resource.id": "orchard.model.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            RunDeployment(
+                source="selected",
+                deployment_id=deployment_id,
+                parameters={"model": "{{ event.payload.model }}", "month": "{{ event.payload.month }}"},
+            )
+        ],
+    )
+
+
+def ensure_retraining_automation(deployment_name: str = TRAIN_DEPLOYMENT) -> Automation:
+    """Create the retraining automation on the current Prefect API (replacing one of the same name)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        for existing in client.read_automations_by_name(RETRAIN_AUTOMATION):
+            client.delete_automation(existing.id)
+    return retraining_automation(deployment.id).create()
+
+
+@flow(name="ingest-deployed", flow_run_name="ingest {month}")
+def ingest_deployed(month: str | None = None) -> int:
+    """Ingest one month of every source (scheduled: the last complete month)."""
+    from flows.ingest import ingest_flow
+
+    return len(ingest_flow(_settings(), _month(month)))
+
+
+@flow(name="validate-deployed", flow_run_name="validate {month}")
+def validate_deployed(month: str | None = None) -> int:
+    """Validate one month's bronze batches against their contracts."""
+    from flows.validate import validate_flow
+
+    return len(validate_flow(_settings(), _month(month)))
+
+
+@flow(name="features-deployed", flow_run_name="features {month}")
+def features_deployed(month: str | None = None) -> dict[str, float]:
+    """Build the offline features and materialize the month online."""
+    from flows.features import features_flow
+
+    return features_flow(_settings(), _month(month))
+
+
+@flow(name="train-deployed", flow_run_name="train {model} @ {month}")
+def train_deployed(model: str, month: str | None = None) -> dict[str, Any]:
+    """Retrain one model and gate its promotion."""
+    from dataclasses import asdict
+
+    from flows.train import train_flow
+
+    return asdict(train_flow(_settings(), model, _month(month)))
+
+
+@flow(name="score-deployed", flow_run_name="score {model} @ {month}")
+def score_deployed(model: str, month: str | None = None) -> int:
+    """Batch-score a month's applications with the model's champion; return the rows scored."""
+    from model_registry.registry import champion_version, load_model
+    from orchard.errors import OrchardError
+    from orchard.lifecycle.monitoring import score_month
+    from orchard.model_specs import MODEL_SPECS
+
+    settings = _settings()
+    version = champion_version(settings, model)
+    if version is None:
+        raise OrchardError(f"{model} has no champion to score with")
+    scored = score_month(
+        settings, MODEL_SPECS[model], _month(month), load_model(settings, model, version), version
+    )
+    return len(scored)
+
+
+@flow(name="monitor-deployed", flow_run_name="monitor {model} @ {month}")
+def monitor_deployed(model: str, month: str | None = None, last_retrain: str | None = None) -> dict[str, Any]:
+    """Monitor the champion; on a policy breach that asks for a retrain, emit `orchard.monitor.breach`."""
+    from dataclasses import asdict
+
+    from flows.monitor import monitor_flow
+
+    month = _month(month)
+    outcome = monitor_flow(_settings(), model, month, last_retrain)
+    if outcome is None:
+        return {}
+    if outcome.retrain:
+        emit_breach(model, month, outcome.version, list(outcome.reasons))
+    return asdict(outcome)
+
+
+@flow(name="federated-deployed", flow_run_name="federated {job_id}")
+def federated_deployed(job_id: str, epochs: int = 5) -> dict[str, Any]:
+    """Run the vertical federated training job between the two parties."""
+    from flows.federated import federated_training
+
+    return federated_training(_settings(), job_id, epochs)

@@ -1,0 +1,52 @@
+"""Score flow: a month's population scored by a model's champion (or a given version) for monitoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from model_registry.registry import champion_version
+from orchard.errors import OrchardError
+from orchard.model_specs import MODEL_SPECS
+from orchard.serving.batch import score_month, scores_path
+from orchard.serving.models import load_served
+from orchard.settings import Settings
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    """What one batch scoring wrote."""
+
+    model: str
+    month: str
+    version: int
+    rows: int
+    path: str
+    mean_pd: float
+
+
+@task(name="score-month", task_run_name="score {model} v{version} @ {month}", cache_policy=NONE, retries=1)
+def score_month_task(settings: Settings, model: str, month: str, version: int) -> ScoreOutcome:
+    """Score one month's applications with one model version and write them under home/scores."""
+    scores = score_month(settings, MODEL_SPECS[model], month, load_served(settings, model, version))
+    return ScoreOutcome(
+        model=model,
+        month=month,
+        version=version,
+        rows=len(scores),
+        path=str(scores_path(settings, model, month)),
+        mean_pd=float(scores["pd"].mean()) if len(scores) else float("nan"),
+    )
+
+
+@flow(name="score", flow_run_name="score {model} @ {month}", validate_parameters=False)
+def score_flow(settings: Settings, model: str, month: str, version: int | None = None) -> ScoreOutcome:
+    """Batch-score a month for a model: the champion unless a version is given."""
+    if model not in MODEL_SPECS:
+        raise OrchardError(f"unknown model {model!r}; known: {', '.join(sorted(MODEL_SPECS))}")
+    version = version if version is not None else champion_version(settings, model)
+    if version is None:
+        raise OrchardError(f"model {model} has no champion to score with; pass a version")
+    return score_month_task(settings, model, month, version)

@@ -1,0 +1,217 @@
+"""The vertical split of the simulator's data: the lender (guest) and the platform (host) tables.
+
+The sample unit is a customer-month: the key is '<user_id>:<YYYY-MM>' of a booked application's month.
+The guest (lender) holds, per booked application with a mature label, the application fields, the borrower's
+repayment history before that month and the label `bad`. The host (platform) holds one row per active user
+and month: the partner_users snapshot dated the 1st of that month (activity of the previous 30 days), so a
+matched host row is known at application time. Neither table holds the other's columns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from orchard.atomic import frame_sha256, write_parquet
+from orchard.errors import OrchardError
+from orchard.labels import application_labels, mature_labels, month_index
+from orchard.months import month_range
+from orchard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEY = "customer_key"
+LABEL = "bad"
+VINTAGE = "vintage"
+GUEST_FEATURES = [
+    "log_requested_amount",
+    "term_months",
+    "log_income_declared",
+    "amount_to_income",
+    "prev_loans_count",
+    "prev_max_dpd",
+    "employment_self_employed",
+    "employment_gig",
+    "employment_unemployed",
+    "employment_student",
+    "purpose_education",
+    "purpose_medical",
+    "purpose_business",
+    "purpose_debt_consolidation",
+    "channel_web",
+    "channel_branch",
+]
+HOST_FEATURES = [
+    "age",
+    "platform_tenure_months",
+    "active_days_30d",
+    "log_txn_count_30d",
+    "log_txn_amount_30d",
+    "log_income_est_monthly",
+    "late_bill_payments_12m",
+    "city_tier1",
+    "city_tier2",
+    "city_rural",
+    "device_ios",
+    "device_other",
+]
+_DUMMIES = {
+    "employment_type": {"self_employed": "employment_self_employed", "gig": "employment_gig",
+                        "unemployed": "employment_unemployed", "student": "employment_student"},
+    "loan_purpose": {"education": "purpose_education", "medical": "purpose_medical",
+                     "business": "purpose_business", "debt_consolidation": "purpose_debt_consolidation"},
+    "channel": {"web": "channel_web", "branch": "channel_branch"},
+    "city_tier": {"tier1": "city_tier1", "tier2": "city_tier2", "rural": "city_rural"},
+    "device_os": {"ios": "device_ios", "other": "device_other"},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VerticalSplit:
+    """Where each party's table was written, and what it holds."""
+
+    guest_path: Path
+    host_path: Path
+    guest_rows: int
+    host_rows: int
+    guest_sha256: str
+    host_sha256: str
+    batch_ids: list[str] = field(default_factory=list)
+
+
+def _read_landing(settings: Settings, source: str, months: list[str]) -> pd.DataFrame:
+    paths = [settings.landing_dir / source / f"{m}.parquet" for m in months]
+    present = [p for p in paths if p.exists()]
+    if not present:
+        raise OrchardError(
+            f"no landing files of {source} under {settings.landing_dir}; run the simulator first"
+        )
+    return pd.concat([pd.read_parquet(p) for p in present], ignore_index=True)
+
+
+def _dummies(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    values = frame[column].astype("string")
+    return pd.DataFrame(
+        {name: (values == level).fillna(False).astype(float) for level, name in _DUMMIES[column].items()},
+        index=frame.index,
+    )
+
+
+def _month(ts: pd.Series) -> pd.Series:
+    return pd.to_datetime(ts, utc=True).dt.strftime("%Y-%m")
+
+
+def guest_table(applications: pd.DataFrame, repayments: pd.DataFrame, as_of_month: str,
+                window_months: int, bad_dpd: int) -> pd.DataFrame:  # fmt: skip
+    """Return the lender's table: one row per customer-month of a booked, mature application."""
+    labels = mature_labels(application_labels(applications, repayments, as_of_month, window_months, bad_dpd))
+    apps = applications.merge(labels[["application_id", LABEL]], on="application_id", how="inner")
+    apps = apps.assign(app_month=_month(apps["event_ts"])).sort_values(["event_ts", "application_id"])
+    apps = apps.drop_duplicates(["user_id", "app_month"], keep="last").reset_index(drop=True)
+
+    all_apps = applications.assign(app_month=_month(applications["event_ts"]))
+    booked = all_apps.loc[all_apps["decision"] == "approved", ["user_id", "event_ts"]]
+    prior = apps[["application_id", "user_id", "event_ts"]].merge(
+        booked, on="user_id", suffixes=("", "_prev")
+    )
+    prev_count = (prior["event_ts_prev"] < prior["event_ts"]).groupby(prior["application_id"]).sum()
+
+    stmts = repayments.assign(stmt_index=_month(repayments["event_ts"]).map(month_index))
+    hist = apps[["application_id", "user_id", "app_month"]].assign(
+        app_index=apps["app_month"].map(month_index)
+    )
+    hist = hist.merge(stmts[["user_id", "stmt_index", "dpd"]], on="user_id", how="left")
+    seen = hist[hist["stmt_index"] < hist["app_index"]]
+    prev_dpd = seen.groupby("application_id")["dpd"].max()
+
+    out = pd.DataFrame(
+        {
+            KEY: apps["user_id"] + ":" + apps["app_month"],
+            VINTAGE: apps["app_month"],
+            "log_requested_amount": np.log(apps["requested_amount"].clip(lower=1.0)),
+            "term_months": apps["term_months"].astype(float),
+            "log_income_declared": np.log1p(apps["income_declared"].clip(lower=0.0)),
+            "amount_to_income": apps["requested_amount"] / apps["income_declared"].clip(lower=100.0),
+            "prev_loans_count": apps["application_id"].map(prev_count).fillna(0).astype(float),
+            "prev_max_dpd": apps["application_id"].map(prev_dpd).fillna(0).astype(float),
+        }
+    )
+    for column in ("employment_type", "loan_purpose", "channel"):
+        out = out.join(_dummies(apps, column))
+    out[LABEL] = apps[LABEL].astype(int).to_numpy()
+    return out[[KEY, VINTAGE, *GUEST_FEATURES, LABEL]]
+
+
+def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
+    """Return the platform's table: one row per active user and month (the snapshot of that month)."""
+    users = partner_users.drop_duplicates(["user_id", "event_ts"]).reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            KEY: users["user_id"] + ":" + _month(users["event_ts"]),
+            "age": users["age"].astype(float),
+            "platform_tenure_months": users["platform_tenure_months"].astype(float),
+            "active_days_30d": users["active_days_30d"].astype(float),
+            "log_txn_count_30d": np.log1p(users["txn_count_30d"].clip(lower=0)),
+            "log_txn_amount_30d": np.log1p(users["txn_amount_30d"].clip(lower=0.0)),
+            "log_income_est_monthly": np.log1p(users["income_est_monthly"].clip(lower=0.0)),
+            "late_bill_payments_12m": users["late_bill_payments_12m"].astype(float),
+        }
+    )
+    for column in ("city_tier", "device_os"):
+        out = out.join(_dummies(users, column))
+    return out.drop_duplicates(KEY).reset_index(drop=True)[[KEY, *HOST_FEATURES]]
+
+
+def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | None = None) -> VerticalSplit:
+    """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir."""
+    months = month_range(settings.start_month, settings.end_month)
+    as_of = as_of_month or settings.end_month
+    applications = _read_landing(settings, "applications", months)
+    repayments = _read_landing(settings, "repayments", months)
+    partner_users = _read_landing(settings, "partner_users", months)
+    guest = guest_table(applications, repayments, as_of, settings.label_window_months, settings.bad_dpd)
+    if guest.empty or guest[LABEL].nunique() < 2:
+        raise OrchardError(
+            f"the simulated data holds no usable mature labels by {as_of}; simulate more months"
+        )
+    host = host_table(partner_users)
+    out_dir = Path(out_dir)
+    guest_path = write_parquet(guest, out_dir / "guest.parquet")
+    host_path = write_parquet(host, out_dir / "host.parquet")
+    log.info("vertical split: guest %d rows, host %d rows", len(guest), len(host))
+    batch_ids = sorted(f"{s}-{m}" for s in ("applications", "repayments") for m in months)
+    return VerticalSplit(
+        guest_path=guest_path, host_path=host_path, guest_rows=len(guest), host_rows=len(host),
+        guest_sha256=frame_sha256(guest), host_sha256=frame_sha256(host), batch_ids=batch_ids,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature standardisation fitted on one party's own training rows (missing -> 0 after scaling)."""
+
+    features: list[str]
+    mean: list[float]
+    std: list[float]
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, features: list[str]) -> Scaler:
+        """Return a scaler fitted on the frame's features."""
+        values = frame.loc[:, features].to_numpy(dtype=float)
+        mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0)
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(features=list(features), mean=mean.tolist(), std=std.tolist())
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return the standardised feature matrix (rows x features)."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise OrchardError(f"frame lacks feature column(s) {', '.join(missing)}")
+        values = frame.loc[:, self.features].to_numpy(dtype=float)
+        z = (values - np.asarray(self.mean)) / np.asarray(self.std)
+        return np.nan_to_num(z, nan=0.0)

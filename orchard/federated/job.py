@@ -1,0 +1,176 @@
+"""The coordinator of a joint job: starts the two party processes, waits for the guest, records the outcome."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from orchard.atomic import write_json, write_text
+from orchard.errors import OrchardError
+from orchard.federated.channel import PeerClient, load_key, wait_until_healthy
+from orchard.federated.data import VerticalSplit
+from orchard.federated.guest import joint_score_frame, partial_scores
+from orchard.federated.paillier_lr import LRConfig
+from orchard.federated.party import party_state_dir
+from orchard.settings import Settings, tool_environment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartyHomes:
+    """The two parties' own homes, key file and data files."""
+
+    guest_home: Path
+    host_home: Path
+    key_file: Path
+    guest_data: Path
+    host_data: Path
+
+
+def free_port() -> int:
+    """Return a free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_parties(settings: Settings, split: VerticalSplit) -> PartyHomes:
+    """Give each party its state folder (the host its own ORCHARD_HOME) and provision the channel key."""
+    guest_dir = party_state_dir(settings, "guest")
+    host_home = settings.home / "federated" / "host_home"
+    key_file = guest_dir / "channel.key"
+    if not key_file.exists():
+        write_text(secrets.token_hex(32), key_file)
+        os.chmod(key_file, 0o600)
+    host_key = host_home / "federated" / "host" / "channel.key"
+    write_text(key_file.read_text(), host_key)
+    os.chmod(host_key, 0o600)
+    return PartyHomes(guest_home=settings.home, host_home=host_home, key_file=key_file,
+                      guest_data=split.guest_path, host_data=split.host_path)  # fmt: skip
+
+
+def _env(home: Path, settings: Settings) -> dict[str, str]:
+    party = settings.model_copy(update={"home": home})
+    env = {**os.environ, **tool_environment(party), "ORCHARD_HOME": str(home.resolve())}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def party_args(role: str, port: int, data: Path, key_file: Path, extra: list[str]) -> list[str]:
+    """Return the command line of a party process."""
+    return [sys.executable, "-m", "orchard.federated.party", "--role", role, "--port", str(port),
+            "--data", str(data), "--key-file", str(key_file), *extra]  # fmt: skip
+
+
+@contextmanager
+def host_process(settings: Settings, homes: PartyHomes, port: int, record_dir: Path | None = None,
+                 idle_timeout_seconds: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """Start the host party process and stop it (by its own pid) on exit."""
+    extra = ["--idle-timeout", str(idle_timeout_seconds)]
+    if record_dir:
+        extra += ["--record-dir", str(record_dir)]
+    host_key = homes.host_home / "federated" / "host" / "channel.key"
+    log_path = homes.host_home / "federated" / "host" / "party.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(party_args("host", port, homes.host_data, host_key, extra),
+                                env=_env(homes.host_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
+    try:
+        wait_until_healthy("127.0.0.1", port, timeout_seconds=60)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def start_guest(settings: Settings, homes: PartyHomes, port: int, job: dict[str, Any],
+                record_dir: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+    """Start the guest process running one job; return it and its result file."""
+    jobs_dir = party_state_dir(settings, "guest") / "jobs"
+    job_file = write_json(job, jobs_dir / f"{job['job_id']}.job.json")
+    result_file = jobs_dir / f"{job['job_id']}.result.json"
+    if result_file.exists():
+        result_file.unlink()
+    extra = ["--job-file", str(job_file), "--result-file", str(result_file)]
+    if record_dir:
+        extra += ["--record-dir", str(record_dir)]
+    log_path = jobs_dir / f"{job['job_id']}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(party_args("guest", port, homes.guest_data, homes.key_file, extra),
+                                env=_env(homes.guest_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
+    return proc, result_file
+
+
+def read_result(proc: subprocess.Popen[bytes], result_file: Path, timeout_seconds: float) -> dict[str, Any]:
+    """Wait for the guest and return its result record, or raise naming why the job failed."""
+    try:
+        code = proc.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.wait()
+        raise OrchardError(f"the joint job did not finish within {timeout_seconds:.0f} s") from exc
+    record = json.loads(result_file.read_text()) if result_file.exists() else {}
+    if code != 0 or record.get("status") != "registered":
+        detail = record.get("error") or f"the guest process exited with code {code} and no result"
+        raise OrchardError(f"joint job failed: {detail}")
+    return record
+
+
+def job_spec(job_id: str, split: VerticalSplit, config: LRConfig, model_name: str,
+             holdout_vintages: int = 3) -> dict[str, Any]:  # fmt: skip
+    """Return the job spec the guest reads."""
+    return {"job_id": job_id, "model_name": model_name, "config": config.as_dict(),
+            "holdout_vintages": holdout_vintages, "batch_ids": split.batch_ids,
+            "guest_sha256": split.guest_sha256}  # fmt: skip
+
+
+def run_joint_job(settings: Settings, split: VerticalSplit, job_id: str, config: LRConfig,
+                  model_name: str = "precredit_response_joint", record_dir: Path | None = None,
+                  timeout_seconds: float = 3600.0) -> dict[str, Any]:  # fmt: skip
+    """Run a joint training job between two fresh party processes; return the guest's result record."""
+    homes = prepare_parties(settings, split)
+    port = free_port()
+    started = time.perf_counter()
+    with host_process(settings, homes, port, record_dir):
+        proc, result_file = start_guest(settings, homes, port, job_spec(job_id, split, config, model_name),
+                                        record_dir)  # fmt: skip
+        record = read_result(proc, result_file, timeout_seconds)
+    record["job_wall_seconds"] = round(time.perf_counter() - started, 3)
+    log.info("joint job %s registered %s v%s", job_id, record.get("model"), record.get("version"))
+    return record
+
+
+def joint_score(settings: Settings, model_name: str, ref: str | int, frame: pd.DataFrame, peer_port: int,
+                key_file: Path, peer_host: str = "127.0.0.1") -> pd.DataFrame:  # fmt: skip
+    """Score customers with a registered joint model: guest features here, the host's partial score remote."""
+    from model_registry.registry import load_model
+
+    model = load_model(settings, model_name, ref)
+    key = load_key(key_file)
+    client = PeerClient(key, "guest", peer_host, peer_port, session=f"score-{time.time_ns()}")
+    try:
+        host_scores = partial_scores(
+            client, key, model.host_part_id, frame["customer_key"].astype(str).tolist()
+        )
+    finally:
+        client.close()
+    return joint_score_frame(model, frame, host_scores)

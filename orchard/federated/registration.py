@@ -1,0 +1,49 @@
+"""Register a joint model in MLflow: the guest's part and the host part's receipt as artifacts, PSI lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from model_registry.lineage import Lineage
+from model_registry.registry import ModelVersionRef, register_model
+from orchard.federated.guest import GuestOutcome
+from orchard.settings import Settings
+
+JOINT_MODEL_NAME = "precredit_response_joint"
+CODE_VERSION = "orchard.federated/hetero-lr-v1"
+
+
+def register_joint_model(settings: Settings, outcome: GuestOutcome, job: dict[str, Any]) -> ModelVersionRef:
+    """Register the joint model of a finished job (idempotent by job id)."""
+    model = outcome.model
+    lineage = Lineage(
+        batch_ids=list(job.get("batch_ids", [])),
+        data_sha256=str(job.get("guest_sha256") or outcome.intersection_sha256),
+        validation_ids=[],
+        feature_service=f"federated:{outcome.job_id}",
+        code_version=CODE_VERSION,
+        train_window=str(job.get("train_window", "all-mature")),
+        extra={"intersection": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
+               "host_part": {"id": model.host_part_id, "sha256": model.host_part_sha256}},
+    )  # fmt: skip
+    artifacts: dict[str, dict | str] = {
+        "guest_part.json": {
+            "features": model.guest_scaler.features, "weights": model.guest_weights,
+            "scaler": dataclasses.asdict(model.guest_scaler),
+        },
+        "host_part.json": {
+            "part_id": model.host_part_id, "sha256": model.host_part_sha256,
+            "held_by": "host party (weights never leave the platform)",
+        },
+        "intersection.json": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
+        "training.json": outcome.summary(),
+    }  # fmt: skip
+    config = job.get("config", {})
+    return register_model(
+        settings, model.name, model, train_key=f"federated-{outcome.job_id}",
+        metrics={k: float(v) for k, v in outcome.metrics.items()},
+        params={**{k: v for k, v in config.items() if isinstance(v, (int, float, str))},
+                "protocol": "ECDH-PSI + Paillier hetero LR", "host_part_id": model.host_part_id},
+        lineage=lineage, input_example=outcome.example, artifacts=artifacts,
+    )  # fmt: skip
