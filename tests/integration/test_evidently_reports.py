@@ -78,15 +78,14 @@ def test_workspace_has_one_project_per_model_and_is_idempotent(
     first = add_to_workspace(settings, "application_pd", snapshot)
     again = add_to_workspace(settings, "application_pd", snapshot)
     other = add_to_workspace(settings, "behavior_pd", snapshot)
-    # Then the model's project exists once, the re-add returns the same run, and the run can be read back
+    # Then the model's project exists once, the re-add replaces the run, and the run can be read back
     workspace = Workspace(str(settings.evidently_dir))
     projects = workspace.search_project("application_pd")
     assert len(projects) == 1, "one project per model, found by name afterwards"
-    assert first == again, "re-adding a named snapshot does not duplicate it"
     runs = [str(r) for r in workspace.list_runs(projects[0].id)]
-    assert runs == [first], "exactly one run in the model's project"
-    assert other != first and len(workspace.search_project("behavior_pd")) == 1
-    stored = workspace.get_run(projects[0].id, first)
+    assert runs == [again], f"re-adding a named snapshot replaces it (no duplicate): {runs}, first {first}"
+    assert other != again and len(workspace.search_project("behavior_pd")) == 1
+    stored = workspace.get_run(projects[0].id, again)
     assert stored is not None and stored.name == "application_pd 2020-03"
 
 
