@@ -110,7 +110,7 @@ def dashboard_panels(model_name: str, top_features: list[str] | None = None) -> 
                     VALUE_METRIC_TYPE, {"group": "drift", "label": "drift_share"}, "drift share", MONTHLY_TAG
                 )
             ],
-            description="Evidently DataDriftPreset: share of drifted columns",
+            description="Share of the model's features whose CSI exceeds the breach limit (feature_psi_breach)",
             size="half",
         ),
         bar_plot_panel(

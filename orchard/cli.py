@@ -231,6 +231,26 @@ def party(
     console.print(summary, soft_wrap=True)
 
 
+@app.command()
+@_one_line_errors
+def up(
+    profile: Annotated[str, typer.Option(help="the profile whose services to start")] = "production",
+) -> None:
+    """Start the production services on loopback (MLflow + basic-auth, Prefect server + worker) with PID files."""
+    from orchard.services import up_command
+
+    console.print(up_command(_settings(), profile), soft_wrap=True)
+
+
+@app.command()
+@_one_line_errors
+def down() -> None:
+    """Stop the services `orchard up` started (only those, by their PID files)."""
+    from orchard.services import down_command
+
+    console.print(down_command(_settings()), soft_wrap=True)
+
+
 def main() -> None:
     """Entry point used by `python -m orchard`."""
     app(prog_name="orchard")

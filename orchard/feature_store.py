@@ -66,7 +66,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def repo_config(settings: Settings, *, stock_online_store: bool = False) -> RepoConfig:
-    """Return the programmatic Feast config: file registry, duckdb offline store, SQLite online store."""
+    """Return the programmatic Feast config: file registry, duckdb offline store, SQLite online store.
+
+    The production profile uses the SQL registry on PostgreSQL and the Redis online store instead.
+    """
+    if settings.profile == "production" and not stock_online_store:
+        from orchard.production import production_repo_config
+
+        return production_repo_config(settings)
     feast_dir = settings.feast_dir.resolve()
     if stock_online_store:
         provider = "local"
@@ -186,7 +193,11 @@ def apply_definitions(settings: Settings, *, store: FeatureStore | None = None) 
     fingerprint = _fingerprint(objects)
     marker = _applied_state(settings)
     registry = settings.feast_dir / "registry.db"
-    if registry.exists() and marker.exists() and marker.read_text() == fingerprint:
+    if (
+        (settings.profile == "production" or registry.exists())
+        and marker.exists()
+        and marker.read_text() == fingerprint
+    ):
         logger.info("feast definitions unchanged; apply skipped")
         return
     store = store or open_store(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchard.months import parse_month
@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     prefect_api_url: str | None = Field(default=None, description="Prefect server; None = temporary server")
     mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
     governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
+
+    # production profile (see infra/ and docs/production.md); secrets have no default
+    postgres_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL server URL (with credentials)"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis online store")
+    mlflow_admin_username: str = "admin"
+    mlflow_admin_password: SecretStr | None = None
+    mlflow_username: str | None = Field(default=None, description="the MLflow user the flows run as")
+    mlflow_password: SecretStr | None = None
+    mlflow_secret_key: SecretStr | None = None
+    artifact_root: str | None = Field(default=None, description="shared artifact store (S3 URL or path)")
+    dask_address: str | None = Field(default=None, description="existing Dask scheduler (tcp://...)")
+    dask_workers: int = Field(default=0, ge=0, description="> 0: a Dask LocalCluster with that many workers")
+    prefect_server_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
+    database_prefix: str = Field(default="", description="prefix of the per-service database names")
 
     @field_validator("start_month", "end_month", "shock_month")
     @classmethod

@@ -14,6 +14,11 @@ calendar), city_tier, device_os (iOS more likely for higher z and tier-1 cities)
 higher z, students are young), platform engagement. 85% of users signed up before the start (tenure up
 to 8 years); the rest join during the first three years. Platform tenure grows by one each month.
 
+Seasoned book. The lender is already running when the data starts: the first 24 months before
+settings.start_month are simulated (loans booked, repaid, defaulted) but not written, so the 2019-01
+repayments already carry loans booked in 2017-2018 and borrowers' histories are at a steady state instead
+of every credit-history feature ramping up from an empty portfolio (which monitoring would flag as drift).
+
 Activity snapshots (partner_users). Each month a user is active with a personal probability (~70%);
 only active users appear in that month's snapshot. The snapshot's event_ts is the 1st of its month,
 00:00 UTC, and describes the previous 30 days: active_days_30d, txn_count_30d, txn_amount_30d,

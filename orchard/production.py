@@ -1,0 +1,204 @@
+"""The production profile derived from Settings: service URLs, PostgreSQL databases, Feast on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feast import RepoConfig
+from pydantic import SecretStr
+from sqlalchemy.engine import URL, make_url
+
+from orchard.errors import OrchardError
+from orchard.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+WORK_POOL = "orchard-process"
+# one database per service on the shared PostgreSQL server (names are part of the infra/ interface)
+DATABASES = {
+    "mlflow": "orchard_mlflow",
+    "mlflow_auth": "orchard_mlflow_auth",
+    "prefect": "orchard_prefect",
+    "feast": "orchard_feast",
+    "governance": "orchard_governance",
+}
+
+
+@dataclass(frozen=True)
+class ProductionConfig:
+    """The production-only settings (secrets as SecretStr, never defaulted)."""
+
+    postgres_url: SecretStr | None
+    redis_url: str
+    mlflow_admin_username: str
+    mlflow_admin_password: SecretStr | None
+    mlflow_username: str | None
+    mlflow_password: SecretStr | None
+    mlflow_secret_key: SecretStr | None
+    artifact_root: str | None
+    dask_address: str | None
+    dask_workers: int
+    prefect_server_port: int
+    mlflow_server_port: int
+    database_prefix: str
+
+
+def production_config(settings: Settings) -> ProductionConfig:
+    """Return the production fields of the settings as one typed record."""
+    return ProductionConfig(
+        postgres_url=settings.postgres_url,
+        redis_url=settings.redis_url,
+        mlflow_admin_username=settings.mlflow_admin_username,
+        mlflow_admin_password=settings.mlflow_admin_password,
+        mlflow_username=settings.mlflow_username,
+        mlflow_password=settings.mlflow_password,
+        mlflow_secret_key=settings.mlflow_secret_key,
+        artifact_root=settings.artifact_root,
+        dask_address=settings.dask_address,
+        dask_workers=settings.dask_workers,
+        prefect_server_port=settings.prefect_server_port,
+        mlflow_server_port=settings.mlflow_server_port,
+        database_prefix=settings.database_prefix,
+    )
+
+
+def _server_url(config: ProductionConfig) -> URL:
+    if config.postgres_url is None:
+        raise OrchardError(
+            "the production profile needs ORCHARD_POSTGRES_URL (e.g. postgresql://orchard@127.0.0.1:5432)"
+        )
+    try:
+        url = make_url(config.postgres_url.get_secret_value())
+    except Exception:  # sqlalchemy raises ArgumentError with the URL in it: do not echo a password
+        raise OrchardError(
+            "ORCHARD_POSTGRES_URL is not a database URL (postgresql://user@host:port)"
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise OrchardError(f"ORCHARD_POSTGRES_URL must be a postgresql:// URL, not {url.get_backend_name()}")
+    return url
+
+
+def database_name(settings: Settings, service: str) -> str:
+    """Return the PostgreSQL database of a service (mlflow, mlflow_auth, prefect, feast, governance)."""
+    return production_config(settings).database_prefix + DATABASES[service]
+
+
+def database_url(settings: Settings, service: str, driver: str = "psycopg") -> str:
+    """Return the SQLAlchemy URL (with password) of a service's database on the shared PostgreSQL."""
+    url = _server_url(production_config(settings))
+    return url.set(
+        drivername=f"postgresql+{driver}", database=database_name(settings, service)
+    ).render_as_string(hide_password=False)
+
+
+def mlflow_tracking_uri(settings: Settings) -> str:
+    """Return the MLflow tracking server's URI (loopback, the configured port)."""
+    return f"http://{LOOPBACK}:{production_config(settings).mlflow_server_port}"
+
+
+def prefect_api_url(settings: Settings) -> str:
+    """Return the Prefect server's API URL (loopback, the configured port)."""
+    return f"http://{LOOPBACK}:{production_config(settings).prefect_server_port}/api"
+
+
+def governance_db_url(settings: Settings) -> str:
+    """Return the governance (alias history, approvals) database URL on PostgreSQL."""
+    return database_url(settings, "governance")
+
+
+def artifact_root(settings: Settings) -> str:
+    """Return where MLflow keeps artifacts: the S3-compatible URL when set, else a shared path under home."""
+    configured = production_config(settings).artifact_root
+    if configured:
+        return configured
+    return str((settings.home / "shared" / "mlflow-artifacts").resolve())
+
+
+def redis_connection_string(redis_url: str) -> str:
+    """Convert redis://[:password@]host:port/db into Feast's 'host:port,db=N[,password=...,ssl=true]' form."""
+    parts = urllib.parse.urlsplit(redis_url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise OrchardError(f"ORCHARD_REDIS_URL must look like redis://host:port/db, not {parts.scheme}://…")
+    db = parts.path.lstrip("/") or "0"
+    if not db.isdigit():
+        raise OrchardError(f"ORCHARD_REDIS_URL database must be a number, not {db!r}")
+    pieces = [f"{parts.hostname}:{parts.port or 6379}", f"db={db}"]
+    if parts.password:
+        pieces.append(f"password={urllib.parse.unquote(parts.password)}")
+    if parts.scheme == "rediss":
+        pieces.append("ssl=true")
+    return ",".join(pieces)
+
+
+def production_repo_config(settings: Settings) -> RepoConfig:
+    """Return the Feast config of the production profile: SQL registry on PostgreSQL, Redis online store."""
+    feast_dir = settings.feast_dir.resolve()
+    config = production_config(settings)
+    return RepoConfig(
+        project="orchard",
+        provider="local",
+        registry={
+            "registry_type": "sql",
+            "path": database_url(settings, "feast"),
+            "cache_ttl_seconds": 60,
+            "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
+        },
+        offline_store={"type": "duckdb"},
+        online_store={"type": "redis", "connection_string": redis_connection_string(config.redis_url)},
+        entity_key_serialization_version=3,
+        repo_path=feast_dir,
+    )
+
+
+def client_environment(settings: Settings) -> dict[str, str]:
+    """Environment of an Orchard process using the production services (flows, workers, the CLI)."""
+    config = production_config(settings)
+    env = {
+        "ORCHARD_PROFILE": "production",
+        "ORCHARD_MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
+        "ORCHARD_PREFECT_API_URL": prefect_api_url(settings),
+        "ORCHARD_GOVERNANCE_DB_URL": governance_db_url(settings),
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
+        "PREFECT_API_URL": prefect_api_url(settings),
+    }
+    if config.mlflow_username and config.mlflow_password is not None:
+        env["MLFLOW_TRACKING_USERNAME"] = config.mlflow_username
+        env["MLFLOW_TRACKING_PASSWORD"] = config.mlflow_password.get_secret_value()
+    return env
+
+
+def run_dir(settings: Settings) -> Path:
+    """Folder of the PID files and logs of the services `orchard up` started."""
+    return settings.home / "run"
+
+
+def ensure_databases(settings: Settings) -> list[str]:
+    """Create the services' databases that do not exist yet; return the names created."""
+    import psycopg
+    from psycopg import sql
+
+    url = _server_url(production_config(settings))
+    params: dict[str, Any] = {
+        "host": url.host or LOOPBACK,
+        "port": url.port or 5432,
+        "user": url.username or "postgres",
+        "dbname": "postgres",
+        "connect_timeout": 5,
+    }
+    if url.password:
+        params["password"] = url.password
+    created = []
+    try:
+        with psycopg.connect(**params, autocommit=True) as conn:
+            existing = {row[0] for row in conn.execute("select datname from pg_database")}
+            for service in DATABASES:
+                name = database_name(settings, service)
+                if name not in existing:
+                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+                    created.append(name)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OrchardError(f"PostgreSQL at {url.host}:{url.port or 5432} is not reachable: {first}") from None
+    return created

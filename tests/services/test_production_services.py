@@ -1,0 +1,210 @@
+"""Services tier: `orchard up` on the real PostgreSQL, MLflow basic-auth permissions, deployments, the worker."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.server.auth.client import AuthServiceClient
+
+from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
+from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
+from tests.services.conftest import ProductionSettings, production_settings
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+EXPECTED_DEPLOYMENTS = {
+    "ingest-deployed/ingest",
+    "validate-deployed/validate",
+    "features-deployed/features",
+    "train-deployed/train-application_pd",
+    "train-deployed/train-application_fraud",
+    "score-deployed/score-application_pd",
+    "monitor-deployed/monitor-application_pd",
+    "federated-deployed/federated",
+}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionSettings]:
+    """Start the production services once for this module (own databases); stop and drop them afterwards."""
+    from tests.services.conftest import PG_PORT, drop_databases, require
+
+    require(PG_PORT, "PostgreSQL")
+    prefix = f"orchard_test_{secrets.token_hex(4)}_"
+    settings = production_settings(tmp_path_factory.mktemp("services") / "orchard", prefix)
+    try:
+        up(settings)
+        yield settings
+    finally:
+        down(settings)
+        drop_databases(prefix)
+
+
+def _cli_env(settings: ProductionSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api_url(settings),
+        "PREFECT_HOME": str(settings.home / "prefect-cli"),
+        "ORCHARD_REPO_DIR": str(REPO_DIR),
+    }
+
+
+def test_up_starts_healthy_services_and_is_idempotent(running: ProductionSettings) -> None:
+    # Given the services `up` started
+    pids = {name: _read_pid(running, name) for name in ("mlflow", "prefect", "worker")}
+    assert all(pids.values()), f"every service has a PID file under {run_dir(running)}: {pids}"
+    # Then each answers on loopback
+    assert httpx.get(f"{mlflow_tracking_uri(running)}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{prefect_api_url(running)}/health", timeout=5).status_code == 200
+    # And MLflow refuses anonymous API calls (basic-auth app)
+    anonymous = httpx.get(
+        f"{mlflow_tracking_uri(running)}/api/2.0/mlflow/registered-models/search", timeout=5
+    )
+    assert anonymous.status_code == 401, "MLflow must require credentials"
+    # When `up` runs again, Then nothing new is started
+    again = {r.name: r.pid for r in up(running)}
+    assert again == {n: r.pid for n, r in pids.items() if r}, "a second `up` must reuse the running services"
+
+
+def _as(username: str, password: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+
+def test_reader_cannot_move_champion_owner_can_admin_can_grant(
+    running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = mlflow_tracking_uri(running)
+    config = production_config(running)
+    assert config.mlflow_admin_password is not None
+    admin = (config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value())
+    owner, reader = ("owner", secrets.token_urlsafe(12)), ("reader", secrets.token_urlsafe(12))
+    # Given an owner and a reader created by the admin
+    _as(*admin, monkeypatch)
+    auth = AuthServiceClient(uri)
+    auth.create_user(*owner)
+    auth.create_user(*reader)
+    # And a model the owner registered (its creator manages it)
+    _as(*owner, monkeypatch)
+    client = MlflowClient(uri, registry_uri=uri)
+    client.create_registered_model("application_pd")
+    run = client.create_run(client.create_experiment("application_pd"))
+    v1 = client.create_model_version("application_pd", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    v2 = client.create_model_version("application_pd", f"runs:/{run.info.run_id}/model", run.info.run_id)
+    # When the owner makes v1 champion, Then it moves
+    client.set_registered_model_alias("application_pd", "champion", v1.version)
+    # When the reader tries to move champion to v2, Then it is refused and champion stays on v1
+    _as(*reader, monkeypatch)
+    assert client.get_registered_model("application_pd").aliases["champion"] == v1.version, "reader can read"
+    with pytest.raises(MlflowException, match=r"PERMISSION_DENIED|403"):
+        client.set_registered_model_alias("application_pd", "champion", v2.version)
+    assert client.get_registered_model("application_pd").aliases["champion"] == v1.version
+    # When the reader tries to grant itself, Then it is refused too
+    with pytest.raises(MlflowException):
+        AuthServiceClient(uri).grant_user_permission("reader", "registered_model", "application_pd", "MANAGE")
+    # When the admin grants the reader MANAGE on the model, Then the reader can move champion
+    _as(*admin, monkeypatch)
+    auth.grant_user_permission("reader", "registered_model", "application_pd", "MANAGE")
+    _as(*reader, monkeypatch)
+    client.set_registered_model_alias("application_pd", "champion", v2.version)
+    assert client.get_registered_model("application_pd").aliases["champion"] == v2.version
+
+
+def test_prefect_deploy_all_creates_every_deployment_schedule_and_trigger(
+    running: ProductionSettings,
+) -> None:
+    # When every deployment of prefect.yaml is deployed against the server
+    result = subprocess.run(
+        [str(REPO_DIR / ".venv" / "bin" / "prefect"), "--no-prompt", "deploy", "--all"],
+        cwd=REPO_DIR,
+        env=_cli_env(running),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"prefect deploy --all failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    # Then each flow has its deployment on the Orchard work pool
+    api = prefect_api_url(running)
+    deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+    flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10).json()}
+    names = {f"{flows[d['flow_id']]}/{d['name']}" for d in deployments}
+    assert names >= EXPECTED_DEPLOYMENTS, f"missing deployments: {EXPECTED_DEPLOYMENTS - names}"
+    assert all(d["work_pool_name"] == WORK_POOL for d in deployments)
+    scheduled = {d["name"] for d in deployments if d.get("schedules")}
+    assert {"ingest", "validate", "features", "score-application_pd", "monitor-application_pd"} <= scheduled
+    # And the retraining automation listens for orchard.monitor.breach
+    automations = httpx.post(f"{api}/automations/filter", json={}, timeout=10).json()
+    breach = [a for a in automations if "orchard.monitor.breach" in a["trigger"].get("expect", [])]
+    assert breach and any(a["actions"][0]["type"] == "run-deployment" for a in breach), automations
+
+
+def _run_deployment(settings: ProductionSettings, name: str, parameters: dict[str, object]) -> str:
+    api = prefect_api_url(settings)
+    deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10).json()
+    run = httpx.post(
+        f"{api}/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}, timeout=10
+    ).json()
+    return str(run["id"])
+
+
+def _wait_final(settings: ProductionSettings, run_id: str, timeout: float = 180) -> str:
+    api = prefect_api_url(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
+        if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return state
+        time.sleep(1)
+    return "TIMEOUT"
+
+
+def test_restarted_worker_picks_up_new_runs(running: ProductionSettings) -> None:
+    # Given deployments on the server and landing files for 2019-01 (the deployed ingest copies them)
+    from orchard.simulate import simulate
+
+    simulate(running)
+    # When the worker is stopped while a run is queued, then a new worker starts
+    assert stop_service(running, "worker"), "the worker `up` started is stopped by its PID"
+    queued = _run_deployment(running, "ingest-deployed/ingest", {"month": "2019-01"})
+    time.sleep(2)
+    state = httpx.get(f"{prefect_api_url(running)}/flow_runs/{queued}", timeout=10).json()["state"]["type"]
+    assert state == "SCHEDULED", f"no worker: the run waits ({state})"
+    start_service(running, worker_service(running))
+    # Then the queued run and a new one are picked up and complete
+    fresh = _run_deployment(running, "ingest-deployed/ingest", {"month": "2019-02"})
+    assert _wait_final(running, queued) == "COMPLETED", "the run queued while the worker was down"
+    assert _wait_final(running, fresh) == "COMPLETED", "a run submitted after the restart"
+    assert (Path(running.home) / "lake" / "bronze").exists(), "the deployed ingest wrote bronze under home"
+
+
+def test_down_stops_only_what_up_started(running: ProductionSettings) -> None:
+    # Given the running services (and an unrelated process we start ourselves)
+    bystander = subprocess.Popen(["sleep", "60"])
+    pids = [r.pid for r in (_read_pid(running, n) for n in ("mlflow", "prefect", "worker")) if r]
+    try:
+        # When `down` runs
+        stopped = down(running)
+        # Then every service is stopped, its PID file removed, and the bystander still runs
+        assert set(stopped) == {"worker", "prefect", "mlflow"}
+        assert not list(run_dir(running).glob("*.pid")), "PID files removed"
+        for pid in pids:
+            assert (
+                not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+            )
+        assert bystander.poll() is None, "down must not touch processes it did not start"
+        assert down(running) == [], "a second down finds nothing to stop"
+    finally:
+        bystander.kill()
+        bystander.wait()
