@@ -38,7 +38,10 @@ def _context(root: str) -> FileDataContext:
 
     with _LOCK:
         context = gx.get_context(mode="file", project_root_dir=root)
-        if context.variables.progress_bars is None or context.variables.progress_bars.globally:
+        bars = context.variables.progress_bars
+        # a fresh context holds a ProgressBarsConfig; one read back from great_expectations.yml holds a dict
+        globally = bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)
+        if bars is None or globally is not False:
             context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
             context.variables.save()
         # Dataframe assets hold no state worth keeping: start each process from a clean datasource.

@@ -304,3 +304,23 @@ def test_an_empty_batch_passes_when_the_contract_allows_it(settings: Settings) -
     assert outcome.success, f"empty batch failed: {outcome.broken}"
     silver = read_silver(settings, "repayments")
     assert silver.empty and list(silver.columns) == REPAYMENTS.column_names, list(silver.columns)
+
+
+def test_a_new_process_reopens_an_existing_gx_project(tmp_path: Path) -> None:
+    # Given a GE project created by one process (great_expectations.yml written)
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from orchard.settings import Settings\n"
+        "from orchard.contracts.gx_project import context_for\n"
+        "context_for(Settings(_env_file=None, home=sys.argv[1]).gx_dir)\n"
+    )
+    home = str(tmp_path / "orchard")
+    first = subprocess.run([sys.executable, "-c", script, home], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-1500:]
+    # When a second process (a resumed demo) opens the same project
+    second = subprocess.run([sys.executable, "-c", script, home], capture_output=True, text=True)
+    # Then it opens it (the saved settings read back as plain dicts must not break it)
+    assert second.returncode == 0, second.stderr[-1500:]
