@@ -120,19 +120,9 @@ def train_deployed(model: str, month: str | None = None) -> dict[str, Any]:
 @flow(name="score-deployed", flow_run_name="score {model} @ {month}")
 def score_deployed(model: str, month: str | None = None) -> int:
     """Batch-score a month's applications with the model's champion; return the rows scored."""
-    from model_registry.registry import champion_version, load_model
-    from orchard.errors import OrchardError
-    from orchard.lifecycle.monitoring import score_month
-    from orchard.model_specs import MODEL_SPECS
+    from flows.score import score_flow
 
-    settings = _settings()
-    version = champion_version(settings, model)
-    if version is None:
-        raise OrchardError(f"{model} has no champion to score with")
-    scored = score_month(
-        settings, MODEL_SPECS[model], _month(month), load_model(settings, model, version), version
-    )
-    return len(scored)
+    return score_flow(_settings(), model, _month(month)).rows
 
 
 @flow(name="monitor-deployed", flow_run_name="monitor {model} @ {month}")

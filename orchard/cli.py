@@ -95,8 +95,6 @@ def demo(
         raise OrchardError(
             f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
         )
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category)
     # Prefect reads its logging overrides when imported: a quarantined batch fails its validation task on
     # purpose and the progress line names the broken expectations, so its traceback would only be noise.
     for logger in ("TASK_RUNS", "FLOW_RUNS"):
@@ -104,6 +102,10 @@ def demo(
     console.print(
         f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/ (Prefect starting…)"
     )
+    import prefect  # noqa: F401  (it resets warning filters when imported: silence the tools' after it)
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, SyntaxWarning):
+        warnings.filterwarnings("ignore", category=category)
     from flows.lifecycle import lifecycle_flow
     from model_registry.history import events
     from orchard.lifecycle.ledger import MonthRecord
@@ -229,6 +231,27 @@ def party(
         _settings(), role, port, data, key_file, job_file, result_file, record_dir, idle_timeout
     )
     console.print(summary, soft_wrap=True)
+
+
+@app.command()
+@_one_line_errors
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Start the real-time decision API (FastAPI under uvicorn); needs ORCHARD_API_KEY."""
+    from orchard.serving.app import serve_command
+
+    serve_command(_settings(), host, port)
+
+
+@app.command()
+@_one_line_errors
+def replay(request_id: Annotated[str, typer.Argument(help="the request id of a logged decision")]) -> None:
+    """Reproduce a logged decision exactly from its logged inputs and recorded model versions."""
+    from orchard.serving.replay import replay_command
+
+    console.print(replay_command(_settings(), request_id), soft_wrap=True, highlight=False)
 
 
 @app.command()

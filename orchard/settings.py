@@ -79,6 +79,26 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
     governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
 
+    # decision API (orchard serve); the key has no default: the API refuses to start without one
+    api_key: SecretStr | None = Field(
+        default=None, description="X-API-Key required on every route but health"
+    )
+    approve_max_pd: float = Field(default=0.10, ge=0.0, le=1.0, description="approve when PD is at most this")
+    decline_min_pd: float = Field(
+        default=0.30, ge=0.0, le=1.0, description="decline when PD is at least this"
+    )
+    fraud_refer_min: float = Field(
+        default=0.20, ge=0.0, le=1.0, description="refer when fraud PD reaches this"
+    )
+    champion_poll_seconds: float = Field(default=5.0, gt=0.0, description="how often the API checks aliases")
+    max_body_bytes: int = Field(default=16_384, ge=256, description="larger request bodies get a 413")
+    decision_flush_seconds: float = Field(default=1.0, gt=0.0)
+    decision_flush_rows: int = Field(default=500, ge=1)
+    decision_db_url: str | None = Field(
+        default=None, description="production decision log; None = governance db"
+    )
+    api_public_docs: bool = Field(default=False, description="serve /docs and /openapi.json without the key")
+
     # production profile (see infra/ and docs/production.md); secrets have no default
     postgres_url: SecretStr | None = Field(
         default=None, description="PostgreSQL server URL (with credentials)"

@@ -14,13 +14,14 @@ from monitoring.policy import decide
 from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
-from orchard.atomic import write_json, write_parquet
+from orchard.atomic import write_json
 from orchard.labels import application_labels
 from orchard.lake import read_silver
-from orchard.lifecycle.datasets import application_frame
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
+from orchard.serving.batch import score_month, scores_path
+from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
 
 # Evidently's drift tests cost ~0.1 s per column: the HTML report runs them on the score and the features
@@ -48,21 +49,6 @@ class MonitorOutcome:
     report_path: str = ""
 
 
-def _scores_path(settings: Settings, spec: ModelSpec, month: str):
-    return settings.home / "scores" / spec.name / f"{month}.parquet"
-
-
-def score_month(settings: Settings, spec: ModelSpec, month: str, model: object, version: int) -> pd.DataFrame:
-    """Score a month's applications with a model; write the scores (with the version) under home."""
-    frame = application_frame(settings, spec, [month], month, with_labels=False).frame
-    scored = frame[["application_id", "user_id", *spec.features]].copy()
-    scored["pd"] = model.predict_pd(frame)  # type: ignore[attr-defined]
-    scored["score"] = model.score(frame)  # type: ignore[attr-defined]
-    scored["model_version"] = version
-    write_parquet(scored, _scores_path(settings, spec, month))
-    return scored
-
-
 def monitor_month(
     settings: Settings, spec: ModelSpec, month: str, last_retrain: str | None
 ) -> MonitorOutcome | None:
@@ -72,7 +58,8 @@ def monitor_month(
         return None
     key = version_tags(settings, spec.name, version)["orchard.train_key"]
     model = load_model(settings, spec.name, version)
-    scored = score_month(settings, spec, month, model, version)
+    # the one scoring implementation the decision API uses too (scores, bands, reason codes, version)
+    scored = score_month(settings, spec, month, ServedModel.build(spec.name, version, model))
     profile = load_profile(profile_path(settings, spec.name, key))
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
@@ -118,7 +105,7 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     """
     scored = []
     for m in month_range(settings.start_month, month):
-        path = _scores_path(settings, spec, m)
+        path = scores_path(settings, spec.name, m)
         if path.exists():
             scored.append(pd.read_parquet(path, columns=["application_id", "pd"]).assign(vintage=m))
     if not scored:

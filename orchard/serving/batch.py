@@ -1,0 +1,50 @@
+"""Batch scoring: a month's population scored through the same scoring code as the API, written with the version."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from orchard.atomic import write_parquet
+from orchard.credit.reason_codes import TOP_REASONS
+from orchard.lifecycle.datasets import application_frame
+from orchard.model_specs import ModelSpec
+from orchard.months import parse_month
+from orchard.serving.scoring import ServedModel, score_frame
+from orchard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KEYS = ("application_id", "user_id")
+
+
+def scores_path(settings: Settings, model: str, month: str) -> Path:
+    """Return where a month's batch scores of a model live (read by monitoring)."""
+    return settings.home / "scores" / model / f"{month}.parquet"
+
+
+def batch_scores(served: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return keys, features, pd, score, band, top reason codes and the model version of every row."""
+    scored = score_frame(served, frame)
+    keys = [k for k in KEYS if k in frame.columns]
+    out = frame[[*keys, *served.features]].reset_index(drop=True).copy()
+    out["pd"] = scored.pd
+    out["score"] = scored.score
+    out["band"] = scored.band.astype(str)
+    for i in range(TOP_REASONS):
+        out[f"reason_code_{i + 1}"] = [r[i]["code"] if len(r) > i else None for r in scored.reasons]
+    out["model"] = served.name
+    out["model_version"] = served.version
+    return out
+
+
+def score_month(settings: Settings, spec: ModelSpec, month: str, served: ServedModel) -> pd.DataFrame:
+    """Score a month's applications (point-in-time features) with a served model; write them atomically."""
+    month = parse_month(month)
+    frame = application_frame(settings, spec, [month], month, with_labels=False).frame
+    scores = batch_scores(served, frame)
+    write_parquet(scores, scores_path(settings, spec.name, month))
+    log.info("scored %d %s applications of %s with v%s", len(scores), spec.name, month, served.version)
+    return scores

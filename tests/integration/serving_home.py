@@ -1,0 +1,178 @@
+"""A small real lifecycle home for the serving tests and benchmark: lake, Feast online store, registered models.
+
+Built once per folder (a marker file makes a second call free): simulate 2019-01..2019-07 for 2 000 users,
+ingest + validate + features + materialize every month, train application_pd at 2019-06 and 2019-07 (two
+versions, the first is champion) and application_fraud at 2019-07 (champion).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from model_registry.registry import champion_version, set_alias
+from model_registry.tracking import mlflow_client
+from orchard.contracts import validate_batch
+from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
+from orchard.lake import ingest_batch, read_silver
+from orchard.lifecycle.training import train_and_register
+from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD
+from orchard.months import month_range
+from orchard.serving.config import ServingConfig
+from orchard.settings import Settings, tool_environment
+from orchard.simulate import simulate
+from orchard.sources import SOURCES
+
+log = logging.getLogger(__name__)
+
+SMALL = {
+    "n_users": 2_000,
+    "start_month": "2019-01",
+    "end_month": "2019-07",
+    "label_window_months": 2,
+    "bad_dpd": 30,
+    "min_mature_vintages": 3,
+    "gate_window_months": 1,
+    "corrupt_batches": [],
+}
+_MARKER = "serving_home.json"
+
+
+def serving_settings(home: Path) -> Settings:
+    """Return the small settings of a serving home (explicit values, never the user's environment)."""
+    return Settings(_env_file=None, home=home, **SMALL)  # type: ignore[arg-type]
+
+
+def promote(settings: Settings, model: str, version: int, month: str) -> None:
+    """Point a model's champion alias at a version; the first time with a history record, later directly.
+
+    The governance history refuses to re-record a past decision, while the serving tests flip the alias back
+    and forth: after the first promotion they move the MLflow alias itself (all that serving watches).
+    """
+    if champion_version(settings, model) is None:
+        set_alias(
+            settings, model, "champion", version, action="promote", reason="serving test fixture",
+            approver="tests", gate=None, effective_month=month,
+        )  # fmt: skip
+    else:
+        mlflow_client(settings).set_registered_model_alias(model, "champion", str(version))
+
+
+def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
+    """Build (or reuse) a serving home; return its settings and the registered versions per model."""
+    settings = serving_settings(home)
+    marker = home / _MARKER
+    if marker.exists():
+        return settings, json.loads(marker.read_text())
+    simulate(settings)
+    months = month_range(settings.start_month, settings.end_month)
+    for month in months:
+        for source in SOURCES:
+            ingest_batch(settings, source, month)
+            validate_batch(settings, source, month)
+        update_offline_tables(
+            settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
+        )
+        apply_definitions(settings)
+        materialize_month(settings, month)
+    pd_first = train_and_register(settings, APPLICATION_PD, "2019-06")
+    pd_second = train_and_register(settings, APPLICATION_PD, "2019-07")
+    fraud = train_and_register(settings, APPLICATION_FRAUD, "2019-07")
+    promote(settings, APPLICATION_PD.name, pd_first.version, "2019-06")
+    promote(settings, APPLICATION_FRAUD.name, fraud.version, "2019-07")
+    versions = {
+        APPLICATION_PD.name: [pd_first.version, pd_second.version],
+        APPLICATION_FRAUD.name: [fraud.version],
+    }
+    marker.write_text(json.dumps(versions))
+    log.info("serving home built at %s: %s", home, versions)
+    return settings, versions
+
+
+API_KEY = "test-key"
+HEADERS = {"X-API-Key": API_KEY}
+
+
+def serving_config(**overrides: object) -> ServingConfig:
+    """Return the serving config of the tests: a known key, fast polling and flushing."""
+    values: dict[str, Any] = {
+        "api_key": SecretStr(API_KEY),
+        "champion_poll_seconds": 0.05,
+        "decision_flush_seconds": 0.1,
+    }
+    values.update(overrides)
+    return ServingConfig(**values)
+
+
+def applications(settings: Settings, month: str = "2019-07", n: int = 20) -> list[dict[str, Any]]:
+    """Return n real application bodies of a month (customer id + request fields), deterministic."""
+    apps = read_silver(settings, "applications", [month]).sort_values("application_id").head(n)
+    bodies = []
+    for row in apps.itertuples(index=False):
+        values = row._asdict()
+        body = {"customer_id": values["user_id"]}
+        body.update({f: values[f] for f in APPLICATION_PD.request_features})
+        body["requested_amount"] = float(body["requested_amount"])
+        body["income_declared"] = float(body["income_declared"])
+        body["term_months"] = int(body["term_months"])
+        bodies.append(body)
+    return bodies
+
+
+def free_port() -> int:
+    """Return a free TCP port on loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: Any, timeout_s: float = 60.0) -> Iterator[str]:
+    """Run an ASGI app under a real uvicorn on a free loopback port; yield its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def tool_env(settings: Settings) -> Iterator[None]:
+    """Point the tools' environment at a home for the duration of a block (restored after)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in tool_environment(settings).items():
+            if key != "PREFECT_HOME":
+                patch.setenv(key, value)
+        yield
+
+
+@pytest.fixture(scope="session", name="serving_home")
+def serving_home_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict[str, list[int]]]:
+    """The session's serving home (built once, reused by every serving test module)."""
+    home = tmp_path_factory.getbasetemp() / "serving_home"
+    settings = serving_settings(home)
+    with tool_env(settings):
+        return build_serving_home(home)
