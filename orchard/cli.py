@@ -62,6 +62,20 @@ def _quiet_tools() -> None:
     logger.propagate = False
 
 
+def _before_flows() -> None:
+    """Quiet Prefect's run loggers (read when it is imported) and the tools' import-time warnings.
+
+    A quarantined batch fails its task on purpose and Orchard prints one line naming the broken
+    expectations; a user's error is printed as one line too, so Prefect's tracebacks would only be noise.
+    """
+    for logger in ("TASK_RUNS", "FLOW_RUNS"):
+        os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
+    import prefect  # noqa: F401  (it resets warning filters when imported: silence the tools' after it)
+
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, SyntaxWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def _settings(**overrides: object):
     from orchard.runtime import load_settings, prepare
 
@@ -95,17 +109,10 @@ def demo(
         raise OrchardError(
             f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
         )
-    # Prefect reads its logging overrides when imported: a quarantined batch fails its validation task on
-    # purpose and the progress line names the broken expectations, so its traceback would only be noise.
-    for logger in ("TASK_RUNS", "FLOW_RUNS"):
-        os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
     console.print(
         f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/ (Prefect starting…)"
     )
-    import prefect  # noqa: F401  (it resets warning filters when imported: silence the tools' after it)
-
-    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, SyntaxWarning):
-        warnings.filterwarnings("ignore", category=category)
+    _before_flows()
     from flows.lifecycle import lifecycle_flow
     from model_registry.history import events
     from orchard.lifecycle.ledger import MonthRecord
@@ -117,6 +124,36 @@ def demo(
     records = [MonthRecord(**r) for r in rows]
     alias_events = [e.to_dict() for e in events(settings, "application_pd")]
     console.print(render_summary(records, alias_events, settings.shock_month))
+
+
+@app.command()
+@_one_line_errors
+def ingest(month: Annotated[str, typer.Option(help="the month to ingest (YYYY-MM)")]) -> None:
+    """Ingest one month's landing files into bronze (Prefect flow; idempotent by batch id)."""
+    from orchard.months import parse_month
+
+    settings, month = _settings(), parse_month(month)
+    _before_flows()
+    from flows.ingest import ingest_flow
+
+    for result in ingest_flow(settings, month):
+        console.print(
+            f"{result.batch_id}: {'ingested' if result.created else 'already in bronze'} ({result.rows} rows)"
+        )
+
+
+@app.command()
+@_one_line_errors
+def validate(month: Annotated[str, typer.Option(help="the month to validate (YYYY-MM)")]) -> None:
+    """Validate one month's bronze batches against their contracts (quarantine on failure)."""
+    from orchard.months import parse_month
+
+    settings, month = _settings(), parse_month(month)
+    _before_flows()
+    from flows.validate import validate_flow
+
+    for outcome in validate_flow(settings, month):
+        console.print(f"{outcome.batch_id}: valid, in silver")
 
 
 @app.command()

@@ -8,7 +8,16 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchard.errors import OrchardError
 from orchard.months import parse_month
+
+
+def _is_month(text: str) -> bool:
+    try:
+        parse_month(text)
+    except OrchardError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -119,16 +128,18 @@ class Settings(BaseSettings):
     @field_validator("start_month", "end_month", "shock_month")
     @classmethod
     def _month(cls, value: str) -> str:
-        return parse_month(value)
+        try:
+            return parse_month(value)
+        except OrchardError as exc:  # a ValueError lets pydantic name the setting in the message
+            raise ValueError(str(exc)) from None
 
     @field_validator("corrupt_batches")
     @classmethod
     def _batches(cls, value: list[str]) -> list[str]:
         for item in value:
             source, _, month = item.partition(":")
-            if not source or not month:
+            if not source or not month or not _is_month(month):
                 raise ValueError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
-            parse_month(month)
         return value
 
     @model_validator(mode="after")

@@ -53,9 +53,18 @@ def ready_to_train(settings: Settings, spec: ModelSpec, as_of: str) -> bool:
     return len(labelled_vintages(settings, as_of)) >= settings.min_mature_vintages
 
 
-def _metrics(prefix: str, model: CreditModel, data: pd.DataFrame) -> dict[str, float]:
-    result = evaluate(data["bad"].to_numpy(), model.predict_pd(data)).to_dict()
-    return {f"{prefix}_{k}": float(v) for k, v in result.items() if isinstance(v, int | float)}
+def _evaluation(model: CreditModel, data: pd.DataFrame) -> dict:
+    """Return AUC, KS, Gini, bad rate and the bad rate by score decile of a model on labelled rows."""
+    return evaluate(data["bad"].to_numpy(), model.predict_pd(data)).to_dict()
+
+
+def _flat_metrics(evaluations: dict[str, dict]) -> dict[str, float]:
+    return {
+        f"{sample}_{name}": float(value)
+        for sample, result in evaluations.items()
+        for name, value in result.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> TrainOutcome:
@@ -71,12 +80,13 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     feature_iv = {
         f: round(float(v), 6) for f, v in scorecard_of(baseline).selection.get("candidate_iv", {}).items()
     }
-    metrics = {
-        **_metrics("train", model, dev),
-        **_metrics("oot", model, oot),
-        **_metrics("baseline_train", baseline, dev),
-        **_metrics("baseline_oot", baseline, oot),
+    evaluations = {
+        "train": _evaluation(model, dev),
+        "oot": _evaluation(model, oot),
+        "baseline_train": _evaluation(baseline, dev),
+        "baseline_oot": _evaluation(baseline, oot),
     }
+    metrics = _flat_metrics(evaluations)
 
     # The monitoring reference is the through-the-door population of the development months, scored.
     through_door = data.frame[data.frame["vintage"].isin(dev_vintages)]
@@ -116,6 +126,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
             "reference_profile.json": profile.to_dict(),
             "scorecard_baseline_metrics.json": metrics,
             "feature_iv.json": feature_iv,
+            "evaluation.json": evaluations,
         },
     )
     log.info("registered %s v%s (oot auc %.3f)", spec.name, ref.version, metrics["oot_auc"])

@@ -1,0 +1,75 @@
+"""Bad input at the CLI: one clear line naming the problem, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _orchard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    clean.update({"ORCHARD_HOME": str(home), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "orchard", *args], env=clean, capture_output=True, text=True, timeout=300
+    )
+
+
+def _one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0, "bad input must fail"
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), lines
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not named in: {lines[0]}"
+
+
+def test_unknown_month(tmp_path: Path) -> None:
+    # Given a month outside the simulated window / When the demo is asked to run to it
+    result = _orchard(tmp_path / "orchard", "demo", "--until", "2023-05")
+    # Then one line names the month and the window, and no state was created beyond the folder itself
+    _one_clear_line(result, "2023-05", "2019-01..2021-12")
+    assert not (tmp_path / "orchard" / "lake").exists()
+
+
+def test_malformed_month_and_setting(tmp_path: Path) -> None:
+    _one_clear_line(_orchard(tmp_path / "a", "demo", "--until", "2020-13"), "2020-13", "YYYY-MM")
+    # Given a setting that is not a number / Then the variable is named
+    _one_clear_line(_orchard(tmp_path / "b", "demo", ORCHARD_N_USERS="many"), "ORCHARD_N_USERS")
+    _one_clear_line(_orchard(tmp_path / "c", "demo", ORCHARD_START_MONTH="2019-1"), "ORCHARD_START_MONTH")
+
+
+def test_unwritable_state_folder(tmp_path: Path) -> None:
+    # Given a state folder that cannot be created (its parent is a regular file; root ignores chmod)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    result = _orchard(blocker / "orchard", "demo")
+    _one_clear_line(result, "not writable", str(blocker / "orchard"))
+
+
+@pytest.mark.slow
+def test_missing_landing_file_fails_the_month_clearly(tmp_path: Path) -> None:
+    # Given a landing zone with one source's file missing for the first month
+    home = tmp_path / "orchard"
+    small = {"ORCHARD_N_USERS": "500", "ORCHARD_END_MONTH": "2019-02"}
+    assert _orchard(home, "simulate", **small).returncode == 0
+    (home / "landing" / "repayments" / "2019-01.parquet").unlink()
+    # When the lifecycle runs without the simulator (user-supplied landing)
+    from tests.e2e.lifecycle_helpers import orchard_env
+
+    env = orchard_env(home, **small)
+    code = (
+        "from orchard.cli import app\n"
+        "import sys\n"
+        "sys.argv = ['orchard', 'ingest', '--month', '2019-01']\n"
+        "app()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    # Then one line names the missing file, and the month is not recorded as done
+    _one_clear_line(result, "repayments", "2019-01.parquet")
+    assert not (home / "state" / "months" / "2019-01.json").exists()
