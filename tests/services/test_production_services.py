@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,6 +149,45 @@ def test_prefect_deploy_all_creates_every_deployment_schedule_and_trigger(
     automations = httpx.post(f"{api}/automations/filter", json={}, timeout=10).json()
     breach = [a for a in automations if "orchard.monitor.breach" in a["trigger"].get("expect", [])]
     assert breach and any(a["actions"][0]["type"] == "run-deployment" for a in breach), automations
+
+
+def test_breach_event_runs_the_retraining_deployment(running: ProductionSettings) -> None:
+    # Given the project's deployments (with the breach trigger) on the real Prefect server
+    api = prefect_api_url(running)
+    found = httpx.get(f"{api}/deployments/name/train-deployed/train-application_pd", timeout=10)
+    if found.status_code == 404:
+        deploy = subprocess.run(
+            [str(REPO_DIR / ".venv" / "bin" / "prefect"), "--no-prompt", "deploy", "--all"],
+            cwd=REPO_DIR, env=_cli_env(running), capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert deploy.returncode == 0, deploy.stderr[-2000:]
+        found = httpx.get(f"{api}/deployments/name/train-deployed/train-application_pd", timeout=10)
+    deployment_id = found.json()["id"]
+    # When monitoring emits orchard.monitor.breach for application_pd (from another process, as a flow would)
+    emit = (
+        "from flows.automations import emit_breach\n"
+        "from prefect.events.worker import EventsWorker\n"
+        "emit_breach('application_pd', '2020-03', 1, ['score PSI 0.31 > 0.25'])\n"
+        "EventsWorker.drain_all()\n"
+    )
+    sent = subprocess.run(
+        [sys.executable, "-c", emit], cwd=REPO_DIR, env=_cli_env(running), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    # Then the automation creates a run of the retraining deployment with the event's model and month
+    deadline = time.monotonic() + 90
+    runs: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not runs:
+        runs = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}},
+            timeout=10,
+        ).json()
+        runs = [r for r in runs if r["parameters"].get("month") == "2020-03"]
+        time.sleep(1)
+    assert runs, "no retraining run was created by the breach automation within 90 s"
+    assert runs[0]["parameters"]["model"] == "application_pd"
 
 
 def _run_deployment(settings: ProductionSettings, name: str, parameters: dict[str, object]) -> str:
