@@ -8,10 +8,10 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test test-fast bench lint ui clean
+.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-federated lint ui clean
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(VENV)-bootstrap/bin/uv:
 	@# uv is absent: bootstrap it from the package registry with pip, in its own small venv
@@ -32,8 +32,20 @@ test: setup ## Run every test tier (unit, integration, e2e, services)
 test-fast: setup ## Run the tests without the slow scenarios
 	$(PY) -m pytest -m "not slow"
 
-bench: setup ## Print benchmark figures (demo stages, Prefect overhead, materialization, PSI)
+bench: setup ## Demo wall time per stage + Prefect overhead share; materialization vs stock feast
 	$(PY) -m benchmarks.run
+
+bench-psi: setup ## PSI/CSI on 1M rows x 50 columns vs Evidently's PSI preset (slow: ~10-20 min)
+	$(PY) -m benchmarks.psi
+
+bench-api: setup ## Decision latency in process and over HTTP at 100 req/s, next to Feast's online read
+	$(PY) -m benchmarks.decision_latency
+
+bench-binning: setup ## Binning + WOE + selection on 200k x 50 vs optbinning's BinningProcess
+	$(PY) -m benchmarks.binning
+
+bench-federated: setup ## Federated (two processes, Paillier) vs centralized training, PSI on 100k ids
+	$(PY) -m benchmarks.federated
 
 lint: setup ## Lint and check formatting with ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
