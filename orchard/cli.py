@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -168,6 +169,8 @@ def ui(
 
     settings = _settings()
     services = ui_services(settings, base_port=base_port)
+    # a plain `kill` (SIGTERM) must stop the UIs as Ctrl-C does, not leave them running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     processes = start_uis(settings, services, settings.home / "logs")
     for service in services:
         console.print(f"{service.name:>9}: {service.url}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +96,12 @@ def start_uis(settings: Settings, services: list[UiService], log_dir: Path) -> l
     try:
         for service in services:
             log = open(log_dir / f"{service.name.lower()}-ui.log", "ab")  # noqa: SIM115 (owned by the child)
-            processes.append(subprocess.Popen(service.command, stdout=log, stderr=subprocess.STDOUT))
+            # each UI in its own session: stopping it stops its own children (MLflow's job runners)
+            processes.append(
+                subprocess.Popen(
+                    service.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
         for service, process in zip(services, processes, strict=True):
             wait_healthy(service.health_url, 90, process)
     except BaseException:
@@ -102,13 +110,17 @@ def start_uis(settings: Settings, services: list[UiService], log_dir: Path) -> l
     return processes
 
 
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, sig)  # the group this command created for the UI (its pid is the group id)
+
+
 def stop_uis(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Terminate the UI processes this command started (and only those)."""
+    """Terminate the UI processes this command started, with their children (and only those)."""
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
+        _signal_group(process, signal.SIGTERM)
     for process in processes:
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _signal_group(process, signal.SIGKILL)

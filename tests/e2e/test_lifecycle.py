@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -76,7 +77,11 @@ def test_killed_run_resumes_to_the_same_state(
     reference_home, _ = completed
     home = tmp_path / "orchard"
     process = subprocess.Popen(
-        orchard_cmd("demo"), env=orchard_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        orchard_cmd("demo"),
+        env=orchard_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     months_dir = home / "state" / "months"
     deadline = time.monotonic() + 400
@@ -85,7 +90,7 @@ def test_killed_run_resumes_to_the_same_state(
             break
         time.sleep(0.05)
     time.sleep(0.7)  # land the kill inside the next month's stages
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # the demo and its Prefect server, as a killed terminal would
     process.wait()
     # When it runs again to the end
     resumed = run_orchard(home, "demo")
