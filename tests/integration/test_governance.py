@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -29,6 +28,7 @@ from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 from tests.conftest import make_settings
+from tests.services.conftest import PG_HOST, PG_PORT, postgres  # noqa: F401 (fixture)
 
 FEATURES = ["income", "utilization"]
 WINDOW = "2019-11..2019-12"
@@ -363,18 +363,23 @@ def test_lead_set_alias_path_and_log_gate_result_record_every_check(store: Setti
 
 
 @pytest.mark.services
-def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Path) -> None:
-    # given a PostgreSQL history database (the production profile); its URL comes from the test environment
-    url = os.environ.get("ORCHARD_TEST_PG_URL")
-    if not url:
-        pytest.skip("set ORCHARD_TEST_PG_URL (e.g. postgresql+psycopg://user@/db?host=/socket/dir&port=5432)")
+def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Path, postgres: str) -> None:  # noqa: F811
+    # given a PostgreSQL history database (the production profile) on the real server, made for this test
+    import psycopg
+
+    database = f"{postgres}governance"
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{database}"
 
     class PgSettings(Settings):
-        """Settings whose governance records live in PostgreSQL (until Settings carries the URL itself)."""
+        """Settings whose governance records live in PostgreSQL."""
 
         @property
         def registry_db_url(self) -> str:
-            return str(url)
+            return url
 
     settings = PgSettings(_env_file=None, home=tmp_path / "orchard", n_users=2_000, end_month="2019-12")
     name = f"pg_{uuid.uuid4().hex[:8]}"
