@@ -31,6 +31,18 @@ def stage_totals(home: Path) -> dict[str, float]:
     return dict(totals)
 
 
+def _interval_seconds(value: object) -> float:
+    """Return seconds from Prefect's stored run time (a number, or an interval stored as '1970-01-01 hh:mm:ss')."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, int | float):
+        return float(value)
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(str(value))
+    return (moment - datetime(1970, 1, 1)).total_seconds()
+
+
 def flow_wall_seconds(home: Path) -> float:
     """Return the lifecycle flow run's own duration as recorded by the Prefect server."""
     import sqlite3
@@ -40,7 +52,7 @@ def flow_wall_seconds(home: Path) -> float:
         "select total_run_time from flow_run where name like 'lifecycle%' order by start_time desc limit 1"
     ).fetchone()
     db.close()
-    return float(row[0]) if row and row[0] is not None else float("nan")
+    return _interval_seconds(row[0]) if row else float("nan")
 
 
 def simulate_seconds(home: Path) -> float:
@@ -48,9 +60,9 @@ def simulate_seconds(home: Path) -> float:
     import sqlite3
 
     db = sqlite3.connect(home / "prefect" / "prefect.db")
-    row = db.execute("select sum(total_run_time) from task_run where name like 'simulate%'").fetchone()
+    rows = db.execute("select total_run_time from task_run where name like 'simulate%'").fetchall()
     db.close()
-    return float(row[0]) if row and row[0] is not None else 0.0
+    return sum(_interval_seconds(r[0]) for r in rows)
 
 
 def main() -> None:
@@ -70,7 +82,9 @@ def main() -> None:
     for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  {stage:<10} {seconds:8.1f} s  {seconds / flow_s:6.1%} of the flow")
     overhead = flow_s - inside
-    print(f"  {'overhead':<10} {overhead:8.1f} s  {overhead / flow_s:6.1%} of the flow (orchestration: Prefect)")
+    print(
+        f"  {'overhead':<10} {overhead:8.1f} s  {overhead / flow_s:6.1%} of the flow (orchestration: Prefect)"
+    )
 
 
 if __name__ == "__main__":
