@@ -37,17 +37,31 @@ def _month(month: str | None) -> str:
     return month or add_months(datetime.now(UTC).strftime("%Y-%m"), -1)
 
 
-def breach_event_payload(model: str, month: str, version: int, reasons: list[str]) -> dict[str, Any]:
+def breach_event_payload(
+    model: str, month: str, version: int, reasons: list[str], metrics: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Return the payload of a breach event (what the retraining deployment receives)."""
-    return {"model": model, "month": month, "version": version, "reasons": reasons}
+    return {"model": model, "month": month, "version": version, "reasons": reasons, "metrics": metrics or {}}
 
 
-def emit_breach(model: str, month: str, version: int, reasons: list[str]) -> None:
+def breach_metrics(outcome: Any) -> dict[str, float]:
+    """Return the figures a breach event carries: score PSI, drift share and the largest feature CSIs."""
+    top = dict(sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5])
+    return {
+        "score_psi": outcome.score_psi,
+        "drift_share": outcome.drift_share,
+        **{f"csi_{k}": v for k, v in top.items()},
+    }
+
+
+def emit_breach(
+    model: str, month: str, version: int, reasons: list[str], metrics: dict[str, float] | None = None
+) -> None:
     """Emit `orchard.monitor.breach` for a model (the resource the automation matches on)."""
     emit_event(
         BREACH_EVENT,
         resource={"prefect.resource.id": f"orchard.model.{model}", "prefect.resource.name": model},
-        payload=breach_event_payload(model, month, version, reasons),
+        payload=breach_event_payload(model, month, version, reasons, metrics),
     )
 
 
@@ -137,7 +151,7 @@ def monitor_deployed(model: str, month: str | None = None, last_retrain: str | N
     if outcome is None:
         return {}
     if outcome.retrain:
-        emit_breach(model, month, outcome.version, list(outcome.reasons))
+        emit_breach(model, month, outcome.version, list(outcome.reasons), breach_metrics(outcome))
     return asdict(outcome)
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+from flows.automations import breach_metrics, emit_breach
 from flows.features import update_features
 from flows.ingest import ingest_month
 from flows.monitor import monitor_model, publish_month_dashboard
@@ -67,6 +68,10 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
         record.top_feature_psi = dict(top)
         record.breach, record.reasons = outcome.breach, outcome.reasons
 
+    if outcome is not None and outcome.retrain:
+        # the same event a deployed monitor emits; in production the automation runs the retraining deployment,
+        # here (embedded) the policy acts in-flow below
+        emit_breach(spec.name, month, outcome.version, outcome.reasons, breach_metrics(outcome))
     should_train = (outcome is None and ready_to_train(settings, spec, month)) or (
         outcome is not None and outcome.retrain
     )

@@ -56,6 +56,13 @@ def test_demo_trains_a_champion_detects_the_shock_and_decides(
     assert len(promotions) >= 2, "expected the first promotion and at least one retrain decision"
     assert promotions[-1]["action"] in {"promote", "reject"} and promotions[-1]["reason"]
     assert "Alias history" in result.stdout and "BREACH" in result.stdout
+    # And the breach was emitted as a Prefect event (what a deployed automation reacts to)
+    import sqlite3
+
+    db = sqlite3.connect(home / "prefect" / "prefect.db")
+    emitted = db.execute("select payload from events where event = 'orchard.monitor.breach'").fetchall()
+    db.close()
+    assert emitted and any('"model": "application_pd"' in row[0] for row in emitted), emitted
 
 
 def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
