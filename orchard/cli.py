@@ -71,8 +71,14 @@ def _before_flows() -> None:
     """
     for logger in ("TASK_RUNS", "FLOW_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
-    import prefect  # noqa: F401  (it resets warning filters when imported: silence the tools' after it)
+    # The tools install their own warning filters when imported, and some warn while importing: import them
+    # with every warning off, then keep their deprecation chatter off for the run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import evidently  # noqa: F401
+        import prefect  # noqa: F401
 
+        import monitoring.dashboards  # noqa: F401
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, SyntaxWarning):
         warnings.filterwarnings("ignore", category=category)
 
