@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchard.errors import OrchardError
@@ -25,6 +25,7 @@ class UiService:
     command: list[str]
     url: str
     health_url: str
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def ui_services(settings: Settings, host: str = "127.0.0.1", base_port: int = 4200) -> list[UiService]:
@@ -37,6 +38,8 @@ def ui_services(settings: Settings, host: str = "127.0.0.1", base_port: int = 42
             [str(bin_dir / "prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
             f"http://{host}:{prefect_port}/runs",
             f"http://{host}:{prefect_port}/api/health",
+            # the browser app must call this server's API, not the default port's
+            {"PREFECT_SERVER_UI_API_URL": f"http://{host}:{prefect_port}/api"},
         ),
         UiService(
             "MLflow",

@@ -1,0 +1,117 @@
+"""Browser test: the MLflow UI users live in shows what the lifecycle did (the model and its champion alias).
+
+The Prefect UI page is captured too, but not asserted yet: in headless Chromium its app still calls the
+default API port (4200) although the server's /ui-settings names the right one — an open item.
+
+Runs a small lifecycle with the CLI, starts the Prefect and MLflow UIs over its state with `orchard ui`'s own
+functions (processes this test starts and stops), and loads the pages in Debian's headless Chromium.
+Regenerate the README screenshots from a real demo: python -m tests.integration.test_ui_browser --home .orchard
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from orchard.settings import Settings
+from orchard.ui import start_uis, stop_uis, ui_services
+from tests.e2e.lifecycle_helpers import run_orchard
+from tests.integration.test_dashboard_browser import CHROMIUM, chromium
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_base_port() -> int:
+    """Return a port p with p, p+1 and p+2 free on loopback."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = int(sock.getsockname()[1])
+        if base > 60000:
+            continue
+        ok = True
+        for port in (base + 1, base + 2):
+            with socket.socket() as probe:
+                ok = ok and probe.connect_ex(("127.0.0.1", port)) != 0
+        if ok:
+            return base
+    raise RuntimeError("no three consecutive free ports")
+
+
+@contextmanager
+def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str]]:
+    """Start the UIs over the state folder; yield the Prefect and MLflow base URLs; stop them afterwards."""
+    settings = Settings(_env_file=None, home=home)
+    env_keys = {"PREFECT_HOME": str((home / "prefect").resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
+    services = ui_services(settings, base_port=_free_base_port())
+    try:
+        processes = start_uis(settings, services, log_dir)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    try:
+        prefect, mlflow = (s.url.rsplit("/", 1)[0].replace("/#", "") for s in services[:2])
+        yield prefect, mlflow
+    finally:
+        stop_uis(processes)
+
+
+def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
+    """Load the Prefect runs page and the MLflow model page; write screenshots; return their DOMs."""
+    with running_uis(home, work / "logs") as (prefect, mlflow):
+        pages = {
+            "prefect_runs": f"{prefect}/runs",
+            "mlflow_models": f"{mlflow}/#/models/application_pd",
+        }
+        doms = {}
+        for name, url in pages.items():
+            doms[name] = chromium(url, work / f"{name}-dom", "--dump-dom").stdout
+            chromium(url, work / f"{name}-shot", f"--screenshot={out_dir / f'{name}.png'}")
+    return doms
+
+
+@pytest.mark.slow
+def test_mlflow_ui_shows_the_model_and_its_champion(tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("ORCHARD_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and ORCHARD_REQUIRE_SERVICES=1")
+        pytest.skip(f"{CHROMIUM} is missing")
+    # Given a small lifecycle run by the CLI (a champion is promoted, a later retrain decided)
+    home = tmp_path / "orchard"
+    result = run_orchard(home, "demo")
+    assert result.returncode == 0, result.stderr[-2000:]
+    # When Chromium loads the Prefect flow-runs page and the MLflow registered-model page
+    doms = capture(home, tmp_path, tmp_path)
+    # Then MLflow shows the model with its champion alias
+    assert "application_pd" in doms["mlflow_models"], doms["mlflow_models"][-1500:]
+    assert "champion" in doms["mlflow_models"], "the champion alias is shown on the model page"
+    assert (tmp_path / "mlflow_models.png").stat().st_size > 10_000
+
+
+def main() -> None:
+    """Write docs/img/prefect_runs.png and docs/img/mlflow_models.png from a state folder."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, default=REPO / ".orchard")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        doms = capture(args.home.resolve(), args.out, Path(work))
+    print({name: len(dom) for name, dom in doms.items()})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
