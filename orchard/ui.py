@@ -102,7 +102,11 @@ def start_uis(settings: Settings, services: list[UiService], log_dir: Path) -> l
             # each UI in its own session: stopping it stops its own children (MLflow's job runners)
             processes.append(
                 subprocess.Popen(
-                    service.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    service.command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    env={**os.environ, **service.env},
                 )
             )
         for service, process in zip(services, processes, strict=True):

@@ -1,7 +1,4 @@
-"""Browser test: the MLflow UI users live in shows what the lifecycle did (the model and its champion alias).
-
-The Prefect UI page is captured too, but not asserted yet: in headless Chromium its app still calls the
-default API port (4200) although the server's /ui-settings names the right one — an open item.
+"""Browser test: the UIs users live in show what the lifecycle did (Prefect flow runs, MLflow champion alias).
 
 Runs a small lifecycle with the CLI, starts the Prefect and MLflow UIs over its state with `orchard ui`'s own
 functions (processes this test starts and stops), and loads the pages in Debian's headless Chromium.
@@ -85,7 +82,7 @@ def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_mlflow_ui_shows_the_model_and_its_champion(tmp_path: Path) -> None:
+def test_prefect_and_mlflow_uis_show_the_lifecycle(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         if os.environ.get("ORCHARD_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{CHROMIUM} is missing and ORCHARD_REQUIRE_SERVICES=1")
@@ -96,10 +93,13 @@ def test_mlflow_ui_shows_the_model_and_its_champion(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     # When Chromium loads the Prefect flow-runs page and the MLflow registered-model page
     doms = capture(home, tmp_path, tmp_path)
-    # Then MLflow shows the model with its champion alias
+    # Then Prefect lists the lifecycle's flow run, completed, and MLflow shows the model with its champion alias
+    prefect_dom = doms["prefect_runs"]
+    assert "lifecycle 2019-01..2019-09" in prefect_dom and "Completed" in prefect_dom, prefect_dom[-1500:]
     assert "application_pd" in doms["mlflow_models"], doms["mlflow_models"][-1500:]
     assert "champion" in doms["mlflow_models"], "the champion alias is shown on the model page"
     assert (tmp_path / "mlflow_models.png").stat().st_size > 10_000
+    assert (tmp_path / "prefect_runs.png").stat().st_size > 10_000
 
 
 def main() -> None:
