@@ -76,7 +76,11 @@ def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
         }
         doms = {}
         for name, url in pages.items():
-            doms[name] = chromium(url, work / f"{name}-dom", "--dump-dom").stdout
+            # the single-page apps fill in from their APIs after loading: give a slow first load a second try
+            for attempt in range(3):
+                doms[name] = chromium(url, work / f"{name}-dom-{attempt}", "--dump-dom").stdout
+                if "Completed" in doms[name] or "champion" in doms[name]:
+                    break
             chromium(url, work / f"{name}-shot", f"--screenshot={out_dir / f'{name}.png'}")
     return doms
 
