@@ -97,9 +97,7 @@ def test_training_frame_is_point_in_time_correct(store_settings: Settings) -> No
     # And the row dated before the future value sees only the past
     assert before["txn_amount_30d"] == 110.0, "future snapshot leaked into an earlier application"
     assert before["max_dpd_3m"] == 0, "a later delinquency leaked into an earlier application"
-    assert after["txn_amount_30d"] == 9999.0 and after["max_dpd_3m"] == 90, (
-        "the later row sees the new facts"
-    )
+    assert after["txn_amount_30d"] == 9999.0 and after["max_dpd_3m"] == 90, "the later row sees the new facts"
     assert other["txn_amount_30d"] == 200.0, "u2's own snapshot"
     assert pd.isna(other["max_dpd_3m"]), "u2 has no credit history"
 
