@@ -7,7 +7,8 @@ import time
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
+from orchard.feature_store import apply_definitions, materialize_month, month_rows, update_offline_tables
+from orchard.features import CREDIT_HISTORY, PARTNER_ACTIVITY
 from orchard.lake import read_silver
 from orchard.settings import Settings
 
@@ -21,9 +22,12 @@ def update_features(settings: Settings, month: str) -> dict[str, float]:
     )
     apply_definitions(settings)
     result = materialize_month(settings, month)
+    # rows of the month in the feature tables: the state, the same however many attempts materialized it
+    month_total = sum(len(month_rows(settings, view, month)) for view in (PARTNER_ACTIVITY, CREDIT_HISTORY))
     return {
         "offline_rows": float(sum(tables.values())),
-        "online_rows": float(result.rows),
+        "online_rows_written": float(result.rows),
+        "month_rows": float(month_total),
         "seconds": time.perf_counter() - start,
     }
 

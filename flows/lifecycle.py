@@ -55,7 +55,7 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
     _timed(record, "validate", t)
 
     t = time.perf_counter()
-    record.feature_rows = int(update_features(settings, month)["online_rows"])
+    record.feature_rows = int(update_features(settings, month)["month_rows"])
     _timed(record, "features", t)
 
     t = time.perf_counter()
