@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-federated lint ui clean
+.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-federated bench-federated-fate lint ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ bench-binning: setup ## Binning + WOE + selection on 200k x 50 vs optbinning's B
 
 bench-federated: setup ## Federated (two processes, Paillier) vs centralized training, PSI on 100k ids
 	$(PY) -m benchmarks.federated
+
+FATE_PYTHON ?=
+bench-federated-fate: setup ## 80k rows: Orchard federated vs FATE 2.x coordinated LR (FATE_PYTHON=<fate venv>/bin/python; slow)
+	@test -n "$(FATE_PYTHON)" || { echo "set FATE_PYTHON to the python of a venv with pyfate 2.2 (see benchmarks/README.md)"; exit 2; }
+	$(PY) -m benchmarks.federated --users 73000 --host-decoys 1 --epochs 5 --psi-ids 0 --fate-python $(FATE_PYTHON)
 
 lint: setup ## Lint and check formatting with ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,22 +1,35 @@
 """Benchmark: federated (two processes, PSI + Paillier hetero LR) vs centralised training on the same rows.
 
-Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K]. Prints, side by side, wall time,
-bytes exchanged, time per epoch and out-of-time AUC of: the joint model (federated), the same LR trained
-centrally on the joined data, and the guest-only LR; then ECDH-PSI throughput on K x K synthetic ids.
+Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K] [--host-decoys R]
+[--fate-python PATH]. Prints, side by side, wall time, bytes exchanged, time per epoch and out-of-time AUC of:
+the joint model (federated), the same LR trained centrally on the joined data, the guest-only LR and, with
+--fate-python, FATE 2.x's hetero coordinated LR on the same rows (benchmarks/fate_reference.py in FATE's own
+venv); then ECDH-PSI throughput on K x K synthetic ids.
+
+--host-decoys R gives the host, instead of its whole snapshot history (one row per user and month, ~24x the
+lender's rows), the lender's matched customer-months plus R times as many other snapshots drawn at random:
+the PSI then still separates matches from non-matches, but its cost does not swamp the training figures
+(PSI throughput is measured on its own with --psi-ids). The training rows are the same either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import json
 import logging
+import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from orchard.atomic import frame_sha256, write_parquet
 from orchard.credit.metrics import auc
 from orchard.federated.data import (
     GUEST_FEATURES,
@@ -33,23 +46,83 @@ from orchard.federated.psi_ecdh import Blinder, match
 from orchard.settings import Settings
 from orchard.simulate import simulate
 
+HOLDOUT_VINTAGES = 3
+FATE_SCRIPT = Path(__file__).with_name("fate_reference.py")
 
-def _central(joined: pd.DataFrame, config: LRConfig, holdout: int, host: bool) -> tuple[float, float, int]:
-    months = sorted(joined[VINTAGE].unique())
-    test = joined[VINTAGE].isin(months[-holdout:]).to_numpy()
-    train = joined[~test]
-    sg = Scaler.fit(train, GUEST_FEATURES)
-    sh = Scaler.fit(train, HOST_FEATURES)
-    y = train[LABEL].to_numpy(dtype=float)
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The joined rows split out of time, standardised with scalers fitted on the training rows."""
+
+    test: np.ndarray
+    y: np.ndarray
+    guest: np.ndarray
+    host: np.ndarray
+
+    @classmethod
+    def of(cls, joined: pd.DataFrame, holdout: int) -> Prepared:
+        """Return the prepared rows of a joined table (intersection sorted by key, as the guest orders it)."""
+        months = sorted(joined[VINTAGE].unique())
+        test = joined[VINTAGE].isin(months[-holdout:]).to_numpy()
+        train = joined[~test]
+        guest = Scaler.fit(train, GUEST_FEATURES).transform(joined)
+        host = Scaler.fit(train, HOST_FEATURES).transform(joined)
+        return cls(test=test, y=joined[LABEL].to_numpy(dtype=float), guest=guest, host=host)
+
+
+def _central(rows: Prepared, config: LRConfig, host: bool) -> tuple[float, float]:
+    """Return (test AUC, training seconds) of the LR trained centrally on the prepared rows."""
+    train = ~rows.test
     started = time.perf_counter()
-    wg, wh = train_plaintext(sg.transform(train), sh.transform(train) if host else None, y, config)
+    wg, wh = train_plaintext(rows.guest[train], rows.host[train] if host else None, rows.y[train], config)
     seconds = time.perf_counter() - started
-    linear = with_intercept(sg.transform(joined[test])) @ wg
+    linear = with_intercept(rows.guest[rows.test]) @ wg
     if host:
-        linear = linear + sh.transform(joined[test]) @ wh
-    shipped = io.BytesIO()
-    joined.loc[:, [KEY, *HOST_FEATURES]].to_parquet(shipped)  # what centralising costs: the host's rows
-    return auc(joined.loc[test, LABEL], sigmoid(linear)), seconds, len(shipped.getvalue()) if host else 0
+        linear = linear + rows.host[rows.test] @ wh
+    return auc(rows.y[rows.test], sigmoid(linear)), seconds
+
+
+def host_with_decoys(host: pd.DataFrame, guest: pd.DataFrame, ratio: float, seed: int) -> pd.DataFrame:
+    """Return the host rows matching guest keys plus ratio times as many non-matching rows (seeded draw)."""
+    matched = host[KEY].isin(guest[KEY])
+    others = host.loc[~matched]
+    count = min(len(others), round(ratio * int(matched.sum())))
+    decoys = others.sample(n=count, random_state=seed)
+    return pd.concat([host.loc[matched], decoys]).sort_values(KEY).reset_index(drop=True)
+
+
+def export_rows(joined: pd.DataFrame, rows: Prepared, out_dir: Path) -> Path:
+    """Write the standardised rows as FATE reads them: {guest,host}_{train,test}.csv, aligned, same order."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ids = joined[KEY].astype(str).to_numpy()
+    guest = pd.DataFrame(rows.guest, columns=GUEST_FEATURES).assign(y=rows.y.astype(int))
+    host = pd.DataFrame(rows.host, columns=HOST_FEATURES)
+    for part, mask in (("train", ~rows.test), ("test", rows.test)):
+        guest[mask].assign(id=ids[mask])[["id", "y", *GUEST_FEATURES]].to_csv(
+            out_dir / f"guest_{part}.csv", index=False
+        )
+        host[mask].assign(id=ids[mask])[["id", *HOST_FEATURES]].to_csv(
+            out_dir / f"host_{part}.csv", index=False
+        )
+    return out_dir
+
+
+def run_fate(fate_python: Path, rows_dir: Path, config: LRConfig, timeout_seconds: float) -> dict[str, Any]:
+    """Run FATE's hetero coordinated LR on the exported rows (its own venv, three local parties)."""
+    result_file = rows_dir / "fate_result.json"
+    result_file.unlink(missing_ok=True)
+    command = [str(fate_python), str(FATE_SCRIPT), "--parties", "guest:9999", "host:10000", "arbiter:10001",
+               "--rows_dir", str(rows_dir), "--data_dir", str(rows_dir / "fate-data"), "--log_level", "WARNING",
+               "--epochs", str(config.epochs), "--batch_size", str(config.batch_size),
+               "--learning_rate", str(config.learning_rate), "--l2", str(config.l2),
+               "--key_length", str(config.key_bits)]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or not result_file.exists():
+        tail = (done.stderr or done.stdout)[-2000:]
+        raise RuntimeError(f"the FATE reference run failed (exit {done.returncode}): {tail}")
+    return {**json.loads(result_file.read_text()), "wall_seconds": wall}
 
 
 def psi_throughput(n_ids: int) -> dict[str, float]:
@@ -68,14 +141,33 @@ def psi_throughput(n_ids: int) -> dict[str, float]:
     return {"seconds": seconds, "matched": float(len(g)), "bytes": float(ga.nbytes + gab.nbytes + hb.nbytes)}
 
 
-def main() -> None:
-    """Run the comparison and print the figures."""
-    parser = argparse.ArgumentParser()
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=12_000)
     parser.add_argument("--end-month", default="2021-12")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--psi-ids", type=int, default=100_000)
-    args = parser.parse_args()
+    parser.add_argument("--host-decoys", type=float, default=None,
+                        help="host set = matched rows + this many times as many other snapshots")  # fmt: skip
+    parser.add_argument("--fate-python", type=Path, default=None,
+                        help="python of a venv with pyfate 2.x: also run FATE's coordinated LR on the same rows")  # fmt: skip
+    parser.add_argument("--export-dir", type=Path, default=None,
+                        help="keep the exported CSV rows (and FATE's result) here instead of a temporary folder")  # fmt: skip
+    parser.add_argument(
+        "--fate-epochs", type=int, default=None, help="epochs of the FATE run (default: --epochs)"
+    )
+    parser.add_argument("--fate-timeout", type=float, default=7200.0)
+    return parser
+
+
+def _row(name: str, wall: float, mb: float | None, per_epoch: float, auc_value: float) -> str:
+    shown = "not measured" if mb is None else f"{mb:.1f}"  # FATE's traffic is not counted here
+    return f"{name:30}{wall:>10.2f}{shown:>14}{per_epoch:>11.3f}{auc_value:>10.4f}"
+
+
+def main() -> None:
+    """Run the comparison and print the figures."""
+    args = _parser().parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = LRConfig(epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,37 +181,75 @@ def main() -> None:
         simulate(settings)
         split = write_vertical_split(settings, Path(tmp) / "split")
         guest, host = pd.read_parquet(split.guest_path), pd.read_parquet(split.host_path)
+        host_history = len(host)
+        if args.host_decoys is not None:
+            host = host_with_decoys(host, guest, args.host_decoys, seed=config.seed)
+            split = dataclasses.replace(
+                split, host_path=write_parquet(host, Path(tmp) / "split" / "host_decoys.parquet"),
+                host_rows=len(host), host_sha256=frame_sha256(host),
+            )  # fmt: skip
         joined = guest.merge(host, on=KEY).sort_values(KEY).reset_index(drop=True)
-        auc_central, central_s, central_bytes = _central(joined, config, 3, host=True)
-        auc_guest, guest_s, _ = _central(joined, config, 3, host=False)
+        rows = Prepared.of(joined, HOLDOUT_VINTAGES)
+        auc_central, central_s = _central(rows, config, host=True)
+        auc_guest, guest_s = _central(rows, config, host=False)
+        curve = [
+            _central(rows, dataclasses.replace(config, epochs=k), host=True)[0]
+            for k in range(1, args.epochs + 1)
+        ]
+        shipped = io.BytesIO()
+        joined.loc[:, [KEY, *HOST_FEATURES]].to_parquet(shipped)  # what centralising costs: the host's rows
         started = time.perf_counter()
         record = run_joint_job(settings, split, "bench", config)
         fed_s = time.perf_counter() - started
+        load = {"federated": os.getloadavg()[1]}  # the machine is shared: say how busy it was
+        fate = None
+        if args.fate_python:
+            rows_dir = export_rows(joined, rows, args.export_dir or Path(tmp) / "fate_rows")
+            fate_config = dataclasses.replace(config, epochs=args.fate_epochs or config.epochs)
+            fate = run_fate(args.fate_python, rows_dir, fate_config, args.fate_timeout)
+            load["FATE"] = os.getloadavg()[1]
     epochs = record["epoch_seconds"]
-    train_rows = record["train_rows"]
+    per_epoch = float(np.mean(epochs))
     print(
-        f"rows: guest {len(guest)}, host {len(host)}, joined {len(joined)}, train {train_rows}, "
-        f"test {record['test_rows']}; epochs {args.epochs}, 1024-bit Paillier"
+        f"rows: guest {len(guest)}, host {len(host)} (of {host_history} snapshots), joined {len(joined)}, "
+        f"train {record['train_rows']}, test {record['test_rows']}; epochs {args.epochs}, "
+        f"batch {config.batch_size}, {config.key_bits}-bit Paillier"
     )
-    print(f"{'':28}{'wall s':>10}{'MB exchanged':>14}{'s / epoch':>11}{'test AUC':>10}")
-    print(
-        f"{'federated (2 processes)':28}{fed_s:>10.1f}{(record['bytes_sent'] + record['bytes_received']) / 1e6:>14.1f}"
-        f"{np.mean(epochs):>11.2f}{record['metrics']['auc_test']:>10.4f}"
-    )
-    print(f"{'  of which PSI':28}{record['psi']['seconds']:>10.1f}")
-    print(
-        f"{'centralised (same LR)':28}{central_s:>10.2f}{central_bytes / 1e6:>14.1f}"
-        f"{central_s / args.epochs:>11.3f}{auc_central:>10.4f}"
-    )
-    print(f"{'guest only':28}{guest_s:>10.2f}{0:>14.1f}{guest_s / args.epochs:>11.3f}{auc_guest:>10.4f}")
+    print(f"{'':30}{'wall s':>10}{'MB exchanged':>14}{'s / epoch':>11}{'test AUC':>10}")
+    fed_mb = (record["bytes_sent"] + record["bytes_received"]) / 1e6
+    print(_row("federated (2 processes)", fed_s, fed_mb, per_epoch, record["metrics"]["auc_test"]))
+    print(f"{'  of which PSI':30}{record['psi']['seconds']:>10.2f}")
+    print(f"{'  epochs (s)':30}{' '.join(f'{e:.2f}' for e in epochs)}")
+    print(_row("centralised (same LR)", central_s, len(shipped.getvalue()) / 1e6, central_s / args.epochs,
+               auc_central))  # fmt: skip
+    print(_row("guest only", guest_s, 0.0, guest_s / args.epochs, auc_guest))
     print(
         f"AUC federated - centralised: {record['metrics']['auc_test'] - auc_central:+.4f}; "
         f"federated - guest only: {record['metrics']['auc_test'] - auc_guest:+.4f}"
     )
-    per_30k = np.mean(epochs) / train_rows * 30_000
     print(
-        f"time per epoch scaled to 30k rows: {per_30k:.2f} s; FATE 2.x reference (issue, not measured "
-        f"here): ~30 s -> ratio {30 / per_30k:.1f}x"
+        "AUC of the same LR (centralised reference, equal to the federated fit) after 1.."
+        f"{args.epochs} epochs: " + " ".join(f"{a:.4f}" for a in curve)
+    )
+    if fate:
+        fate_epoch = float(np.mean(fate["epoch_seconds"]))
+        print(_row("FATE 2.x coordinated LR (3 pr.)", fate["wall_seconds"], None, fate_epoch,
+                   fate["auc_test"]))  # fmt: skip
+        print(f"{'  epochs (s)':30}{' '.join(f'{e:.2f}' for e in fate['epoch_seconds'])}")
+        print(
+            f"FATE s/epoch / Orchard s/epoch = {fate_epoch / per_epoch:.1f}x on the same {record['train_rows']} "
+            f"rows; AUC FATE - Orchard federated: {fate['auc_test'] - record['metrics']['auc_test']:+.4f}"
+        )
+        reached = next((k for k, a in enumerate(curve, start=1) if a >= fate["auc_test"]), None)
+        if reached:
+            print(
+                f"to FATE's AUC after {len(fate['epoch_seconds'])} epochs, Orchard needs {reached} epoch(s): "
+                f"{sum(fate['epoch_seconds']) / (reached * per_epoch):.1f}x less training time"
+            )
+    print(
+        "5-min load average at the end of: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in load.items())
+        + f" ({os.cpu_count()} cores)"
     )
     if args.psi_ids:
         psi = psi_throughput(args.psi_ids)

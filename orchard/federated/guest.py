@@ -22,6 +22,7 @@ from orchard.federated.host import hashed_ids
 from orchard.federated.paillier_lr import (
     Adam,
     LRConfig,
+    Prefetched,
     PrivateKey,
     batches,
     ciphertexts_from_bytes,
@@ -172,27 +173,28 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     wg = np.zeros(xg.shape[1])
     opt = Adam(len(wg), config.learning_rate)
     epoch_seconds = []
-    for epoch in range(config.epochs):
-        epoch_started = time.perf_counter()
-        for batch in batches(len(train_pos), config, epoch):
-            positions = train_pos[batch].astype("<i8")
-            step = f"training epoch {epoch + 1}"
-            u = client.call(Message("partial", arrays={"positions": positions}), step).arrays["u"]
-            d = sigmoid(xg[positions] @ wg + u) - y[positions]
-            cts = key.encrypt_ints(encode_residuals(d))
-            reply = client.call(
-                Message("gradient", arrays={"positions": positions,
-                                            "ciphertexts": ciphertexts_to_bytes(cts, width)}), step)  # fmt: skip
-            masked = ciphertexts_from_bytes(reply.arrays["masked"], key.public)
-            plain = [key.decrypt_int(c) for c in masked]
-            pwidth = (int(key.public.n).bit_length() + 7) // 8
-            raw = b"".join(v.to_bytes(pwidth, "big") for v in plain)
-            client.call(Message("update", arrays={"plain": np.frombuffer(raw, dtype=np.uint8)
-                                                  .reshape(len(plain), pwidth)}), step)  # fmt: skip
-            grad = xg[positions].T @ d / len(positions)
-            wg = opt.update(wg, regularised(grad, wg, config.l2, True))
-        epoch_seconds.append(round(time.perf_counter() - epoch_started, 3))
-        log.info("joint job %s: epoch %d took %.2f s", job.job_id, epoch + 1, epoch_seconds[-1])
+    with Prefetched(key.obfuscators, min(config.batch_size, len(train_pos))) as obfuscators:
+        for epoch in range(config.epochs):
+            epoch_started = time.perf_counter()
+            for batch in batches(len(train_pos), config, epoch):
+                positions = train_pos[batch].astype("<i8")
+                step = f"training epoch {epoch + 1}"
+                u = client.call(Message("partial", arrays={"positions": positions}), step).arrays["u"]
+                d = sigmoid(xg[positions] @ wg + u) - y[positions]
+                cts = key.encrypt_ints(encode_residuals(d), obfuscators.take(len(positions)))
+                reply = client.call(
+                    Message("gradient", arrays={"positions": positions,
+                                                "ciphertexts": ciphertexts_to_bytes(cts, width)}), step)  # fmt: skip
+                masked = ciphertexts_from_bytes(reply.arrays["masked"], key.public)
+                plain = [key.decrypt_int(c) for c in masked]
+                pwidth = (int(key.public.n).bit_length() + 7) // 8
+                raw = b"".join(v.to_bytes(pwidth, "big") for v in plain)
+                client.call(Message("update", arrays={"plain": np.frombuffer(raw, dtype=np.uint8)
+                                                      .reshape(len(plain), pwidth)}), step)  # fmt: skip
+                grad = xg[positions].T @ d / len(positions)
+                wg = opt.update(wg, regularised(grad, wg, config.l2, True))
+            epoch_seconds.append(round(time.perf_counter() - epoch_started, 3))
+            log.info("joint job %s: epoch %d took %.2f s", job.job_id, epoch + 1, epoch_seconds[-1])
 
     u_all = client.call(Message("partial", arrays={"positions": np.arange(len(joined), dtype="<i8")}),
                         "the evaluation").arrays["u"]  # fmt: skip

@@ -25,6 +25,7 @@ from orchard.federated.paillier_lr import (
     X_BITS,
     Adam,
     LRConfig,
+    Prefetched,
     PublicKey,
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
@@ -68,8 +69,14 @@ class HostSession:
     weights: np.ndarray | None = None
     optimizer: Adam | None = None
     masks: list[Any] = field(default_factory=list)
+    noise: Prefetched | None = None  # the masks' obfuscators, made while the guest works
     batch_rows: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        """Stop the session's background work."""
+        if self.noise is not None:
+            self.noise.close()
 
 
 class HostParty:
@@ -101,6 +108,12 @@ class HostParty:
             session.last_seen = time.monotonic()
             return session
 
+    def _drop(self, session_id: str) -> None:
+        with self._lock:
+            session = self.sessions.pop(session_id, None)
+        if session is not None:
+            session.close()
+
     def _record(self, session_id: str, status: str, detail: str) -> None:
         write_json({"session": session_id, "status": status, "detail": detail, "at": time.time()},
                    self.state_dir / "sessions" / f"{session_id}.json")  # fmt: skip
@@ -110,8 +123,9 @@ class HostParty:
         now = time.monotonic()
         with self._lock:
             idle = [s for s, v in self.sessions.items() if now - v.last_seen > self.idle_timeout_seconds]
-            for session_id in idle:
-                del self.sessions[session_id]
+            stale = [self.sessions.pop(session_id) for session_id in idle]
+        for session in stale:
+            session.close()
         for session_id in idle:
             detail = (f"the guest went silent for more than {self.idle_timeout_seconds:.0f} s; "
                       "session aborted, nothing of it kept")  # fmt: skip
@@ -129,8 +143,12 @@ class HostParty:
         threading.Thread(target=loop, name="host-reaper", daemon=True).start()
 
     def stop(self) -> None:
-        """Stop the reaper."""
+        """Stop the reaper and the sessions' background work."""
         self._stop.set()
+        with self._lock:
+            sessions = list(self.sessions.values())
+        for session in sessions:
+            session.close()
 
     # --- dispatch ---
     def handle(self, message: Message) -> Message:
@@ -184,6 +202,8 @@ class HostParty:
         session.config = config
         session.weights = np.zeros(len(HOST_FEATURES))
         session.optimizer = Adam(len(HOST_FEATURES), config.learning_rate)
+        session.close()
+        session.noise = Prefetched(session.public.noise, len(HOST_FEATURES))
         return Message("train_setup", fields={"features": len(HOST_FEATURES)})
 
     def _positions(self, session: HostSession, message: Message) -> np.ndarray:
@@ -213,8 +233,10 @@ class HostParty:
                 raise OrchardError("gradient request: one ciphertext per row expected")
             sums = encrypted_column_sums(cts, session.quantised[positions], public)
             session.masks = [public.random_mask() for _ in sums]
+            noise = session.noise.take(len(sums)) if session.noise else public.noise(len(sums))
             masked = [
-                c * public.encrypt(int(r)) % public.n2 for c, r in zip(sums, session.masks, strict=True)
+                c * public.encrypt(int(r), e) % public.n2
+                for c, r, e in zip(sums, session.masks, noise, strict=True)
             ]
             session.batch_rows = len(positions)
             return Message("gradient", arrays={"masked": ciphertexts_to_bytes(masked, public.cipher_bytes)})
@@ -253,16 +275,14 @@ class HostParty:
         digest = hashlib.sha256(text.encode()).hexdigest()
         part_id = f"host-part-{digest[:16]}"
         write_json(part, self.state_dir / "models" / f"{part_id}.json")
-        with self._lock:
-            self.sessions.pop(message.session, None)
+        self._drop(message.session)
         self._record(message.session, "finished", f"model part {part_id} stored")
         return Message(
             "finish", fields={"part_id": part_id, "sha256": digest, "features": len(HOST_FEATURES)}
         )
 
     def _on_abort(self, message: Message) -> Message:
-        with self._lock:
-            self.sessions.pop(message.session, None)
+        self._drop(message.session)
         self._record(message.session, "failed", str(message.fields.get("reason", "aborted by the guest")))
         return Message("abort")
 

@@ -12,9 +12,10 @@ d_i x_h,i (only u_h and the aggregate G + R, uniformly random to it). What the g
 partial score u_h of each row, the same quantity joint scoring returns (see docs/federated.md).
 
 Speed: encryption uses the Damgård-Jurik-Nielsen obfuscator h_s^alpha (alpha 192 random bits) from a
-fixed-base window table (32 modular multiplications instead of a 1024-bit exponentiation); the host
-quantises its standardised features to multiples of 2^-8 and computes each X_h^T [[d]] column with
-signed buckets (one multiplication per nonzero entry, Pippenger style), never one exponentiation per entry.
+fixed-base window table (16 modular multiplications instead of a 1024-bit exponentiation), made one batch
+ahead while the guest waits for the host (Prefetched); the host quantises its standardised features to
+multiples of 2^-8 and computes each X_h^T [[d]] column with signed buckets (one multiplication per nonzero,
+non-modal entry, Pippenger style), never one exponentiation per entry.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import math
 import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -150,14 +153,54 @@ class PublicKey:
         """Return the fixed byte width of a ciphertext."""
         return (int(self.n2).bit_length() + 7) // 8
 
-    def encrypt(self, value: int) -> Any:
-        """Encrypt one integer with a fresh full-size obfuscator r^n (used by the host for its masks)."""
-        r = gmpy2.mpz(secrets.randbelow(int(self.n) - 2) + 2)
-        return (1 + (gmpy2.mpz(value) % self.n) * self.n) * gmpy2.powmod(r, self.n, self.n2) % self.n2
+    def noise(self, count: int) -> list[Any]:
+        """Return count fresh full-size obfuscators r^n mod n^2, r uniform (the host's mask randomness)."""
+        return [
+            gmpy2.powmod(gmpy2.mpz(secrets.randbelow(int(self.n) - 2) + 2), self.n, self.n2)
+            for _ in range(count)
+        ]
+
+    def encrypt(self, value: int, noise: Any | None = None) -> Any:
+        """Encrypt one integer with a fresh (or given unused) full-size obfuscator r^n (the host's masks)."""
+        obfuscator = self.noise(1)[0] if noise is None else noise
+        return (1 + (gmpy2.mpz(value) % self.n) * self.n) * obfuscator % self.n2
 
     def random_mask(self) -> Any:
         """Return a uniform random integer mod n (a one-time pad for a plaintext)."""
         return gmpy2.mpz(secrets.randbelow(int(self.n)))
+
+
+class Prefetched:
+    """Values that cost only CPU (obfuscators, mask noise), made one batch ahead in a background thread.
+
+    A party computes the next batch's values while it waits for the other party's reply (the socket wait
+    releases the GIL), so on two cores they leave the critical path. Each value is handed out once; surplus
+    values of a short batch are dropped, never reused.
+    """
+
+    def __init__(self, make: Callable[[int], list[Any]], batch: int) -> None:
+        self._make = make
+        self._batch = batch
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._next: Future[list[Any]] = self._pool.submit(make, batch)
+
+    def take(self, count: int) -> list[Any]:
+        """Return count fresh values and start making the next batch."""
+        ready = self._next.result()
+        if len(ready) < count:
+            ready = ready + self._make(count - len(ready))
+        self._next = self._pool.submit(self._make, self._batch)
+        return ready[:count]
+
+    def close(self) -> None:
+        """Stop the background thread (a value being made is finished and dropped)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Prefetched:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class PrivateKey:
@@ -195,10 +238,10 @@ class PrivateKey:
             out.append(acc)
         return out
 
-    def encrypt_ints(self, values: np.ndarray) -> list[Any]:
-        """Encrypt signed integers (|v| < n/2), one ciphertext each."""
+    def encrypt_ints(self, values: np.ndarray, obfuscators: list[Any] | None = None) -> list[Any]:
+        """Encrypt signed integers (|v| < n/2), one ciphertext each (with fresh or given unused obfuscators)."""
         n = self.public.n
-        obf = self.obfuscators(len(values))
+        obf = self.obfuscators(len(values)) if obfuscators is None else obfuscators
         # (1 + m n) o = o + n (m o mod n)  (mod n^2): one 1024-bit product instead of a 2048-bit one.
         n2 = self.public.n2
         return [(o + n * (v * o % n)) % n2 for v, o in zip(values.tolist(), obf, strict=True)]
@@ -236,22 +279,43 @@ def _power_product(buckets: dict[int, Any], n2: Any) -> Any:
     return acc
 
 
+def _signed_bucket_sum(ciphertexts: list[Any], column: np.ndarray, n2: Any) -> Any:
+    """Return [[sum_i column_i d_i]] by signed buckets (zero entries cost nothing)."""
+    sums = []
+    for sign in (1, -1):
+        rows = np.flatnonzero(column * sign > 0)
+        levels = (column[rows] * sign).tolist()
+        buckets: dict[int, Any] = {}
+        for row, level in zip(rows.tolist(), levels, strict=True):
+            found = buckets.get(level)
+            buckets[level] = ciphertexts[row] if found is None else found * ciphertexts[row] % n2
+        sums.append(_power_product(buckets, n2) if buckets else gmpy2.mpz(1))
+    return sums[0] * gmpy2.invert(sums[1], n2) % n2
+
+
 def encrypted_column_sums(ciphertexts: list[Any], quantised: np.ndarray, public: PublicKey) -> list[Any]:
-    """Return [[sum_i q_ij d_i]] for every column j of the quantised matrix, by signed buckets."""
+    """Return [[sum_i q_ij d_i]] for every column j of the quantised matrix, by signed buckets.
+
+    A column whose most common level m holds most rows (a dummy, a mostly-zero count) is summed as
+    sum_i (q_ij - m) d_i + m sum_i d_i: its modal rows then cost nothing, and [[sum_i d_i]] is made once
+    for all such columns.
+    """
     n2 = public.n2
+    total = None
     out = []
     for j in range(quantised.shape[1]):
         column = quantised[:, j]
-        sums = []
-        for sign in (1, -1):
-            rows = np.flatnonzero(column * sign > 0)
-            levels = (column[rows] * sign).tolist()
-            buckets: dict[int, Any] = {}
-            for row, level in zip(rows.tolist(), levels, strict=True):
-                found = buckets.get(level)
-                buckets[level] = ciphertexts[row] if found is None else found * ciphertexts[row] % n2
-            sums.append(_power_product(buckets, n2) if buckets else gmpy2.mpz(1))
-        out.append(sums[0] * gmpy2.invert(sums[1], n2) % n2)
+        levels, counts = np.unique(column, return_counts=True)
+        mode = int(levels[np.argmax(counts)]) if len(levels) else 0
+        if mode == 0 or 2 * int(counts.max()) <= len(column):
+            out.append(_signed_bucket_sum(ciphertexts, column, n2))
+            continue
+        if total is None:
+            total = gmpy2.mpz(1)
+            for c in ciphertexts:
+                total = total * c % n2
+        shifted = _signed_bucket_sum(ciphertexts, column - mode, n2)
+        out.append(shifted * gmpy2.powmod(total, mode, n2) % n2)
     return out
 
 

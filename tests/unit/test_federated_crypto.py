@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from orchard.federated.paillier_lr import (
     LRConfig,
+    Prefetched,
     PrivateKey,
     decode_gradient,
     dequantise,
@@ -47,6 +50,37 @@ def test_encrypted_gradient_equals_plaintext_gradient() -> None:
     grad = np.array([decode_gradient(key.decrypt_int(s), int(key.public.n), 300) for s in sums])
     # then it matches the float gradient on the quantised features to fixed-point precision
     assert np.allclose(grad, dequantise(q).T @ d / 300, atol=1e-8), "homomorphic X^T d is exact"
+
+
+def test_columns_with_a_nonzero_modal_level_sum_exactly() -> None:
+    # given a standardised dummy and a mostly-constant column: their most common level is not zero
+    rng = np.random.default_rng(2)
+    d = rng.uniform(-1, 1, 400)
+    dummy = (rng.random(400) < 0.2).astype(float)
+    z = np.column_stack([(dummy - dummy.mean()) / dummy.std(), np.where(rng.random(400) < 0.9, -0.7, 2.5),
+                         rng.normal(size=400)])  # fmt: skip
+    q = quantise(z)
+    for j in (0, 1):
+        levels, counts = np.unique(q[:, j], return_counts=True)
+        assert levels[np.argmax(counts)] != 0 and 2 * counts.max() > 400, "column sums by its modal shift"
+    key = PrivateKey(512)
+    # when the host sums under encryption (modal rows skipped, sum of d added back once)
+    sums = encrypted_column_sums(key.encrypt_ints(encode_residuals(d)), q, key.public)
+    grad = np.array([decode_gradient(key.decrypt_int(s), int(key.public.n), 400) for s in sums])
+    # then the gradient is still the exact one on the quantised features
+    assert np.allclose(grad, dequantise(q).T @ d / 400, atol=1e-8), "modal shift keeps X^T d exact"
+
+
+def test_prefetched_values_are_handed_out_once() -> None:
+    # given a stream that makes values one batch of 4 ahead
+    counter = itertools.count()
+    with Prefetched(lambda k: [next(counter) for _ in range(k)], 4) as stream:
+        # when batches of 4, a short one and a long one are taken
+        taken = [stream.take(4), stream.take(2), stream.take(6)]
+    # then each batch has its size and no value is handed out twice (surplus ones are dropped)
+    assert [len(t) for t in taken] == [4, 2, 6], f"batch sizes kept, got {taken}"
+    flat = [v for t in taken for v in t]
+    assert len(set(flat)) == len(flat), f"no value reused, got {taken}"
 
 
 def test_negative_values_decrypt_to_themselves() -> None:
