@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
@@ -12,13 +12,24 @@ from prefect.cache_policies import NONE
 from flows.automations import breach_metrics, emit_breach
 from flows.features import update_features
 from flows.ingest import ingest_month
-from flows.monitor import monitor_model, publish_month_dashboard
+from flows.monitor import campaign_tiers, monitor_model, publish_month_dashboard, vintage_expected_loss
 from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
-from orchard.lifecycle.ledger import MonthRecord, last_retrain_month, load_month, record_month
-from orchard.lifecycle.training import ready_to_train
-from orchard.model_specs import APPLICATION_PD
-from orchard.months import month_range
+from model_registry.history import champion_at
+from orchard.lake import silver_months
+from orchard.lifecycle.ledger import (
+    PRIMARY_MODEL,
+    ModelMonth,
+    MonthRecord,
+    last_retrain_month,
+    load_month,
+    record_month,
+)
+from orchard.lifecycle.monitoring import MonitorOutcome
+from orchard.lifecycle.promotion import PromotionOutcome
+from orchard.lifecycle.training import TrainOutcome, ready_to_train
+from orchard.model_specs import MODEL_SPECS, ModelSpec
+from orchard.months import add_months, month_range
 from orchard.settings import Settings
 from orchard.simulate import simulate
 
@@ -36,9 +47,81 @@ def _timed(record: MonthRecord, stage: str, start: float) -> None:
     record.stage_seconds[stage] = round(time.perf_counter() - start, 4)
 
 
+@dataclass(frozen=True)
+class ModelStep:
+    """One model's month: its monitoring outcome and, if it was (re)trained, the version and the decision."""
+
+    outcome: MonitorOutcome | None
+    trained: TrainOutcome | None = None
+    promotion: PromotionOutcome | None = None
+    skipped: str | None = None
+
+
+def _model_step(
+    settings: Settings, spec: ModelSpec, month: str, history: list[MonthRecord], record: MonthRecord
+) -> ModelStep:
+    """Monitor a model's champion, then train and gate a version when the first is due or the policy says so.
+
+    The champion monitored is the one in force when the month began, so a month redone after an interruption
+    (when this month's version may already be champion) decides exactly as the first attempt did.
+    """
+    primary = spec.name == PRIMARY_MODEL
+    if month not in silver_months(settings, spec.source):
+        return ModelStep(
+            None, skipped=f"no validated {spec.source} batch of {month}: nothing to score or learn"
+        )
+    t = time.perf_counter()
+    last = last_retrain_month(history, spec.name)
+    champion = champion_at(settings, spec.name, add_months(month, -1))
+    outcome = None
+    if champion is not None:
+        outcome = monitor_model(settings, spec.name, month, last, always_report=primary, version=champion)
+    if outcome is not None and outcome.retrain:
+        # the same event a deployed monitor emits; in production the automation runs the retraining deployment,
+        # here (embedded) the policy acts in-flow below
+        emit_breach(spec.name, month, outcome.version, outcome.reasons, breach_metrics(outcome))
+    should_train = (outcome is None and ready_to_train(settings, spec, month)) or (
+        outcome is not None and outcome.retrain
+    )
+    _timed(record, "monitor" if primary else f"monitor {spec.name}", t)
+    if not should_train:
+        return ModelStep(outcome)
+    t = time.perf_counter()
+    trained = train_model(settings, spec.name, month)
+    _timed(record, "train" if primary else f"train {spec.name}", t)
+    t = time.perf_counter()
+    promotion = promotion_decision(settings, trained, month)
+    _timed(record, "promote" if primary else f"promote {spec.name}", t)
+    return ModelStep(outcome, trained, promotion)
+
+
+def _stage_month(
+    settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord
+) -> ModelMonth:
+    """Return a stage model's month record, with the campaign tiers or the vintage's expected loss."""
+    outcome = step.outcome
+    entry = ModelMonth(
+        champion=None if outcome is None else outcome.version,
+        score_psi=None if outcome is None else outcome.score_psi,
+        breach=bool(outcome and outcome.breach),
+        reasons=[step.skipped] if step.skipped else [] if outcome is None else list(outcome.reasons),
+        trained=None if step.trained is None else asdict(step.trained),
+        promotion=None if step.promotion is None else asdict(step.promotion),
+    )
+    if step.skipped:
+        return entry
+    t = time.perf_counter()
+    if spec.unit == "offers":
+        entry.tiers = campaign_tiers(settings, month)
+        _timed(record, "tiers", t)
+    if spec.label_kind == "charge_off":
+        entry.expected_loss = vintage_expected_loss(settings, month)
+        _timed(record, "expected loss", t)
+    return entry
+
+
 def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> MonthRecord:
     """Run one month through every stage; each step is idempotent, the record is written last."""
-    spec = APPLICATION_PD
     record = MonthRecord(month=month)
 
     t = time.perf_counter()
@@ -58,36 +141,27 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
     record.feature_rows = int(update_features(settings, month)["month_rows"])
     _timed(record, "features", t)
 
-    t = time.perf_counter()
-    outcome = monitor_model(settings, spec.name, month, last_retrain_month(history))
-    _timed(record, "monitor", t)
-    if outcome is not None:
-        record.champion = outcome.version
-        record.score_psi = outcome.score_psi
-        top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5]
-        record.top_feature_psi = dict(top)
-        record.breach, record.reasons = outcome.breach, outcome.reasons
-
-    if outcome is not None and outcome.retrain:
-        # the same event a deployed monitor emits; in production the automation runs the retraining deployment,
-        # here (embedded) the policy acts in-flow below
-        emit_breach(spec.name, month, outcome.version, outcome.reasons, breach_metrics(outcome))
-    should_train = (outcome is None and ready_to_train(settings, spec, month)) or (
-        outcome is not None and outcome.retrain
-    )
-    if should_train:
-        t = time.perf_counter()
-        trained = train_model(settings, spec.name, month)
-        record.trained = asdict(trained)
-        _timed(record, "train", t)
-        t = time.perf_counter()
-        record.promotion = asdict(promotion_decision(settings, trained, month))
-        _timed(record, "promote", t)
-
-    if outcome is not None:
-        t = time.perf_counter()
-        publish_month_dashboard(settings, spec.name, month, outcome)
-        _timed(record, "dashboard", t)
+    for spec in MODEL_SPECS.values():
+        step = _model_step(settings, spec, month, history, record)
+        if spec.name != PRIMARY_MODEL:
+            record.models[spec.name] = asdict(_stage_month(settings, spec, step, month, record))
+            continue
+        outcome = step.outcome
+        if step.skipped:
+            record.reasons = [step.skipped]
+        if outcome is not None:
+            record.champion = outcome.version
+            record.score_psi = outcome.score_psi
+            top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5]
+            record.top_feature_psi = dict(top)
+            record.breach, record.reasons = outcome.breach, outcome.reasons
+        if step.trained is not None:
+            record.trained = asdict(step.trained)
+            record.promotion = asdict(step.promotion)
+        if outcome is not None:
+            t = time.perf_counter()
+            publish_month_dashboard(settings, spec.name, month, outcome)
+            _timed(record, "dashboard", t)
 
     record_month(settings, record)
     _report(record)
@@ -110,6 +184,13 @@ def _report(record: MonthRecord) -> None:
     if record.promotion:
         reason = record.promotion["reason"].split("; ")[0]
         parts.append(f"{record.promotion['action']}: {reason}")
+    for name, entry in record.models.items():
+        if entry.get("breach"):
+            parts.append(f"{name} BREACH")
+        if entry.get("trained"):
+            parts.append(f"{name} v{entry['trained']['version']} {entry['promotion']['action']}")
+        if entry.get("tiers"):
+            parts.append("tiers " + " ".join(f"{t}:{n}" for t, n in entry["tiers"].items()))
     progress.info(" | ".join(parts))
 
 

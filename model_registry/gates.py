@@ -284,6 +284,7 @@ def calibration_bands(y: np.ndarray, pd_pred: np.ndarray, n_bands: int) -> pd.Da
     frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "pd": np.asarray(pd_pred, dtype=float)})
     # Equal PDs always share a band, so heavily tied PDs give fewer bands.
     frame["band"] = pd.qcut(frame["pd"].rank(method="min"), n_bands, labels=False, duplicates="drop")
+    frame["band"] = frame["band"].fillna(0)  # a constant PD leaves no quantile edges: one band
     table = (
         frame.groupby("band", sort=True)
         .agg(

@@ -12,15 +12,10 @@ The alias move, its `alias_events` row and the approval row happen under the mod
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -30,7 +25,7 @@ from model_registry import history as records
 from model_registry.gates import auto_promotable
 from model_registry.history import CHAMPION_ALIAS, AliasEvent, Approval
 from model_registry.registry import _alias_version, _point_alias, get_version
-from model_registry.tracking import mlflow_client
+from model_registry.tracking import mlflow_client, read_run_json
 from orchard.errors import OrchardError
 from orchard.months import month_range, parse_month
 from orchard.settings import Settings
@@ -52,7 +47,7 @@ def recorded_gate(settings: Settings, model: str, version: int) -> dict[str, Any
         return None
     if found.run_id:
         try:
-            return _read_run_json(client, found.run_id, GATE_ARTIFACT)
+            return read_run_json(client, found.run_id, GATE_ARTIFACT)
         except (MlflowException, OSError, ValueError) as exc:
             log.warning(
                 "%s v%s is tagged as gated but %s is unreadable: %s", model, version, GATE_ARTIFACT, exc
@@ -64,16 +59,6 @@ def recorded_gate(settings: Settings, model: str, version: int) -> dict[str, Any
         "figures": {"window": found.tags.get("orchard.gate.window")},
         "source": "version tags",
     }
-
-
-def _read_run_json(client: MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:
-    """Read a JSON artifact of a run: straight from disk for a local store, else downloaded."""
-    root = client.get_run(run_id).info.artifact_uri or ""
-    if root.startswith("file://"):
-        # Local store: no download, and no progress bar on the user's terminal.
-        return json.loads((Path(url2pathname(urlparse(root).path)) / artifact).read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        return json.loads(Path(client.download_artifacts(run_id, artifact, tmp)).read_text())
 
 
 def gate_refusal(gate: dict[str, Any] | None, champion: int | None, mode: str) -> str | None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow
 import mlflow.tracking._tracking_service.utils as _tracking_utils
@@ -24,6 +30,16 @@ def mlflow_client(settings: Settings) -> MlflowClient:
         # sqlite needs its folder; a server URI needs nothing local.
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def read_run_json(client: MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:
+    """Read a JSON artifact of a run: straight from disk for a local store, else downloaded."""
+    root = client.get_run(run_id).info.artifact_uri or ""
+    if root.startswith("file://"):
+        # Local store: no download, and no progress bar on the user's terminal.
+        return json.loads((Path(url2pathname(urlparse(root).path)) / artifact).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(run_id, artifact, tmp)).read_text())
 
 
 @contextmanager

@@ -23,7 +23,7 @@ import pandas as pd
 from model_registry.history import ACTIONS
 from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE, OrchardPSI, OrchardValue
 from monitoring.psi import SCORE_COLUMN
-from monitoring.reports import project_for_model, replace_named_run
+from monitoring.reports import open_workspace, project_for_model, replace_named_run
 from orchard.errors import OrchardError
 from orchard.months import parse_month
 from orchard.settings import Settings
@@ -36,13 +36,6 @@ EVENT_ACTIONS: tuple[str, ...] = ACTIONS  # one bar series per recorded alias ac
 VINTAGE_VALUES = ("n", "bad_rate", "auc", "ks", "expected_bad_rate", "expected_auc", "expected_ks")
 DASHBOARD_TAB = "Risk monitoring"
 _PANEL_NAMESPACE = uuid.UUID("6f1c1f0e-6a51-4c39-9d1b-4f1f4a0e2c7d")
-
-
-def _workspace(settings: Settings) -> Any:
-    from evidently.ui.workspace import Workspace
-
-    settings.evidently_dir.mkdir(parents=True, exist_ok=True)
-    return Workspace(str(settings.evidently_dir))
 
 
 def _month_timestamp(month: str) -> datetime:
@@ -151,7 +144,7 @@ def ensure_dashboard(settings: Settings, model_name: str, top_features: list[str
     """Create the model's project (once) and write its dashboard; return the project id. Idempotent."""
     from evidently.sdk.models import DashboardModel, DashboardTabModel
 
-    workspace = _workspace(settings)
+    workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)
     panels = dashboard_panels(model_name, top_features)
     tab = DashboardTabModel(
@@ -223,7 +216,7 @@ def add_month_snapshot(
     if matured is not None and len(matured) and "vintage" not in matured.columns:
         raise OrchardError("matured performance needs a 'vintage' column")
 
-    workspace = _workspace(settings)
+    workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)  # the dashboard is the caller's (ensure_dashboard)
     for _, row in (matured if matured is not None else pd.DataFrame()).iterrows():
         vintage = parse_month(str(row["vintage"]))
@@ -260,7 +253,7 @@ def add_month_snapshot(
 
 def series(settings: Settings, model_name: str, metric_type: str, labels: dict[str, str]) -> dict[str, float]:
     """Return {snapshot month: value} of one stored series, read back as the dashboard reads it (for checks)."""
-    workspace = _workspace(settings)
+    workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)
     found: dict[str, float] = {}
     for run_id in workspace.list_runs(project_id):

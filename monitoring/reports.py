@@ -187,17 +187,29 @@ def replace_named_run(settings: Settings, workspace: Any, project_id: Any, snaps
     return run_id
 
 
+_WORKSPACES: dict[str, Any] = {}
+
+
+def open_workspace(settings: Settings) -> Any:
+    """Return this process's handle on the local Evidently workspace (opening one reads every snapshot: ~1.5 s
+    at the end of the demo, so it is opened once per process and reused)."""
+    from evidently.ui.workspace import Workspace
+
+    settings.evidently_dir.mkdir(parents=True, exist_ok=True)
+    key = str(settings.evidently_dir.resolve())
+    if key not in _WORKSPACES:
+        _WORKSPACES[key] = Workspace(key)
+    return _WORKSPACES[key]
+
+
 def add_to_workspace(settings: Settings, model_name: str, snapshot: Snapshot) -> str:
     """Add a snapshot to the model's project in the local workspace and return the run id.
 
     The project is created once and found by name afterwards. A named snapshot replaces the run of the same
     name (so a re-run month does not duplicate its report). Unnamed snapshots are always added.
     """
-    from evidently.ui.workspace import Workspace
-
     if not model_name:
         raise OrchardError("a workspace project needs a model name")
-    settings.evidently_dir.mkdir(parents=True, exist_ok=True)
-    workspace = Workspace(str(settings.evidently_dir))
+    workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)
     return replace_named_run(settings, workspace, project_id, snapshot)

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 
-from orchard.errors import OrchardError
+from orchard.errors import OrchardError, ServiceUnreachable
 
 app = typer.Typer(
     help="Orchard: the lifecycle of consumer-credit risk models.",
@@ -28,20 +29,48 @@ err_console = Console(stderr=True)
 
 
 def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print OrchardError (and interruptions) as one clear line instead of a traceback."""
+    """Print OrchardError, an unreachable PostgreSQL (production) and interruptions as one line, not a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except OrchardError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: run the same command again to continue where it stopped")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            problem = _postgres_outage(exc) or (str(exc) if isinstance(exc, OrchardError) else None)
+            if problem is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _postgres_outage(failure: Exception) -> str | None:
+    """In the production profile, name PostgreSQL when it does not answer after a failure (else None).
+
+    The flows reach PostgreSQL directly (governance, Feast registry) and through the MLflow and Prefect servers,
+    whose errors (HTTP 500/503) do not say why: asking the server itself gives the user the cause in one line.
+    """
+    from orchard.runtime import load_settings
+
+    try:
+        settings = load_settings()
+    except OrchardError:
+        return None
+    if settings.profile != "production" or settings.postgres_url is None:
+        return None
+    from orchard.production import check_postgres
+
+    try:
+        check_postgres(settings)
+    except ServiceUnreachable as outage:
+        return f"{outage} ({type(failure).__name__}); start it and run the same command again: finished work is kept"
+    return None
 
 
 class _ConsoleLines(logging.Handler):
@@ -97,7 +126,9 @@ def simulate() -> None:
     from orchard.simulate import simulate as run_simulation
 
     summary = run_simulation(settings)
-    console.print(f"wrote {len(summary.months)} months x 3 sources to {settings.landing_dir}")
+    console.print(
+        f"wrote {len(summary.months)} months x {len(summary.rows)} sources to {settings.landing_dir}"
+    )
 
 
 @app.command()
@@ -122,15 +153,22 @@ def demo(
     _before_flows()
     from flows.lifecycle import lifecycle_flow
     from model_registry.history import events
+    from model_registry.registry import champion_version
     from orchard.lifecycle.ledger import MonthRecord
+    from orchard.lifecycle.stages import vintage_losses
     from orchard.lifecycle.summary import render_summary
+    from orchard.model_specs import MODEL_SPECS
 
     _quiet_tools()  # after the imports: Prefect and MLflow configure their loggers when imported
 
     rows = lifecycle_flow(settings, last)
     records = [MonthRecord(**r) for r in rows]
     alias_events = [e.to_dict() for e in events(settings, "application_pd")]
-    console.print(render_summary(records, alias_events, settings.shock_month))
+    champions = {name: champion_version(settings, name) for name in MODEL_SPECS}
+    expected = {r.month: r.models["loss_forecast"]["expected_loss"] for r in records
+                if (r.models.get("loss_forecast") or {}).get("expected_loss")}  # fmt: skip
+    losses = vintage_losses(settings, expected, last)
+    console.print(render_summary(records, alias_events, settings.shock_month, champions, losses))
 
 
 @app.command()

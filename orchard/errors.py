@@ -19,3 +19,7 @@ class ContractViolation(OrchardError):
         super().__init__(
             f"batch {batch_id} of {source} broke its contract and was quarantined at {quarantine_path}: {detail}"
         )
+
+
+class ServiceUnreachable(OrchardError):
+    """A service of the production profile (PostgreSQL, ...) does not answer."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,8 @@ from feast import RepoConfig
 from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 
-from orchard.errors import OrchardError
-from orchard.settings import Settings
+from orchard.errors import OrchardError, ServiceUnreachable
+from orchard.settings import Settings, mlflow_credentials
 
 LOOPBACK = "127.0.0.1"
 WORK_POOL = "orchard-process"
@@ -154,7 +156,6 @@ def production_repo_config(settings: Settings) -> RepoConfig:
 
 def client_environment(settings: Settings) -> dict[str, str]:
     """Environment of an Orchard process using the production services (flows, workers, the CLI)."""
-    config = production_config(settings)
     env = {
         "ORCHARD_PROFILE": "production",
         "ORCHARD_MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
@@ -162,10 +163,8 @@ def client_environment(settings: Settings) -> dict[str, str]:
         "ORCHARD_GOVERNANCE_DB_URL": governance_db_url(settings),
         "MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
         "PREFECT_API_URL": prefect_api_url(settings),
+        **mlflow_credentials(settings),
     }
-    if config.mlflow_username and config.mlflow_password is not None:
-        env["MLFLOW_TRACKING_USERNAME"] = config.mlflow_username
-        env["MLFLOW_TRACKING_PASSWORD"] = config.mlflow_password.get_secret_value()
     return env
 
 
@@ -174,10 +173,10 @@ def run_dir(settings: Settings) -> Path:
     return settings.home / "run"
 
 
-def ensure_databases(settings: Settings) -> list[str]:
-    """Create the services' databases that do not exist yet; return the names created."""
+@contextmanager
+def _server_connection(settings: Settings) -> Iterator[Any]:
+    """Yield an autocommit connection to the server's `postgres` database, or raise naming it unreachable."""
     import psycopg
-    from psycopg import sql
 
     url = _server_url(production_config(settings))
     params: dict[str, Any] = {
@@ -189,16 +188,34 @@ def ensure_databases(settings: Settings) -> list[str]:
     }
     if url.password:
         params["password"] = url.password
-    created = []
     try:
-        with psycopg.connect(**params, autocommit=True) as conn:
-            existing = {row[0] for row in conn.execute("select datname from pg_database")}
-            for service in DATABASES:
-                name = database_name(settings, service)
-                if name not in existing:
-                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-                    created.append(name)
+        conn = psycopg.connect(**params, autocommit=True)
     except psycopg.OperationalError as exc:
+        # psycopg: 'connection failed: connection to server at "h", port p failed: Connection refused\n\t...'
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OrchardError(f"PostgreSQL at {url.host}:{url.port or 5432} is not reachable: {first}") from None
+        raise ServiceUnreachable(
+            f"PostgreSQL at {params['host']}:{params['port']} is not reachable: {first.rsplit('failed: ', 1)[-1]}"
+        ) from None
+    with conn:
+        yield conn
+
+
+def check_postgres(settings: Settings) -> None:
+    """Raise ServiceUnreachable naming the PostgreSQL server of the production profile when it does not answer."""
+    with _server_connection(settings) as conn:
+        conn.execute("select 1")
+
+
+def ensure_databases(settings: Settings) -> list[str]:
+    """Create the services' databases that do not exist yet; return the names created."""
+    from psycopg import sql
+
+    created = []
+    with _server_connection(settings) as conn:
+        existing = {row[0] for row in conn.execute("select datname from pg_database")}
+        for service in DATABASES:
+            name = database_name(settings, service)
+            if name not in existing:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+                created.append(name)
     return created

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # labels and training
     label_window_months: int = Field(default=6, ge=1, le=24, description="performance window after booking")
     bad_dpd: int = Field(default=90, ge=1, description="days past due that make a loan bad")
+    cure_window_months: int = Field(default=2, ge=1, le=12, description="collections: months to cure")
+    loss_window_months: int = Field(default=12, ge=1, le=36, description="loss forecast: charge-off horizon")
+    max_rows_per_month: int = Field(
+        default=2_500, ge=100, description="account snapshots sampled per month for behaviour models"
+    )
     min_mature_vintages: int = Field(default=6, ge=2, description="mature vintages before the first model")
     gate_window_months: int = Field(
         default=2, ge=1, description="recent mature vintages held out for the gate"
@@ -240,4 +245,15 @@ def tool_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.prefect_api_url:
         env["PREFECT_API_URL"] = settings.prefect_api_url
+    env.update(mlflow_credentials(settings))
     return env
+
+
+def mlflow_credentials(settings: Settings) -> dict[str, str]:
+    """Basic-auth credentials of the MLflow user the flows run as (the MLflow client reads only these variables)."""
+    if not settings.mlflow_username or settings.mlflow_password is None:
+        return {}
+    return {
+        "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
+        "MLFLOW_TRACKING_PASSWORD": settings.mlflow_password.get_secret_value(),
+    }

@@ -183,7 +183,85 @@ REPAYMENTS = SourceSpec(
     ),
 )
 
-SOURCES: dict[str, SourceSpec] = {s.name: s for s in (PARTNER_USERS, APPLICATIONS, REPAYMENTS)}
+CAMPAIGNS = SourceSpec(
+    name="campaigns",
+    description="monthly pre-approved marketing offers to platform users without credit, and their response",
+    key=("offer_id",),
+    rows_per_user=(0.02, 0.4),
+    columns=(
+        *_common("offer id: 'O' + a 9-digit counter in send-time order, unique across months", "offer_id"),
+        ColumnSpec("user_id", "string", "partner-platform user id of the user offered credit"),
+        ColumnSpec("campaign_id", "string", "the month's campaign: 'CMP-<YYYY-MM>'"),
+        ColumnSpec(
+            "offer_channel", "category", "how the offer was sent", categories=("push", "sms", "in_app")
+        ),
+        ColumnSpec(
+            "offer_amount",
+            "float",
+            "pre-approved amount shown (1.5x the platform's income estimate, rounded to 50)",
+            min_value=100,
+            max_value=100_000,
+        ),
+        ColumnSpec(
+            "responded", "int", "1 if the user applied in the offer's month, else 0", min_value=0, max_value=1
+        ),
+        ColumnSpec(
+            "application_id",
+            "string",
+            "the user's application of the offer's month (the response); null when responded = 0",
+            nullable=True,
+        ),
+    ),
+)
+
+COLLECTIONS = SourceSpec(
+    name="collections",
+    description="monthly collection action on every delinquent or charged-off loan statement",
+    key=("application_id", "months_on_book"),
+    rows_per_user=(0.005, 0.5),
+    columns=(
+        *_common("loan id: the application id of the booked loan", "application_id"),
+        ColumnSpec("user_id", "string", "borrower's partner-platform user id"),
+        ColumnSpec(
+            "months_on_book",
+            "int",
+            "statement number the action follows (as in repayments)",
+            min_value=1,
+            max_value=60,
+        ),
+        ColumnSpec("dpd", "int", "days past due at the statement", min_value=30, max_value=720),
+        ColumnSpec(
+            "amount_overdue",
+            "float",
+            "arrears left at the statement: amount due minus amount paid",
+            min_value=0,
+            max_value=100_000,
+        ),
+        ColumnSpec(
+            "action",
+            "category",
+            "collection action: by dpd bucket, write_off for a charged-off statement",
+            categories=("sms", "call", "field_visit", "agency", "write_off"),
+        ),
+        ColumnSpec(
+            "contact_result",
+            "category",
+            "outcome of the contact attempt",
+            categories=("no_contact", "promise_to_pay", "refused", "dispute"),
+        ),
+        ColumnSpec(
+            "recovered_amount",
+            "float",
+            "recovery on the charged-off balance (0 unless action = write_off)",
+            min_value=0,
+            max_value=100_000,
+        ),
+    ),
+)
+
+SOURCES: dict[str, SourceSpec] = {
+    s.name: s for s in (PARTNER_USERS, APPLICATIONS, REPAYMENTS, CAMPAIGNS, COLLECTIONS)
+}
 
 
 def get_source(name: str) -> SourceSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,22 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         if key != "PREFECT_HOME":  # the Prefect test harness owns its own home
             monkeypatch.setenv(key, value)
     return s
+
+
+@pytest.fixture(scope="session")
+def small_lifecycle_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One uninterrupted small lifecycle (`orchard demo`, SMALL_LIFECYCLE), run once per session.
+
+    The end-to-end tests assert on it and the services tier compares the production profile against it.
+    """
+    from tests.e2e.lifecycle_helpers import run_orchard
+
+    home = tmp_path_factory.mktemp("lifecycle") / "orchard"
+    result = run_orchard(home, "demo")
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return home, result
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,25 +1,29 @@
-"""Model-ready frames: silver applications + mature labels + point-in-time features from Feast."""
+"""Model-ready frames: a model's population (silver cases + mature labels) + point-in-time features from Feast."""
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import pandas as pd
 from feast import FeatureStore
 
+from feature_repo.services import SERVICE_VIEWS
+from feature_repo.views import offline_table
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store, training_frame
-from orchard.labels import application_labels
-from orchard.lake import read_silver
 from orchard.model_specs import ModelSpec
+from orchard.months import month_range
+from orchard.populations import population
 from orchard.settings import Settings
-from orchard.sources import BATCH_ID, EVENT_TIME
+from orchard.sources import BATCH_ID
 
 
 @dataclass(frozen=True)
 class ModelFrame:
-    """Applications with features (and labels where mature), plus where they came from."""
+    """A model's cases with features (and labels where mature), plus where they came from."""
 
     frame: pd.DataFrame
     batch_ids: list[str]
@@ -41,44 +45,80 @@ def _store(settings: Settings) -> FeatureStore:
     return _STORES[key]
 
 
-def application_frame(
+_JOINED: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_JOINED_KEEP = 6
+
+
+def _tables_fingerprint(settings: Settings, service: str) -> tuple:
+    """Return what identifies the offline tables a service reads (a rewritten table changes it)."""
+    stats = [offline_table(settings.features_dir, view).stat() for view in SERVICE_VIEWS[service]]
+    return tuple(SERVICE_VIEWS[service]), tuple((st.st_mtime_ns, st.st_size) for st in stats)
+
+
+def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) -> pd.DataFrame:
+    """Return the entity rows joined point in time with the service's features.
+
+    Models of the same population (application_pd, application_fraud, loss_forecast) join the same rows at
+    the same times with the same views: the join is kept for the process (a few recent ones), keyed by the
+    customers, times and the offline tables' state, and reused.
+    """
+    times = entity[["user_id", "event_timestamp"]]
+    digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
+    key = (str(settings.features_dir.resolve()), _tables_fingerprint(settings, spec.feature_service), digest)
+    if key not in _JOINED:
+        joined = training_frame(settings, times, spec.feature_service, store=_store(settings))
+        _JOINED[key] = joined.drop(columns=list(times.columns))
+        while len(_JOINED) > _JOINED_KEEP:
+            _JOINED.popitem(last=False)
+    _JOINED.move_to_end(key)
+    features = _JOINED[key]
+    return pd.concat([entity.reset_index(drop=True), features.reset_index(drop=True)], axis=1)
+
+
+def model_frame(
     settings: Settings, spec: ModelSpec, months: list[str], as_of: str, *, with_labels: bool = True
 ) -> ModelFrame:
-    """Return the applications of `months` with point-in-time features and labels known at `as_of`."""
-    apps = read_silver(settings, "applications", months)
-    if apps.empty:
-        raise OrchardError(f"no validated applications for {months[0]}..{months[-1]}")
-    entity = apps[["application_id", "user_id", EVENT_TIME, BATCH_ID, "decision", *spec.request_features]]
-    entity = entity.rename(columns={EVENT_TIME: "event_timestamp"})
-    if with_labels:
-        repayments = read_silver(settings, "repayments")
-        labels = application_labels(apps, repayments, as_of, settings.label_window_months, settings.bad_dpd)
-        entity = entity.merge(labels[["application_id", "mature", "bad"]], on="application_id", how="left")
-        entity["mature"] = entity["mature"].astype("boolean").fillna(False).astype(bool)
-    else:
-        entity = entity.assign(mature=False, bad=float("nan"))
-    frame = training_frame(settings, entity, spec.feature_service, store=_store(settings))
+    """Return the model's cases of `months` with point-in-time features and labels known at `as_of`."""
+    entity = population(settings, spec, months, as_of, with_labels=with_labels)
+    frame = _point_in_time(settings, spec, entity)
     frame["vintage"] = _vintage(frame["event_timestamp"])
-    frame = frame.sort_values("application_id").reset_index(drop=True)
+    frame = frame.sort_values(spec.key).reset_index(drop=True)
     batch_ids = sorted(frame[BATCH_ID].unique().tolist())
     return ModelFrame(
         frame=frame, batch_ids=batch_ids, data_sha256=frame_sha256(frame[[*spec.features, "bad"]])
     )
 
 
-def labelled_vintages(settings: Settings, as_of: str) -> list[str]:
-    """Return the vintages whose booked loans all have mature labels at `as_of` (no features needed)."""
-    apps = read_silver(settings, "applications")
-    repayments = read_silver(settings, "repayments")
-    labels = application_labels(apps, repayments, as_of, settings.label_window_months, settings.bad_dpd)
-    frame = labels.assign(decision="approved")
-    return mature_vintages(frame)
+MIN_CLASS_ROWS = 10
+"""Events and non-events each sample (development, out-of-time) needs before a model is trained."""
+
+
+def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
+    """Return the mature vintages at `as_of` if a model can be trained on them, else [] (no features needed).
+
+    Trainable: at least settings.min_mature_vintages mature vintages, and both the development and the
+    out-of-time vintages hold MIN_CLASS_ROWS events and non-events.
+    """
+    months = month_range(settings.start_month, as_of)
+    try:
+        frame = population(settings, spec, months, as_of)
+    except OrchardError:  # nothing validated yet
+        return []
+    frame = frame.assign(vintage=_vintage(pd.to_datetime(frame["event_timestamp"], utc=True)))
+    vintages = mature_vintages(frame)
+    if len(vintages) < max(settings.min_mature_vintages, settings.gate_window_months + 1):
+        return []
+    for sample in split_vintages(vintages, settings.gate_window_months):
+        bad = labelled(frame, sample)["bad"]
+        if min(int(bad.sum()), int((1 - bad).sum())) < MIN_CLASS_ROWS:
+            return []
+    return vintages
 
 
 def mature_vintages(frame: pd.DataFrame) -> list[str]:
-    """Return the vintages whose booked loans all have mature labels, oldest first."""
-    booked = frame[frame["decision"] == "approved"]
-    by_vintage = booked.groupby("vintage")["mature"].all()
+    """Return the vintages whose learnable cases all have mature labels, oldest first."""
+    eligible = frame[frame["eligible"].astype(bool)]
+    by_vintage = eligible.groupby("vintage")["mature"].all()
     return sorted(by_vintage[by_vintage].index.tolist())
 
 
@@ -90,8 +130,8 @@ def split_vintages(vintages: list[str], holdout: int) -> tuple[list[str], list[s
 
 
 def labelled(frame: pd.DataFrame, vintages: list[str]) -> pd.DataFrame:
-    """Return the booked, mature rows of the given vintages (what a model may learn from)."""
-    mask = (frame["decision"] == "approved") & frame["mature"] & frame["vintage"].isin(vintages)
+    """Return the learnable (e.g. booked), mature rows of the given vintages (what a model may learn from)."""
+    mask = frame["eligible"].astype(bool) & frame["mature"] & frame["vintage"].isin(vintages)
     out = frame[mask].copy()
     out["bad"] = out["bad"].astype(int)
     return out

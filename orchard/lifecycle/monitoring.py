@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
 from model_registry.history import events
-from model_registry.registry import champion_version, load_model, version_tags
+from model_registry.registry import champion_version, load_model, train_key_of
 from monitoring.dashboards import add_month_snapshot, ensure_dashboard
 from monitoring.policy import decide
 from monitoring.psi import SCORE_COLUMN, load_profile, psi
@@ -50,22 +50,50 @@ class MonitorOutcome:
 
 
 def monitor_month(
-    settings: Settings, spec: ModelSpec, month: str, last_retrain: str | None
+    settings: Settings,
+    spec: ModelSpec,
+    month: str,
+    last_retrain: str | None,
+    *,
+    always_report: bool = True,
+    version: int | None = None,
 ) -> MonitorOutcome | None:
-    """Monitor the champion on a month's applications; None while no champion exists."""
-    version = champion_version(settings, spec.name)
+    """Monitor the champion on a month's cases; None while no champion exists.
+
+    The exact PSI of the score and every feature is computed every month; the Evidently report (~1-2 s) every
+    month when always_report, else only in a month whose breach asks for a retrain (the report the reviewer of
+    that retrain needs).
+    `version` pins the version monitored (default: the champion now).
+    """
+    version = champion_version(settings, spec.name) if version is None else version
     if version is None:
         return None
-    key = version_tags(settings, spec.name, version)["orchard.train_key"]
+    key = train_key_of(settings, spec.name, version)
     model = load_model(settings, spec.name, version)
-    # the one scoring implementation the decision API uses too (scores, bands, reason codes, version)
-    scored = score_month(settings, spec, month, ServedModel.build(spec.name, version, model))
+    # the one scoring implementation the decision API uses too (scores, bands, version; reason codes for the
+    # application decisions)
+    served = ServedModel.build(spec.name, version, model)
+    scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "applications")
     profile = load_profile(profile_path(settings, spec.name, key))
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     decision = decide(month, values[SCORE_COLUMN], features, settings, last_retrain)
     drifted = sum(v > settings.feature_psi_breach for v in features.values())
+    outcome = MonitorOutcome(
+        model=spec.name,
+        month=month,
+        version=version,
+        rows=len(scored),
+        score_psi=round(float(values[SCORE_COLUMN]), 6),
+        feature_psi={k: round(float(v), 6) for k, v in features.items()},
+        drift_share=round(drifted / max(len(features), 1), 6),
+        breach=decision.breach,
+        retrain=decision.retrain,
+        reasons=list(decision.reasons),
+    )
+    if not (always_report or decision.retrain):
+        return outcome
 
     top = sorted(features, key=lambda c: -features[c])[:EVIDENTLY_TOP_FEATURES]
     report_numeric = [c for c in numeric if c in top or c == SCORE_COLUMN]
@@ -78,19 +106,7 @@ def monitor_month(
     )  # fmt: skip
     report = save_report(snapshot, settings.reports_dir / spec.name / f"{month}.html")
     add_to_workspace(settings, spec.name, snapshot)
-    return MonitorOutcome(
-        model=spec.name,
-        month=month,
-        version=version,
-        rows=len(scored),
-        score_psi=round(float(values[SCORE_COLUMN]), 6),
-        feature_psi={k: round(float(v), 6) for k, v in features.items()},
-        drift_share=round(drifted / max(len(features), 1), 6),
-        breach=decision.breach,
-        retrain=decision.retrain,
-        reasons=list(decision.reasons),
-        report_path=str(report),
-    )
+    return replace(outcome, report_path=str(report))
 
 
 def _vintage_state_path(settings: Settings, spec: ModelSpec):

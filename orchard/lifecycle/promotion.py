@@ -10,9 +10,11 @@ import pandas as pd
 
 from model_registry.gates import GateInputs, GatePolicy, challenger_gate, gate_dict, log_gate_result
 from model_registry.governance import request_promotion
+from model_registry.history import approvals_of
 from model_registry.registry import champion_version, load_model, record_rejection, set_alias
 from monitoring.psi import ReferenceProfile, psi
-from orchard.lifecycle.datasets import application_frame, labelled
+from orchard.lifecycle.cards import lifecycle_card
+from orchard.lifecycle.datasets import labelled, model_frame
 from orchard.lifecycle.references import profile_path
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec
@@ -71,7 +73,7 @@ def recent_score_psi(
     profile = ReferenceProfile.from_dict(
         json.loads(profile_path(settings, spec.name, trained.train_key).read_text())
     )
-    recent = application_frame(settings, spec, [month], month, with_labels=False).frame
+    recent = model_frame(settings, spec, [month], month, with_labels=False).frame
     current = recent[spec.features].copy()
     current["score"] = model.score(recent)  # type: ignore[attr-defined]
     return float(psi(profile, current)["score"])
@@ -82,7 +84,7 @@ def evaluate_gate(
 ) -> dict:
     """Run every gate on the version's out-of-time window, log the result on the version, return it."""
     vintages = _window_vintages(trained.oot_window)
-    window = labelled(application_frame(settings, spec, vintages, month).frame, vintages)
+    window = labelled(model_frame(settings, spec, vintages, month).frame, vintages)
     challenger_model = load_model(settings, spec.name, trained.version)
     champion_pd = None
     if champion is not None:
@@ -103,10 +105,46 @@ def evaluate_gate(
     return gate_dict(gate)
 
 
+CARD_STATUS = {
+    "promote": "champion",
+    "reject": "rejected",
+    "await_approval": "pending",
+    "unchanged": "champion",
+}
+
+
 def decide_promotion(
     settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str
 ) -> PromotionOutcome:
+    """Gate a new version, decide, and log its model card with the approval status the decision gave it."""
+    outcome = _decide(settings, spec, trained, month)
+    status = CARD_STATUS[outcome.action]
+    if outcome.action == "unchanged" and champion_version(settings, spec.name) != trained.version:
+        status = "challenger"
+    lifecycle_card(settings, spec, trained.version, status, settings.policy_approver)
+    return outcome
+
+
+def recorded_decision(
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str
+) -> PromotionOutcome | None:
+    """Return the policy's decision already recorded for this version and month (a month being redone)."""
+    for approval in approvals_of(settings, spec.name):
+        if (approval.version, approval.mode, approval.effective_month) != (trained.version, "policy", month):
+            continue
+        gate = approval.gate or {}
+        summary = "; ".join(gate.get("reasons", []))
+        action = {"approved": "promote", "refused": "reject", "unchanged": "unchanged"}[approval.outcome]
+        reason = summary if action == "promote" else approval.refusal or summary
+        return PromotionOutcome(spec.name, trained.version, action, reason, approval.champion_before, gate)
+    return None
+
+
+def _decide(settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str) -> PromotionOutcome:
     """Gate a new version against the champion; the policy approves or refuses it, with a record either way."""
+    done = recorded_decision(settings, spec, trained, month)
+    if done is not None:
+        return done
     champion = champion_version(settings, spec.name)
     approver = settings.policy_approver
     if champion == trained.version:

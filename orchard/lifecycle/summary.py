@@ -6,7 +6,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from orchard.lifecycle.ledger import MonthRecord
+from orchard.credit.stratification import TIERS
+from orchard.lifecycle.ledger import PRIMARY_MODEL, MonthRecord, trained_in
 
 
 def shock_detection(records: list[MonthRecord], shock_month: str) -> str | None:
@@ -17,7 +18,54 @@ def shock_detection(records: list[MonthRecord], shock_month: str) -> str | None:
     return None
 
 
-def render_summary(records: list[MonthRecord], alias_events: list[dict], shock_month: str) -> Group:
+def models_table(records: list[MonthRecord], champions: dict[str, int | None]) -> Table:
+    """Return one row per registered model: versions trained (month, action) and the champion now."""
+    table = Table(title="Lifecycle models")
+    for col in ("model", "versions (trained @ month: decision)", "champion"):
+        table.add_column(col, overflow="fold")
+    for name, champion in champions.items():
+        steps = []
+        for r in records:
+            trained = trained_in(r, name)
+            if trained:
+                promotion = r.promotion if name == PRIMARY_MODEL else r.models[name].get("promotion")
+                steps.append(f"v{trained['version']} @ {r.month}: {(promotion or {}).get('action', '?')}")
+        table.add_row(name, ", ".join(steps) or "none", "—" if champion is None else f"v{champion}")
+    return table
+
+
+def tiers_table(records: list[MonthRecord], model: str = "precredit_response") -> Table:
+    """Return the campaign offers of each month by tier A-D (the pre-credit stratification)."""
+    table = Table(title=f"Campaign tiers by month ({model} champion)")
+    table.add_column("month")
+    for tier in TIERS:
+        table.add_column(tier, justify="right")
+    for r in records:
+        tiers = (r.models.get(model) or {}).get("tiers")
+        if tiers:
+            table.add_row(r.month, *(str(tiers[t]) for t in TIERS))
+    return table
+
+
+def losses_table(losses: list[dict]) -> Table:
+    """Return expected loss (forecast at booking) beside realised net charge-offs, by vintage."""
+    table = Table(title="Expected vs realised loss by vintage (loss_forecast champion at booking)")
+    for col in ("vintage", "loans", "expected loss", "realised so far", "ratio", "window"):
+        table.add_column(col, justify="right")
+    for row in losses:
+        ratio = row["expected_loss"] / row["realised_loss"] if row["realised_loss"] else float("nan")
+        table.add_row(row["vintage"], str(row["loans"]), f"{row['expected_loss']:,.0f}",
+                      f"{row['realised_loss']:,.0f}", f"{ratio:.2f}", "mature" if row["mature"] else "open")  # fmt: skip
+    return table
+
+
+def render_summary(
+    records: list[MonthRecord],
+    alias_events: list[dict],
+    shock_month: str,
+    champions: dict[str, int | None] | None = None,
+    losses: list[dict] | None = None,
+) -> Group:
     """Build the summary tables shown at the end of `orchard demo`."""
     overview = Table(title="Orchard lifecycle summary", show_header=False)
     quarantined = [b for r in records for b in r.quarantined]
@@ -57,4 +105,11 @@ def render_summary(records: list[MonthRecord], alias_events: list[dict], shock_m
         psi.add_row(
             r.month, "—" if r.champion is None else f"v{r.champion}", score_text, top, "; ".join(events)
         )
-    return Group(overview, aliases, psi)
+    extra = []
+    if champions:
+        extra.append(models_table(records, champions))
+    if any((r.models.get("precredit_response") or {}).get("tiers") for r in records):
+        extra.append(tiers_table(records))
+    if losses:
+        extra.append(losses_table(losses))
+    return Group(overview, aliases, psi, *extra)

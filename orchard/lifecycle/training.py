@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -11,18 +13,22 @@ from model_registry.registry import Lineage, ModelVersionRef, register_model
 from monitoring.psi import ReferenceProfile
 from orchard import __version__
 from orchard.atomic import write_json
-from orchard.credit.metrics import evaluate
+from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters, realised_losses
+from orchard.credit.metrics import evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.scorecard import scorecard_of, train_scorecard
+from orchard.credit.stratification import PrecreditModel, tier_counts
+from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
-    application_frame,
+    ModelFrame,
     labelled,
-    labelled_vintages,
     mature_vintages,
+    model_frame,
+    ready_vintages,
     split_vintages,
 )
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
-from orchard.model_specs import ModelSpec
+from orchard.model_specs import APPLICATION_PD, ModelSpec
 from orchard.months import month_range
 from orchard.settings import Settings
 
@@ -48,9 +54,93 @@ def train_key(spec: ModelSpec, as_of: str) -> str:
     return f"{spec.name}@{as_of}"
 
 
+def _needs(spec: ModelSpec) -> list[ModelSpec]:
+    """Return the specs whose labels a model learns from (the pre-credit risk axis learns from applications)."""
+    return [spec, APPLICATION_PD] if spec.unit == "offers" else [spec]
+
+
 def ready_to_train(settings: Settings, spec: ModelSpec, as_of: str) -> bool:
-    """Return whether enough vintages have matured to train (and hold some out)."""
-    return len(labelled_vintages(settings, as_of)) >= settings.min_mature_vintages
+    """Return whether enough vintages have matured, with both classes, to train (and hold some out)."""
+    return all(ready_vintages(settings, need, as_of) for need in _needs(spec))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The model to register, plus what its kind adds to the metrics and artifacts."""
+
+    model: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+def _precredit(
+    settings: Settings,
+    spec: ModelSpec,
+    response: CreditModel,
+    dev: pd.DataFrame,
+    oot: pd.DataFrame,
+    as_of: str,
+) -> Fitted:
+    """Add the pre-credit risk axis (booked loans' 90+ DPD from the platform's data) and the tier cuts."""
+    apps = model_frame(settings, APPLICATION_PD, month_range(settings.start_month, as_of), as_of).frame
+    booked = labelled(apps, mature_vintages(apps))
+    features = list(spec.feast_features)
+    categorical = [c for c in spec.categorical if c in features]
+    risk = train_lightgbm(
+        booked, "bad", features, categorical, settings.seed, f"{spec.name}_risk", APPLICATION_PD.increasing
+    )
+    cut = float(pd.Series(response.predict_pd(dev)).median())
+    model = PrecreditModel(spec.name, response, risk, response_cut=cut, max_pd=settings.approve_max_pd)
+    table = (
+        oot.assign(tier=model.tier(oot), risk_pd=model.risk_pd(oot))
+        .groupby("tier")
+        .agg(offers=("bad", "size"), responded_approved=("bad", "mean"), mean_risk_pd=("risk_pd", "mean"))
+        .round(6)
+    )
+    counts = tier_counts(model.tier(oot))
+    metrics = {f"oot_tier_{t}_share": round(n / max(len(oot), 1), 6) for t, n in counts.items()}
+    metrics["risk_n_train"] = float(len(booked))
+    return Fitted(model, metrics, {"tiers_oot.json": {"response_cut": cut, "max_pd": settings.approve_max_pd,
+                                                      "by_tier": table.reset_index().to_dict("records")}})  # fmt: skip
+
+
+def _loss_forecast(
+    settings: Settings, spec: ModelSpec, pd_model: CreditModel, data: ModelFrame, dev: pd.DataFrame,
+    oot: pd.DataFrame, as_of: str,
+) -> Fitted:  # fmt: skip
+    """Estimate LGD and EAD on the development charge-offs; set EL beside realised losses by vintage."""
+    losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
+    lgd, ead, n_used = loss_parameters(dev, losses)
+    model = LossForecastModel(spec.name, pd_model, lgd=lgd, ead_ratio=ead)
+    booked = data.frame[data.frame["eligible"].astype(bool)].copy()
+    ts = pd.to_datetime(booked["event_timestamp"], utc=True)
+    booked["obs_index"] = (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
+    year, month = (int(p) for p in as_of.split("-"))
+    table = loss_by_vintage(
+        booked, model.expected_loss(booked), losses, year * 12 + month - 1, settings.loss_window_months
+    )
+    in_oot = table["vintage"].isin(set(oot["vintage"]))
+    ratio = float(
+        table.loc[in_oot, "expected_loss"].sum() / max(table.loc[in_oot, "realised_loss"].sum(), 1.0)
+    )
+    metrics = {"lgd": round(lgd, 6), "ead_ratio": round(ead, 6), "chargeoffs_used": float(n_used),
+               "oot_expected_to_realised_loss": round(ratio, 6)}  # fmt: skip
+    return Fitted(model, metrics, {"loss_by_vintage.json": table.round(2).to_dict("records")})
+
+
+TEST_SHARE = 0.2
+
+
+def split_test(
+    dev: pd.DataFrame, key: str, seed: int, share: float = TEST_SHARE
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the development rows into (train, test) at random by a seeded hash of the case key (stable)."""
+    salt = str(seed).encode()
+    draw = dev[key].map(
+        lambda k: int.from_bytes(hashlib.blake2b(str(k).encode(), key=salt, digest_size=8).digest())
+    )
+    in_test = (draw.to_numpy(dtype="uint64") % 1000) < int(share * 1000)
+    return dev[~in_test], dev[in_test]
 
 
 def _evaluation(model: CreditModel, data: pd.DataFrame) -> dict:
@@ -68,25 +158,37 @@ def _flat_metrics(evaluations: dict[str, dict]) -> dict[str, float]:
 
 
 def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> TrainOutcome:
-    """Fit LightGBM and the scorecard baseline on mature vintages, evaluate OOT, register LightGBM."""
+    """Fit LightGBM and the scorecard baseline on mature vintages, evaluate OOT, register LightGBM.
+
+    A pre-credit response model is registered with its risk axis and tier cuts; a loss forecast with its LGD
+    and EAD (see Fitted).
+    """
     months = month_range(settings.start_month, as_of)
-    data = application_frame(settings, spec, months, as_of)
+    data = model_frame(settings, spec, months, as_of)
     dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), settings.gate_window_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
+    train, test = split_test(dev, spec.key, settings.seed)
     features, categorical = spec.features, list(spec.categorical)
 
-    model = train_lightgbm(dev, "bad", features, categorical, settings.seed)
-    baseline = train_scorecard(dev, "bad", features, categorical, settings.seed)
+    core = train_lightgbm(train, "bad", features, categorical, settings.seed, spec.name, spec.increasing)
+    if spec.unit == "offers":
+        fitted = _precredit(settings, spec, core, train, oot, as_of)
+    elif spec.label_kind == "charge_off":
+        fitted = _loss_forecast(settings, spec, core, data, dev, oot, as_of)
+    else:
+        fitted = Fitted(core)
+    model = fitted.model
+    baseline = train_scorecard(train, "bad", features, categorical, settings.seed)
     feature_iv = {
         f: round(float(v), 6) for f, v in scorecard_of(baseline).selection.get("candidate_iv", {}).items()
     }
+    samples = {"train": train, "test": test, "oot": oot}
     evaluations = {
-        "train": _evaluation(model, dev),
-        "oot": _evaluation(model, oot),
-        "baseline_train": _evaluation(baseline, dev),
-        "baseline_oot": _evaluation(baseline, oot),
+        **{name: _evaluation(model, rows) for name, rows in samples.items()},
+        **{f"baseline_{name}": _evaluation(baseline, rows) for name, rows in samples.items()},
     }
-    metrics = _flat_metrics(evaluations)
+    metrics = {**_flat_metrics(evaluations), **fitted.metrics}
+    metrics["score_psi_dev_oot"] = round(score_psi(model.score(dev), model.score(oot)), 6)
 
     # The monitoring reference is the through-the-door population of the development months, scored.
     through_door = data.frame[data.frame["vintage"].isin(dev_vintages)]
@@ -116,17 +218,19 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
         params={
             "kind": model.kind,
             "seed": settings.seed,
-            "n_dev": len(dev),
+            "n_train": len(train),
+            "n_test": len(test),
             "n_oot": len(oot),
             "as_of": as_of,
         },
         lineage=lineage,
-        input_example=dev[features].head(5),
+        input_example=train[features].head(5),
         artifacts={
             "reference_profile.json": profile.to_dict(),
-            "scorecard_baseline_metrics.json": metrics,
+            "scorecard_baseline.json": scorecard_of(baseline).to_dict(),
             "feature_iv.json": feature_iv,
             "evaluation.json": evaluations,
+            **fitted.artifacts,
         },
     )
     log.info("registered %s v%s (oot auc %.3f)", spec.name, ref.version, metrics["oot_auc"])

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from orchard import __version__
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
-from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD, MODEL_SPECS
+from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD, SERVED_SPECS
 from orchard.serving.config import ServingConfig, serving_config
 from orchard.serving.decision_log import DecisionLogWriter, DecisionRecord, new_request_id, open_sink
 from orchard.serving.models import ChampionCache
@@ -85,9 +85,9 @@ class Runtime:
 def start_runtime(settings: Settings, config: ServingConfig, store: FeatureStore | None = None) -> Runtime:
     """Open the Feast store once, load the champions, start the alias watcher and the log writer."""
     store = store or open_store(settings)
-    services = {spec.feature_service for spec in MODEL_SPECS.values()}
+    services = {spec.feature_service for spec in SERVED_SPECS.values()}
     readers = {service: OnlineFeatureReader(store, service) for service in services}
-    champions = ChampionCache(settings, MODEL_SPECS, config.champion_poll_seconds)
+    champions = ChampionCache(settings, SERVED_SPECS, config.champion_poll_seconds)
     champions.start()
     writer = DecisionLogWriter(
         open_sink(settings, config), config.decision_flush_seconds, config.decision_flush_rows
@@ -255,7 +255,7 @@ def create_app(
         """Readiness: the online store is open and an application_pd champion is loaded."""
         runtime: Runtime | None = getattr(request.app.state, "runtime", None)
         versions = runtime.champions.snapshot().versions if runtime else {}
-        versions = {name: versions.get(name) for name in MODEL_SPECS}
+        versions = {name: versions.get(name) for name in SERVED_SPECS}
         ok = runtime is not None and versions.get(APPLICATION_PD.name) is not None
         body = ReadyResponse(
             ready=ok,
@@ -280,9 +280,9 @@ def create_app(
     @v1.post("/scores/{model}", response_model=ScoreResponse, tags=["scores"])
     async def score_model(model: str, body: ScoreRequest, request: Request) -> ScoreResponse:
         """Score one customer with the champion of any registered model."""
-        spec = MODEL_SPECS.get(model)
+        spec = SERVED_SPECS.get(model)
         if spec is None:
-            raise ApiError(404, f"unknown model {model!r}; known: {', '.join(sorted(MODEL_SPECS))}", "model")
+            raise ApiError(404, f"unknown model {model!r}; known: {', '.join(sorted(SERVED_SPECS))}", "model")
         runtime = runtime_of(request)
         served = runtime.champions.snapshot().get(model)
         if served is None:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from orchard.atomic import write_parquet
 from orchard.credit.reason_codes import TOP_REASONS
-from orchard.lifecycle.datasets import application_frame
+from orchard.lifecycle.datasets import model_frame
 from orchard.model_specs import ModelSpec
 from orchard.months import parse_month
 from orchard.serving.scoring import ServedModel, score_frame
@@ -25,10 +25,12 @@ def scores_path(settings: Settings, model: str, month: str) -> Path:
     return settings.home / "scores" / model / f"{month}.parquet"
 
 
-def batch_scores(served: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
+def batch_scores(
+    served: ServedModel, frame: pd.DataFrame, keys: tuple[str, ...] = KEYS, *, with_reasons: bool = True
+) -> pd.DataFrame:
     """Return keys, features, pd, score, band, top reason codes and the model version of every row."""
-    scored = score_frame(served, frame)
-    keys = [k for k in KEYS if k in frame.columns]
+    scored = score_frame(served, frame, with_reasons=with_reasons)
+    keys = [k for k in dict.fromkeys(keys) if k in frame.columns]
     out = frame[[*keys, *served.features]].reset_index(drop=True).copy()
     out["pd"] = scored.pd
     out["score"] = scored.score
@@ -40,11 +42,13 @@ def batch_scores(served: ServedModel, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def score_month(settings: Settings, spec: ModelSpec, month: str, served: ServedModel) -> pd.DataFrame:
-    """Score a month's applications (point-in-time features) with a served model; write them atomically."""
+def score_month(
+    settings: Settings, spec: ModelSpec, month: str, served: ServedModel, *, with_reasons: bool = True
+) -> pd.DataFrame:
+    """Score a month's cases (point-in-time features) with a served model; write them atomically."""
     month = parse_month(month)
-    frame = application_frame(settings, spec, [month], month, with_labels=False).frame
-    scores = batch_scores(served, frame)
+    frame = model_frame(settings, spec, [month], month, with_labels=False).frame
+    scores = batch_scores(served, frame, (spec.key, *KEYS), with_reasons=with_reasons)
     write_parquet(scores, scores_path(settings, spec.name, month))
-    log.info("scored %d %s applications of %s with v%s", len(scores), spec.name, month, served.version)
+    log.info("scored %d %s cases of %s with v%s", len(scores), spec.name, month, served.version)
     return scores

@@ -10,6 +10,7 @@ predict_pd / score and orchard.credit.reason_codes. The API, the batch flow and 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchard.credit.model import SCORE_FACTOR, CreditModel, LightGBMEstimator, pd_to_score
+from orchard.credit.model import SCORE_FACTOR, CreditModel, LightGBMEstimator, calibrated, pd_to_score
 from orchard.credit.reason_codes import TOP_REASONS, reason_code, reason_codes, reason_records, reason_text
 from orchard.errors import OrchardError
 
@@ -84,16 +85,18 @@ class TreeEncoder:
     features: tuple[str, ...]
     levels: Mapping[str, Mapping[str, int]]
     booster: Any
+    calibration: tuple[float, float] = (1.0, 0.0)
 
     @classmethod
     def of(cls, model: CreditModel) -> TreeEncoder | None:
         """Return the encoder of a LightGBM model, or None for any other kind of model."""
-        estimator = model.estimator
+        estimator = getattr(model, "estimator", None)
         if model.kind != "lightgbm" or not isinstance(estimator, LightGBMEstimator):
             return None
         booster = estimator.model.booster_
         levels = {c: {level: i for i, level in enumerate(estimator.levels[c])} for c in estimator.levels}
-        return cls(features=tuple(model.features), levels=levels, booster=booster)
+        calibration = tuple(getattr(estimator, "calibration", (1.0, 0.0)))
+        return cls(features=tuple(model.features), levels=levels, booster=booster, calibration=calibration)
 
     def matrix(self, columns: Mapping[str, Any], n_rows: int) -> np.ndarray:
         """Return the (n_rows, n_features) float matrix the booster predicts on."""
@@ -165,8 +168,13 @@ class ServedModel:
         return list(self.model.features)
 
 
-def score_columns(served: ServedModel, columns: Mapping[str, Any], n_rows: int) -> Scored:
-    """Score n_rows given as feature columns (sequences of equal length): the one scoring implementation."""
+def score_columns(
+    served: ServedModel, columns: Mapping[str, Any], n_rows: int, *, with_reasons: bool = True
+) -> Scored:
+    """Score n_rows given as feature columns (sequences of equal length): the one scoring implementation.
+
+    Without reasons (monitoring a model whose cases are not decisions) the per-feature contributions are skipped.
+    """
     absent = [f for f in served.features if f not in columns]
     if absent:
         raise OrchardError(f"model {served.name} needs column(s) {', '.join(absent)}")
@@ -176,25 +184,30 @@ def score_columns(served: ServedModel, columns: Mapping[str, Any], n_rows: int) 
     encoder = served.encoder
     if encoder is not None:
         x = encoder.matrix(columns, n_rows)
-        pd_values = np.asarray(encoder.booster.predict(x, num_threads=1), dtype=float)
+        raw = encoder.booster.predict(x, raw_score=True, num_threads=1)
+        pd_values = calibrated(raw, encoder.calibration)
+        scores = pd_to_score(pd_values)
+        if not with_reasons:
+            return Scored(
+                pd=pd_values, score=scores, band=pd_band(pd_values), reasons=[[] for _ in range(n_rows)]
+            )
         contrib = np.asarray(encoder.booster.predict(x, pred_contrib=True, num_threads=1), dtype=float)
         reasons = tree_reasons(contrib, encoder.features, columns)
-        scores = pd_to_score(pd_values)
     else:
         frame = pd.DataFrame({f: list(columns[f]) for f in served.features})
         pd_values = np.asarray(served.model.predict_pd(frame), dtype=float)
         scores = np.asarray(served.model.score(frame), dtype=float)
-        try:
-            reasons = reason_records(reason_codes(served.model, frame))
-        except OrchardError:
-            reasons = [[] for _ in range(n_rows)]  # a model without a scorecard gives no reasons
+        reasons = [[] for _ in range(n_rows)]  # a model without a scorecard gives no reasons
+        if with_reasons:
+            with contextlib.suppress(OrchardError):
+                reasons = reason_records(reason_codes(served.model, frame))
     return Scored(pd=pd_values, score=scores, band=pd_band(pd_values), reasons=reasons)
 
 
-def score_frame(served: ServedModel, frame: pd.DataFrame) -> Scored:
+def score_frame(served: ServedModel, frame: pd.DataFrame, *, with_reasons: bool = True) -> Scored:
     """Score every row of a frame holding the model's features (the batch path)."""
     columns = {f: frame[f].to_numpy() for f in served.features if f in frame.columns}
-    return score_columns(served, columns, len(frame))
+    return score_columns(served, columns, len(frame), with_reasons=with_reasons)
 
 
 def score_row(served: ServedModel, inputs: Mapping[str, Any]) -> Scored:

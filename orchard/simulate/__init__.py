@@ -1,9 +1,13 @@
-"""The seeded lifecycle simulator: monthly partner-user snapshots, applications and repayments.
+"""The seeded lifecycle simulator: monthly partner-user snapshots, applications, repayments, marketing
+campaigns and collections.
 
-`simulate(settings)` writes `landing/<source>/<YYYY-MM>.parquet` for partner_users, applications and
-repayments, for every month from settings.start_month to settings.end_month. Everything is drawn from one
-numpy Generator seeded with settings.seed, consumed month by month, so the same settings give the same
-bytes, and a shorter run is the prefix of a longer one (with the same start month).
+`simulate(settings)` writes `landing/<source>/<YYYY-MM>.parquet` for partner_users, applications,
+repayments, campaigns and collections, for every month from settings.start_month to settings.end_month.
+The first three are drawn from one numpy Generator seeded with settings.seed; campaigns and collections
+each from a private one (seeded [seed, 101] and [seed, 102]) that only reads the month's engine output,
+so adding them left the first three byte-identical. All are consumed month by month (burn-in included),
+so the same settings give the same bytes, and a shorter run is the prefix of a longer one (with the same
+start month).
 
 The generative story
 --------------------
@@ -59,14 +63,43 @@ fields trained on 2019-01..06 bookings has out-of-time AUC 0.74-0.76 on 2019-07.
 month's applications stays <= 0.035 in 2019 and reaches 0.32-0.43 in 2020-04, when income and activity
 features exceed 0.25 too.
 
+Campaigns. Each month the lender sends a pre-approved offer (campaign 'CMP-YYYY-MM') to a random 30% of the
+month's snapshot users who have no loan open at the start of the month and no loan ever charged off; offers
+go out on the 1st between 09:00 and 17:00 UTC by push (50%), sms (30%) or in-app (20%), for 1.5x the
+platform's income estimate (rounded to 50, 100..100000). offer_id is 'O' + a 9-digit counter in send-time
+order. A targeted user has responded when they applied in the offer's month, and application_id is that
+application. The simulator models no uplift: who applies is the engine's draw alone, with or without an
+offer, so `responded` measures the eligible users' propensity to apply, not the offer's effect (and ~2% of
+responses are applications made on the 1st before the offer went out). Measured at the defaults (seeds
+7/8/11): 910-1300 offers a month (median ~1070), response rate 18.7-19.2% (~16% a month in 2019, ~29% at the
+shock's peak), 6.3-6.6% of offers responded and approved (33-35% of responses approved), and offered users
+make ~20% of all applications.
+
+Collections. Every delinquent or charged-off statement gets one collection action 1-10 days after the
+statement (capped at the month's last day, 23:00 UTC): sms at 30 dpd, call at 60, field visit at 90-120,
+agency at 150, write-off for the charged-off statement (180 dpd). amount_overdue is the statement's amount
+due minus amount paid. The contact result (no_contact / promise_to_pay / refused / dispute) is drawn from a
+multinomial logit: better z promises to pay more and refuses less, stress and deeper arrears leave more
+borrowers out of reach. It is informative about cure (the same z drives it) without causing it: the
+borrower's payments are the engine's draw alone. A write-off recovers balance x rate, rate ~ Beta with mean
+sigmoid(logit(0.35) + 0.5 z - 0.8 stress) and a + b = 6; the balance of a charged-off statement is the
+principal still outstanding after the instalments actually paid (no accrued interest or fees), i.e. the
+exposure at default. Measured at the defaults (seeds 7/8/11): 470-1730 rows a month (median ~660, the peak
+at the shock), actions sms 27% / call 21% / field visit 32% / agency 12% / write-off 9%; promise_to_pay 23%
+of contacts (26-27% in 2019, 14-15% in 2020-03..05), and the next statement is current for 16-17% of
+promise_to_pay rows against 11-12% of no_contact ones; mean recovery rate 0.24-0.25 (median ~0.21; ~0.28 in
+2019, ~0.21-0.22 in 2020) since written-off borrowers have low z.
+
 Deliberate corruption. For each 'source:YYYY-MM' in settings.corrupt_batches the batch is written with
-defects a data contract must catch, on disjoint random rows (1% of rows each, at least 3): null ids
-(the source's first key column), negative amounts (applications.requested_amount,
-partner_users.income_est_monthly, repayments.amount_paid), a value outside the category domain
-(applications.employment_type='contractor', partner_users.city_tier='tier9', repayments.status='frozen'),
-event_ts moved 40 days outside the month, and duplicated keys (exact copies of rows). Columns and dtypes
-stay right, so the file is readable. An unknown source raises OrchardError before anything is written; a
-month outside the simulated range is not written and is listed in SimulationSummary.skipped_corruptions.
+defects a data contract must catch, on disjoint random rows (1% of rows each, at least 3): null ids (the
+source's first key column), negative amounts (applications.requested_amount,
+partner_users.income_est_monthly, repayments.amount_paid, campaigns.offer_amount,
+collections.amount_overdue), a value outside the category domain (applications.employment_type='contractor',
+partner_users.city_tier='tier9', repayments.status='frozen', campaigns.offer_channel='fax',
+collections.action='prison'), event_ts moved 40 days outside the month, and duplicated keys (exact copies of
+rows). Columns and dtypes stay right, so the file is readable. An unknown source raises OrchardError before
+anything is written; a month outside the simulated range is not written and is listed in
+SimulationSummary.skipped_corruptions.
 """
 
 from __future__ import annotations

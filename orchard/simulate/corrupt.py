@@ -15,6 +15,8 @@ NEGATIVE_COLUMN = {
     "applications": "requested_amount",
     "partner_users": "income_est_monthly",
     "repayments": "amount_paid",
+    "campaigns": "offer_amount",
+    "collections": "amount_overdue",
 }
 """The amount made negative in each source's corrupted batch."""
 
@@ -22,6 +24,8 @@ UNKNOWN_CATEGORY = {
     "applications": ("employment_type", "contractor"),
     "partner_users": ("city_tier", "tier9"),
     "repayments": ("status", "frozen"),
+    "campaigns": ("offer_channel", "fax"),
+    "collections": ("action", "prison"),
 }
 """The category column and the value outside its domain written into each source's corrupted batch."""
 

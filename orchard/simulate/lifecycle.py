@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from orchard.months import add_months, month_end, month_range, month_start
+from orchard.simulate.campaigns import CampaignStream
+from orchard.simulate.collection_actions import collection_actions, collections_generator
 from orchard.simulate.macro import Macro, macro_at_stress, macro_for
 from orchard.simulate.policy import legacy_decision, legacy_score
 from orchard.simulate.population import Population, draw_population
@@ -134,8 +136,9 @@ def _statements(
     month: str,
     macro: Macro,
     rng: np.random.Generator,
-) -> Columns:
-    """Advance every loan booked before this month by one statement and return the statements."""
+) -> tuple[Columns, np.ndarray]:
+    """Advance every loan booked before this month by one statement; return the statements and their
+    borrowers' user numbers."""
     due = book.booked < index
     n = len(book.user)
     income = _user_income(pop, macro)
@@ -183,9 +186,10 @@ def _statements(
         "dpd": (30 * new_missed)[due].astype(np.int64),
         "status": status[due],
     }
+    borrowers = book.user[due]
     history.charged_off[book.user[due & charged_off]] = True
     book.keep(~(due & (paid_off | charged_off)))
-    return rows
+    return rows, borrowers
 
 
 def _blend(normal: tuple[float, ...], shock: tuple[float, ...], weight: float) -> np.ndarray:
@@ -278,18 +282,32 @@ def _applications(
 BURN_IN_MONTHS = 24
 
 
-def simulate_months(
-    n_users: int, start: str, end: str, shock_month: str, seed: int, burn_in_months: int = BURN_IN_MONTHS
-) -> Iterator[tuple[str, dict[str, Columns]]]:
-    """Yield (month, columns per source) for every month from start to end, deterministically from seed.
+@dataclass(frozen=True)
+class MonthFacts:
+    """What the engine knew in a month beyond its three sources, for the side sources to read.
 
-    The lender is already running when the data starts: `burn_in_months` earlier months are simulated
-    (loans booked, repaid, defaulted) but not yielded, so the book and the borrowers' histories are
-    seasoned at `start` instead of every feature ramping up from an empty portfolio.
+    Every array is a fresh copy aligned with a source's rows, so nothing a side source does with it can
+    flow back into the engine.
+    """
+
+    stress: float
+    open_loan_at_start: np.ndarray
+    """Per partner_users row: the user had a loan open at the start of the month."""
+    charged_off_at_start: np.ndarray
+    """Per partner_users row: the user had a loan charged off before the month."""
+    borrower_creditworthiness: np.ndarray
+    """Per repayments row: the borrower's latent creditworthiness z."""
+
+
+def engine_months(
+    n_users: int, first: str, end: str, shock_month: str, seed: int
+) -> Iterator[tuple[str, dict[str, Columns], MonthFacts]]:
+    """Yield (month, columns of the three engine sources, facts) for every month from first to end.
+
+    Everything is drawn from one Generator seeded with seed, in month order.
     """
     rng = np.random.default_rng(seed)
     pop = draw_population(n_users, rng)
-    first = add_months(start, -burn_in_months)
     normal = macro_at_stress(add_months(first, -1), 0.0)
     history = _History(
         late_bills=(rng.random((n_users, 12)) < _late_bill_probability(pop, normal)[:, None]).astype(np.int8),
@@ -299,8 +317,47 @@ def simulate_months(
     book = _LoanBook()
     for index, month in enumerate(month_range(first, end)):
         prev, now = macro_for(add_months(month, -1), shock_month), macro_for(month, shock_month)
+        open_loan = np.bincount(book.user, minlength=n_users) > 0
+        charged_off = history.charged_off.copy()
         snapshot, active = _snapshot(pop, history, index, month, prev, rng)
-        repayments = _statements(pop, book, history, index, month, now, rng)
+        repayments, borrowers = _statements(pop, book, history, index, month, now, rng)
         applications = _applications(pop, book, history, active, index, month, now, rng)
+        facts = MonthFacts(
+            stress=now.stress,
+            open_loan_at_start=open_loan[active],
+            charged_off_at_start=charged_off[active],
+            borrower_creditworthiness=pop.creditworthiness[borrowers],
+        )
+        yield (
+            month,
+            {"partner_users": snapshot, "applications": applications, "repayments": repayments},
+            facts,
+        )
+
+
+def simulate_months(
+    n_users: int, start: str, end: str, shock_month: str, seed: int, burn_in_months: int = BURN_IN_MONTHS
+) -> Iterator[tuple[str, dict[str, Columns]]]:
+    """Yield (month, columns per source) for every month from start to end, deterministically from seed.
+
+    The lender is already running when the data starts: `burn_in_months` earlier months are simulated
+    (loans booked, repaid, defaulted) but not yielded, so the book and the borrowers' histories are
+    seasoned at `start` instead of every feature ramping up from an empty portfolio. Campaigns and
+    collections are derived from each month's engine output with their own generators (burn-in months
+    included), so they never change the engine's three sources.
+    """
+    campaigns = CampaignStream(seed)
+    collections_rng = collections_generator(seed)
+    first = add_months(start, -burn_in_months)
+    for month, columns, facts in engine_months(n_users, first, end, shock_month, seed):
+        offers = campaigns.offers(
+            month,
+            columns["partner_users"],
+            ~facts.open_loan_at_start & ~facts.charged_off_at_start,
+            columns["applications"],
+        )
+        actions = collection_actions(
+            columns["repayments"], facts.borrower_creditworthiness, facts.stress, month, collections_rng
+        )
         if month >= start:
-            yield month, {"partner_users": snapshot, "applications": applications, "repayments": repayments}
+            yield month, {**columns, "campaigns": offers, "collections": actions}

@@ -19,7 +19,8 @@ from orchard.sources import SOURCES, batch_id
 
 logger = logging.getLogger(__name__)
 
-SIMULATED_SOURCES = ("partner_users", "applications", "repayments")
+SIMULATED_SOURCES = ("partner_users", "applications", "repayments", "campaigns", "collections")
+"""Every source the simulator writes; a source's position seeds its corrupted batches (append only)."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ SMALL_LIFECYCLE = {
     "ORCHARD_MIN_MATURE_VINTAGES": "3",
     "ORCHARD_GATE_WINDOW_MONTHS": "1",
     "ORCHARD_RETRAIN_COOLDOWN_MONTHS": "1",
+    "ORCHARD_LOSS_WINDOW_MONTHS": "2",
     "ORCHARD_CORRUPT_BATCHES": '["applications:2019-03"]',
     # a few hundred loans a month: band-level calibration is mostly noise at this size
     "ORCHARD_GATE_CALIBRATION_TOLERANCE": "0.3",

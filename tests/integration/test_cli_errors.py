@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,19 @@ def test_missing_landing_file_fails_the_month_clearly(tmp_path: Path) -> None:
     # Then one line names the missing file, and the month is not recorded as done
     _one_clear_line(result, "repayments", "2019-01.parquet")
     assert not (home / "state" / "months" / "2019-01.json").exists()
+
+
+def test_unreachable_postgres_in_production_is_named(tmp_path: Path) -> None:
+    # Given the production profile pointed at a PostgreSQL that does not answer (a loopback port nobody serves)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = f"postgresql://postgres@127.0.0.1:{port}"
+    # When a command needs the governance history on it
+    result = _orchard(
+        tmp_path / "orchard", "history", "application_pd",
+        ORCHARD_PROFILE="production", ORCHARD_POSTGRES_URL=server,
+        ORCHARD_GOVERNANCE_DB_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/orchard_governance",
+    )  # fmt: skip
+    # Then one line names PostgreSQL, where, and what to do; not the driver's traceback
+    _one_clear_line(result, f"PostgreSQL at 127.0.0.1:{port} is not reachable", "run the same command again")

@@ -24,7 +24,8 @@ from orchard.lake import (
 )
 from orchard.months import month_end, month_start
 from orchard.settings import Settings
-from orchard.sources import APPLICATIONS, PARTNER_USERS, REPAYMENTS, SourceSpec, batch_id
+from orchard.simulate import simulate
+from orchard.sources import APPLICATIONS, CAMPAIGNS, PARTNER_USERS, REPAYMENTS, SourceSpec, batch_id
 from tests.conftest import make_settings
 
 MONTH = "2019-03"
@@ -324,3 +325,46 @@ def test_a_new_process_reopens_an_existing_gx_project(tmp_path: Path) -> None:
     second = subprocess.run([sys.executable, "-c", script, home], capture_output=True, text=True)
     # Then it opens it (the saved settings read back as plain dicts must not break it)
     assert second.returncode == 0, second.stderr[-1500:]
+
+
+def test_simulated_campaigns_and_collections_pass_and_their_bad_batches_are_named(settings: Settings) -> None:
+    # Given two simulated months whose second campaigns and collections batches are corrupted
+    simulated = make_settings(
+        settings.home, end_month="2019-02", corrupt_batches=["campaigns:2019-02", "collections:2019-02"]
+    )
+    simulate(simulated)
+    suite = build_suite(CAMPAIGNS, "2019-01", simulated.n_users)
+    kinds = [(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations]
+    assert ("expect_column_values_to_not_be_null", "application_id") not in kinds, "nullable column"
+    assert ("expect_column_values_to_be_of_type", "application_id") in kinds, "nullable column still typed"
+    for source in ("campaigns", "collections"):
+        for month in ("2019-01", "2019-02"):
+            ingest_batch(simulated, source, month)
+        # When the clean month is validated, Then it reaches silver (null application ids included)
+        outcome = validate_batch(simulated, source, "2019-01")
+        assert outcome.success, f"{source} 2019-01 failed: {outcome.broken}"
+    offers = read_silver(simulated, "campaigns")
+    assert offers["application_id"].isna().any() and offers["application_id"].notna().any(), "both kinds"
+    # When the corrupted month is validated, Then each defect is named
+    expected = {
+        "campaigns": [
+            "expect_column_values_to_not_be_null(offer_id)",
+            "expect_column_values_to_be_between(offer_amount)",
+            "expect_column_values_to_be_in_set(offer_channel): unexpected ['fax']",
+            "expect_column_values_to_be_between(event_ts)",
+            "expect_column_values_to_be_unique(offer_id)",
+        ],
+        "collections": [
+            "expect_column_values_to_not_be_null(application_id)",
+            "expect_column_values_to_be_between(amount_overdue)",
+            "expect_column_values_to_be_in_set(action): unexpected ['prison']",
+            "expect_column_values_to_be_between(event_ts)",
+            "expect_compound_columns_to_be_unique",
+        ],
+    }
+    for source, names in expected.items():
+        with pytest.raises(ContractViolation) as info:
+            validate_batch(simulated, source, "2019-02")
+        for name in names:
+            assert any(b.startswith(name) for b in info.value.broken), f"{name} not in {info.value.broken}"
+    assert quarantined_batches(simulated) == ["campaigns-2019-02", "collections-2019-02"], "quarantine"

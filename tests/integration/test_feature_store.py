@@ -17,6 +17,7 @@ from orchard.feature_store import (
     training_frame,
     update_offline_tables,
 )
+from orchard.model_specs import MODEL_SPECS
 from orchard.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -176,7 +177,10 @@ def test_apply_is_idempotent(store_settings: Settings) -> None:
     apply_definitions(store_settings)
     store = open_store(store_settings)
     assert sorted(v.name for v in store.list_feature_views()) == ["credit_history", "partner_activity"]
-    assert [s.name for s in store.list_feature_services()] == ["application_pd_v1"]
+    # one versioned feature service per registered model
+    assert sorted(s.name for s in store.list_feature_services()) == sorted(
+        spec.feature_service for spec in MODEL_SPECS.values()
+    )
     assert [e.name for e in store.list_entities()] == ["customer"]
     online = online_features(store_settings, ["u2"], store=store)
     assert online.loc[0, "txn_amount_30d"] == 200.0, "re-apply dropped online data"

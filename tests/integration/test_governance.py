@@ -15,11 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
-from sklearn.linear_model import LogisticRegression
 
 from model_registry import governance, history, registry
 from model_registry.gates import GateInputs, GatePolicy, challenger_gate, log_gate_result
@@ -28,34 +26,10 @@ from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 from tests.conftest import make_settings
+from tests.integration.tiny_model import TinyPd, training_frame
 from tests.services.conftest import PG_HOST, PG_PORT, postgres  # noqa: F401 (fixture)
 
-FEATURES = ["income", "utilization"]
 WINDOW = "2019-11..2019-12"
-
-
-class TinyPd:
-    """A picklable model following the registry's protocol, around a logistic regression."""
-
-    def __init__(self, name: str, seed: int) -> None:
-        self.name = name
-        self.kind = "logistic"
-        self.features = list(FEATURES)
-        frame = training_frame(seed)
-        self.estimator = LogisticRegression().fit(frame[FEATURES], frame["bad"])
-
-    def predict_pd(self, df: pd.DataFrame) -> np.ndarray:
-        """Return the probability of default of every row."""
-        return self.estimator.predict_proba(df[self.features])[:, 1]
-
-
-def training_frame(seed: int, rows: int = 40) -> pd.DataFrame:
-    """Build a small frame where high utilization and low income make bads likelier."""
-    rng = np.random.default_rng(seed)
-    income = rng.normal(3.0, 1.0, rows)
-    utilization = rng.uniform(0, 1, rows)
-    bad = (utilization - 0.3 * income + rng.normal(0, 0.3, rows) > -0.4).astype(int)
-    return pd.DataFrame({"income": income, "utilization": utilization, "bad": bad})
 
 
 def register(settings: Settings, name: str, seed: int) -> int:
@@ -64,8 +38,8 @@ def register(settings: Settings, name: str, seed: int) -> int:
         ["applications:2019-01"], "a" * 64, ["gx:passed"], "svc_v1", "0.1.0", "2019-01..2019-06"
     )
     ref = registry.register_model(
-        settings, name, TinyPd(name, seed), train_key=f"seed-{seed}", metrics={"auc": 0.7}, params={},
-        lineage=lineage, input_example=training_frame(seed),
+        settings, name, TinyPd(name, seed, rows=40), train_key=f"seed-{seed}", metrics={"auc": 0.7}, params={},
+        lineage=lineage, input_example=training_frame(seed, 40),
     )  # fmt: skip
     return ref.version
 

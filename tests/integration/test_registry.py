@@ -8,10 +8,8 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sklearn.linear_model import LogisticRegression
 
 from model_registry import history, registry
 from model_registry.gates import log_gate_result, promotion_gate
@@ -21,35 +19,9 @@ from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 from tests.conftest import make_settings
+from tests.integration.tiny_model import TinyPd, training_frame
 
 NAME = "application_pd"
-FEATURES = ["income", "utilization"]
-
-
-class TinyPd:
-    """A picklable model following the registry's protocol, around a logistic regression."""
-
-    def __init__(self, seed: int) -> None:
-        self.name = NAME
-        self.kind = "logistic"
-        self.features = list(FEATURES)
-        frame = training_frame(seed)
-        self.estimator = LogisticRegression().fit(frame[FEATURES], frame["bad"])
-
-    def predict_pd(self, df: pd.DataFrame) -> np.ndarray:
-        """Return the probability of default of every row."""
-        return self.estimator.predict_proba(df[self.features])[:, 1]
-
-
-def training_frame(seed: int, rows: int = 60) -> pd.DataFrame:
-    """Build a small frame where high utilization and low income make bads likelier."""
-    rng = np.random.default_rng(seed)
-    income = rng.normal(3.0, 1.0, rows)
-    utilization = rng.uniform(0, 1, rows)
-    bad = (utilization - 0.3 * income + rng.normal(0, 0.3, rows) > -0.4).astype(int)
-    return pd.DataFrame(
-        {"application_id": range(rows), "income": income, "utilization": utilization, "bad": bad}
-    )
 
 
 def lineage(window: str = "2019-01..2019-06") -> Lineage:
@@ -70,7 +42,7 @@ def register(settings: Settings, name: str, seed: int, train_key: str) -> regist
     return registry.register_model(
         settings,
         name,
-        TinyPd(seed),
+        TinyPd(NAME, seed),
         train_key=train_key,
         metrics={"auc": 0.77, "ks": 0.41},
         params={"C": 1.0, "features": "income,utilization"},
@@ -112,7 +84,7 @@ def two_versions(store: Settings) -> tuple[Settings, str, int, int]:
 
 def test_register_and_load_round_trip_predicts_identical_pd(store: Settings, name: str) -> None:
     # given a fitted model
-    model = TinyPd(seed=1)
+    model = TinyPd(NAME, seed=1)
     frame = training_frame(seed=9)
     global_uri_before = mlflow.get_tracking_uri()
     # when it is registered and loaded back by version number
@@ -210,12 +182,12 @@ def test_bad_inputs_raise_user_errors(store: Settings, name: str) -> None:
     # when/then registration names the missing column before logging anything
     with pytest.raises(OrchardError, match="lacks feature columns: utilization"):
         registry.register_model(
-            store, name, TinyPd(1), train_key="k", metrics={}, params={}, lineage=lineage(),
+            store, name, TinyPd(NAME, 1), train_key="k", metrics={}, params={}, lineage=lineage(),
             input_example=training_frame(1).drop(columns=["utilization"]),
         )  # fmt: skip
     with pytest.raises(OrchardError, match="train_key"):
         registry.register_model(
-            store, name, TinyPd(1), train_key="x' or '1'='1", metrics={}, params={}, lineage=lineage(),
+            store, name, TinyPd(NAME, 1), train_key="x' or '1'='1", metrics={}, params={}, lineage=lineage(),
             input_example=training_frame(1),
         )  # fmt: skip
     assert counts(store, name) == (0, 0), "nothing should have been logged"
@@ -239,7 +211,7 @@ def test_set_alias_moves_alias_records_one_event_and_is_idempotent(store: Settin
     assert recorded[0].gate == {"passed": True} and recorded[0].recorded_at.tzinfo is not None
     champion = registry.load_model(settings, model, "champion")
     frame = training_frame(5)
-    np.testing.assert_array_equal(champion.predict_pd(frame), TinyPd(1).predict_pd(frame))
+    np.testing.assert_array_equal(champion.predict_pd(frame), TinyPd(NAME, 1).predict_pd(frame))
 
 
 def replay_lifecycle(settings: Settings, model: str, v1: int, v2: int) -> None:
@@ -339,6 +311,6 @@ def test_lineage_and_requirements_helpers() -> None:
         tags
     )
     assert tags["orchard.lineage.n_batches"] == "500"
-    assert "scikit-learn==1.9.1" in pip_requirements(TinyPd(1)), pip_requirements(TinyPd(1))
+    assert "scikit-learn==1.9.1" in pip_requirements(TinyPd(NAME, 1)), pip_requirements(TinyPd(NAME, 1))
     with pytest.raises(OrchardError, match="feature_service"):
         Lineage([], "b", [], "", "v", "w")

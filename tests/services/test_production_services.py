@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
 
+from orchard.model_specs import MODEL_SPECS
 from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
 from tests.services.conftest import ProductionSettings, production_settings
@@ -26,10 +27,9 @@ EXPECTED_DEPLOYMENTS = {
     "ingest-deployed/ingest",
     "validate-deployed/validate",
     "features-deployed/features",
-    "train-deployed/train-application_pd",
-    "train-deployed/train-application_fraud",
+    *(f"train-deployed/train-{model}" for model in MODEL_SPECS),
     "score-deployed/score-application_pd",
-    "monitor-deployed/monitor-application_pd",
+    *(f"monitor-deployed/monitor-{model}" for model in MODEL_SPECS),
     "federated-deployed/federated",
 }
 

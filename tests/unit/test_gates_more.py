@@ -11,6 +11,7 @@ from model_registry.gates import (
     GateInputs,
     GatePolicy,
     auto_promotable,
+    calibration_bands,
     calibration_check,
     challenger_gate,
     discrimination_check,
@@ -260,3 +261,10 @@ def test_parse_moment() -> None:
         parse_moment("yesterday")
     with pytest.raises(OrchardError, match="invalid month"):
         parse_moment("2020-13")
+
+
+def test_a_constant_pd_is_one_calibration_band() -> None:
+    # Given a model that predicts the same PD for everyone (a tree with no split on a tiny sample)
+    table = calibration_bands(np.array([0, 1, 0, 0]), np.full(4, 0.2), 5)
+    # Then the gate still sees one band: every row, expected 0.2, observed 0.25
+    assert table[["n", "expected", "observed"]].values.tolist() == [[4, 0.2, 0.25]]

@@ -117,6 +117,23 @@ def test_more_late_payments_never_lower_scorecard_pd(scorecard: CreditModel) -> 
     assert pd_values[-1] > pd_values[0], "late payments matter"
 
 
+def test_monotone_lightgbm_never_lowers_pd_with_more_late_payments(train: pd.DataFrame) -> None:
+    # Given LightGBM constrained to be increasing in late payments, and applicants across the income range
+    model = train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
+    for income in (800.0, 3000.0, 9000.0, np.nan):
+        for employment in ("salaried", "gig"):
+            rows = pd.DataFrame({"late_payments": np.arange(13), "income": income, "employment": employment})
+            # When each is varied from 0 to 12 late payments / Then the PD never decreases
+            pd_values = model.predict_pd(rows)
+            assert (np.diff(pd_values) >= 0).all(), f"{income}/{employment}: {pd_values}"
+    assert model.predict_pd(rows)[-1] > model.predict_pd(rows)[0], "late payments matter"
+
+
+def test_monotone_constraint_must_name_a_numeric_feature(train: pd.DataFrame) -> None:
+    with pytest.raises(OrchardError, match="employment"):
+        train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("employment",))
+
+
 def test_scorecard_points_add_up_to_the_score(scorecard: CreditModel, train: pd.DataFrame) -> None:
     # Given the scorecard's points table / When a row's points are summed / Then they equal the model score
     card = scorecard.estimator
@@ -161,3 +178,23 @@ def test_invalid_training_frames_raise(mutate, match: str) -> None:  # type: ign
 def test_categorical_must_be_a_feature() -> None:
     with pytest.raises(OrchardError, match="not in the feature list"):
         train_scorecard(_synthetic(200), "bad", ["income"], ["employment"], seed=0)
+
+
+def test_lightgbm_is_platt_calibrated_on_out_of_fold_scores() -> None:
+    # Given a rare, weakly predictable event (~3%: where boosted trees are overconfident)
+    rng = np.random.default_rng(3)
+    n = 6000
+    frame = pd.DataFrame({"late_payments": rng.integers(0, 13, n), "income": rng.lognormal(8.0, 0.5, n),
+                          "employment": rng.choice(["salaried", "gig"], n)})  # fmt: skip
+    logit = -4.0 + 0.12 * frame["late_payments"] - 0.3 * (np.log(frame["income"]) - 8.0)
+    frame["bad"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    train, fresh = frame.iloc[:4000], frame.iloc[4000:]
+    # When LightGBM is trained (calibration fitted on out-of-fold raw scores)
+    model = train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7)
+    slope, intercept = model.estimator.calibration
+    # Then the raw scores are shrunk (slope < 1) and fresh applicants' PDs are calibrated band by band
+    assert 0 < slope < 1, (slope, intercept)
+    pd_fresh = model.predict_pd(fresh)
+    lowest = pd_fresh <= np.quantile(pd_fresh, 0.2)
+    assert abs(pd_fresh.mean() - fresh["bad"].mean()) < 0.01
+    assert abs(pd_fresh[lowest].mean() - fresh["bad"][lowest].mean()) < 0.02

@@ -1,0 +1,99 @@
+"""The model card of a lifecycle version, (re)logged whenever its approval status changes.
+
+Built from what the version's run holds (evaluation.json, feature_iv.json, the scorecard baseline's bins and
+points, lineage.json, gate_result.json) and the model spec (purpose, population, label and maturity), so a
+card can be rendered again after a restart without refitting anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from model_registry.model_card import POINTS_COLUMNS, ModelCard, build_model_card, log_model_card
+from model_registry.registry import get_version, load_model
+from model_registry.tracking import mlflow_client, read_run_json
+from orchard.credit.scorecard import Scorecard
+from orchard.model_specs import ModelSpec
+from orchard.settings import Settings
+
+SAMPLES = {"train": "train", "test": "test (random 20% of development)", "oot": "out-of-time"}
+
+
+def _maturity(settings: Settings, spec: ModelSpec) -> str:
+    windows = {
+        "dpd90": f"{settings.label_window_months} months after the case (statements observable by then)",
+        "first_payment_default": "1 month after booking (the first statement)",
+        "charge_off": f"{settings.loss_window_months} months after booking",
+        "response_approved": "the end of the offer month (the campaign's response window)",
+        "cure": f"{settings.cure_window_months} statements after the collection action",
+    }
+    return windows[spec.label_kind]
+
+
+def _limitations(spec: ModelSpec, kind: str) -> list[str]:
+    notes = [
+        "Trained on simulated data (orchard.simulate): figures show the method, not a real portfolio.",
+        "The incumbent policy chose who was booked; declined applicants have no outcome (no reject inference).",
+    ]
+    if kind != "scorecard":
+        notes.append(
+            "The points table is the scorecard baseline's, fitted on the same development rows; the registered "
+            f"model is {kind} (its reason codes come from per-feature contributions)."
+        )
+    if spec.unit == "offers":
+        notes.append("The simulator models no uplift from an offer: 'response' means the prospect applied.")
+    if spec.label_kind == "charge_off":
+        notes.append("LGD and EAD are development-window averages; they do not move with the macro cycle.")
+    return notes
+
+
+def lifecycle_card(
+    settings: Settings, spec: ModelSpec, version: int, approval_status: str, approver: str | None
+) -> dict[str, str]:
+    """Render the card of a registered lifecycle version with its approval status; log it (md + html)."""
+    client = mlflow_client(settings)
+    run_id = get_version(client, spec.name, version).run_id
+    evaluations: dict[str, Any] = read_run_json(client, run_id, "evaluation.json")
+    lineage: dict[str, Any] = read_run_json(client, run_id, "lineage.json")
+    baseline = Scorecard.from_dict(read_run_json(client, run_id, "scorecard_baseline.json"))
+    model = load_model(settings, spec.name, version)
+    metrics = client.get_run(run_id).data.metrics
+    stability = {"score: development vs out-of-time": metrics.get("score_psi_dev_oot", float("nan"))}
+    decision_psi = _gate_score_psi(client, run_id)
+    if decision_psi is not None:
+        stability["score: development vs decision month"] = decision_psi
+    card = build_model_card(
+        name=spec.name, version=version, model=model, purpose=spec.purpose, population=spec.population,
+        label=spec.label, maturity=_maturity(settings, spec),
+        data_window=f"development {lineage.get('train_window')}, out-of-time {lineage['extra'].get('oot_window')}",
+        lineage={k: v for k, v in lineage.items() if k != "extra"} | {"as_of": lineage["extra"].get("as_of")},
+        performance={SAMPLES[k]: evaluations[k] for k in SAMPLES if k in evaluations},
+        feature_iv=baseline.selection.get("candidate_iv", {}), stability=stability,
+        limitations=_limitations(spec, str(model.kind)), approval_status=approval_status, approver=approver,
+    )  # fmt: skip
+    if card.points_table is None:
+        card = _with_baseline_points(card, baseline)
+    return log_model_card(settings, spec.name, version, card)
+
+
+def _gate_score_psi(client: MlflowClient, run_id: str) -> float | None:
+    """Return the score PSI the stability gate measured (None before the version was gated)."""
+    try:
+        gate = read_run_json(client, run_id, "gate_result.json")
+    except (OSError, MlflowException):
+        return None
+    for check in gate.get("checks", []):
+        value = check.get("figures", {}).get("score_psi")
+        if check.get("name") == "stability" and value is not None:
+            return float(value)
+    return None
+
+
+def _with_baseline_points(card: ModelCard, baseline: Scorecard) -> ModelCard:
+    return replace(
+        card, points_table=baseline.points_table().loc[:, list(POINTS_COLUMNS)], bands=baseline.bands_table()
+    )

@@ -1,0 +1,77 @@
+"""What a month means for the stage models beyond monitoring: campaign tiers and the vintage's expected loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from model_registry.registry import champion_version, load_model
+from orchard.credit.expected_loss import loss_by_vintage, realised_losses
+from orchard.credit.stratification import tier_counts
+from orchard.labels import month_index
+from orchard.lake import read_silver
+from orchard.model_specs import LOSS_FORECAST, PRECREDIT_RESPONSE, ModelSpec
+from orchard.serving.batch import score_month, scores_path
+from orchard.serving.scoring import ServedModel
+from orchard.settings import Settings
+
+
+def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[object, pd.DataFrame] | None:
+    """Return the champion and its scores of the month (read back when monitoring wrote them with it)."""
+    version = champion_version(settings, spec.name)
+    if version is None:
+        return None
+    model = load_model(settings, spec.name, version)
+    path = scores_path(settings, spec.name, month)
+    scores = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if scores.empty or int(scores["model_version"].iloc[0]) != version:
+        scores = score_month(settings, spec, month, ServedModel.build(spec.name, version, model))
+    return model, scores
+
+
+def month_tiers(settings: Settings, month: str) -> dict[str, int] | None:
+    """Return how many of the month's campaign offers fall in each tier A-D (None without a champion)."""
+    found = _month_scores(settings, PRECREDIT_RESPONSE, month)
+    if found is None:
+        return None
+    model, scores = found
+    return tier_counts(model.tier(scores))  # type: ignore[attr-defined]
+
+
+def month_expected_loss(settings: Settings, month: str) -> dict[str, float] | None:
+    """Return the month's booked vintage: loans, principal and expected loss (None without a champion)."""
+    found = _month_scores(settings, LOSS_FORECAST, month)
+    if found is None:
+        return None
+    model, scores = found
+    decisions = read_silver(settings, "applications", [month])[["application_id", "decision"]]
+    booked = scores.merge(decisions, on="application_id")
+    booked = booked[booked["decision"] == "approved"]
+    return {
+        "loans": float(len(booked)),
+        "principal": round(float(booked["requested_amount"].sum()), 2),
+        "expected_loss": round(float(model.expected_loss(booked).sum()), 2),  # type: ignore[attr-defined]
+    }
+
+
+def vintage_losses(settings: Settings, expected: dict[str, dict[str, float]], as_of: str) -> list[dict]:
+    """Return, per booked vintage with a forecast, its expected loss beside the net charge-offs realised so far.
+
+    A vintage is mature once its whole loss window has passed by `as_of` (only then is the comparison final).
+    """
+    apps = read_silver(settings, "applications")
+    booked = apps.loc[apps["decision"] == "approved", ["application_id", "event_ts"]].copy()
+    ts = pd.to_datetime(booked["event_ts"], utc=True)
+    booked["vintage"] = ts.dt.strftime("%Y-%m")
+    booked["obs_index"] = (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
+    losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
+    table = loss_by_vintage(
+        booked, np.zeros(len(booked)), losses, month_index(as_of), settings.loss_window_months
+    )
+    rows = []
+    for row in table.itertuples(index=False):
+        if row.vintage in expected:
+            rows.append({"vintage": row.vintage, "loans": int(row.loans),
+                         "expected_loss": expected[row.vintage]["expected_loss"],
+                         "realised_loss": round(float(row.realised_loss), 2), "mature": bool(row.mature)})  # fmt: skip
+    return rows

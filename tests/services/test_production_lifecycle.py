@@ -1,0 +1,259 @@
+"""Services tier: the lifecycle on the production profile gives the embedded run's models, and survives PostgreSQL.
+
+Both tests run the small lifecycle (tests/e2e/lifecycle_helpers.SMALL_LIFECYCLE) through `orchard demo` in a
+subprocess, on services `orchard.services.up` started (MLflow with basic-auth, Prefect server and worker on
+PostgreSQL; Feast on the SQL registry and Redis; the governance history on PostgreSQL), and compare what the run
+left with the embedded run of the same seed, over every registered model.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from model_registry import history
+from model_registry.governance import verify_history
+from model_registry.registry import TRAIN_KEY_TAG
+from model_registry.tracking import mlflow_client
+from orchard.lifecycle.ledger import load_month
+from orchard.months import month_range
+from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
+from orchard.services import down, up
+from orchard.settings import Settings, mlflow_credentials
+from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env, run_orchard
+from tests.services.conftest import PG_URL, free_port, production_settings
+from tests.services.throwaway_postgres import throwaway_postgres
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+PIPELINE_USER = "orchard-pipeline"
+# The clients' retry budgets, shortened so a lost database fails the run within seconds; with the defaults the
+# same failure surfaces after MLflow's HTTP retries (about four minutes of back-off).
+QUICK_GIVE_UP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "PREFECT_CLIENT_MAX_RETRIES": "1"}
+
+
+def small_lifecycle() -> dict[str, Any]:
+    """SMALL_LIFECYCLE (environment form) as Settings fields."""
+    return {
+        name.removeprefix("ORCHARD_").lower(): json.loads(value) if value.startswith("[") else value
+        for name, value in SMALL_LIFECYCLE.items()
+    }
+
+
+def orchard_variables(settings: Settings) -> dict[str, str]:
+    """The ORCHARD_* environment that rebuilds these settings in a CLI process (only the fields set)."""
+    env = {}
+    for name in settings.model_fields_set:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = json.dumps(value)
+        env[f"ORCHARD_{name.upper()}"] = str(value)
+    return env
+
+
+def lifecycle_production_settings(home: Path, prefix: str, redis_number: int, postgres_url: str) -> Settings:
+    """Production settings of the small lifecycle: services on free loopback ports, the clients pointed at them."""
+    fields: dict[str, Any] = {
+        **small_lifecycle(),
+        "postgres_url": postgres_url,
+        "mlflow_username": PIPELINE_USER,
+        "mlflow_password": secrets.token_urlsafe(16),
+        "prefect_server_port": free_port(),
+        "mlflow_server_port": free_port(),
+    }
+    services = production_settings(home, prefix, redis_number, **fields)
+    return production_settings(
+        home, prefix, redis_number, **fields,
+        mlflow_admin_password=services.mlflow_admin_password,
+        mlflow_tracking_uri=mlflow_tracking_uri(services),
+        prefect_api_url=prefect_api_url(services),
+        governance_db_url=governance_db_url(services),
+    )  # fmt: skip
+
+
+def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+def lifecycle_state(settings: Settings) -> dict[str, Any]:
+    """What two runs must agree on, over every registered model: versions by train key, aliases, governance
+    records (alias events and approvals, without their database ids and clock times) and the month records."""
+    client = mlflow_client(settings)
+    models: dict[str, Any] = {}
+    for name in sorted(m.name for m in client.search_registered_models()):
+        versions = client.search_model_versions(f"name = '{name}'")
+        models[name] = {
+            "versions": sorted((int(v.version), v.tags.get(TRAIN_KEY_TAG)) for v in versions),
+            # the REST client gives alias versions as strings, the SQL store as numbers
+            "aliases": {a: int(v) for a, v in sorted(client.get_registered_model(name).aliases.items())},
+            "events": [_without(e.to_dict(), "id", "recorded_at") for e in history.events(settings, name)],
+            "approvals": [
+                {
+                    **_without(a.to_dict(), "id", "recorded_at", "event_id"),
+                    "moved_alias": a.event_id is not None,
+                }
+                for a in history.approvals_of(settings, name)
+            ],
+        }
+    months = {}
+    for month in month_range(settings.start_month, settings.end_month):
+        record = load_month(settings, month)
+        if record is not None:
+            months[month] = _without(asdict(record), "stage_seconds")
+    return {"models": models, "months": months}
+
+
+def assert_no_duplicates(state: dict[str, Any]) -> None:
+    """Every version carries a train key and no train key has two versions; each month is recorded once."""
+    for name, model in state["models"].items():
+        keys = [key for _, key in model["versions"]]
+        assert None not in keys, f"{name}: a registered version without its train key: {model['versions']}"
+        assert len(keys) == len(set(keys)), f"{name}: two versions for one train key: {model['versions']}"
+
+
+def _describe_difference(got: dict[str, Any], want: dict[str, Any]) -> str:
+    lines = []
+    for name in sorted(set(got["models"]) | set(want["models"])):
+        for part in ("versions", "aliases", "events", "approvals"):
+            mine, theirs = got["models"].get(name, {}).get(part), want["models"].get(name, {}).get(part)
+            if mine != theirs:
+                lines.append(f"{name} {part}: production {mine!r:.400} vs embedded {theirs!r:.400}")
+    for month in sorted(set(got["months"]) | set(want["months"])):
+        mine, theirs = got["months"].get(month), want["months"].get(month)
+        if mine != theirs:
+            fields = sorted(
+                k for k in {**(mine or {}), **(theirs or {})} if (mine or {}).get(k) != (theirs or {}).get(k)
+            )
+            lines.append(f"month {month} differs in {fields}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def embedded_state(small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    """The small lifecycle on the embedded profile (SQLite MLflow and history, local Feast): the reference."""
+    home, _ = small_lifecycle_run
+    state = lifecycle_state(Settings(_env_file=None, home=home, **small_lifecycle()))  # type: ignore[call-arg]
+    assert any("champion" in m["aliases"] for m in state["models"].values()), (
+        f"no champion: {state['models']}"
+    )
+    return state
+
+
+@pytest.fixture
+def as_pipeline_user(monkeypatch: pytest.MonkeyPatch) -> Callable[[Settings], None]:
+    """Let this process read MLflow as the settings' pipeline user (the MLflow client reads the environment)."""
+
+    def use(settings: Settings) -> None:
+        for key, value in mlflow_credentials(settings).items():
+            monkeypatch.setenv(key, value)
+
+    return use
+
+
+def test_production_lifecycle_matches_the_embedded_run(
+    embedded_state: dict[str, Any],
+    tmp_path: Path,
+    postgres: str,
+    redis_db: int,
+    as_pipeline_user: Callable[[Settings], None],
+) -> None:
+    # Given the production services on the real PostgreSQL and Redis (this test's own databases)
+    settings = lifecycle_production_settings(tmp_path / "orchard", postgres, redis_db, PG_URL)
+    as_pipeline_user(settings)
+    try:
+        up(settings)
+        # When the small lifecycle runs on the production profile (settings from ORCHARD_* only, as a user has)
+        result = run_orchard(settings.home, "demo", **orchard_variables(settings))
+        assert result.returncode == 0, (
+            f"production demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+        # Then MLflow (the server), the governance history (PostgreSQL) and the ledger hold what the embedded
+        # run holds
+        assert settings.tracking_uri.startswith("http://") and settings.registry_db_url.startswith(
+            "postgresql"
+        )
+        state = lifecycle_state(settings)
+    finally:
+        down(settings)
+    assert state["models"], "the production run registered no model"
+    assert any("champion" in m["aliases"] for m in state["models"].values()), "no champion on production"
+    assert len(state["months"]) == len(month_range(settings.start_month, settings.end_month))
+    assert state == embedded_state, _describe_difference(state, embedded_state)
+
+
+def _wait_for_first_training_run(settings: Settings, process: subprocess.Popen[str], timeout: float) -> None:
+    """Return once the MLflow server holds a training run (the lifecycle is writing its first model)."""
+    client = mlflow_client(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        if client.search_runs(experiments, max_results=1):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no training run within {timeout:.0f} s (demo exit code {process.poll()})")
+
+
+def test_postgres_outage_fails_clearly_and_the_rerun_converges(
+    embedded_state: dict[str, Any],
+    tmp_path: Path,
+    redis_db: int,
+    as_pipeline_user: Callable[[Settings], None],
+) -> None:
+    with throwaway_postgres() as cluster:
+        # Given every production service on a PostgreSQL cluster of this test's own
+        settings = lifecycle_production_settings(tmp_path / "orchard", "", redis_db, cluster.url)
+        as_pipeline_user(settings)
+        env = orchard_env(settings.home, **orchard_variables(settings), **QUICK_GIVE_UP)
+        try:
+            up(settings)
+            demo = subprocess.Popen(
+                orchard_cmd("demo"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            try:
+                # When PostgreSQL stops (no checkpoint, connections cut) while the first model is being trained
+                _wait_for_first_training_run(settings, demo, timeout=400)
+                cluster.stop("immediate")
+                stdout, stderr = demo.communicate(timeout=300)
+            finally:
+                if demo.poll() is None:
+                    demo.kill()
+                    demo.wait()
+            # Then the run fails with one line naming PostgreSQL as unreachable, not a traceback
+            assert demo.returncode == 1, f"exit code {demo.returncode}\n{stdout[-2000:]}\n{stderr[-3000:]}"
+            assert "Traceback" not in stderr, stderr[-3000:]
+            error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+            assert len(error_lines) == 1, stderr[-3000:]
+            assert f"PostgreSQL at 127.0.0.1:{cluster.port} is not reachable" in error_lines[0], error_lines
+
+            # And nothing is half-written: only whole months are recorded, every registered version carries
+            # its train key and none is registered twice (an interrupted training leaves at most an unfinished
+            # MLflow run, which the rerun does not reuse)
+            cluster.start()
+            interrupted = lifecycle_state(settings)
+            done = sorted(interrupted["months"])
+            all_months = month_range(settings.start_month, settings.end_month)
+            assert done == all_months[: len(done)] and len(done) < len(all_months), done
+            assert_no_duplicates(interrupted)
+
+            # When the same command runs again after PostgreSQL is back
+            again = subprocess.run(orchard_cmd("demo"), env=env, capture_output=True, text=True, timeout=600)
+            assert again.returncode == 0, f"rerun failed:\n{again.stdout[-2000:]}\n{again.stderr[-3000:]}"
+            converged = lifecycle_state(settings)
+            checks = {name: verify_history(settings, name) for name in converged["models"]}
+        finally:
+            down(settings)
+    # Then it converges to the uninterrupted run's end state, with no duplicate version, event or record
+    assert_no_duplicates(converged)
+    assert all(check.ok for check in checks.values()), {n: c.problems for n, c in checks.items()}
+    assert converged == embedded_state, _describe_difference(converged, embedded_state)

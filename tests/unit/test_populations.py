@@ -1,0 +1,124 @@
+"""Unit tests of the model populations: cases, request fields and labels with maturity, on tiny silver tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchard.atomic import write_parquet
+from orchard.errors import OrchardError
+from orchard.lake import silver_path
+from orchard.model_specs import BEHAVIOR_PD, COLLECTION_CURE, PRECREDIT_RESPONSE
+from orchard.populations import _sample, population
+from orchard.settings import Settings
+from orchard.sources import SOURCES, batch_id
+
+
+def _write(settings: Settings, source: str, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    frame["event_ts"] = pd.to_datetime(frame["event_ts"], utc=True)
+    for month, part in frame.groupby(frame["event_ts"].dt.strftime("%Y-%m")):
+        part = part.assign(batch_id=batch_id(source, month))
+        for column in SOURCES[source].column_names:
+            if column not in part:
+                part[column] = None
+        write_parquet(part[SOURCES[source].column_names], silver_path(settings, source, month))
+
+
+def _statement(app: str, mob: int, month: str, dpd: int, status: str) -> dict:
+    return {"application_id": app, "user_id": f"u_{app}", "months_on_book": mob, "event_ts": f"{month}-05",
+            "balance": 800.0, "amount_due": 100.0, "amount_paid": 0.0 if dpd else 100.0, "dpd": dpd,
+            "status": status}  # fmt: skip
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # the lake starts 2018-11, so these 2019 cases are past the credit-history warm-up
+    s = Settings(
+        home=tmp_path / "orchard",
+        start_month="2018-11",
+        label_window_months=2,
+        cure_window_months=2,
+        bad_dpd=90,
+    )
+    apps = [{"application_id": a, "user_id": f"u_{a}", "event_ts": "2019-01-10", "requested_amount": 1000.0,
+             "term_months": 12, "income_declared": 2000.0, "employment_type": "salaried",
+             "loan_purpose": "consumption", "channel": "web", "decision": "approved"}
+            for a in ("good", "rolls", "cures", "late")]  # fmt: skip
+    apps.append({**apps[0], "application_id": "declined", "user_id": "u_declined", "decision": "declined"})
+    _write(s, "applications", apps)
+    _write(s, "repayments", [
+        _statement("good", 1, "2019-02", 0, "current"), _statement("good", 2, "2019-03", 0, "current"),
+        _statement("good", 3, "2019-04", 0, "current"),
+        _statement("rolls", 1, "2019-02", 30, "delinquent"), _statement("rolls", 2, "2019-03", 60, "delinquent"),
+        _statement("rolls", 3, "2019-04", 90, "delinquent"),
+        _statement("cures", 1, "2019-02", 30, "delinquent"), _statement("cures", 2, "2019-03", 30, "delinquent"),
+        _statement("cures", 3, "2019-04", 0, "current"),
+        _statement("late", 1, "2019-02", 30, "delinquent"), _statement("late", 2, "2019-03", 60, "delinquent"),
+        _statement("late", 3, "2019-04", 90, "delinquent"),
+    ])  # fmt: skip
+    _write(s, "collections", [
+        {"application_id": a, "user_id": f"u_{a}", "months_on_book": 1, "event_ts": "2019-02-09", "dpd": 30,
+         "amount_overdue": 100.0, "action": "sms", "contact_result": r, "recovered_amount": 0.0}
+        for a, r in (("rolls", "no_contact"), ("cures", "promise_to_pay"))
+    ])  # fmt: skip
+    _write(s, "campaigns", [
+        {"offer_id": "O1", "user_id": "u_good", "event_ts": "2019-01-01 09:00", "campaign_id": "CMP-2019-01",
+         "offer_channel": "push", "offer_amount": 1500.0, "responded": 1, "application_id": "good"},
+        {"offer_id": "O2", "user_id": "u_declined", "event_ts": "2019-01-01 10:00", "campaign_id": "CMP-2019-01",
+         "offer_channel": "sms", "offer_amount": 900.0, "responded": 1, "application_id": "declined"},
+        {"offer_id": "O3", "user_id": "u_x", "event_ts": "2019-01-01 11:00", "campaign_id": "CMP-2019-01",
+         "offer_channel": "in_app", "offer_amount": 700.0, "responded": 0, "application_id": None},
+    ])  # fmt: skip
+    return s
+
+
+def test_offer_event_is_a_response_that_was_approved(settings: Settings) -> None:
+    frame = population(settings, PRECREDIT_RESPONSE, ["2019-01"], "2019-01").set_index("offer_id")
+    # an approved response is the event; a declined response and no response are not
+    assert frame["bad"].to_dict() == {"O1": 1.0, "O2": 0.0, "O3": 0.0}
+    assert frame["mature"].all() and frame["eligible"].all()
+    assert {"offer_channel", "offer_amount"} <= set(frame.columns)
+
+
+def test_account_snapshots_look_ahead_only_inside_the_window(settings: Settings) -> None:
+    frame = population(settings, BEHAVIOR_PD, ["2019-02", "2019-03"], "2019-04").set_index("account_month_id")
+    # a snapshot at 90+ dpd is already bad: it is not in the population
+    assert "rolls-03" not in frame.index
+    # rolls reaches 90 dpd two statements after its first snapshot: bad; good never does
+    assert frame.loc["rolls-01", "bad"] == 1.0 and frame.loc["good-01", "bad"] == 0.0
+    # a 2019-03 snapshot needs statements through 2019-05 to be mature: unknown at 2019-04 unless already bad
+    assert not frame.loc["good-02", "mature"] and np.isnan(frame.loc["good-02", "bad"])
+    assert frame.loc["rolls-02", "bad"] == 1.0
+    # account fields come from the statement alone (loans booked before the lake began have no application)
+    assert frame.loc["good-01", ["balance", "amount_due", "paid_ratio"]].tolist() == [800.0, 100.0, 1.0]
+    assert frame.loc["rolls-01", "paid_ratio"] == 0.0
+
+
+def test_delinquency_cure_is_a_current_statement_within_the_window(settings: Settings) -> None:
+    frame = population(settings, COLLECTION_CURE, ["2019-02"], "2019-04").set_index("account_month_id")
+    assert frame["bad"].to_dict() == {"cures-01": 1.0, "rolls-01": 0.0}
+    assert frame.loc["cures-01", "contact_result"] == "promise_to_pay"
+    # the case is scored at the collection action, after the statement it follows
+    assert (frame["event_timestamp"] == pd.Timestamp("2019-02-09", tz="UTC")).all()
+
+
+def test_account_sampling_keeps_the_same_rows_whatever_the_input_order() -> None:
+    keys = [f"A{i:04d}-01" for i in range(50)]
+    frame = pd.DataFrame({"account_month_id": keys, "event_ts": pd.Timestamp("2019-02-05", tz="UTC")})
+    kept = _sample(frame, "account_month_id", 10)
+    shuffled = _sample(frame.sample(frac=1.0, random_state=1), "account_month_id", 10)
+    assert len(kept) == 10 and set(kept["account_month_id"]) == set(shuffled["account_month_id"])
+
+
+def test_account_populations_skip_the_credit_history_warm_up(settings: Settings) -> None:
+    early = settings.model_copy(update={"start_month": "2019-01"})
+    # 2019-02 is the lake's second month: its 3-month credit-history windows are incomplete
+    with pytest.raises(OrchardError, match="warm-up"):
+        population(early, BEHAVIOR_PD, ["2019-02"], "2019-04")
+    assert set(
+        population(early, BEHAVIOR_PD, ["2019-02", "2019-03"], "2019-04")["account_month_id"]
+    ).isdisjoint({"good-01", "rolls-01"})
