@@ -9,11 +9,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from model_registry.registry import load_model
 from orchard.model_specs import MODEL_SPECS
+from orchard.settings import Settings
 from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
 
 pytestmark = pytest.mark.slow
@@ -95,6 +98,15 @@ def test_every_stage_model_is_trained_carded_and_stratifies(
     # every application decision of a month carries its reason codes
     scores = pd.read_parquet(home / "scores" / "application_pd" / f"{max(counted)}.parquet")
     assert len(scores) > 50 and scores["reason_code_1"].notna().all()
+    # behaviour: for the real champions, more missed payments / worse dpd never lower the predicted risk
+    settings = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    for name in ("application_pd", "application_fraud"):
+        champion = load_model(settings, name, "champion")
+        for feature in MODEL_SPECS[name].increasing:
+            grid = np.vstack(
+                [champion.predict_pd(scores.assign(**{feature: v})) for v in (0, 1, 2, 3, 6, 12)]
+            )
+            assert (np.diff(grid, axis=0) >= 0).all(), f"{name}: more {feature} lowered a PD"
 
 
 def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
