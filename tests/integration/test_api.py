@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
-from orchard.model_specs import APPLICATION_PD, MODEL_SPECS
+from orchard.model_specs import APPLICATION_PD, SERVED_SPECS
 from orchard.serving.app import create_app
 from orchard.serving.batch import batch_scores, scores_path
 from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, decisions_dir, find_decision
@@ -160,10 +160,10 @@ def test_oversize_body_is_413_declared_or_streamed(client: TestClient) -> None:
         assert "max_body_bytes" in response.json()["error"], response.json()
 
 
-def test_scores_route_serves_every_registered_model(client: TestClient, bodies: list[dict]) -> None:
+def test_scores_route_serves_every_served_model(client: TestClient, bodies: list[dict]) -> None:
     # Given a customer and the request fields of the application models
     fields = {k: v for k, v in bodies[1].items() if k != "customer_id"}
-    for model in MODEL_SPECS:
+    for model in SERVED_SPECS:
         # When each model scores the customer
         response = client.post(
             f"/v1/scores/{model}",
