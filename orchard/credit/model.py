@@ -177,7 +177,24 @@ def platt_calibration(
         )
         raw[held_rows] = fold.predict(x.iloc[held_rows], raw_score=True)
     platt = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y)
-    return (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
+    slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    if slope <= 0.0:
+        # no out-of-fold signal: a non-positive slope would reverse the booster's order (and its monotone
+        # constraints); keep the order and only shift the level to the observed event rate
+        return (1.0, _level_shift(raw, y))
+    return (slope, intercept)
+
+
+def _level_shift(raw: np.ndarray, y: np.ndarray) -> float:
+    """Return b maximising the likelihood of sigmoid(raw + b) for labels y (Newton's method, 1-D)."""
+    shift = 0.0
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(raw + shift)))
+        step = float((p - y).sum() / max((p * (1.0 - p)).sum(), 1e-12))
+        shift -= step
+        if abs(step) < 1e-10:
+            break
+    return shift
 
 
 LIGHTGBM_PARAMS: dict[str, Any] = {

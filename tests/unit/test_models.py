@@ -198,3 +198,18 @@ def test_lightgbm_is_platt_calibrated_on_out_of_fold_scores() -> None:
     lowest = pd_fresh <= np.quantile(pd_fresh, 0.2)
     assert abs(pd_fresh.mean() - fresh["bad"].mean()) < 0.01
     assert abs(pd_fresh[lowest].mean() - fresh["bad"][lowest].mean()) < 0.02
+
+
+def test_calibration_never_reverses_the_order_of_a_model_without_signal() -> None:
+    # Given labels unrelated to the features (the out-of-fold Platt slope may come out negative)
+    rng = np.random.default_rng(12)  # with this draw the out-of-fold Platt slope comes out negative
+    frame = _synthetic(3000, seed=5).assign(bad=(rng.random(3000) < 0.04).astype(int))
+    # When LightGBM is trained increasing in late payments
+    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
+    slope, _ = model.estimator.calibration
+    rows = pd.DataFrame({"late_payments": np.arange(13), "income": 3000.0, "employment": "salaried"})
+    # Then the calibration keeps the booster's order (slope 1, only the level shifted) and more late payments
+    # never lower the PD
+    assert slope == 1.0
+    assert (np.diff(model.predict_pd(rows)) >= 0).all()
+    assert abs(model.predict_pd(frame).mean() - frame["bad"].mean()) < 0.01
