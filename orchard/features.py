@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from orchard.errors import OrchardError
+from orchard.months import timestamp_months
 from orchard.sources import EVENT_TIME
 
 FeatureDtype = Literal["int", "float", "string"]
@@ -167,10 +168,6 @@ def partner_activity_features(partner_users: pd.DataFrame) -> pd.DataFrame:
     return _typed(out, PARTNER_ACTIVITY)
 
 
-def _month_index(ts: pd.Series) -> pd.Series:
-    return (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
-
-
 def _trailing_window(
     users: np.ndarray, months: np.ndarray, dpd: np.ndarray, missed: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +205,7 @@ def credit_history_features(repayments: pd.DataFrame) -> pd.DataFrame:
             CREDIT_HISTORY,
         )
     rep = repayments[needed]
-    month = _month_index(rep[EVENT_TIME])
+    month = timestamp_months(rep[EVENT_TIME])
     is_open = rep["status"].isin(OPEN_STATUSES)
     statements = pd.DataFrame(
         {

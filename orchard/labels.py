@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from orchard.errors import OrchardError
-from orchard.months import parse_month
+from orchard.months import parse_month, timestamp_months
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def event_within(
     return np.where(went, 1.0, np.where(mature, 0.0, np.nan)), mature
 
 
-def _booked(applications: pd.DataFrame) -> pd.DataFrame:
+def booked_loans(applications: pd.DataFrame) -> pd.DataFrame:
     """Return the approved applications (booked loans) with their vintage and booking month index."""
     _require(applications, _APPLICATION_COLUMNS, "applications")
     booked = applications.loc[
@@ -80,7 +80,7 @@ def _booked(applications: pd.DataFrame) -> pd.DataFrame:
     booked = booked.copy()
     booked["event_ts"] = pd.to_datetime(booked["event_ts"], utc=True)
     booked["vintage"] = vintage_of(booked["event_ts"])
-    booked["obs_index"] = (booked["event_ts"].dt.year * 12 + booked["event_ts"].dt.month - 1).astype("int64")
+    booked["obs_index"] = timestamp_months(booked["event_ts"])
     return booked
 
 
@@ -103,7 +103,7 @@ def loan_labels(
     """
     as_of = month_index(as_of_month)
     _check_window(window_months)
-    booked = _booked(applications)
+    booked = booked_loans(applications)
     events = repayments.loc[is_event.to_numpy(dtype=bool), ["application_id", "months_on_book"]]
     events = events.merge(booked[["application_id", "obs_index"]], on="application_id", how="inner")
     events["stmt_index"] = events["obs_index"] + events["months_on_book"]

@@ -52,3 +52,9 @@ def month_start(month: str) -> pd.Timestamp:
 def month_end(month: str) -> pd.Timestamp:
     """Return the first instant of the next month (UTC): the month is [start, end)."""
     return month_start(add_months(month, 1))
+
+
+def timestamp_months(ts: pd.Series) -> pd.Series:
+    """Return each timestamp's month as a running integer (year * 12 + month - 1; naive taken as UTC)."""
+    ts = pd.to_datetime(ts, utc=True)
+    return (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")

@@ -38,7 +38,7 @@ from orchard.labels import (
 )
 from orchard.lake import read_silver
 from orchard.model_specs import ModelSpec
-from orchard.months import add_months, month_range
+from orchard.months import add_months, month_range, timestamp_months
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID, EVENT_TIME
 
@@ -48,8 +48,7 @@ CURED_STATUSES = ("current", "paid_off")
 
 
 def _index(ts: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(ts, utc=True)
-    return (ts.dt.year * 12 + ts.dt.month - 1).to_numpy(dtype="int64")
+    return timestamp_months(ts).to_numpy()
 
 
 def _loan_labels(settings: Settings, spec: ModelSpec, apps: pd.DataFrame, as_of: str) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from orchard.credit.model import CreditModel
 from orchard.errors import OrchardError
+from orchard.months import timestamp_months
 
 PRINCIPAL = "requested_amount"
 
@@ -30,8 +31,7 @@ def realised_losses(repayments: pd.DataFrame, collections: pd.DataFrame) -> pd.D
     written = collections.loc[collections["action"] == "write_off", ["application_id", "recovered_amount"]]
     written = written.groupby("application_id", as_index=False)["recovered_amount"].sum()
     out = off.merge(written, on="application_id", how="left").fillna({"recovered_amount": 0.0})
-    ts = pd.to_datetime(out["event_ts"], utc=True)
-    out["chargeoff_index"] = (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
+    out["chargeoff_index"] = timestamp_months(out["event_ts"])
     out["recovered_amount"] = np.minimum(out["recovered_amount"], out["balance"])
     out["net_loss"] = out["balance"] - out["recovered_amount"]
     return out[["application_id", "chargeoff_index", "balance", "recovered_amount", "net_loss"]]

@@ -8,7 +8,7 @@ import pandas as pd
 from model_registry.registry import champion_version, load_model
 from orchard.credit.expected_loss import loss_by_vintage, realised_losses
 from orchard.credit.stratification import tier_counts
-from orchard.labels import month_index
+from orchard.labels import booked_loans, month_index
 from orchard.lake import read_silver
 from orchard.model_specs import LOSS_FORECAST, PRECREDIT_RESPONSE, ModelSpec
 from orchard.serving.batch import score_month, scores_path
@@ -59,11 +59,7 @@ def vintage_losses(settings: Settings, expected: dict[str, dict[str, float]], as
 
     A vintage is mature once its whole loss window has passed by `as_of` (only then is the comparison final).
     """
-    apps = read_silver(settings, "applications")
-    booked = apps.loc[apps["decision"] == "approved", ["application_id", "event_ts"]].copy()
-    ts = pd.to_datetime(booked["event_ts"], utc=True)
-    booked["vintage"] = ts.dt.strftime("%Y-%m")
-    booked["obs_index"] = (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
+    booked = booked_loans(read_silver(settings, "applications"))
     losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
     table = loss_by_vintage(
         booked, np.zeros(len(booked)), losses, month_index(as_of), settings.loss_window_months

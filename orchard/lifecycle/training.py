@@ -18,6 +18,7 @@ from orchard.credit.metrics import evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.stratification import PrecreditModel, tier_counts
+from orchard.labels import month_index
 from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
@@ -29,7 +30,7 @@ from orchard.lifecycle.datasets import (
 )
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
 from orchard.model_specs import APPLICATION_PD, ModelSpec
-from orchard.months import month_range
+from orchard.months import month_range, timestamp_months
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,11 +114,9 @@ def _loss_forecast(
     lgd, ead, n_used = loss_parameters(dev, losses)
     model = LossForecastModel(spec.name, pd_model, lgd=lgd, ead_ratio=ead)
     booked = data.frame[data.frame["eligible"].astype(bool)].copy()
-    ts = pd.to_datetime(booked["event_timestamp"], utc=True)
-    booked["obs_index"] = (ts.dt.year * 12 + ts.dt.month - 1).astype("int64")
-    year, month = (int(p) for p in as_of.split("-"))
+    booked["obs_index"] = timestamp_months(booked["event_timestamp"])
     table = loss_by_vintage(
-        booked, model.expected_loss(booked), losses, year * 12 + month - 1, settings.loss_window_months
+        booked, model.expected_loss(booked), losses, month_index(as_of), settings.loss_window_months
     )
     in_oot = table["vintage"].isin(set(oot["vintage"]))
     ratio = float(
