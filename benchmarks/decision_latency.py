@@ -46,11 +46,11 @@ def _bodies(settings: Any, n: int) -> list[dict[str, Any]]:
 
 def measure_feast(settings: Any, bodies: list[dict[str, Any]], n: int) -> list[float]:
     """Return the latency of Feast's own get_online_features (+ to_dict) per customer."""
-    from feature_repo.services import APPLICATION_PD_V1
     from orchard.feature_store import open_store
+    from orchard.model_specs import model_spec
 
     store = open_store(settings)
-    service = store.get_feature_service(APPLICATION_PD_V1)
+    service = store.get_feature_service(model_spec(settings.portfolio_def, "application_pd").feature_service)
     timings = []
     for i in range(n + 200):
         started = time.perf_counter()
@@ -68,11 +68,14 @@ def measure_in_process(settings: Any, bodies: list[dict[str, Any]], n: int) -> l
 
     from orchard.serving.app import decide_application_request, start_runtime
     from orchard.serving.config import ServingConfig
-    from orchard.serving.schemas import ApplicationRequest
+    from orchard.serving.schemas import application_request
 
     config = ServingConfig(api_key=SecretStr("bench"), champion_poll_seconds=3600)
     runtime = start_runtime(settings, config)
-    validated = [ApplicationRequest.model_validate(b).model_dump() for b in bodies]  # type: ignore[attr-defined]
+    served = runtime.portfolio
+    assert served.pd_model is not None, "the benchmark decides with the portfolio's decision block"
+    request_model = application_request(served.pd_model, served.columns)
+    validated = [request_model.model_validate(b).model_dump() for b in bodies]
     timings = []
     try:
         for i in range(n + 200):

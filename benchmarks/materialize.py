@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.feature_store import apply_definitions, materialize_month, open_store, update_offline_tables
+from orchard.lake import silver_path
 from orchard.months import month_end, month_start
 from orchard.settings import Settings
-from orchard.sources import REPAYMENTS
 
 MONTH = "2020-03"
 CHECK_USERS = 2_000
@@ -69,9 +70,10 @@ def _settings(home: Path) -> Settings:
 
 
 def _prepare(home: Path, partner_users: pd.DataFrame) -> Settings:
+    """Put the snapshot in silver (no repayments) and build the offline tables from it."""
     settings = _settings(home)
-    empty_repayments = pd.DataFrame({c: pd.Series(dtype="object") for c in REPAYMENTS.column_names})
-    update_offline_tables(settings, partner_users, empty_repayments)
+    write_parquet(partner_users, silver_path(settings, "partner_users", MONTH))
+    update_offline_tables(settings)
     return settings
 
 

@@ -23,19 +23,23 @@ from feast import FeatureStore
 from pydantic import SecretStr
 
 from feature_repo.definitions import definitions
-from feature_repo.services import APPLICATION_PD_V1
 from orchard.feature_store import repo_config
-from orchard.features import CREDIT_HISTORY, ENTITY_KEY, FEATURES, PARTNER_ACTIVITY
+from orchard.features import feature_specs
 from orchard.production import ensure_databases, production_repo_config
 from orchard.settings import Settings
 from orchard.sources import EVENT_TIME
+
+# the demo portfolio's views and the application_pd service that reads both, keyed on user_id
+ENTITY_KEY = "user_id"
+VIEWS = ("partner_activity", "credit_history")
+SERVICE = "application_pd_v1"
 
 
 def synthetic_view_frame(view: str, customers: int, seed: int = 0) -> pd.DataFrame:
     """Return one row per customer of a view's features (typed like the offline tables), seeded."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({ENTITY_KEY: [f"u{i:07d}" for i in range(customers)]})
-    for spec in (f for f in FEATURES if f.view == view):
+    for spec in (f for f in feature_specs(Settings(_env_file=None).portfolio_def) if f.view == view):
         if spec.dtype == "int":
             frame[spec.name] = rng.integers(0, 120, customers).astype("int64")
         elif spec.dtype == "float":
@@ -55,7 +59,7 @@ def _materialize(store: FeatureStore, frames: dict[str, pd.DataFrame]) -> float:
 
 
 def _read_latencies(store: FeatureStore, user_ids: list[str]) -> np.ndarray:
-    service = store.get_feature_service(APPLICATION_PD_V1)
+    service = store.get_feature_service(SERVICE)
     latencies = []
     for user_id in user_ids:
         started = time.perf_counter()
@@ -68,10 +72,7 @@ def run(customers: int, reads: int, redis_url: str, postgres_url: str) -> dict[s
     """Run both stores on the same rows and reads; return rows/s and read p50/p99 (ms) per store."""
     from tests.services.conftest import ProductionSettings, drop_databases
 
-    frames = {
-        view: synthetic_view_frame(view, customers, seed)
-        for seed, view in enumerate((PARTNER_ACTIVITY, CREDIT_HISTORY))
-    }
+    frames = {view: synthetic_view_frame(view, customers, seed) for seed, view in enumerate(VIEWS)}
     rows = sum(len(f) for f in frames.values())
     rng = np.random.default_rng(1)
     user_ids = [f"u{i:07d}" for i in rng.integers(0, customers, reads)]

@@ -1,21 +1,24 @@
-"""Feast entities of Orchard: the customer (a partner-platform user)."""
+"""Feast entities of a portfolio (the demo's: the customer, a partner-platform user joined on user_id)."""
 
 from __future__ import annotations
 
 from feast import Entity, ValueType
 
-from orchard.features import ENTITY_KEY
+from orchard.portfolio.spec import Portfolio
 
-CUSTOMER = "customer"
+OWNER = "risk-data@orchard"
 
 
-def customer_entity() -> Entity:
-    """Return the customer entity, joined on user_id."""
-    return Entity(
-        name=CUSTOMER,
-        join_keys=[ENTITY_KEY],
-        value_type=ValueType.STRING,
-        description="a partner-platform user: applicant, borrower or marketing prospect",
-        tags={"pii": "id"},
-        owner="risk-data@orchard",
-    )
+def portfolio_entities(portfolio: Portfolio) -> list[Entity]:
+    """Return one Feast entity per entity of the portfolio, joined on its key."""
+    return [
+        Entity(
+            name=name,
+            join_keys=[entity.join_key],
+            value_type=ValueType.STRING,
+            description=entity.description,
+            tags={"pii": "id"},
+            owner=OWNER,
+        )
+        for name, entity in portfolio.entities.items()
+    ]

@@ -8,8 +8,6 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from orchard.feature_store import apply_definitions, materialize_month, month_rows, update_offline_tables
-from orchard.features import CREDIT_HISTORY, PARTNER_ACTIVITY
-from orchard.lake import read_silver
 from orchard.settings import Settings
 
 
@@ -17,13 +15,11 @@ from orchard.settings import Settings
 def update_features(settings: Settings, month: str) -> dict[str, float]:
     """Recompute the offline tables from silver, apply definitions, materialize the month online."""
     start = time.perf_counter()
-    tables = update_offline_tables(
-        settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
-    )
+    tables = update_offline_tables(settings)
     apply_definitions(settings)
     result = materialize_month(settings, month)
     # rows of the month in the feature tables: the state, the same however many attempts materialized it
-    month_total = sum(len(month_rows(settings, view, month)) for view in (PARTNER_ACTIVITY, CREDIT_HISTORY))
+    month_total = sum(len(month_rows(settings, view, month)) for view in settings.portfolio_def.views)
     return {
         "offline_rows": float(sum(tables.values())),
         "online_rows_written": float(result.rows),

@@ -17,18 +17,11 @@ from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from model_registry.history import champion_at
 from orchard.lake import silver_months
-from orchard.lifecycle.ledger import (
-    PRIMARY_MODEL,
-    ModelMonth,
-    MonthRecord,
-    last_retrain_month,
-    load_month,
-    record_month,
-)
+from orchard.lifecycle.ledger import ModelMonth, MonthRecord, last_retrain_month, load_month, record_month
 from orchard.lifecycle.monitoring import MonitorOutcome
 from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.lifecycle.training import TrainOutcome, ready_to_train
-from orchard.model_specs import MODEL_SPECS, ModelSpec
+from orchard.model_specs import ModelSpec, model_specs, primary_model
 from orchard.months import add_months, month_range
 from orchard.settings import Settings
 from orchard.simulate import simulate
@@ -65,7 +58,7 @@ def _model_step(
     The champion monitored is the one in force when the month began, so a month redone after an interruption
     (when this month's version may already be champion) decides exactly as the first attempt did.
     """
-    primary = spec.name == PRIMARY_MODEL
+    primary = spec.name == primary_model(settings.portfolio_def)
     if month not in silver_months(settings, spec.source):
         return ModelStep(
             None, skipped=f"no validated {spec.source} batch of {month}: nothing to score or learn"
@@ -83,26 +76,28 @@ def _model_step(
     should_train = (outcome is None and ready_to_train(settings, spec, month)) or (
         outcome is not None and outcome.retrain
     )
-    _timed(record, "monitor" if primary else f"monitor {spec.name}", t)
+    _timed(record, f"monitor {spec.name}", t)
     if not should_train:
         return ModelStep(outcome)
     t = time.perf_counter()
     trained = train_model(settings, spec.name, month)
-    _timed(record, "train" if primary else f"train {spec.name}", t)
+    _timed(record, f"train {spec.name}", t)
     t = time.perf_counter()
     promotion = promotion_decision(settings, trained, month)
-    _timed(record, "promote" if primary else f"promote {spec.name}", t)
+    _timed(record, f"promote {spec.name}", t)
     return ModelStep(outcome, trained, promotion)
 
 
-def _stage_month(
+def _model_month(
     settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord
 ) -> ModelMonth:
-    """Return a stage model's month record, with the campaign tiers or the vintage's expected loss."""
+    """Return a model's month record: monitoring, training, promotion, and what its kind adds."""
     outcome = step.outcome
+    top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5] if outcome else []
     entry = ModelMonth(
         champion=None if outcome is None else outcome.version,
         score_psi=None if outcome is None else outcome.score_psi,
+        top_feature_psi=dict(top),
         breach=bool(outcome and outcome.breach),
         reasons=[step.skipped] if step.skipped else [] if outcome is None else list(outcome.reasons),
         trained=None if step.trained is None else asdict(step.trained),
@@ -111,12 +106,16 @@ def _stage_month(
     if step.skipped:
         return entry
     t = time.perf_counter()
-    if spec.unit == "offers":
-        entry.tiers = campaign_tiers(settings, month)
-        _timed(record, "tiers", t)
-    if spec.label_kind == "charge_off":
-        entry.expected_loss = vintage_expected_loss(settings, month)
-        _timed(record, "expected loss", t)
+    if spec.kind == "tiers":
+        entry.tiers = campaign_tiers(settings, spec.name, month)
+        _timed(record, f"tiers {spec.name}", t)
+    if spec.kind == "expected_loss":
+        entry.expected_loss = vintage_expected_loss(settings, spec.name, month)
+        _timed(record, f"expected loss {spec.name}", t)
+    if outcome is not None and spec.name == primary_model(settings.portfolio_def):
+        t = time.perf_counter()
+        publish_month_dashboard(settings, spec.name, month, outcome)
+        _timed(record, f"dashboard {spec.name}", t)
     return entry
 
 
@@ -141,27 +140,9 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
     record.feature_rows = int(update_features(settings, month)["month_rows"])
     _timed(record, "features", t)
 
-    for spec in MODEL_SPECS.values():
+    for spec in model_specs(settings.portfolio_def).values():
         step = _model_step(settings, spec, month, history, record)
-        if spec.name != PRIMARY_MODEL:
-            record.models[spec.name] = asdict(_stage_month(settings, spec, step, month, record))
-            continue
-        outcome = step.outcome
-        if step.skipped:
-            record.reasons = [step.skipped]
-        if outcome is not None:
-            record.champion = outcome.version
-            record.score_psi = outcome.score_psi
-            top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5]
-            record.top_feature_psi = dict(top)
-            record.breach, record.reasons = outcome.breach, outcome.reasons
-        if step.trained is not None:
-            record.trained = asdict(step.trained)
-            record.promotion = asdict(step.promotion)
-        if outcome is not None:
-            t = time.perf_counter()
-            publish_month_dashboard(settings, spec.name, month, outcome)
-            _timed(record, "dashboard", t)
+        record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record))
 
     record_month(settings, record)
     _report(record)
@@ -172,32 +153,29 @@ def _report(record: MonthRecord) -> None:
     parts = [record.month, f"batches {len(record.ingested)}"]
     for batch, broken in record.quarantined.items():
         parts.append(f"QUARANTINED {batch}: " + "; ".join(b.split(",")[0] for b in broken))
-    if record.score_psi is not None:
-        parts.append(
-            f"champion v{record.champion} score PSI {record.score_psi:.3f}"
-            + (" BREACH" if record.breach else "")
-        )
-    if record.trained:
-        parts.append(
-            f"trained v{record.trained['version']} (oot AUC {record.trained['metrics']['oot_auc']:.3f})"
-        )
-    if record.promotion:
-        reason = record.promotion["reason"].split("; ")[0]
-        parts.append(f"{record.promotion['action']}: {reason}")
-    for name, entry in record.models.items():
-        if entry.get("breach"):
-            parts.append(f"{name} BREACH")
-        if entry.get("trained"):
-            parts.append(f"{name} v{entry['trained']['version']} {entry['promotion']['action']}")
-        if entry.get("tiers"):
-            parts.append("tiers " + " ".join(f"{t}:{n}" for t, n in entry["tiers"].items()))
+    for name in record.models:
+        entry = record.model(name)
+        if entry.score_psi is not None:
+            parts.append(
+                f"{name} v{entry.champion} PSI {entry.score_psi:.3f}" + (" BREACH" if entry.breach else "")
+            )
+        if entry.trained and entry.promotion:
+            oot = entry.trained["metrics"]["oot_auc"]
+            parts.append(
+                f"{name} v{entry.trained['version']} (oot AUC {oot:.3f}) {entry.promotion['action']}"
+            )
+        if entry.tiers:
+            parts.append("tiers " + " ".join(f"{t}:{n}" for t, n in entry.tiers.items()))
     progress.info(" | ".join(parts))
 
 
 @flow(name="lifecycle", flow_run_name="lifecycle {settings.start_month}..{until}", validate_parameters=False)
-def lifecycle_flow(settings: Settings, until: str, simulated: bool = True) -> list[dict]:
-    """Live through every month up to `until`; months already done are read back, not redone."""
-    if simulated:
+def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
+    """Live through every month up to `until`; months already done are read back, not redone.
+
+    A simulated portfolio (the demo) has its landing files written by the simulator first.
+    """
+    if settings.portfolio_def.simulated:
         simulate_landing(settings)
     history: list[MonthRecord] = []
     for month in month_range(settings.start_month, until):

@@ -9,7 +9,7 @@ from prefect.cache_policies import NONE
 
 from model_registry.registry import champion_version
 from orchard.errors import OrchardError
-from orchard.model_specs import MODEL_SPECS
+from orchard.model_specs import model_spec
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.models import load_served
 from orchard.settings import Settings
@@ -30,7 +30,9 @@ class ScoreOutcome:
 @task(name="score-month", task_run_name="score {model} v{version} @ {month}", cache_policy=NONE, retries=1)
 def score_month_task(settings: Settings, model: str, month: str, version: int) -> ScoreOutcome:
     """Score one month's applications with one model version and write them under home/scores."""
-    scores = score_month(settings, MODEL_SPECS[model], month, load_served(settings, model, version))
+    scores = score_month(
+        settings, model_spec(settings.portfolio_def, model), month, load_served(settings, model, version)
+    )
     return ScoreOutcome(
         model=model,
         month=month,
@@ -44,8 +46,7 @@ def score_month_task(settings: Settings, model: str, month: str, version: int) -
 @flow(name="score", flow_run_name="score {model} @ {month}", validate_parameters=False)
 def score_flow(settings: Settings, model: str, month: str, version: int | None = None) -> ScoreOutcome:
     """Batch-score a month for a model: the champion unless a version is given."""
-    if model not in MODEL_SPECS:
-        raise OrchardError(f"unknown model {model!r}; known: {', '.join(sorted(MODEL_SPECS))}")
+    model_spec(settings.portfolio_def, model)  # an unknown model is an error naming the known ones
     version = version if version is not None else champion_version(settings, model)
     if version is None:
         raise OrchardError(f"model {model} has no champion to score with; pass a version")

@@ -7,14 +7,14 @@ from prefect.cache_policies import NONE
 
 from orchard.lifecycle.promotion import PromotionOutcome, decide_promotion
 from orchard.lifecycle.training import TrainOutcome, train_and_register
-from orchard.model_specs import MODEL_SPECS
+from orchard.model_specs import model_spec
 from orchard.settings import Settings
 
 
 @task(name="train-model", task_run_name="train {model} @ {month}", cache_policy=NONE)
 def train_model(settings: Settings, model: str, month: str) -> TrainOutcome:
     """Train and register one model on the labels mature at `month` (idempotent per model and month)."""
-    return train_and_register(settings, MODEL_SPECS[model], month)
+    return train_and_register(settings, model_spec(settings.portfolio_def, model), month)
 
 
 @task(
@@ -22,7 +22,7 @@ def train_model(settings: Settings, model: str, month: str) -> TrainOutcome:
 )
 def promotion_decision(settings: Settings, trained: TrainOutcome, month: str) -> PromotionOutcome:
     """Gate the new version against the champion and move the aliases (with an approval record)."""
-    return decide_promotion(settings, MODEL_SPECS[trained.model], trained, month)
+    return decide_promotion(settings, model_spec(settings.portfolio_def, trained.model), trained, month)
 
 
 @flow(name="train", flow_run_name="train {model} @ {month}", validate_parameters=False)

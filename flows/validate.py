@@ -8,7 +8,6 @@ from prefect.cache_policies import NONE
 from orchard.contracts import ValidationOutcome, validate_batch
 from orchard.errors import ContractViolation, OrchardError
 from orchard.settings import Settings
-from orchard.sources import SOURCES
 
 
 class MonthQuarantined(OrchardError):
@@ -23,7 +22,7 @@ class MonthQuarantined(OrchardError):
 def validate_month(settings: Settings, month: str) -> list[ValidationOutcome]:
     """Validate every source of the month; raise naming each broken expectation if any batch failed."""
     outcomes, violations = [], []
-    for source in SOURCES:
+    for source in settings.portfolio_def.sources:
         try:
             outcomes.append(validate_batch(settings, source, month))
         except ContractViolation as violation:

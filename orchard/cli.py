@@ -140,8 +140,9 @@ def demo(
 ) -> None:
     """Run the whole lifecycle month by month in Prefect, then print the summary."""
     from orchard.months import month_range, parse_month
+    from orchard.settings import DEMO_PORTFOLIO
 
-    settings = _settings()
+    settings = _settings(portfolio=DEMO_PORTFOLIO)
     last = parse_month(until) if until else settings.end_month
     if last not in month_range(settings.start_month, settings.end_month):
         raise OrchardError(
@@ -150,6 +151,75 @@ def demo(
     console.print(
         f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/ (Prefect starting…)"
     )
+    _run_lifecycle(settings, last, shock_month=settings.shock_month)
+
+
+@app.command()
+@_one_line_errors
+def run(
+    portfolio: Annotated[Path, typer.Option(help="the portfolio folder (with portfolio.yaml)")],
+    until: Annotated[
+        str | None, typer.Option(help="last period to run (YYYY-MM); default: the last one landed")
+    ] = None,
+) -> None:
+    """Run a portfolio's lifecycle over every landed period not done yet, in order (resumable, idempotent)."""
+    from orchard.lifecycle.plan import plan_run
+
+    settings = _settings(portfolio=portfolio)
+    plan = plan_run(settings, until)
+    for line in plan.report():
+        console.print(line, soft_wrap=True, highlight=False)
+    if not plan.months:
+        raise OrchardError(f"nothing to run: {plan.first} has not landed for every source")
+    settings = settings.model_copy(update={"start_month": plan.first, "end_month": plan.months[-1]})
+    console.print(f"Orchard run of portfolio {settings.portfolio_def.name}, state in {settings.home}/")
+    _run_lifecycle(settings, plan.months[-1], shock_month=None)
+    if plan.missing:
+        raise typer.Exit(3)  # the run stopped at a missing period: a scheduler sees it did not finish
+
+
+@app.command()
+@_one_line_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="the new portfolio folder")],
+    sample: Annotated[
+        list[Path],
+        typer.Option("--from", help="a sample file of one source (CSV or Parquet); repeat per source"),
+    ],
+) -> None:
+    """Scaffold a portfolio from sample files: types, categories, keys and time columns guessed for review."""
+    from orchard.portfolio.scaffold import scaffold_portfolio
+
+    path = scaffold_portfolio(folder, sample)
+    console.print(
+        f"wrote {path}: review every line marked REVIEW, then add labels and models", soft_wrap=True
+    )
+
+
+@app.command()
+@_one_line_errors
+def deployments(
+    portfolio: Annotated[Path, typer.Option(help="the portfolio folder (with portfolio.yaml)")],
+    output: Annotated[Path, typer.Option(help="where to write the Prefect deployments")] = Path(
+        "prefect.yaml"
+    ),
+) -> None:
+    """Write the portfolio's Prefect deployments (schedules, breach triggers) to a prefect.yaml."""
+    from orchard.portfolio.deployments import write_deployments
+    from orchard.portfolio.load import load_portfolio
+    from orchard.settings import DEMO_PORTFOLIO
+
+    definition = load_portfolio(portfolio)
+    is_demo = portfolio.resolve() == DEMO_PORTFOLIO.resolve()
+    path = write_deployments(definition, output, None if is_demo else str(portfolio.resolve()))
+    console.print(f"wrote {path}: {len(definition.models)} models; deploy with `prefect deploy --all`")
+
+
+def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None:
+    """Run the lifecycle flow to `last` (months already done are read back) and print the summary."""
+    from orchard.lifecycle.plan import claim_home
+
+    claim_home(settings)
     _before_flows()
     from flows.lifecycle import lifecycle_flow
     from model_registry.history import events
@@ -157,18 +227,22 @@ def demo(
     from orchard.lifecycle.ledger import MonthRecord
     from orchard.lifecycle.stages import vintage_losses
     from orchard.lifecycle.summary import render_summary
-    from orchard.model_specs import MODEL_SPECS
+    from orchard.model_specs import model_specs, primary_model
 
     _quiet_tools()  # after the imports: Prefect and MLflow configure their loggers when imported
 
+    specs = model_specs(settings.portfolio_def)
+    primary = primary_model(settings.portfolio_def)
     rows = lifecycle_flow(settings, last)
     records = [MonthRecord(**r) for r in rows]
-    alias_events = [e.to_dict() for e in events(settings, "application_pd")]
-    champions = {name: champion_version(settings, name) for name in MODEL_SPECS}
-    expected = {r.month: r.models["loss_forecast"]["expected_loss"] for r in records
-                if (r.models.get("loss_forecast") or {}).get("expected_loss")}  # fmt: skip
-    losses = vintage_losses(settings, expected, last)
-    console.print(render_summary(records, alias_events, settings.shock_month, champions, losses))
+    alias_events = [e.to_dict() for e in events(settings, primary)]
+    champions = {name: champion_version(settings, name) for name in specs}
+    losses = {}
+    for name in (n for n, s in specs.items() if s.kind == "expected_loss"):
+        expected = {r.month: el for r in records if (el := r.model(name).expected_loss)}
+        losses[name] = vintage_losses(settings, expected, last)
+    tiers = tuple(n for n, s in specs.items() if s.kind == "tiers")
+    console.print(render_summary(records, primary, alias_events, shock_month, champions, losses, tiers))
 
 
 @app.command()

@@ -17,17 +17,12 @@ from feast import FeatureService, FeatureStore, RepoConfig
 from feast.errors import FeatureServiceNotFoundException
 
 from feature_repo.definitions import definitions
-from feature_repo.services import APPLICATION_PD_V1, SERVICE_VIEWS
+from feature_repo.services import service_views
 from feature_repo.views import offline_table
 from orchard.atomic import atomic_path, write_json, write_text
 from orchard.errors import OrchardError
-from orchard.features import (
-    CREDIT_HISTORY,
-    ENTITY_KEY,
-    PARTNER_ACTIVITY,
-    credit_history_features,
-    partner_activity_features,
-)
+from orchard.features import entity_key, view_features
+from orchard.lake import read_silver
 from orchard.months import month_end, month_start, parse_month
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
 from orchard.settings import Settings
@@ -37,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 PROJECT = "orchard"
 ENTITY_TIME = "event_timestamp"
-VIEWS = (PARTNER_ACTIVITY, CREDIT_HISTORY)
 _ROW = "__orchard_row"
 
 
@@ -98,24 +92,38 @@ def open_store(settings: Settings, *, stock_online_store: bool = False) -> Featu
     return FeatureStore(config=repo_config(settings, stock_online_store=stock_online_store))
 
 
-def _partner_table(
-    settings: Settings, partner_users: pd.DataFrame, state: dict[str, Any]
+def _snapshot_table(
+    settings: Settings, view: str, rows: pd.DataFrame, state: dict[str, Any]
 ) -> tuple[pa.Table, bool]:
-    """Return the partner_activity table and whether it changed; only new batches are featurized."""
-    counts = partner_users[BATCH_ID].value_counts() if BATCH_ID in partner_users.columns else pd.Series()
+    """Return a snapshot view's table and whether it changed; only new batches are featurized."""
+    portfolio = settings.portfolio_def
+    counts = rows[BATCH_ID].value_counts() if BATCH_ID in rows.columns else pd.Series()
     batches = {str(k): int(v) for k, v in counts.items()}
-    seen: dict[str, int] = state.get(PARTNER_ACTIVITY, {}).get("batches", {})
-    target = offline_table(settings.features_dir, PARTNER_ACTIVITY)
-    state.setdefault(PARTNER_ACTIVITY, {})["batches"] = batches
+    seen: dict[str, int] = state.get(view, {}).get("batches", {})
+    target = offline_table(settings.features_dir, view)
+    state[view] = {"batches": batches}
     # append only when every batch already featurized is still there, unchanged in size
     if batches and seen and target.exists() and all(batches.get(b) == n for b, n in seen.items()):
-        new_rows = partner_users[~partner_users[BATCH_ID].isin(list(seen))]
+        new_rows = rows[~rows[BATCH_ID].isin(list(seen))]
         existing = pq.read_table(target)
         if new_rows.empty:
             return existing, False
-        fresh = _to_arrow(partner_activity_features(new_rows))
+        fresh = _to_arrow(view_features(portfolio, view, new_rows))
         return pa.concat_tables([existing, fresh.cast(existing.schema)]), True
-    return _to_arrow(partner_activity_features(partner_users)), True
+    return _to_arrow(view_features(portfolio, view, rows)), True
+
+
+def _aggregation_table(
+    settings: Settings, view: str, rows: pd.DataFrame, state: dict[str, Any]
+) -> tuple[pa.Table, bool]:
+    """Return an aggregation view's table and whether it changed (its windows span the whole history)."""
+    frame = view_features(settings.portfolio_def, view, rows)
+    digest = ordered_sha256(frame)
+    changed = (
+        state.get(view, {}).get("sha256") != digest or not offline_table(settings.features_dir, view).exists()
+    )
+    state[view] = {"sha256": digest}
+    return _to_arrow(frame), changed
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -125,35 +133,28 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
-def update_offline_tables(
-    settings: Settings, partner_users: pd.DataFrame, repayments: pd.DataFrame
-) -> dict[str, int]:
-    """Bring the offline feature tables up to date with the full silver history; write only what changed.
+def update_offline_tables(settings: Settings) -> dict[str, int]:
+    """Bring every view's offline table up to date with the silver history; write only what changed.
 
-    partner_activity appends the features of new batches (a changed or missing batch recomputes it all);
-    credit_history is recomputed, since its lifetime features depend on the whole history.
+    A snapshot view appends the features of new batches (a changed or missing batch recomputes it all); an
+    aggregation view is recomputed, since its trailing windows depend on the history before each row.
     """
     state = _read_json(_tables_state(settings))
-    partner, partner_changed = _partner_table(settings, partner_users, state)
-    credit = credit_history_features(repayments)
-    credit_digest = ordered_sha256(credit)
-    credit_target = offline_table(settings.features_dir, CREDIT_HISTORY)
-    credit_changed = (
-        state.get(CREDIT_HISTORY, {}).get("sha256") != credit_digest or not credit_target.exists()
-    )
-    if partner_changed:
-        with atomic_path(offline_table(settings.features_dir, PARTNER_ACTIVITY)) as tmp:
-            pq.write_table(partner, tmp)
-        logger.info("offline table %s written: %d rows", PARTNER_ACTIVITY, partner.num_rows)
-    if credit_changed:
-        with atomic_path(credit_target) as tmp:
-            pq.write_table(_to_arrow(credit), tmp)
-        logger.info("offline table %s written: %d rows", CREDIT_HISTORY, len(credit))
-    state[PARTNER_ACTIVITY]["rows"] = partner.num_rows
-    state[CREDIT_HISTORY] = {"sha256": credit_digest, "rows": len(credit)}
-    if partner_changed or credit_changed:
+    counts: dict[str, int] = {}
+    changed_any = False
+    for view, definition in settings.portfolio_def.views.items():
+        rows = read_silver(settings, definition.source)
+        build = _snapshot_table if definition.snapshot else _aggregation_table
+        table, changed = build(settings, view, rows, state)
+        if changed:
+            with atomic_path(offline_table(settings.features_dir, view)) as tmp:
+                pq.write_table(table, tmp)
+            logger.info("offline table %s written: %d rows", view, table.num_rows)
+        state[view]["rows"] = counts[view] = table.num_rows
+        changed_any = changed_any or changed
+    if changed_any:
         write_json(state, _tables_state(settings))
-    return {PARTNER_ACTIVITY: partner.num_rows, CREDIT_HISTORY: len(credit)}
+    return counts
 
 
 def ordered_sha256(frame: pd.DataFrame) -> str:
@@ -209,7 +210,7 @@ def apply_definitions(settings: Settings, *, store: FeatureStore | None = None) 
 
 
 def month_rows(settings: Settings, view: str, month: str) -> pd.DataFrame:
-    """Return the latest offline row per user of a view whose event time falls in the month."""
+    """Return the latest offline row per entity of a view whose event time falls in the month."""
     path = offline_table(settings.features_dir, view)
     if not path.exists():
         raise OrchardError(f"offline table {path} is missing: run update_offline_tables first")
@@ -217,8 +218,9 @@ def month_rows(settings: Settings, view: str, month: str) -> pd.DataFrame:
     frame = pq.read_table(
         path, filters=[(EVENT_TIME, ">=", start.to_pydatetime()), (EVENT_TIME, "<", end.to_pydatetime())]
     ).to_pandas()
-    frame = frame.sort_values([ENTITY_KEY, EVENT_TIME], kind="stable")
-    return frame.drop_duplicates(ENTITY_KEY, keep="last").reset_index(drop=True)
+    key = entity_key(settings.portfolio_def, view)
+    frame = frame.sort_values([key, EVENT_TIME], kind="stable")
+    return frame.drop_duplicates(key, keep="last").reset_index(drop=True)
 
 
 def materialize_month(
@@ -229,7 +231,7 @@ def materialize_month(
     month = parse_month(month)
     state = _read_json(_materialized_state(settings))
     pending = {}
-    for view in VIEWS:
+    for view in settings.portfolio_def.views:
         frame = month_rows(settings, view, month)
         digest = ordered_sha256(frame)
         if state.get(view, {}).get(month) != digest:
@@ -255,29 +257,36 @@ def materialize_month(
     return MaterializeResult(rows=rows, seconds=seconds)
 
 
-def _service(store: FeatureStore, service: str) -> FeatureService:
+def _service(settings: Settings, store: FeatureStore, service: str) -> FeatureService:
     try:
         return store.get_feature_service(service)
     except FeatureServiceNotFoundException:
+        known = ", ".join(sorted(service_views(settings.portfolio_def)))
         raise OrchardError(
-            f"unknown feature service {service!r}; known: {', '.join(sorted(SERVICE_VIEWS))} "
-            "(run apply_definitions first)"
+            f"unknown feature service {service!r}; known: {known} (run apply_definitions first)"
         ) from None
+
+
+def service_join_keys(settings: Settings, service: str) -> list[str]:
+    """Return the entity join keys a feature service's views are keyed on."""
+    portfolio = settings.portfolio_def
+    views = service_views(portfolio).get(service, ())
+    return list(dict.fromkeys(entity_key(portfolio, view) for view in views))
 
 
 def training_frame(
     settings: Settings,
     entity_df: pd.DataFrame,
-    service: str = APPLICATION_PD_V1,
+    service: str,
     *,
     store: FeatureStore | None = None,
 ) -> pd.DataFrame:
     """Return entity_df (row order and extra columns kept) joined point-in-time with the service's features."""
-    missing = [c for c in (ENTITY_KEY, ENTITY_TIME) if c not in entity_df.columns]
+    missing = [c for c in (*service_join_keys(settings, service), ENTITY_TIME) if c not in entity_df.columns]
     if missing:
         raise OrchardError(f"entity_df is missing column(s) {', '.join(missing)} for the point-in-time join")
     store = store or open_store(settings)
-    feature_service = _service(store, service)
+    feature_service = _service(settings, store, service)
     entities = entity_df.copy()
     entities[ENTITY_TIME] = pd.to_datetime(entities[ENTITY_TIME], utc=True)
     entities[_ROW] = range(len(entities))
@@ -291,15 +300,16 @@ def training_frame(
 
 def online_features(
     settings: Settings,
-    user_ids: list[str],
-    service: str = APPLICATION_PD_V1,
+    entity_ids: list[str],
+    service: str,
     *,
     store: FeatureStore | None = None,
 ) -> pd.DataFrame:
-    """Return the latest online feature values of each user (one row per user id, in the given order)."""
+    """Return the latest online feature values of each entity (one row per id, in the given order)."""
     store = store or open_store(settings)
-    feature_service = _service(store, service)
+    feature_service = _service(settings, store, service)
+    (key,) = service_join_keys(settings, service)
     response = store.get_online_features(
-        features=feature_service, entity_rows=[{ENTITY_KEY: user_id} for user_id in user_ids]
+        features=feature_service, entity_rows=[{key: entity_id} for entity_id in entity_ids]
     )
     return response.to_df()

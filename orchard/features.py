@@ -1,4 +1,11 @@
-"""Pure feature functions over silver sources, and the one registry of canonical feature names."""
+"""Pure feature functions compiled from a portfolio's views, and the registry of canonical feature names.
+
+A view turns one validated source into rows per entity and time:
+- a snapshot view keeps declared columns as they are (plus ratios of them), one row per entity and event time;
+- an aggregation view has one row per entity and period with events, dated by the period's last event, whose
+  features aggregate the source over trailing periods (the row's own included): count, sum, mean, max, min,
+  last, days since. Every row only aggregates what is known at its time (never a leak into an earlier case).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +17,12 @@ import pandas as pd
 
 from orchard.errors import OrchardError
 from orchard.months import timestamp_months
+from orchard.portfolio.expressions import row_mask
+from orchard.portfolio.spec import AggregationDef, Portfolio, ViewDef
 from orchard.sources import EVENT_TIME
 
 FeatureDtype = Literal["int", "float", "string"]
-
-ENTITY_KEY = "user_id"
-# Short windows on purpose: a 12-month or lifetime feature ramps up for a year after the lake starts,
-# which monitoring would (rightly) flag as drift of the reference itself.
-HISTORY_WINDOW_MONTHS = 3
-OPEN_STATUSES = ("current", "delinquent")
-MIN_INCOME = 1.0
-
-PARTNER_ACTIVITY = "partner_activity"
-CREDIT_HISTORY = "credit_history"
+_MONTH = "__month"
 
 
 @dataclass(frozen=True)
@@ -41,103 +41,47 @@ class FeatureSpec:
         return dict(self.tags)
 
 
-def _spec(name: str, view: str, dtype: FeatureDtype, description: str, **tags: str) -> FeatureSpec:
-    return FeatureSpec(name, view, dtype, description, tuple(sorted(tags.items())))
+def _tags(tags: dict[str, str], **defaults: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({**defaults, **tags}.items()))
 
 
-FEATURES: tuple[FeatureSpec, ...] = (
-    _spec("age", PARTNER_ACTIVITY, "int", "age in years", pii="quasi", time_window="snapshot"),
-    _spec(
-        "city_tier", PARTNER_ACTIVITY, "string", "city tier of residence", pii="quasi", time_window="snapshot"
-    ),
-    _spec(
-        "device_os", PARTNER_ACTIVITY, "string", "operating system of the main device", time_window="snapshot"
-    ),
-    _spec(
-        "platform_tenure_months",
-        PARTNER_ACTIVITY,
-        "int",
-        "months since sign-up on the platform",
-        time_window="snapshot",
-    ),
-    _spec(
-        "active_days_30d",
-        PARTNER_ACTIVITY,
-        "int",
-        "days with platform activity in the last 30 days",
-        time_window="30d",
-    ),
-    _spec(
-        "txn_count_30d",
-        PARTNER_ACTIVITY,
-        "int",
-        "platform transactions in the last 30 days",
-        time_window="30d",
-    ),
-    _spec(
-        "txn_amount_30d", PARTNER_ACTIVITY, "float", "platform spend in the last 30 days", time_window="30d"
-    ),
-    _spec(
-        "income_est_monthly",
-        PARTNER_ACTIVITY,
-        "float",
-        "platform-estimated monthly income",
-        pii="sensitive",
-        time_window="snapshot",
-    ),
-    _spec(
-        "late_bill_payments_12m",
-        PARTNER_ACTIVITY,
-        "int",
-        "late utility/phone bill payments in the last 12 months",
-        time_window="12m",
-    ),
-    _spec(
-        "spend_to_income",
-        PARTNER_ACTIVITY,
-        "float",
-        f"txn_amount_30d / income_est_monthly (income floored at {MIN_INCOME})",
-        derived="true",
-        time_window="30d",
-    ),
-    _spec(
-        "open_loans_count",
-        CREDIT_HISTORY,
-        "int",
-        "loans of the user open (current or delinquent) in this statement month",
-        time_window="snapshot",
-    ),
-    _spec(
-        "max_dpd_3m",
-        CREDIT_HISTORY,
-        "int",
-        f"worst days past due over the last {HISTORY_WINDOW_MONTHS} statement months",
-        time_window=f"{HISTORY_WINDOW_MONTHS}m",
-    ),
-    _spec(
-        "missed_payments_3m",
-        CREDIT_HISTORY,
-        "int",
-        f"statements in the last {HISTORY_WINDOW_MONTHS} months with amount_paid < amount_due",
-        time_window=f"{HISTORY_WINDOW_MONTHS}m",
-    ),
-    _spec(
-        "open_balance",
-        CREDIT_HISTORY,
-        "float",
-        "outstanding balance over open loans in this statement month",
-        time_window="snapshot",
-    ),
-)
+def view_feature_specs(name: str, view: ViewDef) -> list[FeatureSpec]:
+    """Return the features of one view, in declaration order, described and tagged."""
+    specs = [FeatureSpec(n, name, f.type, f.description, _tags(f.tags)) for n, f in view.snapshot.items()]
+    specs += [
+        FeatureSpec(n, name, "float", r.description, _tags(r.tags, derived="true"))
+        for n, r in view.ratios.items()
+    ]
+    specs += [
+        FeatureSpec(n, name, a.type, a.description, _tags(a.tags, time_window=f"{a.window_months}m"))
+        for n, a in view.aggregations.items()
+    ]
+    return specs
 
 
-def feature_names(view: str) -> list[str]:
-    """Return the canonical feature names of one view, in registry order."""
-    names = [f.name for f in FEATURES if f.view == view]
-    if not names:
-        views = sorted({f.view for f in FEATURES})
-        raise OrchardError(f"unknown feature view {view!r}; known views: {', '.join(views)}")
-    return names
+def feature_specs(portfolio: Portfolio) -> tuple[FeatureSpec, ...]:
+    """Return every feature of the portfolio's views (one canonical name per feature)."""
+    specs = [spec for name, view in portfolio.views.items() for spec in view_feature_specs(name, view)]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise OrchardError(f"feature {spec.name!r} is defined by views {seen[spec.name]} and {spec.view}")
+        seen[spec.name] = spec.view
+    return tuple(specs)
+
+
+def feature_names(portfolio: Portfolio, view: str) -> list[str]:
+    """Return the canonical feature names of one view, in declaration order."""
+    if view not in portfolio.views:
+        raise OrchardError(
+            f"unknown feature view {view!r}; known views: {', '.join(sorted(portfolio.views))}"
+        )
+    return portfolio.views[view].feature_names
+
+
+def entity_key(portfolio: Portfolio, view: str) -> str:
+    """Return the join key of a view's entity (the column features are keyed on)."""
+    return portfolio.entities[portfolio.views[view].entity].join_key
 
 
 _PANDAS_DTYPES: dict[FeatureDtype, str] = {"int": "int64", "float": "float64", "string": "object"}
@@ -149,95 +93,111 @@ def _require(frame: pd.DataFrame, source: str, columns: list[str]) -> None:
         raise OrchardError(f"{source} is missing column(s) {', '.join(missing)} needed for features")
 
 
-def _typed(frame: pd.DataFrame, view: str) -> pd.DataFrame:
-    dtypes = {f.name: _PANDAS_DTYPES[f.dtype] for f in FEATURES if f.view == view}
-    out = frame[[ENTITY_KEY, EVENT_TIME, *dtypes]].astype(dtypes, copy=False)
+def _typed(frame: pd.DataFrame, key: str, specs: list[FeatureSpec]) -> pd.DataFrame:
+    out = frame[[key, EVENT_TIME, *(s.name for s in specs)]].copy()
+    for spec in specs:
+        values = out[spec.name]
+        if spec.dtype == "int" and values.isna().any():
+            out[spec.name] = values.astype("Int64")  # an aggregation with no matching row is unknown, not 0
+        else:
+            out[spec.name] = values.astype(_PANDAS_DTYPES[spec.dtype], copy=False)
     # a stable sort on time alone keeps the (deterministic) input order among ties and is much cheaper
     return out.sort_values(EVENT_TIME, kind="stable").reset_index(drop=True)
 
 
-def partner_activity_features(partner_users: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per user_id per activity snapshot with the partner features and spend_to_income."""
-    raw = [n for n in feature_names(PARTNER_ACTIVITY) if n != "spend_to_income"]
-    _require(partner_users, "partner_users", [ENTITY_KEY, EVENT_TIME, *raw])
-    out = partner_users[[ENTITY_KEY, EVENT_TIME, *raw]].copy()
-    income = out["income_est_monthly"].astype("float64").clip(lower=MIN_INCOME)
-    out["spend_to_income"] = out["txn_amount_30d"].astype("float64") / income
-    # a re-delivered snapshot must not yield two rows for the same user and time
-    out = out.drop_duplicates([ENTITY_KEY, EVENT_TIME], keep="last")
-    return _typed(out, PARTNER_ACTIVITY)
+def snapshot_features(name: str, view: ViewDef, key: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per entity and event time with the view's columns and ratios."""
+    raw = list(view.snapshot)
+    _require(rows, view.source, [key, EVENT_TIME, *raw])
+    out = rows[[key, EVENT_TIME, *raw]].copy()
+    for feature, ratio in view.ratios.items():
+        denominator = out[ratio.denominator].astype("float64").clip(lower=ratio.min_denominator)
+        out[feature] = out[ratio.numerator].astype("float64") / denominator
+    # a re-delivered snapshot must not yield two rows for the same entity and time
+    out = out.drop_duplicates([key, EVENT_TIME], keep="last")
+    return _typed(out, key, view_feature_specs(name, view))
 
 
-def _trailing_window(
-    users: np.ndarray, months: np.ndarray, dpd: np.ndarray, missed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the trailing-window max of dpd and sum of missed, rows sorted by (user, month)."""
-    # one row per user-month, so a window holds at most HISTORY_WINDOW_MONTHS rows: compare each row with
-    # its predecessors (vectorised shifts) instead of a per-group rolling window
-    max_dpd = dpd.astype("int64").copy()
-    total = missed.astype("int64").copy()
-    for lag in range(1, HISTORY_WINDOW_MONTHS):
-        same = (users[lag:] == users[:-lag]) & (months[lag:] - months[:-lag] < HISTORY_WINDOW_MONTHS)
-        np.maximum(max_dpd[lag:], np.where(same, dpd[:-lag], 0), out=max_dpd[lag:])
-        total[lag:] += np.where(same, missed[:-lag], 0)
-    return max_dpd, total
+def _monthly_part(rows: pd.DataFrame, feature: str, agg: AggregationDef, what: str) -> dict[str, np.ndarray]:
+    """Return the per-row inputs of one aggregation's monthly partials (filtered by its `where`)."""
+    keep = row_mask(rows, agg.where, what) if agg.where else np.ones(len(rows), dtype=bool)
+    values = rows[agg.column].to_numpy(dtype="float64") if agg.column else np.ones(len(rows))
+    keep = keep & ~np.isnan(values)  # a missing value is not a zero: it is left out of every aggregate
+    if agg.how in ("count", "sum", "mean"):
+        out = {f"{feature}.sum": np.where(keep, values, 0.0)}
+        if agg.how == "mean":
+            out[f"{feature}.n"] = keep.astype("float64")
+        return out
+    if agg.how in ("max", "min", "last"):
+        return {f"{feature}.{agg.how}": np.where(keep, values, np.nan)}
+    times = rows[EVENT_TIME].to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+    return {f"{feature}.time": np.where(keep, times, np.nan)}
 
 
-def credit_history_features(repayments: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per user_id per statement month describing the user's loans as known at that time."""
-    needed = [
-        "application_id",
-        ENTITY_KEY,
-        "balance",
-        "amount_due",
-        "amount_paid",
-        "dpd",
-        "status",
-        EVENT_TIME,
-    ]
-    _require(repayments, "repayments", needed)
-    if repayments.empty:
-        return _typed(
-            pd.DataFrame(
-                {ENTITY_KEY: pd.Series(dtype="object"), EVENT_TIME: pd.Series(dtype="datetime64[ns, UTC]")}
-                | {n: pd.Series(dtype="float64") for n in feature_names(CREDIT_HISTORY)}
-            ),
-            CREDIT_HISTORY,
-        )
-    rep = repayments[needed]
-    month = timestamp_months(rep[EVENT_TIME])
-    is_open = rep["status"].isin(OPEN_STATUSES)
-    statements = pd.DataFrame(
-        {
-            ENTITY_KEY: rep[ENTITY_KEY].to_numpy(),
-            "month": month.to_numpy(),
-            EVENT_TIME: rep[EVENT_TIME].array,
-            "dpd": rep["dpd"].to_numpy(),
-            "missed": (rep["amount_paid"] < rep["amount_due"]).to_numpy().astype("int64"),
-            "open_balance": np.where(is_open, rep["balance"].to_numpy(), 0.0),
-            "is_open": is_open.to_numpy().astype("int64"),
-        }
-    )
-    # one row per user-month; its time is the last statement of that month, so every statement it
-    # aggregates is already known at that time (never a leak into an earlier application)
-    monthly = (
-        statements.groupby([ENTITY_KEY, "month"], sort=True)
-        .agg(
-            event_ts=(EVENT_TIME, "max"),
-            dpd=("dpd", "max"),
-            missed=("missed", "sum"),
-            open_balance=("open_balance", "sum"),
-            open_loans_count=("is_open", "sum"),
-        )
-        .reset_index()
-    )
-    max_dpd, missed = _trailing_window(
-        monthly[ENTITY_KEY].to_numpy(),
-        monthly["month"].to_numpy(),
-        monthly["dpd"].to_numpy(),
-        monthly["missed"].to_numpy(),
-    )
-    monthly["max_dpd_3m"] = max_dpd
-    monthly["missed_payments_3m"] = missed
+_MONTHLY_HOW = {"sum": "sum", "n": "sum", "max": "max", "min": "min", "last": "last", "time": "max"}
 
-    return _typed(monthly, CREDIT_HISTORY)
+
+def _trailing(values: np.ndarray, same: list[np.ndarray], how: str) -> np.ndarray:
+    """Combine each row's monthly partial with those of the previous months in its window."""
+    out = values.copy()
+    for lag, in_window in enumerate(same, start=1):
+        previous = np.where(in_window, values[:-lag], np.nan)
+        if how in ("sum", "n"):
+            out[lag:] += np.nan_to_num(previous)
+        elif how in ("max", "time"):
+            out[lag:] = np.fmax(out[lag:], previous)
+        elif how == "min":
+            out[lag:] = np.fmin(out[lag:], previous)
+        else:  # last: the latest known value, looking back one month at a time
+            out[lag:] = np.where(np.isnan(out[lag:]), previous, out[lag:])
+    return out
+
+
+def aggregation_features(name: str, view: ViewDef, key: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per entity and period with the view's trailing-window aggregations."""
+    specs = view_feature_specs(name, view)
+    columns = sorted({a.column for a in view.aggregations.values() if a.column})
+    _require(rows, view.source, [key, EVENT_TIME, *columns])
+    if rows.empty:
+        empty = {key: pd.Series(dtype="object"), EVENT_TIME: pd.Series(dtype="datetime64[ns, UTC]")}
+        return _typed(pd.DataFrame(empty | {s.name: pd.Series(dtype="float64") for s in specs}), key, specs)
+    parts: dict[str, np.ndarray] = {}
+    for feature, agg in view.aggregations.items():
+        parts |= _monthly_part(rows, feature, agg, f"views.{name}.aggregations.{feature}")
+    base = pd.DataFrame({key: rows[key].to_numpy(), _MONTH: timestamp_months(rows[EVENT_TIME]).to_numpy(),
+                         EVENT_TIME: rows[EVENT_TIME].array, **parts})  # fmt: skip
+    named = {EVENT_TIME: (EVENT_TIME, "max")} | {p: (p, _MONTHLY_HOW[p.rsplit(".", 1)[1]]) for p in parts}
+    monthly = base.groupby([key, _MONTH], sort=True).agg(**named).reset_index()
+    entities, months = monthly[key].to_numpy(), monthly[_MONTH].to_numpy()
+    for feature, agg in view.aggregations.items():
+        window = agg.window_months
+        same = [(entities[lag:] == entities[:-lag]) & (months[lag:] - months[:-lag] < window)
+                for lag in range(1, min(window, len(monthly)))]  # fmt: skip
+        value = _combine(monthly, feature, agg, same)
+        monthly[feature] = value
+    return _typed(monthly, key, specs)
+
+
+def _combine(monthly: pd.DataFrame, feature: str, agg: AggregationDef, same: list[np.ndarray]) -> np.ndarray:
+    def trailing(part: str) -> np.ndarray:
+        return _trailing(monthly[f"{feature}.{part}"].to_numpy(dtype="float64"), same, part)
+
+    if agg.how in ("count", "sum"):
+        return trailing("sum")
+    if agg.how == "mean":
+        total, n = trailing("sum"), trailing("n")
+        return np.divide(total, n, out=np.full(len(total), np.nan), where=n > 0)
+    if agg.how in ("max", "min", "last"):
+        return trailing(agg.how)
+    last_event = trailing("time")
+    row_time = monthly[EVENT_TIME].to_numpy(dtype="datetime64[ns]").astype("int64").astype("float64")
+    return (row_time - last_event) / 86_400e9
+
+
+def view_features(portfolio: Portfolio, view: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Return a view's feature rows from its source's validated rows."""
+    definition = portfolio.views[view]
+    key = entity_key(portfolio, view)
+    if definition.snapshot:
+        return snapshot_features(view, definition, key, rows)
+    return aggregation_features(view, definition, key, rows)

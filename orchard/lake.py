@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchard.atomic import atomic_path, file_sha256, write_json
+from orchard.atomic import atomic_path, write_json
 from orchard.errors import OrchardError
+from orchard.landing import landing_file, read_landed
 from orchard.months import parse_month
 from orchard.settings import Settings
-from orchard.sources import SOURCES, batch_id, get_source
+from orchard.sources import SourceSpec, batch_id, source_spec
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,19 @@ class IngestResult:
 # --- locations ------------------------------------------------------------------------------------------
 
 
+def get_source(settings: Settings, source: str) -> SourceSpec:
+    """Return a source of the settings' portfolio as the lake holds it (raise naming the known ones)."""
+    return source_spec(settings.portfolio_def, source)
+
+
 def landing_path(settings: Settings, source: str, month: str) -> Path:
-    """Return where the landing file of a source's month is expected."""
-    return settings.landing_dir / source / f"{month}.parquet"
+    """Return where the landing file of a file-landed source's month is expected."""
+    return landing_file(
+        get_source(settings, source),
+        month,
+        portfolio_folder=settings.portfolio_def.folder,
+        home=settings.home,
+    )
 
 
 def bronze_dir(settings: Settings, source: str, month: str) -> Path:
@@ -68,17 +78,9 @@ def _short(sha: str) -> str:
     return f"{sha[:12]}…"
 
 
-def _check(source: str, month: str) -> None:
-    get_source(source)
+def _check(settings: Settings, source: str, month: str) -> None:
+    get_source(settings, source)
     parse_month(month)
-
-
-def _parquet_rows(path: Path) -> int:
-    """Return the row count from the Parquet footer, or raise naming the file if it is not Parquet."""
-    try:
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    except (pa.ArrowException, OSError) as exc:
-        raise OrchardError(f"cannot read Parquet file {path}: {exc}") from exc
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -105,14 +107,17 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def ingest_batch(settings: Settings, source: str, month: str) -> IngestResult:
-    """Copy a landing file into its bronze batch atomically; idempotent by batch id and content hash."""
-    _check(source, month)
+    """Land a source's batch into bronze atomically (lake layout); idempotent by batch id and content hash."""
+    _check(settings, source, month)
     bid = batch_id(source, month)
-    landing = landing_path(settings, source, month)
-    if not landing.is_file():
-        raise OrchardError(f"no landing file for batch {bid}: {landing} does not exist")
-    rows = _parquet_rows(landing)
-    sha = file_sha256(landing)
+    landed = read_landed(
+        get_source(settings, source),
+        month,
+        portfolio_folder=settings.portfolio_def.folder,
+        home=settings.home,
+        sql_urls={k: v.get_secret_value() for k, v in settings.sql_urls.items()},
+    )
+    sha = landed.sha256
     folder = bronze_dir(settings, source, month)
     data = folder / DATA
     existing = read_manifest(folder / MANIFEST)
@@ -127,16 +132,15 @@ def ingest_batch(settings: Settings, source: str, month: str) -> IngestResult:
 
     # The manifest is the commit marker: data first, manifest last, each atomically.
     with atomic_path(data) as tmp:
-        shutil.copyfile(landing, tmp)
-    if file_sha256(data) != sha:
-        raise OrchardError(f"landing file {landing} changed while batch {bid} was being ingested")
+        pq.write_table(pa.Table.from_pandas(landed.frame, preserve_index=False), tmp)
+    rows = len(landed.frame)
     manifest = {
         "source": source,
         "month": month,
         "batch_id": bid,
         "sha256": sha,
         "rows": rows,
-        "landing_path": str(landing),
+        "landing_path": landed.origin,
         "ingested_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     write_json(manifest, folder / MANIFEST)
@@ -146,7 +150,7 @@ def ingest_batch(settings: Settings, source: str, month: str) -> IngestResult:
 
 def bronze_manifest(settings: Settings, source: str, month: str) -> dict[str, Any]:
     """Return the manifest of an ingested batch, or raise if the batch was never ingested."""
-    _check(source, month)
+    _check(settings, source, month)
     manifest = read_manifest(bronze_dir(settings, source, month) / MANIFEST)
     if manifest is None:
         raise OrchardError(
@@ -187,7 +191,7 @@ def write_silver(df: pd.DataFrame, target: Path, bronze_sha256: str) -> bool:
 
 def silver_months(settings: Settings, source: str) -> list[str]:
     """Return the months of a source that are in silver, sorted."""
-    get_source(source)
+    get_source(settings, source)
     folder = settings.silver_dir / source
     if not folder.is_dir():
         return []
@@ -196,18 +200,18 @@ def silver_months(settings: Settings, source: str) -> list[str]:
 
 def read_silver(settings: Settings, source: str, months: list[str] | None = None) -> pd.DataFrame:
     """Concatenate the silver files of a source (all, or the given months that exist)."""
-    spec = get_source(source)
+    spec = get_source(settings, source)
     available = silver_months(settings, source)
     wanted = available if months is None else [m for m in (parse_month(m) for m in months) if m in available]
     frames = [read_parquet(silver_path(settings, source, m)) for m in wanted]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return _empty_frame(source)
+        return _empty_frame(spec)
     out = pd.concat(frames, ignore_index=True)
     return out[spec.column_names]
 
 
-def _empty_frame(source: str) -> pd.DataFrame:
+def _empty_frame(spec: SourceSpec) -> pd.DataFrame:
     """Return an empty frame with the source's columns in their landing dtypes."""
     dtypes = {
         "string": "object",
@@ -216,7 +220,6 @@ def _empty_frame(source: str) -> pd.DataFrame:
         "float": "float64",
         "timestamp": "datetime64[ns, UTC]",
     }
-    spec = SOURCES[source]
     return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.dtype]) for c in spec.columns})
 
 

@@ -44,14 +44,14 @@ def months_between(start: str, end: str) -> int:
     return (y2 - y1) * 12 + (m2 - m1)
 
 
-def month_start(month: str) -> pd.Timestamp:
-    """Return the first instant of the month (UTC)."""
-    return pd.Timestamp(f"{parse_month(month)}-01", tz="UTC")
+def month_start(month: str, timezone: str = "UTC") -> pd.Timestamp:
+    """Return the first instant of the month in a time zone, as a UTC timestamp."""
+    return pd.Timestamp(f"{parse_month(month)}-01", tz=timezone).tz_convert("UTC")
 
 
-def month_end(month: str) -> pd.Timestamp:
-    """Return the first instant of the next month (UTC): the month is [start, end)."""
-    return month_start(add_months(month, 1))
+def month_end(month: str, timezone: str = "UTC") -> pd.Timestamp:
+    """Return the first instant of the next month (as UTC): the month is [start, end)."""
+    return month_start(add_months(month, 1), timezone)
 
 
 def timestamp_months(ts: pd.Series) -> pd.Series:

@@ -6,7 +6,9 @@ model takes from the case itself, whether the row may be learnt from (`eligible`
 outcome), and the label with its maturity (`mature`, `bad` = the modelled event; NaN while unknown).
 
 Units (see orchard.model_specs):
-- applications: an application, scored at its arrival; labels of booked loans (orchard.labels);
+- cases (generic): a row of the model's source (where `where` holds), scored at its event time; learnt from where
+  `trainable` holds, with a performance or outcome-date label from the portfolio, or a named label strategy of
+  the simulator's lender (90+ dpd, first payment default, charge-off of booked loans: orchard.labels);
 - offers: a campaign offer, scored when it is sent; event = responded and the application was approved, known
   at the end of the offer month;
 - accounts: an open loan below `bad_dpd` at a monthly statement, scored at the statement; event = 90+ dpd or
@@ -28,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from orchard.errors import OrchardError
-from orchard.features import HISTORY_WINDOW_MONTHS
 from orchard.labels import (
     application_labels,
     charge_off_labels,
@@ -39,8 +40,13 @@ from orchard.labels import (
 from orchard.lake import read_silver
 from orchard.model_specs import ModelSpec
 from orchard.months import add_months, month_range, timestamp_months
+from orchard.portfolio.expressions import row_mask
+from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID, EVENT_TIME
+
+# credit-history windows of the simulator's lender (3 statement months: the demo portfolio's credit_history)
+HISTORY_WINDOW_MONTHS = 3
 
 ENTITY_TIME = "event_timestamp"
 OPEN_STATUSES = ("current", "delinquent")
@@ -52,6 +58,7 @@ def _index(ts: pd.Series) -> np.ndarray:
 
 
 def _loan_labels(settings: Settings, spec: ModelSpec, apps: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    """Return the named label strategies of the simulator's lender over its booked loans."""
     repayments = read_silver(settings, "repayments")
     if spec.label_kind == "dpd90":
         return application_labels(apps, repayments, as_of, settings.label_window_months, settings.bad_dpd)
@@ -74,18 +81,57 @@ def _unlabelled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(mature=False, bad=np.nan)
 
 
-def _applications(
+def _match_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Return one join key per row from one or more columns (several are joined with a separator)."""
+    if len(columns) == 1:
+        return frame[columns[0]].astype(str)
+    return frame[columns].astype(str).agg("\x1f".join, axis=1)
+
+
+def _event_labels(
+    settings: Settings, rule: LabelDef, cases: pd.DataFrame, months: list[str], as_of: str, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (bad, mature) per case from the portfolio's performance or outcome-date label."""
+    event = rule.performance or rule.outcome_date
+    assert event is not None  # the spec allows exactly one kind; strategies are handled by the caller
+    rows = read_silver(settings, event.source, month_range(min(months), as_of))
+    if rule.performance is not None:
+        hits = rows.loc[row_mask(rows, rule.performance.event, f"{what}.performance.event")]
+        times = hits[EVENT_TIME]
+    else:
+        column = rule.outcome_date.column if rule.outcome_date else ""
+        hits = rows.loc[rows[column].notna()]
+        times = hits[column]
+    events = pd.DataFrame({"application_id": _match_key(hits, list(event.match)).to_numpy(),
+                           "stmt_index": timestamp_months(times).to_numpy()})  # fmt: skip
+    observed = pd.DataFrame({"application_id": _match_key(cases, list(event.match.values())).to_numpy(),
+                             "obs_index": _index(cases[EVENT_TIME])})  # fmt: skip
+    return event_within(observed, events, month_index(as_of), event.within_months)
+
+
+def _generic_cases(
     settings: Settings, spec: ModelSpec, months: list[str], as_of: str, with_labels: bool
 ) -> pd.DataFrame:
-    apps = _cases(settings, "applications", months, "applications")
-    frame = apps[["application_id", "user_id", EVENT_TIME, BATCH_ID, "decision", *spec.request_features]]
-    frame = frame.assign(eligible=frame["decision"] == "approved")
+    rows = _cases(settings, spec.source, months, f"{spec.source} cases")
+    what = f"models.{spec.name}.population"
+    if spec.where:
+        rows = rows.loc[row_mask(rows, spec.where, f"{what}.where")]
+    extra = [c for c in ("decision",) if c in rows.columns]  # the simulator's lender: booked or declined
+    keep = dict.fromkeys([spec.key, spec.entity, EVENT_TIME, BATCH_ID, *extra, *spec.request_features])
+    frame = rows[list(keep)].reset_index(drop=True)
+    trainable = row_mask(rows, spec.trainable, f"{what}.trainable") if spec.trainable else True
+    frame = frame.assign(eligible=trainable)
     if not with_labels:
         return _unlabelled(frame)
-    labels = _loan_labels(settings, spec, apps, as_of)
-    frame = frame.merge(labels[["application_id", "mature", "bad"]], on="application_id", how="left")
-    frame["mature"] = frame["mature"].astype("boolean").fillna(False).astype(bool)
-    return frame
+    rule = spec.label_rule
+    if rule is None or rule.strategy is not None:
+        labels = _loan_labels(settings, spec, rows, as_of)
+        frame = frame.merge(labels[[spec.key, "mature", "bad"]], on=spec.key, how="left")
+        frame["mature"] = frame["mature"].astype("boolean").fillna(False).astype(bool)
+        return frame
+    bad, mature = _event_labels(settings, rule, frame, months, as_of, f"labels of {spec.name}")
+    eligible = frame["eligible"].to_numpy(dtype=bool)
+    return frame.assign(mature=mature & eligible, bad=np.where(eligible, bad, np.nan))
 
 
 def _offers(
@@ -200,7 +246,7 @@ def _delinquencies(
 
 
 _BUILDERS = {
-    "applications": _applications,
+    "cases": _generic_cases,
     "offers": _offers,
     "accounts": _accounts,
     "delinquencies": _delinquencies,
@@ -215,8 +261,8 @@ def population(
     frame = frame.rename(columns={EVENT_TIME: ENTITY_TIME})
     # the offline store joins at microsecond precision; a source may carry nanoseconds
     frame[ENTITY_TIME] = pd.to_datetime(frame[ENTITY_TIME], utc=True).dt.floor("us")
-    keep = [spec.key, "user_id", ENTITY_TIME, BATCH_ID, "eligible", "mature", "bad", *spec.request_features]
-    if "application_id" not in keep:
+    keep = [spec.key, spec.entity, ENTITY_TIME, BATCH_ID, "eligible", "mature", "bad", *spec.request_features]
+    if "application_id" not in keep and "application_id" in frame.columns:
         keep.insert(1, "application_id")
     keep += [c for c in ("decision",) if c in frame.columns]
     return frame[[c for c in dict.fromkeys(keep) if c in frame.columns]].reset_index(drop=True)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchard.errors import OrchardError
 from orchard.months import parse_month
+from orchard.portfolio.load import load_portfolio
+from orchard.portfolio.spec import Portfolio
+
+DEMO_PORTFOLIO = Path(__file__).resolve().parents[1] / "portfolios" / "demo"
 
 
 def _is_month(text: str) -> bool:
@@ -29,6 +33,10 @@ class Settings(BaseSettings):
 
     profile: Literal["embedded", "production"] = "embedded"
     home: Path = Field(default=Path(".orchard"), description="state folder: everything Orchard writes")
+    portfolio: Path = Field(
+        default=DEMO_PORTFOLIO, description="the portfolio folder (portfolio.yaml); default: the demo's"
+    )
+    _portfolio_def: tuple[Path, Portfolio] | None = PrivateAttr(default=None)
 
     # simulation
     seed: int = Field(default=7, description="seed of the simulator and of every model fit")
@@ -87,6 +95,9 @@ class Settings(BaseSettings):
         default=True, description="the demo's policy approves promotions that pass gates"
     )
     policy_approver: str = "orchard-policy"
+
+    # sources read through SQL: connection name (the portfolio's sql.connection) -> SQLAlchemy URL
+    sql_urls: dict[str, SecretStr] = Field(default_factory=dict, description="secret URLs of SQL sources")
 
     # services
     prefect_api_url: str | None = Field(default=None, description="Prefect server; None = temporary server")
@@ -152,6 +163,13 @@ class Settings(BaseSettings):
         if self.end_month < self.start_month:
             raise ValueError(f"end_month {self.end_month} is before start_month {self.start_month}")
         return self
+
+    @property
+    def portfolio_def(self) -> Portfolio:
+        """Return the validated portfolio definition (read once per settings object)."""
+        if self._portfolio_def is None or self._portfolio_def[0] != self.portfolio:
+            self._portfolio_def = (self.portfolio, load_portfolio(self.portfolio))
+        return self._portfolio_def[1]
 
     # --- derived locations (all under home) ---
     @property

@@ -32,7 +32,7 @@ def build_suite(spec: SourceSpec, month: str, n_users: int) -> gx.ExpectationSui
     import great_expectations as gx
     from great_expectations import expectations as gxe
 
-    start, end = month_start(month), month_end(month)
+    start, end = month_start(month, spec.timezone), month_end(month, spec.timezone)
     low_rows, high_rows = spec.row_bounds(n_users)
     expectations: list[gxe.Expectation] = [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=spec.column_names),
@@ -68,5 +68,10 @@ def build_suite(spec: SourceSpec, month: str, n_users: int) -> gx.ExpectationSui
     return gx.ExpectationSuite(
         name=suite_name(spec.name, month),
         expectations=expectations,
-        meta={"source": spec.name, "month": month, "n_users": n_users, "derived_from": "orchard.sources"},
+        meta={
+            "source": spec.name,
+            "month": month,
+            "n_users": n_users,
+            "derived_from": "the portfolio's source",
+        },
     )

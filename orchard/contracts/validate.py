@@ -24,6 +24,7 @@ from orchard.lake import (
     MANIFEST,
     bronze_dir,
     bronze_manifest,
+    get_source,
     quarantine_dir,
     read_bronze,
     read_manifest,
@@ -32,7 +33,7 @@ from orchard.lake import (
 )
 from orchard.months import parse_month
 from orchard.settings import Settings
-from orchard.sources import batch_id, get_source
+from orchard.sources import batch_id
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def _atomic_folder(target: Path) -> Iterator[Path]:
 
 def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcome:
     """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising."""
-    spec = get_source(source)
+    spec = get_source(settings, source)
     parse_month(month)
     bid = batch_id(source, month)
     manifest = bronze_manifest(settings, source, month)

@@ -24,6 +24,10 @@ SAMPLES = {"train": "train", "test": "test (random 20% of development)", "oot": 
 
 
 def _maturity(settings: Settings, spec: ModelSpec) -> str:
+    rule = spec.label_rule
+    event = rule and (rule.performance or rule.outcome_date)
+    if event is not None:
+        return f"{event.within_months} months after the case (outcomes in {event.source} observable by then)"
     windows = {
         "dpd90": f"{settings.label_window_months} months after the case (statements observable by then)",
         "first_payment_default": "1 month after booking (the first statement)",
@@ -34,19 +38,24 @@ def _maturity(settings: Settings, spec: ModelSpec) -> str:
     return windows[spec.label_kind]
 
 
-def _limitations(spec: ModelSpec, kind: str) -> list[str]:
-    notes = [
-        "Trained on simulated data (orchard.simulate): figures show the method, not a real portfolio.",
-        "The incumbent policy chose who was booked; declined applicants have no outcome (no reject inference).",
-    ]
+def _limitations(spec: ModelSpec, kind: str, simulated: bool) -> list[str]:
+    notes = []
+    if simulated:
+        notes.append(
+            "Trained on simulated data (orchard.simulate): figures show the method, not a real portfolio."
+        )
+    if spec.trainable:
+        notes.append(
+            f"Learnt only from cases where {spec.trainable}; the others have no outcome (no reject inference)."
+        )
     if kind != "scorecard":
         notes.append(
             "The points table is the scorecard baseline's, fitted on the same development rows; the registered "
             f"model is {kind} (its reason codes come from per-feature contributions)."
         )
-    if spec.unit == "offers":
+    if spec.kind == "tiers":
         notes.append("The simulator models no uplift from an offer: 'response' means the prospect applied.")
-    if spec.label_kind == "charge_off":
+    if spec.kind == "expected_loss":
         notes.append("LGD and EAD are development-window averages; they do not move with the macro cycle.")
     return notes
 
@@ -73,7 +82,7 @@ def lifecycle_card(
         lineage={k: v for k, v in lineage.items() if k != "extra"} | {"as_of": lineage["extra"].get("as_of")},
         performance={SAMPLES[k]: evaluations[k] for k in SAMPLES if k in evaluations},
         feature_iv=baseline.selection.get("candidate_iv", {}), stability=stability,
-        limitations=_limitations(spec, str(model.kind)), approval_status=approval_status, approver=approver,
+        limitations=_limitations(spec, str(model.kind), settings.portfolio_def.simulated), approval_status=approval_status, approver=approver,
     )  # fmt: skip
     if card.points_table is None:
         card = _with_baseline_points(card, baseline)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 from feast import FeatureStore
 
-from feature_repo.services import SERVICE_VIEWS
+from feature_repo.services import service_views
 from feature_repo.views import offline_table
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
-from orchard.feature_store import open_store, training_frame
+from orchard.feature_store import open_store, service_join_keys, training_frame
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
 from orchard.populations import population
@@ -51,8 +51,9 @@ _JOINED_KEEP = 6
 
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     """Return what identifies the offline tables a service reads (a rewritten table changes it)."""
-    stats = [offline_table(settings.features_dir, view).stat() for view in SERVICE_VIEWS[service]]
-    return tuple(SERVICE_VIEWS[service]), tuple((st.st_mtime_ns, st.st_size) for st in stats)
+    views = service_views(settings.portfolio_def)[service]
+    stats = [offline_table(settings.features_dir, view).stat() for view in views]
+    return tuple(views), tuple((st.st_mtime_ns, st.st_size) for st in stats)
 
 
 def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +63,10 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) ->
     the same times with the same views: the join is kept for the process (a few recent ones), keyed by the
     customers, times and the offline tables' state, and reused.
     """
-    times = entity[["user_id", "event_timestamp"]]
+    keys = service_join_keys(settings, spec.feature_service)
+    if len(keys) != 1:
+        raise OrchardError(f"model {spec.name}: its views must share one entity, not {keys}")
+    times = entity[[spec.entity, "event_timestamp"]].rename(columns={spec.entity: keys[0]})
     digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
     key = (str(settings.features_dir.resolve()), _tables_fingerprint(settings, spec.feature_service), digest)
     if key not in _JOINED:

@@ -11,20 +11,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchard.atomic import write_json
-from orchard.model_specs import APPLICATION_PD
 from orchard.settings import Settings
-
-PRIMARY_MODEL = APPLICATION_PD.name
 
 
 @dataclass
-class MonthRecord:
-    """What happened in one month of the lifecycle."""
+class ModelMonth:
+    """What happened to one model in one month: monitoring, training, the promotion decision, its outputs."""
 
-    month: str
-    ingested: list[str] = field(default_factory=list)
-    quarantined: dict[str, list[str]] = field(default_factory=dict)
-    feature_rows: int = 0
     champion: int | None = None
     score_psi: float | None = None
     top_feature_psi: dict[str, float] = field(default_factory=dict)
@@ -32,24 +25,25 @@ class MonthRecord:
     reasons: list[str] = field(default_factory=list)
     trained: dict | None = None
     promotion: dict | None = None
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    models: dict[str, dict] = field(default_factory=dict)
-    """The other lifecycle models' month (ModelMonth as a dict), by model name; the fields above are
-    application_pd's, the model with the risk managers' Evidently dashboard."""
+    tiers: dict[str, int] | None = None
+    expected_loss: dict[str, float] | None = None
 
 
 @dataclass
-class ModelMonth:
-    """What happened to one stage model in one month."""
+class MonthRecord:
+    """What happened in one month of the lifecycle: the batches, then every model the same way."""
 
-    champion: int | None = None
-    score_psi: float | None = None
-    breach: bool = False
-    reasons: list[str] = field(default_factory=list)
-    trained: dict | None = None
-    promotion: dict | None = None
-    tiers: dict[str, int] | None = None
-    expected_loss: dict[str, float] | None = None
+    month: str
+    ingested: list[str] = field(default_factory=list)
+    quarantined: dict[str, list[str]] = field(default_factory=dict)
+    feature_rows: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)
+    """Each model's month (ModelMonth as a dict), by model name, in the portfolio's order."""
+
+    def model(self, name: str) -> ModelMonth:
+        """Return one model's month (empty when the model did not exist yet)."""
+        return ModelMonth(**(self.models.get(name) or {}))
 
 
 def _path(settings: Settings, month: str) -> Path:
@@ -71,12 +65,10 @@ def load_month(settings: Settings, month: str) -> MonthRecord | None:
 
 def trained_in(record: MonthRecord, model: str) -> dict | None:
     """Return what was trained for a model in a month's record (None if nothing was)."""
-    if model == PRIMARY_MODEL:
-        return record.trained
-    return (record.models.get(model) or {}).get("trained")
+    return record.model(model).trained
 
 
-def last_retrain_month(records: list[MonthRecord], model: str = PRIMARY_MODEL) -> str | None:
+def last_retrain_month(records: list[MonthRecord], model: str) -> str | None:
     """Return the latest month in which a model was trained because of the policy or first fit."""
     months = [r.month for r in records if trained_in(r, model)]
     return max(months) if months else None

@@ -15,11 +15,10 @@ from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
-from orchard.labels import application_labels
-from orchard.lake import read_silver
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
+from orchard.populations import ENTITY_TIME, population
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
@@ -27,9 +26,6 @@ from orchard.settings import Settings
 # Evidently's drift tests cost ~0.1 s per column: the HTML report runs them on the score and the features
 # that moved most this month; Orchard's exact PSI of every column is carried in the same report.
 EVIDENTLY_TOP_FEATURES = 6
-# the features whose CSI the risk managers' dashboard plots month by month (a fixed set: a stable chart)
-DASHBOARD_FEATURES = ("income_est_monthly", "active_days_30d", "late_bill_payments_12m", "income_declared",
-                      "open_balance")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ def monitor_month(
     # the one scoring implementation the decision API uses too (scores, bands, version; reason codes for the
     # application decisions)
     served = ServedModel.build(spec.name, version, model)
-    scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "applications")
+    scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "cases")
     profile = load_profile(profile_path(settings, spec.name, key))
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
@@ -123,16 +119,18 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     for m in month_range(settings.start_month, month):
         path = scores_path(settings, spec.name, m)
         if path.exists():
-            scored.append(pd.read_parquet(path, columns=["application_id", "pd"]).assign(vintage=m))
+            scored.append(pd.read_parquet(path, columns=[spec.key, "pd"]).assign(vintage=m))
     if not scored:
         return pd.DataFrame()
-    scores = pd.concat(scored, ignore_index=True)
+    scores = pd.concat(scored, ignore_index=True).rename(columns={spec.key: "application_id"})
     state_path = _vintage_state_path(settings, spec)
     reported = set(json.loads(state_path.read_text())) if state_path.exists() else set()
-    labels = application_labels(
-        read_silver(settings, "applications"), read_silver(settings, "repayments"), month,
-        settings.label_window_months, settings.bad_dpd,
-    )  # fmt: skip
+    # the model's own learnable cases and labels as known now (the same population training uses)
+    cases = population(settings, spec, sorted(set(scores["vintage"])), month)
+    cases = cases[cases["eligible"].astype(bool)]
+    labels = pd.DataFrame({"application_id": cases[spec.key].to_numpy(),
+                           "vintage": cases[ENTITY_TIME].dt.strftime("%Y-%m").to_numpy(),
+                           "mature": cases["mature"].to_numpy(dtype=bool), "bad": cases["bad"].to_numpy()})  # fmt: skip
     realised = matured_performance(scores, labels, month, reported)
     wanted = set(realised["vintage"]) | {month}
     estimated = early_estimate(scores[scores["vintage"].isin(wanted)])
@@ -142,7 +140,7 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
 
 def publish_dashboard(settings: Settings, spec: ModelSpec, month: str, outcome: MonitorOutcome) -> str:
     """Add the month's snapshot (PSI, drift share, vintages, alias events) to the model's Evidently project."""
-    ensure_dashboard(settings, spec.name, top_features=list(DASHBOARD_FEATURES))
+    ensure_dashboard(settings, spec.name, top_features=list(spec.dashboard_features))
     month_events = [e.to_dict() for e in events(settings, spec.name) if e.effective_month == month]
     return add_month_snapshot(
         settings, spec.name, month, {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},

@@ -10,7 +10,7 @@ from orchard.credit.expected_loss import loss_by_vintage, realised_losses
 from orchard.credit.stratification import tier_counts
 from orchard.labels import booked_loans, month_index
 from orchard.lake import read_silver
-from orchard.model_specs import LOSS_FORECAST, PRECREDIT_RESPONSE, ModelSpec
+from orchard.model_specs import ModelSpec
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
@@ -29,18 +29,18 @@ def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[obje
     return model, scores
 
 
-def month_tiers(settings: Settings, month: str) -> dict[str, int] | None:
-    """Return how many of the month's campaign offers fall in each tier A-D (None without a champion)."""
-    found = _month_scores(settings, PRECREDIT_RESPONSE, month)
+def month_tiers(settings: Settings, spec: ModelSpec, month: str) -> dict[str, int] | None:
+    """Return how many of the month's cases (offers) fall in each tier A-D (None without a champion)."""
+    found = _month_scores(settings, spec, month)
     if found is None:
         return None
     model, scores = found
     return tier_counts(model.tier(scores))  # type: ignore[attr-defined]
 
 
-def month_expected_loss(settings: Settings, month: str) -> dict[str, float] | None:
+def month_expected_loss(settings: Settings, spec: ModelSpec, month: str) -> dict[str, float] | None:
     """Return the month's booked vintage: loans, principal and expected loss (None without a champion)."""
-    found = _month_scores(settings, LOSS_FORECAST, month)
+    found = _month_scores(settings, spec, month)
     if found is None:
         return None
     model, scores = found

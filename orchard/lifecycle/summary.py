@@ -7,13 +7,13 @@ from rich.table import Table
 from rich.text import Text
 
 from orchard.credit.stratification import TIERS
-from orchard.lifecycle.ledger import PRIMARY_MODEL, MonthRecord, trained_in
+from orchard.lifecycle.ledger import MonthRecord, trained_in
 
 
-def shock_detection(records: list[MonthRecord], shock_month: str) -> str | None:
-    """Return the first month at or after the shock whose monitoring breached, if any."""
+def shock_detection(records: list[MonthRecord], shock_month: str, model: str) -> str | None:
+    """Return the first month at or after the shock whose monitoring of the model breached, if any."""
     for record in records:
-        if record.month >= shock_month and record.breach:
+        if record.month >= shock_month and record.model(model).breach:
             return record.month
     return None
 
@@ -28,28 +28,28 @@ def models_table(records: list[MonthRecord], champions: dict[str, int | None]) -
         for r in records:
             trained = trained_in(r, name)
             if trained:
-                promotion = r.promotion if name == PRIMARY_MODEL else r.models[name].get("promotion")
+                promotion = r.model(name).promotion
                 steps.append(f"v{trained['version']} @ {r.month}: {(promotion or {}).get('action', '?')}")
         table.add_row(name, ", ".join(steps) or "none", "—" if champion is None else f"v{champion}")
     return table
 
 
-def tiers_table(records: list[MonthRecord], model: str = "precredit_response") -> Table:
+def tiers_table(records: list[MonthRecord], model: str) -> Table:
     """Return the campaign offers of each month by tier A-D (the pre-credit stratification)."""
     table = Table(title=f"Campaign tiers by month ({model} champion)")
     table.add_column("month")
     for tier in TIERS:
         table.add_column(tier, justify="right")
     for r in records:
-        tiers = (r.models.get(model) or {}).get("tiers")
+        tiers = r.model(model).tiers
         if tiers:
             table.add_row(r.month, *(str(tiers[t]) for t in TIERS))
     return table
 
 
-def losses_table(losses: list[dict]) -> Table:
+def losses_table(losses: list[dict], model: str) -> Table:
     """Return expected loss (forecast at booking) beside realised net charge-offs, by vintage."""
-    table = Table(title="Expected vs realised loss by vintage (loss_forecast champion at booking)")
+    table = Table(title=f"Expected vs realised loss by vintage ({model} champion at booking)")
     for col in ("vintage", "loans", "expected loss", "realised so far", "ratio", "window"):
         table.add_column(col, justify="right")
     for row in losses:
@@ -61,16 +61,17 @@ def losses_table(losses: list[dict]) -> Table:
 
 def render_summary(
     records: list[MonthRecord],
+    primary: str,
     alias_events: list[dict],
-    shock_month: str,
+    shock_month: str | None,
     champions: dict[str, int | None] | None = None,
-    losses: list[dict] | None = None,
+    losses: dict[str, list[dict]] | None = None,
+    tiers_models: tuple[str, ...] = (),
 ) -> Group:
-    """Build the summary tables shown at the end of `orchard demo`."""
+    """Build the summary tables shown at the end of a lifecycle run (the primary model in detail)."""
     overview = Table(title="Orchard lifecycle summary", show_header=False)
     quarantined = [b for r in records for b in r.quarantined]
-    trained = [r.trained for r in records if r.trained]
-    detected = shock_detection(records, shock_month)
+    trained = [t for r in records if (t := r.model(primary).trained)]
     overview.add_row(
         "months processed", f"{len(records)} ({records[0].month}..{records[-1].month})" if records else "0"
     )
@@ -78,9 +79,11 @@ def render_summary(
     overview.add_row(
         "model versions", ", ".join(f"{t['model']} v{t['version']} @ {t['as_of']}" for t in trained) or "none"
     )
-    overview.add_row("shock", f"starts {shock_month}; first breach {detected or 'not detected'}")
+    if shock_month is not None:
+        detected = shock_detection(records, shock_month, primary)
+        overview.add_row("shock", f"starts {shock_month}; first breach {detected or 'not detected'}")
 
-    aliases = Table(title="Alias history (application_pd)")
+    aliases = Table(title=f"Alias history ({primary})")
     for col in ("month", "action", "alias", "version", "approver", "reason"):
         aliases.add_column(col, overflow="fold")
     for e in alias_events:
@@ -88,28 +91,29 @@ def render_summary(
             e["effective_month"], e["action"], e["alias"], str(e["version"]), e["approver"], e["reason"]
         )
 
-    psi = Table(title="Monthly monitoring of the champion")
+    psi = Table(title=f"Monthly monitoring of the {primary} champion")
     for col in ("month", "champion", "score PSI", "top feature PSI", "event"):
         psi.add_column(col, overflow="fold")
     for r in records:
-        score = "—" if r.score_psi is None else f"{r.score_psi:.3f}"
-        score_text = Text(score + (" BREACH" if r.breach else ""), style="bold red" if r.breach else "")
-        top = ", ".join(f"{k} {v:.2f}" for k, v in list(r.top_feature_psi.items())[:2])
+        m = r.model(primary)
+        score = "—" if m.score_psi is None else f"{m.score_psi:.3f}"
+        score_text = Text(score + (" BREACH" if m.breach else ""), style="bold red" if m.breach else "")
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(m.top_feature_psi.items())[:2])
         events = []
         if r.quarantined:
             events.append("quarantined " + ", ".join(r.quarantined))
-        if r.trained:
-            events.append(f"trained v{r.trained['version']}")
-        if r.promotion:
-            events.append(f"{r.promotion['action']} v{r.promotion['version']}")
+        if m.trained:
+            events.append(f"trained v{m.trained['version']}")
+        if m.promotion:
+            events.append(f"{m.promotion['action']} v{m.promotion['version']}")
         psi.add_row(
-            r.month, "—" if r.champion is None else f"v{r.champion}", score_text, top, "; ".join(events)
+            r.month, "—" if m.champion is None else f"v{m.champion}", score_text, top, "; ".join(events)
         )
     extra = []
     if champions:
         extra.append(models_table(records, champions))
-    if any((r.models.get("precredit_response") or {}).get("tiers") for r in records):
-        extra.append(tiers_table(records))
-    if losses:
-        extra.append(losses_table(losses))
+    extra += [
+        tiers_table(records, model) for model in tiers_models if any(r.model(model).tiers for r in records)
+    ]
+    extra += [losses_table(rows, model) for model, rows in (losses or {}).items() if rows]
     return Group(overview, aliases, psi, *extra)

@@ -18,6 +18,7 @@ from orchard.credit.metrics import evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.stratification import PrecreditModel, tier_counts
+from orchard.errors import OrchardError
 from orchard.labels import month_index
 from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
@@ -29,7 +30,7 @@ from orchard.lifecycle.datasets import (
     split_vintages,
 )
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
-from orchard.model_specs import APPLICATION_PD, ModelSpec
+from orchard.model_specs import ModelSpec, model_spec
 from orchard.months import month_range, timestamp_months
 from orchard.settings import Settings
 
@@ -55,14 +56,21 @@ def train_key(spec: ModelSpec, as_of: str) -> str:
     return f"{spec.name}@{as_of}"
 
 
-def _needs(spec: ModelSpec) -> list[ModelSpec]:
-    """Return the specs whose labels a model learns from (the pre-credit risk axis learns from applications)."""
-    return [spec, APPLICATION_PD] if spec.unit == "offers" else [spec]
+def _risk_model(settings: Settings, spec: ModelSpec) -> ModelSpec:
+    """Return the model a tiers model takes its risk axis from (its labels and monotone risk drivers)."""
+    if spec.risk_model is None:
+        raise OrchardError(f"model {spec.name} of kind tiers names no risk_model")
+    return model_spec(settings.portfolio_def, spec.risk_model)
+
+
+def _needs(settings: Settings, spec: ModelSpec) -> list[ModelSpec]:
+    """Return the specs whose labels a model learns from (a tiers model also learns its risk axis)."""
+    return [spec, _risk_model(settings, spec)] if spec.kind == "tiers" else [spec]
 
 
 def ready_to_train(settings: Settings, spec: ModelSpec, as_of: str) -> bool:
     """Return whether enough vintages have matured, with both classes, to train (and hold some out)."""
-    return all(ready_vintages(settings, need, as_of) for need in _needs(spec))
+    return all(ready_vintages(settings, need, as_of) for need in _needs(settings, spec))
 
 
 @dataclass(frozen=True)
@@ -82,13 +90,15 @@ def _precredit(
     oot: pd.DataFrame,
     as_of: str,
 ) -> Fitted:
-    """Add the pre-credit risk axis (booked loans' 90+ DPD from the platform's data) and the tier cuts."""
-    apps = model_frame(settings, APPLICATION_PD, month_range(settings.start_month, as_of), as_of).frame
+    """Add the pre-credit risk axis (the risk model's labels on the customer's features) and the tier cuts."""
+    risk_spec = _risk_model(settings, spec)
+    apps = model_frame(settings, risk_spec, month_range(settings.start_month, as_of), as_of).frame
     booked = labelled(apps, mature_vintages(apps))
     features = list(spec.feast_features)
     categorical = [c for c in spec.categorical if c in features]
+    increasing = tuple(c for c in risk_spec.increasing if c in features)
     risk = train_lightgbm(
-        booked, "bad", features, categorical, settings.seed, f"{spec.name}_risk", APPLICATION_PD.increasing
+        booked, "bad", features, categorical, settings.seed, f"{spec.name}_risk", increasing
     )
     cut = float(pd.Series(response.predict_pd(dev)).median())
     model = PrecreditModel(spec.name, response, risk, response_cut=cut, max_pd=settings.approve_max_pd)
@@ -170,9 +180,9 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     features, categorical = spec.features, list(spec.categorical)
 
     core = train_lightgbm(train, "bad", features, categorical, settings.seed, spec.name, spec.increasing)
-    if spec.unit == "offers":
+    if spec.kind == "tiers":
         fitted = _precredit(settings, spec, core, train, oot, as_of)
-    elif spec.label_kind == "charge_off":
+    elif spec.kind == "expected_loss":
         fitted = _loss_forecast(settings, spec, core, data, dev, oot, as_of)
     else:
         fitted = Fitted(core)

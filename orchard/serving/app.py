@@ -16,18 +16,18 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from feast import FeatureStore
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchard import __version__
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
-from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD, SERVED_SPECS
+from orchard.model_specs import ModelSpec, model_spec, served_specs
 from orchard.serving.config import ServingConfig, serving_config
 from orchard.serving.decision_log import DecisionLogWriter, DecisionRecord, new_request_id, open_sink
 from orchard.serving.models import ChampionCache
 from orchard.serving.online import OnlineFeatureReader, OnlineRow
 from orchard.serving.schemas import (
-    ApplicationRequest,
     DecisionResponse,
     ErrorResponse,
     FieldError,
@@ -35,10 +35,13 @@ from orchard.serving.schemas import (
     ReadyResponse,
     ScoreRequest,
     ScoreResponse,
+    application_request,
     check_request_fields,
+    request_columns,
 )
 from orchard.serving.scoring import DecisionPolicy, decide, score_row
 from orchard.settings import Settings
+from orchard.sources import source_specs
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,29 @@ class ApiError(Exception):
         super().__init__(message)
 
 
+@dataclass(frozen=True)
+class ServedPortfolio:
+    """What the API serves of the portfolio: its served models, the decision's models, request columns."""
+
+    served: dict[str, ModelSpec]
+    pd_model: ModelSpec | None
+    fraud_model: ModelSpec | None
+    columns: dict[str, Any]
+
+    @classmethod
+    def of(cls, settings: Settings) -> ServedPortfolio:
+        """Return what the settings' portfolio serves."""
+        portfolio = settings.portfolio_def
+        decision = portfolio.decision
+        fraud = decision.fraud_model if decision else None
+        return cls(
+            served=served_specs(portfolio),
+            pd_model=model_spec(portfolio, decision.pd_model) if decision else None,
+            fraud_model=model_spec(portfolio, fraud) if fraud else None,
+            columns=request_columns(source_specs(portfolio)),
+        )
+
+
 @dataclass
 class Runtime:
     """What the app holds while it runs: the store readers, the champion cache and the decision log."""
@@ -75,6 +101,7 @@ class Runtime:
     champions: ChampionCache
     log_writer: DecisionLogWriter
     policy: DecisionPolicy
+    portfolio: ServedPortfolio
 
     def close(self) -> None:
         """Stop watching champions and flush the decision log."""
@@ -85,9 +112,10 @@ class Runtime:
 def start_runtime(settings: Settings, config: ServingConfig, store: FeatureStore | None = None) -> Runtime:
     """Open the Feast store once, load the champions, start the alias watcher and the log writer."""
     store = store or open_store(settings)
-    services = {spec.feature_service for spec in SERVED_SPECS.values()}
+    portfolio = ServedPortfolio.of(settings)
+    services = {spec.feature_service for spec in portfolio.served.values()}
     readers = {service: OnlineFeatureReader(store, service) for service in services}
-    champions = ChampionCache(settings, SERVED_SPECS, config.champion_poll_seconds)
+    champions = ChampionCache(settings, portfolio.served, config.champion_poll_seconds)
     champions.start()
     writer = DecisionLogWriter(
         open_sink(settings, config), config.decision_flush_seconds, config.decision_flush_rows
@@ -95,7 +123,9 @@ def start_runtime(settings: Settings, config: ServingConfig, store: FeatureStore
     writer.start()
     policy = DecisionPolicy(config.approve_max_pd, config.decline_min_pd, config.fraud_refer_min)
     log.info("decision API ready: champions %s", champions.snapshot().versions)
-    return Runtime(readers=readers, champions=champions, log_writer=writer, policy=policy)
+    return Runtime(
+        readers=readers, champions=champions, log_writer=writer, policy=policy, portfolio=portfolio
+    )
 
 
 def _too_large(max_bytes: int) -> str:
@@ -156,13 +186,17 @@ def _scalar_request(values: dict[str, Any]) -> dict[str, Any]:
 
 def decide_application_request(runtime: Runtime, fields: dict[str, Any]) -> DecisionResponse:
     """Decide one validated application on one snapshot of the champions, and log it (the route's work)."""
+    pd_spec, fraud_spec = runtime.portfolio.pd_model, runtime.portfolio.fraud_model
+    if pd_spec is None:
+        raise ApiError(404, "this portfolio declares no application decision (its decision block)")
     models = runtime.champions.snapshot()  # one immutable snapshot for the whole request
-    pd_model = models.get(APPLICATION_PD.name)
+    pd_model = models.get(pd_spec.name)
     if pd_model is None:
-        raise ApiError(503, f"no champion for {APPLICATION_PD.name}: nothing can decide yet")
-    row = runtime.readers[APPLICATION_PD.feature_service].read(fields["customer_id"])
+        raise ApiError(503, f"no champion for {pd_spec.name}: nothing can decide yet")
+    row = runtime.readers[pd_spec.feature_service].read(fields["customer_id"])
     inputs = {**row.values, **_scalar_request(fields)} if row.known else None
-    outcome = decide(pd_model, models.get(APPLICATION_FRAUD.name), inputs, runtime.policy)
+    fraud_model = models.get(fraud_spec.name) if fraud_spec else None
+    outcome = decide(pd_model, fraud_model, inputs, runtime.policy)
     request_id = new_request_id()
     freshness = _freshness(row)
     runtime.log_writer.append(
@@ -187,6 +221,8 @@ def create_app(
     if config.api_key is None or not config.api_key.get_secret_value():
         raise OrchardError("the decision API needs an API key: set ORCHARD_API_KEY")
     expected_key = config.api_key.get_secret_value().encode()
+    portfolio = ServedPortfolio.of(settings)
+    headline = portfolio.pd_model.name if portfolio.pd_model else next(iter(portfolio.served), None)
 
     def require_key(key: Annotated[str | None, Depends(_KEY_HEADER)]) -> None:
         """Refuse a request without the right API key (constant-time comparison)."""
@@ -252,15 +288,15 @@ def create_app(
         "/ready", response_model=ReadyResponse, tags=["operations"], responses={503: {"model": ReadyResponse}}
     )
     async def ready(request: Request) -> JSONResponse:
-        """Readiness: the online store is open and an application_pd champion is loaded."""
+        """Readiness: the online store is open and the deciding model's champion is loaded."""
         runtime: Runtime | None = getattr(request.app.state, "runtime", None)
         versions = runtime.champions.snapshot().versions if runtime else {}
-        versions = {name: versions.get(name) for name in SERVED_SPECS}
-        ok = runtime is not None and versions.get(APPLICATION_PD.name) is not None
+        versions = {name: versions.get(name) for name in portfolio.served}
+        ok = runtime is not None and headline is not None and versions.get(headline) is not None
         body = ReadyResponse(
             ready=ok,
             model_versions=versions,
-            detail="" if ok else f"no {APPLICATION_PD.name} champion loaded",
+            detail="" if ok else f"no {headline or 'served'} champion loaded",
         )
         return JSONResponse(status_code=200 if ok else 503, content=body.model_dump())
 
@@ -272,23 +308,34 @@ def create_app(
             raise ApiError(503, "the API is starting: no champion loaded yet")
         return runtime
 
-    @v1.post("/decisions/application", response_model=DecisionResponse, tags=["decisions"])
-    async def decide_application(application: ApplicationRequest, request: Request) -> DecisionResponse:  # type: ignore[valid-type]
+    async def decide_application(application: BaseModel, request: Request) -> DecisionResponse:
         """Decide a loan application: approve, decline or refer, with PD, score, band and reasons."""
-        return decide_application_request(runtime_of(request), application.model_dump())  # type: ignore[attr-defined]
+        return decide_application_request(runtime_of(request), application.model_dump())
+
+    if portfolio.pd_model is not None:
+        # the request model is the portfolio's: FastAPI reads it from the signature's annotation
+        decide_application.__annotations__["application"] = application_request(
+            portfolio.pd_model, portfolio.columns
+        )
+        v1.add_api_route(
+            "/decisions/application", decide_application, methods=["POST"],
+            response_model=DecisionResponse, tags=["decisions"],
+        )  # fmt: skip
 
     @v1.post("/scores/{model}", response_model=ScoreResponse, tags=["scores"])
     async def score_model(model: str, body: ScoreRequest, request: Request) -> ScoreResponse:
         """Score one customer with the champion of any registered model."""
-        spec = SERVED_SPECS.get(model)
+        spec = portfolio.served.get(model)
         if spec is None:
-            raise ApiError(404, f"unknown model {model!r}; known: {', '.join(sorted(SERVED_SPECS))}", "model")
+            raise ApiError(
+                404, f"unknown model {model!r}; known: {', '.join(sorted(portfolio.served))}", "model"
+            )
         runtime = runtime_of(request)
         served = runtime.champions.snapshot().get(model)
         if served is None:
             raise ApiError(503, f"model {model} has no champion yet")
         try:
-            fields = check_request_fields(spec, body.fields)
+            fields = check_request_fields(spec, body.fields, portfolio.columns)
         except FieldError as exc:
             raise ApiError(422, str(exc), exc.field) from None
         row = runtime.readers[spec.feature_service].read(body.customer_id)

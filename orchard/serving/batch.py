@@ -48,7 +48,7 @@ def score_month(
     """Score a month's cases (point-in-time features) with a served model; write them atomically."""
     month = parse_month(month)
     frame = model_frame(settings, spec, [month], month, with_labels=False).frame
-    scores = batch_scores(served, frame, (spec.key, *KEYS), with_reasons=with_reasons)
+    scores = batch_scores(served, frame, (spec.key, spec.entity, *KEYS), with_reasons=with_reasons)
     write_parquet(scores, scores_path(settings, spec.name, month))
     log.info("scored %d %s cases of %s with v%s", len(scores), spec.name, month, served.version)
     return scores

@@ -11,7 +11,6 @@ from feast import FeatureService, FeatureStore
 from feast.errors import FeatureServiceNotFoundException
 
 from orchard.errors import OrchardError
-from orchard.features import ENTITY_KEY
 
 _TS_SUFFIX = "__ts"
 _SECONDS_PER_DAY = 86_400.0
@@ -62,11 +61,21 @@ class OnlineFeatureReader:
             p.name: p.features[0].name for p in self._service.feature_view_projections if p.features
         }
         self.features = [f.name for p in self._service.feature_view_projections for f in p.features]
+        keys = {
+            c.name
+            for p in self._service.feature_view_projections
+            for c in store.get_feature_view(p.name).entity_columns
+        }
+        if len(keys) != 1:
+            raise OrchardError(
+                f"feature service {service!r} must read views of one entity, not {sorted(keys)}"
+            )
+        self.join_key = keys.pop()
 
     def read(self, customer_id: str, now: datetime | None = None) -> OnlineRow:
         """Return the customer's latest online features (one get_online_features call)."""
         response = self._store.get_online_features(
-            features=self._service, entity_rows=[{ENTITY_KEY: customer_id}]
+            features=self._service, entity_rows=[{self.join_key: customer_id}]
         )
         data = response.to_dict(include_event_timestamps=True)
         values = {name: _scalar(data[name][0]) for name in self.features if name in data}

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchard.errors import OrchardError
-from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD
 from orchard.serving.config import ServingConfig
 from orchard.serving.decision_log import DecisionRecord, find_decision
 from orchard.serving.models import load_served
@@ -45,13 +44,15 @@ def _served(settings: Settings, name: str, version: int | None) -> ServedModel |
 def replay_record(settings: Settings, record: DecisionRecord) -> ReplayResult:
     """Recompute a logged decision or score from its logged inputs with the versions it recorded."""
     if record.kind == "decision":
-        pd_version = record.model_versions.get(APPLICATION_PD.name)
+        decision = settings.portfolio_def.decision
+        if decision is None:
+            raise OrchardError(f"request {record.request_id} is a decision, but the portfolio declares none")
+        pd_version = record.model_versions.get(decision.pd_model)
         if pd_version is None:
-            raise OrchardError(f"request {record.request_id} recorded no {APPLICATION_PD.name} version")
-        pd_model = load_served(settings, APPLICATION_PD.name, pd_version)
-        fraud_model = _served(
-            settings, APPLICATION_FRAUD.name, record.model_versions.get(APPLICATION_FRAUD.name)
-        )
+            raise OrchardError(f"request {record.request_id} recorded no {decision.pd_model} version")
+        pd_model = load_served(settings, decision.pd_model, pd_version)
+        fraud = decision.fraud_model
+        fraud_model = _served(settings, fraud, record.model_versions.get(fraud)) if fraud else None
         policy = DecisionPolicy(**record.policy)
         outcome = decide(pd_model, fraud_model, record.inputs, policy)
         return ReplayResult(record=record, replayed={**outcome.result_dict(), "notes": outcome.notes})

@@ -1,4 +1,4 @@
-"""Request and response models of the decision API; field ranges and levels come from orchard.sources."""
+"""Request and response models of the decision API; field ranges and levels come from the portfolio's sources."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from orchard.model_specs import APPLICATION_PD, ModelSpec
-from orchard.sources import SOURCES, ColumnSpec
+from orchard.model_specs import ModelSpec
+from orchard.sources import ColumnSpec, SourceSpec
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 MAX_SCORE_FIELDS = 64
@@ -45,16 +45,17 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
-def _column(name: str) -> ColumnSpec | None:
-    for source in SOURCES.values():
-        if name in source.column_names:
-            return source.column(name)
-    return None
+def request_columns(sources: dict[str, SourceSpec]) -> dict[str, ColumnSpec]:
+    """Return the column a request field is validated like: the first source (in order) that has it."""
+    columns: dict[str, ColumnSpec] = {}
+    for source in sources.values():
+        for column in source.columns:
+            columns.setdefault(column.name, column)
+    return columns
 
 
-def column_type(name: str) -> Any:
+def column_type(column: ColumnSpec | None, name: str = "") -> Any:
     """Return the validated type of a request field: its source column's type, range and levels."""
-    column = _column(name)
     if column is None:
         return Annotated[StrictFloat | StrictInt | StrictStr | None, Field(description=name)]
     if column.categories:
@@ -67,15 +68,13 @@ def column_type(name: str) -> Any:
     ]
 
 
-def _application_request() -> type[BaseModel]:
+def application_request(spec: ModelSpec, columns: dict[str, ColumnSpec]) -> type[BaseModel]:
+    """Return the request model of an application decision: the customer id plus the PD model's case fields."""
     fields: dict[str, Any] = {"customer_id": (CustomerId, ...)}
-    fields.update({name: (column_type(name), ...) for name in APPLICATION_PD.request_features})
+    fields.update({name: (column_type(columns.get(name), name), ...) for name in spec.request_features})
     model = create_model("ApplicationRequest", __config__=_STRICT, **fields)
     model.__doc__ = "A loan application: the customer id plus the fields the application form carries."
     return model
-
-
-ApplicationRequest = _application_request()
 
 
 class ScoreRequest(BaseModel):
@@ -92,11 +91,13 @@ class ScoreRequest(BaseModel):
 
 
 @cache
-def _adapter(name: str) -> TypeAdapter[Any]:
-    return TypeAdapter(column_type(name), config=_STRICT)
+def _adapter(column: ColumnSpec | None, name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(column_type(column, name), config=_STRICT)
 
 
-def check_request_fields(spec: ModelSpec, fields: dict[str, Any]) -> dict[str, Any]:
+def check_request_fields(
+    spec: ModelSpec, fields: dict[str, Any], columns: dict[str, ColumnSpec]
+) -> dict[str, Any]:
     """Return the model's request fields validated by type, range and level, or raise FieldError naming one."""
     unknown = sorted(set(fields) - set(spec.request_features))
     if unknown:
@@ -109,7 +110,7 @@ def check_request_fields(spec: ModelSpec, fields: dict[str, Any]) -> dict[str, A
         if isinstance(value, float) and not math.isfinite(value):
             raise FieldError(f"fields.{name}", "must be a finite number")
         try:
-            values[name] = _adapter(name).validate_python(value)
+            values[name] = _adapter(columns.get(name), name).validate_python(value)
         except PydanticValidationError as exc:
             raise FieldError(f"fields.{name}", exc.errors()[0]["msg"]) from None
     return values

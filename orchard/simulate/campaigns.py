@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from orchard.months import month_start
-from orchard.sources import CAMPAIGNS
 
 if TYPE_CHECKING:
     from orchard.simulate.lifecycle import Columns
@@ -17,7 +16,7 @@ CAMPAIGNS_STREAM = 101
 """Second word of the campaigns' private seed: np.random.default_rng([seed, CAMPAIGNS_STREAM])."""
 OFFER_SHARE = 0.30
 """Share of the eligible snapshot users who get an offer each month."""
-OFFER_CHANNELS = CAMPAIGNS.column("offer_channel").categories
+OFFER_CHANNELS = ("push", "sms", "in_app")
 OFFER_CHANNEL_WEIGHTS = (0.5, 0.3, 0.2)
 """Share of offers sent by each of OFFER_CHANNELS (push, sms, in_app)."""
 OFFER_INCOME_MULTIPLE = 1.5

@@ -10,7 +10,6 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from orchard.months import month_end
-from orchard.sources import COLLECTIONS
 
 if TYPE_CHECKING:
     from orchard.simulate.lifecycle import Columns
@@ -18,8 +17,8 @@ if TYPE_CHECKING:
 COLLECTIONS_STREAM = 102
 """Second word of the collections' private seed: np.random.default_rng([seed, COLLECTIONS_STREAM])."""
 COLLECTED_STATUSES = ("delinquent", "charged_off")
-CONTACT_RESULTS = COLLECTIONS.column("contact_result").categories
-"""The contact results in the spec's order (the columns of contact_probabilities)."""
+CONTACT_RESULTS = ("no_contact", "promise_to_pay", "refused", "dispute")
+"""The contact results in the demo portfolio's order (the columns of contact_probabilities)."""
 MAX_ACTION_DELAY_DAYS = 10
 LAST_ACTION_BEFORE_MONTH_END = pd.Timedelta(hours=1)
 RECOVERY_MEAN_AT_Z0 = 0.35

@@ -9,7 +9,7 @@ import pandas as pd
 
 from orchard.errors import OrchardError
 from orchard.months import parse_month
-from orchard.sources import EVENT_TIME, get_source
+from orchard.sources import EVENT_TIME, SourceSpec
 
 NEGATIVE_COLUMN = {
     "applications": "requested_amount",
@@ -46,7 +46,9 @@ class CorruptionReport:
     duplicated_keys: int
 
 
-def parse_corrupt_batches(items: list[str], months: list[str]) -> tuple[set[tuple[str, str]], list[str]]:
+def parse_corrupt_batches(
+    items: list[str], months: list[str], sources: set[str]
+) -> tuple[set[tuple[str, str]], list[str]]:
     """Return the (source, month) pairs to corrupt inside months and the requested items outside them."""
     inside: set[tuple[str, str]] = set()
     outside: list[str] = []
@@ -55,7 +57,8 @@ def parse_corrupt_batches(items: list[str], months: list[str]) -> tuple[set[tupl
         source, sep, month = item.partition(":")
         if not sep:
             raise OrchardError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
-        get_source(source)  # unknown source -> OrchardError naming it
+        if source not in sources:
+            raise OrchardError(f"unknown source {source!r}; known sources: {', '.join(sorted(sources))}")
         parse_month(month)
         if month in window:
             inside.add((source, month))
@@ -65,11 +68,11 @@ def parse_corrupt_batches(items: list[str], months: list[str]) -> tuple[set[tupl
 
 
 def corrupt_frame(
-    df: pd.DataFrame, source: str, month: str, batch: str, rng: np.random.Generator
+    df: pd.DataFrame, spec: SourceSpec, month: str, batch: str, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, CorruptionReport]:
     """Return a copy of a clean batch with null ids, negative amounts, an unknown category, out-of-month
     event times and duplicated keys on disjoint random rows, and a report of how many rows got each."""
-    spec = get_source(source)
+    source = spec.name
     n = len(df)
     per_defect = min(max(MIN_DEFECT_ROWS, round(DEFECT_SHARE * n)), n // 5)
     if per_defect == 0:

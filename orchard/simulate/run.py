@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from orchard.atomic import write_parquet
+from orchard.errors import OrchardError
 from orchard.months import month_range
 from orchard.settings import Settings
 from orchard.simulate.corrupt import CorruptionReport, corrupt_frame, parse_corrupt_batches
 from orchard.simulate.frames import to_spec_frame
 from orchard.simulate.lifecycle import simulate_months
-from orchard.sources import SOURCES, batch_id
+from orchard.sources import SourceSpec, batch_id, source_specs
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,24 @@ def _corruption_rng(seed: int, source: str, month: str) -> np.random.Generator:
     return np.random.default_rng([seed, SIMULATED_SOURCES.index(source), year * 12 + mon])
 
 
+def simulated_sources(settings: Settings) -> dict[str, SourceSpec]:
+    """Return the specs of the sources the simulator writes, from the settings' (demo) portfolio."""
+    specs = source_specs(settings.portfolio_def)
+    missing = [s for s in SIMULATED_SOURCES if s not in specs]
+    if missing:
+        raise OrchardError(
+            f"the simulator writes the demo portfolio's sources; portfolio {settings.portfolio_def.name} "
+            f"has no {', '.join(missing)}"
+        )
+    return {s: specs[s] for s in SIMULATED_SOURCES}
+
+
 def simulate(settings: Settings) -> SimulationSummary:
     """Simulate settings.start_month..end_month and write every source's monthly batch to landing."""
     started = time.perf_counter()
+    specs = simulated_sources(settings)
     months = month_range(settings.start_month, settings.end_month)
-    to_corrupt, skipped = parse_corrupt_batches(settings.corrupt_batches, months)
+    to_corrupt, skipped = parse_corrupt_batches(settings.corrupt_batches, months, set(specs))
     for item in skipped:
         logger.warning("corrupt batch %s is outside %s..%s: not written", item, months[0], months[-1])
     rows: dict[str, dict[str, int]] = {source: {} for source in SIMULATED_SOURCES}
@@ -64,11 +78,10 @@ def simulate(settings: Settings) -> SimulationSummary:
     )
     for month, columns in batches:
         for source in SIMULATED_SOURCES:
-            df = to_spec_frame(columns[source], SOURCES[source], month)
+            df = to_spec_frame(columns[source], specs[source], month)
             if (source, month) in to_corrupt:
-                df, report = corrupt_frame(
-                    df, source, month, batch_id(source, month), _corruption_rng(settings.seed, source, month)
-                )
+                rng = _corruption_rng(settings.seed, source, month)
+                df, report = corrupt_frame(df, specs[source], month, batch_id(source, month), rng)
                 reports.append(report)
                 logger.info("wrote corrupted batch %s: %s", report.batch_id, report)
             write_parquet(df, landing_path(settings, source, month))

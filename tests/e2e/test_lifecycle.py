@@ -15,9 +15,11 @@ import pytest
 from mlflow import MlflowClient
 
 from model_registry.registry import load_model
-from orchard.model_specs import MODEL_SPECS
 from orchard.settings import Settings
+from tests.demo import demo_models
 from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
+
+MODEL_SPECS = demo_models()
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +55,11 @@ def test_demo_trains_a_champion_detects_the_shock_and_decides(
     aliases = {(name, alias): version for name, alias, version in state["aliases"]}
     assert ("application_pd", "champion") in aliases, "no champion after the lifecycle"
     months = state["months"]
-    breaches = [m for m, r in months.items() if r["breach"] and m >= "2019-07"]
+    breaches = [m for m, r in months.items() if r["models"]["application_pd"]["breach"] and m >= "2019-07"]
     assert breaches and breaches[0] <= "2019-09", (
         f"shock from 2019-07 not detected within 3 months: {breaches}"
     )
-    promotions = [r["promotion"] for r in months.values() if r["promotion"]]
+    promotions = [p for r in months.values() if (p := r["models"]["application_pd"]["promotion"])]
     assert len(promotions) >= 2, "expected the first promotion and at least one retrain decision"
     assert promotions[-1]["action"] in {"promote", "reject"} and promotions[-1]["reason"]
     assert "Alias history" in result.stdout and "BREACH" in result.stdout

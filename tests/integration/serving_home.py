@@ -26,12 +26,15 @@ from orchard.contracts import validate_batch
 from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
 from orchard.lake import ingest_batch, read_silver
 from orchard.lifecycle.training import train_and_register
-from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD
 from orchard.months import month_range
 from orchard.serving.config import ServingConfig
 from orchard.settings import Settings, tool_environment
 from orchard.simulate import simulate
-from orchard.sources import SOURCES
+from tests.demo import demo_model, demo_sources
+
+APPLICATION_FRAUD = demo_model("application_fraud")
+APPLICATION_PD = demo_model("application_pd")
+SOURCES = demo_sources()
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,7 @@ def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
         for source in SOURCES:
             ingest_batch(settings, source, month)
             validate_batch(settings, source, month)
-        update_offline_tables(
-            settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
-        )
+        update_offline_tables(settings)
         apply_definitions(settings)
         materialize_month(settings, month)
     pd_first = train_and_register(settings, APPLICATION_PD, "2019-06")

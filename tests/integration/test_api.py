@@ -11,14 +11,13 @@ from fastapi.testclient import TestClient
 
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
-from orchard.model_specs import APPLICATION_PD, SERVED_SPECS
 from orchard.serving.app import create_app
 from orchard.serving.batch import batch_scores, scores_path
 from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, decisions_dir, find_decision
 from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.settings import Settings
-from orchard.sources import APPLICATIONS
+from tests.demo import demo_model, demo_source, served_models
 from tests.integration.serving_home import (
     HEADERS,
     applications,
@@ -26,6 +25,10 @@ from tests.integration.serving_home import (
     serving_config,
     serving_home_fixture,  # noqa: F401  (registers the fixture)
 )
+
+APPLICATIONS = demo_source("applications")
+APPLICATION_PD = demo_model("application_pd")
+SERVED_SPECS = served_models()
 
 pytestmark = pytest.mark.slow  # the shared lifecycle home takes ~2 minutes to build once per session
 

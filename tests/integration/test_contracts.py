@@ -25,8 +25,14 @@ from orchard.lake import (
 from orchard.months import month_end, month_start
 from orchard.settings import Settings
 from orchard.simulate import simulate
-from orchard.sources import APPLICATIONS, CAMPAIGNS, PARTNER_USERS, REPAYMENTS, SourceSpec, batch_id
+from orchard.sources import SourceSpec, batch_id
 from tests.conftest import make_settings
+from tests.demo import demo_source
+
+APPLICATIONS = demo_source("applications")
+CAMPAIGNS = demo_source("campaigns")
+PARTNER_USERS = demo_source("partner_users")
+REPAYMENTS = demo_source("repayments")
 
 MONTH = "2019-03"
 

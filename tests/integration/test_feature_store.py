@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.feature_store import (
     apply_definitions,
@@ -17,8 +18,11 @@ from orchard.feature_store import (
     training_frame,
     update_offline_tables,
 )
-from orchard.model_specs import MODEL_SPECS
+from orchard.lake import silver_path
 from orchard.settings import Settings
+from tests.demo import demo_models
+
+MODEL_SPECS = demo_models()
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -73,10 +77,18 @@ def _repayments() -> pd.DataFrame:
     return pd.DataFrame([stmt("2020-01-25", 1, 0, 100.0), stmt("2020-03-25", 3, 90, 0.0)])
 
 
+def _offline_tables(settings: Settings, users: pd.DataFrame, repayments: pd.DataFrame) -> dict[str, int]:
+    """Put the frames in silver (one file per batch month) and bring the offline tables up to date."""
+    for source, frame in (("partner_users", users), ("repayments", repayments)):
+        for month, rows in frame.groupby(frame["event_ts"].dt.strftime("%Y-%m")):
+            write_parquet(rows.reset_index(drop=True), silver_path(settings, source, str(month)))
+    return update_offline_tables(settings)
+
+
 @pytest.fixture
 def store_settings(settings: Settings) -> Settings:
     """A feature store with offline tables written and definitions applied."""
-    update_offline_tables(settings, _partner_users(), _repayments())
+    _offline_tables(settings, _partner_users(), _repayments())
     apply_definitions(settings)
     return settings
 
@@ -91,7 +103,7 @@ def test_training_frame_is_point_in_time_correct(store_settings: Settings) -> No
         }
     )
     # When building the training frame
-    frame = training_frame(store_settings, entity_df)
+    frame = training_frame(store_settings, entity_df, "application_pd_v1")
     # Then row order and the application columns are kept
     assert frame["requested_amount"].tolist() == [5000.0, 1000.0, 3000.0], "row order or extras lost"
     after, other, before = (frame.iloc[i] for i in range(3))
@@ -106,7 +118,7 @@ def test_training_frame_is_point_in_time_correct(store_settings: Settings) -> No
 def test_training_frame_errors_name_the_problem(store_settings: Settings) -> None:
     # Given an entity frame without event_timestamp, then the error names the column
     with pytest.raises(OrchardError, match="event_timestamp"):
-        training_frame(store_settings, pd.DataFrame({"user_id": ["u1"]}))
+        training_frame(store_settings, pd.DataFrame({"user_id": ["u1"]}), "application_pd_v1")
     # Given an unknown feature service, then the error names it
     entity_df = pd.DataFrame({"user_id": ["u1"], "event_timestamp": [_ts("2020-02-01")]})
     with pytest.raises(OrchardError, match="application_pd_v9"):
@@ -118,7 +130,7 @@ def test_materialize_serves_latest_values(store_settings: Settings) -> None:
     for month in ("2020-01", "2020-02", "2020-03"):
         materialize_month(store_settings, month)
     # When reading online features
-    online = online_features(store_settings, ["u1", "u2", "ghost"]).set_index("user_id")
+    online = online_features(store_settings, ["u1", "u2", "ghost"], "application_pd_v1").set_index("user_id")
     # Then each user gets their latest values, and unknown users get nulls
     assert online.loc["u1", "txn_amount_30d"] == 9999.0, "u1's latest snapshot is March"
     assert online.loc["u1", "max_dpd_3m"] == 90, "u1's latest credit history is March"
@@ -136,7 +148,7 @@ def test_incremental_materialize_writes_only_that_month(store_settings: Settings
     # And re-running February writes nothing
     again = materialize_month(store_settings, "2020-02")
     assert again.rows == 0, "re-running a materialized month must not write again"
-    online = online_features(store_settings, ["u1", "u2"]).set_index("user_id")
+    online = online_features(store_settings, ["u1", "u2"], "application_pd_v1").set_index("user_id")
     assert online.loc["u1", "txn_amount_30d"] == 110.0 and online.loc["u2", "txn_amount_30d"] == 200.0
 
 
@@ -150,7 +162,7 @@ def test_older_event_never_overwrites_newer_online_value(store_settings: Setting
         warnings.simplefilter("ignore")
         store.write_to_online_store("partner_activity", stale)
     # Then the newer value is still served
-    online = online_features(store_settings, ["u1"], store=store)
+    online = online_features(store_settings, ["u1"], "application_pd_v1", store=store)
     assert online.loc[0, "txn_amount_30d"] == 9999.0, "an older event overwrote a newer one"
 
 
@@ -159,7 +171,9 @@ def test_stock_materialize_into_orchard_store_matches(store_settings: Settings) 
     store = open_store(store_settings)
     store.materialize(_ts("2020-01-01").to_pydatetime(), _ts("2020-04-01").to_pydatetime())
     # When reading online, then it serves the same latest values as Orchard's bulk path
-    online = online_features(store_settings, ["u1", "u2"], store=store).set_index("user_id")
+    online = online_features(store_settings, ["u1", "u2"], "application_pd_v1", store=store).set_index(
+        "user_id"
+    )
     assert online.loc["u1", "txn_amount_30d"] == 9999.0 and online.loc["u1", "max_dpd_3m"] == 90
     assert online.loc["u2", "city_tier"] == "tier2", "string features survive the protobuf path"
 
@@ -182,7 +196,7 @@ def test_apply_is_idempotent(store_settings: Settings) -> None:
         spec.feature_service for spec in MODEL_SPECS.values()
     )
     assert [e.name for e in store.list_entities()] == ["customer"]
-    online = online_features(store_settings, ["u2"], store=store)
+    online = online_features(store_settings, ["u2"], "application_pd_v1", store=store)
     assert online.loc[0, "txn_amount_30d"] == 200.0, "re-apply dropped online data"
 
 
@@ -199,11 +213,11 @@ def test_views_are_described_tagged_and_owned(store_settings: Settings) -> None:
 
 def test_update_offline_tables_is_idempotent(settings: Settings) -> None:
     # Given the offline tables written once
-    counts = update_offline_tables(settings, _partner_users(), _repayments())
+    counts = _offline_tables(settings, _partner_users(), _repayments())
     table = settings.features_dir / "partner_activity.parquet"
     mtime = table.stat().st_mtime_ns
     # When writing the same silver again, then counts are equal and the file is not rewritten
-    assert update_offline_tables(settings, _partner_users(), _repayments()) == counts
+    assert _offline_tables(settings, _partner_users(), _repayments()) == counts
     assert table.stat().st_mtime_ns == mtime, "unchanged features rewrote the offline table"
     assert counts == {"partner_activity": 4, "credit_history": 2}, f"unexpected counts {counts}"
 
@@ -211,12 +225,12 @@ def test_update_offline_tables_is_idempotent(settings: Settings) -> None:
 def test_new_partner_batches_are_appended_like_a_full_recompute(settings: Settings, tmp_path: Path) -> None:
     # Given January's batch featurized, then February and March arriving as new batches
     users = _partner_users()
-    update_offline_tables(settings, users[users["batch_id"] == "partner_users-2020-01"], _repayments())
-    update_offline_tables(settings, users, _repayments())
+    _offline_tables(settings, users[users["batch_id"] == "partner_users-2020-01"], _repayments())
+    _offline_tables(settings, users, _repayments())
     appended = pd.read_parquet(settings.features_dir / "partner_activity.parquet")
     # When another state folder featurizes everything at once
     fresh = settings.model_copy(update={"home": tmp_path / "fresh"})
-    update_offline_tables(fresh, users, _repayments())
+    _offline_tables(fresh, users, _repayments())
     full = pd.read_parquet(fresh.features_dir / "partner_activity.parquet")
     # Then the appended table holds the same rows as the full recompute
     key = ["user_id", "event_ts"]

@@ -10,12 +10,12 @@ import httpx
 import pytest
 
 from orchard.feature_store import open_store
-from orchard.model_specs import APPLICATION_FRAUD, APPLICATION_PD
 from orchard.serving.app import create_app
 from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.serving.scoring import score_row
 from orchard.settings import Settings
+from tests.demo import demo_model
 from tests.integration.serving_home import (
     HEADERS,
     applications,
@@ -24,6 +24,9 @@ from tests.integration.serving_home import (
     serving_config,
     serving_home_fixture,  # noqa: F401  (registers the fixture)
 )
+
+APPLICATION_FRAUD = demo_model("application_fraud")
+APPLICATION_PD = demo_model("application_pd")
 
 pytestmark = pytest.mark.slow  # the shared lifecycle home takes ~1-2 minutes to build once per session
 

@@ -10,19 +10,21 @@ import pytest
 from orchard.contracts import validate_batch
 from orchard.errors import ContractViolation
 from orchard.feature_store import apply_definitions, materialize_month, online_features, update_offline_tables
-from orchard.features import PARTNER_ACTIVITY, feature_names
+from orchard.features import feature_names
 from orchard.lake import ingest_batch, read_silver
 from orchard.settings import Settings
 from orchard.simulate import simulate
-from orchard.sources import SOURCES
 from tests.conftest import make_settings
+from tests.demo import demo_sources
+
+SOURCES = demo_sources()
 
 
 def _snapshot(settings: Settings, users: list[str]) -> dict[str, object]:
     silver = sorted(str(p.relative_to(settings.home)) for p in settings.silver_dir.rglob("*.parquet"))
     online = online_features(settings, users).sort_values("user_id").reset_index(drop=True)
     # the partner features come only from the (quarantined) partner_users batches
-    online = online[["user_id", *feature_names(PARTNER_ACTIVITY)]]
+    online = online[["user_id", *feature_names(settings.portfolio_def, "partner_activity")]]
     versions = (
         sorted(p.name for p in (settings.home / "mlflow").rglob("*") if p.is_dir())
         if (settings.home / "mlflow").exists()
@@ -39,9 +41,7 @@ def _run_month(settings: Settings, month: str) -> list[ContractViolation]:
             validate_batch(settings, source, month)
         except ContractViolation as violation:
             violations.append(violation)
-    update_offline_tables(
-        settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
-    )
+    update_offline_tables(settings)
     apply_definitions(settings)
     materialize_month(settings, month)
     return violations

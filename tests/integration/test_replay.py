@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orchard.errors import OrchardError
-from orchard.model_specs import APPLICATION_PD
 from orchard.serving.app import create_app
 from orchard.serving.decision_log import find_decision
 from orchard.serving.replay import replay, replay_command, replay_record
 from orchard.settings import Settings
+from tests.demo import demo_model
 from tests.integration.serving_home import (
     HEADERS,
     applications,
@@ -20,6 +20,8 @@ from tests.integration.serving_home import (
     serving_config,
     serving_home_fixture,  # noqa: F401  (registers the fixture)
 )
+
+APPLICATION_PD = demo_model("application_pd")
 
 pytestmark = pytest.mark.slow  # the shared lifecycle home takes ~1-2 minutes to build once per session
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from orchard.model_specs import APPLICATION_PD
 from orchard.serving.app import create_app
 from orchard.settings import Settings
+from tests.demo import demo_model
 from tests.integration.serving_home import (
     HEADERS,
     live_server,
@@ -20,6 +20,8 @@ from tests.integration.serving_home import (
     serving_config,
     serving_home_fixture,  # noqa: F401  (registers the fixture)
 )
+
+APPLICATION_PD = demo_model("application_pd")
 
 pytestmark = pytest.mark.slow  # the shared lifecycle home takes ~1-2 minutes to build once per session
 

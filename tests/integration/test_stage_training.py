@@ -14,11 +14,14 @@ from model_registry.tracking import mlflow_client, read_run_json
 from orchard.atomic import write_parquet
 from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
-from orchard.lake import read_silver, silver_path
+from orchard.lake import silver_path
 from orchard.lifecycle.training import ready_to_train, train_and_register
-from orchard.model_specs import LOSS_FORECAST, PRECREDIT_RESPONSE
 from orchard.settings import Settings
 from orchard.simulate import landing_path, simulate
+from tests.demo import demo_model
+
+LOSS_FORECAST = demo_model("loss_forecast")
+PRECREDIT_RESPONSE = demo_model("precredit_response")
 
 pytestmark = pytest.mark.slow
 AS_OF = "2020-06"
@@ -36,9 +39,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             write_parquet(
                 pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
             )
-    update_offline_tables(
-        settings, read_silver(settings, "partner_users"), read_silver(settings, "repayments")
-    )
+    update_offline_tables(settings)
     apply_definitions(settings)
     return settings
 

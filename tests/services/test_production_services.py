@@ -16,10 +16,12 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
 
-from orchard.model_specs import MODEL_SPECS
 from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
+from tests.demo import demo_models
 from tests.services.conftest import ProductionSettings, production_settings
+
+MODEL_SPECS = demo_models()
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -1,21 +1,28 @@
-"""Unit tests of the pure feature functions and the feature registry (tiny frames built here)."""
+"""Unit tests of the feature compiler and the feature registry on the demo's views (tiny frames built here)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.features import (
-    CREDIT_HISTORY,
-    FEATURES,
-    PARTNER_ACTIVITY,
-    credit_history_features,
-    feature_names,
-    partner_activity_features,
-)
+from orchard.features import feature_names, feature_specs, view_features
+from orchard.portfolio.load import parse_portfolio
+from tests.demo import demo_portfolio
+
+PARTNER_ACTIVITY = "partner_activity"
+CREDIT_HISTORY = "credit_history"
+
+
+def partner_activity_features(frame: pd.DataFrame) -> pd.DataFrame:
+    return view_features(demo_portfolio(), PARTNER_ACTIVITY, frame)
+
+
+def credit_history_features(frame: pd.DataFrame) -> pd.DataFrame:
+    return view_features(demo_portfolio(), CREDIT_HISTORY, frame)
 
 
 def _ts(day: str) -> pd.Timestamp:
@@ -66,22 +73,23 @@ def _at(frame: pd.DataFrame, user: str, month: str) -> pd.Series:
 
 def test_registry_names_are_unique_and_cover_both_views() -> None:
     # Given the registry, when listing names, then every feature name is unique and both views are populated
-    names = [f.name for f in FEATURES]
-    assert len(names) == len(set(names)), "a feature name appears twice in FEATURES"
-    assert "spend_to_income" in feature_names(PARTNER_ACTIVITY), "derived feature missing from partner view"
-    assert feature_names(CREDIT_HISTORY) == [
+    features = feature_specs(demo_portfolio())
+    names = [f.name for f in features]
+    assert len(names) == len(set(names)), "a feature name appears twice in the demo's views"
+    assert "spend_to_income" in feature_names(demo_portfolio(), PARTNER_ACTIVITY), "derived feature missing"
+    assert feature_names(demo_portfolio(), CREDIT_HISTORY) == [
         "open_loans_count",
         "max_dpd_3m",
         "missed_payments_3m",
         "open_balance",
     ], "credit history names drifted from the canonical list"
-    assert all(f.description and f.tags for f in FEATURES), "every feature needs a description and tags"
+    assert all(f.description and f.tags for f in features), "every feature needs a description and tags"
 
 
 def test_unknown_view_is_a_clear_error() -> None:
     # Given a view name that does not exist, when asking its features, then the error names it
     with pytest.raises(OrchardError, match="no_such_view"):
-        feature_names("no_such_view")
+        feature_names(demo_portfolio(), "no_such_view")
 
 
 def test_partner_features_columns_and_spend_to_income() -> None:
@@ -105,7 +113,7 @@ def test_partner_features_columns_and_spend_to_income() -> None:
     # When computing the partner features
     out = partner_activity_features(frame)
     # Then the columns are the canonical ones and the ratio is guarded against a zero income
-    assert list(out.columns) == ["user_id", "event_ts", *feature_names(PARTNER_ACTIVITY)], (
+    assert list(out.columns) == ["user_id", "event_ts", *feature_names(demo_portfolio(), PARTNER_ACTIVITY)], (
         "unexpected columns"
     )
     by_user = out.set_index("user_id")
@@ -189,4 +197,74 @@ def test_empty_repayments_give_typed_empty_frame() -> None:
     # Given no statements at all, when computing history, then the result is empty with canonical columns
     empty = pd.DataFrame([_statement("u", "L", "2020-01-15")]).iloc[0:0]
     out = credit_history_features(empty)
-    assert out.empty and list(out.columns) == ["user_id", "event_ts", *feature_names(CREDIT_HISTORY)]
+    assert out.empty and list(out.columns) == [
+        "user_id",
+        "event_ts",
+        *feature_names(demo_portfolio(), CREDIT_HISTORY),
+    ]
+
+
+WINDOWS_PORTFOLIO = """
+name: windows
+sources:
+  payments:
+    landing: {path: "p/{period}.csv"}
+    key: [payment_id]
+    event_time: paid_at
+    columns:
+      payment_id: {type: string}
+      customer: {type: string}
+      paid_at: {type: timestamp}
+      amount: {type: float, nullable: true}
+      late: {type: int}
+entities:
+  client: {join_key: customer}
+views:
+  payment_history:
+    entity: client
+    source: payments
+    ttl_days: 90
+    aggregations:
+      mean_amount_2m: {how: mean, column: amount, window_months: 2}
+      min_amount_2m: {how: min, column: amount, window_months: 2}
+      last_amount_3m: {how: last, column: amount, window_months: 3}
+      days_since_late_3m: {how: days_since, where: late == 1, window_months: 3}
+      late_count_2m: {how: count, where: late == 1, window_months: 2, type: int}
+"""
+
+
+def _payments() -> pd.DataFrame:
+    rows = [  # customer c: Jan late (100), Feb two payments (40, then 60), Apr on time (nan amount)
+        ("p1", "c", "2020-01-05", 100.0, 1),
+        ("p2", "c", "2020-02-03", 40.0, 0),
+        ("p3", "c", "2020-02-20", 60.0, 0),
+        ("p4", "c", "2020-04-10", None, 0),
+        ("p5", "d", "2020-02-01", 10.0, 1),
+    ]
+    frame = pd.DataFrame(rows, columns=["payment_id", "customer", "event_ts", "amount", "late"])
+    frame["event_ts"] = pd.to_datetime(frame["event_ts"], utc=True)
+    return frame
+
+
+def test_windowed_mean_min_last_days_since_and_count_by_hand() -> None:
+    # Given a portfolio whose view aggregates payments over trailing windows (names other than the demo's)
+    portfolio = parse_portfolio(WINDOWS_PORTFOLIO, folder=Path("."))
+    # When computing the view
+    out = view_features(portfolio, "payment_history", _payments())
+    c = out[out["customer"] == "c"].set_index(out[out["customer"] == "c"]["event_ts"].dt.strftime("%Y-%m"))
+    # Then each month's row holds the hand-computed aggregates of its window (the row's month included)
+    assert list(c.index) == ["2020-01", "2020-02", "2020-04"], "one row per month with events"
+    assert c.loc["2020-02", "mean_amount_2m"] == pytest.approx((100 + 40 + 60) / 3), "Jan + Feb"
+    assert c.loc["2020-04", "mean_amount_2m"] != c.loc["2020-04", "mean_amount_2m"], (
+        "Apr: Mar-Apr hold no amount"
+    )
+    assert c.loc["2020-02", "min_amount_2m"] == 40.0 and c.loc["2020-01", "min_amount_2m"] == 100.0
+    assert c.loc["2020-02", "last_amount_3m"] == 60.0, "the month's latest payment"
+    assert c.loc["2020-04", "last_amount_3m"] == 60.0, "Apr has no amount: Feb's last is inside 3 months"
+    assert c.loc["2020-02", "days_since_late_3m"] == pytest.approx(46.0), "Feb 20 (row time) - Jan 5 (late)"
+    assert c.loc["2020-02", "late_count_2m"] == 1 and c.loc["2020-04", "late_count_2m"] == 0
+    assert c.loc["2020-04", "days_since_late_3m"] != c.loc["2020-04", "days_since_late_3m"], (
+        "Jan's late payment left the 3-month window of April (Feb-Apr)"
+    )
+    d = out[out["customer"] == "d"].iloc[0]
+    assert d["late_count_2m"] == 1 and d["days_since_late_3m"] == 0.0, "customers do not mix"

@@ -21,7 +21,9 @@ from orchard.lake import (
     write_silver,
 )
 from orchard.settings import Settings
-from orchard.sources import APPLICATIONS
+from tests.demo import demo_source
+
+APPLICATIONS = demo_source("applications")
 
 MONTH = "2019-03"
 

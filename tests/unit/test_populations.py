@@ -11,10 +11,15 @@ import pytest
 from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.lake import silver_path
-from orchard.model_specs import BEHAVIOR_PD, COLLECTION_CURE, PRECREDIT_RESPONSE
 from orchard.populations import _sample, population
 from orchard.settings import Settings
-from orchard.sources import SOURCES, batch_id
+from orchard.sources import batch_id
+from tests.demo import demo_model, demo_sources
+
+BEHAVIOR_PD = demo_model("behavior_pd")
+COLLECTION_CURE = demo_model("collection_cure")
+PRECREDIT_RESPONSE = demo_model("precredit_response")
+SOURCES = demo_sources()
 
 
 def _write(settings: Settings, source: str, rows: list[dict]) -> None:

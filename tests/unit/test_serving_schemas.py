@@ -8,11 +8,21 @@ import pytest
 from pydantic import ValidationError
 
 from orchard.errors import OrchardError
-from orchard.model_specs import APPLICATION_PD
 from orchard.serving.config import ServingConfig, serving_config
-from orchard.serving.schemas import ApplicationRequest, FieldError, ScoreRequest, check_request_fields
-from orchard.sources import APPLICATIONS
+from orchard.serving.schemas import (
+    FieldError,
+    ScoreRequest,
+    application_request,
+    check_request_fields,
+    request_columns,
+)
 from tests.conftest import make_settings
+from tests.demo import demo_model, demo_source, demo_sources
+
+APPLICATIONS = demo_source("applications")
+APPLICATION_PD = demo_model("application_pd")
+COLUMNS = request_columns(demo_sources())
+ApplicationRequest = application_request(APPLICATION_PD, COLUMNS)
 
 GOOD = {
     "customer_id": "U0000001",
@@ -81,7 +91,7 @@ def test_nan_and_missing_fields_are_refused() -> None:
 def test_score_request_fields_are_checked_against_the_model_spec() -> None:
     fields = {k: v for k, v in GOOD.items() if k != "customer_id"}
     # Given the request fields of application_pd
-    assert check_request_fields(APPLICATION_PD, fields)["requested_amount"] == 5_000.0
+    assert check_request_fields(APPLICATION_PD, fields, COLUMNS)["requested_amount"] == 5_000.0
     # Then a missing, an unknown, an out-of-range and a non-finite field each raise naming the field
     cases = [
         ({k: v for k, v in fields.items() if k != "loan_purpose"}, "fields.loan_purpose"),
@@ -91,7 +101,7 @@ def test_score_request_fields_are_checked_against_the_model_spec() -> None:
     ]
     for bad, field in cases:
         with pytest.raises(FieldError) as caught:
-            check_request_fields(APPLICATION_PD, bad)
+            check_request_fields(APPLICATION_PD, bad, COLUMNS)
         assert caught.value.field == field, (bad, caught.value)
     # And the score request itself bounds the number of fields
     with pytest.raises(ValidationError, match="fields"):

@@ -20,8 +20,11 @@ from orchard.simulate.lifecycle import annuity_balance, annuity_instalment
 from orchard.simulate.macro import macro_for, stress_level
 from orchard.simulate.policy import legacy_score
 from orchard.simulate.run import SIMULATED_SOURCES
-from orchard.sources import SOURCES, batch_id
+from orchard.sources import batch_id
 from tests.conftest import make_settings
+from tests.demo import demo_sources
+
+SOURCES = demo_sources()
 
 SIMULATED = SIMULATED_SOURCES
 PANDAS_DTYPE = {
@@ -265,13 +268,13 @@ def test_corrupt_month_outside_the_range_is_skipped_and_reported(tmp_path: Path)
 def test_parse_corrupt_batches_splits_inside_and_outside() -> None:
     # Given items inside and outside a window
     inside, outside = parse_corrupt_batches(
-        ["repayments:2019-02", "partner_users:2020-01"], ["2019-01", "2019-02"]
+        ["repayments:2019-02", "partner_users:2020-01"], ["2019-01", "2019-02"], set(SOURCES)
     )
     # Then they are split by month
     assert inside == {("repayments", "2019-02")}, "inside the window"
     assert outside == ["partner_users:2020-01"], "outside the window"
     with pytest.raises(OrchardError, match="campaignz"):
-        parse_corrupt_batches(["campaignz:2019-01"], ["2019-01"])
+        parse_corrupt_batches(["campaignz:2019-01"], ["2019-01"], set(SOURCES))
 
 
 def test_corrupt_frame_on_tiny_frame_breaks_values_not_columns() -> None:
@@ -291,7 +294,9 @@ def test_corrupt_frame_on_tiny_frame_breaks_values_not_columns() -> None:
     }
     clean = to_spec_frame(columns, SOURCES["repayments"], month)
     # When corrupting it
-    broken, report = corrupt_frame(clean, "repayments", month, "repayments-2019-05", np.random.default_rng(0))
+    broken, report = corrupt_frame(
+        clean, SOURCES["repayments"], month, "repayments-2019-05", np.random.default_rng(0)
+    )
     # Then columns and dtypes are unchanged, and each defect appears on its own rows
     assert list(broken.columns) == list(clean.columns), "same columns"
     assert broken.dtypes.equals(clean.dtypes), "same dtypes"

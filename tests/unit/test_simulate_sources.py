@@ -18,8 +18,10 @@ from orchard.simulate.collection_actions import (
 )
 from orchard.simulate.lifecycle import engine_months, simulate_months
 from orchard.simulate.run import SIMULATED_SOURCES
-from orchard.sources import SOURCES
 from tests.conftest import make_settings
+from tests.demo import demo_sources
+
+SOURCES = demo_sources()
 
 START, END = "2019-07", "2020-06"
 BAD_CAMPAIGNS, BAD_COLLECTIONS = "2019-09", "2019-10"

@@ -1,0 +1,415 @@
+"""The portfolio definition: a lender's sources, entities, features, labels and models, as typed data.
+
+A portfolio is one folder with a `portfolio.yaml` (see docs/portfolio.md for every key). Everything downstream
+(contracts, the Feast repository, training sets, registered model names, monitoring, the API's models) is
+derived from it, so a lender's own data runs through exactly the code the demo runs.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z][a-z0-9_]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME)]
+ColumnType = Literal["string", "int", "float", "timestamp", "category"]
+FeatureType = Literal["int", "float", "string"]
+LabelStrategy = Literal[
+    "loan_event", "first_payment_default", "charge_off", "response_approved", "account_event", "cure"
+]
+
+
+class Strict(BaseModel):
+    """A portfolio block: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnDef(Strict):
+    """One column of a source: its type, nullability and domain."""
+
+    type: ColumnType
+    description: str = ""
+    nullable: bool = False
+    min: int | float | None = None  # an int bound stays an int (an int column's requests are strict ints)
+    max: int | float | None = None
+    values: tuple[str, ...] | None = Field(default=None, description="the categories (type category)")
+
+    @model_validator(mode="after")
+    def _domain(self) -> ColumnDef:
+        if self.values is not None and self.type not in ("category", "string"):
+            raise ValueError(f"'values' applies to category or string columns, not {self.type}")
+        if self.type == "category" and not self.values:
+            raise ValueError("a category column needs its 'values'")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"'min'/'max' apply to int or float columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class FileLanding(Strict):
+    """Files per period: a path pattern with `{period}` (YYYY-MM); CSV or Parquet by suffix unless given."""
+
+    path: str = Field(description="relative to the portfolio folder; `{home}` is Orchard's state folder")
+    format: Literal["csv", "parquet"] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        if "{period}" not in value:
+            raise ValueError(f"landing path {value!r} must contain {{period}}")
+        return value
+
+    @property
+    def file_format(self) -> Literal["csv", "parquet"]:
+        """Return the declared format, else the one the path's suffix names."""
+        if self.format is not None:
+            return self.format
+        return "csv" if self.path.lower().endswith(".csv") else "parquet"
+
+
+class SqlLanding(Strict):
+    """A SQL table or query read through SQLAlchemy; the URL is a secret of the settings (ORCHARD_SQL_URLS)."""
+
+    connection: Name = Field(description="the name of the SQLAlchemy URL in the settings' sql_urls")
+    table: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")
+    query: str | None = Field(default=None, description="with :start and :end bind parameters (UTC)")
+
+    @model_validator(mode="after")
+    def _one(self) -> SqlLanding:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.query is not None and (":start" not in self.query or ":end" not in self.query):
+            raise ValueError("a query must select one period with the :start and :end parameters")
+        return self
+
+
+class SourceDef(Strict):
+    """A source: where its batches arrive, its key, event time, columns and relations."""
+
+    description: str = ""
+    landing: FileLanding | None = None
+    sql: SqlLanding | None = None
+    key: tuple[str, ...] = Field(min_length=1)
+    event_time: str = Field(description="the column that dates a row (stored as event_ts, UTC, in the lake)")
+    timezone: str | None = Field(default=None, description="zone of naive times; default: the portfolio's")
+    columns: dict[str, ColumnDef] = Field(min_length=1)
+    foreign_keys: dict[str, str] = Field(default_factory=dict, description="column: other_source.column")
+    rules: tuple[str, ...] = Field(default=(), description="cross-field rules, e.g. 'amount_paid >= 0'")
+    rows: tuple[int, int] | None = Field(default=None, description="bounds of a batch's row count")
+    rows_per_simulated_user: tuple[float, float] | None = Field(
+        default=None, description="simulator only: row-count bounds per simulated user"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourceDef:
+        if (self.landing is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'landing' (files) or 'sql'")
+        names = set(self.columns)
+        for column in (*self.key, self.event_time, *self.foreign_keys):
+            if column not in names:
+                raise ValueError(f"column {column!r} is not among the source's columns")
+        if self.columns[self.event_time].type != "timestamp":
+            raise ValueError(f"event_time column {self.event_time!r} must have type timestamp")
+        for column, target in self.foreign_keys.items():
+            if target.count(".") != 1:
+                raise ValueError(f"foreign key {column}: {target!r} must look like 'source.column'")
+        if self.rows is not None and self.rows_per_simulated_user is not None:
+            raise ValueError("give at most one of 'rows' or 'rows_per_simulated_user'")
+        return self
+
+
+class EntityDef(Strict):
+    """A Feast entity: the key features are joined on."""
+
+    join_key: str
+    description: str = ""
+
+
+class FeatureDef(Strict):
+    """A feature taken as it is from a source column (a snapshot view)."""
+
+    type: FeatureType
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class RatioDef(Strict):
+    """A derived feature: numerator / max(denominator, min_denominator)."""
+
+    numerator: str
+    denominator: str
+    min_denominator: float = Field(default=1e-9, gt=0.0)
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+Aggregate = Literal["count", "sum", "mean", "max", "min", "last", "days_since"]
+
+
+class AggregationDef(Strict):
+    """A windowed aggregation of a source per entity: `how` over `column` (or rows) where `where` holds."""
+
+    how: Aggregate
+    column: str | None = Field(default=None, description="the column aggregated (not for count/days_since)")
+    where: str | None = Field(default=None, description="row filter, e.g. \"status in ['current']\"")
+    window_months: int = Field(ge=1, le=60, description="trailing periods, the row's own included")
+    type: FeatureType = "float"
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _column(self) -> AggregationDef:
+        needs_column = self.how not in ("count", "days_since")
+        if needs_column and self.column is None:
+            raise ValueError(f"aggregation {self.how!r} needs a 'column'")
+        if not needs_column and self.column is not None:
+            raise ValueError(f"aggregation {self.how!r} takes no 'column' (use 'where' to filter rows)")
+        return self
+
+
+class ViewDef(Strict):
+    """A feature view: one source's rows per entity, as a snapshot or as trailing-window aggregations."""
+
+    entity: Name
+    source: Name
+    description: str = ""
+    ttl_days: int = Field(ge=1, le=3660, description="how long a row stays valid for a point-in-time join")
+    owner: str = "risk-data@orchard"
+    snapshot: dict[str, FeatureDef] = Field(default_factory=dict, description="columns taken as they are")
+    ratios: dict[str, RatioDef] = Field(default_factory=dict)
+    aggregations: dict[str, AggregationDef] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ViewDef:
+        if not (self.snapshot or self.aggregations):
+            raise ValueError("a view needs 'snapshot' columns or 'aggregations'")
+        if self.snapshot and self.aggregations:
+            raise ValueError("a view is either a snapshot or aggregations, not both (make two views)")
+        if self.ratios and not self.snapshot:
+            raise ValueError("'ratios' derive from snapshot columns")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Return the view's features in declaration order."""
+        return [*self.snapshot, *self.ratios, *self.aggregations]
+
+
+class PerformanceLabel(Strict):
+    """Bad when a row of a performance source matching the case satisfies `event` within N periods after it."""
+
+    source: Name
+    match: dict[str, str] = Field(min_length=1, description="performance column: case column")
+    event: str = Field(description="expression over the performance source's columns")
+    within_months: int = Field(ge=1, le=60)
+
+
+class OutcomeDateLabel(Strict):
+    """Bad when the case's outcome date (a column of the case source) falls within N periods after the case."""
+
+    column: str
+    within_months: int = Field(ge=1, le=60)
+
+
+class LabelDef(Strict):
+    """A label: one of a performance event, an outcome date, or a named strategy of the lifecycle."""
+
+    description: str = ""
+    performance: PerformanceLabel | None = None
+    outcome_date: OutcomeDateLabel | None = None
+    strategy: LabelStrategy | None = Field(
+        default=None, description="a named label of the simulator's lender (windows from the settings)"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> LabelDef:
+        given = [k for k in ("performance", "outcome_date", "strategy") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a label needs exactly one of 'performance', 'outcome_date' or 'strategy'")
+        return self
+
+
+class PopulationDef(Strict):
+    """The cases a model scores: rows of a source, or a named population strategy."""
+
+    source: Name
+    key: str
+    entity: str = Field(description="the column holding the feature entity's key")
+    where: str | None = Field(default=None, description="which rows are cases")
+    trainable: str | None = Field(default=None, description="which cases have an outcome (e.g. booked)")
+    strategy: Literal["cases", "offers", "accounts", "delinquencies"] = "cases"
+    description: str = ""
+
+
+class ModelDef(Strict):
+    """A registered model: population, label, features, constraints, algorithms and serving."""
+
+    purpose: str
+    population: PopulationDef
+    label: Name
+    views: tuple[Name, ...] = Field(description="feature views served by the model's feature service")
+    features: tuple[str, ...] = Field(description="the views' features the model uses")
+    request_features: tuple[str, ...] = Field(default=(), description="fields that come with the case")
+    categorical: tuple[str, ...] = ()
+    increasing: tuple[str, ...] = Field(default=(), description="features that may never lower the risk")
+    kind: Literal["pd", "tiers", "expected_loss"] = Field(
+        default="pd", description="what the model is beyond label + features (a named strategy)"
+    )
+    risk_model: Name | None = Field(default=None, description="kind tiers: the model giving the risk axis")
+    serve: bool = Field(default=False, description="the decision API scores it")
+    dashboard_features: tuple[str, ...] = Field(
+        default=(), description="features whose CSI the model's dashboard plots (default: its first five)"
+    )
+    feature_service_version: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelDef:
+        names = set(self.features) | set(self.request_features)
+        for column in (*self.categorical, *self.increasing, *self.dashboard_features):
+            if column not in names:
+                raise ValueError(f"{column!r} is not among the model's features")
+        if self.kind == "tiers" and self.risk_model is None:
+            raise ValueError("kind tiers needs a 'risk_model'")
+        return self
+
+
+class DecisionDef(Strict):
+    """The decision API's application decision: the PD model that decides and an optional fraud model."""
+
+    pd_model: Name
+    fraud_model: Name | None = None
+
+
+class Portfolio(Strict):
+    """A lender's portfolio: the one declarative definition every stage of the lifecycle is derived from."""
+
+    name: Name
+    description: str = ""
+    period: Literal["month"] = "month"
+    simulated: bool = Field(default=False, description="its landing files are written by orchard.simulate")
+    start: str | None = Field(default=None, description="first period of the lake (YYYY-MM)")
+    timezone: str = Field(
+        default="UTC", description="zone of naive timestamps unless a source says otherwise"
+    )
+    sources: dict[Name, SourceDef] = Field(min_length=1)
+    entities: dict[Name, EntityDef] = Field(default_factory=dict)
+    views: dict[Name, ViewDef] = Field(default_factory=dict)
+    labels: dict[Name, LabelDef] = Field(default_factory=dict)
+    models: dict[Name, ModelDef] = Field(default_factory=dict)
+    decision: DecisionDef | None = Field(
+        default=None, description="what the decision route decides with (served models)"
+    )
+    primary_model: Name | None = Field(
+        default=None, description="the model with the month record's headline fields and the dashboard"
+    )
+    folder: Path = Field(default=Path("."), exclude=True, description="set by the loader")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _known_zone(value)
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+            raise ValueError(f"start {value!r} must be a month YYYY-MM")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Portfolio:
+        for name, source in self.sources.items():
+            if source.timezone is not None:
+                _known_zone(source.timezone)
+            for column, target in source.foreign_keys.items():
+                other, other_column = target.split(".")
+                if other not in self.sources:
+                    raise ValueError(f"sources.{name}.foreign_keys.{column}: no source {other!r}")
+                if other_column not in self.sources[other].columns:
+                    raise ValueError(
+                        f"sources.{name}.foreign_keys.{column}: {other} has no column {other_column!r}"
+                    )
+        for name, view in self.views.items():
+            self._check_view(name, view)
+        for name, label in self.labels.items():
+            rule = label.performance
+            if rule is not None and rule.source not in self.sources:
+                raise ValueError(f"labels.{name}: performance source {rule.source!r} is not a source")
+            if rule is not None:
+                unknown = [c for c in rule.match if c not in self.sources[rule.source].columns]
+                if unknown:
+                    raise ValueError(f"labels.{name}.match: {rule.source} has no column {unknown[0]!r}")
+        for name, model in self.models.items():
+            self._check_model(name, model)
+        if self.decision is not None:
+            for role, name in (
+                ("pd_model", self.decision.pd_model),
+                ("fraud_model", self.decision.fraud_model),
+            ):
+                if name is not None and not (name in self.models and self.models[name].serve):
+                    raise ValueError(f"decision.{role}: {name!r} is not a model with serve: true")
+        if self.primary_model is not None and self.primary_model not in self.models:
+            raise ValueError(f"primary_model {self.primary_model!r} is not a model")
+        return self
+
+    def _check_view(self, name: str, view: ViewDef) -> None:
+        where = f"views.{name}"
+        if view.entity not in self.entities:
+            raise ValueError(f"{where}: entity {view.entity!r} is not declared under entities")
+        if view.source not in self.sources:
+            raise ValueError(f"{where}: source {view.source!r} is not a source")
+        columns = self.sources[view.source].columns
+        join_key = self.entities[view.entity].join_key
+        if join_key not in columns:
+            raise ValueError(f"{where}: source {view.source} has no column {join_key!r} (the entity's key)")
+        used = [*view.snapshot, *(c for r in view.ratios.values() for c in (r.numerator, r.denominator))]
+        used += [a.column for a in view.aggregations.values() if a.column is not None]
+        for column in used:
+            if column not in columns and column not in view.snapshot:
+                raise ValueError(f"{where}: source {view.source} has no column {column!r}")
+
+    def _check_model(self, name: str, model: ModelDef) -> None:
+        where = f"models.{name}"
+        population = model.population
+        if population.source not in self.sources:
+            raise ValueError(f"{where}.population: source {population.source!r} is not a source")
+        columns = self.sources[population.source].columns
+        for column in (population.key, population.entity):
+            if population.strategy == "cases" and column not in columns:
+                raise ValueError(f"{where}.population: {population.source} has no column {column!r}")
+        if model.label not in self.labels:
+            raise ValueError(f"{where}: label {model.label!r} is not declared under labels")
+        for view in model.views:
+            if view not in self.views:
+                raise ValueError(f"{where}: view {view!r} is not declared under views")
+        offered = {f for v in model.views for f in self.views[v].feature_names}
+        missing = [f for f in model.features if f not in offered]
+        if missing:
+            raise ValueError(f"{where}: feature {missing[0]!r} is in none of its views {list(model.views)}")
+        if model.risk_model is not None and model.risk_model not in self.models:
+            raise ValueError(f"{where}: risk_model {model.risk_model!r} is not a model")
+
+    def source_timezone(self, name: str) -> str:
+        """Return the zone a source's naive timestamps are read in."""
+        return self.sources[name].timezone or self.timezone
+
+    @property
+    def served_models(self) -> list[str]:
+        """Return the models the decision API scores."""
+        return [name for name, model in self.models.items() if model.serve]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as UTC or Asia/Shanghai)"
+        ) from None
+    return value

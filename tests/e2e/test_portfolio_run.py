@@ -1,0 +1,107 @@
+"""`orchard run --portfolio`: a seventh model is one spec entry, and the generic label equals the named one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from orchard.atomic import write_parquet
+from orchard.lake import silver_path
+from orchard.model_specs import model_spec
+from orchard.populations import population
+from orchard.settings import DEMO_PORTFOLIO, Settings
+from orchard.simulate import simulate
+from orchard.simulate.run import landing_path
+from tests.e2e.lifecycle_helpers import run_orchard
+
+pytestmark = pytest.mark.slow
+
+SEVENTH = "application_dpd30"
+GENERIC_LABEL = {
+    "description": "30+ DPD (or charge-off) within 2 months of booking, as a generic performance label",
+    "performance": {
+        "source": "repayments",
+        "match": {"application_id": "application_id"},
+        "event": "dpd >= 30 or status == 'charged_off'",
+        "within_months": 2,
+    },
+}
+
+
+def _with_seventh_model(folder: Path) -> Path:
+    """Copy the demo portfolio into folder and add one label and one model entry (no code)."""
+    document = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    document["labels"]["dpd30_2m"] = GENERIC_LABEL
+    document["models"][SEVENTH] = {
+        "purpose": "probability that a booked application goes 30+ days past due within 2 months",
+        "population": {
+            "source": "applications",
+            "key": "application_id",
+            "entity": "user_id",
+            "trainable": "decision == 'approved'",
+        },
+        "label": "dpd30_2m",
+        "views": ["partner_activity", "credit_history"],
+        "features": [
+            "income_est_monthly",
+            "late_bill_payments_12m",
+            "spend_to_income",
+            "max_dpd_3m",
+            "missed_payments_3m",
+        ],
+        "request_features": ["requested_amount", "term_months", "employment_type"],
+        "categorical": ["employment_type"],
+        "increasing": ["late_bill_payments_12m", "max_dpd_3m", "missed_payments_3m"],
+    }
+    folder.mkdir(parents=True)
+    (folder / "portfolio.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return folder
+
+
+def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path) -> None:
+    # Given a small simulated lake and the seventh model, whose label is the named dpd90 rule written as data
+    folder = _with_seventh_model(tmp_path / "portfolio")
+    settings = Settings(_env_file=None, home=tmp_path / "o", portfolio=folder, n_users=2000,  # type: ignore[call-arg]
+                        end_month="2019-12", corrupt_batches=[], bad_dpd=30, label_window_months=2)  # fmt: skip
+    summary = simulate(settings)
+    for source, months in summary.rows.items():
+        for month in months:
+            write_parquet(
+                pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
+            )
+    months = [f"2019-{m:02d}" for m in range(1, 13)]
+    # When building both populations with labels known at 2019-10
+    named = population(settings, model_spec(settings.portfolio_def, "application_pd"), months, "2019-10")
+    generic = population(settings, model_spec(settings.portfolio_def, SEVENTH), months, "2019-10")
+    # Then the same cases are learnable, mature and bad
+    pd.testing.assert_series_equal(named["application_id"], generic["application_id"])
+    for column in ("eligible", "mature"):
+        assert (named[column].to_numpy() == generic[column].to_numpy()).all(), column
+    booked = named["eligible"].to_numpy(dtype=bool)
+    assert np.array_equal(named["bad"].to_numpy()[booked], generic["bad"].to_numpy()[booked], equal_nan=True)
+    assert named.loc[booked, "mature"].sum() > 100 and generic.loc[booked, "bad"].sum() > 10
+
+
+def test_a_seventh_model_is_one_spec_entry(tmp_path: Path) -> None:
+    # Given the demo portfolio with a seventh model added as data only
+    folder = _with_seventh_model(tmp_path / "portfolio")
+    home = tmp_path / "orchard"
+    # When `orchard run` runs the small lifecycle on it
+    result = run_orchard(home, "run", "--portfolio", str(folder), timeout=1200)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # Then every month records the seven models the same way, and the seventh was trained and promoted
+    records = [json.loads(p.read_text()) for p in sorted((home / "state" / "months").glob("*.json"))]
+    assert all(len(r["models"]) == 7 and SEVENTH in r["models"] for r in records)
+    promotions = [m["promotion"] for r in records if (m := r["models"][SEVENTH])["promotion"]]
+    assert any(p["action"] == "promote" for p in promotions), promotions
+    assert SEVENTH in result.stdout, "the summary's models table lists the seventh model"
+    # And its Feast feature service exists beside the demo's six
+    registry = home / "feast" / "registry.db"
+    assert registry.exists()
+    shutil.rmtree(folder)  # the run copied nothing it needs from the portfolio folder afterwards
