@@ -3,10 +3,13 @@
 A message is `ORC1 | u32 header length | header JSON | blobs`, where the header names the kind, the session,
 a per-sender sequence number, a random nonce, a timestamp, small JSON fields and the layout of the binary
 blobs (numpy arrays of whitelisted dtypes). Its HMAC-SHA256 under the pre-shared channel key travels in the
-`X-Orchard-Mac` header. A receiver rejects a message whose MAC is wrong, whose sequence number is not above
+`X-Orchard-Mac` header, and an HMAC of the body's length and MAC in `X-Orchard-Length-Mac`, which the
+receiver checks before it reads a byte of the body (an unauthenticated sender cannot make it buffer
+anything). A server answers at most max_concurrent requests at once (503 beyond). A receiver rejects a message whose MAC is wrong, whose sequence number is not above
 the last one it accepted from that sender in that session, whose nonce it has seen, whose clock is more
 than MAX_SKEW_SECONDS away, or whose size is above the limit; a reply names the request nonce it answers.
-Every message crossing the channel (sent or received, both sides) is passed to an optional recorder.
+Every authenticated message crossing the channel (sent or received, both sides) is passed to an optional
+recorder; rejected bodies are never recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hmac
 import http.client
 import json
 import logging
+import os
 import secrets
 import struct
 import threading
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"ORC1"
 MAC_HEADER = "X-Orchard-Mac"
+LENGTH_MAC_HEADER = "X-Orchard-Length-Mac"
+DEFAULT_MAX_CONCURRENT = 8
 PATH = "/v1/message"
 MAX_SKEW_SECONDS = 300.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -62,9 +68,29 @@ class Message:
     ts: float = 0.0
 
 
+def write_secret(text: str, path: Path) -> Path:
+    """Write a secret atomically into a file that is 0600 from its creation (never readable by others)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def load_key(path: Path) -> bytes:
     """Return the pre-shared channel key stored (hex) in a file, or raise naming the file."""
     try:
+        if Path(path).stat().st_mode & 0o077:
+            raise OrchardError(f"channel key file {path} is readable by other users; make it 0600")
         key = bytes.fromhex(Path(path).read_text().strip())
     except (OSError, ValueError) as exc:
         raise OrchardError(f"cannot read the channel key from {path}: {exc}") from exc
@@ -169,6 +195,11 @@ def seal(key: bytes, message: Message) -> tuple[bytes, str]:
     return body, mac(key, body)
 
 
+def length_mac(key: bytes, length: int, tag: str) -> str:
+    """Return the MAC binding a body's length to its MAC (checked before the body is read)."""
+    return mac(key, f"len:{length}:{tag}".encode())
+
+
 def open_sealed(key: bytes, body: bytes, tag: str | None, guard: ReplayGuard) -> Message:
     """Return the message if its MAC verifies and it is not a replay, else raise ChannelError."""
     if not tag or not hmac.compare_digest(mac(key, body), tag):
@@ -185,7 +216,8 @@ class PartyServer:
     """An HTTP server on loopback that authenticates each message and answers it with handler's reply."""
 
     def __init__(self, key: bytes, role: str, handler: Handler, host: str = "127.0.0.1", port: int = 0,
-                 max_bytes: int = DEFAULT_MAX_BYTES, recorder: Recorder | None = None) -> None:  # fmt: skip
+                 max_bytes: int = DEFAULT_MAX_BYTES, recorder: Recorder | None = None,
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> None:  # fmt: skip
         self.key, self.role, self.handler = key, role, handler
         self.max_bytes, self.recorder = max_bytes, recorder
         self.guard = ReplayGuard()
@@ -221,11 +253,17 @@ class PartyServer:
                     self._send(413, json.dumps({"error": f"message of {length} bytes is over the "
                                                          f"{server.max_bytes}-byte limit"}).encode())  # fmt: skip
                     return
+                tag = self.headers.get(MAC_HEADER) or ""
+                expected = length_mac(server.key, length, tag)
+                if not hmac.compare_digest(expected, self.headers.get(LENGTH_MAC_HEADER) or ""):
+                    self.close_connection = True  # the body is never read
+                    self._send(401, b'{"error": "rejected message: missing or wrong length MAC"}')
+                    return
                 body = self.rfile.read(length)
-                status, reply, tag = server.answer(body, self.headers.get(MAC_HEADER))
+                status, reply, tag = server.answer(body, tag)
                 self._send(status, reply, tag)
 
-        self._http = ThreadingHTTPServer((host, port), _Handler)
+        self._http = _BoundedHTTPServer((host, port), _Handler, max_concurrent)
         self._http.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -236,13 +274,13 @@ class PartyServer:
 
     def answer(self, body: bytes, tag: str | None) -> tuple[int, bytes, str]:
         """Return (HTTP status, reply body, reply MAC) for one request body."""
-        if self.recorder:
-            self.recorder(f"{self.role}-in", body)
         try:
             request = open_sealed(self.key, body, tag, self.guard)
         except ChannelError as exc:
             log.warning("%s rejected a message: %s", self.role, exc)
             return 400, json.dumps({"error": str(exc)}).encode(), ""
+        if self.recorder:
+            self.recorder(f"{self.role}-in", body)
         try:
             reply = self.handler(request)
         except OrchardError as exc:
@@ -276,6 +314,34 @@ class PartyServer:
         self._http.server_close()
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most max_concurrent connections and answers 503 beyond."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_concurrent: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 41\r\nConnection: close"
+                                b"\r\n\r\n{\"error\": \"too many concurrent requests\"}")  # fmt: skip
+            finally:
+                self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class PeerClient:
     """The requesting side of the channel: seals requests, checks replies, names the peer when it fails."""
 
@@ -303,9 +369,7 @@ class PeerClient:
             self.recorder(f"{self.role}-out", body)
         what = step or message.kind
         try:
-            self._conn.request(
-                "POST", PATH, body=body, headers={MAC_HEADER: tag, "Content-Type": "application/octet-stream"}
-            )
+            self._conn.request("POST", PATH, body=body, headers=self._headers(body, tag))
             response = self._conn.getresponse()
             reply_body = response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -323,18 +387,22 @@ class PeerClient:
             raise ChannelError(
                 f"the peer party at {self.peer} refused {what} (HTTP {response.status}): {detail}"
             )
+        reply = open_sealed(self.key, reply_body, response.getheader(MAC_HEADER), self.guard)
         if self.recorder:
             self.recorder(f"{self.role}-in", reply_body)
-        reply = open_sealed(self.key, reply_body, response.getheader(MAC_HEADER), self.guard)
         if reply.reply_to != message.nonce or reply.session != self.session:
             raise ChannelError(f"rejected reply to {what}: it answers another request")
         return reply
 
     def raw_post(self, body: bytes, tag: str) -> tuple[int, bytes]:
         """Post raw bytes (tests use it to replay or corrupt a message); return (status, body)."""
-        self._conn.request("POST", PATH, body=body, headers={MAC_HEADER: tag})
+        self._conn.request("POST", PATH, body=body, headers=self._headers(body, tag))
         response = self._conn.getresponse()
         return response.status, response.read()
+
+    def _headers(self, body: bytes, tag: str) -> dict[str, str]:
+        return {MAC_HEADER: tag, LENGTH_MAC_HEADER: length_mac(self.key, len(body), tag),
+                "Content-Type": "application/octet-stream"}  # fmt: skip
 
     def close(self) -> None:
         """Close the connection."""

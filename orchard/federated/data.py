@@ -18,6 +18,7 @@ import pandas as pd
 
 from orchard.atomic import frame_sha256, write_parquet
 from orchard.errors import OrchardError
+from orchard.federated.party_spec import FeatureColumn, PartyTable
 from orchard.labels import application_labels, mature_labels, month_index
 from orchard.months import month_range
 from orchard.settings import Settings
@@ -68,6 +69,24 @@ _DUMMIES = {
     "city_tier": {"tier1": "city_tier1", "tier2": "city_tier2", "rural": "city_rural"},
     "device_os": {"ios": "device_ios", "other": "device_other"},
 }  # fmt: skip
+
+
+_BOOL_FEATURES = {name for levels in _DUMMIES.values() for name in levels.values()}
+
+
+def _columns(names: list[str]) -> list[FeatureColumn]:
+    return [FeatureColumn(name=n, type="bool" if n in _BOOL_FEATURES else "float") for n in names]
+
+
+def simulator_guest_spec() -> PartyTable:
+    """Return the spec of the lender's table in the simulator's split (one use of PartyTable)."""
+    return PartyTable(role="guest", id_column=KEY, features=_columns(GUEST_FEATURES), label_column=LABEL,
+                      vintage_column=VINTAGE)  # fmt: skip
+
+
+def simulator_host_spec() -> PartyTable:
+    """Return the spec of the platform's table in the simulator's split (one use of PartyTable)."""
+    return PartyTable(role="host", id_column=KEY, features=_columns(HOST_FEATURES))
 
 
 @dataclass(frozen=True)

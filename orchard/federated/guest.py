@@ -17,21 +17,31 @@ from orchard.credit.metrics import auc
 from orchard.credit.model import pd_to_score
 from orchard.errors import OrchardError
 from orchard.federated.channel import ChannelError, Message, PeerClient
-from orchard.federated.data import GUEST_FEATURES, KEY, LABEL, VINTAGE, Scaler
-from orchard.federated.host import hashed_ids
+from orchard.federated.data import Scaler, simulator_guest_spec
 from orchard.federated.paillier_lr import (
+    D_BITS,
+    X_BITS,
     Adam,
     LRConfig,
     Prefetched,
     PrivateKey,
+    PublicKey,
+    add_plain,
     batches,
-    ciphertexts_from_bytes,
+    checked_ciphertexts,
     ciphertexts_to_bytes,
+    dequantise,
     encode_residuals,
+    encrypted_column_sums,
+    plain_from_bytes,
+    plain_to_bytes,
+    quantise,
     regularised,
     sigmoid,
+    signed,
     with_intercept,
 )
+from orchard.federated.party_spec import PartyTable
 from orchard.federated.psi_ecdh import Blinder, match, shuffled
 
 log = logging.getLogger(__name__)
@@ -50,7 +60,12 @@ class JointModel:
     host_part_id: str
     host_part_sha256: str
     kind: str = "hetero_lr"
-    features: list[str] = field(default_factory=lambda: [*GUEST_FEATURES, HOST_SCORE])
+    id_column: str = "customer_key"
+    features: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            self.features = [*self.guest_scaler.features, HOST_SCORE]
 
     def predict_pd(self, df: pd.DataFrame) -> np.ndarray:
         """Return the probability of bad from the guest features and the host's partial score column."""
@@ -81,6 +96,7 @@ class GuestJob:
     model_name: str
     config: LRConfig
     holdout_vintages: int = 3
+    spec: PartyTable = field(default_factory=simulator_guest_spec)
 
 
 @dataclass
@@ -122,6 +138,8 @@ def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, d
     except ValueError as exc:
         raise OrchardError(f"the host's PSI values are invalid: {exc}") from exc
     guest_pos, host_pos = match(double, host_double)
+    if len(set(host_pos.tolist())) != len(host_pos):
+        raise OrchardError("the host's PSI values repeat: its answer is not a set")
     # Both parties know the matched ids, so ordering them by key reveals nothing new and makes the batch
     # schedule reproducible by a centralised reference trained on the same rows.
     by_key = np.argsort(np.array([keys[i] for i in order[guest_pos].tolist()], dtype=object), kind="stable")
@@ -141,77 +159,117 @@ def _out_of_time(vintages: pd.Series, holdout: int) -> tuple[np.ndarray, np.ndar
     return np.flatnonzero(~test), np.flatnonzero(test)
 
 
+def _unpad(plain: list[int], masks: list[Any], n: int, rows: int) -> np.ndarray:
+    """Return the mean gradient from one-time padded integer sums of X^T 4d."""
+    totals = [signed(t - int(r), n) for t, r in zip(plain, masks, strict=True)]
+    return np.array(totals, dtype=float) / float(1 << (D_BITS + X_BITS)) / (4.0 * rows)
+
+
+def _padded(sums: list[Any], public: PublicKey, noise: Prefetched) -> tuple[list[Any], list[Any]]:
+    """Return (one-time pads, [[sum + pad]]) for encrypted sums under another party's key."""
+    masks = [public.random_mask() for _ in sums]
+    obfuscators = noise.take(len(sums))
+    return masks, [
+        c * public.encrypt(int(r), e) % public.n2 for c, r, e in zip(sums, masks, obfuscators, strict=True)
+    ]
+
+
 def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> GuestOutcome:
     """Run PSI and hetero-LR training against the host; return the joint model (nothing registered)."""
-    missing = [c for c in [KEY, VINTAGE, LABEL, *GUEST_FEATURES] if c not in table.columns]
-    if missing:
-        raise OrchardError(f"guest table lacks column(s) {', '.join(missing)}")
+    spec = job.spec
+    table = spec.check(table)
     config = job.config
     timings: dict[str, float] = {}
     client.call(Message("hello", fields={"job_id": job.job_id}), "the handshake")
-    rows, _, psi_stats = _psi(client, table[KEY].astype(str).tolist())
+    rows, _, psi_stats = _psi(client, table[spec.id_column].tolist())
     timings["psi"] = psi_stats["seconds"]
     if len(rows) < 50:
         raise OrchardError(f"the intersection holds only {len(rows)} customers; too few to train")
     joined = table.iloc[rows].reset_index(drop=True)
-    matched_keys = sorted(joined[KEY].astype(str))
-    intersection_sha = hashlib.sha256("\n".join(matched_keys).encode()).hexdigest()
-    train_pos, test_pos = _out_of_time(joined[VINTAGE], job.holdout_vintages)
-    y = joined[LABEL].to_numpy(dtype=float)
+    intersection_sha = hashlib.sha256("\n".join(sorted(joined[spec.id_column])).encode()).hexdigest()
+    train_pos, test_pos = _out_of_time(joined[spec.vintage_column], job.holdout_vintages)
+    y = joined[spec.label_column].to_numpy(dtype=float)
 
     started = time.perf_counter()
     key = PrivateKey(config.key_bits)
-    width = key.public.cipher_bytes
     timings["keygen"] = round(time.perf_counter() - started, 3)
-    scaler = Scaler.fit(joined.iloc[train_pos], GUEST_FEATURES)
-    xg = with_intercept(scaler.transform(joined))
-    client.call(
-        Message("train_setup", fields={"config": config.as_dict(), "n": format(int(key.public.n), "x")},
+    scaler = Scaler.fit(joined.iloc[train_pos], spec.feature_names)
+    xq = with_intercept(dequantise(quantise(scaler.transform(joined))))
+    qg = np.rint(xq * (1 << X_BITS)).astype(np.int64)
+    setup = client.call(
+        Message("train_setup", fields={"config": config.as_dict(), "n": format(int(key.public.n), "x"),
+                                       "guest_columns": xq.shape[1]},
                 arrays={"train_positions": train_pos.astype("<i8")}),
         "the training set-up",
     )  # fmt: skip
-    wg = np.zeros(xg.shape[1])
+    host_public = PublicKey.from_n(int(setup.fields["n"], 16))
+    host_columns = int(setup.fields["features"])
+    if int(host_public.n).bit_length() < config.key_bits - 8 or not 1 <= host_columns <= 1000:
+        raise OrchardError("the host's training set-up is malformed (key size or feature count)")
+    schedule = [(epoch, b) for epoch in range(config.epochs) for b in batches(len(train_pos), config, epoch)]
+    wg = np.zeros(xq.shape[1])
     opt = Adam(len(wg), config.learning_rate)
-    epoch_seconds = []
-    with Prefetched(key.obfuscators, min(config.batch_size, len(train_pos))) as obfuscators:
-        for epoch in range(config.epochs):
-            epoch_started = time.perf_counter()
-            for batch in batches(len(train_pos), config, epoch):
-                positions = train_pos[batch].astype("<i8")
-                step = f"training epoch {epoch + 1}"
-                u = client.call(Message("partial", arrays={"positions": positions}), step).arrays["u"]
-                d = sigmoid(xg[positions] @ wg + u) - y[positions]
-                cts = key.encrypt_ints(encode_residuals(d), obfuscators.take(len(positions)))
-                reply = client.call(
-                    Message("gradient", arrays={"positions": positions,
-                                                "ciphertexts": ciphertexts_to_bytes(cts, width)}), step)  # fmt: skip
-                masked = ciphertexts_from_bytes(reply.arrays["masked"], key.public)
-                plain = [key.decrypt_int(c) for c in masked]
-                pwidth = (int(key.public.n).bit_length() + 7) // 8
-                raw = b"".join(v.to_bytes(pwidth, "big") for v in plain)
-                client.call(Message("update", arrays={"plain": np.frombuffer(raw, dtype=np.uint8)
-                                                      .reshape(len(plain), pwidth)}), step)  # fmt: skip
-                grad = xg[positions].T @ d / len(positions)
-                wg = opt.update(wg, regularised(grad, wg, config.l2, True))
-            epoch_seconds.append(round(time.perf_counter() - epoch_started, 3))
-            log.info("joint job %s: epoch %d took %.2f s", job.job_id, epoch + 1, epoch_seconds[-1])
+    epoch_seconds: list[float] = []
+    epoch_started = time.perf_counter()
+    with (Prefetched(key.obfuscators, min(2 * config.batch_size, len(train_pos))) as obfuscators,
+          Prefetched(host_public.noise, xq.shape[1]) as host_noise):  # fmt: skip
+        for step, (epoch, batch) in enumerate(schedule):
+            positions = train_pos[batch]
+            what = f"training epoch {epoch + 1}"
+            reply = client.call(Message("partial", fields={"step": step}), what)
+            try:
+                u_h = checked_ciphertexts(reply.arrays.get("ciphertexts"), host_public, len(positions),
+                                          "the host's encrypted partial scores")  # fmt: skip
+            except ValueError as exc:
+                raise OrchardError(str(exc)) from exc
+            v = encode_residuals(xq[positions] @ wg + 2.0 - 4.0 * y[positions])  # 4d - u_h, fixed point
+            sums = encrypted_column_sums(add_plain(u_h, v, host_public), qg[positions], host_public)
+            masks, padded = _padded(sums, host_public, host_noise)
+            cts = key.encrypt_ints(v, obfuscators.take(len(positions)))
+            reply = client.call(Message("gradient", fields={"step": step}, arrays={
+                "guest_sums": ciphertexts_to_bytes(padded, host_public.cipher_bytes),
+                "ciphertexts": ciphertexts_to_bytes(cts, key.public.cipher_bytes)}), what)  # fmt: skip
+            try:
+                opened = plain_from_bytes(
+                    reply.arrays.get("guest_plain"), host_public, len(masks), "the guest's sums"
+                )
+                masked = checked_ciphertexts(reply.arrays.get("masked"), key.public, host_columns,
+                                             "the host's padded sums")  # fmt: skip
+            except ValueError as exc:
+                raise OrchardError(f"rejected the host's reply in {what}: {exc}") from exc
+            plain = [key.decrypt_int(c) for c in masked]
+            client.call(Message("update", fields={"step": step}, arrays={"plain": plain_to_bytes(plain, key.public)}),
+                        what)  # fmt: skip
+            grad = _unpad(opened, masks, int(host_public.n), len(positions))
+            wg = opt.update(wg, regularised(grad, wg, config.l2, True))
+            if step + 1 == len(schedule) or schedule[step + 1][0] != epoch:
+                epoch_seconds.append(round(time.perf_counter() - epoch_started, 3))
+                log.info("joint job %s: epoch %d took %.2f s", job.job_id, epoch + 1, epoch_seconds[-1])
+                epoch_started = time.perf_counter()
 
-    u_all = client.call(Message("partial", arrays={"positions": np.arange(len(joined), dtype="<i8")}),
-                        "the evaluation").arrays["u"]  # fmt: skip
-    pd_all = sigmoid(xg @ wg + u_all)
-    metrics = {"auc_train": auc(y[train_pos], pd_all[train_pos]), "auc_test": auc(y[test_pos], pd_all[test_pos]),
-               "n_train": float(len(train_pos)), "n_test": float(len(test_pos)),
-               "bad_rate_train": float(y[train_pos].mean())}  # fmt: skip
+    reply = client.call(Message("evaluate"), "the evaluation")
+    scored = np.asarray(reply.arrays.get("positions", []), dtype=np.int64)
+    u_test = np.asarray(reply.arrays.get("u", []), dtype=float)
+    if not np.array_equal(scored, test_pos) or u_test.shape != scored.shape:
+        raise OrchardError("the host's evaluation does not cover exactly the out-of-time rows")
+    within = np.isfinite(u_test)
+    if within.sum() < 2 or len(np.unique(y[test_pos][within])) < 2:
+        raise OrchardError("the host's reveal budget leaves too few out-of-time rows to evaluate the model")
+    xg = with_intercept(scaler.transform(joined))
+    pd_test = sigmoid(xg[test_pos][within] @ wg + u_test[within])
+    metrics = {"auc_test": auc(y[test_pos][within], pd_test), "n_train": float(len(train_pos)),
+               "n_test": float(within.sum()), "bad_rate_train": float(y[train_pos].mean())}  # fmt: skip
     finish = client.call(Message("finish", fields={"job_id": job.job_id}), "storing the host's model part")
     model = JointModel(
-        name=job.model_name, guest_scaler=scaler, guest_weights=wg.tolist(),
+        name=job.model_name, guest_scaler=scaler, guest_weights=wg.tolist(), id_column=spec.id_column,
         host_part_id=str(finish.fields["part_id"]), host_part_sha256=str(finish.fields["sha256"]),
     )  # fmt: skip
+    example_rows = test_pos[within][:5]
     return GuestOutcome(
         job_id=job.job_id, model=model, metrics=metrics, psi=psi_stats, epoch_seconds=epoch_seconds,
         bytes_sent=client.bytes_sent, bytes_received=client.bytes_received, messages=client.messages,
         train_rows=len(train_pos), test_rows=len(test_pos), intersection_sha256=intersection_sha,
-        example=example_frame(joined.head(5), model, u_all[:5]), seconds=timings,
+        example=example_frame(joined.iloc[example_rows], model, u_test[within][:5]), seconds=timings,
     )  # fmt: skip
 
 
@@ -221,13 +279,23 @@ def abort_quietly(client: PeerClient, reason: str) -> None:
         client.call(Message("abort", fields={"reason": reason[:500]}), "the abort")
 
 
-def partial_scores(client: PeerClient, channel_key: bytes, part_id: str, keys: list[str]) -> np.ndarray:
-    """Return the host's partial scores of customers (ids travel only as keyed hashes)."""
-    reply = client.call(
-        Message("score", fields={"part_id": part_id}, arrays={"ids": hashed_ids(channel_key, keys)}),
-        "joint scoring",
-    )
-    return np.asarray(reply.arrays["u"], dtype=float)
+def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: str) -> np.ndarray:
+    """Return the host's partial scores of customers through a logged scoring session (NaN: not matched).
+
+    The session states its purpose and size (logged and rate-limited at the host); the ids travel only
+    through a fresh ECDH PSI, so the host learns only the matched ones and the guest only which of its own
+    ids matched.
+    """
+    client.call(Message("score_open", fields={"part_id": part_id, "ids": len(keys), "purpose": purpose}),
+                "opening a scoring session")  # fmt: skip
+    rows, _, _ = _psi(client, keys)
+    reply = client.call(Message("score"), "joint scoring")
+    u = np.asarray(reply.arrays.get("u", []), dtype=float)
+    if u.shape != rows.shape:
+        raise OrchardError(f"the host answered {u.shape} scores for {len(rows)} matched customers")
+    out = np.full(len(keys), np.nan)
+    out[rows] = u
+    return out
 
 
 def joint_score_frame(model: JointModel, frame: pd.DataFrame, host_scores: np.ndarray) -> pd.DataFrame:
@@ -235,13 +303,15 @@ def joint_score_frame(model: JointModel, frame: pd.DataFrame, host_scores: np.nd
     scored = frame.assign(**{HOST_SCORE: host_scores})
     pd_values = model.predict_pd(scored)
     points = pd_to_score(pd_values)
-    return pd.DataFrame({KEY: frame[KEY].to_numpy(), "pd": pd_values, "score": points,
+    return pd.DataFrame({model.id_column: frame[model.id_column].to_numpy(), "pd": pd_values, "score": points,
                          "tier": risk_tier(points)})  # fmt: skip
 
 
 def example_frame(table: pd.DataFrame, model: JointModel, host_scores: np.ndarray) -> pd.DataFrame:
     """Return an input example of the joint model: guest features plus host partial scores."""
-    return table.loc[:, GUEST_FEATURES].assign(**{HOST_SCORE: host_scores}).reset_index(drop=True)
+    return (
+        table.loc[:, model.guest_scaler.features].assign(**{HOST_SCORE: host_scores}).reset_index(drop=True)
+    )
 
 
 def guest_data(path: Path) -> pd.DataFrame:

@@ -1,9 +1,16 @@
-"""The host party (the platform): answers PSI, hetero-LR and scoring requests over its features only."""
+"""The host party (the platform): answers PSI, hetero-LR and scoring requests over its features only.
+
+What the host answers is fixed by its own state, never by the guest's wish: training batches come from the
+host's own schedule (each row once per epoch, batches of at least MIN_BATCH_ROWS); per-row partial scores
+leave the host only encrypted under its own key during training; plaintext partial scores of the final
+model leave it only for the session's matched rows (the out-of-time rows at the end of training, or the ids
+of a logged, rate-limited scoring session matched by a fresh PSI), each row at most `max_reveals_per_row`
+times over the host's whole history; a new model part retires the old ones.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -12,100 +19,149 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gmpy2
 import numpy as np
 import pandas as pd
 
 from orchard.atomic import write_json
 from orchard.errors import OrchardError
 from orchard.federated.channel import Message
-from orchard.federated.data import HOST_FEATURES, KEY, Scaler
+from orchard.federated.data import Scaler, simulator_host_spec
 from orchard.federated.paillier_lr import (
     D_BITS,
+    MIN_BATCH_ROWS,
     X_BITS,
     Adam,
     LRConfig,
     Prefetched,
+    PrivateKey,
     PublicKey,
-    ciphertexts_from_bytes,
+    add_plain,
+    batches,
+    checked_ciphertexts,
     ciphertexts_to_bytes,
     dequantise,
+    encode_residuals,
     encrypted_column_sums,
+    plain_from_bytes,
+    plain_to_bytes,
     quantise,
     regularised,
     signed,
 )
+from orchard.federated.party_spec import PartyTable
 from orchard.federated.psi_ecdh import Blinder, shuffled
 
 log = logging.getLogger(__name__)
 
-SCORE_KEY_LABEL = b"orchard-score-ids-v1"
 
+@dataclass(frozen=True)
+class HostPolicy:
+    """The host's limits on what a guest may ask (its security team's settings)."""
 
-def score_id_key(channel_key: bytes) -> bytes:
-    """Return the key both parties use to hash customer ids in scoring requests."""
-    return hmac.new(channel_key, SCORE_KEY_LABEL, hashlib.sha256).digest()
-
-
-def hashed_ids(channel_key: bytes, ids: list[str]) -> np.ndarray:
-    """Return HMAC-SHA256 of each id under the scoring key as an (n, 32) uint8 array."""
-    key = score_id_key(channel_key)
-    raw = b"".join(hmac.new(key, i.encode(), hashlib.sha256).digest() for i in ids)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)
+    max_psi_ids: int = 2_000_000  # ids one PSI may present
+    max_score_ids: int = 10_000  # ids one scoring session may present
+    score_sessions_per_hour: int = 12
+    max_reveals_per_row: int = 3  # plaintext partial scores of one row, ever (< features: no reconstruction)
 
 
 @dataclass
 class HostSession:
-    """What the host remembers of one joint job."""
+    """What the host remembers of one joint job or scoring session."""
 
     last_seen: float
+    kind: str = "train"
     blinder: Blinder | None = None
     shuffle: np.ndarray | None = None
     aligned: np.ndarray | None = None  # host row of each intersection position
-    public: PublicKey | None = None
+    max_ids: int = 0
+    part_id: str = ""
+    public: PublicKey | None = None  # the guest's key
+    key: PrivateKey | None = None  # the host's own key for this session
     config: LRConfig | None = None
+    guest_columns: int = 0
     scaler: Scaler | None = None
     quantised: np.ndarray | None = None
+    train: np.ndarray | None = None
     weights: np.ndarray | None = None
     optimizer: Adam | None = None
+    schedule: list[np.ndarray] = field(default_factory=list)
+    step: int = 0  # index of the next batch in the schedule
+    stage: str = "setup"  # setup -> partial -> gradient -> update -> partial ... -> trained -> evaluated
+    batch_u: np.ndarray | None = None
     masks: list[Any] = field(default_factory=list)
-    noise: Prefetched | None = None  # the masks' obfuscators, made while the guest works
-    batch_rows: int = 0
+    noise: Prefetched | None = None
+    obfuscators: Prefetched | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
         """Stop the session's background work."""
-        if self.noise is not None:
-            self.noise.close()
+        for stream in (self.noise, self.obfuscators):
+            if stream is not None:
+                stream.close()
+
+    @property
+    def batch(self) -> np.ndarray:
+        """Return the train positions of the current batch."""
+        assert self.train is not None
+        return self.train[self.schedule[self.step]]
+
+
+class RevealLedger:
+    """How often each host row's plaintext partial score has left the host (persisted, never reset)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.counts: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+
+    def allow(self, keys: list[str], limit: int) -> np.ndarray:
+        """Return which keys may be revealed once more, count them, and persist."""
+        allowed = np.array([self.counts.get(k, 0) < limit for k in keys], dtype=bool)
+        for k, ok in zip(keys, allowed.tolist(), strict=True):
+            if ok:
+                self.counts[k] = self.counts.get(k, 0) + 1
+        write_json(self.counts, self.path)
+        return allowed
 
 
 class HostParty:
-    """The platform's side of the protocol, over its own table (key + HOST_FEATURES)."""
+    """The platform's side of the protocol, over its own table described by its own spec."""
 
     def __init__(self, table: pd.DataFrame, state_dir: Path, channel_key: bytes,
-                 idle_timeout_seconds: float = 120.0) -> None:  # fmt: skip
-        missing = [c for c in [KEY, *HOST_FEATURES] if c not in table.columns]
-        if missing:
-            raise OrchardError(f"host table lacks column(s) {', '.join(missing)}")
-        self.table = table.reset_index(drop=True)
-        self.keys = self.table[KEY].astype(str).tolist()
+                 idle_timeout_seconds: float = 120.0, policy: HostPolicy | None = None,
+                 spec: PartyTable | None = None) -> None:  # fmt: skip
+        self.spec = spec or simulator_host_spec()
+        if self.spec.role != "host":
+            raise OrchardError("the host party needs a host table spec")
+        self.table = self.spec.check(table)
+        self.features = self.spec.feature_names
+        self.keys = self.table[self.spec.id_column].tolist()
         self.state_dir = Path(state_dir)
         self.channel_key = channel_key
         self.idle_timeout_seconds = idle_timeout_seconds
+        self.policy = policy or HostPolicy()
         self.sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
-        self._score_index: dict[bytes, int] | None = None
         self._stop = threading.Event()
+        self.ledger = RevealLedger(self.state_dir / "reveals.json")
 
     # --- session bookkeeping ---
-    def _session(self, message: Message, create: bool = False) -> HostSession:
+    def _session(self, message: Message, kind: str = "train") -> HostSession:
         with self._lock:
             session = self.sessions.get(message.session)
             if session is None:
-                if not create:
-                    raise OrchardError(f"session {message.session} is unknown or was aborted")
-                session = self.sessions[message.session] = HostSession(last_seen=time.monotonic())
+                raise OrchardError(f"session {message.session} is unknown or was aborted")
+            if session.kind != kind and kind != "any":
+                raise OrchardError(
+                    f"{message.kind} is not part of a {kind} session (this is a {session.kind} session)"
+                )
             session.last_seen = time.monotonic()
+            return session
+
+    def _open(self, message: Message, kind: str) -> HostSession:
+        with self._lock:
+            if message.session in self.sessions:
+                raise OrchardError(f"session {message.session} is already open")
+            session = self.sessions[message.session] = HostSession(last_seen=time.monotonic(), kind=kind)
             return session
 
     def _drop(self, session_id: str) -> None:
@@ -114,8 +170,8 @@ class HostParty:
         if session is not None:
             session.close()
 
-    def _record(self, session_id: str, status: str, detail: str) -> None:
-        write_json({"session": session_id, "status": status, "detail": detail, "at": time.time()},
+    def _record(self, session_id: str, status: str, detail: str, **extra: Any) -> None:
+        write_json({"session": session_id, "status": status, "detail": detail, "at": time.time(), **extra},
                    self.state_dir / "sessions" / f"{session_id}.json")  # fmt: skip
 
     def reap_idle(self) -> list[str]:
@@ -163,13 +219,21 @@ class HostParty:
         return reply
 
     def _on_hello(self, message: Message) -> Message:
-        self._session(message, create=True)
-        self._record(message.session, "started", "joint job started")
+        session = self._open(message, "train")
+        session.max_ids = self.policy.max_psi_ids
+        self._record(
+            message.session, "started", "joint job started", job=str(message.fields.get("job_id", ""))
+        )
         return Message("hello", fields={"rows": len(self.keys)})
 
+    # --- PSI (training and scoring sessions) ---
     def _on_psi_blind(self, message: Message) -> Message:
-        session = self._session(message)
-        guest = message.arrays["blinded"]
+        session = self._session(message, "any")
+        if session.blinder is not None:
+            raise OrchardError("one PSI per session")
+        guest = np.asarray(message.arrays["blinded"])
+        if len(guest) > session.max_ids:
+            raise OrchardError(f"PSI of {len(guest)} ids is over this session's limit of {session.max_ids}")
         session.blinder = Blinder()
         try:
             double = session.blinder.blind_points(guest)
@@ -177,129 +241,241 @@ class HostParty:
             raise OrchardError(f"PSI input rejected: {exc}") from exc
         session.shuffle = shuffled(len(self.keys))
         own = session.blinder.blind_ids(self.keys[i] for i in session.shuffle.tolist())
+        session.max_ids = len(guest)  # the matched rows can never outnumber the ids presented
         return Message("psi_blind", arrays={"double": double, "host_blinded": own})
 
     def _on_psi_result(self, message: Message) -> Message:
-        session = self._session(message)
+        session = self._session(message, "any")
         positions = np.asarray(message.arrays["host_positions"], dtype=np.int64)
-        if session.shuffle is None or (
-            positions.size and (positions.min() < 0 or positions.max() >= len(self.keys))
+        if session.shuffle is None or session.aligned is not None:
+            raise OrchardError("PSI result without a PSI, or a second one")
+        if (
+            positions.ndim != 1
+            or len(positions) > session.max_ids
+            or len(np.unique(positions)) != len(positions)
         ):
+            raise OrchardError("PSI result must list distinct rows, no more than the ids presented")
+        if positions.size and (positions.min() < 0 or positions.max() >= len(self.keys)):
             raise OrchardError("PSI result refers to rows the host did not send")
         session.aligned = session.shuffle[positions]
         return Message("psi_result", fields={"rows": len(positions)})
 
+    # --- training ---
     def _on_train_setup(self, message: Message) -> Message:
         session = self._session(message)
-        if session.aligned is None:
-            raise OrchardError("train_setup before the intersection")
-        config = LRConfig(**message.fields["config"])
+        if session.aligned is None or session.config is not None:
+            raise OrchardError("train_setup before the intersection, or twice")
+        try:
+            config = LRConfig(**message.fields["config"])
+        except (TypeError, ValueError) as exc:
+            raise OrchardError(f"training config rejected: {exc}") from exc
         train = np.asarray(message.arrays["train_positions"], dtype=np.int64)
+        if len(np.unique(train)) != len(train) or (
+            train.size and (train.min() < 0 or train.max() >= len(session.aligned))
+        ):
+            raise OrchardError("train positions must be distinct rows of the intersection")
+        if len(train) < MIN_BATCH_ROWS:
+            raise OrchardError(f"{len(train)} training rows are below the minimum batch of {MIN_BATCH_ROWS}")
+        guest_columns = int(message.fields["guest_columns"])
+        if not 1 <= guest_columns <= 1000:
+            raise OrchardError("guest_columns out of range")
         rows = self.table.iloc[session.aligned]
-        session.scaler = Scaler.fit(rows.iloc[train], HOST_FEATURES)
+        session.scaler = Scaler.fit(rows.iloc[train], self.features)
         session.quantised = quantise(session.scaler.transform(rows))
+        session.train, session.config, session.guest_columns = train, config, guest_columns
         session.public = PublicKey.from_n(int(message.fields["n"], 16))
-        session.config = config
-        session.weights = np.zeros(len(HOST_FEATURES))
-        session.optimizer = Adam(len(HOST_FEATURES), config.learning_rate)
+        if int(session.public.n).bit_length() < config.key_bits - 8:
+            raise OrchardError("the guest's key is shorter than the agreed key size")
+        session.key = PrivateKey(config.key_bits)
+        session.weights = np.zeros(len(self.features))
+        session.optimizer = Adam(len(self.features), config.learning_rate)
+        session.schedule = [b for epoch in range(config.epochs) for b in batches(len(train), config, epoch)]
         session.close()
-        session.noise = Prefetched(session.public.noise, len(HOST_FEATURES))
-        return Message("train_setup", fields={"features": len(HOST_FEATURES)})
+        session.noise = Prefetched(session.public.noise, len(self.features))
+        session.obfuscators = Prefetched(session.key.obfuscators, min(2 * config.batch_size, len(train)))
+        session.stage = "partial"
+        return Message("train_setup", fields={"features": len(self.features),
+                                              "n": format(int(session.key.public.n), "x")})  # fmt: skip
 
-    def _positions(self, session: HostSession, message: Message) -> np.ndarray:
-        positions = np.asarray(message.arrays["positions"], dtype=np.int64)
-        if session.quantised is None:
-            raise OrchardError("training was not set up")
-        if positions.size and (positions.min() < 0 or positions.max() >= len(session.quantised)):
-            raise OrchardError("positions outside the intersection")
-        return positions
+    def _expect(self, session: HostSession, stage: str, message: Message) -> None:
+        if session.stage != stage:
+            raise OrchardError(f"{message.kind} out of order: the session expects {session.stage}")
+        if stage != "trained" and int(message.fields.get("step", -1)) != session.step:
+            raise OrchardError(f"{message.kind} names batch {message.fields.get('step')}, not {session.step}")
 
     def _on_partial(self, message: Message) -> Message:
-        session = self._session(message)
-        positions = self._positions(session, message)
-        u = dequantise(session.quantised[positions]) @ session.weights
-        return Message("partial", arrays={"u": u.astype("<f8")})
-
-    def _on_gradient(self, message: Message) -> Message:
+        """Return the next scheduled batch's partial scores, encrypted under the host's own key."""
         session = self._session(message)
         with session.lock:
-            positions = self._positions(session, message)
-            public = session.public
+            self._expect(session, "partial", message)
+            assert session.key is not None and session.quantised is not None and session.obfuscators
+            batch = session.batch
+            u = dequantise(session.quantised[batch]) @ session.weights
+            session.batch_u = encode_residuals(u)
+            cts = session.key.encrypt_ints(session.batch_u, session.obfuscators.take(len(batch)))
+            session.stage = "gradient"
+            return Message(
+                "partial", arrays={"ciphertexts": ciphertexts_to_bytes(cts, session.key.public.cipher_bytes)}
+            )
+
+    def _on_gradient(self, message: Message) -> Message:
+        """Decrypt the guest's padded aggregate; return it with the host's own aggregate padded under [[.]]_G."""
+        session = self._session(message)
+        with session.lock:
+            self._expect(session, "gradient", message)
+            public, key, batch = session.public, session.key, session.batch
+            assert public is not None and key is not None and session.batch_u is not None
             try:
-                cts = ciphertexts_from_bytes(message.arrays["ciphertexts"], public)
-            except ValueError as exc:
+                guest_sums = checked_ciphertexts(message.arrays["guest_sums"], key.public, session.guest_columns,
+                                                 "the guest's padded sums")  # fmt: skip
+                cts = checked_ciphertexts(
+                    message.arrays["ciphertexts"], public, len(batch), "the guest's residuals"
+                )
+            except (KeyError, ValueError) as exc:
                 raise OrchardError(f"gradient request rejected: {exc}") from exc
-            if len(cts) != len(positions):
-                raise OrchardError("gradient request: one ciphertext per row expected")
-            sums = encrypted_column_sums(cts, session.quantised[positions], public)
+            opened = plain_to_bytes([key.decrypt_int(c) for c in guest_sums], key.public)
+            residuals = add_plain(cts, session.batch_u, public)
+            sums = encrypted_column_sums(residuals, session.quantised[batch], public)
             session.masks = [public.random_mask() for _ in sums]
             noise = session.noise.take(len(sums)) if session.noise else public.noise(len(sums))
             masked = [
                 c * public.encrypt(int(r), e) % public.n2
                 for c, r, e in zip(sums, session.masks, noise, strict=True)
             ]
-            session.batch_rows = len(positions)
-            return Message("gradient", arrays={"masked": ciphertexts_to_bytes(masked, public.cipher_bytes)})
+            session.stage = "update"
+            return Message("gradient", arrays={"guest_plain": opened,
+                                               "masked": ciphertexts_to_bytes(masked, public.cipher_bytes)})  # fmt: skip
 
     def _on_update(self, message: Message) -> Message:
         session = self._session(message)
         with session.lock:
+            self._expect(session, "update", message)
             public, config = session.public, session.config
-            if not session.masks or public is None or config is None:
-                raise OrchardError("update without a pending gradient")
-            width = (int(public.n).bit_length() + 7) // 8
-            raw = np.ascontiguousarray(message.arrays["plain"], dtype=np.uint8)
-            if raw.shape != (len(session.masks), width):
-                raise OrchardError("update carries the wrong number of values")
+            assert public is not None and config is not None and session.optimizer is not None
+            try:
+                totals = plain_from_bytes(message.arrays["plain"], public, len(session.masks), "the update")
+            except (KeyError, ValueError) as exc:
+                raise OrchardError(f"update rejected: {exc}") from exc
             n = int(public.n)
-            totals = [int(gmpy2.mpz.from_bytes(bytes(row), "big")) for row in raw]
+            rows = len(session.batch)
             grad = np.array(
                 [signed(t - int(r), n) for t, r in zip(totals, session.masks, strict=True)], dtype=float
             )
-            grad = grad / float(1 << (D_BITS + X_BITS)) / session.batch_rows
-            session.masks = []
+            grad = grad / float(1 << (D_BITS + X_BITS)) / (4.0 * rows)
+            session.masks, session.batch_u = [], None
             session.weights = session.optimizer.update(
                 session.weights, regularised(grad, session.weights, config.l2, False)
             )
-            return Message("update", fields={})
+            session.step += 1
+            session.stage = "partial" if session.step < len(session.schedule) else "trained"
+            return Message("update", fields={"step": session.step})
+
+    def _reveal(self, session_rows: np.ndarray, part: dict[str, Any]) -> np.ndarray:
+        """Return the final model's partial scores of host rows; NaN for rows over their reveal budget."""
+        keys = [self.keys[i] for i in session_rows.tolist()]
+        allowed = self.ledger.allow(keys, self.policy.max_reveals_per_row)
+        scaler = Scaler(features=part["features"], mean=part["scaler"]["mean"], std=part["scaler"]["std"])
+        u = np.full(len(keys), np.nan)
+        if allowed.any():
+            frame = self.table.iloc[session_rows[allowed]]
+            u[allowed] = dequantise(quantise(scaler.transform(frame))) @ np.asarray(part["weights"])
+        return u
+
+    def _part(self, session: HostSession) -> dict[str, Any]:
+        assert session.scaler is not None and session.weights is not None
+        return {"features": self.features, "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
+                "weights": session.weights.tolist(), "quantisation_bits": X_BITS}  # fmt: skip
+
+    def _on_evaluate(self, message: Message) -> Message:
+        """Return the final partial scores of the out-of-time rows only, once per session, within budget."""
+        session = self._session(message)
+        with session.lock:
+            self._expect(session, "trained", message)
+            assert session.aligned is not None and session.train is not None
+            test = np.setdiff1d(np.arange(len(session.aligned)), session.train)
+            u = self._reveal(session.aligned[test], self._part(session))
+            session.stage = "evaluated"
+            return Message("evaluate", arrays={"positions": test.astype("<i8"), "u": u.astype("<f8")})
 
     def _on_finish(self, message: Message) -> Message:
         session = self._session(message)
-        if session.weights is None or session.scaler is None:
+        if session.stage not in ("trained", "evaluated"):
             raise OrchardError("finish before training")
-        part = {
-            "features": HOST_FEATURES, "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
-            "weights": session.weights.tolist(), "quantisation_bits": X_BITS, "job": message.fields.get("job_id", ""),
-        }  # fmt: skip
+        part = {**self._part(session), "job": str(message.fields.get("job_id", ""))}
         text = json.dumps(part, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
         part_id = f"host-part-{digest[:16]}"
-        write_json(part, self.state_dir / "models" / f"{part_id}.json")
+        models = self.state_dir / "models"
+        write_json(part, models / f"{part_id}.json")
+        self._retire_all_but(part_id)
         self._drop(message.session)
-        self._record(message.session, "finished", f"model part {part_id} stored")
+        self._record(message.session, "finished", f"model part {part_id} stored; older parts retired")
         return Message(
-            "finish", fields={"part_id": part_id, "sha256": digest, "features": len(HOST_FEATURES)}
+            "finish", fields={"part_id": part_id, "sha256": digest, "features": len(self.features)}
         )
+
+    def _retire_all_but(self, part_id: str) -> None:
+        """Move every other stored part to models/retired (never scored again) and mark part_id active."""
+        models = self.state_dir / "models"
+        retired = models / "retired"
+        retired.mkdir(parents=True, exist_ok=True)
+        for path in models.glob("host-part-*.json"):
+            if path.stem != part_id:
+                path.replace(retired / path.name)
+        write_json({"part_id": part_id}, models / "active.json")
+
+    def active_part(self) -> str:
+        """Return the id of the part that scoring may use, or raise if none."""
+        path = self.state_dir / "models" / "active.json"
+        if not path.exists():
+            raise OrchardError("the host has no active model part")
+        return str(json.loads(path.read_text())["part_id"])
 
     def _on_abort(self, message: Message) -> Message:
         self._drop(message.session)
         self._record(message.session, "failed", str(message.fields.get("reason", "aborted by the guest")))
         return Message("abort")
 
-    def _on_score(self, message: Message) -> Message:
+    # --- scoring ---
+    def _recent_score_sessions(self) -> int:
+        hour_ago = time.time() - 3600
+        count = 0
+        for path in (self.state_dir / "sessions").glob("score-*.json"):
+            record = json.loads(path.read_text())
+            count += record.get("kind") == "score" and float(record.get("at", 0)) > hour_ago
+        return count
+
+    def _on_score_open(self, message: Message) -> Message:
+        """Open a logged, rate-limited scoring session for the active part and at most max_score_ids ids."""
         part_id = str(message.fields.get("part_id", ""))
-        path = self.state_dir / "models" / f"{part_id}.json"
-        if not part_id.startswith("host-part-") or "/" in part_id or not path.exists():
-            raise OrchardError(f"the host has no model part {part_id!r}")
-        part = json.loads(path.read_text())
-        if self._score_index is None:
-            hashed = hashed_ids(self.channel_key, self.keys)
-            self._score_index = {bytes(row): i for i, row in enumerate(hashed)}
-        rows = [self._score_index.get(bytes(row), -1) for row in message.arrays["ids"]]
-        found = np.array([r >= 0 for r in rows])
-        scaler = Scaler(features=part["features"], mean=part["scaler"]["mean"], std=part["scaler"]["std"])
-        u = np.full(len(rows), np.nan)
-        if found.any():
-            frame = self.table.iloc[[r for r in rows if r >= 0]]
-            u[found] = dequantise(quantise(scaler.transform(frame))) @ np.asarray(part["weights"])
+        active = self.active_part()
+        if part_id != active:
+            raise OrchardError(f"model part {part_id!r} is retired or unknown; the active part is {active}")
+        count = int(message.fields.get("ids", -1))
+        purpose = str(message.fields.get("purpose", ""))[:200]
+        if not 0 < count <= self.policy.max_score_ids:
+            raise OrchardError(
+                f"a scoring session may present 1..{self.policy.max_score_ids} ids, not {count}"
+            )
+        if not purpose:
+            raise OrchardError("a scoring session must state its purpose (it is logged at the host)")
+        if self._recent_score_sessions() >= self.policy.score_sessions_per_hour:
+            raise OrchardError(f"rate limit: {self.policy.score_sessions_per_hour} scoring sessions per hour")
+        session = self._open(message, "score")
+        session.max_ids, session.part_id = count, part_id
+        write_json({"session": message.session, "kind": "score", "status": "open", "purpose": purpose,
+                    "ids": count, "part_id": part_id, "at": time.time()},
+                   self.state_dir / "sessions" / f"score-{hashlib.sha256(message.session.encode()).hexdigest()[:16]}.json")  # fmt: skip
+        return Message("score_open", fields={"ids": count})
+
+    def _on_score(self, message: Message) -> Message:
+        """Return the active part's partial scores of the scoring session's matched rows, then close it."""
+        session = self._session(message, "score")
+        if session.aligned is None:
+            raise OrchardError("score before the scoring session's PSI")
+        if session.part_id != self.active_part():
+            raise OrchardError(f"model part {session.part_id} was retired during the session")
+        part = json.loads((self.state_dir / "models" / f"{session.part_id}.json").read_text())
+        u = self._reveal(session.aligned, part)
+        self._drop(message.session)
         return Message("score", arrays={"u": u.astype("<f8")})

@@ -18,13 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from orchard.atomic import write_json, write_text
+from orchard.atomic import write_json
 from orchard.errors import OrchardError
-from orchard.federated.channel import PeerClient, load_key, wait_until_healthy
-from orchard.federated.data import VerticalSplit
+from orchard.federated.channel import PeerClient, load_key, wait_until_healthy, write_secret
+from orchard.federated.data import VerticalSplit, simulator_guest_spec, simulator_host_spec
 from orchard.federated.guest import joint_score_frame, partial_scores
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party import party_state_dir
+from orchard.federated.party_spec import PartyTable
 from orchard.settings import Settings, tool_environment
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class PartyHomes:
     key_file: Path
     guest_data: Path
     host_data: Path
+    guest_spec: Path
+    host_spec: Path
 
 
 def free_port() -> int:
@@ -48,19 +51,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_parties(settings: Settings, split: VerticalSplit) -> PartyHomes:
-    """Give each party its state folder (the host its own ORCHARD_HOME) and provision the channel key."""
+def prepare_parties(settings: Settings, split: VerticalSplit, guest_spec: PartyTable | None = None,
+                    host_spec: PartyTable | None = None) -> PartyHomes:  # fmt: skip
+    """Give each party its state folder (the host its own ORCHARD_HOME), its table spec and the channel key."""
     guest_dir = party_state_dir(settings, "guest")
     host_home = settings.home / "federated" / "host_home"
+    host_dir = host_home / "federated" / "host"
     key_file = guest_dir / "channel.key"
     if not key_file.exists():
-        write_text(secrets.token_hex(32), key_file)
-        os.chmod(key_file, 0o600)
-    host_key = host_home / "federated" / "host" / "channel.key"
-    write_text(key_file.read_text(), host_key)
-    os.chmod(host_key, 0o600)
+        write_secret(secrets.token_hex(32), key_file)
+    host_key = host_dir / "channel.key"
+    if not host_key.exists() or host_key.read_text() != key_file.read_text():
+        write_secret(key_file.read_text(), host_key)
+    guest_spec_file = write_json(
+        (guest_spec or simulator_guest_spec()).model_dump(), guest_dir / "table_spec.json"
+    )
+    host_spec_file = write_json(
+        (host_spec or simulator_host_spec()).model_dump(), host_dir / "table_spec.json"
+    )
     return PartyHomes(guest_home=settings.home, host_home=host_home, key_file=key_file,
-                      guest_data=split.guest_path, host_data=split.host_path)  # fmt: skip
+                      guest_data=split.guest_path, host_data=split.host_path,
+                      guest_spec=guest_spec_file, host_spec=host_spec_file)  # fmt: skip
 
 
 def _env(home: Path, settings: Settings) -> dict[str, str]:
@@ -70,10 +81,10 @@ def _env(home: Path, settings: Settings) -> dict[str, str]:
     return env
 
 
-def party_args(role: str, port: int, data: Path, key_file: Path, extra: list[str]) -> list[str]:
+def party_args(role: str, port: int, data: Path, key_file: Path, spec: Path, extra: list[str]) -> list[str]:
     """Return the command line of a party process."""
     return [sys.executable, "-m", "orchard.federated.party", "--role", role, "--port", str(port),
-            "--data", str(data), "--key-file", str(key_file), *extra]  # fmt: skip
+            "--data", str(data), "--key-file", str(key_file), "--spec", str(spec), *extra]  # fmt: skip
 
 
 @contextmanager
@@ -87,7 +98,7 @@ def host_process(settings: Settings, homes: PartyHomes, port: int, record_dir: P
     log_path = homes.host_home / "federated" / "host" / "party.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(party_args("host", port, homes.host_data, host_key, extra),
+        proc = subprocess.Popen(party_args("host", port, homes.host_data, host_key, homes.host_spec, extra),
                                 env=_env(homes.host_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
     try:
         wait_until_healthy("127.0.0.1", port, timeout_seconds=60)
@@ -115,7 +126,7 @@ def start_guest(settings: Settings, homes: PartyHomes, port: int, job: dict[str,
         extra += ["--record-dir", str(record_dir)]
     log_path = jobs_dir / f"{job['job_id']}.log"
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(party_args("guest", port, homes.guest_data, homes.key_file, extra),
+        proc = subprocess.Popen(party_args("guest", port, homes.guest_data, homes.key_file, homes.guest_spec, extra),
                                 env=_env(homes.guest_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
     return proc, result_file
 
@@ -145,9 +156,10 @@ def job_spec(job_id: str, split: VerticalSplit, config: LRConfig, model_name: st
 
 def run_joint_job(settings: Settings, split: VerticalSplit, job_id: str, config: LRConfig,
                   model_name: str = "precredit_response_joint", record_dir: Path | None = None,
-                  timeout_seconds: float = 3600.0) -> dict[str, Any]:  # fmt: skip
+                  timeout_seconds: float = 3600.0, guest_spec: PartyTable | None = None,
+                  host_spec: PartyTable | None = None) -> dict[str, Any]:  # fmt: skip
     """Run a joint training job between two fresh party processes; return the guest's result record."""
-    homes = prepare_parties(settings, split)
+    homes = prepare_parties(settings, split, guest_spec, host_spec)
     port = free_port()
     started = time.perf_counter()
     with host_process(settings, homes, port, record_dir):
@@ -160,17 +172,16 @@ def run_joint_job(settings: Settings, split: VerticalSplit, job_id: str, config:
 
 
 def joint_score(settings: Settings, model_name: str, ref: str | int, frame: pd.DataFrame, peer_port: int,
-                key_file: Path, peer_host: str = "127.0.0.1") -> pd.DataFrame:  # fmt: skip
-    """Score customers with a registered joint model: guest features here, the host's partial score remote."""
+                key_file: Path, purpose: str, peer_host: str = "127.0.0.1") -> pd.DataFrame:  # fmt: skip
+    """Score customers with a registered joint model through a logged scoring session at the host."""
     from model_registry.registry import load_model
 
     model = load_model(settings, model_name, ref)
     key = load_key(key_file)
     client = PeerClient(key, "guest", peer_host, peer_port, session=f"score-{time.time_ns()}")
     try:
-        host_scores = partial_scores(
-            client, key, model.host_part_id, frame["customer_key"].astype(str).tolist()
-        )
+        ids = frame[model.id_column].astype(str).tolist()
+        host_scores = partial_scores(client, model.host_part_id, ids, purpose)
     finally:
         client.close()
     return joint_score_frame(model, frame, host_scores)

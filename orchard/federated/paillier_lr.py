@@ -1,15 +1,17 @@
 """Hetero logistic regression arithmetic: fast Paillier (gmpy2) and the plaintext reference of the same fit.
 
-Protocol (two parties, the guest holds the Paillier private key and the labels):
-  per mini-batch  host -> guest  u_h = X_h w_h (the host's partial linear score of the batch rows)
-                  guest          d = sigmoid(X_g w_g + u_h) - y;  guest gradient X_g^T d / b in plaintext
-                  guest -> host  [[d]] (one ciphertext per row)
-                  host           [[G]] = X_h^T [[d]] (homomorphic), masked: [[G + R]], R uniform mod n
-                  host -> guest  [[G + R]];  guest decrypts and returns G + R mod n (a one-time pad of G)
-                  host           G = (G + R) - R; Adam step on w_h
-The host never sees y or d (only ciphertexts), the guest never sees X_h or the host's per-row gradients
-d_i x_h,i (only u_h and the aggregate G + R, uniformly random to it). What the guest does learn is the host's
-partial score u_h of each row, the same quantity joint scoring returns (see docs/federated.md).
+Protocol (two parties, each holds its own Paillier key; [[.]]_G under the guest's, [[.]]_H under the host's):
+the residual is the first-order Taylor expansion of the logistic loss, 4 d = u_g + u_h + 2 - 4 y, so it is
+linear in both parties' partial scores and never needs a plaintext u_h at the guest.
+  per mini-batch  host -> guest  [[u_h]]_H of the batch rows (the host picks the batch from its own schedule)
+                  guest          [[4d]]_H = [[u_h]]_H + (u_g + 2 - 4y);  [[X_g^T 4d + R_g]]_H (R_g uniform)
+                  guest -> host  [[X_g^T 4d + R_g]]_H  and  [[u_g + 2 - 4y]]_G per row
+                  host           decrypts X_g^T 4d + R_g (a one-time pad of the guest's aggregate);
+                                 [[4d]]_G = [[u_g + 2 - 4y]]_G + u_h;  [[X_h^T 4d + R_h]]_G
+                  host -> guest  X_g^T 4d + R_g  and  [[X_h^T 4d + R_h]]_G
+                  guest          its gradient; decrypts and returns X_h^T 4d + R_h;  host its gradient
+Neither party sees a per-row value of the other (only ciphertexts under the other's key and one-time padded
+aggregates), and each learns only its own aggregate gradient per batch (see docs/federated.md).
 
 Speed: encryption uses the Damgård-Jurik-Nielsen obfuscator h_s^alpha (alpha 192 random bits) from a
 fixed-base window table (16 modular multiplications instead of a 1024-bit exponentiation), made one batch
@@ -36,6 +38,8 @@ D_BITS = 30  # fixed-point bits of the residuals d in (-1, 1)
 X_BITS = 8  # host features are quantised to multiples of 2^-X_BITS standard deviations
 X_CLIP = 6.0  # ... after clipping to +-X_CLIP standard deviations
 WINDOW_BITS = 12
+MIN_BATCH_ROWS = 256  # a batch's aggregate gradient must never determine the rows' residuals (see batches)
+MIN_KEY_BITS = 512
 ALPHA_BITS = 192  # DJN short exponent: >= 2 x the ~80-bit security of a 1024-bit modulus, plus margin
 
 
@@ -50,6 +54,16 @@ class LRConfig:
     seed: int = 7
     key_bits: int = 1024
 
+    def __post_init__(self) -> None:
+        if self.batch_size < MIN_BATCH_ROWS:
+            raise ValueError(
+                f"batch_size {self.batch_size} is below the safe minimum of {MIN_BATCH_ROWS} rows"
+            )
+        if not 1 <= self.epochs <= 1000:
+            raise ValueError(f"epochs must be between 1 and 1000, got {self.epochs}")
+        if self.key_bits < MIN_KEY_BITS:
+            raise ValueError(f"key_bits must be at least {MIN_KEY_BITS}, got {self.key_bits}")
+
     def as_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-ready dict."""
         return asdict(self)
@@ -61,9 +75,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def batches(n_rows: int, config: LRConfig, epoch: int) -> list[np.ndarray]:
-    """Return the row positions of each mini-batch of an epoch (a seeded shuffle, same for every party)."""
+    """Return the row positions of each mini-batch of an epoch (a seeded shuffle, same for every party).
+
+    A short tail is merged into the batch before it, so every batch holds at least batch_size rows (or all
+    rows): a small batch would let the host solve its aggregate gradient for each row's residual.
+    """
     order = np.random.default_rng([config.seed, epoch]).permutation(n_rows)
-    return [order[i : i + config.batch_size] for i in range(0, n_rows, config.batch_size)]
+    starts = list(range(0, n_rows, config.batch_size))
+    if len(starts) > 1 and n_rows - starts[-1] < config.batch_size:
+        starts.pop()
+    ends = [*starts[1:], n_rows]
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 @dataclass
@@ -116,16 +138,25 @@ def dequantise(q: np.ndarray) -> np.ndarray:
     return np.asarray(q, dtype=float) / (1 << X_BITS)
 
 
+def taylor_residual(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Return the first-order Taylor residual of the logistic loss, sigmoid(z) - y ~ z/4 + 1/2 - y."""
+    return 0.25 * np.asarray(z, dtype=float) + 0.5 - np.asarray(y, dtype=float)
+
+
 def train_plaintext(x_guest: np.ndarray, x_host: np.ndarray | None, y: np.ndarray,
-                    config: LRConfig) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Fit the same LR centrally in floats: same batches, same Adam; return (guest weights, host weights)."""
+                    config: LRConfig, taylor: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Fit the same LR centrally in floats: same batches, same Adam; return (guest weights, host weights).
+
+    taylor=True uses the federated protocol's residual (taylor_residual) instead of the exact sigmoid.
+    """
     xg = with_intercept(x_guest)
     xh = np.zeros((len(y), 0)) if x_host is None else x_host
     wg, wh = np.zeros(xg.shape[1]), np.zeros(xh.shape[1])
     opt_g, opt_h = Adam(len(wg), config.learning_rate), Adam(len(wh), config.learning_rate)
     for epoch in range(config.epochs):
         for rows in batches(len(y), config, epoch):
-            d = sigmoid(xg[rows] @ wg + xh[rows] @ wh) - y[rows]
+            z = xg[rows] @ wg + xh[rows] @ wh
+            d = taylor_residual(z, y[rows]) if taylor else sigmoid(z) - y[rows]
             wg = opt_g.update(wg, regularised(xg[rows].T @ d / len(rows), wg, config.l2, True))
             if wh.size:
                 wh = opt_h.update(wh, regularised(xh[rows].T @ d / len(rows), wh, config.l2, False))
@@ -317,6 +348,40 @@ def encrypted_column_sums(ciphertexts: list[Any], quantised: np.ndarray, public:
         shifted = _signed_bucket_sum(ciphertexts, column - mode, n2)
         out.append(shifted * gmpy2.powmod(total, mode, n2) % n2)
     return out
+
+
+def add_plain(ciphertexts: list[Any], values: np.ndarray, public: PublicKey) -> list[Any]:
+    """Return [[c + v]] for each ciphertext and signed integer (g = n + 1: multiply by 1 + v n mod n^2)."""
+    n, n2 = public.n, public.n2
+    return [c * (1 + (gmpy2.mpz(v) % n) * n) % n2 for c, v in zip(ciphertexts, values.tolist(), strict=True)]
+
+
+def checked_ciphertexts(array: Any, public: PublicKey, count: int, what: str) -> list[Any]:
+    """Return exactly count ciphertexts of the key's width from a (count, width) array, or raise naming what."""
+    raw = np.asarray(array)
+    expected = (count, public.cipher_bytes)
+    if raw.dtype != np.uint8 or raw.shape != expected:
+        raise ValueError(f"{what}: got an array of shape {raw.shape}, expected {expected} bytes")
+    return ciphertexts_from_bytes(raw, public)
+
+
+def plain_to_bytes(values: list[int], public: PublicKey) -> np.ndarray:
+    """Return plaintexts mod n as a (k, width of n) uint8 array."""
+    width = (int(public.n).bit_length() + 7) // 8
+    raw = b"".join(int(v).to_bytes(width, "big") for v in values)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), width)
+
+
+def plain_from_bytes(array: Any, public: PublicKey, count: int, what: str) -> list[int]:
+    """Return exactly count plaintexts below n from a (count, width of n) uint8 array, or raise naming what."""
+    width = (int(public.n).bit_length() + 7) // 8
+    raw = np.asarray(array)
+    if raw.dtype != np.uint8 or raw.shape != (count, width):
+        raise ValueError(f"{what}: got an array of shape {raw.shape}, expected {(count, width)} bytes")
+    values = [int.from_bytes(bytes(row), "big") for row in raw]
+    if any(v >= int(public.n) for v in values):
+        raise ValueError(f"{what}: a value is not below the modulus")
+    return values
 
 
 def ciphertexts_to_bytes(ciphertexts: list[Any], width: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from orchard.federated.channel import DEFAULT_MAX_BYTES, PartyServer, PeerClient
 from orchard.federated.guest import GuestJob, abort_quietly, guest_data, train_guest
 from orchard.federated.host import HostParty
 from orchard.federated.paillier_lr import LRConfig
+from orchard.federated.party_spec import PartyTable, load_party_table
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def party_state_dir(settings: Settings, role: str) -> Path:
 
 def run_host(settings: Settings, port: int, data_path: Path, key_file: Path, host: str = "127.0.0.1",
              record_dir: Path | None = None, idle_timeout_seconds: float = 120.0,
-             max_bytes: int = DEFAULT_MAX_BYTES) -> None:  # fmt: skip
+             max_bytes: int = DEFAULT_MAX_BYTES, spec: PartyTable | None = None) -> None:  # fmt: skip
     """Serve the host party until SIGTERM/SIGINT."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise OrchardError(f"parties listen on loopback only, not {host}")
@@ -46,7 +47,7 @@ def run_host(settings: Settings, port: int, data_path: Path, key_file: Path, hos
         raise OrchardError(f"host data {data_path} does not exist")
     key = load_key(key_file)
     party = HostParty(
-        pd.read_parquet(data_path), party_state_dir(settings, "host"), key, idle_timeout_seconds
+        pd.read_parquet(data_path), party_state_dir(settings, "host"), key, idle_timeout_seconds, spec=spec
     )
     recorder = file_recorder(record_dir) if record_dir else None
     server = PartyServer(
@@ -70,12 +71,16 @@ def run_host(settings: Settings, port: int, data_path: Path, key_file: Path, hos
 
 def run_guest(settings: Settings, peer_port: int, data_path: Path, key_file: Path, job_file: Path,
               result_file: Path, peer_host: str = "127.0.0.1", record_dir: Path | None = None,
-              register: bool = True) -> dict[str, Any]:  # fmt: skip
+              register: bool = True, table_spec: PartyTable | None = None) -> dict[str, Any]:  # fmt: skip
     """Run one joint job against the host, register the model, write and return the result record."""
     job = json.loads(Path(job_file).read_text())
+    try:
+        config = LRConfig(**job.get("config", {}))
+    except (TypeError, ValueError) as exc:
+        raise OrchardError(f"job {job_file} has an invalid training config: {exc}") from exc
     spec = GuestJob(job_id=job["job_id"], model_name=job.get("model_name", "precredit_response_joint"),
-                    config=LRConfig(**job.get("config", {})),
-                    holdout_vintages=int(job.get("holdout_vintages", 3)))  # fmt: skip
+                    config=config, holdout_vintages=int(job.get("holdout_vintages", 3)),
+                    **({"spec": table_spec} if table_spec else {}))  # fmt: skip
     key = load_key(key_file)
     recorder = file_recorder(record_dir) if record_dir else None
     client = PeerClient(key, "guest", peer_host, peer_port, session=f"{spec.job_id}-{time.time_ns()}",
@@ -103,18 +108,22 @@ def run_guest(settings: Settings, peer_port: int, data_path: Path, key_file: Pat
 
 def party_command(settings: Settings, role: str, port: int, data: Path, key_file: Path,
                   job_file: Path | None = None, result_file: Path | None = None,
-                  record_dir: Path | None = None, idle_timeout_seconds: float = 120.0) -> str:  # fmt: skip
+                  record_dir: Path | None = None, idle_timeout_seconds: float = 120.0,
+                  spec_file: Path | None = None) -> str:  # fmt: skip
     """CLI entry: serve the host, or run the guest's joint job; return a one-line summary."""
     if role not in ROLES:
         raise OrchardError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    spec = load_party_table(spec_file) if spec_file else None
+    if spec is not None and spec.role != role:
+        raise OrchardError(f"table spec {spec_file} describes a {spec.role} table, not the {role}'s")
     if role == "host":
-        run_host(
-            settings, port, data, key_file, record_dir=record_dir, idle_timeout_seconds=idle_timeout_seconds
-        )
+        run_host(settings, port, data, key_file, record_dir=record_dir, idle_timeout_seconds=idle_timeout_seconds,
+                 spec=spec)  # fmt: skip
         return "host party stopped"
     if job_file is None or result_file is None:
         raise OrchardError("the guest needs --job-file and --result-file")
-    record = run_guest(settings, port, data, key_file, job_file, result_file, record_dir=record_dir)
+    record = run_guest(settings, port, data, key_file, job_file, result_file, record_dir=record_dir,
+                       table_spec=spec)  # fmt: skip
     return (f"joint job {record['job_id']}: {record['status']} {record.get('model', '')} "
             f"v{record.get('version', '-')}, test AUC {record['metrics']['auc_test']:.4f}")  # fmt: skip
 
@@ -129,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-file", type=Path, help="guest: the job spec (JSON)")
     parser.add_argument("--result-file", type=Path, help="guest: where to write the result record")
     parser.add_argument("--record-dir", type=Path, help="record every message crossing the channel here")
+    parser.add_argument("--spec", type=Path, help="this party's table spec (YAML/JSON PartyTable)")
     parser.add_argument("--idle-timeout", type=float, default=120.0, help="host: abort a silent session")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         summary = party_command(Settings(), args.role, args.port, args.data, args.key_file, args.job_file,
-                                args.result_file, args.record_dir, args.idle_timeout)  # fmt: skip
+                                args.result_file, args.record_dir, args.idle_timeout, args.spec)  # fmt: skip
     except OrchardError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

@@ -1,12 +1,14 @@
-"""ECDH private set intersection on P-256 through the `cryptography` package (Diffie-Hellman PSI).
+"""ECDH private set intersection on Curve25519 (X25519) through the `cryptography` package (DH-PSI).
 
-Each id is hashed to a curve point H(id) (SHA-256 try-and-increment on the x coordinate). The guest sends
-x(a H(x)) of its ids in a random order; the host answers x(b a H(x)) in the same order, plus x(b H(y)) of its
-own ids in a random order; the guest computes x(a b H(y)) and matches. `cryptography` exposes no scalar
-multiplication of arbitrary points, but ECDH is exactly that, returning the x coordinate of the product;
-since x(k P) = x(k (-P)), re-blinding a point known only by its x coordinate (decompressed with either
-sign) gives the same x, so blinding commutes. Neither side sees a raw id; each learns the size of the
-other's set; the host learns which of its ids matched only when the guest tells it the matched positions.
+Each id is hashed to a Montgomery u coordinate (SHA-256 of a domain tag and the id). The guest sends
+X25519(a, H(x)) of its ids in a random order; the host answers X25519(b, X25519(a, H(x))) in the same order,
+plus X25519(b, H(y)) of its own ids in a random order; the guest computes X25519(a, X25519(b, H(y))) and
+matches. The x-only Montgomery ladder with clamped scalars commutes (clamp(a) clamp(b) H = clamp(b) clamp(a) H),
+on the curve and on its twist alike; clamping (a multiple of the cofactor 8) removes small-subgroup components,
+and an input whose product is the point at infinity (a low-order input) is rejected. Neither side sees a raw
+id; each learns the size of the other's set; the host learns which of its ids matched only when the guest
+tells it the matched positions. (Before this module used P-256 through ECDH `exchange`: 4.4x slower per
+blinding on this machine, see docs/federated.md.)
 """
 
 from __future__ import annotations
@@ -16,58 +18,41 @@ import secrets
 from collections.abc import Iterable
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-CURVE = ec.SECP256R1()
-_P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 POINT_BYTES = 32
-_DOMAIN = b"orchard-psi-v1"
+_DOMAIN = b"orchard-psi-x25519-v1"
 
 
-def _point_from_x(x: bytes) -> ec.EllipticCurvePublicKey | None:
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(CURVE, b"\x02" + x)
-    except ValueError:
-        return None
-
-
-def hash_to_curve(identifier: str) -> ec.EllipticCurvePublicKey:
-    """Return the curve point of an id (SHA-256 of domain, counter and id, first x that is on the curve)."""
-    data = identifier.encode()
-    for counter in range(256):
-        digest = hashlib.sha256(_DOMAIN + counter.to_bytes(2, "big") + data).digest()
-        point = _point_from_x(digest)
-        if point is not None:
-            return point
-    raise ValueError("no curve point found for an id")  # probability 2^-256
+def hash_to_u(identifier: str) -> bytes:
+    """Return the Montgomery u coordinate of an id (SHA-256 of domain and id; bit 255 is ignored by X25519)."""
+    return hashlib.sha256(_DOMAIN + identifier.encode()).digest()
 
 
 class Blinder:
-    """One party's secret scalar: blinds points (ECDH) and re-blinds x coordinates."""
+    """One party's secret scalar: blinds ids and re-blinds u coordinates (X25519)."""
 
     def __init__(self) -> None:
-        scalar = secrets.randbelow(_P256_ORDER - 1) + 1
-        self._key = ec.derive_private_key(scalar, CURVE)
+        self._key = X25519PrivateKey.from_private_bytes(secrets.token_bytes(32))
 
-    def blind_ids(self, identifiers: Iterable[str]) -> np.ndarray:
-        """Return x(k H(id)) of each id as an (n, 32) uint8 array."""
-        exchange = self._key.exchange
-        raw = b"".join(exchange(ec.ECDH(), hash_to_curve(i)) for i in identifiers)
+    def _blind(self, us: Iterable[bytes]) -> np.ndarray:
+        exchange, load = self._key.exchange, X25519PublicKey.from_public_bytes
+        try:
+            raw = b"".join([exchange(load(u)) for u in us])
+        except ValueError as exc:  # a low-order input gives the all-zero shared value
+            raise ValueError("a blinded value is a low-order point") from exc
         return np.frombuffer(raw, dtype=np.uint8).reshape(-1, POINT_BYTES)
 
-    def blind_points(self, xs: np.ndarray) -> np.ndarray:
-        """Return x(k P) for points P given by their x coordinates ((n, 32) uint8); reject off-curve input."""
-        if xs.ndim != 2 or xs.shape[1] != POINT_BYTES:
+    def blind_ids(self, identifiers: Iterable[str]) -> np.ndarray:
+        """Return X25519(k, H(id)) of each id as an (n, 32) uint8 array."""
+        return self._blind(hash_to_u(i) for i in identifiers)
+
+    def blind_points(self, us: np.ndarray) -> np.ndarray:
+        """Return X25519(k, u) for u coordinates given as an (n, 32) uint8 array; reject malformed input."""
+        if us.ndim != 2 or us.shape[1] != POINT_BYTES:
             raise ValueError(f"blinded points must be an (n, {POINT_BYTES}) byte array")
-        exchange = self._key.exchange
-        out = []
-        data = np.ascontiguousarray(xs).tobytes()
-        for i in range(0, len(data), POINT_BYTES):
-            point = _point_from_x(data[i : i + POINT_BYTES])
-            if point is None:
-                raise ValueError("a blinded value is not the x coordinate of a curve point")
-            out.append(exchange(ec.ECDH(), point))
-        return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(-1, POINT_BYTES)
+        data = np.ascontiguousarray(us).tobytes()
+        return self._blind(data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES))
 
 
 def shuffled(n: int) -> np.ndarray:

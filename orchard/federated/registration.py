@@ -11,7 +11,7 @@ from orchard.federated.guest import GuestOutcome
 from orchard.settings import Settings
 
 JOINT_MODEL_NAME = "precredit_response_joint"
-CODE_VERSION = "orchard.federated/hetero-lr-v1"
+CODE_VERSION = "orchard.federated/hetero-lr-v2"
 
 
 def register_joint_model(settings: Settings, outcome: GuestOutcome, job: dict[str, Any]) -> ModelVersionRef:
@@ -44,6 +44,6 @@ def register_joint_model(settings: Settings, outcome: GuestOutcome, job: dict[st
         settings, model.name, model, train_key=f"federated-{outcome.job_id}",
         metrics={k: float(v) for k, v in outcome.metrics.items()},
         params={**{k: v for k, v in config.items() if isinstance(v, (int, float, str))},
-                "protocol": "ECDH-PSI + Paillier hetero LR", "host_part_id": model.host_part_id},
+                "protocol": "X25519 DH-PSI + two-key Paillier hetero LR (Taylor residual)", "host_part_id": model.host_part_id},
         lineage=lineage, input_example=outcome.example, artifacts=artifacts,
     )  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 
 from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
+from orchard.federated.channel import decode
 from orchard.federated.data import GUEST_FEATURES, HOST_FEATURES, KEY, LABEL, Scaler, write_vertical_split
 from orchard.federated.job import (
     free_port,
@@ -91,13 +92,34 @@ def test_joint_job_registers_and_no_raw_data_crosses_the_wire(fed_settings: Sett
     leaked_bin = [b for b in binary if b in blob]
     assert not leaked_bin, f"{len(leaked_bin)} raw feature/label byte patterns on the wire"
     assert b'"bad"' not in blob and b'"label"' not in blob, "no label field on the wire"
+    # and no per-row plaintext value crosses during training: every float array is a reply of the final
+    # model's evaluation (out-of-time rows only) or of a scoring session; all else is ciphertext or padded
+    decoded = [decode(m) for m in messages]
+    floats = {m.kind for m in decoded if any(a.dtype.kind == "f" for a in m.arrays.values())}
+    assert floats <= {"evaluate"}, f"plaintext float arrays in {floats}"
+    kinds = {m.kind for m in decoded}
+    assert {"partial", "gradient", "update", "evaluate"} <= kinds, (
+        f"the protocol's messages were recorded: {kinds}"
+    )
+    evaluated = [m for m in decoded if m.kind == "evaluate" and "u" in m.arrays]
+    assert len(evaluated) == 2 and len(evaluated[0].arrays["u"]) == record["test_rows"], (
+        "the guest sees plaintext host scores of the out-of-time rows only, once (both sides recorded it)"
+    )
 
     # when a customer is scored jointly (the host returns its partial score over the channel)
     homes = prepare_parties(fed_settings, split)
     port = free_port()
     guest = pd.read_parquet(split.guest_path).head(20)
     with host_process(fed_settings, homes, port):
-        scored = joint_score(fed_settings, MODEL, record["version"], guest, port, homes.key_file)
+        scored = joint_score(
+            fed_settings,
+            MODEL,
+            record["version"],
+            guest,
+            port,
+            homes.key_file,
+            purpose="pre-credit stratification of 20 applicants",
+        )
     # then every customer gets a PD, score points and a pre-credit tier
     assert scored["pd"].between(0, 1).all() and len(scored) == 20, "PD per customer"
     assert set(scored["tier"]) <= {"A", "B", "C", "D"}, "tiers feed the pre-credit stratification"
@@ -120,7 +142,7 @@ def test_killed_host_fails_the_guest_cleanly_and_a_rerun_succeeds(
     homes = prepare_parties(fed_settings, split)
     port = free_port()
     record_dir = tmp_path / "host-wire"
-    config = LRConfig(epochs=50, batch_size=64)
+    config = LRConfig(epochs=50, batch_size=256)
     with host_process(fed_settings, homes, port, record_dir=record_dir) as host:
         proc, result_file = start_guest(fed_settings, homes, port, job_spec("job-kill", split, config, MODEL))
         _wait_for(
@@ -146,12 +168,12 @@ def test_killed_guest_makes_the_host_abort_the_session(fed_settings: Settings, t
     homes = prepare_parties(fed_settings, split)
     port = free_port()
     record_dir = tmp_path / "host-wire"
-    with host_process(fed_settings, homes, port, record_dir=record_dir, idle_timeout_seconds=10):
+    with host_process(fed_settings, homes, port, record_dir=record_dir, idle_timeout_seconds=30):
         proc, _ = start_guest(
             fed_settings,
             homes,
             port,
-            job_spec("job-guest-dies", split, LRConfig(epochs=50, batch_size=64), MODEL),
+            job_spec("job-guest-dies", split, LRConfig(epochs=50, batch_size=256), MODEL),
         )
         _wait_for(
             lambda: any(b'"kind":"gradient"' in p.read_bytes()[:400] for p in record_dir.glob("host-in-*")),
@@ -161,7 +183,7 @@ def test_killed_guest_makes_the_host_abort_the_session(fed_settings: Settings, t
         proc.wait()
         sessions = homes.host_home / "federated" / "host" / "sessions"
         # then the host records the session as failed with a clear reason
-        _wait_for(lambda: any(b'"failed"' in p.read_bytes() for p in sessions.glob("*.json")), timeout=30)
+        _wait_for(lambda: any(b'"failed"' in p.read_bytes() for p in sessions.glob("*.json")), timeout=120)
     failed = [p.read_text() for p in sessions.glob("*.json") if b'"failed"' in p.read_bytes()]
     assert "guest went silent" in failed[0], failed
     assert _versions(fed_settings) == [], "nothing registered"

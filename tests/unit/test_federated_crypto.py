@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from orchard.federated.paillier_lr import (
     LRConfig,
@@ -99,3 +100,14 @@ def test_plaintext_reference_learns_a_signal() -> None:
     wg, wh = train_plaintext(xg, xh, y, LRConfig(epochs=5, batch_size=256))
     assert wh[0] > 1.0, f"host weight should learn the signal, got {wh}"
     assert np.all(np.abs(wg[1:]) < 0.3), f"noise features stay small, got {wg}"
+
+
+def test_psi_rejects_low_order_points() -> None:
+    # given a peer that sends u = 0 or u = 1 (points of small order: their multiples reveal nothing of ids)
+    blinder = Blinder()
+    for u in (0, 1):
+        bad = np.zeros((2, 32), dtype=np.uint8)
+        bad[1, 0] = u
+        # when re-blinded, then the input is refused instead of answered with a constant
+        with pytest.raises(ValueError, match="low-order"):
+            blinder.blind_points(bad)
