@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchard.federated.party_spec import PartyTable
+
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME)]
 ColumnType = Literal["string", "int", "float", "timestamp", "category"]
@@ -304,6 +306,9 @@ class Portfolio(Strict):
     models: dict[Name, ModelDef] = Field(default_factory=dict)
     decision: DecisionDef | None = Field(
         default=None, description="what the decision route decides with (served models)"
+    )
+    federated: PartyTable | None = Field(
+        default=None, description="this party's own table in a vertical federated job (guest or host)"
     )
     primary_model: Name | None = Field(
         default=None, description="the model with the month record's headline fields and the dashboard"

@@ -22,7 +22,9 @@ SOURCES = demo_sources()
 
 def _snapshot(settings: Settings, users: list[str]) -> dict[str, object]:
     silver = sorted(str(p.relative_to(settings.home)) for p in settings.silver_dir.rglob("*.parquet"))
-    online = online_features(settings, users).sort_values("user_id").reset_index(drop=True)
+    online = (
+        online_features(settings, users, "application_pd_v1").sort_values("user_id").reset_index(drop=True)
+    )
     # the partner features come only from the (quarantined) partner_users batches
     online = online[["user_id", *feature_names(settings.portfolio_def, "partner_activity")]]
     versions = (

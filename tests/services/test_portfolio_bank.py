@@ -20,11 +20,15 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from model_registry.registry import champion_version
+from orchard.errors import OrchardError
+from orchard.landing import read_landed
 from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
+from orchard.portfolio.load import load_portfolio
 from orchard.serving.app import create_app
 from orchard.settings import Settings
 from orchard.simulate import simulate
+from orchard.sources import source_spec
 from tests.e2e.lifecycle_helpers import run_orchard
 from tests.services.conftest import PG_URL, drop_databases, require
 
@@ -219,3 +223,37 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
         refused = client.post("/v1/decisions/application", json={**body, "job": "astronaut"},
                               headers={"X-API-Key": "bank-key"})  # fmt: skip
         assert refused.status_code == 422 and "job" in refused.text
+
+
+def test_a_sql_source_is_read_one_period_at_a_time(tmp_path: Path, warehouse: str) -> None:
+    # Given statements in PostgreSQL with zoned times, declared as a table source and as a query source
+    rows = pd.DataFrame({
+        "loan_ref": ["L1", "L2", "L3"], "cust_no": ["C1", "C2", "C3"], "stmt_no": [1, 1, 2],
+        "stmt_time": pd.to_datetime(["2019-02-28 17:00", "2019-02-28 15:59", "2019-03-31 15:30"], utc=True),
+        "days_past_due": [0, 30, 0], "due": [10.0, 10.0, 10.0], "paid": [10.0, 0.0, 10.0],
+        "state": ["current", "delinquent", "current"],
+    })  # fmt: skip
+    engine = sa.create_engine(warehouse)
+    rows.to_sql("bank_statements", engine, index=False)
+    engine.dispose()
+    folder = tmp_path / "eastbank"
+    folder.mkdir()
+    query = "select * from bank_statements where stmt_time >= :start and stmt_time < :end"
+    (folder / "portfolio.yaml").write_text(BANK_PORTFOLIO)
+    table_spec = source_spec(load_portfolio(folder), "statements")
+    (folder / "portfolio.yaml").write_text(
+        BANK_PORTFOLIO.replace("sql: {connection: warehouse, table: bank_statements}", f'sql: {{connection: warehouse, query: "{query}"}}')
+    )  # fmt: skip
+    query_spec = source_spec(load_portfolio(folder), "statements")
+    urls = {"warehouse": warehouse}
+    # When reading March 2019 of a Shanghai portfolio (UTC+8: March starts 2019-02-28 16:00 UTC)
+    for spec in (table_spec, query_spec):
+        landed = read_landed(spec, "2019-03", portfolio_folder=folder, home=tmp_path, sql_urls=urls)
+        # Then exactly the rows of the local month come back, in the lake's layout
+        assert sorted(landed.frame["loan_ref"]) == ["L1", "L3"], landed.frame
+        assert list(landed.frame.columns) == spec.column_names and landed.origin == "sql:warehouse"
+    # And the content hash is stable (the ingest's idempotency key), a missing connection is named
+    again = read_landed(table_spec, "2019-03", portfolio_folder=folder, home=tmp_path, sql_urls=urls)
+    assert again.sha256 == landed.sha256
+    with pytest.raises(OrchardError, match="connection 'warehouse', which is not configured"):
+        read_landed(table_spec, "2019-03", portfolio_folder=folder, home=tmp_path, sql_urls={})

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from orchard.errors import OrchardError
+from orchard.federated.data import simulator_guest_spec
 from orchard.landing import landed_months, normalise, read_landed
 from orchard.lifecycle.plan import claim_home, plan_run
 from orchard.model_specs import model_specs, primary_model, served_specs
@@ -287,3 +288,10 @@ def test_prefect_yaml_is_the_demo_portfolio_generated(tmp_path: Path) -> None:
         d["job_variables"]["env"]["ORCHARD_PORTFOLIO"] == str(tmp_path) for d in document["deployments"]
     )
     assert {"train-loan_pd", "monitor-loan_pd", "score-loan_pd"} <= set(names)
+
+
+def test_the_demo_declares_its_federated_table_as_the_job_uses_it() -> None:
+    # Given the demo portfolio's own (guest) table, then it is the table the federated job builds and checks
+    assert demo_portfolio().federated == simulator_guest_spec()
+    with pytest.raises(OrchardError, match="label_column"):
+        parse_portfolio(BANK + "federated: {role: guest, id_column: id, features: [{name: x}]}\n", Path("."))
