@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchard.credit.binning import Trend
 from orchard.errors import OrchardError
@@ -55,6 +56,10 @@ class ByodSpec(_Strict):
     bad_value: str | int | float | bool = Field(description="the target value that means bad (default)")
     id_column: str | None = Field(default=None, description="unique row id; absent = the row number")
     event_time: str | None = Field(default=None, description="date/time column for an out-of-time split")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of naive event times (zoned ones keep their own); oot.cutoff is a date there",
+    )
     categorical: list[str] = Field(default_factory=list, description="text columns are categorical anyway")
     drop: list[str] = Field(default_factory=list, description="columns never used as features")
     oot: OotSplit
@@ -63,6 +68,17 @@ class ByodSpec(_Strict):
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     seed: int = 7
     description: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')"
+            ) from exc
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ByodSpec:
