@@ -37,13 +37,18 @@ class OotSplit(_Strict):
 
 
 class SelectionSpec(_Strict):
-    """Feature selection thresholds (see orchard.credit.selection.SelectionConfig)."""
+    """Feature selection (see orchard.credit.selection.SelectionConfig): `mode` sets features vs AUC."""
 
+    mode: Literal["max_auc", "parsimonious"] = Field(
+        default="max_auc",
+        description="max_auc: keep every feature past the IV floor and near-duplicate pruning; "
+        "parsimonious: forward stepwise while a feature adds min_gain",
+    )
     min_iv: float = Field(default=0.02, ge=0.0)
-    max_correlation: float = Field(default=0.7, gt=0.0, le=1.0)
+    max_correlation: float = Field(default=0.9, gt=0.0, le=1.0)
     metric: Literal["auc", "ks"] = "auc"
     min_gain: float = Field(default=0.002, ge=0.0)
-    max_features: int = Field(default=15, ge=1)
+    max_features: int | None = Field(default=None, ge=1, description="cap on the features; none = no cap")
     cv_folds: int = Field(default=5, ge=0)
 
 
