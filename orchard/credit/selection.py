@@ -3,8 +3,8 @@
 The trade-off between fewer features and discrimination is one setting, `mode`:
 - `max_auc` (default): every feature past the IV floor and the near-duplicate pruning enters the regression
   (optionally capped at `max_features`, strongest IV first); nothing that discriminates is dropped to save a
-  column. On real data sets this matched or beat optbinning's BinningProcess + logistic regression (see
-  benchmarks/real_data.py), where stepwise lost 0.01-0.02 AUC.
+  column. In benchmarks/real_data.py (four real credit sets, five seeds) its mean held-out AUC matched or beat
+  optbinning's BinningProcess + logistic regression on every set; stepwise was 0.001-0.016 lower.
 - `parsimonious`: forward stepwise adds features while one raises the evaluation AUC/KS by at least
   `min_gain`, up to `max_features`; it judges each candidate on a labelled holdout (an out-of-time sample) when
   given, else by k-fold CV. Fewer features, possibly some AUC given up.
