@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-federated bench-federated-fate lint ui clean
+.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate lint ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench-api: setup ## Decision latency in process and over HTTP at 100 req/s, next
 
 bench-binning: setup ## Binning + WOE + selection on 200k x 50 vs optbinning's BinningProcess
 	$(PY) -m benchmarks.binning
+
+bench-real: setup ## Scorecard and LightGBM vs optbinning+LR and a tuned LightGBM on four real credit data sets
+	$(PY) -m benchmarks.real_data
 
 bench-federated: setup ## Federated (two processes, Paillier) vs centralized training, PSI on 100k ids
 	$(PY) -m benchmarks.federated

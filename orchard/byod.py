@@ -9,6 +9,7 @@ with no alias: a BYOD run is an evaluation, not an approved decision, so no `cha
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,21 +102,38 @@ def _check_columns(spec: ByodSpec, frame: pd.DataFrame) -> None:
         raise OrchardError(f"dataset {spec.name}: column(s) {', '.join(absent)} not in the data")
 
 
+def event_times_utc(raw: pd.Series, timezone: str) -> pd.Series:
+    """Return event times as UTC: naive values (datetime or text) are read in `timezone`, zoned ones converted.
+
+    Unparsable text and local times that do not exist or are ambiguous (daylight-saving changes) become NaT.
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns about mixed offsets and inferred formats
+            try:
+                parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+            except (ValueError, TypeError):  # naive and zoned text mixed in one column
+                parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+            if not pd.api.types.is_datetime64_any_dtype(parsed):  # several UTC offsets: each is absolute
+                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    return parsed.dt.tz_convert("UTC")
+
+
 def _parse_time(spec: ByodSpec, frame: pd.DataFrame) -> pd.DataFrame:
     if spec.event_time is None:
         return frame
     raw = frame[spec.event_time]
-    parsed = (
-        pd.to_datetime(raw, errors="coerce", utc=True)
-        if not pd.api.types.is_datetime64_any_dtype(raw)
-        else raw
-    )
+    parsed = event_times_utc(raw, spec.timezone)
     bad = parsed.isna() & raw.notna()
     if bad.any():
         examples = raw[bad].astype(str).unique()[:3].tolist()
         raise OrchardError(
             f"dataset {spec.name}: event_time column {spec.event_time!r} has {int(bad.sum())} unparsable "
-            f"value(s), e.g. {examples}"
+            f"value(s) (or local times that do not exist or repeat in {spec.timezone}), e.g. {examples}"
         )
     if parsed.isna().any():
         raise OrchardError(f"dataset {spec.name}: event_time column {spec.event_time!r} has missing values")
@@ -202,9 +220,9 @@ def split_samples(
     """Split into train, test (random in-time share) and out-of-time per the spec; describe the split."""
     rng = np.random.default_rng(spec.seed)
     if spec.oot.cutoff is not None:
-        cutoff = pd.Timestamp(spec.oot.cutoff, tz="UTC")
+        cutoff = pd.Timestamp(spec.oot.cutoff).tz_localize(spec.timezone).tz_convert("UTC")
         is_oot = (frame[spec.event_time] >= cutoff).to_numpy()
-        split = f"out of time: {spec.event_time} >= {spec.oot.cutoff}"
+        split = f"out of time: {spec.event_time} >= {spec.oot.cutoff} ({spec.timezone})"
     elif spec.event_time is not None:
         order = frame[spec.event_time].rank(method="first").to_numpy()
         is_oot = order > len(frame) * (1.0 - float(spec.oot.fraction or 0))

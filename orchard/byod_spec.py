@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchard.credit.binning import Trend
 from orchard.errors import OrchardError
@@ -36,13 +37,18 @@ class OotSplit(_Strict):
 
 
 class SelectionSpec(_Strict):
-    """Feature selection thresholds (see orchard.credit.selection.SelectionConfig)."""
+    """Feature selection (see orchard.credit.selection.SelectionConfig): `mode` sets features vs AUC."""
 
+    mode: Literal["max_auc", "parsimonious"] = Field(
+        default="max_auc",
+        description="max_auc: keep every feature past the IV floor and near-duplicate pruning; "
+        "parsimonious: forward stepwise while a feature adds min_gain",
+    )
     min_iv: float = Field(default=0.02, ge=0.0)
-    max_correlation: float = Field(default=0.7, gt=0.0, le=1.0)
+    max_correlation: float = Field(default=0.9, gt=0.0, le=1.0)
     metric: Literal["auc", "ks"] = "auc"
     min_gain: float = Field(default=0.002, ge=0.0)
-    max_features: int = Field(default=15, ge=1)
+    max_features: int | None = Field(default=None, ge=1, description="cap on the features; none = no cap")
     cv_folds: int = Field(default=5, ge=0)
 
 
@@ -55,6 +61,10 @@ class ByodSpec(_Strict):
     bad_value: str | int | float | bool = Field(description="the target value that means bad (default)")
     id_column: str | None = Field(default=None, description="unique row id; absent = the row number")
     event_time: str | None = Field(default=None, description="date/time column for an out-of-time split")
+    timezone: str = Field(
+        default="UTC",
+        description="IANA zone of naive event times (zoned ones keep their own); oot.cutoff is a date there",
+    )
     categorical: list[str] = Field(default_factory=list, description="text columns are categorical anyway")
     drop: list[str] = Field(default_factory=list, description="columns never used as features")
     oot: OotSplit
@@ -63,6 +73,17 @@ class ByodSpec(_Strict):
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     seed: int = 7
     description: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')"
+            ) from exc
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ByodSpec:

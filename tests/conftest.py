@@ -11,7 +11,7 @@ import pytest
 from orchard.settings import Settings, tool_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GERMAN_CREDIT = REPO_ROOT.parent / "shared" / "data" / "german_credit.csv"
+GERMAN_CREDIT = REPO_ROOT / "examples" / "data" / "german_credit.csv"
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:

@@ -232,7 +232,8 @@ def train_scorecard(
 
     Numeric features get monotone bins (monotone[feature], else default_trend); without `selection` every
     feature is kept (the lifecycle's feature services choose them); with it, the IV floor and correlation
-    pruning run, then forward stepwise on the labelled `holdout` (an out-of-time sample) if one is given.
+    pruning run, then, in `parsimonious` mode, forward stepwise on the labelled `holdout` (an out-of-time
+    sample) if one is given, else by k-fold CV.
     """
     y = check_training_frame(train, label, features, categorical)
     binning = fit_binning(train, y, features, categorical, monotone, default_trend, max_bins, min_bin_share)

@@ -111,3 +111,72 @@ def test_time_split_puts_the_latest_rows_out_of_time(settings: Settings, tmp_pat
     assert data.train["applied_at"].max() < pd.Timestamp("2020-11-01", tz="UTC")
     assert "city" in data.categorical, "text columns are categorical"
     assert _registered(settings) == []
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def _timed_spec(tmp_path: Path, frame: pd.DataFrame, suffix: str, **overrides: object) -> Path:
+    data = tmp_path / f"data{suffix}"
+    _write(frame, data)
+    spec = {"name": "toy", "data": data.name, "target": "status", "bad_value": "bad", "id_column": "id",
+            "event_time": "applied_at", "oot": {"cutoff": "2020-11-01"}, **overrides}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize(
+    "times",
+    [
+        pd.date_range("2020-01-01", periods=400, freq="D"),  # naive datetimes (a Parquet timestamp column)
+        pd.date_range("2020-01-01", periods=400, freq="D", tz="Europe/Berlin"),  # zoned
+        pd.date_range("2020-01-01", periods=400, freq="D", tz="UTC"),
+    ],
+    ids=["naive", "zoned-berlin", "zoned-utc"],
+)
+def test_naive_and_zoned_times_split_out_of_time(
+    settings: Settings, tmp_path: Path, suffix: str, times: pd.DatetimeIndex
+) -> None:
+    from orchard.byod import prepare_data
+    from orchard.byod_spec import load_spec
+
+    # Given a file whose event time is a datetime column, naive or zoned, in CSV or Parquet
+    spec_path = _timed_spec(tmp_path, _toy().assign(applied_at=times), suffix)
+    # When the data is prepared with a cut-off date / Then the split is made on UTC times
+    data = prepare_data(settings, load_spec(spec_path), spec_path)
+    cutoff = pd.Timestamp("2020-11-01", tz="UTC")  # the spec's default timezone is UTC
+    assert str(data.frame["applied_at"].dt.tz) == "UTC"
+    assert data.oot["applied_at"].min() >= cutoff
+    assert data.train["applied_at"].max() < cutoff
+    utc_times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    assert len(data.oot) == (utc_times >= cutoff).sum()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_naive_times_are_read_in_the_spec_timezone(settings: Settings, tmp_path: Path, suffix: str) -> None:
+    from orchard.byod import prepare_data
+    from orchard.byod_spec import load_spec
+
+    # Given naive local times of a lender in Berlin, half an hour past midnight each day
+    times = pd.date_range("2020-01-01 00:30", periods=400, freq="D")
+    spec_path = _timed_spec(tmp_path, _toy().assign(applied_at=times), suffix, timezone="Europe/Berlin")
+    # When prepared with timezone Europe/Berlin
+    data = prepare_data(settings, load_spec(spec_path), spec_path)
+    # Then 2020-11-01 00:30 Berlin is 2020-10-31 23:30 UTC, and it falls on or after the Berlin cut-off date
+    first_oot = data.oot["applied_at"].min()
+    assert first_oot == pd.Timestamp("2020-10-31 23:30", tz="UTC")
+    assert data.train["applied_at"].max() == pd.Timestamp("2020-10-30 23:30", tz="UTC")
+
+
+def test_unknown_timezone_is_named(tmp_path: Path) -> None:
+    from orchard.byod_spec import load_spec
+
+    spec_path = _timed_spec(tmp_path, _toy(), ".csv", timezone="Europe/Atlantis")
+    with pytest.raises(OrchardError, match=r"timezone: .*Europe/Atlantis"):
+        load_spec(spec_path)

@@ -11,7 +11,18 @@ import pandas as pd
 import pytest
 
 from orchard.credit.metrics import auc
-from orchard.credit.model import CreditModel, pd_to_score, score_to_pd, train_lightgbm
+from orchard.credit.model import (
+    LIGHTGBM_PARAMS,
+    TUNING_BASE,
+    TUNING_GRID,
+    TUNING_MIN_BADS,
+    CreditModel,
+    calibrated,
+    pd_to_score,
+    platt_of,
+    score_to_pd,
+    train_lightgbm,
+)
 from orchard.credit.scorecard import Scorecard, train_scorecard
 from orchard.errors import OrchardError
 
@@ -180,7 +191,7 @@ def test_categorical_must_be_a_feature() -> None:
         train_scorecard(_synthetic(200), "bad", ["income"], ["employment"], seed=0)
 
 
-def test_lightgbm_is_platt_calibrated_on_out_of_fold_scores() -> None:
+def test_lightgbm_is_platt_calibrated_on_held_out_scores() -> None:
     # Given a rare, weakly predictable event (~3%: where boosted trees are overconfident)
     rng = np.random.default_rng(3)
     n = 6000
@@ -189,7 +200,7 @@ def test_lightgbm_is_platt_calibrated_on_out_of_fold_scores() -> None:
     logit = -4.0 + 0.12 * frame["late_payments"] - 0.3 * (np.log(frame["income"]) - 8.0)
     frame["bad"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     train, fresh = frame.iloc[:4000], frame.iloc[4000:]
-    # When LightGBM is trained (calibration fitted on out-of-fold raw scores)
+    # When LightGBM is trained (calibration fitted on held-out validation raw scores)
     model = train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7)
     slope, intercept = model.estimator.calibration
     # Then the raw scores are shrunk (slope < 1) and fresh applicants' PDs are calibrated band by band
@@ -201,15 +212,39 @@ def test_lightgbm_is_platt_calibrated_on_out_of_fold_scores() -> None:
 
 
 def test_calibration_never_reverses_the_order_of_a_model_without_signal() -> None:
-    # Given labels unrelated to the features (the out-of-fold Platt slope may come out negative)
-    rng = np.random.default_rng(12)  # with this draw the out-of-fold Platt slope comes out negative
-    frame = _synthetic(3000, seed=5).assign(bad=(rng.random(3000) < 0.04).astype(int))
-    # When LightGBM is trained increasing in late payments
-    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
-    slope, _ = model.estimator.calibration
-    rows = pd.DataFrame({"late_payments": np.arange(13), "income": 3000.0, "employment": "salaried"})
-    # Then the calibration keeps the booster's order (slope 1, only the level shifted) and more late payments
-    # never lower the PD
+    # Given held-out raw scores that rank the labels backwards (Platt's slope would come out negative)
+    rng = np.random.default_rng(12)
+    raw = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(3.0 + 0.5 * raw))).astype(int)
+    # When Platt scaling is fitted / Then it keeps the order (slope 1) and only shifts the level
+    slope, shift = platt_of(raw, y)
     assert slope == 1.0
+    assert abs(calibrated(raw, (slope, shift)).mean() - y.mean()) < 1e-6
+    # And end to end: labels unrelated to the features, a model increasing in late payments
+    frame = _synthetic(3000, seed=5).assign(bad=(rng.random(3000) < 0.04).astype(int))
+    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
+    rows = pd.DataFrame({"late_payments": np.arange(13), "income": 3000.0, "employment": "salaried"})
+    # Then more late payments never lower the PD, and the level matches the event rate
+    assert model.estimator.calibration[0] > 0
     assert (np.diff(model.predict_pd(rows)) >= 0).all()
     assert abs(model.predict_pd(frame).mean() - frame["bad"].mean()) < 0.01
+
+
+def test_lightgbm_is_tuned_per_fit_with_early_stopping(lightgbm: CreditModel) -> None:
+    # Given the module's model (4,000 rows, hundreds of bads) / Then every grid candidate was early-stopped on
+    # the validation cut and the one with the best validation AUC is the model kept
+    trials = lightgbm.params["tuning"]
+    assert len(trials) == len(TUNING_GRID)
+    assert all(0 < t["trees"] < TUNING_BASE["n_estimators"] for t in trials), trials
+    best = max(trials, key=lambda t: t["valid_auc"])
+    assert lightgbm.params["trees"] == best["trees"]
+    assert lightgbm.params["num_leaves"] == best["num_leaves"]
+
+
+def test_small_data_gets_fixed_parameters() -> None:
+    # Given fewer bads than a validation cut needs / Then no search runs and the fixed parameters are used
+    frame = _synthetic(1000, seed=2).assign(bad=(np.random.default_rng(2).random(1000) < 0.03).astype(int))
+    assert 0 < frame["bad"].sum() < TUNING_MIN_BADS
+    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7)
+    assert model.params["tuning"] == []
+    assert model.params["trees"] == LIGHTGBM_PARAMS["n_estimators"]

@@ -36,7 +36,12 @@ def _applicants(n: int, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def model() -> CreditModel:
     return train_scorecard(
-        _applicants(5000), "bad", FEATURES, CATEGORICAL, seed=3, selection=SelectionConfig()
+        _applicants(5000),
+        "bad",
+        FEATURES,
+        CATEGORICAL,
+        seed=3,
+        selection=SelectionConfig(mode="parsimonious"),
     )
 
 
@@ -127,7 +132,7 @@ def test_stepwise_on_an_out_of_time_holdout() -> None:
     # Given a holdout sample / Then stepwise judges candidates on it and keeps the informative features
     model = train_scorecard(
         _applicants(3000), "bad", FEATURES, CATEGORICAL, seed=3,
-        selection=SelectionConfig(metric="ks"), holdout=_applicants(1500, seed=8),
+        selection=SelectionConfig(mode="parsimonious", metric="ks"), holdout=_applicants(1500, seed=8),
     )  # fmt: skip
     steps = scorecard_of(model).selection["steps"]
     assert steps and "ks" in steps[0], steps
@@ -147,15 +152,51 @@ def test_scorecard_of_refuses_other_models() -> None:
 
 def test_german_credit_scorecard_ranks_out_of_sample() -> None:
     # Given German credit split 70/30 at random / When a selected scorecard is fitted on the 70 %
-    data = pd.read_csv(GERMAN_CREDIT)
-    data["bad"] = (data["creditability"] == "bad").astype(int)
-    features = [c for c in data.columns if c not in ("creditability", "bad")]
-    categorical = [c for c in features if data[c].dtype == object]
-    holdout = np.random.default_rng(7).permutation(len(data))[:300]
-    test = data.iloc[holdout]
-    train = data.drop(index=data.index[holdout])
+    train, test, features, categorical = _german_split()
     model = train_scorecard(train, "bad", features, categorical, seed=7, selection=SelectionConfig())
     # Then it separates goods from bads out of sample and its table covers every selected feature
     area = auc(test["bad"], model.predict_pd(test))
     assert area > 0.72, f"German credit holdout AUC {area:.3f}"
     assert set(scorecard_of(model).points_table()["feature"]) == set(model.features)
+
+
+def _german_split() -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
+    data = pd.read_csv(GERMAN_CREDIT)
+    data["bad"] = (data["creditability"] == "bad").astype(int)
+    features = [c for c in data.columns if c not in ("creditability", "bad")]
+    categorical = [c for c in features if data[c].dtype == object]
+    holdout = np.random.default_rng(7).permutation(len(data))[:300]
+    return data.drop(index=data.index[holdout]), data.iloc[holdout], features, categorical
+
+
+def test_max_auc_keeps_every_feature_past_the_filters() -> None:
+    # Given German credit / When the default (max_auc) and the parsimonious selections are fitted
+    train, test, features, categorical = _german_split()
+    wide = train_scorecard(train, "bad", features, categorical, seed=7, selection=SelectionConfig())
+    narrow = train_scorecard(
+        train, "bad", features, categorical, seed=7, selection=SelectionConfig(mode="parsimonious")
+    )
+    card = scorecard_of(wide)
+    # Then max_auc runs no stepwise and drops only for IV, near-duplicates or a wrong-signed coefficient
+    assert card.selection["steps"] == []
+    reasons = card.selection["dropped"].values()
+    assert all(r.startswith(("IV ", "|corr|", "wrong-signed")) for r in reasons), reasons
+    assert set(narrow.features) < set(wide.features), (narrow.features, wide.features)
+    # And keeping them costs no discrimination on the holdout
+    wide_auc, narrow_auc = (auc(test["bad"], m.predict_pd(test)) for m in (wide, narrow))
+    assert wide_auc >= narrow_auc, (wide_auc, narrow_auc)
+
+
+def test_max_features_caps_max_auc_by_iv() -> None:
+    train, _, features, categorical = _german_split()
+    model = train_scorecard(
+        train, "bad", features, categorical, seed=7, selection=SelectionConfig(max_features=4)
+    )
+    iv = scorecard_of(model).selection["candidate_iv"]
+    assert len(model.features) <= 4
+    assert max(iv, key=iv.get) in model.features, "the strongest feature is kept first"
+
+
+def test_unknown_selection_mode_is_named() -> None:
+    with pytest.raises(OrchardError, match="selection mode must be one of max_auc, parsimonious"):
+        SelectionConfig(mode="greedy")  # type: ignore[arg-type]
