@@ -259,18 +259,19 @@ def test_validate_unknown_batch_is_a_user_error(settings: Settings) -> None:
         validate_batch(settings, "applications", MONTH)
 
 
-def test_naive_timestamps_break_the_type_rule(
+def test_naive_timestamps_are_read_in_the_sources_zone(
     settings: Settings, land: Callable[[str, pd.DataFrame], None]
 ) -> None:
-    # Given event times without a time zone
+    # Given event times without a time zone (the demo portfolio's sources are in UTC)
     frame = valid_frame(APPLICATIONS, MONTH, 60)
+    expected = frame["event_ts"].copy()
     frame["event_ts"] = frame["event_ts"].dt.tz_localize(None)
     land("applications", frame)
-    # When validated, then the type rule of event_ts is broken
-    violation = _violation(settings)
-    assert any(b.startswith("expect_column_values_to_be_of_type(event_ts)") for b in violation.broken), (
-        violation.broken
-    )
+    # When validated, then the batch passes: ingest read the naive times in the declared zone, as UTC
+    outcome = validate_batch(settings, "applications", MONTH)
+    assert outcome.success, outcome.broken
+    silver = pd.read_parquet(outcome.silver_path)
+    assert str(silver["event_ts"].dt.tz) == "UTC" and silver["event_ts"].tolist() == expected.tolist()
 
 
 def test_describe_failure_of_an_errored_expectation() -> None:
