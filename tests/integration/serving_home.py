@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from model_registry.registry import champion_version, set_alias
-from model_registry.tracking import mlflow_client
+from model_registry.governance import request_promotion
+from model_registry.registry import champion_version
 from orchard.contracts import validate_batch
 from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
 from orchard.lake import ingest_batch, read_silver
@@ -48,24 +48,27 @@ SMALL = {
 _MARKER = "serving_home.json"
 
 
+# The serving tests act as one configured operator who holds the override role (the small home gates nothing).
+OPERATOR = "serving-tests"
+
+
 def serving_settings(home: Path) -> Settings:
     """Return the small settings of a serving home (explicit values, never the user's environment)."""
-    return Settings(_env_file=None, home=home, **SMALL)  # type: ignore[arg-type]
+    return Settings(_env_file=None, home=home, identity=OPERATOR, override_identities=[OPERATOR], **SMALL)  # type: ignore[arg-type]
 
 
 def promote(settings: Settings, model: str, version: int, month: str) -> None:
-    """Point a model's champion alias at a version; the first time with a history record, later directly.
+    """Make a version champion through governance (recorded override: the small home has no gate results).
 
-    The governance history refuses to re-record a past decision, while the serving tests flip the alias back
-    and forth: after the first promotion they move the MLflow alias itself (all that serving watches).
+    Serving trusts the governance record, not the MLflow alias, so the tests move champions the way a person
+    does; the first promotion takes effect in `month`, later ones in the model's last recorded month.
     """
-    if champion_version(settings, model) is None:
-        set_alias(
-            settings, model, "champion", version, action="promote", reason="serving test fixture",
-            approver="tests", gate=None, effective_month=month,
-        )  # fmt: skip
-    else:
-        mlflow_client(settings).set_registered_model_alias(model, "champion", str(version))
+    first = champion_version(settings, model) is None
+    approval = request_promotion(
+        settings, model, version, reason="serving test fixture", override_reason="small test home: no gate",
+        effective_month=month if first else None,
+    )  # fmt: skip
+    assert approval.outcome in ("approved", "unchanged"), approval
 
 
 def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
@@ -108,7 +111,6 @@ def serving_config(**overrides: object) -> ServingConfig:
     values: dict[str, Any] = {
         "api_key": SecretStr(API_KEY),
         "champion_poll_seconds": 0.05,
-        "decision_flush_seconds": 0.1,
     }
     values.update(overrides)
     return ServingConfig(**values)
