@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -129,6 +131,24 @@ def applications(settings: Settings, month: str = "2019-07", n: int = 20) -> lis
         body["term_months"] = int(body["term_months"])
         bodies.append(body)
     return bodies
+
+
+def server_env(settings: Settings, **more: str) -> dict[str, str]:
+    """Return the environment a container gets: ORCHARD_* settings of a serving home and the tools' variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    env.update(tool_environment(settings))
+    env.update(
+        {f"ORCHARD_{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in SMALL.items()}
+    )
+    env.update({"ORCHARD_HOME": str(settings.home), "ORCHARD_API_KEY": API_KEY, "ORCHARD_IDENTITY": OPERATOR})
+    env.update(more)
+    return env
+
+
+def container_command(port: int, workers: int = 1) -> list[str]:
+    """Return the API container's command (infra/Dockerfile CMD) on loopback, run with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", "orchard.serving.asgi:app_from_environment", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
 
 
 def free_port() -> int:
