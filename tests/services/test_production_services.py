@@ -15,7 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
+from pydantic import SecretStr
 
+from model_registry.identity import Identity, current_identity
+from orchard.errors import OrchardError
 from orchard.model_specs import MODEL_SPECS
 from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
@@ -110,6 +113,26 @@ def test_no_password_on_a_command_line_or_in_a_readable_file(running: Production
             assert not [p for p in passwords if p in text], (
                 f"{path} is readable by others and holds a password"
             )
+
+
+def test_identity_is_the_mlflow_user_the_server_authenticates(
+    running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = production_config(running)
+    assert config.mlflow_admin_password is not None
+    # Given a user the MLflow admin created
+    _as(config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value(), monkeypatch)
+    password = secrets.token_urlsafe(12)
+    AuthServiceClient(mlflow_tracking_uri(running)).create_user("approver-ann", password)
+    # When Orchard asks who is acting with her credentials, Then MLflow vouches for her
+    ann = running.model_copy(
+        update={"mlflow_username": "approver-ann", "mlflow_password": SecretStr(password)}
+    )
+    assert current_identity(ann) == Identity("approver-ann", "mlflow-basic-auth")
+    # And a wrong password gives no identity at all (nothing could be recorded under it)
+    mallory = ann.model_copy(update={"mlflow_password": SecretStr("guess")})
+    with pytest.raises(OrchardError, match="MLflow refused the credentials of 'approver-ann'"):
+        current_identity(mallory)
 
 
 def _as(username: str, password: str, monkeypatch: pytest.MonkeyPatch) -> None:
