@@ -229,8 +229,9 @@ def _schema_state(conn: Connection) -> Literal["absent", "ready"]:
         # Never recreate silently: whoever dropped a trigger could have edited rows meanwhile.
         raise OrchardError(
             f"the governance history at {conn.engine.url.render_as_string(hide_password=True)} has been "
-            f"tampered with: {'; '.join(problems)}. Nothing was changed; run `orchard audit verify` and restore "
-            "the database from a trusted backup"
+            f"tampered with or predates hash chains: {'; '.join(problems)}. Nothing was changed; run `orchard "
+            "audit verify`, and restore the database from a trusted backup (a history without hash chains "
+            "cannot be trusted as is)"
         )
     return "ready"
 

@@ -148,7 +148,7 @@ def server_env(settings: Settings, **more: str) -> dict[str, str]:
 def container_command(port: int, workers: int = 1) -> list[str]:
     """Return the API container's command (infra/Dockerfile CMD) on loopback, run with this interpreter."""
     return [sys.executable, "-m", "uvicorn", "orchard.serving.asgi:app_from_environment", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]  # fmt: skip
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]  # fmt: skip
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_databases_and_work_pool_agree_with_the_code() -> None:
     assert {d["work_pool"]["name"] for d in prefect_yaml["deployments"]} == {WORK_POOL}
     for service in ("prefect-worker",):
         assert WORK_POOL in _compose()["services"][service]["command"]
+
+
+def test_the_api_command_is_one_command_everywhere_and_the_tests_run_it() -> None:
+    # Given the image's CMD (the command tests/integration/test_api_attacks.py runs locally, on loopback)
+    from tests.integration.serving_home import container_command
+
+    cmd_line = next(
+        line for line in (INFRA / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
+    image = json.loads(cmd_line.removeprefix("CMD "))
+    # Then compose and Kubernetes run exactly it, and the tests run it with only host and worker count changed
+    assert _compose()["services"]["decision-api"]["command"] == image
+    (api,) = [d for d in _k8s() if d["kind"] == "Deployment" and d["metadata"]["name"] == "decision-api"]
+    assert api["spec"]["template"]["spec"]["containers"][0]["command"] == image
+    local = container_command(8080, workers=2)[2:]  # after "python -m"
+    assert local == ["127.0.0.1" if arg == "0.0.0.0" else arg for arg in image], (local, image)
+    # And Orchard's image runs as a non-root user
+    assert "USER 10001:10001" in (INFRA / "Dockerfile").read_text()
