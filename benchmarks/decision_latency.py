@@ -147,10 +147,15 @@ class Server:
         return total
 
     def stop(self) -> None:
-        """Stop the server's whole process group."""
+        """Stop the server's whole process group (SIGKILL if it has not stopped within 30 s)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
 
 def _post(client: Any, body: dict[str, Any]) -> bool:
@@ -303,13 +308,15 @@ def main() -> None:
         bodies = _bodies(settings, 200)
         feast = _percentiles(measure_feast(settings, bodies, args.requests))
         in_process = _percentiles(measure_in_process(settings, bodies, args.requests))
-        runs = []
+        servers = [(f"after, {w} worker(s)", None, w) for w in args.workers]
         if args.before is not None:
-            runs.append(
-                (f"before ({args.before.name}), 1 worker", measure_server(home, args.before, 1, bodies, args))
-            )
-        for workers in args.workers:
-            runs.append((f"after, {workers} worker(s)", measure_server(home, None, workers, bodies, args)))
+            servers.insert(0, (f"before ({args.before.name}), 1 worker", args.before, 1))
+        runs = []
+        for name, code, workers in servers:
+            runs.append((name, measure_server(home, code, workers, bodies, args)))
+            print(
+                name, {k: round(v, 2) for k, v in runs[-1][1].items()}, flush=True
+            )  # kept if a later run fails
     print(f"decision latency (home {home}; {len(bodies)} real applicants; {os.cpu_count()} cores shared with the "
           "load generator)")  # fmt: skip
     print(f"{'in process':<34}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
