@@ -126,7 +126,11 @@ def test_identity_is_the_mlflow_user_the_server_authenticates(
     AuthServiceClient(mlflow_tracking_uri(running)).create_user("approver-ann", password)
     # When Orchard asks who is acting with her credentials, Then MLflow vouches for her
     ann = running.model_copy(
-        update={"mlflow_username": "approver-ann", "mlflow_password": SecretStr(password)}
+        update={
+            "mlflow_username": "approver-ann",
+            "mlflow_password": SecretStr(password),
+            "mlflow_tracking_uri": mlflow_tracking_uri(running),
+        }
     )
     assert current_identity(ann) == Identity("approver-ann", "mlflow-basic-auth")
     # And a wrong password gives no identity at all (nothing could be recorded under it)
