@@ -123,7 +123,7 @@ class Server:
         """Wait until /ready answers 200."""
         import httpx
 
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # several workers each load the tools: minutes on a busy machine
         while True:
             try:
                 if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
