@@ -23,8 +23,9 @@ from sqlalchemy.engine import Connection
 
 from model_registry import history as records
 from model_registry.gates import auto_promotable
-from model_registry.history import CHAMPION_ALIAS, AliasEvent, Approval
-from model_registry.registry import _alias_version, _point_alias, get_version
+from model_registry.history import CHAMPION_ALIAS, AliasEvent, Approval, recorded_champion
+from model_registry.identity import Identity, current_identity, four_eyes_on, may_override
+from model_registry.registry import TRAINED_BY_TAG, _alias_version, _point_alias, get_version
 from model_registry.tracking import mlflow_client, read_run_json
 from orchard.errors import OrchardError
 from orchard.months import month_range, parse_month
@@ -40,25 +41,21 @@ GATE_PASSED_TAG = "orchard.gate.passed"
 
 
 def recorded_gate(settings: Settings, model: str, version: int) -> dict[str, Any] | None:
-    """Return the gate result logged on a version (gate_result.json of its run), or None if it was never gated."""
+    """Return the gate result logged in a version's run (gate_result.json), or None if there is none.
+
+    Only the artifact counts: the version's gate tags are a summary anyone with edit rights can write, so a
+    `orchard.gate.passed` tag without its gate_result.json is no gate at all.
+    """
     client = mlflow_client(settings)
     found = get_version(client, model, version)
-    if GATE_PASSED_TAG not in found.tags:
+    if not found.run_id:
         return None
-    if found.run_id:
-        try:
-            return read_run_json(client, found.run_id, GATE_ARTIFACT)
-        except (MlflowException, OSError, ValueError) as exc:
-            log.warning(
-                "%s v%s is tagged as gated but %s is unreadable: %s", model, version, GATE_ARTIFACT, exc
-            )
-    # The tags are the summary of the same record; enough to decide, and the approval says where it came from.
-    return {
-        "passed": found.tags[GATE_PASSED_TAG] == "true",
-        "reasons": [found.tags.get("orchard.gate.reason", "")],
-        "figures": {"window": found.tags.get("orchard.gate.window")},
-        "source": "version tags",
-    }
+    try:
+        return read_run_json(client, found.run_id, GATE_ARTIFACT)
+    except (MlflowException, OSError, ValueError) as exc:
+        if GATE_PASSED_TAG in found.tags:
+            log.warning("%s v%s carries gate tags but no readable %s: %s", model, version, GATE_ARTIFACT, exc)
+        return None
 
 
 def gate_refusal(gate: dict[str, Any] | None, champion: int | None, mode: str) -> str | None:
@@ -68,6 +65,8 @@ def gate_refusal(gate: dict[str, Any] | None, champion: int | None, mode: str) -
     if not gate.get("passed"):
         reasons = gate.get("reasons") or ["(no reason recorded)"]
         return f"its gate failed: {reasons[0]}"
+    if not gate.get("checks"):
+        return "its gate result ran no checks, so it proves nothing"
     figures = gate.get("figures") or {}
     if "champion_version" in figures and figures["champion_version"] != champion:
         compared = "no champion" if figures["champion_version"] is None else f"v{figures['champion_version']}"
@@ -121,6 +120,12 @@ def _effective_month(settings: Settings, recorded: list[AliasEvent], effective_m
         candidates = [m for m in (last, _last_lifecycle_month(settings)) if m is not None]
         return max(candidates) if candidates else settings.start_month
     month = parse_month(effective_month)
+    this_month = datetime.now(UTC).strftime("%Y-%m")
+    if month > this_month:
+        raise OrchardError(
+            f"business month {month} is in the future (this is {this_month}): a decision takes effect in a month "
+            "that has begun, or it would push every later decision after it"
+        )
     if last is not None and month < last:
         raise OrchardError(
             f"business month {month} is before the model's last recorded decision ({last}): "
@@ -132,35 +137,51 @@ def _effective_month(settings: Settings, recorded: list[AliasEvent], effective_m
 # --- moving the champion ------------------------------------------------------------------------------------
 
 
-def _move_and_record(
+def _repair_alias(client: MlflowClient, model: str, recorded: list[AliasEvent]) -> int | None:
+    """Point the champion alias back at the recorded champion if it drifted; return the recorded champion.
+
+    A crash between the alias move and the commit of its record, or a move made outside Orchard, leaves the
+    alias away from the record: the record is the truth, so the alias is put back (and the repair logged).
+    """
+    champion = recorded_champion(recorded)
+    alias = _alias_version(client, model, CHAMPION_ALIAS)
+    if alias != champion:
+        log.warning(
+            "%s: champion alias is %s but the governance record says %s: repairing the alias from the record",
+            model, "unset" if alias is None else f"v{alias}", "none" if champion is None else f"v{champion}",
+        )  # fmt: skip
+        if champion is None:
+            client.delete_registered_model_alias(model, CHAMPION_ALIAS)
+        else:
+            _point_alias(client, model, CHAMPION_ALIAS, champion)
+    return champion
+
+
+def _record_and_move(
     conn: Connection,
     client: MlflowClient,
     *,
-    model: str,
-    version: int,
-    current: int | None,
+    common: dict[str, Any],
     previous: int | None,
-    action: str,
     event_reason: str,
-    approver: str,
-    gate: dict[str, Any] | None,
-    month: str,
-) -> AliasEvent:
-    """Point champion at version and append its event; put the alias back if the append fails."""
-    if current != version:
-        _point_alias(client, model, CHAMPION_ALIAS, version)
-    try:
-        return records.append_event(
-            conn, model=model, alias=CHAMPION_ALIAS, version=version, previous_version=previous, action=action,
-            reason=event_reason, approver=approver, gate=gate, effective_month=month,
-        )  # fmt: skip
-    except Exception:
-        if current != version:
-            if current is None:
-                client.delete_registered_model_alias(model, CHAMPION_ALIAS)
-            else:
-                _point_alias(client, model, CHAMPION_ALIAS, current)
-        raise
+    override_reason: str | None,
+) -> Approval:
+    """Append the alias event and its approval, then point champion at the version, all before the commit.
+
+    The records are written first and the alias moved last inside the same transaction: if the move fails the
+    records roll back; if the process dies after the move but before the commit, the alias is ahead of the
+    record, serving keeps the recorded champion and the next governance call repairs the alias.
+    """
+    event = records.append_event(
+        conn, model=common["model"], alias=CHAMPION_ALIAS, version=common["version"], previous_version=previous,
+        action=common["action"], reason=event_reason, approver=common["approver"], gate=common["gate"],
+        effective_month=common["effective_month"], identity_source=common["identity_source"],
+    )  # fmt: skip
+    approval = records.append_approval(
+        conn, **common, outcome="approved", override_reason=override_reason, refusal=None, event_id=event.id
+    )
+    _point_alias(client, common["model"], CHAMPION_ALIAS, common["version"])
+    return approval
 
 
 def _replayed(
@@ -175,13 +196,46 @@ def _replayed(
     return None
 
 
+def _acting(settings: Settings, approver: str | None, mode: str) -> tuple[str, str]:
+    """Return the recorded approver and how it was established; a person must be who they claim to be."""
+    identity = current_identity(settings)
+    if mode == "policy":
+        return settings.policy_approver, f"policy run by {identity.source}:{identity.name}"
+    if approver is not None and _check_text("approver", approver) != identity.name:
+        raise OrchardError(
+            f"approver {approver!r} is not the authenticated identity {identity.name!r} ({identity.source}): "
+            "approvals are recorded under who is signed in, never a typed name"
+        )
+    return identity.name, identity.source
+
+
+def trainers_of(client: MlflowClient, model: str, version: int) -> set[str]:
+    """Return who trained a version: the MLflow run's user and the identity Orchard tagged it with."""
+    found = get_version(client, model, version)
+    names = {found.tags.get(TRAINED_BY_TAG, "")}
+    if found.run_id:
+        names.add(client.get_run(found.run_id).info.user_id or "")
+    return {n for n in names if n}
+
+
+def _person_refusal(
+    settings: Settings, client: MlflowClient, model: str, version: int, approver: str, override: str | None
+) -> str | None:
+    """Return why this person may not make this request (four-eyes, override role), or None."""
+    if four_eyes_on(settings) and approver in trainers_of(client, model, version):
+        return f"four-eyes rule: {approver} trained {model} v{version} and cannot also approve it"
+    if override is not None and not may_override(settings, Identity(approver, "")):
+        return f"an override needs the override role, which {approver} does not hold"
+    return None
+
+
 def request_promotion(
     settings: Settings,
     model: str,
     version: int,
     *,
-    approver: str,
     reason: str,
+    approver: str | None = None,
     mode: Literal["person", "policy"] = "person",
     override_reason: str | None = None,
     gate: dict[str, Any] | None = None,
@@ -189,17 +243,19 @@ def request_promotion(
 ) -> Approval:
     """Record a request to make a version champion and carry it out if allowed; return the approval record.
 
-    The gate is the version's recorded gate result unless given. The outcome is 'approved' (alias moved),
-    'refused' (alias untouched, refusal says why) or 'unchanged' (already champion). A policy request that
-    repeats one already recorded for the same version and business month returns that record (a rerun).
+    The approver is the authenticated identity (a given approver must match it); a policy records the policy
+    approver. The gate is the version's recorded gate result unless given. The outcome is 'approved' (alias
+    moved), 'refused' (alias untouched, refusal says why) or 'unchanged' (already champion). A policy request
+    that repeats one already recorded for the same version and business month returns that record (a rerun).
     """
-    approver, reason = _check_text("approver", approver), _check_text("reason", reason)
+    reason = _check_text("reason", reason)
     if mode not in records.MODES:
         raise OrchardError(f"unknown approval mode {mode!r}: expected one of {', '.join(records.MODES)}")
     if override_reason is not None:
         override_reason = _check_text("override reason", override_reason)
         if mode == "policy":
             raise OrchardError("a policy cannot override a gate: only a person can, with a reason")
+    approver, source = _acting(settings, approver, mode)
     client = mlflow_client(settings)
     get_version(client, model, version)
     if gate is None:
@@ -213,35 +269,37 @@ def request_promotion(
                 "%s v%s: policy promotion in %s already recorded (%s)", model, version, month, earlier.outcome
             )
             return earlier
-        current = _alias_version(client, model, CHAMPION_ALIAS)
-        champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
-        believed = champions[-1].version if champions else None
+        current = _repair_alias(client, model, recorded)
         common: dict[str, Any] = {
             "model": model, "action": "promote", "version": version, "champion_before": current, "mode": mode,
             "approver": approver, "reason": reason, "gate": gate, "effective_month": month,
+            "identity_source": source,
         }  # fmt: skip
-        if current == version and believed == version:
+        if current == version:
             return records.append_approval(
                 conn, **common, outcome="unchanged", override_reason=None,
                 refusal=f"v{version} is already the champion", event_id=None,
             )  # fmt: skip
         refusal = gate_refusal(gate, current, mode)
-        if refusal is not None and override_reason is None:
+        person = None
+        if mode == "person":
+            person = _person_refusal(
+                settings, client, model, version, approver, override_reason if refusal else None
+            )
+        if person is not None or (refusal is not None and override_reason is None):
             return records.append_approval(
                 conn, **common, outcome="refused", override_reason=None,
-                refusal=f"cannot promote {model} v{version}: {refusal}", event_id=None,
+                refusal=f"cannot promote {model} v{version}: {person or refusal}", event_id=None,
             )  # fmt: skip
         used_override = override_reason if refusal is not None else None
         event_reason = reason if used_override is None else f"{reason} [override: {used_override}; {refusal}]"
-        # If the alias already points here but the history does not say so (a crash after the move), the
-        # event is recorded now against the champion the history last knew.
-        previous = believed if current == version else current
-        event = _move_and_record(
-            conn, client, model=model, version=version, current=current, previous=previous, action="promote",
-            event_reason=event_reason, approver=approver, gate=gate, month=month,
-        )  # fmt: skip
-        return records.append_approval(
-            conn, **common, outcome="approved", override_reason=used_override, refusal=None, event_id=event.id
+        return _record_and_move(
+            conn,
+            client,
+            common=common,
+            previous=current,
+            event_reason=event_reason,
+            override_reason=used_override,
         )
 
 
@@ -249,12 +307,13 @@ def request_rollback(
     settings: Settings,
     model: str,
     *,
-    approver: str,
     reason: str,
+    approver: str | None = None,
     effective_month: str | None = None,
 ) -> Approval:
     """Restore the champion in force before the current one, recording the rollback; return the approval record."""
-    approver, reason = _check_text("approver", approver), _check_text("reason", reason)
+    reason = _check_text("reason", reason)
+    approver, source = _acting(settings, approver, "person")
     client = mlflow_client(settings)
     with records.locked(settings, model) as conn:
         recorded = records.events_in(conn, model)
@@ -265,33 +324,24 @@ def request_rollback(
                 f"{model} has no earlier champion to roll back to "
                 f"({'no champion yet' if not chain else f'v{chain[-1]} is its only champion'})"
             )
-        current = _alias_version(client, model, CHAMPION_ALIAS)
+        current = _repair_alias(client, model, recorded)
         target = chain[-2]
+        get_version(client, model, target)
         common: dict[str, Any] = {
             "model": model, "action": "rollback", "version": target, "champion_before": current,
-            "mode": "person", "approver": approver, "reason": reason, "override_reason": None, "gate": None,
-            "effective_month": month,
+            "mode": "person", "approver": approver, "reason": reason, "gate": None, "effective_month": month,
+            "identity_source": source,
         }  # fmt: skip
-        if current != chain[-1]:
-            return records.append_approval(
-                conn, **common, outcome="refused", event_id=None,
-                refusal=f"cannot roll back {model}: the champion alias points at "
-                f"{'nothing' if current is None else f'v{current}'} but the history says v{chain[-1]}; "
-                "run `orchard history` to see the divergence",
-            )  # fmt: skip
-        get_version(client, model, target)
-        event = _move_and_record(
-            conn, client, model=model, version=target, current=current, previous=current, action="rollback",
-            event_reason=reason, approver=approver, gate=None, month=month,
-        )  # fmt: skip
-        return records.append_approval(conn, **common, outcome="approved", refusal=None, event_id=event.id)
+        return _record_and_move(
+            conn, client, common=common, previous=current, event_reason=reason, override_reason=None
+        )
 
 
 def promote_command(
     settings: Settings,
     model: str,
     version: int,
-    approver: str,
+    approver: str | None,
     reason: str,
     override_reason: str | None = None,
     effective_month: str | None = None,
@@ -304,7 +354,7 @@ def promote_command(
     if approval.outcome == "refused":
         raise OrchardError(
             f"{approval.refusal} (request #{approval.id} recorded as refused; "
-            "pass --override with a reason to promote anyway)"
+            "an identity with the override role may pass --override with a reason)"
         )
     if approval.outcome == "unchanged":
         return f"{model} v{version} is already the champion; request #{approval.id} recorded, nothing moved"
@@ -320,7 +370,7 @@ def promote_command(
     return text
 
 
-def rollback_command(settings: Settings, model: str, approver: str, reason: str) -> str:
+def rollback_command(settings: Settings, model: str, approver: str | None, reason: str) -> str:
     """Roll the champion back to the previous one (`orchard rollback`); raise OrchardError if refused."""
     approval = request_rollback(settings, model, approver=approver, reason=reason)
     if approval.outcome == "refused":

@@ -5,7 +5,9 @@ Two tables in the database at `settings.registry_db_url` (SQLite embedded, Postg
 - `approvals`: every request to move `champion` (promotion or rollback), granted or refused, with the approver,
   the reason, the gate result and any override; a granted one links the alias event it produced.
 Both are append-only: no function here updates or deletes, and database triggers refuse UPDATE, DELETE (and, on
-PostgreSQL, TRUNCATE). Writers that must be serialised (moving an alias and appending its event) run inside
+PostgreSQL, TRUNCATE). Both are hash-chained per model: each row carries the hash of the model's previous row
+(`prev_hash`) and its own (`row_hash`), so an edit made with the triggers dropped shows in `orchard audit verify`;
+a database whose tables exist without their triggers is reported as tampered with, never silently repaired. Writers that must be serialised (moving an alias and appending its event) run inside
 `locked()`: SQLite `BEGIN IMMEDIATE` (one writer at a time), PostgreSQL a per-model transaction advisory lock.
 """
 
@@ -58,6 +60,9 @@ alias_events = sa.Table(
     sa.Column("gate_json", sa.Text, nullable=True),
     sa.Column("effective_month", sa.String(7), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("identity_source", sa.String(200), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
 )
 approvals = sa.Table(
     "approvals",
@@ -78,7 +83,13 @@ approvals = sa.Table(
     sa.Column("event_id", sa.Integer, sa.ForeignKey("alias_events.id"), nullable=True),
     sa.Column("effective_month", sa.String(7), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("identity_source", sa.String(200), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
 )
+TABLES = {"alias_events": alias_events, "approvals": approvals}
+# The first record of a model's chain links to this instead of a previous hash.
+GENESIS_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,9 @@ class AliasEvent:
     gate: dict[str, Any] | None
     effective_month: str
     recorded_at: datetime
+    identity_source: str = "unknown"
+    prev_hash: str = ""
+    row_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as a JSON-ready dict (recorded_at as ISO 8601 UTC)."""
@@ -122,6 +136,9 @@ class Approval:
     event_id: int | None
     effective_month: str
     recorded_at: datetime
+    identity_source: str = "unknown"
+    prev_hash: str = ""
+    row_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the approval as a JSON-ready dict (recorded_at as ISO 8601 UTC)."""
@@ -170,17 +187,53 @@ def _hold_lock(conn: Connection, key: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(key)})
 
 
-def _has_schema(conn: Connection) -> bool:
-    inspector = sa.inspect(conn)
-    if not all(inspector.has_table(t) for t in APPEND_ONLY_TABLES):
-        return False
+def missing_triggers(conn: Connection) -> list[str]:
+    """Return the append-only triggers that should exist on the history tables but do not."""
     if conn.dialect.name == "sqlite":
         found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars().all()
-        return all(f"{t}_append_only_{v}" in found for t in APPEND_ONLY_TABLES for v in ("UPDATE", "DELETE"))
-    if conn.dialect.name == "postgresql":
-        found = conn.execute(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars().all()
-        return all(f"{t}_{k}" in found for t in APPEND_ONLY_TABLES for k in ("append_only", "no_truncate"))
-    return True
+        wanted = [f"{t}_append_only_{v}" for t in APPEND_ONLY_TABLES for v in ("UPDATE", "DELETE")]
+    elif conn.dialect.name == "postgresql":
+        # a disabled trigger (ALTER TABLE ... DISABLE TRIGGER) is as good as a dropped one
+        found = (
+            conn.execute(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'"))
+            .scalars()
+            .all()
+        )
+        wanted = [f"{t}_{k}" for t in APPEND_ONLY_TABLES for k in ("append_only", "no_truncate")]
+    else:
+        return []
+    return [name for name in wanted if name not in found]
+
+
+def missing_columns(conn: Connection) -> list[str]:
+    """Return the columns of the history tables that an older (or edited) schema lacks."""
+    inspector = sa.inspect(conn)
+    missing = []
+    for name, table in TABLES.items():
+        present = {c["name"] for c in inspector.get_columns(name)}
+        missing += [f"{name}.{c.name}" for c in table.columns if c.name not in present]
+    return missing
+
+
+def _schema_state(conn: Connection) -> Literal["absent", "ready"]:
+    """Return whether the history must be created; raise if it exists but was tampered with."""
+    inspector = sa.inspect(conn)
+    present = [t for t in APPEND_ONLY_TABLES if inspector.has_table(t)]
+    if not present:
+        return "absent"
+    problems = [f"table {t} is missing" for t in APPEND_ONLY_TABLES if t not in present]
+    if not problems:
+        problems += [f"column {c} is missing" for c in missing_columns(conn)]
+        problems += [f"append-only trigger {t} is missing or disabled" for t in missing_triggers(conn)]
+    if problems:
+        # Never recreate silently: whoever dropped a trigger could have edited rows meanwhile.
+        raise OrchardError(
+            f"the governance history at {conn.engine.url.render_as_string(hide_password=True)} has been "
+            f"tampered with or predates hash chains: {'; '.join(problems)}. Nothing was changed; run `orchard "
+            "audit verify`, and restore the database from a trusted backup (a history without hash chains "
+            "cannot be trusted as is)"
+        )
+    return "ready"
 
 
 def _create_schema(conn: Connection) -> None:
@@ -203,8 +256,8 @@ def _create_schema(conn: Connection) -> None:
 
 
 @contextmanager
-def _engine(settings: Settings) -> Iterator[Engine]:
-    """Yield an engine on the history database with its tables and triggers present; dispose of it afterwards."""
+def raw_engine(settings: Settings) -> Iterator[Engine]:
+    """Yield an engine on the history database as it is (no schema check: for the audit); dispose afterwards."""
     url = make_url(settings.registry_db_url)
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
@@ -216,17 +269,28 @@ def _engine(settings: Settings) -> Iterator[Engine]:
         sa_event.listen(engine, "connect", _sqlite_autocommit)
         sa_event.listen(engine, "begin", _begin_sqlite)
     try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _engine(settings: Settings) -> Iterator[Engine]:
+    """Yield an engine on the history database with its tables and triggers present (created if absent).
+
+    A database whose tables exist but lack a trigger or column is reported as tampered with, never repaired.
+    """
+    with raw_engine(settings) as engine:
         with engine.connect() as conn:
-            ready = _has_schema(conn)
-        if not ready:
+            state = _schema_state(conn)
+        if state == "absent":
             with engine.connect() as conn:
                 conn.execution_options(orchard_write_lock=True)
                 with conn.begin():
                     _hold_lock(conn, _SCHEMA_LOCK_KEY)
-                    _create_schema(conn)
+                    if _schema_state(conn) == "absent":
+                        _create_schema(conn)
         yield engine
-    finally:
-        engine.dispose()
 
 
 @contextmanager
@@ -247,6 +311,31 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def row_hash(table: sa.Table, values: dict[str, Any]) -> str:
+    """Return the hash of one history row: its content (every column but id and row_hash) and prev_hash; pure."""
+    content = {}
+    for column in table.columns:
+        if column.name in ("id", "row_hash"):
+            continue
+        value = values.get(column.name)
+        content[column.name] = _utc(value).isoformat() if isinstance(value, datetime) else value
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _insert_chained(conn: Connection, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
+    """Insert a row linked to the model's previous row in the table (hash chain); return the stored row."""
+    last = conn.execute(
+        sa.select(table.c.row_hash)
+        .where(table.c.model == values["model"])
+        .order_by(table.c.id.desc())
+        .limit(1)
+    ).scalar()
+    values = {**values, "prev_hash": last or GENESIS_HASH}
+    values["row_hash"] = row_hash(table, values)
+    new_id = conn.execute(sa.insert(table).values(**values)).inserted_primary_key[0]
+    return conn.execute(sa.select(table).where(table.c.id == new_id)).one()
+
+
 def _event(row: sa.Row[Any]) -> AliasEvent:
     recorded_at = _utc(row.recorded_at)  # sqlite drops the zone; we always store UTC
     return AliasEvent(
@@ -261,6 +350,9 @@ def _event(row: sa.Row[Any]) -> AliasEvent:
         gate=json.loads(row.gate_json) if row.gate_json else None,
         effective_month=row.effective_month,
         recorded_at=recorded_at,
+        identity_source=row.identity_source,
+        prev_hash=row.prev_hash,
+        row_hash=row.row_hash,
     )
 
 
@@ -287,6 +379,7 @@ def append_event(
     approver: str,
     gate: dict[str, Any] | None,
     effective_month: str,
+    identity_source: str,
 ) -> AliasEvent:
     """Append one alias event on a connection inside `locked()` and return it (never updates or deletes)."""
     check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
@@ -301,9 +394,9 @@ def append_event(
         "gate_json": None if gate is None else json.dumps(gate, sort_keys=True, default=str),
         "effective_month": effective_month,
         "recorded_at": datetime.now(UTC),
+        "identity_source": identity_source,
     }
-    new_id = conn.execute(sa.insert(alias_events).values(**values)).inserted_primary_key[0]
-    return _event(conn.execute(sa.select(alias_events).where(alias_events.c.id == new_id)).one())
+    return _event(_insert_chained(conn, alias_events, values))
 
 
 def record_event(
@@ -318,6 +411,7 @@ def record_event(
     approver: str,
     gate: dict[str, Any] | None,
     effective_month: str,
+    identity_source: str,
 ) -> AliasEvent:
     """Append one alias event (never updates or deletes) and return it."""
     check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
@@ -325,6 +419,7 @@ def record_event(
         return append_event(
             conn, model=model, alias=alias, version=version, previous_version=previous_version, action=action,
             reason=reason, approver=approver, gate=gate, effective_month=effective_month,
+            identity_source=identity_source,
         )  # fmt: skip
 
 
@@ -346,6 +441,9 @@ def _approval(row: sa.Row[Any]) -> Approval:
         event_id=row.event_id,
         effective_month=row.effective_month,
         recorded_at=_utc(row.recorded_at),
+        identity_source=row.identity_source,
+        prev_hash=row.prev_hash,
+        row_hash=row.row_hash,
     )
 
 
@@ -365,6 +463,7 @@ def append_approval(
     gate: dict[str, Any] | None,
     event_id: int | None,
     effective_month: str,
+    identity_source: str,
 ) -> Approval:
     """Append one champion request (granted or refused) on a connection inside `locked()` and return it."""
     check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
@@ -392,9 +491,9 @@ def append_approval(
         "event_id": event_id,
         "effective_month": effective_month,
         "recorded_at": datetime.now(UTC),
+        "identity_source": identity_source,
     }
-    new_id = conn.execute(sa.insert(approvals).values(**values)).inserted_primary_key[0]
-    return _approval(conn.execute(sa.select(approvals).where(approvals.c.id == new_id)).one())
+    return _approval(_insert_chained(conn, approvals, values))
 
 
 def events_in(conn: Connection, model: str, alias: str | None = None) -> list[AliasEvent]:
@@ -453,6 +552,20 @@ def alias_at(settings: Settings, model: str, alias: str, month: str) -> int | No
     """Return the version the alias pointed at by the end of a business month, from the history."""
     latest = event_in_force_by_month(events(settings, model, alias), month)
     return latest.version if latest else None
+
+
+def recorded_champion(recorded: list[AliasEvent]) -> int | None:
+    """Return the champion the record says is in force now: the last recorded champion event's version; pure."""
+    champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
+    return champions[-1].version if champions else None
+
+
+def recorded_champion_now(settings: Settings, model: str, *, wait_for_writers: bool = False) -> int | None:
+    """Return the recorded champion; with wait_for_writers, read it after any governance write in progress."""
+    if not wait_for_writers:
+        return recorded_champion(events(settings, model, CHAMPION_ALIAS))
+    with locked(settings, model) as conn:
+        return recorded_champion(events_in(conn, model, CHAMPION_ALIAS))
 
 
 def champion_at(settings: Settings, model: str, month: str) -> int | None:

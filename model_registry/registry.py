@@ -22,6 +22,8 @@ from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from model_registry import history
+from model_registry.alerts import raise_alert
+from model_registry.identity import current_identity
 from model_registry.lineage import Lineage, lineage_dict, lineage_tags
 from model_registry.pyfunc import PdModel, check_model, pip_requirements
 from model_registry.tracking import experiment_id, mlflow_client, tracking_scope
@@ -31,6 +33,7 @@ from orchard.settings import Settings
 log = logging.getLogger(__name__)
 
 TRAIN_KEY_TAG = "orchard.train_key"
+TRAINED_BY_TAG = "orchard.trained_by"
 KIND_TAG = "orchard.kind"
 MODEL_ID_TAG = "orchard.model_id"
 MODEL_ARTIFACT = "model"
@@ -173,7 +176,13 @@ def _log_run(
     predictions = wrapper.predict(None, example)
     _check_predictions(name, predictions, len(example))
     signature = infer_signature(example, predictions)
-    tags = {TRAIN_KEY_TAG: train_key, KIND_TAG: model.kind, **lineage_tags(lineage)}
+    trainer = current_identity(settings)
+    tags = {
+        TRAIN_KEY_TAG: train_key,
+        KIND_TAG: model.kind,
+        TRAINED_BY_TAG: trainer.name,
+        **lineage_tags(lineage),
+    }
     dataset = mlflow.data.from_pandas(
         example,
         name=f"{name}-train-{lineage.train_window}",
@@ -265,8 +274,30 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
 
 
 def champion_version(settings: Settings, name: str) -> int | None:
-    """Return the version serving decisions (alias champion), or None before the first promotion."""
-    return alias_version(settings, name, history.CHAMPION_ALIAS)
+    """Return the version serving decisions: the governance record's champion, never an unrecorded alias.
+
+    The MLflow alias is only a pointer anyone with edit rights on the model can move; the champion is what the
+    append-only record says. When they disagree after any governance write in progress has committed, the
+    record wins and an alert is raised (logged and appended to the alerts file).
+    """
+    alias = alias_version(settings, name, history.CHAMPION_ALIAS)
+    recorded = history.recorded_champion_now(settings, name)
+    if alias == recorded:
+        return recorded
+    # a promotion moves the alias just before its commit: look again once it is done before alerting
+    recorded = history.recorded_champion_now(settings, name, wait_for_writers=True)
+    alias = alias_version(settings, name, history.CHAMPION_ALIAS)
+    if alias != recorded:
+        raise_alert(
+            settings,
+            "orchard.governance.unrecorded_alias",
+            model=name,
+            alias_version=alias,
+            recorded_version=recorded,
+            detail=f"champion alias of {name} points at {'nothing' if alias is None else f'v{alias}'} but the "
+            f"governance record says {'none' if recorded is None else f'v{recorded}'}: serving the recorded one",
+        )
+    return recorded
 
 
 def version_tags(settings: Settings, name: str, version: int) -> dict[str, str]:
@@ -367,13 +398,15 @@ def set_alias(
                 effective_month,
             )
             return
-        if current != version:
-            _point_alias(client, name, alias, version)
-        # Alias first, event second: a crash in between is repaired by the rerun, never duplicated.
+        # Event first, alias last, both before the commit: a failed move rolls the event back, and a crash
+        # after the move leaves the alias ahead of the record, which serving ignores and a rerun repairs.
         history.append_event(
             conn, model=name, alias=alias, version=version, previous_version=current, action=action,
             reason=reason, approver=approver, gate=gate, effective_month=effective_month,
+            identity_source="lifecycle",
         )  # fmt: skip
+        if current != version:
+            _point_alias(client, name, alias, version)
     log.info("%s@%s -> version %s (%s by %s)", name, alias, version, action, approver)
 
 

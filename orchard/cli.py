@@ -318,7 +318,7 @@ def byod(
 def promote(
     model: Annotated[str, typer.Argument(help="registered model name, e.g. application_pd")],
     version: Annotated[int, typer.Argument(help="version to make champion")],
-    approver: Annotated[str, typer.Option(help="who approves (recorded)")],
+    approver: Annotated[str, typer.Option(help="who approves: must be your authenticated identity")],
     reason: Annotated[str, typer.Option(help="why (recorded)")],
     override: Annotated[
         str | None, typer.Option(help="promote despite a failed gate, with this reason")
@@ -339,7 +339,7 @@ def promote(
 @_one_line_errors
 def rollback(
     model: Annotated[str, typer.Argument(help="registered model name")],
-    approver: Annotated[str, typer.Option(help="who decides (recorded)")],
+    approver: Annotated[str, typer.Option(help="who decides: must be your authenticated identity")],
     reason: Annotated[str, typer.Option(help="why (recorded)")],
 ) -> None:
     """Restore the previous champion, with a record."""
@@ -430,6 +430,19 @@ def down() -> None:
     from orchard.services import down_command
 
     console.print(down_command(_settings()), soft_wrap=True)
+
+
+audit_app = typer.Typer(help="Check the tamper-evident records.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@_one_line_errors
+def audit_verify() -> None:
+    """Verify governance triggers, the hash chains and MLflow aliases against the record; name what is broken."""
+    from orchard.serving.audit import audit_command
+
+    console.print(audit_command(_settings()), soft_wrap=True, highlight=False)
 
 
 def main() -> None:

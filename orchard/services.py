@@ -123,6 +123,8 @@ def mlflow_service(settings: Settings) -> ServiceSpec:
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
+        # the database URL carries the password: an environment variable, never the command line (ps, PID file)
+        "MLFLOW_BACKEND_STORE_URI": database_url(settings, "mlflow"),
     }
     port = config.mlflow_server_port
     command = [
@@ -130,8 +132,6 @@ def mlflow_service(settings: Settings) -> ServiceSpec:
         "server",
         "--app-name",
         "basic-auth",
-        "--backend-store-uri",
-        database_url(settings, "mlflow"),
         "--artifacts-destination",
         artifact_root(settings),
         "--serve-artifacts",
@@ -212,7 +212,8 @@ def start_service(settings: Settings, spec: ServiceSpec) -> PidRecord:
         logger.info("%s already running (pid %d)", spec.name, existing.pid)
         return existing
     logs = run_dir(settings)
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    logs.chmod(0o700)
     log_path = logs / f"{spec.name}.log"
     # children inherit this process's environment (PATH, locale), plus the service's own settings
     env = {**os.environ, **spec.env}
@@ -222,6 +223,7 @@ def start_service(settings: Settings, spec: ServiceSpec) -> PidRecord:
         )
     record = PidRecord(spec.name, process.pid, spec.command, time.time())
     write_json(asdict(record), _pid_path(settings, spec.name))
+    _pid_path(settings, spec.name).chmod(0o600)  # the run folder is private to the user who started it
     deadline = time.monotonic() + spec.start_timeout_seconds
     while not spec.health():
         if process.poll() is not None:

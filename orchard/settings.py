@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         default=True, description="the demo's policy approves promotions that pass gates"
     )
     policy_approver: str = "orchard-policy"
+    identity: str | None = Field(
+        default=None, description="who acts on the embedded profile (recorded as configured); None = OS user"
+    )
+    four_eyes: bool | None = Field(
+        default=None, description="approver must differ from the trainer; None = on in production only"
+    )
+    override_identities: list[str] = Field(
+        default_factory=list, description="identities holding the override role (none by default)"
+    )
 
     # sources read through SQL: connection name (the portfolio's sql.connection) -> SQLAlchemy URL
     sql_urls: dict[str, SecretStr] = Field(default_factory=dict, description="secret URLs of SQL sources")
@@ -117,8 +126,10 @@ class Settings(BaseSettings):
     )
     champion_poll_seconds: float = Field(default=5.0, gt=0.0, description="how often the API checks aliases")
     max_body_bytes: int = Field(default=16_384, ge=256, description="larger request bodies get a 413")
-    decision_flush_seconds: float = Field(default=1.0, gt=0.0)
-    decision_flush_rows: int = Field(default=500, ge=1)
+    decision_flush_rows: int = Field(default=500, ge=1, description="most records in one group commit")
+    decision_queue_max: int = Field(default=2_000, ge=1, description="answers waiting for the log; more: 503")
+    decision_log_timeout_seconds: float = Field(default=5.0, gt=0.0, description="log wait before a 503")
+    api_workers: int = Field(default=1, ge=1, description="uvicorn worker processes of `orchard serve`")
     decision_db_url: str | None = Field(
         default=None, description="production decision log; None = governance db"
     )

@@ -1,4 +1,9 @@
-"""The decision API: FastAPI app factory, API-key check, body-size limit, and the decision/score routes."""
+"""The decision API: FastAPI app factory, API-key check, body-size limit, and the decision/score routes.
+
+The decision and score routes are plain (sync) functions: FastAPI runs them in its thread pool, so the Feast
+read, the scoring and the wait for the decision log's group commit never block the event loop, and /health
+keeps answering while they queue.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,14 @@ from orchard.errors import OrchardError
 from orchard.feature_store import open_store
 from orchard.model_specs import ModelSpec, model_spec, served_specs
 from orchard.serving.config import ServingConfig, serving_config
-from orchard.serving.decision_log import DecisionLogWriter, DecisionRecord, new_request_id, open_sink
+from orchard.serving.decision_log import (
+    DecisionLogUnavailable,
+    DecisionLogWriter,
+    DecisionRecord,
+    DecisionSink,
+    new_request_id,
+    open_sink,
+)
 from orchard.serving.models import ChampionCache
 from orchard.serving.online import OnlineFeatureReader, OnlineRow
 from orchard.serving.schemas import (
@@ -55,7 +67,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "unknown model or customer",
         413: "request body too large",
         422: "a field is missing, mistyped or out of range",
-        503: "no champion loaded yet",
+        503: "no champion loaded yet, or the decision log cannot record the answer",
     }.items()
 }
 
@@ -109,7 +121,12 @@ class Runtime:
         self.log_writer.close()
 
 
-def start_runtime(settings: Settings, config: ServingConfig, store: FeatureStore | None = None) -> Runtime:
+def start_runtime(
+    settings: Settings,
+    config: ServingConfig,
+    store: FeatureStore | None = None,
+    sink: DecisionSink | None = None,
+) -> Runtime:
     """Open the Feast store once, load the champions, start the alias watcher and the log writer."""
     store = store or open_store(settings)
     portfolio = ServedPortfolio.of(settings)
@@ -118,7 +135,10 @@ def start_runtime(settings: Settings, config: ServingConfig, store: FeatureStore
     champions = ChampionCache(settings, portfolio.served, config.champion_poll_seconds)
     champions.start()
     writer = DecisionLogWriter(
-        open_sink(settings, config), config.decision_flush_seconds, config.decision_flush_rows
+        sink or open_sink(settings, config),
+        config.decision_flush_rows,
+        config.decision_queue_max,
+        config.decision_log_timeout_seconds,
     )
     writer.start()
     policy = DecisionPolicy(config.approve_max_pd, config.decline_min_pd, config.fraud_refer_min)
@@ -184,6 +204,14 @@ def _scalar_request(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k != "customer_id"}
 
 
+def _log_or_503(runtime: Runtime, record: DecisionRecord) -> None:
+    """Log a record durably before its answer goes out; fail closed with 503 if it cannot be logged."""
+    try:
+        runtime.log_writer.append(record)
+    except DecisionLogUnavailable as exc:
+        raise ApiError(503, f"not decided: {exc}") from None
+
+
 def decide_application_request(runtime: Runtime, fields: dict[str, Any]) -> DecisionResponse:
     """Decide one validated application on one snapshot of the champions, and log it (the route's work)."""
     pd_spec, fraud_spec = runtime.portfolio.pd_model, runtime.portfolio.fraud_model
@@ -199,7 +227,8 @@ def decide_application_request(runtime: Runtime, fields: dict[str, Any]) -> Deci
     outcome = decide(pd_model, fraud_model, inputs, runtime.policy)
     request_id = new_request_id()
     freshness = _freshness(row)
-    runtime.log_writer.append(
+    _log_or_503(
+        runtime,
         DecisionRecord(
             request_id=request_id, kind="decision", logged_at=datetime.now(UTC),
             customer_id=fields["customer_id"], model=DECISION_MODEL,
@@ -214,7 +243,11 @@ def decide_application_request(runtime: Runtime, fields: dict[str, Any]) -> Deci
 
 
 def create_app(
-    settings: Settings, *, config: ServingConfig | None = None, store: FeatureStore | None = None
+    settings: Settings,
+    *,
+    config: ServingConfig | None = None,
+    store: FeatureStore | None = None,
+    sink: DecisionSink | None = None,
 ) -> FastAPI:
     """Return the decision API over the settings' Feast store, MLflow registry and decision log."""
     config = config or serving_config(settings)
@@ -231,7 +264,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = start_runtime(settings, config, store)
+        runtime = start_runtime(settings, config, store, sink)
         app.state.runtime = runtime
         try:
             yield
@@ -308,7 +341,7 @@ def create_app(
             raise ApiError(503, "the API is starting: no champion loaded yet")
         return runtime
 
-    async def decide_application(application: BaseModel, request: Request) -> DecisionResponse:
+    def decide_application(application: BaseModel, request: Request) -> DecisionResponse:
         """Decide a loan application: approve, decline or refer, with PD, score, band and reasons."""
         return decide_application_request(runtime_of(request), application.model_dump())
 
@@ -323,7 +356,7 @@ def create_app(
         )  # fmt: skip
 
     @v1.post("/scores/{model}", response_model=ScoreResponse, tags=["scores"])
-    async def score_model(model: str, body: ScoreRequest, request: Request) -> ScoreResponse:
+    def score_model(model: str, body: ScoreRequest, request: Request) -> ScoreResponse:
         """Score one customer with the champion of any registered model."""
         spec = portfolio.served.get(model)
         if spec is None:
@@ -351,7 +384,8 @@ def create_app(
         }  # fmt: skip
         request_id = new_request_id()
         freshness = _freshness(row)
-        runtime.log_writer.append(
+        _log_or_503(
+            runtime,
             DecisionRecord(
                 request_id=request_id, kind="score", logged_at=datetime.now(UTC),
                 customer_id=body.customer_id, model=model, model_versions={model: served.version},
@@ -366,8 +400,14 @@ def create_app(
 
 
 def serve_command(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the decision API under uvicorn until interrupted (`orchard serve`)."""
+    """Run the decision API under uvicorn until interrupted (`orchard serve`); several workers if configured."""
     import uvicorn
 
-    app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, workers=1)
+    if settings.api_workers > 1:
+        # worker processes build their own app from the same ORCHARD_* environment
+        uvicorn.run(
+            "orchard.serving.asgi:app_from_environment", factory=True, host=host, port=port,
+            log_level="warning", access_log=False, workers=settings.api_workers,
+        )  # fmt: skip
+        return
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

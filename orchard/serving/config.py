@@ -20,8 +20,9 @@ class ServingConfig:
     fraud_refer_min: float = 0.20
     champion_poll_seconds: float = 5.0
     max_body_bytes: int = 16_384
-    decision_flush_seconds: float = 1.0
     decision_flush_rows: int = 500
+    decision_queue_max: int = 2_000
+    decision_log_timeout_seconds: float = 5.0
     decision_db_url: str | None = None
     public_docs: bool = False
 
@@ -37,8 +38,15 @@ class ServingConfig:
             raise OrchardError(f"champion_poll_seconds must be positive, got {self.champion_poll_seconds}")
         if self.max_body_bytes < 256:
             raise OrchardError(f"max_body_bytes must be at least 256, got {self.max_body_bytes}")
-        if self.decision_flush_seconds <= 0 or self.decision_flush_rows < 1:
-            raise OrchardError("decision_flush_seconds must be positive and decision_flush_rows at least 1")
+        if (
+            self.decision_flush_rows < 1
+            or self.decision_queue_max < 1
+            or self.decision_log_timeout_seconds <= 0
+        ):
+            raise OrchardError(
+                "decision_flush_rows and decision_queue_max must be at least 1, "
+                "decision_log_timeout_seconds positive"
+            )
 
 
 def serving_config(settings: Settings) -> ServingConfig:
@@ -50,8 +58,9 @@ def serving_config(settings: Settings) -> ServingConfig:
         fraud_refer_min=settings.fraud_refer_min,
         champion_poll_seconds=settings.champion_poll_seconds,
         max_body_bytes=settings.max_body_bytes,
-        decision_flush_seconds=settings.decision_flush_seconds,
         decision_flush_rows=settings.decision_flush_rows,
+        decision_queue_max=settings.decision_queue_max,
+        decision_log_timeout_seconds=settings.decision_log_timeout_seconds,
         decision_db_url=settings.decision_db_url,
         public_docs=settings.api_public_docs,
     )

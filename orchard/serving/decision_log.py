@@ -1,19 +1,26 @@
-"""The append-only decision log: Parquet files in the embedded profile, a SQL table in production.
+"""The append-only, hash-chained decision log: Parquet files in the embedded profile, a SQL table in production.
 
-Requests append records to an in-memory buffer; a writer thread flushes it every `decision_flush_seconds`
-(or at `decision_flush_rows`) as ONE new Parquet file (written atomically, never rewritten) or one
-multi-row INSERT, and on shutdown. A hard crash can lose at most the last flush interval.
+A request's record is written before the request is answered (group commit): request threads queue their
+records and wait; one writer thread takes everything queued (up to `decision_flush_rows`) and writes it as ONE
+new Parquet file (0600, fsynced, atomically renamed, directory fsynced) or one INSERT transaction, then wakes
+the waiting requests. A write that fails, a full queue or a wait past `decision_log_timeout_seconds` makes the
+request fail (the API answers 503), so an answered decision is always on disk. Each row carries a sequence
+number, the hash of the previous row and its own hash; `orchard audit verify` names the first broken row.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
+import os
 import threading
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +31,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from orchard.atomic import atomic_path
 from orchard.errors import OrchardError
 from orchard.serving.config import ServingConfig
 from orchard.settings import Settings
@@ -45,8 +51,12 @@ SCHEMA = pa.schema(
         pa.field("score", pa.float64()),
         pa.field("band", pa.string()),
         *(pa.field(name, pa.string()) for name in _JSON_FIELDS),
+        pa.field("seq", pa.int64()),
+        pa.field("prev_hash", pa.string()),
+        pa.field("row_hash", pa.string()),
     ]
 )
+GENESIS_HASH = "0" * 64
 _METADATA = sa.MetaData()
 DECISION_TABLE = sa.Table(
     TABLE,
@@ -61,7 +71,56 @@ DECISION_TABLE = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("band", sa.String(8)),
     *(sa.Column(name, sa.Text) for name in _JSON_FIELDS),
+    sa.Column("seq", sa.BigInteger, unique=True),
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("row_hash", sa.String(64)),
 )
+
+
+class DecisionLogUnavailable(OrchardError):
+    """The decision log cannot confirm a record: the request must not be answered as decided."""
+
+
+def decision_row_hash(row: dict[str, Any]) -> str:
+    """Return the hash of a stored decision row: every column but row_hash, canonically; pure."""
+    content = {}
+    for name in SCHEMA.names:
+        if name == "row_hash":
+            continue
+        value = row.get(name)
+        if isinstance(value, datetime):
+            value = (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+        content[name] = value
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def chain_rows(records: list[DecisionRecord], seq: int, prev_hash: str) -> list[dict[str, Any]]:
+    """Return the stored rows of records appended after (seq, prev_hash): numbered and hash-linked; pure."""
+    rows = []
+    for record in records:
+        seq += 1
+        row = {**record.row(), "seq": seq, "prev_hash": prev_hash}
+        row["row_hash"] = prev_hash = decision_row_hash(row)
+        rows.append(row)
+    return rows
+
+
+def first_broken_row(rows: list[dict[str, Any]]) -> str | None:
+    """Return the first stored row (in sequence order) that breaks the chain, or None; pure."""
+    chained = [r for r in rows if r.get("seq") is not None]
+    if len(chained) != len(rows):
+        return f"{len(rows) - len(chained)} record(s) carry no sequence number or hash (written unchained)"
+    prev, expected = GENESIS_HASH, 1
+    for row in sorted(chained, key=lambda r: r["seq"]):
+        where = f"decision log record seq {row['seq']} (request {row['request_id']})"
+        if row["seq"] != expected:
+            return f"{where}: expected seq {expected} (records are missing)"
+        if row["prev_hash"] != prev:
+            return f"{where}: does not link to the previous record (a record was removed or inserted)"
+        if decision_row_hash(row) != row["row_hash"]:
+            return f"{where}: its content does not match its hash (the record was edited)"
+        prev, expected = row["row_hash"], expected + 1
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,6 +138,8 @@ class DecisionRecord:
     feature_freshness: dict[str, Any]
     policy: dict[str, Any]
     result: dict[str, Any]
+    # read back from the log: whether the stored row still matches its hash (None: not read, or unchained)
+    intact: bool | None = field(default=None, compare=False)
 
     def row(self) -> dict[str, Any]:
         """Return the flat row stored in Parquet or SQL (nested fields as canonical JSON)."""
@@ -107,6 +168,7 @@ class DecisionRecord:
             customer_id=row["customer_id"],
             model=row["model"],
             **{name: json.loads(row[name]) for name in _JSON_FIELDS},
+            intact=None if not row.get("row_hash") else decision_row_hash(row) == row["row_hash"],
         )
 
 
@@ -116,10 +178,10 @@ def new_request_id() -> str:
 
 
 class DecisionSink(Protocol):
-    """Where flushed records go: every write appends, nothing is ever updated."""
+    """Where records go: every write appends durably and hash-chained, nothing is ever updated."""
 
     def write(self, records: list[DecisionRecord]) -> None:
-        """Append records."""
+        """Append records durably (on disk or committed) before returning."""
         ...
 
     def find(self, request_id: str) -> DecisionRecord | None:
@@ -130,66 +192,141 @@ class DecisionSink(Protocol):
         """Return every record as flat rows."""
         ...
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Return every stored row as it is stored (for verifying the chain)."""
+        ...
+
 
 def decisions_dir(settings: Settings) -> Path:
     """Return the folder of the Parquet decision log (embedded profile)."""
     return settings.home / "decisions"
 
 
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_private(target: Path, write: Any) -> None:
+    """Write a file readable by its owner only, fsynced, renamed into place, with its directory fsynced."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+
+
 class ParquetDecisionSink:
-    """One new Parquet file per flush under decisions/date=YYYY-MM-DD/ (atomic, never rewritten)."""
+    """One new Parquet file per group commit under decisions/date=YYYY-MM-DD/, named by its first seq.
+
+    Files are 0600 in 0700 folders (they hold customer inputs). Writers in several processes take an exclusive
+    lock on decisions/.lock, so the chain has one order; the head (last seq and hash) is re-derived from the
+    newest file whenever a file newer than the head file exists (a writer that died between the two writes).
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _head(self) -> tuple[int, str]:
+        """Return (last seq, last hash) of the chain; call under the lock."""
+        head_file = self.folder / "head.json"
+        head = json.loads(head_file.read_text()) if head_file.exists() else {"seq": 0, "hash": GENESIS_HASH}
+        # only the next file name needs looking for: a listing of every file would grow with the log
+        while newer := sorted(self.folder.glob(f"date=*/part-{head['seq'] + 1:012d}.parquet")):
+            last = pq.read_table(newer[-1], columns=["seq", "row_hash"]).to_pylist()[-1]
+            head = {"seq": last["seq"], "hash": last["row_hash"]}
+        return int(head["seq"]), str(head["hash"])
+
     def write(self, records: list[DecisionRecord]) -> None:
-        """Append records as one new file."""
+        """Append records as one new file (fsynced) and move the head; return once both are on disk."""
         if not records:
             return
-        first = records[0].logged_at
-        # named by write time: files sort in flush order, so the log reads back in append order
-        name = f"part-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
-        target = self.folder / f"date={first.strftime('%Y-%m-%d')}" / name
-        table = pa.Table.from_pylist([r.row() for r in records], schema=SCHEMA)
-        with atomic_path(target) as tmp:
-            pq.write_table(table, tmp)
+        with self._exclusive():
+            seq, prev = self._head()
+            rows = chain_rows(records, seq, prev)
+            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            day = records[0].logged_at.strftime("%Y-%m-%d")
+            _write_private(
+                self.folder / f"date={day}" / f"part-{seq + 1:012d}.parquet",
+                lambda fh: pq.write_table(table, fh),
+            )
+            head = json.dumps({"seq": rows[-1]["seq"], "hash": rows[-1]["row_hash"]}).encode()
+            _write_private(self.folder / "head.json", lambda fh: fh.write(head))
 
     def _files(self) -> list[str]:
-        return sorted(str(p) for p in self.folder.glob("date=*/part-*.parquet"))
+        return sorted((str(p) for p in self.folder.glob("date=*/part-*.parquet")), key=_first_seq)
+
+    def _table(self, **kwargs: Any) -> pa.Table:
+        files = self._files()
+        if not files:
+            return SCHEMA.empty_table()
+        return ds.dataset(files, schema=SCHEMA, format="parquet").to_table(**kwargs)
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, scanning only the request_id column first."""
-        files = self._files()
-        if not files:
-            return None
-        table = ds.dataset(files, schema=SCHEMA, format="parquet").to_table(
-            filter=ds.field("request_id") == request_id
-        )
-        rows = table.to_pylist()
+        rows = self._table(filter=ds.field("request_id") == request_id).to_pylist()
         return DecisionRecord.from_row(rows[0]) if rows else None
 
     def read(self) -> pd.DataFrame:
         """Return every record as flat rows, in append order."""
-        files = self._files()
-        if not files:
-            return SCHEMA.empty_table().to_pandas()
-        return ds.dataset(files, schema=SCHEMA, format="parquet").to_table().to_pandas()
+        return self._table().to_pandas()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Return every stored row as stored, in append order."""
+        return self._table().to_pylist()
+
+
+def _first_seq(path: str) -> int:
+    """Return the first sequence number a part file holds (older unchained files sort first as 0)."""
+    stem = Path(path).stem.removeprefix("part-")
+    return int(stem) if stem.isdigit() else 0
 
 
 class SqlDecisionSink:
-    """The decision_log table (created if absent); writes are multi-row INSERTs only."""
+    """The decision_log table (created if absent); each write is one transaction under a chain lock."""
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self._local_lock = threading.Lock()  # SQLite: one writer per process (production uses PostgreSQL)
         _METADATA.create_all(self.engine, tables=[DECISION_TABLE], checkfirst=True)
 
     def write(self, records: list[DecisionRecord]) -> None:
-        """Append records in one transaction."""
-        if records:
-            with self.engine.begin() as conn:
-                conn.execute(DECISION_TABLE.insert(), [r.row() for r in records])
+        """Append records in one transaction, linked to the table's last row; return once committed."""
+        if not records:
+            return
+        with self._local_lock, self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+            last = conn.execute(
+                sa.select(DECISION_TABLE.c.seq, DECISION_TABLE.c.row_hash)
+                .where(DECISION_TABLE.c.seq.is_not(None))
+                .order_by(DECISION_TABLE.c.seq.desc())
+                .limit(1)
+            ).first()
+            seq, prev = (0, GENESIS_HASH) if last is None else (int(last.seq), str(last.row_hash))
+            conn.execute(DECISION_TABLE.insert(), chain_rows(records, seq, prev))
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, or None."""
@@ -201,13 +338,22 @@ class SqlDecisionSink:
 
     def read(self) -> pd.DataFrame:
         """Return every record as flat rows, oldest first."""
+        return pd.DataFrame(self.rows(), columns=SCHEMA.names)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Return every stored row as stored, in sequence order."""
         with self.engine.connect() as conn:
-            query = sa.select(DECISION_TABLE).order_by(DECISION_TABLE.c.logged_at)
-            return pd.DataFrame([dict(r._mapping) for r in conn.execute(query)], columns=SCHEMA.names)
+            query = sa.select(DECISION_TABLE).order_by(DECISION_TABLE.c.seq, DECISION_TABLE.c.logged_at)
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def dispose(self) -> None:
         """Close the engine's connections."""
         self.engine.dispose()
+
+
+_CHAIN_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"orchard.decision_log.chain").digest()[:8], "big", signed=True
+)
 
 
 def open_sink(settings: Settings, config: ServingConfig) -> DecisionSink:
@@ -217,69 +363,88 @@ def open_sink(settings: Settings, config: ServingConfig) -> DecisionSink:
     return ParquetDecisionSink(decisions_dir(settings))
 
 
-class DecisionLogWriter:
-    """Buffers records from request threads and flushes them in the background (and on close)."""
+@dataclass
+class _Waiting:
+    """A record waiting for its group commit, and what came of it."""
 
-    def __init__(self, sink: DecisionSink, flush_seconds: float, flush_rows: int) -> None:
+    record: DecisionRecord
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+
+class DecisionLogWriter:
+    """Group commit: request threads wait in `append` until the writer thread has their record on disk."""
+
+    def __init__(self, sink: DecisionSink, max_batch: int, max_waiting: int, timeout_seconds: float) -> None:
         self.sink = sink
-        self._flush_seconds = flush_seconds
-        self._flush_rows = flush_rows
-        self._buffer: deque[DecisionRecord] = deque()
-        self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._max_batch = max_batch
+        self._max_waiting = max_waiting
+        self._timeout_seconds = timeout_seconds
+        self._queue: deque[_Waiting] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
         self._thread: threading.Thread | None = None
 
     def append(self, record: DecisionRecord) -> None:
-        """Queue a record (thread-safe, no I/O on the caller's thread)."""
-        self._buffer.append(record)
-        if len(self._buffer) >= self._flush_rows:
-            self._wake.set()
+        """Return once the record is durably logged; raise DecisionLogUnavailable if it cannot be."""
+        waiting = _Waiting(record)
+        with self._cond:
+            if self._closing or self._thread is None:
+                raise DecisionLogUnavailable("the decision log is not running")
+            if len(self._queue) >= self._max_waiting:
+                raise DecisionLogUnavailable(f"the decision log queue is full ({self._max_waiting} waiting)")
+            self._queue.append(waiting)
+            self._cond.notify()
+        if not waiting.done.wait(self._timeout_seconds):
+            raise DecisionLogUnavailable(f"the decision log did not confirm within {self._timeout_seconds} s")
+        if waiting.error is not None:
+            raise DecisionLogUnavailable(f"the decision log cannot be written: {waiting.error}")
 
     def pending(self) -> int:
-        """Return how many records wait for the next flush."""
-        return len(self._buffer)
+        """Return how many records wait for their group commit."""
+        return len(self._queue)
 
-    def flush(self) -> int:
-        """Write every queued record now; return how many were written."""
-        with self._flush_lock:
-            batch: list[DecisionRecord] = []
-            while self._buffer:
-                batch.append(self._buffer.popleft())
-            if not batch:
-                return 0
-            try:
-                self.sink.write(batch)
-            except Exception:
-                # keep them for the next flush, in order
-                self._buffer.extendleft(reversed(batch))
-                raise
-            return len(batch)
+    def _next_batch(self) -> list[_Waiting] | None:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            return [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._flush_seconds)
-            self._wake.clear()
+        while (batch := self._next_batch()) is not None:
+            error = None
             try:
-                self.flush()
-            except Exception:
-                log.exception("decision log flush failed; %d records kept for the next try", self.pending())
+                self.sink.write([w.record for w in batch])
+            except Exception as exc:  # any sink failure: the waiting requests fail closed
+                log.exception("decision log write failed; %d requests answered 503", len(batch))
+                error = f"{type(exc).__name__}: {exc}"
+            for waiting in batch:
+                waiting.error = error
+                waiting.done.set()
 
     def start(self) -> None:
-        """Start the background flusher."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
-            self._thread.start()
+        """Start the writer thread."""
+        with self._cond:
+            self._closing = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="decision-log", daemon=True)
+                self._thread.start()
 
     def close(self) -> None:
-        """Stop the flusher and write what is left."""
-        self._stop.set()
-        self._wake.set()
+        """Refuse new records, write what is queued, and stop the writer."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self.flush()
+
+
+def verify_decision_log(sink: DecisionSink) -> str | None:
+    """Return the first broken record of the decision log's hash chain, or None if it verifies."""
+    return first_broken_row(sink.rows())
 
 
 def find_decision(settings: Settings, request_id: str, config: ServingConfig | None = None) -> DecisionRecord:

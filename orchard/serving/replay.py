@@ -42,7 +42,16 @@ def _served(settings: Settings, name: str, version: int | None) -> ServedModel |
 
 
 def replay_record(settings: Settings, record: DecisionRecord) -> ReplayResult:
-    """Recompute a logged decision or score from its logged inputs with the versions it recorded."""
+    """Recompute a logged decision or score from its logged inputs with the versions it recorded.
+
+    A record whose stored row no longer matches its hash was edited after it was written: replaying it would
+    only prove that the edit is self-consistent, so it is refused.
+    """
+    if record.intact is False:
+        raise OrchardError(
+            f"the logged record of request {record.request_id} was altered after it was written (its hash does "
+            "not match): run `orchard audit verify`"
+        )
     if record.kind == "decision":
         decision = settings.portfolio_def.decision
         if decision is None:

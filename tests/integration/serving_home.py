@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +22,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from model_registry.registry import champion_version, set_alias
-from model_registry.tracking import mlflow_client
+from model_registry.governance import request_promotion
+from model_registry.registry import champion_version
 from orchard.contracts import validate_batch
 from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
 from orchard.lake import ingest_batch, read_silver
@@ -51,24 +53,27 @@ SMALL = {
 _MARKER = "serving_home.json"
 
 
+# The serving tests act as one configured operator who holds the override role (the small home gates nothing).
+OPERATOR = "serving-tests"
+
+
 def serving_settings(home: Path) -> Settings:
     """Return the small settings of a serving home (explicit values, never the user's environment)."""
-    return Settings(_env_file=None, home=home, **SMALL)  # type: ignore[arg-type]
+    return Settings(_env_file=None, home=home, identity=OPERATOR, override_identities=[OPERATOR], **SMALL)  # type: ignore[arg-type]
 
 
 def promote(settings: Settings, model: str, version: int, month: str) -> None:
-    """Point a model's champion alias at a version; the first time with a history record, later directly.
+    """Make a version champion through governance (recorded override: the small home has no gate results).
 
-    The governance history refuses to re-record a past decision, while the serving tests flip the alias back
-    and forth: after the first promotion they move the MLflow alias itself (all that serving watches).
+    Serving trusts the governance record, not the MLflow alias, so the tests move champions the way a person
+    does; the first promotion takes effect in `month`, later ones in the model's last recorded month.
     """
-    if champion_version(settings, model) is None:
-        set_alias(
-            settings, model, "champion", version, action="promote", reason="serving test fixture",
-            approver="tests", gate=None, effective_month=month,
-        )  # fmt: skip
-    else:
-        mlflow_client(settings).set_registered_model_alias(model, "champion", str(version))
+    first = champion_version(settings, model) is None
+    approval = request_promotion(
+        settings, model, version, reason="serving test fixture", override_reason="small test home: no gate",
+        effective_month=month if first else None,
+    )  # fmt: skip
+    assert approval.outcome in ("approved", "unchanged"), approval
 
 
 def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
@@ -109,7 +114,6 @@ def serving_config(**overrides: object) -> ServingConfig:
     values: dict[str, Any] = {
         "api_key": SecretStr(API_KEY),
         "champion_poll_seconds": 0.05,
-        "decision_flush_seconds": 0.1,
     }
     values.update(overrides)
     return ServingConfig(**values)
@@ -128,6 +132,24 @@ def applications(settings: Settings, month: str = "2019-07", n: int = 20) -> lis
         body["term_months"] = int(body["term_months"])
         bodies.append(body)
     return bodies
+
+
+def server_env(settings: Settings, **more: str) -> dict[str, str]:
+    """Return the environment a container gets: ORCHARD_* settings of a serving home and the tools' variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    env.update(tool_environment(settings))
+    env.update(
+        {f"ORCHARD_{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in SMALL.items()}
+    )
+    env.update({"ORCHARD_HOME": str(settings.home), "ORCHARD_API_KEY": API_KEY, "ORCHARD_IDENTITY": OPERATOR})
+    env.update(more)
+    return env
+
+
+def container_command(port: int, workers: int = 1) -> list[str]:
+    """Return the API container's command (infra/Dockerfile CMD) on loopback, run with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", "orchard.serving.asgi:app_from_environment", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]  # fmt: skip
 
 
 def free_port() -> int:

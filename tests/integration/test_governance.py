@@ -85,6 +85,11 @@ def name(request: pytest.FixtureRequest) -> str:
     return "g_" + request.node.originalname.removeprefix("test_")[:60]
 
 
+def as_user(settings: Settings, identity: str) -> Settings:
+    """Return the settings acted on by a configured identity; carol holds the override role."""
+    return settings.model_copy(update={"identity": identity, "override_identities": ["carol"]})
+
+
 def versions(settings: Settings, name: str, k: int) -> list[int]:
     """Register k versions of name."""
     return [register(settings, name, seed) for seed in range(1, k + 1)]
@@ -95,20 +100,20 @@ def test_promotion_needs_a_passing_gate_or_a_recorded_override(store: Settings, 
     # given v1 with no gate result at all
     # when a person tries to promote it, then it is refused and the attempt recorded
     with pytest.raises(OrchardError, match=r"no recorded gate result .*recorded as refused"):
-        governance.promote_command(store, name, v1, "alice", "first model")
+        governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first model")
     assert registry.champion_version(store, name) is None, "a refused promotion must not move the alias"
     # given a passing gate against no champion, when promoted, then v1 is champion with an approval record
     log_gate(store, name, None, v1)
-    text = governance.promote_command(store, name, v1, "alice", "first model")
+    text = governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first model")
     assert "no champion -> v1" in text and "approved by alice" in text, text
     # given v2 whose gate failed (score PSI 0.6), when promoted without override, then refused naming the gate
     log_gate(store, name, v1, v2, passing=False)
     with pytest.raises(OrchardError, match=r"its gate failed: not eligible .* failed stability"):
-        governance.promote_command(store, name, v2, "bob", "looks fine")
+        governance.promote_command(as_user(store, "bob"), name, v2, "bob", "looks fine")
     assert registry.champion_version(store, name) == v1, "the champion must stay after a refusal"
     # when promoted with an override reason, then it moves and the override is recorded everywhere
     text = governance.promote_command(
-        store, name, v2, "carol", "regulator deadline", "PSI from a known campaign"
+        as_user(store, "carol"), name, v2, "carol", "regulator deadline", "PSI from a known campaign"
     )
     assert "OVERRIDE recorded: PSI from a known campaign" in text, text
     assert registry.champion_version(store, name) == v2
@@ -132,7 +137,7 @@ def test_override_needs_a_reason_and_policy_cannot_override(store: Settings, nam
     (v1,) = versions(store, name, 1)
     # when an override is blank or requested by a policy, then it is refused before anything is recorded
     with pytest.raises(OrchardError, match="override reason is required"):
-        governance.promote_command(store, name, v1, "alice", "first", "  ")
+        governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first", "  ")
     with pytest.raises(OrchardError, match="policy cannot override"):
         governance.request_promotion(
             store, name, v1, approver="p", reason="r", mode="policy", override_reason="x"
@@ -145,11 +150,11 @@ def test_override_needs_a_reason_and_policy_cannot_override(store: Settings, nam
 def test_stale_gate_is_refused_and_policy_needs_the_improvement(store: Settings, name: str) -> None:
     v1, v2, v3 = versions(store, name, 3)
     log_gate(store, name, None, v1)
-    governance.promote_command(store, name, v1, "alice", "first")
+    governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first")
     # given v3 gated against "no champion" (stale: v1 is champion now)
     log_gate(store, name, None, v3)
     with pytest.raises(OrchardError, match="compared it with no champion but the champion is now v1"):
-        governance.promote_command(store, name, v3, "bob", "newer")
+        governance.promote_command(as_user(store, "bob"), name, v3, "bob", "newer")
     # given v2 eligible against v1 but not beating it by the margin (challenger = the weaker PD)
     y, strong, weak = window_sample()
     gate = challenger_gate(
@@ -166,7 +171,9 @@ def test_stale_gate_is_refused_and_policy_needs_the_improvement(store: Settings,
     assert first.outcome == "refused" and "a person must approve" in (first.refusal or ""), first
     assert again == first, "a replayed policy decision must not be recorded twice"
     # when a person approves the same eligible version, then it is promoted without override
-    governance.promote_command(store, name, v2, "carol", "simpler model, AUC within tolerance")
+    governance.promote_command(
+        as_user(store, "carol"), name, v2, "carol", "simpler model, AUC within tolerance"
+    )
     assert registry.champion_version(store, name) == v2
     assert history.approvals_of(store, name)[-1].override_reason is None
 
@@ -176,15 +183,17 @@ def test_rollback_walks_back_through_previous_champions(store: Settings, name: s
     # given v1 -> v2 -> v3 promoted in turn
     for champion, challenger in ((None, v1), (v1, v2), (v2, v3)):
         log_gate(store, name, champion, challenger)
-        governance.promote_command(store, name, challenger, "alice", f"promote v{challenger}")
+        governance.promote_command(
+            as_user(store, "alice"), name, challenger, "alice", f"promote v{challenger}"
+        )
     # when rolled back twice, then v2 then v1 are restored (not back to v3), each with a record
-    first = governance.rollback_command(store, name, "bob", "v3 misprices thin files")
+    first = governance.rollback_command(as_user(store, "bob"), name, "bob", "v3 misprices thin files")
     assert "v3 -> v2" in first and registry.champion_version(store, name) == v2, first
-    second = governance.rollback_command(store, name, "bob", "v2 too")
+    second = governance.rollback_command(as_user(store, "bob"), name, "bob", "v2 too")
     assert "v2 -> v1" in second and registry.champion_version(store, name) == v1, second
     # and a third has nothing left to restore
     with pytest.raises(OrchardError, match="no earlier champion"):
-        governance.rollback_command(store, name, "bob", "again")
+        governance.rollback_command(as_user(store, "bob"), name, "bob", "again")
     events = history.events(store, name, "champion")
     assert [(e.action, e.version, e.previous_version) for e in events][-2:] == [
         ("rollback", v2, v3),
@@ -202,12 +211,16 @@ def test_history_answers_between_changes_by_time_and_business_month(store: Setti
     v1, v2 = versions(store, name, 2)
     # given v1 promoted in business month 2019-07, v2 in 2020-02, then a rollback in 2020-04
     log_gate(store, name, None, v1)
-    governance.promote_command(store, name, v1, "alice", "first", effective_month="2019-07")
+    governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first", effective_month="2019-07")
     time.sleep(0.05)
     log_gate(store, name, v1, v2)
-    governance.promote_command(store, name, v2, "alice", "retrained after shock", effective_month="2020-02")
+    governance.promote_command(
+        as_user(store, "alice"), name, v2, "alice", "retrained after shock", effective_month="2020-02"
+    )
     time.sleep(0.05)
-    governance.request_rollback(store, name, approver="bob", reason="v2 unstable", effective_month="2020-04")
+    governance.request_rollback(
+        as_user(store, "bob"), name, approver="bob", reason="v2 unstable", effective_month="2020-04"
+    )
     e1, e2, e3 = history.events(store, name, "champion")
     # when asked at instants between the recorded changes
     before = (e1.recorded_at - timedelta(seconds=1)).isoformat()
@@ -234,7 +247,7 @@ def test_history_answers_between_changes_by_time_and_business_month(store: Setti
     assert json.loads(json.dumps(answer.to_dict()))["champion"] == v2
     # a back-dated decision is refused
     with pytest.raises(OrchardError, match="cannot be back-dated"):
-        governance.promote_command(store, name, v2, "eve", "sneak", effective_month="2019-01")
+        governance.promote_command(as_user(store, "eve"), name, v2, "eve", "sneak", effective_month="2019-01")
     with pytest.raises(OrchardError, match="invalid moment"):
         governance.history(store, name, "last tuesday")
 
@@ -244,7 +257,7 @@ def test_two_concurrent_promotions_end_with_one_champion_and_both_recorded(
 ) -> None:
     v1, v2, v3 = versions(store, name, 3)
     log_gate(store, name, None, v1)
-    governance.promote_command(store, name, v1, "alice", "first")
+    governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first")
     # given v2 and v3 both gated against champion v1
     log_gate(store, name, v1, v2)
     log_gate(store, name, v1, v3)
@@ -254,7 +267,9 @@ def test_two_concurrent_promotions_end_with_one_champion_and_both_recorded(
     def promote(version: int) -> None:
         barrier.wait()
         try:
-            outcomes[version] = governance.promote_command(store, name, version, f"user{version}", "race")
+            outcomes[version] = governance.promote_command(
+                as_user(store, f"user{version}"), name, version, f"user{version}", "race"
+            )
         except OrchardError as exc:
             outcomes[version] = f"refused: {exc}"
 
@@ -280,9 +295,9 @@ def test_two_concurrent_promotions_end_with_one_champion_and_both_recorded(
 def test_history_is_append_only_and_divergence_is_detected(store: Settings, name: str) -> None:
     v1, v2 = versions(store, name, 2)
     log_gate(store, name, None, v1)
-    governance.promote_command(store, name, v1, "alice", "first")
+    governance.promote_command(as_user(store, "alice"), name, v1, "alice", "first")
     log_gate(store, name, v1, v2)
-    governance.promote_command(store, name, v2, "alice", "second")
+    governance.promote_command(as_user(store, "alice"), name, v2, "alice", "second")
     db = Path(store.registry_db_url.removeprefix("sqlite:///"))
     # when someone edits or deletes history rows behind Orchard's back, then the database refuses
     conn = sqlite3.connect(db)
@@ -299,10 +314,13 @@ def test_history_is_append_only_and_divergence_is_detected(store: Settings, name
     check = governance.verify_history(store, name)
     assert not check.ok and check.alias_version == v1 and check.history_version == v2, check
     assert "INCONSISTENT" in governance.history_command(store, name)
-    # and a rollback refuses to act on a diverged alias, recording the refusal
-    with pytest.raises(OrchardError, match="alias points at v1 but the history says v2"):
-        governance.rollback_command(store, name, "bob", "undo")
-    assert history.approvals_of(store, name)[-1].outcome == "refused"
+    # and serving keeps the recorded champion (the record is the truth, not the alias)
+    assert registry.champion_version(store, name) == v2
+    # and the next governance action first repairs the alias from the record, then acts on the record:
+    # the rollback goes from the recorded v2 to v1 (behaviour changed: it used to refuse on a diverged alias)
+    text = governance.rollback_command(as_user(store, "bob"), name, "bob", "undo")
+    assert "v2 -> v1" in text, text
+    assert governance.verify_history(store, name).ok
 
 
 def test_lead_set_alias_path_and_log_gate_result_record_every_check(store: Settings, name: str) -> None:
@@ -359,7 +377,7 @@ def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Pa
     name = f"pg_{uuid.uuid4().hex[:8]}"
     v1, v2, v3 = versions(settings, name, 3)
     log_gate(settings, name, None, v1)
-    governance.promote_command(settings, name, v1, "alice", "first")
+    governance.promote_command(as_user(settings, "alice"), name, v1, "alice", "first")
     log_gate(settings, name, v1, v2)
     log_gate(settings, name, v1, v3)
     barrier = threading.Barrier(2)
@@ -367,7 +385,9 @@ def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Pa
     def promote(version: int) -> None:
         barrier.wait()
         with contextlib.suppress(OrchardError):
-            governance.promote_command(settings, name, version, f"user{version}", "race")
+            governance.promote_command(
+                as_user(settings, f"user{version}"), name, version, f"user{version}", "race"
+            )
 
     # when two promotions race
     threads = [threading.Thread(target=promote, args=(v,)) for v in (v2, v3)]

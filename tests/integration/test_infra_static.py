@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_every_orchard_variable_is_a_setting() -> None:
 def test_no_secret_has_a_default() -> None:
     compose = (INFRA / "compose.yaml").read_text()
     # every ${VAR...} in compose is a required variable (:?) — no fallback values
-    for match in re.finditer(r"\$\{([A-Z_]+)([^}]*)\}", compose):
+    for match in re.finditer(r"\$\{([A-Z0-9_]+)([^}]*)\}", compose):
         assert match.group(2).startswith(":?"), f"${{{match.group(1)}}} must be required, not defaulted"
     for doc in _k8s():
         assert doc["kind"] != "Secret", "no Secret with values in git"
@@ -101,9 +102,28 @@ def test_no_secret_has_a_default() -> None:
 
 def test_databases_and_work_pool_agree_with_the_code() -> None:
     init = (INFRA / "postgres-init.sql").read_text()
-    assert set(re.findall(r"CREATE DATABASE (\w+);", init)) == set(DATABASES.values())
+    # every service database, plus the decision log's own (the API appends there and nowhere else)
+    assert set(re.findall(r"CREATE DATABASE (\w+)", init)) == {*DATABASES.values(), "orchard_decisions"}
     assert (INFRA / "work-pool.json").read_text().count(f'"{WORK_POOL}"') == 1
     prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
     assert {d["work_pool"]["name"] for d in prefect_yaml["deployments"]} == {WORK_POOL}
     for service in ("prefect-worker",):
         assert WORK_POOL in _compose()["services"][service]["command"]
+
+
+def test_the_api_command_is_one_command_everywhere_and_the_tests_run_it() -> None:
+    # Given the image's CMD (the command tests/integration/test_api_attacks.py runs locally, on loopback)
+    from tests.integration.serving_home import container_command
+
+    cmd_line = next(
+        line for line in (INFRA / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")
+    )
+    image = json.loads(cmd_line.removeprefix("CMD "))
+    # Then compose and Kubernetes run exactly it, and the tests run it with only host and worker count changed
+    assert _compose()["services"]["decision-api"]["command"] == image
+    (api,) = [d for d in _k8s() if d["kind"] == "Deployment" and d["metadata"]["name"] == "decision-api"]
+    assert api["spec"]["template"]["spec"]["containers"][0]["command"] == image
+    local = container_command(8080, workers=2)[2:]  # after "python -m"
+    assert local == ["127.0.0.1" if arg == "0.0.0.0" else arg for arg in image], (local, image)
+    # And Orchard's image runs as a non-root user
+    assert "USER 10001:10001" in (INFRA / "Dockerfile").read_text()

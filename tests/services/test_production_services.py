@@ -15,7 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
+from pydantic import SecretStr
 
+from model_registry.identity import Identity, current_identity
+from orchard.errors import OrchardError
 from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
 from tests.demo import demo_models
@@ -30,7 +33,7 @@ EXPECTED_DEPLOYMENTS = {
     "validate-deployed/validate",
     "features-deployed/features",
     *(f"train-deployed/train-{model}" for model in MODEL_SPECS),
-    "score-deployed/score-application_pd",
+    *(f"score-deployed/score-{model}" for model, spec in MODEL_SPECS.items() if spec.serve),
     *(f"monitor-deployed/monitor-{model}" for model in MODEL_SPECS),
     "federated-deployed/federated",
 }
@@ -43,7 +46,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionSett
 
     require(PG_PORT, "PostgreSQL")
     prefix = f"orchard_test_{secrets.token_hex(4)}_"
-    settings = production_settings(tmp_path_factory.mktemp("services") / "orchard", prefix)
+    # a password in the server URL (trust auth ignores it): the test below looks for it where it must not be
+    settings = production_settings(
+        tmp_path_factory.mktemp("services") / "orchard", prefix,
+        postgres_url=f"postgresql://postgres:pw-{secrets.token_hex(6)}@127.0.0.1:5432",
+    )  # fmt: skip
     try:
         up(settings)
         yield settings
@@ -76,6 +83,62 @@ def test_up_starts_healthy_services_and_is_idempotent(running: ProductionSetting
     # When `up` runs again, Then nothing new is started
     again = {r.name: r.pid for r in up(running)}
     assert again == {n: r.pid for n, r in pids.items() if r}, "a second `up` must reuse the running services"
+
+
+def test_no_password_on_a_command_line_or_in_a_readable_file(running: ProductionSettings) -> None:
+    # Given the services `up` started, with a database password and an MLflow admin password
+    config = production_config(running)
+    assert config.postgres_url is not None and config.mlflow_admin_password is not None
+    passwords = [config.postgres_url.get_secret_value().split(":")[2].split("@")[0],
+                 config.mlflow_admin_password.get_secret_value()]  # fmt: skip
+    # Then no process of theirs (nor its children) carries a password on its command line
+    for name in ("mlflow", "prefect", "worker"):
+        record = _read_pid(running, name)
+        assert record is not None
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != record.pid:
+                    continue
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except (OSError, ValueError, IndexError):
+                continue
+            assert not [p for p in passwords if p in cmdline], (
+                f"{name} pid {proc.name} has a password in argv"
+            )
+    # And the run folder (PID files, configs, logs) is private: no file others may read holds a password
+    assert run_dir(running).stat().st_mode & 0o077 == 0, oct(run_dir(running).stat().st_mode)
+    for path in run_dir(running).iterdir():
+        if path.suffix == ".pid":
+            assert path.stat().st_mode & 0o777 == 0o600, (path, oct(path.stat().st_mode))
+        if path.is_file() and path.stat().st_mode & 0o044:
+            text = path.read_text(errors="replace")
+            assert not [p for p in passwords if p in text], (
+                f"{path} is readable by others and holds a password"
+            )
+
+
+def test_identity_is_the_mlflow_user_the_server_authenticates(
+    running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = production_config(running)
+    assert config.mlflow_admin_password is not None
+    # Given a user the MLflow admin created
+    _as(config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value(), monkeypatch)
+    password = secrets.token_urlsafe(12)
+    AuthServiceClient(mlflow_tracking_uri(running)).create_user("approver-ann", password)
+    # When Orchard asks who is acting with her credentials, Then MLflow vouches for her
+    ann = running.model_copy(
+        update={
+            "mlflow_username": "approver-ann",
+            "mlflow_password": SecretStr(password),
+            "mlflow_tracking_uri": mlflow_tracking_uri(running),
+        }
+    )
+    assert current_identity(ann) == Identity("approver-ann", "mlflow-basic-auth")
+    # And a wrong password gives no identity at all (nothing could be recorded under it)
+    mallory = ann.model_copy(update={"mlflow_password": SecretStr("guess")})
+    with pytest.raises(OrchardError, match="MLflow refused the credentials of 'approver-ann'"):
+        current_identity(mallory)
 
 
 def _as(username: str, password: str, monkeypatch: pytest.MonkeyPatch) -> None:

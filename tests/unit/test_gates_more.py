@@ -212,12 +212,18 @@ def event(id_: int, version: int, previous: int | None, action: str = "promote",
 
 
 def test_gate_refusal_cases() -> None:
-    passed = {"passed": True, "figures": {"champion_version": 1}, "checks": []}
+    passed = {
+        "passed": True,
+        "figures": {"champion_version": 1},
+        "checks": [{"name": "stability", "passed": True}],
+    }
     assert gate_refusal(None, 1, "person") == "it has no recorded gate result"
+    # a gate that ran no checks proves nothing (behaviour changed: it used to count as passed)
+    assert "ran no checks" in (gate_refusal({**passed, "checks": []}, 1, "person") or "")
     assert "gate failed: worse" in (gate_refusal({"passed": False, "reasons": ["worse"]}, 1, "person") or "")
     assert gate_refusal(passed, 1, "person") is None, "a passing gate against the current champion allows it"
     assert "champion is now v3: re-run the gate" in (gate_refusal(passed, 3, "person") or "")
-    not_better = {**passed, "checks": [{"name": "improvement", "passed": False}]}
+    not_better = {**passed, "checks": [*passed["checks"], {"name": "improvement", "passed": False}]}
     assert gate_refusal(not_better, 1, "person") is None and "person must approve" in (
         gate_refusal(not_better, 1, "policy") or ""
     )

@@ -1,0 +1,70 @@
+"""An edited decision-log entry (inputs and result changed together) is named by `orchard audit verify`, and replay
+refuses it instead of calling the edit "identical"."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchard.errors import OrchardError
+from orchard.serving.decision_log import DecisionRecord, ParquetDecisionSink, decisions_dir, find_decision
+from orchard.serving.replay import replay_record
+from tests.conftest import make_settings
+
+
+def record(i: int) -> DecisionRecord:
+    """Return a small logged decision."""
+    return DecisionRecord(
+        request_id=f"req{i}", kind="decision", logged_at=datetime(2026, 1, 2, 3, 4, 5, i, tzinfo=UTC),
+        customer_id=f"c{i}", model="application", model_versions={"application_pd": 1},
+        inputs={"age": 30 + i, "income": 2000.0}, request={}, feature_freshness={}, policy={},
+        result={"decision": "decline", "pd": 0.4, "score": 500.0},
+    )  # fmt: skip
+
+
+def audit(home: Path) -> subprocess.CompletedProcess[str]:
+    """Run `orchard audit verify` on a home as a user does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    env["ORCHARD_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "orchard", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_an_edited_decision_is_named_by_audit_and_refused_by_replay(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "orchard")
+    sink = ParquetDecisionSink(decisions_dir(settings))
+    # given three group commits of the decision log
+    for batch in ([record(1), record(2)], [record(3)], [record(4)]):
+        sink.write(batch)
+    assert audit(settings.home).returncode == 0
+    # when someone rewrites req3's inputs and result together (so a plain replay would agree with itself)
+    (target,) = [
+        p for p in decisions_dir(settings).rglob("*.parquet") if "req3" in str(pq.read_table(p).to_pylist())
+    ]
+    rows = pq.read_table(target).to_pylist()
+    rows[0]["inputs"] = json.dumps({"age": 45, "income": 9000.0}, sort_keys=True)
+    rows[0]["result"] = json.dumps({"decision": "approve", "pd": 0.05, "score": 700.0}, sort_keys=True)
+    rows[0]["decision"], rows[0]["pd"], rows[0]["score"] = "approve", 0.05, 700.0
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(target)), target)
+    # then the audit fails naming that record as the first broken one
+    result = audit(settings.home)
+    assert result.returncode != 0, result.stdout
+    assert "decision log record seq 3 (request req3): its content does not match its hash" in result.stderr, (
+        result.stderr
+    )
+    # and replay refuses the altered record
+    with pytest.raises(OrchardError, match="req3 was altered after it was written"):
+        replay_record(settings, find_decision(settings, "req3"))
