@@ -19,10 +19,8 @@ from orchard.lifecycle.references import profile_path
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
+from orchard.portfolio.spec import FairnessDef
 from orchard.settings import Settings
-
-AGE_BANDS = (0, 25, 35, 50, 200)
-AGE_LABELS = ("18-24", "25-34", "35-49", "50+")
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,15 @@ def gate_policy(settings: Settings) -> GatePolicy:
     )
 
 
-def age_band(age: pd.Series) -> np.ndarray:
-    """Return the age band of each row: the protected attribute the fairness figures are computed on."""
-    bands = pd.cut(age.astype(float), bins=AGE_BANDS, labels=AGE_LABELS, right=False)
-    return bands.astype(str).replace("nan", "unknown").to_numpy()
+def protected_groups(fairness: FairnessDef | None, window: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """Return each row's group of the portfolio's protected attribute (banded if numeric) and its name."""
+    if fairness is None or fairness.column not in window.columns:
+        return None, "group"
+    values = window[fairness.column]
+    if fairness.bins is not None:
+        labels = list(fairness.labels) if fairness.labels else None
+        values = pd.cut(values.astype(float), bins=list(fairness.bins), labels=labels, right=False)
+    return values.astype(str).replace("nan", "unknown").to_numpy(), fairness.name
 
 
 def _window_vintages(window: str) -> list[str]:
@@ -89,6 +92,7 @@ def evaluate_gate(
     champion_pd = None
     if champion is not None:
         champion_pd = load_model(settings, spec.name, champion).predict_pd(window)
+    groups, group_name = protected_groups(settings.portfolio_def.fairness, window)
     inputs = GateInputs(
         window=trained.oot_window,
         y=window["bad"].to_numpy(),
@@ -97,8 +101,8 @@ def evaluate_gate(
         champion_version=champion,
         challenger_version=trained.version,
         score_psi=recent_score_psi(settings, spec, trained, challenger_model, month),
-        groups=age_band(window["age"]),
-        group_name="age_band",
+        groups=groups,
+        group_name=group_name,
     )
     gate = challenger_gate(inputs, gate_policy(settings))
     log_gate_result(settings, spec.name, trained.version, gate, trained.oot_window)

@@ -281,6 +281,21 @@ class ModelDef(Strict):
         return self
 
 
+class FairnessDef(Strict):
+    """The protected attribute the gates report fairness on: a feature, banded when numeric."""
+
+    column: str = Field(description="a feature every model's frame carries (e.g. age)")
+    name: str = Field(default="group", description="how the attribute is called in gate results")
+    bins: tuple[float, ...] | None = Field(default=None, description="band edges (left-closed) of a number")
+    labels: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _bands(self) -> FairnessDef:
+        if self.labels is not None and (self.bins is None or len(self.labels) != len(self.bins) - 1):
+            raise ValueError("fairness labels need bins, one label fewer than bin edges")
+        return self
+
+
 class DecisionDef(Strict):
     """The decision API's application decision: the PD model that decides and an optional fraud model."""
 
@@ -306,6 +321,10 @@ class Portfolio(Strict):
     models: dict[Name, ModelDef] = Field(default_factory=dict)
     decision: DecisionDef | None = Field(
         default=None, description="what the decision route decides with (served models)"
+    )
+    fairness: FairnessDef | None = Field(
+        default=None,
+        description="the protected attribute of the gates' fairness figures (none: not reported)",
     )
     federated: PartyTable | None = Field(
         default=None, description="this party's own table in a vertical federated job (guest or host)"

@@ -13,6 +13,7 @@ from orchard.errors import OrchardError
 from orchard.federated.data import simulator_guest_spec
 from orchard.landing import landed_months, normalise, read_landed
 from orchard.lifecycle.plan import claim_home, plan_run
+from orchard.lifecycle.promotion import protected_groups
 from orchard.model_specs import model_specs, primary_model, served_specs
 from orchard.portfolio.deployments import deployments, write_deployments
 from orchard.portfolio.load import load_portfolio, parse_portfolio
@@ -295,3 +296,12 @@ def test_the_demo_declares_its_federated_table_as_the_job_uses_it() -> None:
     assert demo_portfolio().federated == simulator_guest_spec()
     with pytest.raises(OrchardError, match="label_column"):
         parse_portfolio(BANK + "federated: {role: guest, id_column: id, features: [{name: x}]}\n", Path("."))
+
+
+def test_fairness_groups_come_from_the_portfolio() -> None:
+    # Given the demo's protected attribute (age in bands) and a bank without one
+    window = pd.DataFrame({"age": [19, 30, 40, 70, None]})
+    groups, name = protected_groups(demo_portfolio().fairness, window)
+    # Then the demo's gates report age bands, and a portfolio without the attribute reports none
+    assert name == "age_band" and list(groups) == ["18-24", "25-34", "35-49", "50+", "unknown"]
+    assert protected_groups(parse_portfolio(BANK, Path(".")).fairness, window) == (None, "group")
