@@ -18,10 +18,11 @@ from orchard.atomic import write_json
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
-from orchard.populations import ENTITY_TIME, population
+from orchard.populations import population
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
+from orchard.sources import BATCH_ID
 
 # Evidently's drift tests cost ~0.1 s per column: the HTML report runs them on the score and the features
 # that moved most this month; Orchard's exact PSI of every column is carried in the same report.
@@ -129,7 +130,7 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
     labels = pd.DataFrame({"application_id": cases[spec.key].to_numpy(),
-                           "vintage": cases[ENTITY_TIME].dt.strftime("%Y-%m").to_numpy(),
+                           "vintage": cases[BATCH_ID].str[-7:].to_numpy(),  # the batch's period, as scores have it
                            "mature": cases["mature"].to_numpy(dtype=bool), "bad": cases["bad"].to_numpy()})  # fmt: skip
     realised = matured_performance(scores, labels, month, reported)
     wanted = set(realised["vintage"]) | {month}
