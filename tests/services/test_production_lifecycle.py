@@ -36,6 +36,7 @@ from tests.services.throwaway_postgres import throwaway_postgres
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 PIPELINE_USER = "orchard-pipeline"
+PROFILE_FIELDS = ("identity_source", "prev_hash", "row_hash")
 # The clients' retry budgets, shortened so a lost database fails the run within seconds; with the defaults the
 # same failure surfaces after MLflow's HTTP retries (about four minutes of back-off).
 QUICK_GIVE_UP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "PREFECT_CLIENT_MAX_RETRIES": "1"}
@@ -97,10 +98,15 @@ def lifecycle_state(settings: Settings) -> dict[str, Any]:
             "versions": sorted((int(v.version), v.tags.get(TRAIN_KEY_TAG)) for v in versions),
             # the REST client gives alias versions as strings, the SQL store as numbers
             "aliases": {a: int(v) for a, v in sorted(client.get_registered_model(name).aliases.items())},
-            "events": [_without(e.to_dict(), "id", "recorded_at") for e in history.events(settings, name)],
+            # a record's chain hashes cover its recording time, and the identity behind a policy decision is
+            # the profile's own (OS user embedded, MLflow user in production): the rest must be identical
+            "events": [
+                _without(e.to_dict(), "id", "recorded_at", *PROFILE_FIELDS)
+                for e in history.events(settings, name)
+            ],
             "approvals": [
                 {
-                    **_without(a.to_dict(), "id", "recorded_at", "event_id"),
+                    **_without(a.to_dict(), "id", "recorded_at", "event_id", *PROFILE_FIELDS),
                     "moved_alias": a.event_id is not None,
                 }
                 for a in history.approvals_of(settings, name)

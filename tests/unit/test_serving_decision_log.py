@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from orchard.errors import OrchardError
 from orchard.serving.config import ServingConfig
 from orchard.serving.decision_log import (
+    DecisionLogUnavailable,
     DecisionLogWriter,
     DecisionRecord,
     ParquetDecisionSink,
@@ -60,23 +61,23 @@ def test_sql_log_refuses_a_second_record_with_the_same_request_id(tmp_path: Path
     sink.dispose()
 
 
-def test_writer_buffers_then_flushes_one_file_per_flush_and_on_close(tmp_path: Path) -> None:
+def test_append_returns_only_once_the_record_is_on_disk(tmp_path: Path) -> None:
+    # Given a running group-commit writer
     sink = ParquetDecisionSink(tmp_path / "decisions")
-    writer = DecisionLogWriter(sink, flush_seconds=3600, flush_rows=1000)
-    # Given two records appended (no flush yet)
+    writer = DecisionLogWriter(sink, max_batch=100, max_waiting=10, timeout_seconds=30)
+    writer.start()
+    # When two records are appended, then each is readable from disk as soon as append returns
     writer.append(_record("a"))
+    assert sink.find("a") is not None and writer.pending() == 0
     writer.append(_record("b"))
-    assert writer.pending() == 2 and not list((tmp_path / "decisions").rglob("*.parquet"))
-    # When flushed, and then a third record is left for close
-    assert writer.flush() == 2
-    writer.append(_record("c"))
     writer.close()
-    # Then two files exist (one per flush) holding the three records in order
-    assert len(list((tmp_path / "decisions").rglob("*.parquet"))) == 2
-    assert sink.read()["request_id"].tolist() == ["a", "b", "c"]
+    assert sink.read()["request_id"].tolist() == ["a", "b"]
+    # And a closed writer refuses records instead of accepting what it cannot log
+    with pytest.raises(DecisionLogUnavailable, match="not running"):
+        writer.append(_record("c"))
 
 
-def test_a_failed_flush_keeps_the_records_for_the_next_one(tmp_path: Path) -> None:
+def test_a_failed_write_fails_the_request_closed_and_the_next_one_is_logged(tmp_path: Path) -> None:
     class Flaky(ParquetDecisionSink):
         fail = True
 
@@ -86,13 +87,17 @@ def test_a_failed_flush_keeps_the_records_for_the_next_one(tmp_path: Path) -> No
             super().write(records)
 
     sink = Flaky(tmp_path / "decisions")
-    writer = DecisionLogWriter(sink, flush_seconds=3600, flush_rows=1000)
-    writer.append(_record("a"))
-    with pytest.raises(OSError):
-        writer.flush()
-    assert writer.pending() == 1, "the record must wait for the next flush"
+    writer = DecisionLogWriter(sink, max_batch=100, max_waiting=10, timeout_seconds=30)
+    writer.start()
+    # Given a sink that cannot write, when a record is appended, then the caller is told (503 at the API)
+    with pytest.raises(DecisionLogUnavailable, match="disk full"):
+        writer.append(_record("a"))
+    assert sink.find("a") is None, "nothing half-written"
+    # When the sink recovers, then the next record is logged
     sink.fail = False
-    assert writer.flush() == 1 and sink.find("a") is not None
+    writer.append(_record("b"))
+    writer.close()
+    assert sink.find("b") is not None
 
 
 def test_profile_selects_the_sink_and_live_inputs_come_back_as_columns(tmp_path: Path) -> None:
