@@ -134,6 +134,10 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
         if not isinstance(error, MonthQuarantined):
             raise error if isinstance(error, BaseException) else RuntimeError(str(error))
         record.quarantined = {v.batch_id: list(v.broken) for v in error.violations}
+        passed = error.passed
+    else:
+        passed = state.result()
+    record.warned = {o.batch_id: list(o.warnings) for o in passed if o.warnings}
     _timed(record, "validate", t)
 
     t = time.perf_counter()
@@ -153,6 +157,8 @@ def _report(record: MonthRecord) -> None:
     parts = [record.month, f"batches {len(record.ingested)}"]
     for batch, broken in record.quarantined.items():
         parts.append(f"QUARANTINED {batch}: " + "; ".join(b.split(",")[0] for b in broken))
+    for batch, warnings in record.warned.items():
+        parts.append(f"warned {batch}: " + "; ".join(w.split(":")[0] for w in warnings))
     for name in record.models:
         entry = record.model(name)
         if entry.score_psi is not None:

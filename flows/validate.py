@@ -13,14 +13,20 @@ from orchard.settings import Settings
 class MonthQuarantined(OrchardError):
     """One or more batches of a month broke their contracts (the others were validated)."""
 
-    def __init__(self, violations: list[ContractViolation]) -> None:
+    def __init__(
+        self, violations: list[ContractViolation], passed: list[ValidationOutcome] | None = None
+    ) -> None:
         self.violations = violations
+        self.passed = list(passed or [])
         super().__init__(" | ".join(str(v) for v in violations))
 
 
 @task(name="validate-month", cache_policy=NONE)
 def validate_month(settings: Settings, month: str) -> list[ValidationOutcome]:
-    """Validate every source of the month; raise naming each broken expectation if any batch failed."""
+    """Validate every source of the month; raise naming each broken expectation if any batch failed.
+
+    A batch that passed with warnings (checks of severity warn) is in silver; its warnings are in its outcome.
+    """
     outcomes, violations = [], []
     for source in settings.portfolio_def.sources:
         try:
@@ -28,7 +34,7 @@ def validate_month(settings: Settings, month: str) -> list[ValidationOutcome]:
         except ContractViolation as violation:
             violations.append(violation)
     if violations:
-        raise MonthQuarantined(violations)
+        raise MonthQuarantined(violations, outcomes)
     return outcomes
 
 

@@ -45,6 +45,15 @@ def write_json(obj: Any, target: Path) -> Path:
     return Path(target)
 
 
+def write_json_if_changed(obj: Any, target: Path) -> Path:
+    """Write JSON atomically unless the file already holds exactly these bytes (re-runs leave it untouched)."""
+    target = Path(target)
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    if not (target.is_file() and target.read_text() == text):
+        write_json(obj, target)
+    return target
+
+
 def write_text(text: str, target: Path) -> Path:
     """Write text atomically."""
     with atomic_path(target) as tmp:

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default=["applications:2019-09"],
         description="'source:YYYY-MM' batches the simulator deliberately corrupts (the demo's bad batch)",
     )
+    silent_corrupt_batches: list[str] = Field(
+        default=["applications:2020-10"],
+        description="'source:YYYY-MM' batches the simulator corrupts keeping their schema (every application "
+        "declined, ...: orchard.simulate.corrupt.SILENT_CORRUPTION); only the contracts' history checks see it",
+    )
 
     # labels and training
     label_window_months: int = Field(default=6, ge=1, le=24, description="performance window after booking")
@@ -160,7 +165,7 @@ class Settings(BaseSettings):
         except OrchardError as exc:  # a ValueError lets pydantic name the setting in the message
             raise ValueError(str(exc)) from None
 
-    @field_validator("corrupt_batches")
+    @field_validator("corrupt_batches", "silent_corrupt_batches")
     @classmethod
     def _batches(cls, value: list[str]) -> list[str]:
         for item in value:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orchard.errors import OrchardError
-from orchard.portfolio.spec import FileLanding, Portfolio, SourceDef, SqlLanding
+from orchard.portfolio.spec import ContractDef, FileLanding, Portfolio, SourceDef, SqlLanding
 
 Dtype = Literal["string", "int", "float", "timestamp", "category"]
 
@@ -49,6 +49,7 @@ class SourceSpec:
     landing: FileLanding | SqlLanding | None = field(default=None, compare=False)
     foreign_keys: tuple[tuple[str, str], ...] = ()
     rules: tuple[str, ...] = ()
+    contract: ContractDef = field(default_factory=ContractDef)
 
     @property
     def column_names(self) -> list[str]:
@@ -111,6 +112,7 @@ def source_spec(portfolio: Portfolio, name: str) -> SourceSpec:
         landing=source.landing or source.sql,
         foreign_keys=tuple((lake(c), target) for c, target in source.foreign_keys.items()),
         rules=source.rules,
+        contract=source.contract,
     )
 
 

@@ -74,14 +74,14 @@ def validate_frame(
     return batch.validate(suite, result_format=RESULT_FORMAT)
 
 
-def publish_failure(
+def publish_result(
     gx_dir: Path,
     suite: gx.ExpectationSuite,
     result: ExpectationSuiteValidationResult,
     batch_id: str,
     run_time: dt.datetime,
 ) -> Path:
-    """Store a failed result and its suite in the project and build its Data Docs page; return the page's path.
+    """Store a result (failed, or passed with warnings) and its suite and build its Data Docs page; return its path.
 
     The run id is derived from the batch (name = batch id, time = ingestion time), so publishing the same
     batch again overwrites its page instead of adding another one.

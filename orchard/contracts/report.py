@@ -20,6 +20,8 @@ def _distinct(values: list[Any]) -> list[Any]:
 def _target(kind: str, kwargs: dict[str, Any]) -> str:
     if "column" in kwargs:
         return str(kwargs["column"])
+    if "target" in kwargs:  # a foreign key: its column(s)
+        return ",".join(kwargs.get("key_columns", []))
     if kind.startswith("expect_compound") or kind.startswith("expect_multicolumn"):
         return ",".join(kwargs.get("column_list", []))
     return ""
@@ -56,6 +58,8 @@ def describe_failure(item: dict[str, Any]) -> str:
     if kind == "expect_table_row_count_to_be_between":
         bounds = f"{kwargs.get('min_value')}..{kwargs.get('max_value')}"
         return f"{name}: {result.get('observed_value')} rows, expected {bounds}"
+    if "details" in result:  # Orchard's expectations say what broke in their observed value
+        return f"{name}: {result.get('observed_value')}"
     if "unexpected_count" not in result:
         # Aggregate expectations (e.g. the dtype check of a non-object column) report one observed value.
         expected = kwargs.get("type_")
@@ -93,7 +97,12 @@ def broken_expectations(result: dict[str, Any]) -> list[str]:
         config = item.get("expectation_config") or {}
         kind = str(config.get("type", ""))
         column = (config.get("kwargs") or {}).get("column")
-        if kind.startswith("expect_table_"):
+        breaches = ((item.get("result") or {}).get("details") or {}).get("breaches") or []
+        if breaches and not (item.get("exception_info") or {}).get("raised_exception"):
+            # a history expectation checks many metrics: one line per metric out of its bounds
+            lines = [f"{kind}({b['column'] or ''}): {b['message']}" for b in breaches]
+            (table_lines if kind.startswith("expect_table_") else column_lines).extend(lines)
+        elif kind.startswith("expect_table_"):
             table_lines.append(describe_failure(item))
         elif column in missing:
             column_lines.append(f"{kind}({column}): column {column} is missing")

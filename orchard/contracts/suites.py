@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from orchard.contracts.bounds import LearntChecks
+from orchard.contracts.profile import format_profile_columns, profile_columns
 from orchard.months import month_end, month_start, parse_month
 from orchard.sources import BATCH_ID, EVENT_TIME, SourceSpec, batch_id
 
@@ -22,15 +26,89 @@ GX_TYPES: dict[str, str] = {
 }
 
 
+GX_SEVERITY = {"fail": "critical", "warn": "warning"}
+"""The GE failure severity of each contract severity: only `critical` failures quarantine a batch."""
+
+HISTORY_EXPECTATIONS = {
+    "row_count": "ExpectTableRowCountToMatchHistory",
+    "completeness": "ExpectColumnCompletenessToMatchHistory",
+    "scale": "ExpectColumnScaleToMatchHistory",
+    "variety": "ExpectColumnVarietyToMatchHistory",
+    "distribution": "ExpectColumnDistributionToMatchHistory",
+}
+"""The custom expectation of each kind of profile check (orchard.contracts.expectations)."""
+KEY_REUSE = "key_reuse"
+
+
+@dataclass(frozen=True)
+class HistoryContract:
+    """What a batch's history part is built from: the learnt checks and the stored reference key sets."""
+
+    learnt: LearntChecks
+    references: dict[str, str] = field(default_factory=dict)
+    """Path of the reference key set by name: `key_reuse`, or a foreign-key column."""
+
+
+def _as_text(checks: list[dict[str, Any]]) -> str:
+    return json.dumps(checks, sort_keys=True)
+
+
+def _history_expectations(spec: SourceSpec, history: HistoryContract) -> list[Any]:
+    from orchard.contracts import expectations as oe
+
+    contract, learnt = spec.contract, history.learnt
+    columns = format_profile_columns(profile_columns(spec))
+    out: list[Any] = []
+    for kind, class_name in HISTORY_EXPECTATIONS.items():
+        if learnt.checks.get(kind):
+            expectation = getattr(oe, class_name)
+            out.append(
+                expectation(
+                    profile_columns=columns,
+                    checks=_as_text(learnt.checks[kind]),
+                    tolerance=contract.tolerance,
+                    severity=GX_SEVERITY[contract.severity_of(kind)],
+                )
+            )
+    if learnt.checks.get(KEY_REUSE) and KEY_REUSE in history.references:
+        out.append(
+            oe.ExpectTableKeysReusedToMatchHistory(
+                key_columns=list(spec.key),
+                reference=history.references[KEY_REUSE],
+                checks=_as_text(learnt.checks[KEY_REUSE]),
+                tolerance=contract.tolerance,
+                severity=GX_SEVERITY[contract.severity_of(KEY_REUSE)],
+            )
+        )
+    by_column = {c["column"]: c for c in learnt.checks.get("foreign_keys", [])}
+    for column, target in spec.foreign_keys:
+        if column in by_column and column in history.references:
+            out.append(
+                oe.ExpectColumnValuesToExistInSource(
+                    key_columns=[column],
+                    reference=history.references[column],
+                    target=target,
+                    checks=_as_text([by_column[column]]),
+                    tolerance=contract.tolerance,
+                    severity=GX_SEVERITY[contract.severity_of("foreign_keys")],
+                )
+            )
+    return out
+
+
 def suite_name(source: str, month: str) -> str:
     """Return the name of a batch's contract suite (the month sets the event-time window)."""
     return f"{source}_contract_{parse_month(month)}"
 
 
-def build_suite(spec: SourceSpec, month: str, n_users: int) -> gx.ExpectationSuite:
-    """Return the data contract of one monthly batch of a source, derived from its spec."""
+def build_suite(
+    spec: SourceSpec, month: str, n_users: int, history: HistoryContract | None = None
+) -> gx.ExpectationSuite:
+    """Return the data contract of one monthly batch: its spec's schema and rules, plus its history's checks."""
     import great_expectations as gx
     from great_expectations import expectations as gxe
+
+    from orchard.contracts import expectations as oe
 
     start, end = month_start(month, spec.timezone), month_end(month, spec.timezone)
     low_rows, high_rows = spec.row_bounds(n_users)
@@ -65,6 +143,12 @@ def build_suite(spec: SourceSpec, month: str, n_users: int) -> gx.ExpectationSui
     expectations.append(
         gxe.ExpectColumnValuesToBeInSet(column=BATCH_ID, value_set=[batch_id(spec.name, month)])
     )
+    rule_severity = GX_SEVERITY[spec.contract.severity_of("rules")]
+    if spec.rules:
+        expectations.append(oe.ExpectRowsToSatisfyRules(rules=list(spec.rules), severity=rule_severity))
+    if history is not None and history.learnt.applied:
+        expectations += _history_expectations(spec, history)
+    learnt = history.learnt if history is not None else None
     return gx.ExpectationSuite(
         name=suite_name(spec.name, month),
         expectations=expectations,
@@ -73,5 +157,10 @@ def build_suite(spec: SourceSpec, month: str, n_users: int) -> gx.ExpectationSui
             "month": month,
             "n_users": n_users,
             "derived_from": "the portfolio's source",
+            "history": {
+                "applied": bool(learnt and learnt.applied),
+                "note": learnt.note if learnt else "schema contract only: no history given",
+                "skipped": list(learnt.skipped) if learnt else [],
+            },
         },
     )

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchard.atomic import write_json
-from orchard.contracts.gx_project import publish_failure, validate_frame
+import pandas as pd
+
+from orchard.atomic import write_json, write_json_if_changed
+from orchard.contracts.bounds import History, learn_checks
+from orchard.contracts.gx_project import publish_result, validate_frame
+from orchard.contracts.history_store import accepted_history, forget_rejected, record_accepted
+from orchard.contracts.profile import batch_profile, profile_columns
+from orchard.contracts.reference import key_share, lake_keys, lake_months, read_reference, write_reference
 from orchard.contracts.report import broken_expectations, stable_result
-from orchard.contracts.suites import build_suite
+from orchard.contracts.suites import KEY_REUSE, HistoryContract, build_suite
 from orchard.errors import ContractViolation
 from orchard.lake import (
     DATA,
@@ -33,7 +38,7 @@ from orchard.lake import (
 )
 from orchard.months import parse_month
 from orchard.settings import Settings
-from orchard.sources import batch_id
+from orchard.sources import SourceSpec, batch_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +47,11 @@ VALIDATION = "validation.json"
 
 @dataclass(frozen=True)
 class ValidationOutcome:
-    """What validating one batch found and where its data and result went."""
+    """What validating one batch found and where its data and result went.
+
+    `broken` are the failed checks of severity fail (the batch is quarantined if there is one); `warnings` the
+    failed checks of severity warn (the batch passed, and they are on its Data Docs page).
+    """
 
     source: str
     month: str
@@ -53,18 +62,13 @@ class ValidationOutcome:
     docs_path: Path | None
     silver_path: Path | None
     quarantine_path: Path | None
+    warnings: list[str] = field(default_factory=list)
+    history_note: str = ""
 
 
 def result_path(settings: Settings, source: str, month: str) -> Path:
     """Return where the validation result of a passing batch is kept."""
     return settings.gx_dir / "results" / source / f"{batch_id(source, month)}.json"
-
-
-def _write_json_if_changed(obj: dict[str, Any], target: Path) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
-    if target.is_file() and target.read_text() == text:
-        return
-    write_json(obj, target)
 
 
 @contextmanager
@@ -86,6 +90,41 @@ def _atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def _references(settings: Settings, spec: SourceSpec, month: str, history: History) -> dict[str, str]:
+    """Store the key sets the batch is checked against: its own earlier accepted keys and each foreign key's."""
+    accepted = [b[len(spec.name) + 1 :] for b in history.batches]
+    own = lake_keys(settings, spec.name, list(spec.key), accepted, quarantined=False)
+    paths = {KEY_REUSE: str(write_reference(settings, spec.name, month, KEY_REUSE, own))}
+    for column, target in spec.foreign_keys:
+        source, target_column = target.split(".")
+        months = lake_months(settings, source, month)
+        keys = lake_keys(settings, source, [target_column], months, quarantined=True)
+        paths[column] = str(write_reference(settings, spec.name, month, f"fk_{column}", keys))
+    return paths
+
+
+def _observations(spec: SourceSpec, df: pd.DataFrame, references: dict[str, str]) -> dict[str, Any]:
+    """Return what an accepted batch adds to its source's history: profile, key reuse, orphan shares."""
+    orphans = {}
+    for column, _ in spec.foreign_keys:
+        share = key_share(df, [column], read_reference(Path(references[column])))
+        orphans[column] = 1.0 - share.found_share if share.rows else 0.0
+    reuse = key_share(df, list(spec.key), read_reference(Path(references[KEY_REUSE])))
+    return {
+        "profile": batch_profile(df, profile_columns(spec)),
+        "key_reuse": reuse.found_share,
+        "orphan_share": orphans,
+    }
+
+
+def _failed_by_severity(result_json: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a result's failed expectations into (blocking, warning) results of the same shape."""
+    failed = [r for r in result_json.get("results", []) if not r.get("success")]
+    warning = [r for r in failed if (r.get("expectation_config") or {}).get("severity") == "warning"]
+    blocking = [r for r in failed if r not in warning]
+    return {"results": blocking}, {"results": warning}
+
+
 def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcome:
     """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising."""
     spec = get_source(settings, source)
@@ -93,12 +132,20 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
     bid = batch_id(source, month)
     manifest = bronze_manifest(settings, source, month)
     df = read_bronze(settings, source, month)
-    suite = build_suite(spec, month, settings.n_users)
+    history = accepted_history(settings, source, month, spec.contract.history_window)
+    nullable = {c.name for c in spec.columns if c.nullable}
+    fk_columns = [column for column, _ in spec.foreign_keys]
+    learnt = learn_checks(profile_columns(spec), nullable, fk_columns, history, spec.contract)
+    references = _references(settings, spec, month, history)
+    suite = build_suite(spec, month, settings.n_users, HistoryContract(learnt, references))
 
     result = validate_frame(settings.gx_dir, source, df, suite)
     result_json = stable_result(result.to_json_dict())
-    broken = broken_expectations(result_json)
-    if result.success:
+    blocking, warning = _failed_by_severity(result_json)
+    broken = broken_expectations(blocking)
+    warnings = broken_expectations(warning)
+    run_time = dt.datetime.fromisoformat(manifest["ingested_at"])
+    if not broken:
         silver = silver_path(settings, source, month)
         if write_silver(df, silver, manifest["sha256"]):
             logger.info("batch %s passed its contract: %d rows to %s", bid, len(df), silver)
@@ -107,9 +154,17 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
             logger.warning("batch %s now passes its contract; removing its old quarantine %s", bid, stale)
             shutil.rmtree(stale)
         target = result_path(settings, source, month)
-        _write_json_if_changed(result_json, target)
-        return ValidationOutcome(source, month, bid, True, [], target, None, silver, None)
+        write_json_if_changed(result_json, target)
+        record_accepted(settings, source, month, {"month": month, **_observations(spec, df, references)})
+        docs = None
+        if warnings:
+            logger.warning("batch %s passed with warnings: %s", bid, "; ".join(warnings))
+            docs = publish_result(settings.gx_dir, suite, result, bid, run_time)
+        return ValidationOutcome(
+            source, month, bid, True, [], target, docs, silver, None, warnings, learnt.note
+        )
 
+    forget_rejected(settings, source, month)
     folder = quarantine_dir(settings, source, month)
     previous = read_manifest(folder / MANIFEST)
     record = {
@@ -120,6 +175,7 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
         "rows": len(df),
         "suite": suite.name,
         "broken": broken,
+        "warnings": warnings,
         "data": DATA,
         "validation": VALIDATION,
     }
@@ -128,17 +184,28 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
         if docs.is_file():
             logger.info("batch %s is already quarantined with the same findings", bid)
             return ValidationOutcome(
-                source, month, bid, False, broken, folder / VALIDATION, docs, None, folder
+                source,
+                month,
+                bid,
+                False,
+                broken,
+                folder / VALIDATION,
+                docs,
+                None,
+                folder,
+                warnings,
+                learnt.note,
             )
 
-    run_time = dt.datetime.fromisoformat(manifest["ingested_at"])
-    docs = publish_failure(settings.gx_dir, suite, result, bid, run_time)
+    docs = publish_result(settings.gx_dir, suite, result, bid, run_time)
     with _atomic_folder(folder) as tmp:
         shutil.copyfile(bronze_dir(settings, source, month) / DATA, tmp / DATA)
         write_json(result_json, tmp / VALIDATION)
         write_json({**record, "data_docs": str(docs)}, tmp / MANIFEST)
     logger.warning("batch %s broke its contract and was quarantined at %s", bid, folder)
-    return ValidationOutcome(source, month, bid, False, broken, folder / VALIDATION, docs, None, folder)
+    return ValidationOutcome(
+        source, month, bid, False, broken, folder / VALIDATION, docs, None, folder, warnings, learnt.note
+    )
 
 
 def validate_batch(settings: Settings, source: str, month: str) -> ValidationOutcome:

@@ -36,6 +36,8 @@ class MonthRecord:
     month: str
     ingested: list[str] = field(default_factory=list)
     quarantined: dict[str, list[str]] = field(default_factory=dict)
+    warned: dict[str, list[str]] = field(default_factory=dict)
+    """Batches that passed with findings of severity warn (in silver), and the findings."""
     feature_rows: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)

@@ -59,6 +59,12 @@ def losses_table(losses: list[dict], model: str) -> Table:
     return table
 
 
+def _first_check(broken: list[str]) -> str:
+    """Return the first broken expectation of a quarantined batch, named as the contract names it."""
+    first = broken[0].split(":")[0] if broken else "no finding recorded"
+    return first + (f" +{len(broken) - 1} more" if len(broken) > 1 else "")
+
+
 def render_summary(
     records: list[MonthRecord],
     primary: str,
@@ -70,12 +76,16 @@ def render_summary(
 ) -> Group:
     """Build the summary tables shown at the end of a lifecycle run (the primary model in detail)."""
     overview = Table(title="Orchard lifecycle summary", show_header=False)
-    quarantined = [b for r in records for b in r.quarantined]
+    quarantined = [f"{b} ({_first_check(broken)})" for r in records for b, broken in r.quarantined.items()]
+    warned = [b for r in records for b in r.warned]
     trained = [t for r in records if (t := r.model(primary).trained)]
     overview.add_row(
         "months processed", f"{len(records)} ({records[0].month}..{records[-1].month})" if records else "0"
     )
     overview.add_row("batches quarantined", ", ".join(quarantined) or "none")
+    overview.add_row(
+        "batches passed with warnings", f"{len(warned)}: {', '.join(warned)}" if warned else "none"
+    )
     overview.add_row(
         "model versions", ", ".join(f"{t['model']} v{t['version']} @ {t['as_of']}" for t in trained) or "none"
     )
@@ -102,6 +112,8 @@ def render_summary(
         events = []
         if r.quarantined:
             events.append("quarantined " + ", ".join(r.quarantined))
+        if r.warned:
+            events.append("warned " + ", ".join(r.warned))
         if m.trained:
             events.append(f"trained v{m.trained['version']}")
         if m.promotion:

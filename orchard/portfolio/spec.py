@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchard.errors import OrchardError
 from orchard.federated.party_spec import PartyTable
+from orchard.portfolio.expressions import check_expression
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME)]
@@ -91,6 +93,46 @@ class SqlLanding(Strict):
         return self
 
 
+Check = Literal[
+    "row_count", "completeness", "scale", "variety", "distribution", "key_reuse", "foreign_keys", "rules"
+]
+Severity = Literal["fail", "warn"]
+DEFAULT_SEVERITY: dict[str, Severity] = {
+    "row_count": "fail",
+    "completeness": "fail",
+    "scale": "fail",
+    "variety": "fail",
+    "distribution": "warn",
+    "key_reuse": "fail",
+    "foreign_keys": "fail",
+    "rules": "fail",
+}
+"""What a broken check does unless the contract says otherwise: `fail` quarantines, `warn` lets through."""
+
+
+class ContractDef(Strict):
+    """How a source's contract learns from its accepted history, and what each kind of check does."""
+
+    history_window: int = Field(
+        default=12, ge=1, le=120, description="accepted batches the profile learns from"
+    )
+    min_history: int = Field(
+        default=3, ge=1, le=60, description="accepted batches before history checks apply"
+    )
+    tolerance: float = Field(
+        default=5.0, gt=0.0, le=50.0, description="robust standard errors a metric may move"
+    )
+    max_orphan_share: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="foreign keys: share of values the lake may lack"
+    )
+    severity: dict[Check, Severity] = Field(default_factory=dict, description="check: fail or warn")
+    ignore_columns: tuple[str, ...] = Field(default=(), description="columns the history checks leave out")
+
+    def severity_of(self, check: str) -> Severity:
+        """Return the severity of a kind of check (the contract's, else the default)."""
+        return self.severity.get(check, DEFAULT_SEVERITY[check])  # type: ignore[call-overload]
+
+
 class SourceDef(Strict):
     """A source: where its batches arrive, its key, event time, columns and relations."""
 
@@ -103,17 +145,28 @@ class SourceDef(Strict):
     columns: dict[str, ColumnDef] = Field(min_length=1)
     foreign_keys: dict[str, str] = Field(default_factory=dict, description="column: other_source.column")
     rules: tuple[str, ...] = Field(default=(), description="cross-field rules, e.g. 'amount_paid >= 0'")
+    contract: ContractDef = Field(default_factory=ContractDef, description="history checks and severities")
     rows: tuple[int, int] | None = Field(default=None, description="bounds of a batch's row count")
     rows_per_simulated_user: tuple[float, float] | None = Field(
         default=None, description="simulator only: row-count bounds per simulated user"
     )
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in value:
+            try:
+                check_expression(rule)
+            except OrchardError as exc:  # a ValueError lets pydantic name the key in the message
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceDef:
         if (self.landing is None) == (self.sql is None):
             raise ValueError("give exactly one of 'landing' (files) or 'sql'")
         names = set(self.columns)
-        for column in (*self.key, self.event_time, *self.foreign_keys):
+        for column in (*self.key, self.event_time, *self.foreign_keys, *self.contract.ignore_columns):
             if column not in names:
                 raise ValueError(f"column {column!r} is not among the source's columns")
         if self.columns[self.event_time].type != "timestamp":

@@ -100,6 +100,13 @@ collections.action='prison'), event_ts moved 40 days outside the month, and dupl
 rows). Columns and dtypes stay right, so the file is readable. An unknown source raises OrchardError before
 anything is written; a month outside the simulated range is not written and is listed in
 SimulationSummary.skipped_corruptions.
+
+Silent corruption. For each 'source:YYYY-MM' in settings.silent_corrupt_batches (default applications:2020-10)
+the batch keeps its schema, domains and keys but carries the source's corruption in
+orchard.simulate.corrupt.SILENT_CORRUPTION (every application declined; two amounts swapped; delinquent
+statements marked current; user ids re-keyed; every collection action 'sms'): only contracts that learn from
+history, check foreign keys or cross-field rules catch it. It is deterministic (no random draw), reported in
+SimulationSummary.silent_corruptions, and not written outside the simulated months.
 """
 
 from __future__ import annotations

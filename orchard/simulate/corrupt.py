@@ -46,6 +46,53 @@ class CorruptionReport:
     duplicated_keys: int
 
 
+SILENT_CORRUPTION = {
+    "applications": "every application declined",
+    "partner_users": "income_est_monthly and txn_amount_30d swapped",
+    "repayments": "delinquent statements marked current (days past due kept)",
+    "campaigns": "user ids re-keyed ('U' prefix replaced by 'V')",
+    "collections": "every action recorded as sms",
+}
+"""The schema-keeping corruption planted in each source's silently corrupted batch (settings.silent_corrupt_batches):
+every column, type, domain and key stays valid, so only the history, foreign keys and rules of a contract see it."""
+
+
+@dataclass(frozen=True)
+class SilentCorruptionReport:
+    """Which batch got a schema-keeping corruption, what it was and how many rows it touched."""
+
+    batch_id: str
+    kind: str
+    rows: int
+
+
+def corrupt_silently(
+    df: pd.DataFrame, source: str, batch: str
+) -> tuple[pd.DataFrame, SilentCorruptionReport]:
+    """Return a copy of a clean batch with its source's SILENT_CORRUPTION (deterministic) and a report."""
+    out = df.copy()
+    if source == "applications":
+        touched = out["decision"] != "declined"
+        out["decision"] = "declined"
+    elif source == "partner_users":
+        touched = out["income_est_monthly"] != out["txn_amount_30d"]
+        out[["income_est_monthly", "txn_amount_30d"]] = out[
+            ["txn_amount_30d", "income_est_monthly"]
+        ].to_numpy()
+    elif source == "repayments":
+        touched = out["status"] == "delinquent"
+        out.loc[touched, "status"] = "current"
+    elif source == "campaigns":
+        touched = out["user_id"].str.startswith("U")
+        out["user_id"] = out["user_id"].str.replace(r"^U", "V", regex=True)
+    elif source == "collections":
+        touched = out["action"] != "sms"
+        out["action"] = "sms"
+    else:
+        raise OrchardError(f"no silent corruption is defined for source {source!r}")
+    return out, SilentCorruptionReport(batch, SILENT_CORRUPTION[source], int(touched.sum()))
+
+
 def parse_corrupt_batches(
     items: list[str], months: list[str], sources: set[str]
 ) -> tuple[set[tuple[str, str]], list[str]]:

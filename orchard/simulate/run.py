@@ -13,7 +13,13 @@ from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.months import month_range
 from orchard.settings import Settings
-from orchard.simulate.corrupt import CorruptionReport, corrupt_frame, parse_corrupt_batches
+from orchard.simulate.corrupt import (
+    CorruptionReport,
+    SilentCorruptionReport,
+    corrupt_frame,
+    corrupt_silently,
+    parse_corrupt_batches,
+)
 from orchard.simulate.frames import to_spec_frame
 from orchard.simulate.lifecycle import simulate_months
 from orchard.sources import SourceSpec, batch_id, source_specs
@@ -34,6 +40,7 @@ class SimulationSummary:
     skipped_corruptions: tuple[str, ...]
     seconds: float
     landing_dir: Path = field(default_factory=Path)
+    silent_corruptions: tuple[SilentCorruptionReport, ...] = ()
 
     def total_rows(self, source: str) -> int:
         """Return the rows written for a source over all months."""
@@ -71,6 +78,12 @@ def simulate(settings: Settings) -> SimulationSummary:
     to_corrupt, skipped = parse_corrupt_batches(settings.corrupt_batches, months, set(specs))
     for item in skipped:
         logger.warning("corrupt batch %s is outside %s..%s: not written", item, months[0], months[-1])
+    to_corrupt_silently, silent_skipped = parse_corrupt_batches(
+        settings.silent_corrupt_batches, months, set(specs)
+    )
+    for item in silent_skipped:
+        logger.info("silently corrupted batch %s is outside %s..%s: not written", item, months[0], months[-1])
+    silent: list[SilentCorruptionReport] = []
     rows: dict[str, dict[str, int]] = {source: {} for source in SIMULATED_SOURCES}
     reports: list[CorruptionReport] = []
     batches = simulate_months(
@@ -84,6 +97,12 @@ def simulate(settings: Settings) -> SimulationSummary:
                 df, report = corrupt_frame(df, specs[source], month, batch_id(source, month), rng)
                 reports.append(report)
                 logger.info("wrote corrupted batch %s: %s", report.batch_id, report)
+            if (source, month) in to_corrupt_silently:
+                df, silent_report = corrupt_silently(df, source, batch_id(source, month))
+                silent.append(silent_report)
+                logger.info(
+                    "wrote silently corrupted batch %s: %s", silent_report.batch_id, silent_report.kind
+                )
             write_parquet(df, landing_path(settings, source, month))
             rows[source][month] = len(df)
     seconds = time.perf_counter() - started
@@ -95,4 +114,5 @@ def simulate(settings: Settings) -> SimulationSummary:
         skipped_corruptions=tuple(skipped),
         seconds=seconds,
         landing_dir=settings.landing_dir,
+        silent_corruptions=tuple(silent),
     )

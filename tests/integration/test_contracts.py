@@ -23,6 +23,7 @@ from orchard.lake import (
     silver_path,
 )
 from orchard.months import month_end, month_start
+from orchard.portfolio.expressions import row_mask
 from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.sources import SourceSpec, batch_id
@@ -38,31 +39,42 @@ MONTH = "2019-03"
 
 
 def valid_frame(spec: SourceSpec, month: str, n_rows: int, seed: int = 0) -> pd.DataFrame:
-    """Return n_rows rows that satisfy every rule of the spec for the month, in the landing dtypes."""
+    """Return n_rows rows that satisfy every rule of the spec for the month, in the landing dtypes.
+
+    Values are drawn column by column; rows breaking a cross-field rule of the source are drawn again.
+    """
     rng = np.random.default_rng(seed)
     start = month_start(month)
     span_s = int((month_end(month) - start).total_seconds())
+    drawn = 4 * n_rows + 20
     columns: dict[str, object] = {}
     for col in spec.columns:
         if col.name == "event_ts":
-            columns[col.name] = start + pd.to_timedelta(rng.integers(0, span_s, n_rows), unit="s")
-        elif col.name == "batch_id":
-            columns[col.name] = pd.Series([batch_id(spec.name, month)] * n_rows, dtype=object)
+            columns[col.name] = start + pd.to_timedelta(rng.integers(0, span_s, drawn), unit="s")
         elif col.categories is not None:
             columns[col.name] = pd.Series(
-                [col.categories[i % len(col.categories)] for i in range(n_rows)], dtype=object
+                [col.categories[i % len(col.categories)] for i in range(drawn)], dtype=object
             )
         elif col.dtype == "string":
-            columns[col.name] = pd.Series(
-                [f"{col.name[:3]}-{month}-{i:06d}" for i in range(n_rows)], dtype=object
-            )
+            columns[col.name] = pd.Series([""] * drawn, dtype=object)  # numbered below
         elif col.dtype == "int":
             low, high = int(col.min_value or 0), int(col.max_value or 100)
-            columns[col.name] = rng.integers(low, high + 1, n_rows).astype("int64")
+            columns[col.name] = rng.integers(low, high + 1, drawn).astype("int64")
         else:
             low_f, high_f = float(col.min_value or 0.0), float(col.max_value or 1000.0)
-            columns[col.name] = rng.uniform(low_f, high_f, n_rows)
-    return pd.DataFrame(columns)[spec.column_names]
+            columns[col.name] = rng.uniform(low_f, high_f, drawn)
+    df = pd.DataFrame(columns)[spec.column_names]
+    keep = np.ones(len(df), dtype=bool)
+    for rule in spec.rules:
+        keep &= row_mask(df, rule, rule)
+    df = df.loc[keep].head(n_rows).reset_index(drop=True)
+    assert len(df) == n_rows, f"could not draw {n_rows} rows satisfying {spec.rules}"
+    for col in spec.columns:
+        if col.name == "batch_id":
+            df[col.name] = pd.Series([batch_id(spec.name, month)] * n_rows, dtype=object)
+        elif col.dtype == "string" and col.categories is None:
+            df[col.name] = pd.Series([f"{col.name[:3]}-{month}-{i:06d}" for i in range(n_rows)], dtype=object)
+    return df
 
 
 @pytest.fixture
