@@ -369,6 +369,9 @@ def test_each_corruption_is_named_by_the_right_check(
     else:
         assert outcome.success and not outcome.broken, f"{name}: a warning must not stop the batch"
         assert (settings.silver_dir / ours).is_file()
+        assert outcome.docs_path is not None and outcome.docs_path.is_file(), (
+            "a warning is on a Data Docs page"
+        )
 
 
 FLOW_KINDS = [

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from orchard.contracts import build_suite, check_batch, validate_batch
+from orchard.contracts.history_store import profile_path
 from orchard.contracts.report import broken_expectations, describe_failure
 from orchard.errors import ContractViolation, OrchardError
 from orchard.lake import (
@@ -22,6 +24,8 @@ from orchard.lake import (
     silver_months,
     silver_path,
 )
+from orchard.lifecycle.ledger import MonthRecord
+from orchard.lifecycle.summary import render_summary
 from orchard.months import month_end, month_start
 from orchard.portfolio.expressions import row_mask
 from orchard.settings import Settings
@@ -387,3 +391,64 @@ def test_simulated_campaigns_and_collections_pass_and_their_bad_batches_are_name
         for name in names:
             assert any(b.startswith(name) for b in info.value.broken), f"{name} not in {info.value.broken}"
     assert quarantined_batches(simulated) == ["campaigns-2019-02", "collections-2019-02"], "quarantine"
+
+
+def test_history_checks_start_after_min_history_and_stop_the_planted_silent_corruption(
+    tmp_path: Path,
+) -> None:
+    # Given six simulated months whose last applications batch keeps its schema but declines every application
+    simulated = make_settings(
+        tmp_path / "orchard",
+        end_month="2019-06",
+        corrupt_batches=[],
+        silent_corrupt_batches=["applications:2019-06"],
+    )
+    summary = simulate(simulated)
+    assert [r.batch_id for r in summary.silent_corruptions] == ["applications-2019-06"]
+    notes = {}
+    for month in ("2019-01", "2019-02", "2019-03", "2019-04", "2019-05"):
+        for source in ("partner_users", "applications"):
+            ingest_batch(simulated, source, month)
+            outcome = validate_batch(simulated, source, month)
+            notes[(source, month)] = outcome.history_note
+    # Then the first batches got the schema contract only, and said so; later ones were held to their history
+    assert notes[("applications", "2019-01")].startswith("schema contract only: 0 accepted")
+    assert notes[("applications", "2019-03")].startswith("schema contract only: 2 accepted")
+    assert "history checks learnt from 3 batches 2019-01..2019-03" in notes[("applications", "2019-04")]
+    assert profile_path(simulated, "applications", "2019-05").is_file(), "an accepted batch joins the history"
+    # When the silently corrupted batch is validated
+    for source in ("partner_users", "applications"):
+        ingest_batch(simulated, source, "2019-06")
+    validate_batch(simulated, "partner_users", "2019-06")
+    with pytest.raises(ContractViolation) as info:
+        validate_batch(simulated, "applications", "2019-06")
+    # Then the variety check names the column, its bound, what it saw and the history behind it
+    line = next(
+        b for b in info.value.broken if b.startswith("expect_column_variety_to_match_history(decision)")
+    )
+    assert (
+        "distinct(decision) 1 below 2" in line and "distinct values over 5 batches 2019-01..2019-05" in line
+    )
+    assert not profile_path(simulated, "applications", "2019-06").exists(), "a stopped batch is no history"
+    assert not silver_path(simulated, "applications", "2019-06").exists()
+    docs = quarantine_dir(simulated, "applications", "2019-06") / "manifest.json"
+    page = Path(json.loads(docs.read_text())["data_docs"]).read_text()
+    assert "expect_column_variety_to_match_history" in page or "ExpectColumnVarietyToMatchHistory" in page
+
+
+def test_the_summary_shows_stopped_and_warned_batches() -> None:
+    # Given a month record with a quarantined and a warned batch
+    record = MonthRecord(
+        month="2020-10",
+        quarantined={
+            "applications-2020-10": ["expect_column_variety_to_match_history(decision): distinct ..."]
+        },
+        warned={"campaigns-2020-10": ["expect_column_distribution_to_match_history(offer_amount): mean ..."]},
+    )
+    # When the summary is rendered
+    console = Console(record=True, width=200)
+    console.print(render_summary([record], "application_pd", [], None))
+    text = console.export_text()
+    # Then both batches are listed, the stopped one with the check that stopped it
+    assert "applications-2020-10 (expect_column_variety_to_match_history(decision))" in text, text
+    assert "batches passed with warnings" in text and "campaigns-2020-10" in text, text

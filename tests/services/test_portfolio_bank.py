@@ -201,10 +201,26 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
     result = run_orchard(home, "run", "--portfolio", str(folder), timeout=1200, **env)
     # Then it finishes, having quarantined the planted batch and kept it out of silver
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    bad = load_month(Settings(_env_file=None, home=home), BAD_MONTH)  # type: ignore[call-arg]
+    state = Settings(_env_file=None, home=home)  # type: ignore[call-arg]
+    bad = load_month(state, BAD_MONTH)
     assert bad is not None and f"loan_applications-{BAD_MONTH}" in bad.quarantined, bad
     assert any("amount_requested" in b for b in bad.quarantined[f"loan_applications-{BAD_MONTH}"])
     assert not (home / "lake" / "silver" / "loan_applications" / f"{BAD_MONTH}.parquet").exists()
+    # And its contracts learnt from the bank's own accepted history, with no code written for this layout
+    last = json.loads(
+        (home / "gx" / "results" / "loan_applications" / f"loan_applications-{MONTHS[-1]}.json").read_text()
+    )
+    kinds = {item["expectation_config"]["type"] for item in last["results"]}
+    assert {
+        "expect_table_row_count_to_match_history",
+        "expect_column_scale_to_match_history",
+        "expect_column_distribution_to_match_history",
+        "expect_column_variety_to_match_history",
+        "expect_table_keys_reused_to_match_history",
+        "expect_column_values_to_exist_in_source",
+    } <= kinds, kinds
+    stopped = [b for m in MONTHS if (r := load_month(state, m)) for b in r.quarantined]
+    assert stopped == [f"loan_applications-{BAD_MONTH}"], f"a clean batch of the bank was stopped: {stopped}"
     # And a champion of the bank's model is registered and monitored in the months after it
     settings = Settings(_env_file=None, home=home, portfolio=folder)  # type: ignore[call-arg]
     assert champion_version(settings, "eastbank_pd") is not None, result.stdout[-3000:]
