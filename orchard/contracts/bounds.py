@@ -40,6 +40,8 @@ ROW_COUNT_FLOOR_LOW = math.log(1 / 0.7)
 """... or 30% fewer, plus its noise: losing half the rows is a corruption, not a trend."""
 MIN_DISTINCT_FOR_QUANTILES = 50
 """Distinct values a number column needs in every batch of the window for its quantiles to be checked."""
+RECENT = 3
+"""Accepted batches whose median centres a scale check."""
 MIN_ROWS = 10
 """A batch smaller than this is not held to its history's shares and distinct counts."""
 
@@ -174,8 +176,8 @@ def _scale_and_distribution(column: str, history: History, learnt: LearntChecks)
     means = [p["mean"] for p in profiles]
     stds = [p["std"] for p in profiles]
     learnt.checks["scale"] += [
-        _check(column, "mean", means, std, history, factor=SCALE_FACTOR),
-        _check(column, "std", stds, std_sd, history, factor=SCALE_FACTOR),
+        _scale_check(column, "mean", means, std, history),
+        _scale_check(column, "std", stds, std_sd, history),
     ]
     distribution = learnt.checks["distribution"]
     distribution += [
@@ -188,6 +190,25 @@ def _scale_and_distribution(column: str, history: History, learnt: LearntChecks)
     for name, q in QUANTILES.items():
         quantile_sd = std * math.sqrt(q * (1 - q)) / normal.pdf(normal.inv_cdf(q))
         distribution.append(_check(column, name, [p[name] for p in profiles], quantile_sd, history))
+
+
+def _scale_check(
+    column: str, metric: str, values: list[float], unit_sd: float, history: History
+) -> dict[str, Any]:
+    """Return a check of a metric's magnitude: within SCALE_FACTOR of its last accepted batches' median.
+
+    Centred on the last RECENT batches, not the whole window, so a population that moves month by month (the
+    demo's shock more than doubles the mean days past due over four months) is followed, while a jump of a
+    unit or a swap in one batch is not.
+    """
+    check = _check(column, metric, values, unit_sd, history, factor=SCALE_FACTOR)
+    recent = float(np.median(values[-RECENT:]))
+    check["centre"] = round(recent, 6)
+    check["history"] = (
+        f"median of the last {min(RECENT, len(values))} accepted {recent:.4g}, "
+        f"of the window {np.median(values):.4g}, over {history.span()}"
+    )
+    return check
 
 
 def _shares(column: str, history: History, learnt: LearntChecks) -> None:
@@ -283,8 +304,9 @@ def learn_checks(
     for column, kind in columns:
         if column in nullable:
             values = history.series("profile", "columns", column, "null_share")
+            # only a spike of nulls: a column filled in more often (more responses) is not a corruption
             learnt.checks["completeness"].append(
-                _share_check(column, "null_share", values, history, COMPLETENESS_FLOOR)
+                _share_check(column, "null_share", values, history, COMPLETENESS_FLOOR, side="upper")
             )
         _variety(column, history, learnt)
         if kind == "number":

@@ -176,3 +176,28 @@ def test_contract_severities_default_and_override() -> None:
     contract = ContractDef(severity={"distribution": "fail"})
     assert contract.severity_of("distribution") == "fail"
     assert contract.severity_of("scale") == "fail" and ContractDef().severity_of("distribution") == "warn"
+
+
+def test_foreign_key_orphans_follow_a_run_off_but_a_rekeying_fails() -> None:
+    # Given a history whose orphan share runs off month by month (loans booked before the lake began)
+    batches = [_batch(800, s) for s in range(6)]
+    records = tuple(
+        {"profile": batch_profile(df, COLUMNS), "orphan_share": {"ref": share}}
+        for df, share in zip(batches, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], strict=True)
+    )
+    history = History(tuple(f"toy-2019-{i + 1:02d}" for i in range(6)), records)
+    (check,) = learn_checks(COLUMNS, set(), ["ref"], history, ContractDef()).checks["foreign_keys"]
+    # Then next month's lower share passes, and every key missing (a re-keyed column) breaks the bound
+    low, high = bound(check, 800, 5.0)
+    assert low == -math.inf and 0.35 < high < 1.0, (low, high)
+    assert "last 0.4" in check["history"]
+
+
+def test_a_gradual_population_move_is_followed_by_the_scale_check() -> None:
+    # Given amounts that grew 40% a month for five months (a real, gradual change of the population)
+    batches = [_batch(1000, s, scale=1.4**s) for s in range(6)]
+    learnt = learn_checks(COLUMNS, set(), [], _history(batches), ContractDef())
+    # Then the next month's further 40% passes the scale check, and a x100 unit change does not
+    following = batch_profile(_batch(1000, 42, scale=1.4**6), COLUMNS)
+    assert judge(learnt.checks["scale"], following, 5.0)["breaches"] == []
+    assert judge(learnt.checks["scale"], batch_profile(_batch(1000, 42, scale=100), COLUMNS), 5.0)["breaches"]
