@@ -181,15 +181,19 @@ def _scale_and_distribution(column: str, history: History, learnt: LearntChecks)
     ]
     distribution = learnt.checks["distribution"]
     distribution += [
-        _check(column, "mean", means, std, history),
-        _check(column, "std", stds, std_sd, history),
+        _recent_check(column, "mean", means, std, history),
+        _recent_check(column, "std", stds, std_sd, history),
     ]
     if min(p.get("distinct", 0) for p in profiles) < MIN_DISTINCT_FOR_QUANTILES:
         return  # quantiles of a few discrete values jump between them: the mean and deviation are checked
     normal = NormalDist()
+    # the quantiles of whole numbers move by whole steps: allow one step on top of the sampling error
+    step = 1.0 if all(float(p[name]).is_integer() for p in profiles for name in QUANTILES) else 0.0
     for name, q in QUANTILES.items():
         quantile_sd = std * math.sqrt(q * (1 - q)) / normal.pdf(normal.inv_cdf(q))
-        distribution.append(_check(column, name, [p[name] for p in profiles], quantile_sd, history))
+        distribution.append(
+            _recent_check(column, name, [p[name] for p in profiles], quantile_sd, history, floor=step)
+        )
 
 
 def _scale_check(
@@ -201,7 +205,25 @@ def _scale_check(
     demo's shock more than doubles the mean days past due over four months) is followed, while a jump of a
     unit or a swap in one batch is not.
     """
-    check = _check(column, metric, values, unit_sd, history, factor=SCALE_FACTOR)
+    return _recent_check(column, metric, values, unit_sd, history, factor=SCALE_FACTOR)
+
+
+def _recent_check(
+    column: str,
+    metric: str,
+    values: list[float],
+    unit_sd: float,
+    history: History,
+    *,
+    floor: float = 0.0,
+    factor: float = 1.0,
+) -> dict[str, Any]:
+    """Return a check centred on the median of the last RECENT accepted batches, its spread the window's.
+
+    A slow drift (the demo's partner users age a year a year) is followed instead of being warned every month;
+    a jump from one batch to the next is not.
+    """
+    check = _check(column, metric, values, unit_sd, history, floor=floor, factor=factor)
     recent = float(np.median(values[-RECENT:]))
     check["centre"] = round(recent, 6)
     check["history"] = (
@@ -221,7 +243,7 @@ def _shares(column: str, history: History, learnt: LearntChecks) -> None:
         values = [p["shares"].get(category, 0.0) for p in profiles]
         centre = float(np.median(values))
         learnt.checks["distribution"].append(
-            _check(
+            _recent_check(
                 column,
                 f"share[{category}]",
                 values,

@@ -106,7 +106,7 @@ def publish_result(
             suite_validation_result_identifier=result_id,
             expectation_suite_identifier=suite_id,
         )
-        context.build_data_docs(resource_identifiers=[result_id, suite_id])
+        context.build_data_docs(resource_identifiers=[result_id])
         sites = context.get_docs_sites_urls(resource_identifier=result_id, only_if_exists=True)
         urls = [site["site_url"] for site in sites if site.get("site_url")]
         if not urls:
