@@ -100,8 +100,29 @@ def _check(
     floor: float = 0.0,
     factor: float = 1.0,
     side: str = "both",
+    centre_on: str = "recent",
 ) -> dict[str, Any]:
+    """Return a learnt check of a metric, centred on the window's history as `centre_on` says.
+
+    - `recent`: the median of the last RECENT accepted batches, with the window's robust spread. A slow drift
+      (the demo's partner users age a year a year) or a move over months (the shock more than doubles the mean
+      days past due over four months) is followed; a jump from one batch to the next is not.
+    - `last`: the last accepted value, with the robust deviation of the monthly steps, for metrics with a trend
+      (a growing book's row count, the orphan share of loans booked before the lake began, which runs off).
+    - `window`: the window's median and robust spread (a share that should not move at all).
+    """
     centre, spread = robust_centre(values)
+    text = f"median {centre:.4g} (robust sd {spread:.3g})"
+    if centre_on == "recent":
+        recent = float(np.median(values[-RECENT:]))
+        text = (
+            f"median of the last {min(RECENT, len(values))} accepted {recent:.4g}, of the window {centre:.4g}"
+        )
+        centre = recent
+    elif centre_on == "last":
+        _, spread = robust_centre(list(np.diff(values)) or [0.0])
+        centre = values[-1]
+        text = f"last {centre:.4g} (robust sd of monthly steps {spread:.3g})"
     return {
         "column": column,
         "metric": metric,
@@ -111,31 +132,8 @@ def _check(
         "floor": round(floor, 6),
         "factor": factor,
         "side": side,
-        "history": f"median {centre:.4g} (robust sd {spread:.3g}) over {history.span()}",
+        "history": f"{text} over {history.span()}",
     }
-
-
-def _trend_check(
-    column: str | None,
-    metric: str,
-    values: list[float],
-    unit_sd: float,
-    history: History,
-    floor: float,
-    side: str = "both",
-) -> dict[str, Any]:
-    """Return a check centred on the last accepted value, its spread the robust deviation of monthly steps.
-
-    For metrics with a trend (a growing book's row count, the orphan share of loans booked before the lake
-    began, which runs off month by month) the last value predicts the next far better than the window's median.
-    """
-    _, step_spread = robust_centre(list(np.diff(values)) or [0.0])
-    check = _check(column, metric, values, unit_sd, history, floor=floor, side=side)
-    check["centre"], check["spread"] = round(values[-1], 6), round(step_spread, 6)
-    check["history"] = (
-        f"last {values[-1]:.4g} (robust sd of monthly steps {step_spread:.3g}) over {history.span()}"
-    )
-    return check
 
 
 def bound(check: dict[str, Any], n: int, tolerance: float) -> tuple[float, float]:
@@ -176,13 +174,13 @@ def _scale_and_distribution(column: str, history: History, learnt: LearntChecks)
     means = [p["mean"] for p in profiles]
     stds = [p["std"] for p in profiles]
     learnt.checks["scale"] += [
-        _scale_check(column, "mean", means, std, history),
-        _scale_check(column, "std", stds, std_sd, history),
+        _check(column, "mean", means, std, history, factor=SCALE_FACTOR),
+        _check(column, "std", stds, std_sd, history, factor=SCALE_FACTOR),
     ]
     distribution = learnt.checks["distribution"]
     distribution += [
-        _recent_check(column, "mean", means, std, history),
-        _recent_check(column, "std", stds, std_sd, history),
+        _check(column, "mean", means, std, history),
+        _check(column, "std", stds, std_sd, history),
     ]
     if min(p.get("distinct", 0) for p in profiles) < MIN_DISTINCT_FOR_QUANTILES:
         return  # quantiles of a few discrete values jump between them: the mean and deviation are checked
@@ -192,45 +190,8 @@ def _scale_and_distribution(column: str, history: History, learnt: LearntChecks)
     for name, q in QUANTILES.items():
         quantile_sd = std * math.sqrt(q * (1 - q)) / normal.pdf(normal.inv_cdf(q))
         distribution.append(
-            _recent_check(column, name, [p[name] for p in profiles], quantile_sd, history, floor=step)
+            _check(column, name, [p[name] for p in profiles], quantile_sd, history, floor=step)
         )
-
-
-def _scale_check(
-    column: str, metric: str, values: list[float], unit_sd: float, history: History
-) -> dict[str, Any]:
-    """Return a check of a metric's magnitude: within SCALE_FACTOR of its last accepted batches' median.
-
-    Centred on the last RECENT batches, not the whole window, so a population that moves month by month (the
-    demo's shock more than doubles the mean days past due over four months) is followed, while a jump of a
-    unit or a swap in one batch is not.
-    """
-    return _recent_check(column, metric, values, unit_sd, history, factor=SCALE_FACTOR)
-
-
-def _recent_check(
-    column: str,
-    metric: str,
-    values: list[float],
-    unit_sd: float,
-    history: History,
-    *,
-    floor: float = 0.0,
-    factor: float = 1.0,
-) -> dict[str, Any]:
-    """Return a check centred on the median of the last RECENT accepted batches, its spread the window's.
-
-    A slow drift (the demo's partner users age a year a year) is followed instead of being warned every month;
-    a jump from one batch to the next is not.
-    """
-    check = _check(column, metric, values, unit_sd, history, floor=floor, factor=factor)
-    recent = float(np.median(values[-RECENT:]))
-    check["centre"] = round(recent, 6)
-    check["history"] = (
-        f"median of the last {min(RECENT, len(values))} accepted {recent:.4g}, "
-        f"of the window {np.median(values):.4g}, over {history.span()}"
-    )
-    return check
 
 
 def _shares(column: str, history: History, learnt: LearntChecks) -> None:
@@ -243,7 +204,7 @@ def _shares(column: str, history: History, learnt: LearntChecks) -> None:
         values = [p["shares"].get(category, 0.0) for p in profiles]
         centre = float(np.median(values))
         learnt.checks["distribution"].append(
-            _recent_check(
+            _check(
                 column,
                 f"share[{category}]",
                 values,
@@ -284,7 +245,8 @@ def _share_check(
     column: str | None, metric: str, values: list[float], history: History, floor: float, side: str = "both"
 ) -> dict[str, Any]:
     centre = float(np.median(values))
-    return _check(column, metric, values, math.sqrt(centre * (1 - centre)), history, floor=floor, side=side)
+    unit_sd = math.sqrt(centre * (1 - centre))
+    return _check(column, metric, values, unit_sd, history, floor=floor, side=side, centre_on="window")
 
 
 def learn_checks(
@@ -319,7 +281,8 @@ def learn_checks(
     )
     rows = history.series("profile", "rows")
     if min(rows) >= MIN_ROWS:
-        check = _trend_check(None, "rows", [math.log(r) for r in rows], 1.0, history, ROW_COUNT_FLOOR)
+        log_rows = [math.log(r) for r in rows]
+        check = _check(None, "rows", log_rows, 1.0, history, floor=ROW_COUNT_FLOOR, centre_on="last")
         check["floor_low"] = round(ROW_COUNT_FLOOR_LOW, 6)
         check["history"] = f"last accepted batch {int(rows[-1])} rows, {history.span()}"
         learnt.checks["row_count"].append(check)
@@ -344,7 +307,16 @@ def learn_checks(
             floor = max(contract.max_orphan_share, SHARE_FLOOR)
             unit_sd = math.sqrt(orphans[-1] * (1 - orphans[-1]))
             learnt.checks["foreign_keys"].append(
-                _trend_check(column, "orphan_share", orphans, unit_sd, history, floor, side="upper")
+                _check(
+                    column,
+                    "orphan_share",
+                    orphans,
+                    unit_sd,
+                    history,
+                    floor=floor,
+                    side="upper",
+                    centre_on="last",
+                )
             )
         else:
             learnt.skipped.append(f"{column}: orphan share not in every batch of the history")
