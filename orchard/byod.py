@@ -18,12 +18,13 @@ import pandas as pd
 
 from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
-from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
-from orchard.credit.model import CreditModel, train_lightgbm
+from orchard.credit.metrics import score_psi
+from orchard.credit.model import train_lightgbm
 from orchard.credit.scorecard import Scorecard, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.errors import OrchardError
 from orchard.landing import file_format_of, read_table, utc_times
+from orchard.lifecycle.training import evaluate_samples
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,13 +231,6 @@ def prepare_data(settings: Settings, spec: ByodSpec, spec_path: Path) -> Prepare
     return PreparedData(frame, features, categorical, train, test, oot, split, file_sha256(path), suite)
 
 
-def _evaluations(model: CreditModel, data: PreparedData) -> dict[str, EvaluationResult]:
-    samples = {"train": data.train, "test": data.test, "oot": data.oot}
-    return {
-        name: evaluate(sample[LABEL].to_numpy(), model.predict_pd(sample)) for name, sample in samples.items()
-    }
-
-
 def _window(spec: ByodSpec, data: PreparedData) -> str:
     if spec.event_time is None:
         return f"{len(data.frame)} rows without a time axis; {data.split}"
@@ -274,7 +268,9 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
         data.train, LABEL, data.features, data.categorical, spec.seed, f"{base}_lightgbm"
     )
     models = {"scorecard": scorecard, "lightgbm": lightgbm}
-    evaluations = {kind: _evaluations(model, data) for kind, model in models.items()}
+    samples = {"train": data.train, "test": data.test, "oot": data.oot}
+    # the lifecycle's evaluation of a trained model (orchard.lifecycle.training)
+    evaluations = {kind: evaluate_samples(model, samples) for kind, model in models.items()}
     card: Scorecard = scorecard.estimator  # type: ignore[assignment]
     stability = {
         "score (scorecard)": score_psi(scorecard.score(data.train), scorecard.score(data.oot)),
