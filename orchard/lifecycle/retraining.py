@@ -36,10 +36,13 @@ def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory
     )
     champion = in_force.version if in_force else None
     trained = {version: at for version, at in trained_months(settings, model).items() if at < month}
-    decided = {a.version for a in approvals_of(settings, model)} | {
-        e.version for e in recorded if e.action != "set_challenger"
-    }
-    waiting = [v for v in trained if v not in decided and (champion is None or v > champion)]
+    waiting: list[int] = []
+    # only a person's approval is ever awaited (the policy decides as it trains): skip the read otherwise
+    if approval_mode(settings) == "person":
+        decided = {a.version for a in approvals_of(settings, model)} | {
+            e.version for e in recorded if e.action != "set_challenger"
+        }
+        waiting = [v for v in trained if v not in decided and (champion is None or v > champion)]
     return ModelHistory(
         champion=champion,
         last_trained=max(trained.values(), default=None),
