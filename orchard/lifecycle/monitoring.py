@@ -111,11 +111,24 @@ def _vintage_state_path(settings: Settings, spec: ModelSpec):
     return settings.state_dir / "vintages" / f"{spec.name}.json"
 
 
+def matured_vintages(settings: Settings, spec: ModelSpec) -> dict[str, dict[str, float]]:
+    """Return the vintages reported as matured so far, each with its realised value beside its estimates."""
+    path = _vintage_state_path(settings, spec)
+    if not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    # a home written before the estimates were kept holds only the list of reported vintages
+    return {v: {} for v in stored} if isinstance(stored, list) else stored
+
+
 def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.DataFrame:
     """Return realised AUC/KS/bad rate of vintages matured since the last check, beside their early estimate.
 
-    The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style);
-    the current month's vintage gets its estimate now and its realised value when its labels mature.
+    The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style), on the
+    cases whose performance is realised later (the model's learnable cases, e.g. booked loans), so that estimate
+    and realised value describe one population; the estimate over every scored case (e.g. all applicants) is
+    kept beside it, labelled as such. The current month's vintage gets its estimate now and its realised value
+    when its labels mature; each matured vintage is kept in the state for the summary.
     """
     scored = []
     for m in month_range(settings.start_month, month):
@@ -125,19 +138,21 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     if not scored:
         return pd.DataFrame()
     scores = pd.concat(scored, ignore_index=True).rename(columns={spec.key: "application_id"})
-    state_path = _vintage_state_path(settings, spec)
-    reported = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    reported = matured_vintages(settings, spec)
     # the model's own learnable cases and labels as known now (the same population training uses)
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
     labels = pd.DataFrame({"application_id": cases[spec.key].to_numpy(),
                            "vintage": cases[BATCH_ID].str[-7:].to_numpy(),  # the batch's period, as scores have it
                            "mature": cases["mature"].to_numpy(dtype=bool), "bad": cases["bad"].to_numpy()})  # fmt: skip
-    realised = matured_performance(scores, labels, month, reported)
-    wanted = set(realised["vintage"]) | {month}
-    estimated = early_estimate(scores[scores["vintage"].isin(wanted)])
-    write_json(sorted(reported | set(realised["vintage"])), state_path)
-    return performance_by_vintage(realised, estimated)
+    realised = matured_performance(scores, labels, month, set(reported))
+    wanted = scores[scores["vintage"].isin(set(realised["vintage"]) | {month})]
+    learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
+    table = performance_by_vintage(realised, early_estimate(learnable), early_estimate(wanted))
+    for row in table[table["status"] == "matured"].to_dict("records"):
+        reported[str(row["vintage"])] = {k: v for k, v in row.items() if k not in ("vintage", "status")}
+    write_json(reported, _vintage_state_path(settings, spec))
+    return table
 
 
 def publish_dashboard(settings: Settings, spec: ModelSpec, month: str, outcome: MonitorOutcome) -> str:
