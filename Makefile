@@ -7,6 +7,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(VENV)-bootstrap/bin/uv)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export DO_NOT_TRACK := 1
+# Let Python cache the bytecode of what it imports in the virtual environment (uv installs none): with
+# PYTHONDONTWRITEBYTECODE set, every process (the demo, its Prefect server, each CLI call of the tests)
+# compiles MLflow, Prefect, Great Expectations, Feast... from source again, about 25 s of CPU each.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate lint ui clean
 
@@ -26,11 +30,16 @@ setup: $(VENV)/.synced ## Create the virtual environment from the lock file (uv.
 demo: setup ## Run the whole 2019–2021 lifecycle on embedded defaults (state in .orchard/)
 	$(VENV)/bin/orchard demo
 
-test: setup ## Run every test tier (unit, integration, e2e, services)
-	$(PY) -m pytest
+# Two pytest-xdist workers (one per core of the reference machine); modules stay whole on a worker and the
+# slow scenarios start first (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
+test: setup ## Run every test tier (unit, integration, e2e, services) on two workers
+	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: setup ## Run the tests without the slow scenarios
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 bench: setup ## Demo wall time per stage + Prefect overhead share; materialization vs stock feast
 	$(PY) -m benchmarks.run

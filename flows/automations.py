@@ -1,10 +1,11 @@
 """Deployed entry points (JSON parameters, settings built on the worker) and the retraining automation.
 
 prefect.yaml points every deployment at a flow here: each builds Settings from the worker's environment
-(ORCHARD_*), then runs the same flow the embedded profile runs. The monitor deployment emits the event
-`orchard.monitor.breach` when the drift policy asks for a retrain; the automation (declared in prefect.yaml as
-the train deployment's trigger, or created by `ensure_retraining_automation`) runs the train deployment for the
-model and month named in the event.
+(ORCHARD_*), then runs the same flow the embedded profile runs. The monitor deployment applies the retraining
+policy (monitoring/policy.py) to the recorded history, as the embedded lifecycle does: it fits a model's first
+champion itself, and emits the event `orchard.monitor.breach` when a breach past the cooldown asks for a
+retrain; the automation (declared in prefect.yaml as the train deployment's trigger, or created by
+`ensure_retraining_automation`) runs the train deployment for the model and month named in the event.
 """
 
 from __future__ import annotations
@@ -140,19 +141,31 @@ def score_deployed(model: str, month: str | None = None) -> int:
 
 
 @flow(name="monitor-deployed", flow_run_name="monitor {model} @ {month}")
-def monitor_deployed(model: str, month: str | None = None, last_retrain: str | None = None) -> dict[str, Any]:
-    """Monitor the champion; on a policy breach that asks for a retrain, emit `orchard.monitor.breach`."""
+def monitor_deployed(model: str, month: str | None = None) -> dict[str, Any]:
+    """The retraining policy's month of a model, decided from the recorded history (as the lifecycle does).
+
+    With a champion: monitor it; a breach past the cooldown emits `orchard.monitor.breach` (the train deployment's
+    trigger). Without one: once enough labels have matured, fit the first champion here, through the same gates
+    and approval as the lifecycle.
+    """
     from dataclasses import asdict
 
     from flows.monitor import monitor_flow
+    from flows.train import train_flow
 
-    month = _month(month)
-    outcome = monitor_flow(_settings(), model, month, last_retrain)
-    if outcome is None:
-        return {}
-    if outcome.retrain:
-        emit_breach(model, month, outcome.version, list(outcome.reasons), breach_metrics(outcome))
-    return asdict(outcome)
+    settings, month = _settings(), _month(month)
+    step = monitor_flow(settings, model, month)
+    outcome, decision = step.outcome, step.decision
+    result: dict[str, Any] = {
+        **(asdict(outcome) if outcome is not None else {"model": model, "month": month}),
+        "action": decision.action, "breach": decision.breach, "retrain": decision.retrain,
+        "approval": decision.approval, "reasons": list(decision.reasons),
+    }  # fmt: skip
+    if outcome is not None and decision.retrain:
+        emit_breach(model, month, outcome.version, list(decision.reasons), breach_metrics(outcome))
+    if decision.action == "first_fit":
+        result["promotion"] = asdict(train_flow(settings, model, month, decision.approval))
+    return result
 
 
 @flow(name="federated-deployed", flow_run_name="federated {job_id}")

@@ -15,14 +15,13 @@ from flows.ingest import ingest_month
 from flows.monitor import campaign_tiers, monitor_model, publish_month_dashboard, vintage_expected_loss
 from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
-from model_registry.history import champion_at
 from orchard.lake import silver_months
-from orchard.lifecycle.ledger import ModelMonth, MonthRecord, last_retrain_month, load_month, record_month
+from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
 from orchard.lifecycle.monitoring import MonitorOutcome
 from orchard.lifecycle.promotion import PromotionOutcome
-from orchard.lifecycle.training import TrainOutcome, ready_to_train
+from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec, model_specs, primary_model
-from orchard.months import add_months, month_range
+from orchard.months import month_range
 from orchard.settings import Settings
 from orchard.simulate import simulate
 
@@ -50,13 +49,11 @@ class ModelStep:
     skipped: str | None = None
 
 
-def _model_step(
-    settings: Settings, spec: ModelSpec, month: str, history: list[MonthRecord], record: MonthRecord
-) -> ModelStep:
-    """Monitor a model's champion, then train and gate a version when the first is due or the policy says so.
+def _model_step(settings: Settings, spec: ModelSpec, month: str, record: MonthRecord) -> ModelStep:
+    """Monitor a model's champion, then train and gate a version when the retraining policy says so.
 
-    The champion monitored is the one in force when the month began, so a month redone after an interruption
-    (when this month's version may already be champion) decides exactly as the first attempt did.
+    The policy reads the recorded history before the month (the champion in force when it began, the last
+    training), so a month redone after an interruption decides exactly as the first attempt did.
     """
     primary = spec.name == primary_model(settings.portfolio_def)
     if month not in silver_months(settings, spec.source):
@@ -64,26 +61,20 @@ def _model_step(
             None, skipped=f"no validated {spec.source} batch of {month}: nothing to score or learn"
         )
     t = time.perf_counter()
-    last = last_retrain_month(history, spec.name)
-    champion = champion_at(settings, spec.name, add_months(month, -1))
-    outcome = None
-    if champion is not None:
-        outcome = monitor_model(settings, spec.name, month, last, always_report=primary, version=champion)
-    if outcome is not None and outcome.retrain:
+    step = monitor_model(settings, spec.name, month, always_report=primary)
+    outcome, decision = step.outcome, step.decision
+    if outcome is not None and decision.retrain:
         # the same event a deployed monitor emits; in production the automation runs the retraining deployment,
         # here (embedded) the policy acts in-flow below
         emit_breach(spec.name, month, outcome.version, outcome.reasons, breach_metrics(outcome))
-    should_train = (outcome is None and ready_to_train(settings, spec, month)) or (
-        outcome is not None and outcome.retrain
-    )
     _timed(record, f"monitor {spec.name}", t)
-    if not should_train:
+    if not decision.train:
         return ModelStep(outcome)
     t = time.perf_counter()
     trained = train_model(settings, spec.name, month)
     _timed(record, f"train {spec.name}", t)
     t = time.perf_counter()
-    promotion = promotion_decision(settings, trained, month)
+    promotion = promotion_decision(settings, trained, month, decision.approval)
     _timed(record, f"promote {spec.name}", t)
     return ModelStep(outcome, trained, promotion)
 
@@ -119,7 +110,7 @@ def _model_month(
     return entry
 
 
-def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> MonthRecord:
+def run_month(settings: Settings, month: str) -> MonthRecord:
     """Run one month through every stage; each step is idempotent, the record is written last."""
     record = MonthRecord(month=month)
 
@@ -145,7 +136,7 @@ def run_month(settings: Settings, month: str, history: list[MonthRecord]) -> Mon
     _timed(record, "features", t)
 
     for spec in model_specs(settings.portfolio_def).values():
-        step = _model_step(settings, spec, month, history, record)
+        step = _model_step(settings, spec, month, record)
         record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record))
 
     record_month(settings, record)
@@ -183,11 +174,8 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     """
     if settings.portfolio_def.simulated:
         simulate_landing(settings)
-    history: list[MonthRecord] = []
-    for month in month_range(settings.start_month, until):
-        done = load_month(settings, month)
-        if done is not None:
-            history.append(done)
-            continue
-        history.append(run_month(settings, month, history))
-    return [asdict(r) for r in history]
+    records = [
+        load_month(settings, month) or run_month(settings, month)
+        for month in month_range(settings.start_month, until)
+    ]
+    return [asdict(r) for r in records]

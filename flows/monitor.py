@@ -1,28 +1,23 @@
-"""Monitor flow: score the month with the champion, PSI/CSI on frozen bins, Evidently, the drift policy."""
+"""Monitor flow: the retraining policy's month of a model (PSI/CSI of its champion on frozen bins, Evidently, the
+decision: first fit, retrain or hold), and what a model's kind adds to the month (tiers, expected loss)."""
 
 from __future__ import annotations
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from orchard.lifecycle.monitoring import MonitorOutcome, monitor_month, publish_dashboard
+from orchard.lifecycle.monitoring import MonitorOutcome, publish_dashboard
+from orchard.lifecycle.retraining import MonthPolicy, policy_month
 from orchard.lifecycle.stages import month_expected_loss, month_tiers
 from orchard.model_specs import model_spec
 from orchard.settings import Settings
 
 
 @task(name="monitor-model", task_run_name="monitor {model} @ {month}", cache_policy=NONE)
-def monitor_model(
-    settings: Settings,
-    model: str,
-    month: str,
-    last_retrain: str | None,
-    always_report: bool = True,
-    version: int | None = None,
-) -> MonitorOutcome | None:
-    """Monitor one model's champion (or the given version) on one month (None while there is no champion)."""
+def monitor_model(settings: Settings, model: str, month: str, always_report: bool = True) -> MonthPolicy:
+    """Monitor the champion in force when the month began (if any) and decide from the recorded history."""
     spec = model_spec(settings.portfolio_def, model)
-    return monitor_month(settings, spec, month, last_retrain, always_report=always_report, version=version)
+    return policy_month(settings, spec, month, always_report=always_report)
 
 
 @task(name="dashboard", task_run_name="dashboard {model} @ {month}", cache_policy=NONE)
@@ -44,8 +39,6 @@ def vintage_expected_loss(settings: Settings, model: str, month: str) -> dict[st
 
 
 @flow(name="monitor", flow_run_name="monitor {model} @ {month}", validate_parameters=False)
-def monitor_flow(
-    settings: Settings, model: str, month: str, last_retrain: str | None = None
-) -> MonitorOutcome | None:
-    """Monitor one model for one month."""
-    return monitor_model(settings, model, month, last_retrain)
+def monitor_flow(settings: Settings, model: str, month: str) -> MonthPolicy:
+    """Monitor one model for one month and decide what the retraining policy does."""
+    return monitor_model(settings, model, month)

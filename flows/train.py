@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+from monitoring.policy import Approval
 from orchard.lifecycle.promotion import PromotionOutcome, decide_promotion
 from orchard.lifecycle.training import TrainOutcome, train_and_register
 from orchard.model_specs import model_spec
@@ -20,13 +21,18 @@ def train_model(settings: Settings, model: str, month: str) -> TrainOutcome:
 @task(
     name="promotion-decision", task_run_name="promotion {trained.model} v{trained.version}", cache_policy=NONE
 )
-def promotion_decision(settings: Settings, trained: TrainOutcome, month: str) -> PromotionOutcome:
+def promotion_decision(
+    settings: Settings, trained: TrainOutcome, month: str, approval: Approval | None = None
+) -> PromotionOutcome:
     """Gate the new version against the champion and move the aliases (with an approval record)."""
-    return decide_promotion(settings, model_spec(settings.portfolio_def, trained.model), trained, month)
+    spec = model_spec(settings.portfolio_def, trained.model)
+    return decide_promotion(settings, spec, trained, month, approval)
 
 
 @flow(name="train", flow_run_name="train {model} @ {month}", validate_parameters=False)
-def train_flow(settings: Settings, model: str, month: str) -> PromotionOutcome:
-    """Retrain a model and send the result through the promotion gate."""
+def train_flow(
+    settings: Settings, model: str, month: str, approval: Approval | None = None
+) -> PromotionOutcome:
+    """Train a model (first fit or retrain) and send the result through the promotion gate and approval."""
     trained = train_model(settings, model, month)
-    return promotion_decision(settings, trained, month)
+    return promotion_decision(settings, trained, month, approval)

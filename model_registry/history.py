@@ -571,9 +571,3 @@ def recorded_champion_now(settings: Settings, model: str, *, wait_for_writers: b
 def champion_at(settings: Settings, model: str, month: str) -> int | None:
     """Return the champion version in force at the end of a business month (None before the first)."""
     return alias_at(settings, model, CHAMPION_ALIAS, month)
-
-
-def champion_at_time(settings: Settings, model: str, when: datetime) -> int | None:
-    """Return the champion version in force at an instant, by recorded time (None before the first)."""
-    latest = event_in_force_at(events(settings, model, CHAMPION_ALIAS), when)
-    return latest.version if latest else None

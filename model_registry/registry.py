@@ -316,6 +316,24 @@ def resolve_version(settings: Settings, name: str, ref: str | int) -> int:
     return version
 
 
+_TRAINED_AT = re.compile(r"@(\d{4}-\d{2})$")
+
+
+def trained_months(settings: Settings, name: str) -> dict[int, str]:
+    """Return the month each version of a model was trained at (from its train key `<model>@YYYY-MM`).
+
+    Versions registered under another key (a federated job) have no training month and are left out.
+    """
+    _check_name("model name", name)
+    found = mlflow_client(settings).search_model_versions(f"name = '{name}'")
+    months = {}
+    for version in found:
+        match = _TRAINED_AT.search(version.tags.get(TRAIN_KEY_TAG, ""))
+        if match:
+            months[int(version.version)] = match.group(1)
+    return months
+
+
 _LOADED: dict[tuple[str, str, int], Any] = {}
 _LOADED_KEEP = 32
 

@@ -33,7 +33,18 @@ log = logging.getLogger(__name__)
 MONTHLY_TAG = "monthly"
 VINTAGE_TAG = "vintage"
 EVENT_ACTIONS: tuple[str, ...] = ACTIONS  # one bar series per recorded alias action
-VINTAGE_VALUES = ("n", "bad_rate", "auc", "ks", "expected_bad_rate", "expected_auc", "expected_ks")
+VINTAGE_VALUES = (
+    "n",
+    "bad_rate",
+    "auc",
+    "ks",
+    "expected_bad_rate",
+    "expected_auc",
+    "expected_ks",
+    "expected_bad_rate_applicants",
+    "expected_auc_applicants",
+    "expected_ks_applicants",
+)
 DASHBOARD_TAB = "Risk monitoring"
 _PANEL_NAMESPACE = uuid.UUID("6f1c1f0e-6a51-4c39-9d1b-4f1f4a0e2c7d")
 
@@ -118,20 +129,26 @@ def dashboard_panels(model_name: str, top_features: list[str] | None = None) -> 
         ),
         line_plot_panel(
             "AUC by booking vintage: realised vs expected",
-            [vintage("auc", "realised AUC"), vintage("expected_auc", "expected AUC (CBPE)")],
-            description="Realised once labels mature; expected from calibrated PDs before that",
+            [
+                vintage("auc", "realised AUC"),
+                vintage("expected_auc", "expected AUC (CBPE), same cases"),
+                vintage("expected_auc_applicants", "expected AUC (CBPE), all scored applicants"),
+            ],
+            description="Realised on the labelled cases once they mature; expected from calibrated PDs before "
+            "that, on the same cases (comparable) and on every scored applicant (not comparable: shown apart)",
             size="half",
         ),
         line_plot_panel(
             "KS by booking vintage: realised vs expected",
-            [vintage("ks", "realised KS"), vintage("expected_ks", "expected KS (CBPE)")],
+            [vintage("ks", "realised KS"), vintage("expected_ks", "expected KS (CBPE), same cases")],
             size="half",
         ),
         line_plot_panel(
             "Bad rate by booking vintage: realised vs expected",
             [
                 vintage("bad_rate", "realised bad rate"),
-                vintage("expected_bad_rate", "expected bad rate (mean PD)"),
+                vintage("expected_bad_rate", "expected bad rate (mean PD), same cases"),
+                vintage("expected_bad_rate_applicants", "expected bad rate (mean PD), all scored applicants"),
             ],
         ),
     ]

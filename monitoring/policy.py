@@ -1,31 +1,78 @@
-"""The drift policy: one function decides whether a month's PSI is a breach and whether it triggers a retrain.
+"""The retraining policy: one pure function decides, from a model's recorded history and the month's drift, whether
+to fit a first champion, retrain, or hold, and who approves what is trained.
+
+Both profiles call it with the same inputs: the embedded lifecycle (flows/lifecycle.py) and the deployed monitor
+flow (flows/automations.py) read the history from the records both write (orchard/lifecycle/retraining.py).
 
 Semantics (all comparisons strict, matching the settings' descriptions):
+- no champion when the month began: first fit once enough labelled vintages have matured;
 - breach when the score PSI is greater than settings.score_psi_breach, or when MORE than
   settings.max_feature_breaches features have a PSI greater than settings.feature_psi_breach
   (with the default 3, three drifting features are tolerated and a fourth breaches);
-- retrain when there is a breach and either the model was never retrained or at least
-  settings.retrain_cooldown_months have passed since last_retrain_month (months_between(last, month) >= cooldown).
+- retrain when there is a breach and either the model was never trained or at least
+  settings.retrain_cooldown_months have passed since its last training (months_between(last, month) >= cooldown);
+- approval: by the policy when every gate passes (settings.auto_approve), else by a person; while a trained
+  version awaits a person's approval, nothing new is trained (hold).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from orchard.errors import OrchardError
 from orchard.months import months_between, parse_month
 from orchard.settings import Settings
 
+Action = Literal["first_fit", "retrain", "hold"]
+Approval = Literal["policy", "person"]
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    """What the records say about a model before the month decided."""
+
+    champion: int | None = None
+    """The champion in force when the month began (None: no champion yet)."""
+    last_trained: str | None = None
+    """The latest month, before this one, in which a version was trained (first fit or retrain)."""
+    awaiting_approval: int | None = None
+    """A version trained before this month that no one has approved or refused yet."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The month's PSI of the champion's score and of each of its features (frozen reference bins)."""
+
+    score_psi: float
+    feature_psi: dict[str, float] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class PolicyDecision:
-    """What the policy decided for one month, and why (each reason names its metric and threshold)."""
+    """What the policy decided for one model and month, and why (each reason names its metric and threshold)."""
 
-    breach: bool
-    retrain: bool
+    action: Action
+    breach: bool = False
+    approval: Approval = "policy"
     reasons: list[str] = field(default_factory=list)
     month: str | None = None
+
+    @property
+    def retrain(self) -> bool:
+        """Whether a drift breach asks for a retrain now (what a deployed monitor announces as a breach event)."""
+        return self.action == "retrain"
+
+    @property
+    def train(self) -> bool:
+        """Whether a version is trained this month (first fit or retrain)."""
+        return self.action != "hold"
+
+
+def approval_mode(settings: Settings) -> Approval:
+    """Return who approves a trained version: the policy (when every gate passes) or a person."""
+    return "policy" if settings.auto_approve else "person"
 
 
 def _check_value(name: str, value: float) -> float:
@@ -38,24 +85,15 @@ def _check_value(name: str, value: float) -> float:
     return number
 
 
-def decide(
-    month: str,
-    score_psi: float,
-    feature_psi: dict[str, float],
-    settings: Settings,
-    last_retrain_month: str | None,
-) -> PolicyDecision:
-    """Return whether the month's score/feature PSI breaches the policy and whether to retrain now."""
-    parse_month(month)
-    score_psi = _check_value("score PSI", score_psi)
-    feature_psi = {f: _check_value(f"PSI of feature {f!r}", v) for f, v in feature_psi.items()}
-
+def _breach(drift: Drift, settings: Settings) -> tuple[bool, list[str]]:
+    """Return whether the month's drift breaches the policy, with the reasons."""
+    score_psi = _check_value("score PSI", drift.score_psi)
+    feature_psi = {f: _check_value(f"PSI of feature {f!r}", v) for f, v in drift.feature_psi.items()}
     reasons: list[str] = []
     score_breach = score_psi > settings.score_psi_breach
     if score_breach:
         reasons.append(f"score PSI {score_psi:.4f} > score_psi_breach {settings.score_psi_breach}")
-
-    drifting = sorted((f for f, v in feature_psi.items() if v > settings.feature_psi_breach))
+    drifting = sorted(f for f, v in feature_psi.items() if v > settings.feature_psi_breach)
     feature_breach = len(drifting) > settings.max_feature_breaches
     if feature_breach:
         listed = ", ".join(f"{f}={feature_psi[f]:.4f}" for f in drifting)
@@ -63,27 +101,60 @@ def decide(
             f"{len(drifting)} features with PSI > feature_psi_breach {settings.feature_psi_breach} "
             f"(more than max_feature_breaches {settings.max_feature_breaches}): {listed}"
         )
-
-    breach = score_breach or feature_breach
-    if not breach:
+    if not (score_breach or feature_breach):
         reasons.append(
             f"no breach: score PSI {score_psi:.4f} <= {settings.score_psi_breach} and {len(drifting)} "
             f"feature(s) above {settings.feature_psi_breach} (at most {settings.max_feature_breaches} allowed)"
         )
-        return PolicyDecision(month=month, breach=False, retrain=False, reasons=reasons)
+    return score_breach or feature_breach, reasons
 
-    if last_retrain_month is None:
-        reasons.append("retrain: no earlier retrain")
-        return PolicyDecision(month=month, breach=True, retrain=True, reasons=reasons)
 
-    elapsed = months_between(last_retrain_month, month)
-    if elapsed < 0:
-        raise OrchardError(f"last retrain month {last_retrain_month} is after the monitored month {month}")
+def decide(
+    month: str,
+    history: ModelHistory,
+    settings: Settings,
+    drift: Drift | None = None,
+    *,
+    labels_ready: bool = False,
+) -> PolicyDecision:
+    """Return the month's action for a model: first fit, retrain or hold, who approves, and why.
+
+    `drift` is the champion's monitoring of the month (required when there is a champion); `labels_ready` says
+    whether enough labelled vintages have matured to train (what a first fit waits for).
+    """
+    parse_month(month)
+    if history.last_trained is not None and months_between(history.last_trained, month) < 0:
+        raise OrchardError(f"last retrain month {history.last_trained} is after the monitored month {month}")
+    approval = approval_mode(settings)
+    pending = history.awaiting_approval if approval == "person" else None
+    waiting = f"v{pending} awaits a person's approval: nothing new is trained until it is decided"
+
+    if history.champion is None:
+        if pending is not None:
+            return PolicyDecision("hold", False, approval, [f"no champion yet; {waiting}"], month)
+        if not labels_ready:
+            reason = "no champion yet; not enough mature labelled vintages with both classes to train"
+            return PolicyDecision("hold", False, approval, [reason], month)
+        return PolicyDecision("first_fit", False, approval, ["first fit: no champion yet"], month)
+
+    if drift is None:
+        raise OrchardError(
+            f"champion v{history.champion} has no monitoring of {month}: the policy needs its drift"
+        )
+    breach, reasons = _breach(drift, settings)
+    if not breach:
+        return PolicyDecision("hold", False, approval, reasons, month)
+    if pending is not None:
+        return PolicyDecision("hold", True, approval, [*reasons, f"retrain held: {waiting}"], month)
+    if history.last_trained is None:
+        return PolicyDecision("retrain", True, approval, [*reasons, "retrain: no earlier retrain"], month)
+
+    elapsed = months_between(history.last_trained, month)
     retrain = elapsed >= settings.retrain_cooldown_months
     verdict = "retrain" if retrain else "retrain held"
     comparison = ">=" if retrain else "<"
     reasons.append(
-        f"{verdict}: {elapsed} month(s) since last retrain {last_retrain_month} "
+        f"{verdict}: {elapsed} month(s) since last retrain {history.last_trained} "
         f"{comparison} retrain_cooldown_months {settings.retrain_cooldown_months}"
     )
-    return PolicyDecision(month=month, breach=True, retrain=retrain, reasons=reasons)
+    return PolicyDecision("retrain" if retrain else "hold", True, approval, reasons, month)

@@ -157,14 +157,30 @@ def early_estimate(scores: pd.DataFrame, calibrated: bool = True) -> pd.DataFram
     return pd.DataFrame(rows, columns=ESTIMATE_COLUMNS)
 
 
-def performance_by_vintage(realised: pd.DataFrame, estimated: pd.DataFrame) -> pd.DataFrame:
-    """Return the estimate beside the realised value per vintage; status 'matured' or 'estimate'."""
+def performance_by_vintage(
+    realised: pd.DataFrame, estimated: pd.DataFrame, applicants: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Return the estimate beside the realised value per vintage; status 'matured' or 'estimate'.
+
+    `estimated` must be the estimate on the population the realised value is measured on (the booked, labelled
+    cases), so that `auc_error` and `bad_rate_error` (estimate minus realised, on matured vintages) compare like
+    with like. `applicants`, when given, is the estimate over every scored applicant of the vintage: shown beside
+    it with the suffix `_applicants`, never compared with a realised value it does not describe.
+    """
     _require(realised, ("vintage", "n", "bad_rate", "auc", "ks"), "realised performance")
     _require(estimated, ("vintage", "expected_bad_rate", "expected_auc", "expected_ks"), "early estimate")
     left = estimated[["vintage", "n", "expected_bad_rate", "expected_auc", "expected_ks"]].rename(
         columns={"n": "n_scored"}
     )
     right = realised[["vintage", "n", "bad_rate", "auc", "ks"]]
-    table = left.merge(right, on="vintage", how="outer").sort_values("vintage").reset_index(drop=True)
+    table = left.merge(right, on="vintage", how="outer")
+    if applicants is not None:
+        _require(applicants, ("vintage", "n", "expected_bad_rate", "expected_auc", "expected_ks"), "estimate")
+        renamed = {c: f"{c}_applicants" for c in ("expected_bad_rate", "expected_auc", "expected_ks")}
+        all_scored = applicants[["vintage", "n", *renamed]].rename(columns={"n": "n_applicants", **renamed})
+        table = table.merge(all_scored, on="vintage", how="left")
+    table = table.sort_values("vintage").reset_index(drop=True)
+    table["auc_error"] = table["expected_auc"] - table["auc"]
+    table["bad_rate_error"] = table["expected_bad_rate"] - table["bad_rate"]
     table["status"] = np.where(table["bad_rate"].notna(), "matured", "estimate")
     return table

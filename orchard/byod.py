@@ -9,7 +9,6 @@ with no alias: a BYOD run is an evaluation, not an approved decision, so no `cha
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,13 @@ import pandas as pd
 
 from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
-from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
-from orchard.credit.model import CreditModel, train_lightgbm
+from orchard.credit.metrics import score_psi
+from orchard.credit.model import train_lightgbm
 from orchard.credit.scorecard import Scorecard, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.errors import OrchardError
+from orchard.landing import file_format_of, read_table, utc_times
+from orchard.lifecycle.training import evaluate_samples
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,23 +70,8 @@ class ByodResult:
 
 
 def read_dataset(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or raise naming the file that is absent, empty or unreadable."""
-    if not path.is_file():
-        raise OrchardError(f"data file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise OrchardError(f"data file {path} is empty")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path)
-        elif suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            raise OrchardError(f"data file {path} must be .csv or .parquet, not {suffix or 'no suffix'}")
-    except pd.errors.EmptyDataError as exc:
-        raise OrchardError(f"data file {path} is empty") from exc
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise OrchardError(f"data file {path} cannot be read: {exc}") from exc
+    """Read the spec's CSV or Parquet file with the lifecycle's reader of landed files (orchard.landing)."""
+    frame = read_table(path, file_format_of(path, "data file"), what="data file")
     if frame.empty:
         raise OrchardError(f"data file {path} has no rows")
     return frame
@@ -102,32 +88,11 @@ def _check_columns(spec: ByodSpec, frame: pd.DataFrame) -> None:
         raise OrchardError(f"dataset {spec.name}: column(s) {', '.join(absent)} not in the data")
 
 
-def event_times_utc(raw: pd.Series, timezone: str) -> pd.Series:
-    """Return event times as UTC: naive values (datetime or text) are read in `timezone`, zoned ones converted.
-
-    Unparsable text and local times that do not exist or are ambiguous (daylight-saving changes) become NaT.
-    """
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas warns about mixed offsets and inferred formats
-            try:
-                parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
-            except (ValueError, TypeError):  # naive and zoned text mixed in one column
-                parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-            if not pd.api.types.is_datetime64_any_dtype(parsed):  # several UTC offsets: each is absolute
-                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
-    if parsed.dt.tz is None:
-        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-    return parsed.dt.tz_convert("UTC")
-
-
 def _parse_time(spec: ByodSpec, frame: pd.DataFrame) -> pd.DataFrame:
     if spec.event_time is None:
         return frame
     raw = frame[spec.event_time]
-    parsed = event_times_utc(raw, spec.timezone)
+    parsed = utc_times(raw, spec.timezone, lenient=True)
     bad = parsed.isna() & raw.notna()
     if bad.any():
         examples = raw[bad].astype(str).unique()[:3].tolist()
@@ -266,13 +231,6 @@ def prepare_data(settings: Settings, spec: ByodSpec, spec_path: Path) -> Prepare
     return PreparedData(frame, features, categorical, train, test, oot, split, file_sha256(path), suite)
 
 
-def _evaluations(model: CreditModel, data: PreparedData) -> dict[str, EvaluationResult]:
-    samples = {"train": data.train, "test": data.test, "oot": data.oot}
-    return {
-        name: evaluate(sample[LABEL].to_numpy(), model.predict_pd(sample)) for name, sample in samples.items()
-    }
-
-
 def _window(spec: ByodSpec, data: PreparedData) -> str:
     if spec.event_time is None:
         return f"{len(data.frame)} rows without a time axis; {data.split}"
@@ -310,7 +268,9 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
         data.train, LABEL, data.features, data.categorical, spec.seed, f"{base}_lightgbm"
     )
     models = {"scorecard": scorecard, "lightgbm": lightgbm}
-    evaluations = {kind: _evaluations(model, data) for kind, model in models.items()}
+    samples = {"train": data.train, "test": data.test, "oot": data.oot}
+    # the lifecycle's evaluation of a trained model (orchard.lifecycle.training)
+    evaluations = {kind: evaluate_samples(model, samples) for kind, model in models.items()}
     card: Scorecard = scorecard.estimator  # type: ignore[assignment]
     stability = {
         "score (scorecard)": score_psi(scorecard.score(data.train), scorecard.score(data.oot)),

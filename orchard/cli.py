@@ -225,6 +225,7 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     from model_registry.history import events
     from model_registry.registry import champion_version
     from orchard.lifecycle.ledger import MonthRecord
+    from orchard.lifecycle.monitoring import matured_vintages
     from orchard.lifecycle.stages import vintage_losses
     from orchard.lifecycle.summary import render_summary
     from orchard.model_specs import model_specs, primary_model
@@ -242,7 +243,10 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
         expected = {r.month: el for r in records if (el := r.model(name).expected_loss)}
         losses[name] = vintage_losses(settings, expected, last)
     tiers = tuple(n for n, s in specs.items() if s.kind == "tiers")
-    console.print(render_summary(records, primary, alias_events, shock_month, champions, losses, tiers))
+    vintages = matured_vintages(settings, specs[primary])
+    console.print(
+        render_summary(records, primary, alias_events, shock_month, champions, losses, tiers, vintages)
+    )
 
 
 @app.command()

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -42,14 +45,35 @@ def landing_file(spec: SourceSpec, month: str, *, portfolio_folder: Path, home: 
     return path if path.is_absolute() else portfolio_folder / path
 
 
-def _read_file(path: Path, spec: SourceSpec, file_format: str) -> pd.DataFrame:
+def file_format_of(path: Path, what: str) -> Literal["csv", "parquet"]:
+    """Return a file's format by its suffix, or raise naming the file."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise OrchardError(f"{what} {path} must be .csv or .parquet, not {suffix or 'no suffix'}")
+
+
+def read_table(
+    path: Path,
+    file_format: Literal["csv", "parquet"],
+    *,
+    what: str,
+    text_columns: Iterable[str] | Literal["all"] = (),
+) -> pd.DataFrame:
+    """Read a lender's CSV or Parquet file as it is: one clear error naming it (`what`) if absent or unreadable.
+
+    `text_columns` are read from CSV as text (ids and codes keep their leading zeros; "all": every column).
+    """
     if not path.is_file():
-        raise OrchardError(f"no landing file for batch: {path} does not exist")
-    # ids and codes stay text ("00123" keeps its zeros); numbers and times are parsed, then checked
-    text_columns = {c.name: str for c in spec.columns if c.dtype in ("string", "category")}
+        raise OrchardError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise OrchardError(f"{what} {path} is empty")
+    text = str if text_columns == "all" else {name: str for name in text_columns}
     try:
         if file_format == "csv":
-            return pd.read_csv(path, dtype=text_columns, keep_default_na=True)
+            return pd.read_csv(path, dtype=text, keep_default_na=True)
         return pd.read_parquet(path)
     except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException, pd.errors.ParserError) as exc:
         kind = "CSV" if file_format == "csv" else "Parquet"
@@ -78,19 +102,40 @@ def _read_sql(landing: SqlLanding, spec: SourceSpec, month: str, url: str) -> pd
         engine.dispose()
 
 
+def utc_times(
+    values: pd.Series,
+    zone: str,
+    *,
+    lenient: bool = False,
+    nonexistent: Literal["NaT", "shift_forward"] = "NaT",
+) -> pd.Series:
+    """Return times as UTC: zoned ones (datetimes, or text with offsets, which may differ row to row) converted,
+    naive ones read in `zone`. Text is ISO 8601 (any format pandas infers when lenient); what does not parse,
+    and a local time that repeats (or, unless shifted forward, does not exist) in the zone, becomes NaT.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = values
+    else:
+        text_format = "mixed" if lenient else "ISO8601"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns about mixed offsets and inferred formats
+            try:
+                parsed = pd.to_datetime(values, errors="coerce", format=text_format)
+            except (ValueError, TypeError):  # naive and zoned text mixed in one column
+                parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+            if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):  # several offsets: each is absolute
+                parsed = pd.to_datetime(values, errors="coerce", utc=True, format=text_format)
+    if parsed.dt.tz is None:
+        parsed = parsed.dt.tz_localize(zone, ambiguous="NaT", nonexistent=nonexistent)
+    return parsed.dt.tz_convert("UTC")
+
+
 def _utc(values: pd.Series, zone: str) -> pd.Series:
-    """Return times in UTC (naive ones read in `zone`); values that are not times are left as they are."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values.dt.tz_localize(zone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-    if values.dtype == object:
-        try:
-            parsed = pd.to_datetime(values, format="ISO8601")
-        except (ValueError, TypeError):
-            return values
-        return _utc(parsed, zone)
-    return values
+    """Return a timestamp column in UTC, or as it is when a value is not a time (the contract then sees it)."""
+    if not (pd.api.types.is_datetime64_any_dtype(values.dtype) or values.dtype == object):
+        return values
+    parsed = utc_times(values, zone, nonexistent="shift_forward")
+    return parsed if (parsed.notna() | values.isna()).all() else values
 
 
 def normalise(frame: pd.DataFrame, spec: SourceSpec, month: str) -> pd.DataFrame:
@@ -128,7 +173,9 @@ def read_landed(
     if landing is None:
         raise OrchardError(f"source {spec.name} declares no landing")
     path = landing_file(spec, month, portfolio_folder=portfolio_folder, home=home)
-    raw = _read_file(path, spec, landing.file_format)
+    # ids and codes stay text ("00123" keeps its zeros); numbers and times are parsed, then checked
+    text = [c.name for c in spec.columns if c.dtype in ("string", "category")]
+    raw = read_table(path, landing.file_format, what="landing file", text_columns=text)
     return LandedBatch(normalise(raw, spec, month), str(path), file_sha256(path))
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,20 +39,44 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return s
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """Return a folder shared by every pytest-xdist worker of this run, filled by build(folder) only once.
+
+    The first worker to ask builds under an exclusive file lock and leaves a marker; the others wait for the
+    lock and find the marker. A build that raised leaves no marker, so the next worker to ask tries again.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base folder, common to the workers
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+def _small_lifecycle(folder: Path) -> None:
+    from tests.e2e.lifecycle_helpers import run_orchard
+
+    result = run_orchard(folder / "orchard", "demo")
+    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    (folder / "result.json").write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+
+
 @pytest.fixture(scope="session")
 def small_lifecycle_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """One uninterrupted small lifecycle (`orchard demo`, SMALL_LIFECYCLE), run once per session.
+    """One uninterrupted small lifecycle (`orchard demo`, SMALL_LIFECYCLE), run once per test run.
 
     The end-to-end tests assert on it and the services tier compares the production profile against it.
     """
-    from tests.e2e.lifecycle_helpers import run_orchard
-
-    home = tmp_path_factory.mktemp("lifecycle") / "orchard"
-    result = run_orchard(home, "demo")
-    assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return home, result
+    folder = built_once(tmp_path_factory, "small_lifecycle", _small_lifecycle)
+    output = json.loads((folder / "result.json").read_text())
+    return folder / "orchard", subprocess.CompletedProcess(["orchard", "demo"], 0, **output)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,3 +85,25 @@ def _telemetry_off() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+def _run_order(item: pytest.Item) -> int:
+    """Long scenarios first (so two workers finish together); reusers of the shared small lifecycle after the
+    scenarios that build their own, so a worker rarely waits for the lifecycle another worker is building."""
+    if item.get_closest_marker("slow") is None:
+        return 3
+    if "small_lifecycle_run" not in item.fixturenames:
+        return 1
+    return 0 if item.nodeid.startswith("tests/e2e/") else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the run and keep what shares state on one pytest-xdist worker (`make test` runs two).
+
+    Each module is one xdist group, so a module-scoped fixture is built once; the modules that move the
+    serving home's champion share one group, as they share (and take turns changing) that home.
+    """
+    items.sort(key=_run_order)  # stable: the collection order holds within a rank
+    for item in items:
+        group = "serving_home" if "serving_home" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -140,16 +140,6 @@ def evaluate(y_true: ArrayLike, pd_pred: ArrayLike) -> EvaluationResult:
     )
 
 
-def lift_table(y: ArrayLike, pd_scores: ArrayLike) -> pd.DataFrame:
-    """Return the decile table with lift: each decile's bad rate over the overall bad rate, and cumulative."""
-    table = decile_table(y, pd_scores)
-    overall = table["n_bad"].sum() / table["count"].sum()
-    table["lift"] = table["bad_rate"] / overall
-    table["cum_bad_rate"] = table["n_bad"].cumsum() / table["count"].cumsum()
-    table["cum_lift"] = table["cum_bad_rate"] / overall
-    return table
-
-
 def woe_iv(n_good: ArrayLike, n_bad: ArrayLike, smoothing: float = 0.0) -> tuple[np.ndarray, float]:
     """Return WOE = ln(good share / bad share) per bin and the information value sum((g - b) * WOE).
 
@@ -195,26 +185,3 @@ def score_psi(reference_scores: ArrayLike, current_scores: ArrayLike, n_bins: in
     current = pd.DataFrame({"score": np.asarray(current_scores, dtype=float)})
     profile = ReferenceProfile.fit(reference, numeric=["score"], categorical=[], n_bins=n_bins)
     return psi(profile, current)["score"]
-
-
-def calibration_by_band(y_true: ArrayLike, pd_pred: ArrayLike, bands: ArrayLike) -> pd.DataFrame:
-    """Return per score band: count, expected bad rate (mean PD), observed bad rate, gap and binomial p-value."""
-    from scipy.stats import binomtest
-
-    y, p = _validate(y_true, pd_pred)
-    band = np.asarray(bands)
-    if band.shape != y.shape:
-        raise OrchardError(f"bands and labels must be of equal length, got {band.shape} and {y.shape}")
-    frame = pd.DataFrame({"band": band, "bad": y, "pd": p})
-    table = (
-        frame.groupby("band", sort=True)
-        .agg(count=("bad", "size"), n_bad=("bad", "sum"), expected_bad_rate=("pd", "mean"))
-        .reset_index()
-    )
-    table["observed_bad_rate"] = table["n_bad"] / table["count"]
-    table["gap"] = table["observed_bad_rate"] - table["expected_bad_rate"]
-    table["p_value"] = [
-        binomtest(int(k), int(n), float(min(max(e, 1e-12), 1 - 1e-12))).pvalue
-        for k, n, e in zip(table["n_bad"], table["count"], table["expected_bad_rate"], strict=True)
-    ]
-    return table

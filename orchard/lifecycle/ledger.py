@@ -68,9 +68,3 @@ def load_month(settings: Settings, month: str) -> MonthRecord | None:
 def trained_in(record: MonthRecord, model: str) -> dict | None:
     """Return what was trained for a model in a month's record (None if nothing was)."""
     return record.model(model).trained
-
-
-def last_retrain_month(records: list[MonthRecord], model: str) -> str | None:
-    """Return the latest month in which a model was trained because of the policy or first fit."""
-    months = [r.month for r in records if trained_in(r, model)]
-    return max(months) if months else None

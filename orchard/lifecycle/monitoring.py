@@ -8,13 +8,14 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from model_registry.history import events
-from model_registry.registry import champion_version, load_model, train_key_of
+from model_registry.registry import load_model, train_key_of
 from monitoring.dashboards import add_month_snapshot, ensure_dashboard
-from monitoring.policy import decide
+from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
 from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
+from orchard.errors import OrchardError
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
@@ -42,6 +43,7 @@ class MonitorOutcome:
     drift_share: float = 0.0
     breach: bool = False
     retrain: bool = False
+    action: str = "hold"
     reasons: list[str] = field(default_factory=list)
     report_path: str = ""
 
@@ -50,21 +52,19 @@ def monitor_month(
     settings: Settings,
     spec: ModelSpec,
     month: str,
-    last_retrain: str | None,
+    history: ModelHistory,
     *,
     always_report: bool = True,
-    version: int | None = None,
-) -> MonitorOutcome | None:
-    """Monitor the champion on a month's cases; None while no champion exists.
+) -> tuple[MonitorOutcome, PolicyDecision]:
+    """Monitor the champion in force when the month began on the month's cases, and decide with the policy.
 
     The exact PSI of the score and every feature is computed every month; the Evidently report (~1-2 s) every
     month when always_report, else only in a month whose breach asks for a retrain (the report the reviewer of
     that retrain needs).
-    `version` pins the version monitored (default: the champion now).
     """
-    version = champion_version(settings, spec.name) if version is None else version
+    version = history.champion
     if version is None:
-        return None
+        raise OrchardError(f"{spec.name} has no champion in force at {month}: nothing to monitor")
     key = train_key_of(settings, spec.name, version)
     model = load_model(settings, spec.name, version)
     # the one scoring implementation the decision API uses too (scores, bands, version; reason codes for the
@@ -75,7 +75,7 @@ def monitor_month(
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
-    decision = decide(month, values[SCORE_COLUMN], features, settings, last_retrain)
+    decision = decide(month, history, settings, Drift(float(values[SCORE_COLUMN]), features))
     drifted = sum(v > settings.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(
         model=spec.name,
@@ -87,10 +87,11 @@ def monitor_month(
         drift_share=round(drifted / max(len(features), 1), 6),
         breach=decision.breach,
         retrain=decision.retrain,
+        action=decision.action,
         reasons=list(decision.reasons),
     )
     if not (always_report or decision.retrain):
-        return outcome
+        return outcome, decision
 
     top = sorted(features, key=lambda c: -features[c])[:EVIDENTLY_TOP_FEATURES]
     report_numeric = [c for c in numeric if c in top or c == SCORE_COLUMN]
@@ -103,18 +104,31 @@ def monitor_month(
     )  # fmt: skip
     report = save_report(snapshot, settings.reports_dir / spec.name / f"{month}.html")
     add_to_workspace(settings, spec.name, snapshot)
-    return replace(outcome, report_path=str(report))
+    return replace(outcome, report_path=str(report)), decision
 
 
 def _vintage_state_path(settings: Settings, spec: ModelSpec):
     return settings.state_dir / "vintages" / f"{spec.name}.json"
 
 
+def matured_vintages(settings: Settings, spec: ModelSpec) -> dict[str, dict[str, float]]:
+    """Return the vintages reported as matured so far, each with its realised value beside its estimates."""
+    path = _vintage_state_path(settings, spec)
+    if not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    # a home written before the estimates were kept holds only the list of reported vintages
+    return {v: {} for v in stored} if isinstance(stored, list) else stored
+
+
 def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.DataFrame:
     """Return realised AUC/KS/bad rate of vintages matured since the last check, beside their early estimate.
 
-    The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style);
-    the current month's vintage gets its estimate now and its realised value when its labels mature.
+    The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style), on the
+    cases whose performance is realised later (the model's learnable cases, e.g. booked loans), so that estimate
+    and realised value describe one population; the estimate over every scored case (e.g. all applicants) is
+    kept beside it, labelled as such. The current month's vintage gets its estimate now and its realised value
+    when its labels mature; each matured vintage is kept in the state for the summary.
     """
     scored = []
     for m in month_range(settings.start_month, month):
@@ -124,19 +138,21 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     if not scored:
         return pd.DataFrame()
     scores = pd.concat(scored, ignore_index=True).rename(columns={spec.key: "application_id"})
-    state_path = _vintage_state_path(settings, spec)
-    reported = set(json.loads(state_path.read_text())) if state_path.exists() else set()
+    reported = matured_vintages(settings, spec)
     # the model's own learnable cases and labels as known now (the same population training uses)
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
     labels = pd.DataFrame({"application_id": cases[spec.key].to_numpy(),
                            "vintage": cases[BATCH_ID].str[-7:].to_numpy(),  # the batch's period, as scores have it
                            "mature": cases["mature"].to_numpy(dtype=bool), "bad": cases["bad"].to_numpy()})  # fmt: skip
-    realised = matured_performance(scores, labels, month, reported)
-    wanted = set(realised["vintage"]) | {month}
-    estimated = early_estimate(scores[scores["vintage"].isin(wanted)])
-    write_json(sorted(reported | set(realised["vintage"])), state_path)
-    return performance_by_vintage(realised, estimated)
+    realised = matured_performance(scores, labels, month, set(reported))
+    wanted = scores[scores["vintage"].isin(set(realised["vintage"]) | {month})]
+    learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
+    table = performance_by_vintage(realised, early_estimate(learnable), early_estimate(wanted))
+    for row in table[table["status"] == "matured"].to_dict("records"):
+        reported[str(row["vintage"])] = {k: v for k, v in row.items() if k not in ("vintage", "status")}
+    write_json(reported, _vintage_state_path(settings, spec))
+    return table
 
 
 def publish_dashboard(settings: Settings, spec: ModelSpec, month: str, outcome: MonitorOutcome) -> str:

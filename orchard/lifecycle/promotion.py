@@ -12,6 +12,7 @@ from model_registry.gates import GateInputs, GatePolicy, challenger_gate, gate_d
 from model_registry.governance import request_promotion
 from model_registry.history import approvals_of
 from model_registry.registry import champion_version, load_model, record_rejection, set_alias
+from monitoring.policy import Approval, approval_mode
 from monitoring.psi import ReferenceProfile, psi
 from orchard.lifecycle.cards import lifecycle_card
 from orchard.lifecycle.datasets import labelled, model_frame
@@ -118,10 +119,13 @@ CARD_STATUS = {
 
 
 def decide_promotion(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str, approval: Approval | None = None
 ) -> PromotionOutcome:
-    """Gate a new version, decide, and log its model card with the approval status the decision gave it."""
-    outcome = _decide(settings, spec, trained, month)
+    """Gate a new version, decide, and log its model card with the approval status the decision gave it.
+
+    `approval` is who approves it, as the retraining policy said (default: the settings' policy).
+    """
+    outcome = _decide(settings, spec, trained, month, approval or approval_mode(settings))
     status = CARD_STATUS[outcome.action]
     if outcome.action == "unchanged" and champion_version(settings, spec.name) != trained.version:
         status = "challenger"
@@ -144,7 +148,9 @@ def recorded_decision(
     return None
 
 
-def _decide(settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str) -> PromotionOutcome:
+def _decide(
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str, approval: Approval
+) -> PromotionOutcome:
     """Gate a new version against the champion; the policy approves or refuses it, with a record either way."""
     done = recorded_decision(settings, spec, trained, month)
     if done is not None:
@@ -159,7 +165,7 @@ def _decide(settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: s
                   effective_month=month)  # fmt: skip
     gate = evaluate_gate(settings, spec, trained, champion, month)
     summary = "; ".join(gate["reasons"])
-    if not settings.auto_approve:
+    if approval == "person":
         return PromotionOutcome(spec.name, trained.version, "await_approval",
                                 f"gate recorded, awaiting a person's approval: {summary}", champion, gate)  # fmt: skip
     approval = request_promotion(

@@ -65,6 +65,31 @@ def _first_check(broken: list[str]) -> str:
     return first + (f" +{len(broken) - 1} more" if len(broken) > 1 else "")
 
 
+def estimation_table(vintages: dict[str, dict[str, float]], model: str) -> Table:
+    """Return each matured vintage's realised AUC and bad rate beside the early estimates and their errors."""
+    table = Table(title=f"Early estimate vs realised performance by matured vintage ({model})")
+    for col in ("vintage", "cases", "realised AUC", "expected AUC", "error", "all applicants", "error",
+                "realised bad rate", "expected", "error"):  # fmt: skip
+        table.add_column(col, justify="right")
+
+    def number(value: float | None, sign: bool = False) -> str:
+        if value is None or value != value:  # absent, or NaN (a one-class vintage has no AUC)
+            return "—"
+        return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+    for vintage, row in sorted(vintages.items()):
+        if not row:
+            continue
+        auc = row.get("auc")
+        applicants = row.get("expected_auc_applicants")
+        error_applicants = None if auc is None or applicants is None else applicants - auc
+        table.add_row(vintage, str(int(row.get("n", 0))), number(auc), number(row.get("expected_auc")),
+                      number(row.get("auc_error"), True), number(applicants), number(error_applicants, True),
+                      number(row.get("bad_rate")), number(row.get("expected_bad_rate")),
+                      number(row.get("bad_rate_error"), True))  # fmt: skip
+    return table
+
+
 def render_summary(
     records: list[MonthRecord],
     primary: str,
@@ -73,6 +98,7 @@ def render_summary(
     champions: dict[str, int | None] | None = None,
     losses: dict[str, list[dict]] | None = None,
     tiers_models: tuple[str, ...] = (),
+    vintages: dict[str, dict[str, float]] | None = None,
 ) -> Group:
     """Build the summary tables shown at the end of a lifecycle run (the primary model in detail)."""
     overview = Table(title="Orchard lifecycle summary", show_header=False)
@@ -128,4 +154,6 @@ def render_summary(
         tiers_table(records, model) for model in tiers_models if any(r.model(model).tiers for r in records)
     ]
     extra += [losses_table(rows, model) for model, rows in (losses or {}).items() if rows]
+    if vintages and any(vintages.values()):
+        extra.append(estimation_table(vintages, primary))
     return Group(overview, aliases, psi, *extra)

@@ -14,7 +14,7 @@ from monitoring.psi import ReferenceProfile
 from orchard import __version__
 from orchard.atomic import write_json
 from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters, realised_losses
-from orchard.credit.metrics import evaluate, score_psi
+from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.stratification import PrecreditModel, tier_counts
@@ -152,9 +152,9 @@ def split_test(
     return dev[~in_test], dev[in_test]
 
 
-def _evaluation(model: CreditModel, data: pd.DataFrame) -> dict:
-    """Return AUC, KS, Gini, bad rate and the bad rate by score decile of a model on labelled rows."""
-    return evaluate(data["bad"].to_numpy(), model.predict_pd(data)).to_dict()
+def evaluate_samples(model: CreditModel, samples: dict[str, pd.DataFrame]) -> dict[str, EvaluationResult]:
+    """Return AUC, KS, Gini, bad rate and the bad rate by score decile of a model on each labelled sample."""
+    return {name: evaluate(rows["bad"].to_numpy(), model.predict_pd(rows)) for name, rows in samples.items()}
 
 
 def _flat_metrics(evaluations: dict[str, dict]) -> dict[str, float]:
@@ -193,8 +193,8 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     }
     samples = {"train": train, "test": test, "oot": oot}
     evaluations = {
-        **{name: _evaluation(model, rows) for name, rows in samples.items()},
-        **{f"baseline_{name}": _evaluation(baseline, rows) for name, rows in samples.items()},
+        **{name: r.to_dict() for name, r in evaluate_samples(model, samples).items()},
+        **{f"baseline_{name}": r.to_dict() for name, r in evaluate_samples(baseline, samples).items()},
     }
     metrics = {**_flat_metrics(evaluations), **fitted.metrics}
     metrics["score_psi_dev_oot"] = round(score_psi(model.score(dev), model.score(oot)), 6)

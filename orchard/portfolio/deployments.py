@@ -1,7 +1,8 @@
 """The Prefect deployments of a portfolio (prefect.yaml), generated from its models, never copied by hand.
 
-Monthly schedules on the 1st (UTC), in stage order: ingest, validate, features, then each model's monitor; each
-model's train deployment runs on its `orchard.monitor.breach` event (the retraining automation) or by hand. A
+Monthly schedules on the 1st (UTC), in stage order: ingest, validate, features, then each model's monitor (the
+retraining policy: it fits the first champion itself); each model's train deployment runs on its
+`orchard.monitor.breach` event (the retraining automation) or by hand. A
 portfolio other than the demo passes its folder to the flows through the worker's job environment.
 """
 
@@ -24,8 +25,9 @@ HEADER = """\
 # `prefect deploy --all` with PREFECT_API_URL = the server `orchard up --profile production` started. Runs go to
 # the process work pool `orchard-process`; the worker passes its environment (ORCHARD_*, MLFLOW_TRACKING_*) to
 # every flow run, and each flow builds Settings from it. Schedules are monthly, in stage order, on the 1st (UTC);
-# a month left empty means the last complete month. Each model's train deployment has an event trigger on
-# `orchard.monitor.breach` for its model (emitted by the monitor deployment when the drift policy asks).
+# a month left empty means the last complete month. Each model's monitor deployment applies the retraining policy
+# to the recorded history (and fits the first champion); its train deployment has an event trigger on
+# `orchard.monitor.breach` for its model (emitted by the monitor deployment when the policy asks for a retrain).
 """
 _STAGES = (
     ("ingest", "Copy every source's landing file of the month into bronze (idempotent by batch id).", "0 2"),
@@ -84,7 +86,8 @@ def _score(model: str, slot: int) -> dict[str, Any]:
 def _monitor(model: str, slot: int) -> dict[str, Any]:
     deployment = _base(
         f"monitor-{model}",
-        f"PSI/CSI of {model}'s champion on the month's cases and the policy; a breach emits orchard.monitor.breach.",
+        f"The retraining policy's month of {model} from the recorded history: PSI/CSI of its champion (a breach "
+        "past the cooldown emits orchard.monitor.breach), or the first champion's fit once labels have matured.",
         "monitor_deployed",
         ["monitor", model],
         {"model": model},

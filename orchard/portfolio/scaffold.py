@@ -12,11 +12,11 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import yaml
 
 from orchard.atomic import write_text
 from orchard.errors import OrchardError
+from orchard.landing import file_format_of, read_table
 from orchard.portfolio.load import FILE_NAME, parse_portfolio
 
 MAX_CATEGORIES = 30
@@ -26,14 +26,8 @@ _NAME = re.compile(r"[^a-z0-9_]+")
 
 
 def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise OrchardError(f"sample file {path} does not exist")
-    try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=True)
-        return pd.read_parquet(path)
-    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException, pd.errors.ParserError) as exc:
-        raise OrchardError(f"cannot read sample file {path}: {exc}") from None
+    # every CSV column as text: _typed guesses numbers and times only where every value parses
+    return read_table(path, file_format_of(path, "sample file"), what="sample file", text_columns="all")
 
 
 def _source_name(path: Path) -> str:

@@ -122,13 +122,8 @@ def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProces
     assert final_state(home) == before
 
 
-@pytest.mark.parametrize("months_before_kill", [2, 5])
-def test_killed_run_resumes_to_the_same_state(
-    tmp_path: Path, completed: tuple[Path, subprocess.CompletedProcess[str]], months_before_kill: int
-) -> None:
-    # Given a demo killed (SIGKILL, no clean-up) while working on a month
-    reference_home, _ = completed
-    home = tmp_path / "orchard"
+def _kill_after(home: Path, months_done: int) -> None:
+    """Start the demo on home and SIGKILL it (and its Prefect server) inside the month after `months_done`."""
     process = subprocess.Popen(
         orchard_cmd("demo"),
         env=orchard_env(home),
@@ -139,12 +134,24 @@ def test_killed_run_resumes_to_the_same_state(
     months_dir = home / "state" / "months"
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and process.poll() is None:
-        if months_dir.exists() and len(list(months_dir.glob("*.json"))) >= months_before_kill:
+        if months_dir.exists() and len(list(months_dir.glob("*.json"))) >= months_done:
             break
         time.sleep(0.05)
+    assert process.poll() is None, f"the demo ended before {months_done} months were recorded"
     time.sleep(0.7)  # land the kill inside the next month's stages
     os.killpg(process.pid, signal.SIGKILL)  # the demo and its Prefect server, as a killed terminal would
     process.wait()
+
+
+def test_killed_run_resumes_to_the_same_state(
+    tmp_path: Path, completed: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    # Given a demo killed (SIGKILL, no clean-up) while working on its third month, restarted, and killed again
+    # while working on its sixth (one run, two kills: a resumed run is itself resumable)
+    reference_home, _ = completed
+    home = tmp_path / "orchard"
+    _kill_after(home, 2)
+    _kill_after(home, 5)
     # When it runs again to the end
     resumed = run_orchard(home, "demo")
     # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates

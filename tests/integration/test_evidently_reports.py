@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,8 +9,6 @@ import pytest
 from monitoring.reports import add_to_workspace, drift_report, drift_summary, save_report
 from orchard.errors import OrchardError
 from orchard.settings import Settings
-
-log = logging.getLogger(__name__)
 
 NUMERIC = [f"num_{i}" for i in range(10)]
 CATEGORICAL = [f"cat_{i}" for i in range(5)]
@@ -32,21 +27,15 @@ def _frame(n: int, seed: int, shift: bool) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def snapshot_and_seconds():  # type: ignore[no-untyped-def]
-    import evidently.presets  # noqa: F401  (warm the import, seconds on a busy machine, so only the run is timed)
-
+def snapshot():  # type: ignore[no-untyped-def]
+    """The drift report of a batch where only num_0 and cat_0 shifted (its speed is benchmarked, not tested)."""
     reference = _frame(3000, seed=0, shift=False)
     current = _frame(1500, seed=1, shift=True)
-    start = time.perf_counter()
-    snapshot = drift_report(reference, current, NUMERIC, CATEGORICAL, name="application_pd 2020-03")
-    seconds = time.perf_counter() - start
-    log.info("Evidently drift report: %.2f s for 1500 x %d", seconds, len(NUMERIC) + len(CATEGORICAL))
-    return snapshot, seconds
+    return drift_report(reference, current, NUMERIC, CATEGORICAL, name="application_pd 2020-03")
 
 
-def test_drift_report_flags_the_shifted_columns_only(snapshot_and_seconds) -> None:  # type: ignore[no-untyped-def]
+def test_drift_report_flags_the_shifted_columns_only(snapshot) -> None:  # type: ignore[no-untyped-def]
     # Given a current batch where only num_0 and cat_0 shifted
-    snapshot, seconds = snapshot_and_seconds
     # When the snapshot is summarised by metric type and id
     summary = drift_summary(snapshot)
     # Then exactly those two columns drift, and the count/share agree
@@ -55,12 +44,10 @@ def test_drift_report_flags_the_shifted_columns_only(snapshot_and_seconds) -> No
     assert set(summary.columns) == set(NUMERIC + CATEGORICAL), "one ValueDrift result per column"
     assert summary.drifted_count == 2 and summary.drifted_share == pytest.approx(2 / 15)
     assert summary.columns["num_0"].score > summary.columns["num_0"].threshold
-    assert seconds < 10.0, f"a drift report over 1500 x 15 took {seconds:.1f}s"
 
 
-def test_save_report_writes_html_atomically(snapshot_and_seconds, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_save_report_writes_html_atomically(snapshot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # Given a snapshot / When saved
-    snapshot, _ = snapshot_and_seconds
     path = save_report(snapshot, tmp_path / "reports" / "drift.html")
     # Then a single HTML file is in place and no temporary file is left behind
     text = path.read_text()
@@ -68,12 +55,9 @@ def test_save_report_writes_html_atomically(snapshot_and_seconds, tmp_path) -> N
     assert [p.name for p in path.parent.iterdir()] == ["drift.html"], "no leftover temporary files"
 
 
-def test_workspace_has_one_project_per_model_and_is_idempotent(
-    snapshot_and_seconds, settings: Settings
-) -> None:  # type: ignore[no-untyped-def]
+def test_workspace_has_one_project_per_model_and_is_idempotent(snapshot, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     from evidently.ui.workspace import Workspace
 
-    snapshot, _ = snapshot_and_seconds
     # Given the same named snapshot added twice and a second model
     first = add_to_workspace(settings, "application_pd", snapshot)
     again = add_to_workspace(settings, "application_pd", snapshot)

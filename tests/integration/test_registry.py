@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import mlflow
@@ -88,9 +87,7 @@ def test_register_and_load_round_trip_predicts_identical_pd(store: Settings, nam
     frame = training_frame(seed=9)
     global_uri_before = mlflow.get_tracking_uri()
     # when it is registered and loaded back by version number
-    started = time.perf_counter()
     ref = register(store, name, seed=1, train_key="2019-06")
-    elapsed = time.perf_counter() - started
     loaded = registry.load_model(store, name, ref.version)
     # then it is the original kind of object and predicts the identical PD
     assert (ref.name, ref.version) == (name, 1), ref
@@ -99,7 +96,6 @@ def test_register_and_load_round_trip_predicts_identical_pd(store: Settings, nam
         loaded.predict_pd(frame), model.predict_pd(frame), "PD changed in the round trip"
     )
     assert mlflow.get_tracking_uri() == global_uri_before, "register_model must not leave global MLflow state"
-    assert elapsed < 10, f"register_model took {elapsed:.1f} s; it should take 1-2 s"
 
 
 def test_pyfunc_model_returns_pd_column_and_has_explicit_requirements(store: Settings, name: str) -> None:

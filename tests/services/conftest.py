@@ -74,9 +74,13 @@ def postgres() -> Iterator[str]:
 
 @pytest.fixture
 def redis_db() -> Iterator[int]:
-    """Yield a Redis database number for this test (flushed before and after)."""
+    """Yield a Redis database number for this test (flushed before and after), one per pytest-xdist worker.
+
+    Tests of one worker run one after the other, so each worker's own number is never flushed under a test.
+    """
     require(REDIS_PORT, "Redis")
-    number = 8 + secrets.randbelow(8)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = 8 + int(worker.removeprefix("gw")) % 8
     client = redis.Redis(host=PG_HOST, port=REDIS_PORT, db=number)
     client.flushdb()
     try:

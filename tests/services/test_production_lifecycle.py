@@ -1,9 +1,11 @@
-"""Services tier: the lifecycle on the production profile gives the embedded run's models, and survives PostgreSQL.
+"""Services tier: the lifecycle on the production profile survives PostgreSQL and gives the embedded run's models.
 
-Both tests run the small lifecycle (tests/e2e/lifecycle_helpers.SMALL_LIFECYCLE) through `orchard demo` in a
+The test runs the small lifecycle (tests/e2e/lifecycle_helpers.SMALL_LIFECYCLE) through `orchard demo` in a
 subprocess, on services `orchard.services.up` started (MLflow with basic-auth, Prefect server and worker on
-PostgreSQL; Feast on the SQL registry and Redis; the governance history on PostgreSQL), and compare what the run
-left with the embedded run of the same seed, over every registered model.
+PostgreSQL; Feast on the SQL registry and Redis; the governance history on PostgreSQL), stops PostgreSQL while the
+first model trains, reruns, and compares what the run left with the embedded run of the same seed, over every
+registered model. One production lifecycle checks both the outage and the parity: the converged state must equal
+the uninterrupted embedded run's, so an interrupted-then-resumed production run is held to the same end state.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from orchard.months import month_range
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
 from orchard.settings import Settings, mlflow_credentials
-from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env, run_orchard
-from tests.services.conftest import PG_URL, free_port, production_settings
+from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env
+from tests.services.conftest import free_port, production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -167,37 +169,6 @@ def as_pipeline_user(monkeypatch: pytest.MonkeyPatch) -> Callable[[Settings], No
     return use
 
 
-def test_production_lifecycle_matches_the_embedded_run(
-    embedded_state: dict[str, Any],
-    tmp_path: Path,
-    postgres: str,
-    redis_db: int,
-    as_pipeline_user: Callable[[Settings], None],
-) -> None:
-    # Given the production services on the real PostgreSQL and Redis (this test's own databases)
-    settings = lifecycle_production_settings(tmp_path / "orchard", postgres, redis_db, PG_URL)
-    as_pipeline_user(settings)
-    try:
-        up(settings)
-        # When the small lifecycle runs on the production profile (settings from ORCHARD_* only, as a user has)
-        result = run_orchard(settings.home, "demo", **orchard_variables(settings))
-        assert result.returncode == 0, (
-            f"production demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-        # Then MLflow (the server), the governance history (PostgreSQL) and the ledger hold what the embedded
-        # run holds
-        assert settings.tracking_uri.startswith("http://") and settings.registry_db_url.startswith(
-            "postgresql"
-        )
-        state = lifecycle_state(settings)
-    finally:
-        down(settings)
-    assert state["models"], "the production run registered no model"
-    assert any("champion" in m["aliases"] for m in state["models"].values()), "no champion on production"
-    assert len(state["months"]) == len(month_range(settings.start_month, settings.end_month))
-    assert state == embedded_state, _describe_difference(state, embedded_state)
-
-
 def _wait_for_first_training_run(settings: Settings, process: subprocess.Popen[str], timeout: float) -> None:
     """Return once the MLflow server holds a training run (the lifecycle is writing its first model)."""
     client = mlflow_client(settings)
@@ -210,7 +181,7 @@ def _wait_for_first_training_run(settings: Settings, process: subprocess.Popen[s
     raise AssertionError(f"no training run within {timeout:.0f} s (demo exit code {process.poll()})")
 
 
-def test_postgres_outage_fails_clearly_and_the_rerun_converges(
+def test_production_lifecycle_survives_an_outage_and_matches_the_embedded_run(
     embedded_state: dict[str, Any],
     tmp_path: Path,
     redis_db: int,
@@ -259,7 +230,11 @@ def test_postgres_outage_fails_clearly_and_the_rerun_converges(
             checks = {name: verify_history(settings, name) for name in converged["models"]}
         finally:
             down(settings)
-    # Then it converges to the uninterrupted run's end state, with no duplicate version, event or record
+    # Then it ran on the production services and converges to the uninterrupted embedded run's end state (every
+    # month, version, alias, governance record), with no duplicate version, event or record
+    assert settings.tracking_uri.startswith("http://") and settings.registry_db_url.startswith("postgresql")
+    assert any("champion" in m["aliases"] for m in converged["models"].values()), "no champion on production"
+    assert len(converged["months"]) == len(month_range(settings.start_month, settings.end_month))
     assert_no_duplicates(converged)
     assert all(check.ok for check in checks.values()), {n: c.problems for n, c in checks.items()}
     assert converged == embedded_state, _describe_difference(converged, embedded_state)

@@ -1,4 +1,4 @@
-"""Unit tests of lift, WOE/IV, score PSI and calibration by band, by hand and against independent code."""
+"""Unit tests of WOE/IV and score PSI, by hand and against independent code."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from sklearn.metrics import roc_auc_score
 from monitoring.psi import psi_reference
 from orchard.credit.metrics import (
     auc,
-    calibration_by_band,
     information_value,
     ks,
-    lift_table,
     score_psi,
     woe_iv,
 )
@@ -53,33 +51,6 @@ def test_information_value_matches_a_crosstab_on_german_credit() -> None:
     expected = float(((good_share - bad_share) * np.log(good_share / bad_share)).sum())
     assert information_value(column.to_numpy(), y.to_numpy()) == pytest.approx(expected, rel=1e-12)
     assert expected > 0.3, "checking status is the strongest German credit feature"
-
-
-def test_lift_table_by_hand() -> None:
-    # Given 100 distinct PDs with the 10 riskiest all bad (overall bad rate 10 %)
-    p = np.linspace(0.01, 0.99, 100)
-    y = (p > p[89]).astype(int)
-    table = lift_table(y, p)
-    # Then decile 1 has lift 10 and the cumulative lift falls to 1 at the last decile
-    assert table.loc[0, "lift"] == pytest.approx(10.0) and (table["lift"].iloc[1:] == 0).all()
-    assert table["cum_lift"].iloc[-1] == pytest.approx(1.0)
-    assert table.loc[1, "cum_lift"] == pytest.approx(5.0), "20 % of rows hold all bads: cumulative lift 5"
-
-
-def test_calibration_by_band_by_hand() -> None:
-    # Given band A predicted 10 % with 1 bad in 10 and band B predicted 50 % with 8 bads in 10
-    y = [1] + [0] * 9 + [1] * 8 + [0] * 2
-    p = [0.1] * 10 + [0.5] * 10
-    bands = ["A"] * 10 + ["B"] * 10
-    table = calibration_by_band(y, p, bands).set_index("band")
-    # Then A is calibrated and B under-predicts by 30 points with a small binomial p-value
-    assert table.loc["A", "observed_bad_rate"] == pytest.approx(0.1)
-    assert table.loc["A", "gap"] == pytest.approx(0.0, abs=1e-12) and table.loc[
-        "A", "p_value"
-    ] == pytest.approx(1.0)
-    assert table.loc["B", "gap"] == pytest.approx(0.3) and table.loc["B", "p_value"] < 0.2
-    with pytest.raises(OrchardError, match="equal length"):
-        calibration_by_band(y, p, bands[:-1])
 
 
 def test_score_psi_matches_the_reference_loop() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the drift policy: breach thresholds (strict), feature-breach count, retrain cooldown."""
+"""Unit tests of the retraining policy: first fit, breach thresholds (strict), cooldown, approval."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.policy import PolicyDecision, decide
+from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 from tests.conftest import make_settings
 
-CALM = {"a": 0.01, "b": 0.02}
+CALM = Drift(0.05, {"a": 0.01, "b": 0.02})
+DRIFT = Drift(0.5, {"a": 0.01})
+NEW = ModelHistory()
+CHAMPION = ModelHistory(champion=1, last_trained="2020-01")
 
 
 @pytest.fixture
@@ -26,68 +29,100 @@ def policy_settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.mark.parametrize(
+    ("case", "month", "history", "drift", "ready", "action", "breach", "reason"),
+    [
+        ("first fit", "2020-03", NEW, None, True, "first_fit", False, "first fit: no champion yet"),
+        ("no champion, labels immature", "2020-03", NEW, None, False, "hold", False, "not enough mature"),
+        ("no breach", "2020-03", CHAMPION, CALM, True, "hold", False, "no breach: score PSI 0.0500 <= 0.25"),
+        ("breach inside the cooldown", "2020-03", CHAMPION, DRIFT, True, "hold", True,
+         "retrain held: 2 month(s) since last retrain 2020-01 < retrain_cooldown_months 3"),
+        ("breach after the cooldown", "2020-04", CHAMPION, DRIFT, True, "retrain", True,
+         "retrain: 3 month(s) since last retrain 2020-01 >= retrain_cooldown_months 3"),
+        ("breach, never trained", "2020-03", ModelHistory(champion=1), DRIFT, True, "retrain", True,
+         "retrain: no earlier retrain"),
+        ("first-fit version pending, auto approval", "2020-03", ModelHistory(awaiting_approval=1), None, True,
+         "first_fit", False, "first fit"),
+    ],
+)  # fmt: skip
+def test_the_policy_table(
+    policy_settings: Settings, case: str, month: str, history: ModelHistory, drift: Drift | None,
+    ready: bool, action: str, breach: bool, reason: str,
+) -> None:  # fmt: skip
+    # Given the recorded history and the month's drift / When decided / Then the action, the breach, the reason
+    decision = decide(month, history, policy_settings, drift, labels_ready=ready)
+    assert (decision.action, decision.breach) == (action, breach), (case, decision)
+    assert any(reason in r for r in decision.reasons), (case, decision.reasons)
+    assert decision.train == (action != "hold") and decision.retrain == (action == "retrain")
+    assert decision.approval == "policy", "auto_approve is on by default: the policy approves"
+
+
+def test_approval_by_a_person_holds_while_a_version_awaits_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, auto_approve=False, retrain_cooldown_months=0)
+    # Given no champion and nothing pending / Then the first fit is approved by a person
+    first = decide("2020-03", NEW, settings, labels_ready=True)
+    assert (first.action, first.approval) == ("first_fit", "person")
+    # Given v1 awaiting a person's approval / Then nothing new is trained, with or without a champion
+    waiting = decide(
+        "2020-04", ModelHistory(last_trained="2020-03", awaiting_approval=1), settings, labels_ready=True
+    )
+    assert waiting.action == "hold" and "v1 awaits a person's approval" in waiting.reasons[0]
+    pending = ModelHistory(champion=1, last_trained="2020-03", awaiting_approval=2)
+    held = decide("2020-05", pending, settings, DRIFT)
+    assert (held.action, held.breach) == ("hold", True) and "v2 awaits" in held.reasons[-1], held.reasons
+    # Given the same breach once v2 is decided / Then the retrain goes ahead (cooldown 0)
+    decided = decide("2020-05", ModelHistory(champion=1, last_trained="2020-03"), settings, DRIFT)
+    assert decided.action == "retrain" and decided.approval == "person"
+
+
 def test_calm_month_is_no_breach(policy_settings: Settings) -> None:
-    # Given small PSIs / When decided / Then no breach, no retrain, and a reason saying why
-    decision = decide("2020-03", 0.05, CALM, policy_settings, None)
-    assert decision == PolicyDecision(breach=False, retrain=False, reasons=decision.reasons, month="2020-03")
+    decision = decide("2020-03", CHAMPION, policy_settings, CALM)
+    assert decision == PolicyDecision("hold", False, "policy", decision.reasons, "2020-03")
     assert "no breach" in decision.reasons[0] and "0.25" in decision.reasons[0]
 
 
 def test_score_psi_breach_is_strict(policy_settings: Settings) -> None:
     # Given a score PSI exactly at the limit / Then no breach; just above / Then a breach naming metric and limit
-    assert not decide("2020-03", 0.25, CALM, policy_settings, None).breach, (
-        "equal to the limit is not a breach"
+    at_limit = Drift(0.25, CALM.feature_psi)
+    assert not decide("2020-06", CHAMPION, policy_settings, at_limit).breach, (
+        "equal to the limit is no breach"
     )
-    decision = decide("2020-03", 0.31, CALM, policy_settings, None)
-    assert decision.breach and decision.retrain, "first breach with no earlier retrain retrains"
+    decision = decide("2020-06", CHAMPION, policy_settings, Drift(0.31, CALM.feature_psi))
+    assert decision.breach and decision.retrain, "a breach after the cooldown retrains"
     assert any("score PSI 0.3100 > score_psi_breach 0.25" in r for r in decision.reasons), decision.reasons
 
 
 def test_feature_breach_needs_more_than_the_allowed_count(policy_settings: Settings) -> None:
     # Given exactly max_feature_breaches (2) drifting features / Then tolerated
     two = {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.0}
-    assert not decide("2020-03", 0.0, two, policy_settings, None).breach, "2 features over 0.2 are allowed"
+    assert not decide("2020-06", CHAMPION, policy_settings, Drift(0.0, two)).breach, "2 over 0.2 allowed"
     # Given 3 drifting features / Then a breach that names them and the thresholds
-    three = {**two, "c": 0.21}
-    decision = decide("2020-03", 0.0, three, policy_settings, None)
+    decision = decide("2020-06", CHAMPION, policy_settings, Drift(0.0, {**two, "c": 0.21}))
     assert decision.breach
     reason = decision.reasons[0]
     assert "3 features" in reason and "a=0.3000" in reason and "c=0.2100" in reason
     assert "feature_psi_breach 0.2" in reason and "max_feature_breaches 2" in reason
 
 
-def test_cooldown_holds_then_allows_retrain(policy_settings: Settings) -> None:
-    # Given a breach 2 months after the last retrain (cooldown 3) / Then breach but retrain held
-    held = decide("2020-03", 0.5, CALM, policy_settings, "2020-01")
-    assert held.breach and not held.retrain, "inside the cooldown"
-    assert any("retrain held" in r and "retrain_cooldown_months 3" in r for r in held.reasons), held.reasons
-    # Given the same breach 3 months after / Then retrain
-    allowed = decide("2020-04", 0.5, CALM, policy_settings, "2020-01")
-    assert allowed.breach and allowed.retrain, "cooldown elapsed (3 >= 3)"
-
-
-def test_zero_cooldown_retrains_in_the_same_month(tmp_path: Path) -> None:
+def test_zero_cooldown_retrains_the_month_after(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, retrain_cooldown_months=0)
-    assert decide("2020-03", 0.9, {}, settings, "2020-03").retrain, "cooldown 0 allows back-to-back retrains"
+    history = ModelHistory(champion=1, last_trained="2020-02")
+    assert decide("2020-03", history, settings, Drift(0.9)).retrain, "cooldown 0 allows back-to-back retrains"
 
 
 @pytest.mark.parametrize(
-    ("month", "score_psi", "feature_psi", "last", "match"),
+    ("month", "history", "drift", "match"),
     [
-        ("2020-3", 0.1, {}, None, "invalid month"),
-        ("2020-03", math.nan, {}, None, "score PSI"),
-        ("2020-03", 0.1, {"income": -0.1}, None, "income"),
-        ("2020-03", 0.9, {}, "2020-05", "after the monitored month"),
+        ("2020-3", NEW, None, "invalid month"),
+        ("2020-03", CHAMPION, Drift(math.nan), "score PSI"),
+        ("2020-03", CHAMPION, Drift(0.1, {"income": -0.1}), "income"),
+        ("2020-03", ModelHistory(champion=1, last_trained="2020-05"), DRIFT, "after the monitored month"),
+        ("2020-03", CHAMPION, None, "champion v1 has no monitoring of 2020-03"),
     ],
 )
 def test_invalid_inputs_raise(
-    policy_settings: Settings,
-    month: str,
-    score_psi: float,
-    feature_psi: dict[str, float],
-    last: str | None,
-    match: str,
+    policy_settings: Settings, month: str, history: ModelHistory, drift: Drift | None, match: str
 ) -> None:
-    # Given a malformed month, a NaN/negative PSI or a retrain in the future / Then a clear error
+    # Given a malformed month, a NaN/negative PSI, a training in the future, a champion unmonitored / Then an error
     with pytest.raises(OrchardError, match=match):
-        decide(month, score_psi, feature_psi, policy_settings, last)
+        decide(month, history, policy_settings, drift)

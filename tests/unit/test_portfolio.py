@@ -181,6 +181,19 @@ def test_a_naive_csv_batch_is_read_in_its_zone_and_normalised(tmp_path: Path) ->
     assert landed_months(spec, portfolio_folder=folder, home=tmp_path) == ["2021-03"]
 
 
+def test_a_zoned_csv_batch_across_daylight_saving_is_converted_to_utc() -> None:
+    # Given zoned times as a lender's CSV holds them, whose offset changes in the month (Berlin, +01:00 -> +02:00)
+    spec = source_spec(parse_portfolio(BANK, Path(".")), "loans")
+    times = ["2021-03-27 10:00:00+01:00", "2021-03-29 10:00:00+02:00"]
+    raw = pd.DataFrame({"loan_ref": ["1", "2"], "client": ["C", "D"], "opened_on": times, "principal": [1.0, 2.0],
+                        "product": ["cash", "card"]})  # fmt: skip
+    # When normalising / Then each keeps its own offset and both are UTC instants (the zone of naive times unused)
+    out = normalise(raw, spec, "2021-03")
+    assert str(out["event_ts"].dt.tz) == "UTC", out["event_ts"].dtype
+    assert out["event_ts"].tolist() == [pd.Timestamp("2021-03-27 09:00", tz="UTC"),
+                                        pd.Timestamp("2021-03-29 08:00", tz="UTC")]  # fmt: skip
+
+
 def test_a_value_of_the_wrong_type_is_left_for_the_contract() -> None:
     # Given a time column holding text that is not a time, when normalising, then it is not coerced
     spec = source_spec(parse_portfolio(BANK, Path(".")), "loans")

@@ -136,3 +136,23 @@ def test_estimate_sits_beside_the_realised_value() -> None:
         and table.loc["2020-01", "bad_rate"] == 0.4
     )
     assert math.isnan(table.loc["2020-02", "auc"]), "no realised AUC before maturity"
+
+
+def test_the_estimate_is_compared_on_the_cases_it_describes_and_all_applicants_are_shown_apart() -> None:
+    # Given a vintage of six applicants, three booked (PD 0.1, 0.2, 0.3; one of them bad), three declined with high
+    # PDs (the ones a lender turns down): the all-applicants estimate describes another population
+    pds = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.7, "e": 0.8, "f": 0.9}
+    scores = pd.DataFrame({"application_id": list(pds), "vintage": "2020-01", "pd": list(pds.values())})
+    booked = scores[scores["application_id"].isin(["a", "b", "c"])]
+    labels = booked[["application_id", "vintage"]].assign(mature=True, bad=[0, 0, 1])
+    realised = matured_performance(scores, labels, "2020-07", set())
+    # When the estimate on the booked cases and the one on every applicant are set beside the realised value
+    table = performance_by_vintage(realised, early_estimate(booked), early_estimate(scores)).iloc[0]
+    # Then the error compares like with like: mean PD 0.2 on the booked vs a realised bad rate 1/3
+    assert table["n"] == 3 and table["n_scored"] == 3 and table["n_applicants"] == 6
+    assert table["expected_bad_rate"] == pytest.approx(0.2)
+    assert table["bad_rate_error"] == pytest.approx(0.2 - 1 / 3)
+    assert table["auc_error"] == pytest.approx(table["expected_auc"] - 1.0), "the riskiest booked loan went bad"
+    # and the applicants' estimate (mean PD 0.5) is kept apart, not used for the error
+    assert table["expected_bad_rate_applicants"] == pytest.approx(0.5)
+    assert table["expected_auc_applicants"] != pytest.approx(table["expected_auc"])
