@@ -152,7 +152,9 @@ def test_the_estimate_is_compared_on_the_cases_it_describes_and_all_applicants_a
     assert table["n"] == 3 and table["n_scored"] == 3 and table["n_applicants"] == 6
     assert table["expected_bad_rate"] == pytest.approx(0.2)
     assert table["bad_rate_error"] == pytest.approx(0.2 - 1 / 3)
-    assert table["auc_error"] == pytest.approx(table["expected_auc"] - 1.0), "the riskiest booked loan went bad"
+    assert table["auc_error"] == pytest.approx(table["expected_auc"] - 1.0), (
+        "the riskiest booked loan went bad"
+    )
     # and the applicants' estimate (mean PD 0.5) is kept apart, not used for the error
     assert table["expected_bad_rate_applicants"] == pytest.approx(0.5)
     assert table["expected_auc_applicants"] != pytest.approx(table["expected_auc"])
