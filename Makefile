@@ -30,10 +30,11 @@ setup: $(VENV)/.synced ## Create the virtual environment from the lock file (uv.
 demo: setup ## Run the whole 2019–2021 lifecycle on embedded defaults (state in .orchard/)
 	$(VENV)/bin/orchard demo
 
-# Two pytest-xdist workers (one per core of the reference machine); modules stay whole on a worker and the
-# slow scenarios start first (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+# Two pytest-xdist workers (one per core of the reference machine); a test file stays whole on one worker and
+# the slow scenarios start first (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+# (--dist loadfile, not loadgroup: pytest-xdist 3.8 cannot tag the node ids of pytest 9 with their group.)
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test: setup ## Run every test tier (unit, integration, e2e, services) on two workers
 	$(PY) -m pytest $(PYTEST_PARALLEL)

@@ -98,12 +98,6 @@ def _run_order(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order the run and keep what shares state on one pytest-xdist worker (`make test` runs two).
-
-    Each module is one xdist group, so a module-scoped fixture is built once; the modules that move the
-    serving home's champion share one group, as they share (and take turns changing) that home.
-    """
+    """Order the run: `make test` hands whole files to two pytest-xdist workers (--dist loadfile) in this order,
+    so a module-scoped fixture is built once and the longest scenarios start first."""
     items.sort(key=_run_order)  # stable: the collection order holds within a rank
-    for item in items:
-        group = "serving_home" if "serving_home" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
