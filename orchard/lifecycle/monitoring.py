@@ -43,7 +43,6 @@ class MonitorOutcome:
     drift_share: float = 0.0
     breach: bool = False
     retrain: bool = False
-    action: str = "hold"
     reasons: list[str] = field(default_factory=list)
     report_path: str = ""
 
@@ -87,7 +86,6 @@ def monitor_month(
         drift_share=round(drifted / max(len(features), 1), 6),
         breach=decision.breach,
         retrain=decision.retrain,
-        action=decision.action,
         reasons=list(decision.reasons),
     )
     if not (always_report or decision.retrain):
