@@ -6,7 +6,7 @@ import fcntl
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +77,23 @@ def small_lifecycle_run(
     folder = built_once(tmp_path_factory, "small_lifecycle", _small_lifecycle)
     output = json.loads((folder / "result.json").read_text())
     return folder / "orchard", subprocess.CompletedProcess(["orchard", "demo"], 0, **output)
+
+
+# A temporary Prefect server starts in ~15 s on a quiet machine, but two workers each running a lifecycle beside
+# it can stretch that past the harness's own 30 s default (a CI run failed so): wait as long as the Makefile lets
+# any ephemeral server wait, and at least 180 s.
+PREFECT_STARTUP_TIMEOUT = max(
+    180, int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "0"))
+)
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    """A real temporary Prefect server for this module's flow runs."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=PREFECT_STARTUP_TIMEOUT):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -30,7 +30,7 @@ def orchard_env(home: Path, **extra: str) -> dict[str, str]:
     """Environment of a subprocess: the small lifecycle rooted at home, no inherited ORCHARD_ values."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
     env.update(SMALL_LIFECYCLE)
-    env.update({"ORCHARD_HOME": str(home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"})
+    env.update({"ORCHARD_HOME": str(home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
     env.update(extra)
     return env
 

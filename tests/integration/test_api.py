@@ -264,15 +264,6 @@ def test_parquet_log_files_are_never_rewritten(home: Settings, tmp_path: Path) -
     assert sink.find("r2") is not None and len(sink.read()) == 2
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    """A real temporary Prefect server for the batch flow run."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 def test_score_flow_writes_the_month_with_the_version(home: Settings, prefect_harness: None) -> None:
     from flows.score import score_flow
 

@@ -35,15 +35,6 @@ SMALL = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    """A real temporary Prefect server for this module's flow runs."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 def deployed_lake(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Fill a small lake under home and point the deployed flows' environment at it (restored after the test)."""
     settings = Settings(_env_file=None, home=home, **SMALL)  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from orchard.contracts import validate_batch
 from orchard.errors import ContractViolation
@@ -72,15 +71,6 @@ def test_quarantined_partner_batch_leaves_silver_online_store_and_registry_uncha
     assert after["mlflow"] == before["mlflow"], "the registry must not change"
     quarantine = settings.quarantine_dir / "partner_users" / "partner_users-2019-02"
     assert (quarantine / "validation.json").exists() and (quarantine / "data.parquet").exists()
-
-
-@pytest.fixture(scope="module")
-def prefect_harness():
-    """A real temporary Prefect server for this module's flow runs."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 def test_validate_flow_run_fails_naming_each_broken_expectation(

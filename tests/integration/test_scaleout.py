@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.scaleout import monitor_segments, task_runner
 from monitoring.psi import ReferenceProfile
@@ -43,13 +42,14 @@ def test_task_runner_follows_the_settings(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_segments_on_a_dask_local_cluster_equal_the_sequential_run(tmp_path: Path) -> None:
+def test_segments_on_a_dask_local_cluster_equal_the_sequential_run(
+    tmp_path: Path, prefect_harness: None
+) -> None:
     # Given a reference profile and a month with three channels
     profile, current = _frames()
-    with prefect_test_harness():
-        # When the per-segment PSI runs sequentially and on a 2-worker LocalCluster
-        sequential = monitor_segments(_settings(tmp_path / "a"), profile, current, "channel")
-        on_dask = monitor_segments(_settings(tmp_path / "b", dask_workers=2), profile, current, "channel")
+    # When the per-segment PSI runs sequentially and on a 2-worker LocalCluster
+    sequential = monitor_segments(_settings(tmp_path / "a"), profile, current, "channel")
+    on_dask = monitor_segments(_settings(tmp_path / "b", dask_workers=2), profile, current, "channel")
     # Then every segment has the same PSI of every column
     assert list(sequential) == ["app", "branch", "web"], sequential
     assert on_dask == sequential, f"Dask {on_dask} != sequential {sequential}"
