@@ -31,10 +31,12 @@ demo: setup ## Run the whole 2019–2021 lifecycle on embedded defaults (state i
 	$(VENV)/bin/orchard demo
 
 # Two pytest-xdist workers (one per core of the reference machine); a test file stays whole on one worker and
-# the slow scenarios start first (tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
+# the files go out in the order tests/conftest.py sorts them (longest scenarios first): --no-loadscope-reorder,
+# or xdist would hand out the files with the most tests first and the one-test scenarios last.
+# TEST_WORKERS=0 runs everything in one process.
 # (--dist loadfile, not loadgroup: pytest-xdist 3.8 cannot tag the node ids of pytest 9 with their group.)
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup ## Run every test tier (unit, integration, e2e, services) on two workers
 	$(PY) -m pytest $(PYTEST_PARALLEL)

@@ -87,9 +87,9 @@ PREFECT_STARTUP_TIMEOUT = max(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """A real temporary Prefect server for this module's flow runs."""
+    """A real temporary Prefect server for the flow runs of this session (of each pytest-xdist worker)."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=PREFECT_STARTUP_TIMEOUT):
@@ -104,14 +104,26 @@ def _telemetry_off() -> None:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
-def _run_order(item: pytest.Item) -> int:
-    """Long scenarios first (so two workers finish together); reusers of the shared small lifecycle after the
-    scenarios that build their own, so a worker rarely waits for the lifecycle another worker is building."""
-    if item.get_closest_marker("slow") is None:
-        return 3
-    if "small_lifecycle_run" not in item.fixturenames:
-        return 1
-    return 0 if item.nodeid.startswith("tests/e2e/") else 2
+SLOW_DEFAULT_SECONDS = 30
+"""What a slow scenario that does not say (pytest.mark.slow(seconds=N)) is taken to cost on the reference machine."""
+
+
+def _run_order(item: pytest.Item) -> tuple[int, float]:
+    """Longest first, so the two workers finish together: the slow scenarios by their declared cost
+    (pytest.mark.slow(seconds=N), measured on the reference machine), then the rest in collection order.
+
+    The session's small lifecycle is built by the first test to ask for it (built_once). The end-to-end lifecycle
+    module asks at its start and goes out among the first; other scenarios that need it at their start go after
+    the scenarios that run on their own, so that they rarely wait for a build in progress on the other worker.
+    """
+    slow = item.get_closest_marker("slow")
+    if slow is None:
+        return 2, 0.0
+    seconds = float(slow.kwargs.get("seconds", SLOW_DEFAULT_SECONDS))
+    waits = "small_lifecycle_run" in item.fixturenames and not item.nodeid.startswith(
+        "tests/e2e/test_lifecycle.py"
+    )
+    return int(waits), -seconds
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -81,3 +82,23 @@ def final_state(home: Path) -> dict[str, object]:
         "bronze": bronze,
         "silver": silver,
     }
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    """Copy a state folder that another test may be using: each SQLite database through SQLite's backup (a
+    consistent copy even while a writer is at work), every other file as it is. Return target.
+
+    Artifacts the databases refer to by absolute path stay where they are: the copy is for reading.
+    """
+
+    def copy(src: str, dst: str) -> None:
+        if src.endswith(".db"):
+            with sqlite3.connect(src) as origin, sqlite3.connect(dst) as copied:
+                origin.backup(copied)
+            origin.close()
+            copied.close()
+        elif not src.endswith(("-wal", "-shm", "-journal")):
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=copy, ignore_dangling_symlinks=True)
+    return target

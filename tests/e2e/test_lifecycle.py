@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +14,11 @@ from mlflow import MlflowClient
 from model_registry.registry import load_model
 from orchard.settings import Settings
 from tests.demo import demo_models
-from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
+from tests.e2e.lifecycle_helpers import final_state, run_orchard
 
 MODEL_SPECS = demo_models()
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=100)  # with the session's small lifecycle (~70 s to build)
 
 
 @pytest.fixture(scope="module")
@@ -120,40 +117,3 @@ def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProces
     # Then no batch, version, alias move or month record is added or changed
     assert again.returncode == 0, again.stderr[-2000:]
     assert final_state(home) == before
-
-
-def _kill_after(home: Path, months_done: int) -> None:
-    """Start the demo on home and SIGKILL it (and its Prefect server) inside the month after `months_done`."""
-    process = subprocess.Popen(
-        orchard_cmd("demo"),
-        env=orchard_env(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    months_dir = home / "state" / "months"
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and process.poll() is None:
-        if months_dir.exists() and len(list(months_dir.glob("*.json"))) >= months_done:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, f"the demo ended before {months_done} months were recorded"
-    time.sleep(0.7)  # land the kill inside the next month's stages
-    os.killpg(process.pid, signal.SIGKILL)  # the demo and its Prefect server, as a killed terminal would
-    process.wait()
-
-
-def test_killed_run_resumes_to_the_same_state(
-    tmp_path: Path, completed: tuple[Path, subprocess.CompletedProcess[str]]
-) -> None:
-    # Given a demo killed (SIGKILL, no clean-up) while working on its third month, restarted, and killed again
-    # while working on its sixth (one run, two kills: a resumed run is itself resumable)
-    reference_home, _ = completed
-    home = tmp_path / "orchard"
-    _kill_after(home, 2)
-    _kill_after(home, 5)
-    # When it runs again to the end
-    resumed = run_orchard(home, "demo")
-    # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert final_state(home) == final_state(reference_home)

@@ -20,7 +20,7 @@ from orchard.simulate import simulate
 from orchard.simulate.run import landing_path
 from tests.e2e.lifecycle_helpers import run_orchard
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=80)
 
 SEVENTH = "application_dpd30"
 GENERIC_LABEL = {

@@ -29,7 +29,7 @@ from orchard.simulate import simulate
 from orchard.sources import BATCH_ID, EVENT_TIME
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=50)
 
 MONTHS = month_range("2019-01", "2019-07")
 MONTH = MONTHS[-1]

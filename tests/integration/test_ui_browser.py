@@ -1,7 +1,8 @@
 """Browser test: the UIs users live in show what the lifecycle did (Prefect flow runs, MLflow champion alias).
 
-Runs a small lifecycle with the CLI, starts the Prefect and MLflow UIs over its state with `orchard ui`'s own
-functions (processes this test starts and stops), and loads the pages in Debian's headless Chromium.
+Takes a copy of the session's small lifecycle (run with the CLI), starts the Prefect and MLflow UIs over it with
+`orchard ui`'s own functions (processes this test starts and stops), and loads the pages in Debian's headless
+Chromium.
 Regenerate the README screenshots from a real demo: python -m tests.integration.test_ui_browser --home .orchard
 """
 
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -22,7 +24,7 @@ import pytest
 
 from orchard.settings import Settings
 from orchard.ui import start_uis, stop_uis, ui_services
-from tests.e2e.lifecycle_helpers import run_orchard
+from tests.e2e.lifecycle_helpers import copy_home
 from tests.integration.test_dashboard_browser import CHROMIUM, chromium
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,15 +105,16 @@ def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_prefect_and_mlflow_uis_show_the_lifecycle(tmp_path: Path) -> None:
+def test_prefect_and_mlflow_uis_show_the_lifecycle(
+    tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
     if not CHROMIUM.exists():
         if os.environ.get("ORCHARD_REQUIRE_SERVICES") == "1":
             pytest.fail(f"{CHROMIUM} is missing and ORCHARD_REQUIRE_SERVICES=1")
         pytest.skip(f"{CHROMIUM} is missing")
-    # Given a small lifecycle run by the CLI (a champion is promoted, a later retrain decided)
-    home = tmp_path / "orchard"
-    result = run_orchard(home, "demo")
-    assert result.returncode == 0, result.stderr[-2000:]
+    # Given the session's small lifecycle run by the CLI (a champion is promoted, a later retrain decided),
+    # copied, since the UIs' servers write to their databases and another test may rerun the lifecycle there
+    home = copy_home(small_lifecycle_run[0], tmp_path / "orchard")
     # When Chromium loads the Prefect flow-runs page and the MLflow registered-model page
     doms = capture(home, tmp_path, tmp_path)
     # Then Prefect lists the lifecycle's flow run, completed, and MLflow shows the model with its champion alias

@@ -32,7 +32,7 @@ from orchard.sources import source_spec
 from tests.e2e.lifecycle_helpers import run_orchard
 from tests.services.conftest import PG_URL, drop_databases, require
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.services, pytest.mark.slow(seconds=50)]
 
 MONTHS = month_range("2019-01", "2019-09")
 BAD_MONTH = "2019-04"

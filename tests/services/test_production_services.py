@@ -26,7 +26,7 @@ from tests.services.conftest import ProductionSettings, production_settings
 
 MODEL_SPECS = demo_models()
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.services, pytest.mark.slow(seconds=50)]
 
 EXPECTED_DEPLOYMENTS = {
     "ingest-deployed/ingest",

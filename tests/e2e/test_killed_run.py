@@ -1,0 +1,51 @@
+"""End to end: a lifecycle killed twice (SIGKILL, no clean-up) and restarted ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
+
+pytestmark = pytest.mark.slow(seconds=100)
+
+
+def _kill_after(home: Path, months_done: int) -> None:
+    """Start the demo on home and SIGKILL it (and its Prefect server) inside the month after `months_done`."""
+    process = subprocess.Popen(
+        orchard_cmd("demo"),
+        env=orchard_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    months_dir = home / "state" / "months"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and process.poll() is None:
+        if months_dir.exists() and len(list(months_dir.glob("*.json"))) >= months_done:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, f"the demo ended before {months_done} months were recorded"
+    time.sleep(0.7)  # land the kill inside the next month's stages
+    os.killpg(process.pid, signal.SIGKILL)  # the demo and its Prefect server, as a killed terminal would
+    process.wait()
+
+
+def test_killed_run_resumes_to_the_same_state(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    # Given a demo killed (SIGKILL, no clean-up) while working on its third month, restarted, and killed again
+    # while working on its sixth (one run, two kills: a resumed run is itself resumable)
+    home = tmp_path / "orchard"
+    _kill_after(home, 2)
+    _kill_after(home, 5)
+    # When it runs again to the end
+    resumed = run_orchard(home, "demo")
+    # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # (the reference is asked for only now, so this scenario runs beside the one that builds it)
+    reference_home, _ = request.getfixturevalue("small_lifecycle_run")
+    assert final_state(home) == final_state(reference_home)
