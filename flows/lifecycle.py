@@ -103,9 +103,10 @@ def _model_month(
     if spec.kind == "expected_loss":
         entry.expected_loss = vintage_expected_loss(settings, spec.name, month)
         _timed(record, f"expected loss {spec.name}", t)
-    if outcome is not None and spec.name == primary_model(settings.portfolio_def):
+    if outcome is not None:
         t = time.perf_counter()
-        publish_month_dashboard(settings, spec.name, month, outcome)
+        extra = {"tiers": entry.tiers, "expected_loss": entry.expected_loss}
+        publish_month_dashboard(settings, spec.name, month, outcome, {k: v for k, v in extra.items() if v})
         _timed(record, f"dashboard {spec.name}", t)
     return entry
 

@@ -21,9 +21,16 @@ def monitor_model(settings: Settings, model: str, month: str, always_report: boo
 
 
 @task(name="dashboard", task_run_name="dashboard {model} @ {month}", cache_policy=NONE)
-def publish_month_dashboard(settings: Settings, model: str, month: str, outcome: MonitorOutcome) -> str:
-    """Add the month's monitoring snapshot (with the month's alias events) to the risk managers' dashboard."""
-    return publish_dashboard(settings, model_spec(settings.portfolio_def, model), month, outcome)
+def publish_month_dashboard(
+    settings: Settings,
+    model: str,
+    month: str,
+    outcome: MonitorOutcome,
+    extra: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """Add the month's monitoring snapshot (with the month's alias events, and what the model's kind adds) to the
+    model's risk-manager dashboard."""
+    return publish_dashboard(settings, model_spec(settings.portfolio_def, model), month, outcome, extra)
 
 
 @task(name="campaign-tiers", task_run_name="tiers {model} @ {month}", cache_policy=NONE)

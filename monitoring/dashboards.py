@@ -15,6 +15,7 @@ import logging
 import math
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,20 @@ VINTAGE_VALUES = (
     "expected_ks_applicants",
 )
 DASHBOARD_TAB = "Risk monitoring"
+
+
+@dataclass(frozen=True)
+class MonthSeries:
+    """A panel of values a model's kind adds to its month (e.g. campaign tiers, expected loss): the snapshot's
+    OrchardValue group `group` with one series per label, drawn as stacked bars or lines."""
+
+    title: str
+    group: str
+    labels: tuple[str, ...]
+    chart: str = "line"  # 'line' | 'bar'
+    description: str = ""
+
+
 _PANEL_NAMESPACE = uuid.UUID("6f1c1f0e-6a51-4c39-9d1b-4f1f4a0e2c7d")
 
 
@@ -64,8 +79,11 @@ def _panel_metric(
     )
 
 
-def dashboard_panels(model_name: str, top_features: list[str] | None = None) -> list[Any]:
-    """Return the dashboard panels of a model (ids derived from model and title, so rebuilding is idempotent)."""
+def dashboard_panels(
+    model_name: str, top_features: list[str] | None = None, extra: tuple[MonthSeries, ...] = ()
+) -> list[Any]:
+    """Return the dashboard panels of a model (ids derived from model and title, so rebuilding is idempotent);
+    `extra` adds a panel per series of the model's kind after the monitoring panels."""
     from evidently.sdk.panels import bar_plot_panel, counter_panel, line_plot_panel
 
     score = {"scope": "score", "label": SCORE_COLUMN}
@@ -152,18 +170,32 @@ def dashboard_panels(model_name: str, top_features: list[str] | None = None) -> 
             ],
         ),
     ]
+    for series in extra:
+        metrics = [
+            _panel_metric(VALUE_METRIC_TYPE, {"group": series.group, "label": label}, label, MONTHLY_TAG)
+            for label in series.labels
+        ]
+        if series.chart == "bar":
+            panels.append(bar_plot_panel(series.title, metrics, description=series.description, stacked=True))
+        else:
+            panels.append(line_plot_panel(series.title, metrics, description=series.description))
     for panel in panels:
         panel.id = uuid.uuid5(_PANEL_NAMESPACE, f"{model_name}/{panel.title}")
     return panels
 
 
-def ensure_dashboard(settings: Settings, model_name: str, top_features: list[str] | None = None) -> str:
+def ensure_dashboard(
+    settings: Settings,
+    model_name: str,
+    top_features: list[str] | None = None,
+    extra: tuple[MonthSeries, ...] = (),
+) -> str:
     """Create the model's project (once) and write its dashboard; return the project id. Idempotent."""
     from evidently.sdk.models import DashboardModel, DashboardTabModel
 
     workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)
-    panels = dashboard_panels(model_name, top_features)
+    panels = dashboard_panels(model_name, top_features, extra)
     tab = DashboardTabModel(
         id=uuid.uuid5(_PANEL_NAMESPACE, f"{model_name}/tab"),
         title=DASHBOARD_TAB,
@@ -213,6 +245,7 @@ def add_month_snapshot(
     drift_share: float,
     matured: pd.DataFrame | None,
     events: list[dict[str, Any]],
+    extra: dict[str, dict[str, float]] | None = None,
 ) -> str:
     """Add the month's snapshot (and one per vintage in matured) to the model's project; return the month's run id.
 
@@ -220,6 +253,7 @@ def add_month_snapshot(
     matured: rows per vintage with any of n, bad_rate, auc, ks (realised) and expected_bad_rate, expected_auc,
     expected_ks (estimate), e.g. vintages.performance_by_vintage output; None when nothing new.
     events: the month's alias events (model_registry.history AliasEvent.to_dict()), counted per action.
+    extra: values the model's kind adds to the month, by group (a MonthSeries' group) and label.
     """
     month = parse_month(month)
     if not psi_values:
@@ -230,6 +264,12 @@ def add_month_snapshot(
     if not 0.0 <= float(drift_share) <= 1.0:
         raise OrchardError(f"drift share must be within [0, 1], got {drift_share!r}")
     counts = event_counts(events)
+    extra = {str(g): {str(k): float(v) for k, v in values.items()} for g, values in (extra or {}).items()}
+    reserved = {"vintage", "drift", "events"} & set(extra)
+    if reserved:
+        raise OrchardError(f"value group(s) {', '.join(sorted(reserved))} are the dashboard's own")
+    if not all(math.isfinite(v) for values in extra.values() for v in values.values()):
+        raise OrchardError(f"the month's values must be finite: {extra}")
     if matured is not None and len(matured) and "vintage" not in matured.columns:
         raise OrchardError("matured performance needs a 'vintage' column")
 
@@ -258,6 +298,9 @@ def add_month_snapshot(
     drift = {"drift_share": float(drift_share), "max_feature_csi": max(features.values(), default=0.0)}
     metrics.append(OrchardValue(group="drift", values=drift))
     metrics.append(OrchardValue(group="events", values=counts))
+    metrics.extend(
+        OrchardValue(group=group, values=values) for group, values in sorted(extra.items()) if values
+    )
     snapshot = _run(
         metrics,
         name=f"{model_name} {month} monitoring",

@@ -9,12 +9,13 @@ import pandas as pd
 
 from model_registry.history import events
 from model_registry.registry import load_model, train_key_of
-from monitoring.dashboards import add_month_snapshot, ensure_dashboard
+from monitoring.dashboards import MonthSeries, add_month_snapshot, ensure_dashboard
 from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
 from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
+from orchard.credit.stratification import TIERS
 from orchard.errors import OrchardError
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.model_specs import ModelSpec
@@ -153,11 +154,41 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     return table
 
 
-def publish_dashboard(settings: Settings, spec: ModelSpec, month: str, outcome: MonitorOutcome) -> str:
-    """Add the month's snapshot (PSI, drift share, vintages, alias events) to the model's Evidently project."""
-    ensure_dashboard(settings, spec.name, top_features=list(spec.dashboard_features))
+def kind_series(spec: ModelSpec) -> tuple[MonthSeries, ...]:
+    """Return the panels a model's kind adds to its dashboard (what flows/lifecycle records for the month)."""
+    if spec.kind == "tiers":
+        tiers = MonthSeries(
+            "Campaign tiers by month",
+            "tiers",
+            TIERS,
+            "bar",
+            "Offers per tier with the champion's cuts: A responds and is low risk, D neither",
+        )
+        return (tiers,)
+    if spec.kind == "expected_loss":
+        loss = MonthSeries(
+            "Expected loss of the month's booked loans",
+            "expected_loss",
+            ("expected_loss", "principal"),
+            "line",
+            "The champion's PD x LGD x EAD summed over the month's booked loans, beside their principal",
+        )
+        return (loss,)
+    return ()
+
+
+def publish_dashboard(
+    settings: Settings,
+    spec: ModelSpec,
+    month: str,
+    outcome: MonitorOutcome,
+    extra: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """Add the month's snapshot (PSI, drift share, vintages, alias events, and what the model's kind adds, by
+    group of kind_series) to the model's Evidently project."""
+    ensure_dashboard(settings, spec.name, top_features=list(spec.dashboard_features), extra=kind_series(spec))
     month_events = [e.to_dict() for e in events(settings, spec.name) if e.effective_month == month]
     return add_month_snapshot(
         settings, spec.name, month, {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},
-        outcome.drift_share, vintage_performance(settings, spec, month), month_events,
+        outcome.drift_share, vintage_performance(settings, spec, month), month_events, extra,
     )  # fmt: skip

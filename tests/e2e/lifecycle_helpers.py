@@ -85,20 +85,24 @@ def final_state(home: Path) -> dict[str, object]:
 
 
 def copy_home(source: Path, target: Path) -> Path:
-    """Copy a state folder that another test may be using: each SQLite database through SQLite's backup (a
-    consistent copy even while a writer is at work), every other file as it is. Return target.
+    """Copy a state folder that another test may be using: each SQLite database (found by its header) through
+    SQLite's backup (a consistent copy even while a writer is at work), every other file as it is. Return target.
 
     Artifacts the databases refer to by absolute path stay where they are: the copy is for reading.
     """
 
     def copy(src: str, dst: str) -> None:
-        if src.endswith(".db"):
+        with open(src, "rb") as file:
+            is_sqlite = file.read(16) == b"SQLite format 3\x00"
+        if is_sqlite:
             with sqlite3.connect(src) as origin, sqlite3.connect(dst) as copied:
                 origin.backup(copied)
             origin.close()
             copied.close()
-        elif not src.endswith(("-wal", "-shm", "-journal")):
+        else:
             shutil.copy2(src, dst)
 
-    shutil.copytree(source, target, copy_function=copy, ignore_dangling_symlinks=True)
+    # a database's journal files are in its backup (and may vanish while the tree is copied)
+    journals = shutil.ignore_patterns("*-wal", "*-shm", "*-journal")
+    shutil.copytree(source, target, copy_function=copy, ignore=journals, ignore_dangling_symlinks=True)
     return target

@@ -9,6 +9,7 @@ from monitoring.dashboards import (
     EVENT_ACTIONS,
     MONTHLY_TAG,
     VINTAGE_TAG,
+    MonthSeries,
     add_month_snapshot,
     ensure_dashboard,
     series,
@@ -106,6 +107,34 @@ def test_monthly_snapshots_feed_every_series_and_a_rerun_replaces(settings: Sett
     assert tags.count((MONTHLY_TAG,)) == 3 and tags.count((VINTAGE_TAG,)) == 4, (
         f"no duplicate snapshots: {tags}"
     )
+
+
+def test_a_kinds_series_gets_its_panel_and_one_point_per_month(settings: Settings) -> None:
+    # Given a tiers model whose dashboard adds its campaign tiers as stacked bars
+    tiers = MonthSeries("Campaign tiers by month", "tiers", ("A", "B", "C", "D"), "bar")
+    project = ensure_dashboard(settings, "precredit_response", extra=(tiers,))
+    # When two months are added with their tier counts, one of them twice
+    for month, a in (("2020-01", 120), ("2020-02", 80), ("2020-02", 90)):
+        counts = {"tiers": {"A": a, "B": 40, "C": 30, "D": 10}}
+        add_month_snapshot(settings, "precredit_response", month, {"score": 0.02}, 0.0, None, [], counts)
+    # Then the panel reads each tier by label, and each month holds the last counts written
+    from evidently.ui.workspace import Workspace
+
+    panel = next(
+        p
+        for p in Workspace(str(settings.evidently_dir)).get_dashboard(project).panels
+        if p.title == tiers.title
+    )
+    assert [v.metric_labels for v in panel.values] == [{"group": "tiers", "label": t} for t in tiers.labels]
+    a = series(settings, "precredit_response", VALUE_METRIC_TYPE, {"group": "tiers", "label": "A"})
+    assert a == {"2020-01": 120.0, "2020-02": 90.0}
+    # And a kind cannot write into the dashboard's own groups, nor a value that is not a number
+    with pytest.raises(OrchardError, match="dashboard's own"):
+        add_month_snapshot(settings, MODEL, "2020-03", {"score": 0.1}, 0.1, None, [], {"drift": {"x": 1.0}})
+    with pytest.raises(OrchardError, match="finite"):
+        add_month_snapshot(
+            settings, MODEL, "2020-03", {"score": 0.1}, 0.1, None, [], {"tiers": {"A": float("nan")}}
+        )
 
 
 def test_bad_inputs_are_refused_before_anything_is_written(settings: Settings) -> None:

@@ -183,11 +183,27 @@ def chromium(url: str, profile_dir: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-def _panel_segments(dom: str) -> dict[str, str]:
+def panel_segments(dom: str, titles: tuple[str, ...] = PANEL_TITLES) -> dict[str, str]:
     """Return each panel title's DOM, up to the next panel title."""
-    positions = sorted((dom.find(t), t) for t in PANEL_TITLES if t in dom)
-    ends = [p for p, _ in positions[1:]] + [len(dom)]
+    positions = sorted((dom.find(t), t) for t in titles if t in dom)
+    ends = [p for p, _ in positions[1:]] + [len(dom)] if positions else []
     return {title: dom[start:end] for (start, title), end in zip(positions, ends, strict=True)}
+
+
+def draws_a_series(segment: str) -> bool:
+    """Return whether a line panel's DOM holds at least one drawn line (an SVG path with points)."""
+    tags = re.findall(r"<path\b[^>]*>", segment)
+    return any("MuiLineElement-root" in t and re.search(r'\sd="M[^"]+"', t) for t in tags)
+
+
+def drawn_series(segment: str) -> int:
+    """Return how many series a panel's DOM draws: distinct series of its bars (SVG rects) or lines (paths)."""
+    drawn = set()
+    for tag in re.findall(r"<(?:rect|path)\b[^>]*>", segment):
+        found = re.search(r"Mui(?:Bar|Line)Element-series-([\w-]+)", tag)
+        if found and ("<rect" in tag or re.search(r'\sd="M[^"]+"', tag)):
+            drawn.add(found.group(1))
+    return len(drawn)
 
 
 @pytest.fixture
@@ -211,7 +227,7 @@ def test_dashboard_panels_carry_data_in_headless_chromium(settings: Settings, tm
     dom = dump.stdout
     assert dump.returncode == 0 and MODEL in dom, f"dashboard page loaded: {dump.stderr[-1500:]}"
     # Then every panel title is rendered
-    segments = _panel_segments(dom)
+    segments = panel_segments(dom)
     missing = [t for t in PANEL_TITLES if t not in segments]
     assert not missing, f"panels missing from the DOM: {missing}"
     # And the counters show numbers, the line panels draw series, the axes show the business months
@@ -220,9 +236,7 @@ def test_dashboard_panels_carry_data_in_headless_chromium(settings: Settings, tm
         f"the score PSI counter shows a value: {counter_text[:300]}"
     )
     for title in LINE_PANELS:
-        tags = re.findall(r"<path\b[^>]*>", segments[title])
-        paths = [t for t in tags if "MuiLineElement-root" in t and re.search(r'\sd="M[^"]+"', t)]
-        assert paths, f"panel {title!r} draws at least one series"
+        assert draws_a_series(segments[title]), f"panel {title!r} draws at least one series"
     ticks = set(re.findall(r"(20\d\d-\d\d)-01", segments["Score PSI by month"]))
     assert ticks and ticks <= set(month_range("2019-07", "2020-06")), (
         f"x axis = the simulated months: {ticks}"

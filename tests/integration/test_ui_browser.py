@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,10 +23,20 @@ from pathlib import Path
 
 import pytest
 
+from monitoring.reports import open_workspace, project_for_model
+from orchard.lifecycle.monitoring import kind_series
+from orchard.model_specs import model_specs
 from orchard.settings import Settings
 from orchard.ui import start_uis, stop_uis, ui_services
 from tests.e2e.lifecycle_helpers import copy_home
-from tests.integration.test_dashboard_browser import CHROMIUM, chromium
+from tests.integration.test_dashboard_browser import (
+    CHROMIUM,
+    PANEL_TITLES,
+    chromium,
+    drawn_series,
+    draws_a_series,
+    panel_segments,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,8 +59,8 @@ def _free_base_port() -> int:
 
 
 @contextmanager
-def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str]]:
-    """Start the UIs over the state folder; yield the Prefect and MLflow base URLs; stop them afterwards."""
+def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str, str]]:
+    """Start the UIs over the state folder; yield the Prefect, MLflow and Evidently base URLs; stop them after."""
     settings = Settings(_env_file=None, home=home)
     env_keys = {"PREFECT_HOME": str((home / "prefect").resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}  # fmt: skip
@@ -66,7 +77,7 @@ def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str]]:
                 os.environ[key] = value
     try:
         prefect, mlflow = (s.url.rsplit("/", 1)[0].replace("/#", "") for s in services[:2])
-        yield prefect, mlflow
+        yield prefect, mlflow, services[2].url.rstrip("/")
     finally:
         stop_uis(processes)
 
@@ -82,15 +93,31 @@ def _latest_flow_run_id(prefect: str) -> str:
         return str(json.loads(response.read())[0]["id"])
 
 
-def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
-    """Load the Prefect runs and flow-run pages and the MLflow model page; write screenshots; return DOMs."""
-    with running_uis(home, work / "logs") as (prefect, mlflow):
+def _monitored_dashboards(home: Path) -> dict[str, str]:
+    """Return {model: Evidently project id} of every model with a champion in the state folder's last month."""
+    settings = Settings(_env_file=None, home=home)
+    last = json.loads(max((home / "state" / "months").glob("*.json")).read_text())
+    monitored = [name for name, entry in last["models"].items() if entry["champion"] is not None]
+    workspace = open_workspace(settings)
+    return {name: str(project_for_model(workspace, name)) for name in monitored}
+
+
+def capture(
+    home: Path, out_dir: Path, work: Path, dashboards: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Load the Prefect runs and flow-run pages, the MLflow model page and the given models' Evidently dashboards
+    (project ids); write screenshots; return the DOMs."""
+    with running_uis(home, work / "logs") as (prefect, mlflow, evidently):
         pages = {
             "prefect_runs": (f"{prefect}/runs", None),
             # the runs list is a virtual scroller that headless Chromium may leave unrendered: the run's own
             # page is what the test reads
             "prefect_flow_run": (f"{prefect}/runs/flow-run/{_latest_flow_run_id(prefect)}", "lifecycle"),
             "mlflow_models": (f"{mlflow}/#/models/application_pd", "champion"),
+            **{
+                f"dashboard_{name}": (f"{evidently}/projects/{project}", "Score PSI by month")
+                for name, project in (dashboards or {}).items()
+            },
         }
         doms = {}
         for name, (url, expected) in pages.items():
@@ -99,7 +126,7 @@ def capture(home: Path, out_dir: Path, work: Path) -> dict[str, str]:
                 doms[name] = chromium(url, work / f"{name}-dom-{attempt}", "--dump-dom").stdout
                 if expected is None or expected in doms[name]:
                     break
-            if name != "prefect_flow_run":
+            if name in ("prefect_runs", "mlflow_models"):
                 chromium(url, work / f"{name}-shot", f"--screenshot={out_dir / f'{name}.png'}")
     return doms
 
@@ -115,8 +142,10 @@ def test_prefect_and_mlflow_uis_show_the_lifecycle(
     # Given the session's small lifecycle run by the CLI (a champion is promoted, a later retrain decided),
     # copied, since the UIs' servers write to their databases and another test may rerun the lifecycle there
     home = copy_home(small_lifecycle_run[0], tmp_path / "orchard")
-    # When Chromium loads the Prefect flow-runs page and the MLflow registered-model page
-    doms = capture(home, tmp_path, tmp_path)
+    # When Chromium loads the Prefect flow-runs page, the MLflow registered-model page and every model's
+    # Evidently dashboard
+    dashboards = _monitored_dashboards(home)
+    doms = capture(home, tmp_path, tmp_path, dashboards)
     # Then Prefect lists the lifecycle's flow run, completed, and MLflow shows the model with its champion alias
     prefect_dom = doms["prefect_flow_run"]
     assert "lifecycle 2019-01..2019-09" in prefect_dom and "Completed" in prefect_dom, prefect_dom[-1500:]
@@ -124,6 +153,26 @@ def test_prefect_and_mlflow_uis_show_the_lifecycle(
     assert "champion" in doms["mlflow_models"], "the champion alias is shown on the model page"
     assert (tmp_path / "mlflow_models.png").stat().st_size > 10_000
     assert (tmp_path / "prefect_runs.png").stat().st_size > 10_000
+    # And every monitored model of the portfolio has its dashboard (loss_forecast has no champion in 9 months: its
+    # charge-offs do not mature): the monitoring panels with a score PSI counter showing a number, the score PSI
+    # line, realised beside expected AUC by vintage, and its kind's own panel with every series drawn
+    specs = model_specs(Settings(_env_file=None, home=home).portfolio_def)
+    assert set(dashboards) == set(specs) - {"loss_forecast"}, dashboards
+    for name in dashboards:
+        spec, dom = specs[name], doms[f"dashboard_{name}"]
+        segments = panel_segments(dom, PANEL_TITLES + tuple(s.title for s in kind_series(spec)))
+        missing = [t for t in PANEL_TITLES if t not in segments]
+        assert not missing, f"{name}: panels missing from its dashboard: {missing}"
+        counter = re.sub(r"<[^>]+>", " ", segments["Score PSI, latest month"])
+        assert re.search(r"\b\d\.\d+\b", counter), (
+            f"{name}: the score PSI counter shows a value: {counter[:300]}"
+        )
+        assert draws_a_series(segments["Score PSI by month"]), f"{name}: the score PSI line is drawn"
+        vintage = drawn_series(segments["AUC by booking vintage: realised vs expected"])
+        assert vintage >= 2, f"{name}: realised and expected AUC by vintage are drawn ({vintage} series)"
+        for series in kind_series(spec):
+            drawn = drawn_series(segments.get(series.title, ""))
+            assert drawn == len(series.labels), f"{name}: {series.title!r} draws {drawn} of {series.labels}"
 
 
 def main() -> None:
