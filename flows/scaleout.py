@@ -1,4 +1,4 @@
-"""Scale-out: per-model training and per-segment monitoring fanned out on Dask (prefect-dask) when configured.
+"""Scale-out: per-segment monitoring fanned out on Dask (prefect-dask) when configured.
 
 The task runner comes from the settings: an existing scheduler (`dask_address`), a LocalCluster
 (`dask_workers` > 0), or none (tasks run one after another in the flow's process). The tasks and their inputs
@@ -14,9 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.train import promotion_decision, train_model
 from monitoring.psi import ReferenceProfile, psi
-from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.production import production_config
 from orchard.settings import Settings
 
@@ -44,27 +42,12 @@ def segment_psi(profile: dict[str, Any], segment: str, frame: pd.DataFrame) -> d
     return psi(ReferenceProfile.from_dict(profile), frame)
 
 
-def _train_models(settings: Settings, models: list[str], month: str) -> dict[str, PromotionOutcome]:
-    trained = {m: train_model.submit(settings, m, month) for m in models}
-    # promotions move aliases and write governance records: one model at a time, in a fixed order
-    return {m: promotion_decision(settings, trained[m].result(), month) for m in sorted(models)}
-
-
 def _monitor_segments(
     profile: dict[str, Any], frame: pd.DataFrame, segment_column: str
 ) -> dict[str, dict[str, float]]:
     groups = {str(k): g.drop(columns=[segment_column]) for k, g in frame.groupby(segment_column, sort=True)}
     futures = {k: segment_psi.submit(profile, k, g) for k, g in groups.items()}
     return {k: futures[k].result() for k in sorted(futures)}
-
-
-def train_models(settings: Settings, models: list[str], month: str) -> dict[str, PromotionOutcome]:
-    """Train every model of the month in parallel on the configured runner, then gate each promotion."""
-    runner = task_runner(settings)
-    wired = flow(
-        name="train-models", flow_run_name=f"train {len(models)} models @ {month}", task_runner=runner
-    )
-    return wired(_train_models)(settings, models, month)
 
 
 def monitor_segments(

@@ -1,13 +1,11 @@
 """Promotion gates: a challenger replaces the champion only if it passes every configured check on the same window.
 
-Two layers:
-- `promotion_gate`: the original AUC comparison ("beats the champion by a margin"), kept for its callers.
-- `challenger_gate`: the full gate over one out-of-time window — discrimination (AUC and KS not worse than the
-  champion's by more than a margin), stability (score PSI between development and the recent sample), calibration
-  (expected vs observed bad rate per PD band) and, where a protected attribute exists, fairness (approval-rate and
-  AUC differences between groups; enforced only if the policy says so). It also reports the "beats by margin"
-  improvement, which automatic (policy) approval needs on top of eligibility; a person may promote any eligible
-  version.
+`challenger_gate` is the full gate over one out-of-time window: discrimination (AUC and KS not worse than the
+champion's by more than a margin), stability (score PSI between development and the recent sample), calibration
+(expected vs observed bad rate per PD band) and, where a protected attribute exists, fairness (approval-rate and
+AUC differences between groups; enforced only if the policy says so). It also reports the "beats by margin"
+improvement, which automatic (policy) approval needs on top of eligibility; a person may promote any eligible
+version.
 All checks are pure functions of the evaluation inputs; `log_gate_result` writes the outcome on the version.
 """
 
@@ -48,84 +46,6 @@ class GateResult:
     reasons: list[str]
     figures: dict[str, Any] = field(default_factory=dict)
     checks: list[GateCheck] = field(default_factory=list)
-
-
-def _figure(evaluation: dict[str, Any], key: str, role: str) -> float:
-    """Return a finite number from an evaluation dict, or raise naming the missing or bad key."""
-    if key not in evaluation:
-        raise OrchardError(
-            f"{role} evaluation lacks {key!r} (has {', '.join(sorted(evaluation)) or 'nothing'})"
-        )
-    try:
-        value = float(evaluation[key])
-    except (TypeError, ValueError) as exc:
-        raise OrchardError(f"{role} evaluation {key!r} is not a number: {evaluation[key]!r}") from exc
-    if not math.isfinite(value):
-        raise OrchardError(f"{role} evaluation {key!r} is not finite: {value}")
-    return value
-
-
-def _window(champion: dict[str, Any] | None, challenger: dict[str, Any], window: str | None) -> str:
-    """Return the evaluation window both sides share; refuse to compare different windows."""
-    windows = {str(e["window"]) for e in (champion, challenger) if e is not None and e.get("window")}
-    if window:
-        windows.add(window)
-    if len(windows) > 1:
-        raise OrchardError(
-            f"champion and challenger were evaluated on different windows ({' vs '.join(sorted(windows))}); "
-            "the gate compares them on the same out-of-time window only"
-        )
-    return windows.pop() if windows else "the out-of-time window"
-
-
-def promotion_gate(
-    champion: dict[str, Any] | None,
-    challenger: dict[str, Any],
-    margin_auc: float,
-    window: str | None = None,
-) -> GateResult:
-    """Pass only if the challenger's AUC is at least the champion's plus the margin, on the same window."""
-    if margin_auc < 0 or not math.isfinite(margin_auc):
-        raise OrchardError(f"promotion margin must be a non-negative AUC difference, got {margin_auc}")
-    window = _window(champion, challenger, window)
-    challenger_auc = _figure(challenger, "auc", "challenger")
-    figures: dict[str, Any] = {
-        "window": window,
-        "margin_auc": margin_auc,
-        "challenger_auc": challenger_auc,
-        "challenger_ks": challenger.get("ks"),
-        "challenger_n": challenger.get("n"),
-    }
-    if champion is None:
-        reason = (
-            f"no champion yet: challenger AUC {challenger_auc:.3f} on {window} becomes the first champion"
-        )
-        return GateResult(passed=True, reasons=[reason], figures=figures)
-
-    champion_auc = _figure(champion, "auc", "champion")
-    delta = round(challenger_auc - champion_auc, _DIGITS)
-    passed = delta >= round(margin_auc, _DIGITS)
-    figures.update(
-        champion_auc=champion_auc,
-        champion_ks=champion.get("ks"),
-        champion_n=champion.get("n"),
-        delta_auc=delta,
-    )
-    reasons = [
-        f"challenger AUC {challenger_auc:.3f} vs champion {champion_auc:.3f} on {window}: "
-        f"{delta:+.3f} {'>=' if passed else '<'} margin {margin_auc:.3f}"
-    ]
-    if "ks" in challenger and "ks" in champion:
-        challenger_ks = _figure(challenger, "ks", "challenger")
-        champion_ks = _figure(champion, "ks", "champion")
-        reasons.append(f"challenger KS {challenger_ks:.3f} vs champion {champion_ks:.3f} (for information)")
-    if "n" in challenger and "n" in champion and int(challenger["n"]) != int(champion["n"]):
-        passed = False
-        reasons.append(
-            f"challenger scored {int(challenger['n'])} rows but champion {int(champion['n'])}: "
-            "not the same population, so not comparable"
-        )
-    return GateResult(passed=passed, reasons=reasons, figures=figures)
 
 
 def gate_dict(gate: GateResult) -> dict[str, Any]:
@@ -460,8 +380,8 @@ def auto_promotable(gate: GateResult | dict[str, Any]) -> bool:
     if not data.get("passed"):
         return False
     improvement = [c for c in data.get("checks") or [] if c.get("name") == "improvement"]
-    # A plain promotion_gate result has no checks: its pass already means "beats by the margin".
-    return all(bool(c.get("passed")) for c in improvement)
+    # a gate without its improvement check (hand-written, or cut from a record) proves no gain: a person decides
+    return bool(improvement) and all(bool(c.get("passed")) for c in improvement)
 
 
 def gate_tags(gate: GateResult, window: str) -> dict[str, str]:

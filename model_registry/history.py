@@ -399,30 +399,6 @@ def append_event(
     return _event(_insert_chained(conn, alias_events, values))
 
 
-def record_event(
-    settings: Settings,
-    *,
-    model: str,
-    alias: str,
-    version: int,
-    previous_version: int | None,
-    action: str,
-    reason: str,
-    approver: str,
-    gate: dict[str, Any] | None,
-    effective_month: str,
-    identity_source: str,
-) -> AliasEvent:
-    """Append one alias event (never updates or deletes) and return it."""
-    check_event(action=action, reason=reason, approver=approver, effective_month=effective_month)
-    with locked(settings, model) as conn:
-        return append_event(
-            conn, model=model, alias=alias, version=version, previous_version=previous_version, action=action,
-            reason=reason, approver=approver, gate=gate, effective_month=effective_month,
-            identity_source=identity_source,
-        )  # fmt: skip
-
-
 def _approval(row: sa.Row[Any]) -> Approval:
     return Approval(
         id=row.id,

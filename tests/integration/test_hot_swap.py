@@ -78,16 +78,25 @@ def test_alias_moves_under_concurrent_load_and_no_response_mixes_versions(
                     )
                 i += 1
 
+    def answered_by(version: int, since: int) -> None:
+        """Wait until a response after the first `since` ones names `version` (the server swapped to it)."""
+        deadline = time.monotonic() + 60
+        while not any(r["model_versions"][APPLICATION_PD.name] == version for r in responses[since:]):
+            assert time.monotonic() < deadline and not errors, f"v{version} never answered: {errors[:3]}"
+            time.sleep(0.01)
+
     # Given a live server polling the alias every 0.05 s, hammered by several client threads
     app = create_app(settings, config=serving_config(champion_poll_seconds=0.05))
     with live_server(app) as base_url, ThreadPoolExecutor(THREADS) as pool:
         futures = [pool.submit(hammer, base_url, k) for k in range(THREADS)]
         try:
-            # When the champion alias flips between the two versions several times
+            answered_by(versions[0], 0)
+            # When the champion alias flips between the two versions several times, each flip once the server
+            # answers with the version before it
             for swap in range(SWAPS):
-                time.sleep(0.4)
-                promote(settings, APPLICATION_PD.name, versions[(swap + 1) % 2], f"2019-0{7 + swap % 2}")
-            time.sleep(0.4)
+                target, since = versions[(swap + 1) % 2], len(responses)
+                promote(settings, APPLICATION_PD.name, target, f"2019-0{7 + swap % 2}")
+                answered_by(target, since)
         finally:
             stop.set()
             for future in futures:

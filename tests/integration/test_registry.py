@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from model_registry import history, registry
-from model_registry.gates import log_gate_result, promotion_gate
+from model_registry.gates import GateResult, log_gate_result
 from model_registry.lineage import Lineage, lineage_tags
 from model_registry.pyfunc import pip_requirements
 from model_registry.tracking import mlflow_client
@@ -216,10 +216,9 @@ def replay_lifecycle(settings: Settings, model: str, v1: int, v2: int) -> None:
         settings, model, "champion", v1, action="promote", reason="first model", approver="orchard-policy",
         gate={"passed": True}, effective_month="2019-07",
     )  # fmt: skip
-    failed = promotion_gate({"auc": 0.78, "n": 100}, {"auc": 0.779, "n": 100}, margin_auc=0.005)
     registry.record_rejection(
-        settings, model, v2, reason=failed.reasons[0], approver="orchard-policy",
-        gate={"passed": failed.passed}, effective_month="2019-12",
+        settings, model, v2, reason="challenger AUC 0.779 vs champion 0.780 on 2019-11..2019-12: -0.001 < margin 0.005",
+        approver="orchard-policy", gate={"passed": False}, effective_month="2019-12",
     )  # fmt: skip
     registry.set_alias(
         settings, model, "champion", v2, action="promote", reason="retrained", approver="analyst",
@@ -272,7 +271,7 @@ def test_promotion_rejection_rollback_champion_at_and_replay(
 def test_log_gate_result_tags_version_and_logs_json(two_versions: tuple[Settings, str, int, int]) -> None:
     settings, model, _, v2 = two_versions
     # given a gate result for v2
-    gate = promotion_gate({"auc": 0.772}, {"auc": 0.781}, margin_auc=0.005)
+    gate = GateResult(passed=True, reasons=["challenger AUC 0.781 vs champion 0.772: +0.009 >= margin 0.005"])
     # when it is logged
     log_gate_result(settings, model, v2, gate, window="2019-11..2019-12")
     # then the version carries the outcome and its run holds gate_result.json

@@ -30,9 +30,15 @@ AS_OF = "2020-06"
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings(
-        home=tmp_path_factory.mktemp("stages") / "orchard", n_users=8000, end_month=AS_OF, corrupt_batches=[],
-        min_mature_vintages=4, gate_window_months=1, loss_window_months=12,
-    )  # fmt: skip
+        _env_file=None,
+        home=tmp_path_factory.mktemp("stages") / "orchard",
+        n_users=8000,
+        end_month=AS_OF,
+        corrupt_batches=[],
+        min_mature_vintages=4,
+        gate_window_months=1,
+        loss_window_months=12,
+    )
     summary = simulate(settings)
     for source, months in summary.rows.items():
         for month in months:

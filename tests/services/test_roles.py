@@ -92,6 +92,12 @@ EVENT = {
 }  # fmt: skip
 
 
+def append_event(settings: Settings, **values: object) -> history.AliasEvent:
+    """Append one alias event the way Orchard's governance does (under the model's lock)."""
+    with history.locked(settings, str(values["model"])) as conn:
+        return history.append_event(conn, **values)  # type: ignore[arg-type]
+
+
 def test_each_role_can_do_its_job_and_nothing_more(prefix: str, tmp_path: Path) -> None:
     # Given the tables created by Orchard running as the owner role
     owner = as_role(prefix, "owner", tmp_path)
@@ -99,7 +105,7 @@ def test_each_role_can_do_its_job_and_nothing_more(prefix: str, tmp_path: Path) 
     SqlDecisionSink(url(prefix, "owner", "decisions")).dispose()
     # Then the pipeline appends governance records through Orchard
     pipeline = as_role(prefix, "pipeline", tmp_path)
-    history.record_event(pipeline, **EVENT)  # type: ignore[arg-type]
+    append_event(pipeline, **EVENT)
     assert [e.version for e in history.events(pipeline, "m")] == [1]
     # but cannot edit, delete, truncate them, nor touch the triggers or the schema (privileges, not only triggers)
     for statement in (
@@ -127,7 +133,7 @@ def test_each_role_can_do_its_job_and_nothing_more(prefix: str, tmp_path: Path) 
         sink.dispose()
     # but cannot write governance records, nor change logged decisions
     with pytest.raises(Exception, match="permission denied"):
-        history.record_event(api, **{**EVENT, "version": 2})  # type: ignore[arg-type]
+        append_event(api, **{**EVENT, "version": 2})
     for statement in ("UPDATE decision_log SET pd = 0", "DELETE FROM decision_log", "TRUNCATE decision_log"):
         assert "permission denied" in refused(prefix, "api", "decisions", statement)
     # And the other services cannot even connect to the governance or decision databases

@@ -18,6 +18,7 @@ from model_registry.gates import (
     fairness_check,
     gate_dict,
     gate_tags,
+    improvement_check,
     stability_check,
 )
 from model_registry.governance import champion_lineage, check_history, gate_refusal, parse_moment
@@ -174,8 +175,21 @@ def test_eligible_but_not_improving_needs_a_person() -> None:
     # then it is eligible but not auto-promotable, and the summary says a person must approve
     assert result.passed and not auto_promotable(result), result.reasons
     assert "only a person may approve it" in result.reasons[0], result.reasons[0]
-    assert auto_promotable({"passed": True, "reasons": []}), "a plain promotion_gate pass is auto-promotable"
+    assert not auto_promotable({"passed": True, "reasons": []}), "a gate without its checks proves no gain"
     assert not auto_promotable({"passed": False}), "a failed gate never is"
+
+
+@pytest.mark.parametrize(("margin", "improves"), [(0.25, True), (0.2500001, False)])
+def test_a_gain_exactly_at_the_margin_improves_despite_float_noise(margin: float, improves: bool) -> None:
+    # Given a challenger AUC of 1.0 and a champion AUC of 0.75 on the same four cases (a gain of exactly 0.25)
+    y = np.array([0, 0, 1, 1])
+    gate = inputs(
+        y=y, challenger_pd=np.array([0.1, 0.2, 0.3, 0.4]), champion_pd=np.array([0.1, 0.4, 0.35, 0.8])
+    )
+    # When the improvement is checked against the margin
+    check = improvement_check(gate, GatePolicy(margin_auc=margin))
+    # Then a gain equal to the margin counts (float noise is rounded away), one just below it does not
+    assert check.figures["delta_auc"] == 0.25 and check.passed is improves, check.reasons
 
 
 @pytest.mark.parametrize(

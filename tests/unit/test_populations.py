@@ -43,6 +43,7 @@ def _statement(app: str, mob: int, month: str, dpd: int, status: str) -> dict:
 def settings(tmp_path: Path) -> Settings:
     # the lake starts 2018-11, so these 2019 cases are past the credit-history warm-up
     s = Settings(
+        _env_file=None,
         home=tmp_path / "orchard",
         start_month="2018-11",
         label_window_months=2,
