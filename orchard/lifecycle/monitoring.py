@@ -128,16 +128,19 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     and realised value describe one population; the estimate over every scored case (e.g. all applicants) is
     kept beside it, labelled as such. The current month's vintage gets its estimate now and its realised value
     when its labels mature; each matured vintage is kept in the state for the summary.
+
+    Only the vintages not reported yet are read (scores, cases and labels): the work of a month is bounded by the
+    label window, not by the length of the history.
     """
+    reported = matured_vintages(settings, spec)
     scored = []
     for m in month_range(settings.start_month, month):
         path = scores_path(settings, spec.name, m)
-        if path.exists():
+        if (m not in reported or m == month) and path.exists():
             scored.append(pd.read_parquet(path, columns=[spec.key, "pd"]).assign(vintage=m))
     if not scored:
         return pd.DataFrame()
     scores = pd.concat(scored, ignore_index=True).rename(columns={spec.key: "application_id"})
-    reported = matured_vintages(settings, spec)
     # the model's own learnable cases and labels as known now (the same population training uses)
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
