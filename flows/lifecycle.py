@@ -147,10 +147,11 @@ def run_month(settings: Settings, month: str) -> MonthRecord:
 
 def _report(record: MonthRecord) -> None:
     parts = [record.month, f"batches {len(record.ingested)}"]
+    # one line per month: each broken or warning expectation named once (its details are in the record)
     for batch, broken in record.quarantined.items():
-        parts.append(f"QUARANTINED {batch}: " + "; ".join(b.split(",")[0] for b in broken))
+        parts.append(f"QUARANTINED {batch}: " + "; ".join(dict.fromkeys(b.split(",")[0] for b in broken)))
     for batch, warnings in record.warned.items():
-        parts.append(f"warned {batch}: " + "; ".join(w.split(":")[0] for w in warnings))
+        parts.append(f"warned {batch}: " + "; ".join(dict.fromkeys(w.split(":")[0] for w in warnings)))
     for name in record.models:
         entry = record.model(name)
         if entry.score_psi is not None:

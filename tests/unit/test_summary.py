@@ -1,11 +1,15 @@
-"""Unit tests of the closing summary's estimation table (early estimate vs realised, by matured vintage)."""
+"""Unit tests of what the lifecycle prints: the closing summary's estimation table (early estimate vs realised, by
+matured vintage) and the month's progress line."""
 
 from __future__ import annotations
 
+import logging
 import math
 
+import pytest
 from rich.console import Console
 
+from orchard.lifecycle.ledger import MonthRecord
 from orchard.lifecycle.summary import estimation_table
 
 
@@ -32,3 +36,16 @@ def test_each_matured_vintage_shows_its_estimates_and_their_errors() -> None:
     second = next(line for line in text.splitlines() if "2020-02" in line)
     assert "—" in second and "+0.050" in second, second
     assert "2019-12" not in text, "a vintage without its figures is not shown"
+
+
+def test_the_progress_line_names_each_expectation_once(caplog: pytest.LogCaptureFixture) -> None:
+    from flows.lifecycle import _report
+
+    # Given a batch warned three times by two expectations (one of them on two statistics)
+    warnings = ["expect_x(a): mean 1 above 0.5", "expect_x(a): sd 2 above 1", "expect_y(b): distinct 3"]
+    record = MonthRecord(month="2020-04", warned={"partner_users-2020-04": warnings})
+    # When the month's progress line is logged
+    with caplog.at_level(logging.INFO, logger="orchard.progress"):
+        _report(record)
+    # Then each expectation is named once, in order
+    assert "warned partner_users-2020-04: expect_x(a); expect_y(b)" in caplog.text, caplog.text
