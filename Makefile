@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 # compiles MLflow, Prefect, Great Expectations, Feast... from source again, about 25 s of CPU each.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-fast bench bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate lint ui clean
+.PHONY: help setup demo test test-fast bench bench-scale bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate lint ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ test-fast: setup ## Run the tests without the slow scenarios
 
 bench: setup ## Demo wall time per stage + Prefect overhead share; materialization vs stock feast
 	$(PY) -m benchmarks.run
+
+bench-scale: setup ## Lifecycle 2019 at 1x, 4x, 10x the demo's users: time per month, peak memory (slow: ~15 min)
+	$(PY) -m benchmarks.scale
 
 bench-psi: setup ## PSI/CSI on 1M rows x 50 columns vs Evidently's PSI preset (slow: ~10-20 min)
 	$(PY) -m benchmarks.psi

@@ -1,0 +1,95 @@
+"""`make bench-scale`: the lifecycle at 1x, 4x and 10x the demo's users: wall time per month and peak memory.
+
+Each scale point runs `orchard demo` from an empty state folder in a process of its own, over the same window
+(default 2019-01..2019-12, before the shock), with ORCHARD_N_USERS = multiple x the demo's 12,000. Reported per
+point: the simulator's time (it writes the landing files), the month stages' time (the ledger's stage_seconds),
+the whole wall time, and the peak resident memory of the largest process of the run (the lifecycle itself; the
+Prefect server is a separate, smaller process), read with getrusage after the run ended.
+
+A million simulated customers: `python -m benchmarks.scale --multiples 84 --end 2019-06` (about 1.0M users;
+expect hours and tens of GB on a 2-core machine: see docs/performance.md for the measured curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.demo import simulate_seconds, stage_totals
+from orchard.months import month_range
+
+DEMO_USERS = 12_000
+
+
+def run_point(home: Path, users: int, start: str, end: str) -> dict[str, float]:
+    """Run the lifecycle for `users` in a child process; return its figures (peak memory of that run only)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")},
+        "ORCHARD_HOME": str(home),
+        "ORCHARD_N_USERS": str(users),
+        "ORCHARD_START_MONTH": start,
+        "ORCHARD_END_MONTH": end,
+    }
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "orchard", "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    months = len(month_range(start, end))
+    stages = sum(stage_totals(home).values())
+    return {
+        "users": users,
+        "months": months,
+        "wall_s": round(wall, 1),
+        "simulate_s": round(simulate_seconds(home), 1),
+        "month_stages_s": round(stages, 1),
+        "per_month_s": round(stages / months, 2),
+        # Linux reports kilobytes: the largest single process among the finished children of this process
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0),
+    }
+
+
+def main() -> None:
+    """Run each scale point in a fresh process and print the cost curve."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--multiples", type=int, nargs="+", default=[1, 4, 10])
+    parser.add_argument("--start", default="2019-01")
+    parser.add_argument("--end", default="2019-12")
+    parser.add_argument("--point", type=int, help=argparse.SUPPRESS)  # one point, in its own process
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    args = parser.parse_args()
+    if args.point is not None:
+        with tempfile.TemporaryDirectory(prefix="orchard-scale-") as tmp:
+            figures = run_point(Path(tmp) / "orchard", args.point * DEMO_USERS, args.start, args.end)
+        print(json.dumps(figures))
+        return
+    rows = []
+    for multiple in args.multiples:
+        command = [sys.executable, "-m", "benchmarks.scale", "--point", str(multiple), "--start", args.start,
+                   "--end", args.end]  # fmt: skip
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        rows.append({"multiple": multiple, **json.loads(result.stdout.strip().splitlines()[-1])})
+        print(f"{multiple}x done: {rows[-1]}", file=sys.stderr, flush=True)
+    base = rows[0]
+    print(f"lifecycle {args.start}..{args.end}, single process (no Dask path in the lifecycle yet)")
+    print(f"{'users':>9} {'wall s':>8} {'simulate s':>11} {'stages s':>9} {'s/month':>8} {'peak MB':>8} "
+          f"{'time x':>7} {'memory x':>9}")  # fmt: skip
+    for row in rows:
+        print(
+            f"{row['users']:>9,} {row['wall_s']:>8.1f} {row['simulate_s']:>11.1f} {row['month_stages_s']:>9.1f} "
+            f"{row['per_month_s']:>8.2f} {row['peak_rss_mb']:>8.0f} "
+            f"{row['month_stages_s'] / base['month_stages_s']:>7.2f} {row['peak_rss_mb'] / base['peak_rss_mb']:>9.2f}"
+        )
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
