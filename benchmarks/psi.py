@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.psi import ReferenceProfile, load_profile, psi, psi_reference, save_profile
+from orchard.credit.psi import ReferenceProfile, load_profile, psi, psi_reference, save_profile
 
 log = logging.getLogger(__name__)
 LEVELS = np.array(["a", "b", "c", "d", "e", "f"], dtype=object)

@@ -14,7 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from monitoring.psi import ReferenceProfile, psi
+from orchard.credit.psi import ReferenceProfile, psi
 from orchard.production import production_config
 from orchard.settings import Settings
 

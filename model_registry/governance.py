@@ -28,7 +28,7 @@ from model_registry.identity import Identity, current_identity, four_eyes_on, ma
 from model_registry.registry import TRAINED_BY_TAG, _alias_version, _point_alias, get_version
 from model_registry.tracking import mlflow_client, read_run_json
 from orchard.errors import OrchardError
-from orchard.months import month_range, parse_month
+from orchard.months import parse_month
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,21 +103,17 @@ def _check_text(kind: str, value: str | None) -> str:
     return value.strip()
 
 
-def _last_lifecycle_month(settings: Settings) -> str | None:
-    """Return the latest month the lifecycle finished (its ledger), if any."""
-    from orchard.lifecycle.ledger import load_month
+def _effective_month(
+    settings: Settings, recorded: list[AliasEvent], effective_month: str | None, default_month: str | None
+) -> str:
+    """Return the business month a decision takes effect in; never earlier than the model's last decision.
 
-    for month in reversed(month_range(settings.start_month, settings.end_month)):
-        if load_month(settings, month) is not None:
-            return month
-    return None
-
-
-def _effective_month(settings: Settings, recorded: list[AliasEvent], effective_month: str | None) -> str:
-    """Return the business month a decision takes effect in; never earlier than the model's last decision."""
+    Without a month, the later of the model's last decision and `default_month` (e.g. the last month the
+    lifecycle finished), else the settings' first month.
+    """
     last = max((e.effective_month for e in recorded), default=None)
     if effective_month is None:
-        candidates = [m for m in (last, _last_lifecycle_month(settings)) if m is not None]
+        candidates = [m for m in (last, default_month) if m is not None]
         return max(candidates) if candidates else settings.start_month
     month = parse_month(effective_month)
     this_month = datetime.now(UTC).strftime("%Y-%m")
@@ -240,6 +236,7 @@ def request_promotion(
     override_reason: str | None = None,
     gate: dict[str, Any] | None = None,
     effective_month: str | None = None,
+    default_month: str | None = None,
 ) -> Approval:
     """Record a request to make a version champion and carry it out if allowed; return the approval record.
 
@@ -263,7 +260,7 @@ def request_promotion(
 
     with records.locked(settings, model) as conn:
         recorded = records.events_in(conn, model)
-        month = _effective_month(settings, recorded, effective_month)
+        month = _effective_month(settings, recorded, effective_month, default_month)
         if mode == "policy" and (earlier := _replayed(conn, model, "promote", version, month, mode)):
             log.info(
                 "%s v%s: policy promotion in %s already recorded (%s)", model, version, month, earlier.outcome
@@ -310,6 +307,7 @@ def request_rollback(
     reason: str,
     approver: str | None = None,
     effective_month: str | None = None,
+    default_month: str | None = None,
 ) -> Approval:
     """Restore the champion in force before the current one, recording the rollback; return the approval record."""
     reason = _check_text("reason", reason)
@@ -317,7 +315,7 @@ def request_rollback(
     client = mlflow_client(settings)
     with records.locked(settings, model) as conn:
         recorded = records.events_in(conn, model)
-        month = _effective_month(settings, recorded, effective_month)
+        month = _effective_month(settings, recorded, effective_month, default_month)
         chain = champion_lineage(recorded)
         if len(chain) < 2:
             raise OrchardError(
@@ -345,11 +343,12 @@ def promote_command(
     reason: str,
     override_reason: str | None = None,
     effective_month: str | None = None,
+    default_month: str | None = None,
 ) -> str:
     """Promote a version to champion as a person (`orchard promote`); raise OrchardError if refused."""
     approval = request_promotion(
         settings, model, int(version), approver=approver, reason=reason, mode="person",
-        override_reason=override_reason, effective_month=effective_month,
+        override_reason=override_reason, effective_month=effective_month, default_month=default_month,
     )  # fmt: skip
     if approval.outcome == "refused":
         raise OrchardError(
@@ -370,9 +369,13 @@ def promote_command(
     return text
 
 
-def rollback_command(settings: Settings, model: str, approver: str | None, reason: str) -> str:
+def rollback_command(
+    settings: Settings, model: str, approver: str | None, reason: str, default_month: str | None = None
+) -> str:
     """Roll the champion back to the previous one (`orchard rollback`); raise OrchardError if refused."""
-    approval = request_rollback(settings, model, approver=approver, reason=reason)
+    approval = request_rollback(
+        settings, model, approver=approver, reason=reason, default_month=default_month
+    )
     if approval.outcome == "refused":
         raise OrchardError(f"{approval.refusal} (request #{approval.id} recorded as refused)")
     return (

@@ -27,14 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from orchard.alias_actions import ACTIONS
 from orchard.errors import OrchardError
 from orchard.months import parse_month
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Action = Literal["promote", "reject", "rollback", "set_challenger"]
-ACTIONS: tuple[str, ...] = get_args(Action)
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
 Outcome = Literal["approved", "refused", "unchanged"]

@@ -21,10 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from model_registry.history import ACTIONS
 from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE, OrchardPSI, OrchardValue
-from monitoring.psi import SCORE_COLUMN
 from monitoring.reports import open_workspace, project_for_model, replace_named_run
+from orchard.alias_actions import ACTIONS
+from orchard.credit.psi import SCORE_COLUMN
 from orchard.errors import OrchardError
 from orchard.months import parse_month
 from orchard.settings import Settings
@@ -249,7 +249,7 @@ def add_month_snapshot(
 ) -> str:
     """Add the month's snapshot (and one per vintage in matured) to the model's project; return the month's run id.
 
-    psi_values: monitoring.psi.psi output (the 'score' column is score PSI, the others feature CSI).
+    psi_values: orchard.credit.psi.psi output (the 'score' column is score PSI, the others feature CSI).
     matured: rows per vintage with any of n, bad_rate, auc, ks (realised) and expected_bad_rate, expected_auc,
     expected_ks (estimate), e.g. vintages.performance_by_vintage output; None when nothing new.
     events: the month's alias events (model_registry.history AliasEvent.to_dict()), counted per action.

@@ -3,10 +3,10 @@
 `OrchardPSI` is a Metric (the configuration) bound to `OrchardPSICalculation` (the implementation, found by
 Evidently through the generic parameter). Its result is one value per column (`ByLabelValue`, label = column), so
 a dashboard panel reads it by metric type `evidently:metric_v2:OrchardPSI`, the `scope` parameter (score or
-feature) and, optionally, the column label. The value comes from monitoring.psi, in one of three ways:
+feature) and, optionally, the column label. The value comes from orchard.credit.psi, in one of three ways:
 - `profile` given (the frozen reference profile stored with the model): only the current dataset is read;
 - no profile: bins are frozen from the run's reference dataset (same as ReferenceProfile.fit on that sample);
-- `values` given: PSI already computed by the monthly check (monitoring.psi.psi) is recorded as is.
+- `values` given: PSI already computed by the monthly check (orchard.credit.psi.psi) is recorded as is.
 
 `OrchardValue` records values computed elsewhere (drift share, matured AUC/KS, alias-event counts) under a
 `group` parameter, so every dashboard panel reads its numbers by metric type and labels, never by position.
@@ -32,7 +32,7 @@ from evidently.core.report import Context
 from evidently.legacy.model.widget import BaseWidgetInfo
 from evidently.legacy.renderers.html_widgets import WidgetSize, table_data
 
-from monitoring.psi import DEFAULT_BINS, PSI_EPSILON, ReferenceProfile, psi
+from orchard.credit.psi import DEFAULT_BINS, PSI_EPSILON, ReferenceProfile, psi
 from orchard.errors import OrchardError
 
 PSI_METRIC_TYPE = "evidently:metric_v2:OrchardPSI"
@@ -63,7 +63,7 @@ class OrchardPSI(ByLabelMetric):
     profile: dict[str, Any] | None = None
     """A ReferenceProfile.to_dict(): the frozen bins; when given, the reference dataset is not read."""
     values: dict[str, float] | None = None
-    """PSI already computed by monitoring.psi.psi on the same profile, recorded as is."""
+    """PSI already computed by orchard.credit.psi.psi on the same profile, recorded as is."""
     n_bins: int = DEFAULT_BINS
     """Reference quantile bins per numeric column when the bins are frozen from the run's reference."""
 
@@ -75,7 +75,7 @@ class OrchardPSI(ByLabelMetric):
 
 
 class OrchardPSICalculation(ByLabelCalculation[OrchardPSI]):
-    """Compute OrchardPSI with monitoring.psi (vectorised, exact against the plain loop)."""
+    """Compute OrchardPSI with orchard.credit.psi (vectorised, exact against the plain loop)."""
 
     def display_name(self) -> str:
         """Return the title shown in reports."""

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from monitoring.psi import ReferenceProfile
 from orchard.atomic import write_text
+from orchard.credit.psi import ReferenceProfile
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 

@@ -333,10 +333,14 @@ def promote(
 ) -> None:
     """Make a version champion as a person: refused when its gate failed unless --override REASON."""
     from model_registry.governance import promote_command
+    from orchard.lifecycle.ledger import last_recorded_month
 
-    console.print(
-        promote_command(_settings(), model, version, approver, reason, override, month), soft_wrap=True
+    settings = _settings()
+    # without --month, the decision takes effect in the last month the lifecycle finished (or later)
+    text = promote_command(
+        settings, model, version, approver, reason, override, month, last_recorded_month(settings)
     )
+    console.print(text, soft_wrap=True)
 
 
 @app.command()
@@ -348,8 +352,12 @@ def rollback(
 ) -> None:
     """Restore the previous champion, with a record."""
     from model_registry.governance import rollback_command
+    from orchard.lifecycle.ledger import last_recorded_month
 
-    console.print(rollback_command(_settings(), model, approver, reason), soft_wrap=True)
+    settings = _settings()
+    console.print(
+        rollback_command(settings, model, approver, reason, last_recorded_month(settings)), soft_wrap=True
+    )
 
 
 @app.command()

@@ -25,6 +25,7 @@ import pandas as pd
 
 from orchard.credit.metrics import woe_iv
 from orchard.credit.model import as_levels, as_numeric
+from orchard.credit.psi import PSI_EPSILON, ColumnProfile, ReferenceProfile, psi_value
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
@@ -326,8 +327,6 @@ class Binning:
 
     def csi(self, current: pd.DataFrame, epsilon: float | None = None) -> dict[str, float]:
         """Return the characteristic stability index of every feature on these bins against training."""
-        from monitoring.psi import PSI_EPSILON, psi_value
-
         if current.empty:
             raise OrchardError("the current batch is empty: CSI needs at least one row")
         absent = [n for n in self.names if n not in current.columns]
@@ -342,13 +341,11 @@ class Binning:
         return out
 
     def reference_profile(self) -> Any:
-        """Return a monitoring.psi.ReferenceProfile holding these bins and their training shares.
+        """Return an orchard.credit.psi.ReferenceProfile holding these bins and their training shares.
 
         Numeric bins are exact (each left-closed split e becomes the right-closed edge just below e);
         categorical features are profiled per level (the finest bins), with the training level counts.
         """
-        from monitoring.psi import ColumnProfile, ReferenceProfile
-
         columns = []
         for bins in self.features:
             total = max(sum(bins.count), 1)

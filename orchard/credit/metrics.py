@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
 
+from orchard.credit.psi import ReferenceProfile, psi
 from orchard.errors import OrchardError
 
 N_DECILES = 10
@@ -178,9 +179,7 @@ def information_value(bin_index: ArrayLike, y_true: ArrayLike, smoothing: float 
 
 
 def score_psi(reference_scores: ArrayLike, current_scores: ArrayLike, n_bins: int = N_DECILES) -> float:
-    """Return the population stability index of scores on the reference deciles (monitoring.psi rules)."""
-    from monitoring.psi import ReferenceProfile, psi
-
+    """Return the population stability index of scores on the reference deciles (orchard.credit.psi rules)."""
     reference = pd.DataFrame({"score": np.asarray(reference_scores, dtype=float)})
     current = pd.DataFrame({"score": np.asarray(current_scores, dtype=float)})
     profile = ReferenceProfile.fit(reference, numeric=["score"], categorical=[], n_bins=n_bins)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orchard.atomic import write_json
+from orchard.months import month_range
 from orchard.settings import Settings
 
 
@@ -63,6 +64,14 @@ def load_month(settings: Settings, month: str) -> MonthRecord | None:
     if not path.exists():
         return None
     return MonthRecord(**json.loads(path.read_text()))
+
+
+def last_recorded_month(settings: Settings) -> str | None:
+    """Return the latest month the lifecycle finished (its record is written last), if any."""
+    for month in reversed(month_range(settings.start_month, settings.end_month)):
+        if load_month(settings, month) is not None:
+            return month
+    return None
 
 
 def trained_in(record: MonthRecord, model: str) -> dict | None:

@@ -11,10 +11,10 @@ from model_registry.history import events
 from model_registry.registry import load_model, train_key_of
 from monitoring.dashboards import MonthSeries, add_month_snapshot, ensure_dashboard
 from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
-from monitoring.psi import SCORE_COLUMN, load_profile, psi
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
+from orchard.credit.psi import SCORE_COLUMN, load_profile, psi
 from orchard.credit.stratification import TIERS
 from orchard.errors import OrchardError
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns

@@ -13,7 +13,7 @@ from model_registry.governance import request_promotion
 from model_registry.history import approvals_of
 from model_registry.registry import champion_version, load_model, record_rejection, set_alias
 from monitoring.policy import Approval, approval_mode
-from monitoring.psi import ReferenceProfile, psi
+from orchard.credit.psi import ReferenceProfile, psi
 from orchard.lifecycle.cards import lifecycle_card
 from orchard.lifecycle.datasets import labelled, model_frame
 from orchard.lifecycle.references import profile_path

@@ -10,12 +10,12 @@ from typing import Any
 import pandas as pd
 
 from model_registry.registry import Lineage, ModelVersionRef, register_model
-from monitoring.psi import ReferenceProfile
 from orchard import __version__
 from orchard.atomic import write_json
 from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters, realised_losses
 from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
+from orchard.credit.psi import ReferenceProfile
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.stratification import PrecreditModel, tier_counts
 from orchard.errors import OrchardError

@@ -1,7 +1,7 @@
 """Browser test: the Evidently UI serves the model dashboard and headless Chromium sees panels carrying data.
 
 Starts `evidently ui` on a free loopback port (a subprocess this test starts and stops by its handle), builds a
-workspace with a year of monthly snapshots (PSI computed by monitoring.psi on seeded, shifted data; vintages by
+workspace with a year of monthly snapshots (PSI computed by orchard.credit.psi on seeded, shifted data; vintages by
 monitoring.vintages), loads the project dashboard in Debian's headless Chromium, and checks the rendered DOM.
 Skipped when /usr/bin/chromium is missing, unless ORCHARD_REQUIRE_SERVICES=1 (then it fails).
 
@@ -31,8 +31,8 @@ import pandas as pd
 import pytest
 
 from monitoring.dashboards import add_month_snapshot, ensure_dashboard
-from monitoring.psi import ReferenceProfile, psi
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
+from orchard.credit.psi import ReferenceProfile, psi
 from orchard.months import add_months, month_range, months_between
 from orchard.settings import Settings, tool_environment
 

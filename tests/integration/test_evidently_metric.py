@@ -14,8 +14,8 @@ from monitoring.evidently_metric import (
     psi_report_metrics,
     read_psi,
 )
-from monitoring.psi import ReferenceProfile, psi
 from monitoring.reports import drift_report, save_report
+from orchard.credit.psi import ReferenceProfile, psi
 from orchard.errors import OrchardError
 
 NUMERIC = ["score", "income", "utilisation"]
@@ -53,7 +53,7 @@ def test_stored_profile_metric_reads_only_the_current_data_and_equals_psi(frames
     snapshot = Report(psi_report_metrics(profile)).run(_dataset(current), None)
     # When read back by metric type
     found = read_psi(snapshot)
-    # Then score PSI and feature CSI equal monitoring.psi.psi exactly, split by scope
+    # Then score PSI and feature CSI equal orchard.credit.psi.psi exactly, split by scope
     expected = psi(profile, current)
     assert found["score"] == {"score": expected["score"]}, "score PSI in the 'score' scope"
     assert found["feature"] == {c: expected[c] for c in ["income", "utilisation", "channel"]}

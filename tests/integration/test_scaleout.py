@@ -10,7 +10,7 @@ import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.scaleout import monitor_segments, task_runner
-from monitoring.psi import ReferenceProfile
+from orchard.credit.psi import ReferenceProfile
 from tests.services.conftest import ProductionSettings
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.psi import psi
 from orchard.credit.binning import (
     BINNING_SCHEMA_VERSION,
     MISSING_BIN,
@@ -17,6 +16,7 @@ from orchard.credit.binning import (
     fit_binning,
     fit_feature_binning,
 )
+from orchard.credit.psi import psi
 from orchard.errors import OrchardError
 
 
@@ -111,7 +111,7 @@ def test_csi_on_the_same_bins(binning: Binning) -> None:
 
 
 def test_reference_profile_reproduces_csi_for_numeric_features(binning: Binning) -> None:
-    # Given the monitoring profile built from the bins / Then monitoring.psi gives the same CSI for numerics
+    # Given the monitoring profile built from the bins / Then orchard.credit.psi gives the same CSI for numerics
     frame, _ = _sample(1500, seed=9)
     current = frame.assign(missed=np.where(frame["missed"] > 3, frame["missed"] + 1, frame["missed"]))
     profile = binning.reference_profile()

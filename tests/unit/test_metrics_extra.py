@@ -10,7 +10,6 @@ import pytest
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 
-from monitoring.psi import psi_reference
 from orchard.credit.metrics import (
     auc,
     information_value,
@@ -18,6 +17,7 @@ from orchard.credit.metrics import (
     score_psi,
     woe_iv,
 )
+from orchard.credit.psi import psi_reference
 from orchard.credit.scorecard import train_scorecard
 from orchard.errors import OrchardError
 from tests.conftest import GERMAN_CREDIT

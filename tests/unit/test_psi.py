@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.psi import PSI_EPSILON, ReferenceProfile, decile_edges, psi, psi_reference
+from orchard.credit.psi import PSI_EPSILON, ReferenceProfile, decile_edges, psi, psi_reference
 from orchard.errors import OrchardError
 
 TOL = 1e-9

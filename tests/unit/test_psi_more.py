@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.psi import (
+from orchard.credit.psi import (
     PSI_EPSILON,
     ReferenceProfile,
     load_profile,
