@@ -158,9 +158,12 @@ def monitor_deployed(model: str, month: str | None = None) -> dict[str, Any]:
     outcome, decision = step.outcome, step.decision
     result: dict[str, Any] = {
         **(asdict(outcome) if outcome is not None else {"model": model, "month": month}),
-        "action": decision.action, "breach": decision.breach, "retrain": decision.retrain,
-        "approval": decision.approval, "reasons": list(decision.reasons),
-    }  # fmt: skip
+        "action": decision.action,
+        "breach": decision.breach,
+        "retrain": decision.retrain,
+        "approval": decision.approval,
+        "reasons": list(decision.reasons),
+    }
     if outcome is not None and decision.retrain:
         emit_breach(model, month, outcome.version, list(decision.reasons), breach_metrics(outcome))
     if decision.action == "first_fit":

@@ -70,8 +70,10 @@ def audit_governance(settings: Settings) -> list[str]:
         ]
         if problems:
             return problems
-        problems += [f"tampering: append-only trigger {t} is missing or disabled" for t in
-                     history.missing_triggers(conn)]  # fmt: skip
+        problems += [
+            f"tampering: append-only trigger {t} is missing or disabled"
+            for t in history.missing_triggers(conn)
+        ]
         columns = history.missing_columns(conn)
         if columns:
             return [*problems, f"tampering or an old schema: columns {', '.join(columns)} are missing"]

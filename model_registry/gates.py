@@ -71,8 +71,15 @@ class GatePolicy:
     min_group_size: int = 30  # smaller groups are reported but left out of the gaps
 
     def __post_init__(self) -> None:
-        for name in ("margin_auc", "max_auc_drop", "max_ks_drop", "calibration_tolerance", "calibration_z",
-                     "max_approval_rate_gap", "max_group_auc_gap"):  # fmt: skip
+        for name in (
+            "margin_auc",
+            "max_auc_drop",
+            "max_ks_drop",
+            "calibration_tolerance",
+            "calibration_z",
+            "max_approval_rate_gap",
+            "max_group_auc_gap",
+        ):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise OrchardError(f"gate policy {name} must be a finite non-negative number, got {value}")
@@ -155,8 +162,14 @@ def discrimination_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     delta_ks = round(challenger_ks - champion_ks, _DIGITS)
     auc_ok = delta_auc >= -round(policy.max_auc_drop, _DIGITS)
     ks_ok = delta_ks >= -round(policy.max_ks_drop, _DIGITS)
-    figures.update(champion_auc=champion_auc, champion_ks=champion_ks, delta_auc=delta_auc, delta_ks=delta_ks,
-                   max_auc_drop=policy.max_auc_drop, max_ks_drop=policy.max_ks_drop)  # fmt: skip
+    figures.update(
+        champion_auc=champion_auc,
+        champion_ks=champion_ks,
+        delta_auc=delta_auc,
+        delta_ks=delta_ks,
+        max_auc_drop=policy.max_auc_drop,
+        max_ks_drop=policy.max_ks_drop,
+    )
     reasons = [
         f"AUC {challenger_auc:.3f} vs champion {champion_auc:.3f} on {inputs.window}: {delta_auc:+.3f} "
         f"{'within' if auc_ok else 'worse than'} the allowed drop {policy.max_auc_drop:.3f}",
@@ -186,11 +199,15 @@ def improvement_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
 
 def stability_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     """Pass if the challenger's score PSI (development vs recent sample) is below the threshold."""
-    figures: dict[str, Any] = {"score_psi": inputs.score_psi, "max_score_psi": policy.max_score_psi,
-                               "champion_score_psi": inputs.champion_score_psi}  # fmt: skip
+    figures: dict[str, Any] = {
+        "score_psi": inputs.score_psi,
+        "max_score_psi": policy.max_score_psi,
+        "champion_score_psi": inputs.champion_score_psi,
+    }
     if inputs.score_psi is None:
-        return GateCheck("stability", False, True, ["no score PSI of the recent sample: stability unproven"],
-                         figures)  # fmt: skip
+        return GateCheck(
+            "stability", False, True, ["no score PSI of the recent sample: stability unproven"], figures
+        )
     value = round(float(inputs.score_psi), _DIGITS)
     passed = value < policy.max_score_psi
     reason = f"score PSI {value:.3f} {'<' if passed else '>='} limit {policy.max_score_psi:.3f}"
@@ -230,11 +247,19 @@ def calibration_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     table["allowed"] = policy.calibration_tolerance + noise
     table["passed"] = table["gap"].abs() <= table["allowed"] + 10**-_DIGITS
     bands = [
-        {"band": int(r.band), "n": int(r.n), "pd_min": float(r.pd_min), "pd_max": float(r.pd_max),
-         "expected": float(r.expected), "observed": float(r.observed), "gap": float(r.gap),
-         "allowed": float(r.allowed), "passed": bool(r.passed)}
+        {
+            "band": int(r.band),
+            "n": int(r.n),
+            "pd_min": float(r.pd_min),
+            "pd_max": float(r.pd_max),
+            "expected": float(r.expected),
+            "observed": float(r.observed),
+            "gap": float(r.gap),
+            "allowed": float(r.allowed),
+            "passed": bool(r.passed),
+        }
         for r in table.itertuples(index=False)
-    ]  # fmt: skip
+    ]
     failing = [b for b in bands if not b["passed"]]
     worst = max(bands, key=lambda b: abs(b["gap"]) - b["allowed"])
     figures: dict[str, Any] = {
@@ -305,8 +330,12 @@ def fairness_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
         "max_group_auc_gap": policy.max_group_auc_gap,
     }
     if inputs.champion_pd is not None:
-        champion = _group_figures(y, np.asarray(inputs.champion_pd, dtype=float),
-                                  np.asarray(inputs.groups, dtype=object), policy.approval_rate)  # fmt: skip
+        champion = _group_figures(
+            y,
+            np.asarray(inputs.champion_pd, dtype=float),
+            np.asarray(inputs.groups, dtype=object),
+            policy.approval_rate,
+        )
         figures["champion_approval_rate_gap"] = _gap(
             champion["groups"], "approval_rate", policy.min_group_size
         )
@@ -315,17 +344,22 @@ def fairness_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     auc_ok = auc_gap is None or auc_gap <= round(policy.max_group_auc_gap, _DIGITS)
     mode = "enforced" if policy.fairness_enforced else "reported, not enforced"
     if approval_gap is None:
-        reasons = [f"fairness by {inputs.group_name} ({mode}): fewer than two groups of "
-                   f"{policy.min_group_size}+ rows, no gap to assess"]  # fmt: skip
+        reasons = [
+            f"fairness by {inputs.group_name} ({mode}): fewer than two groups of "
+            f"{policy.min_group_size}+ rows, no gap to assess"
+        ]
     else:
         reasons = [
             f"fairness by {inputs.group_name} ({mode}): approval-rate gap {approval_gap:.3f} "
             f"{'<=' if approval_ok else '>'} {policy.max_approval_rate_gap:.3f} at {policy.approval_rate:.0%} "
             f"approved (adverse impact ratio {impact_ratio if impact_ratio is None else f'{impact_ratio:.2f}'})",
             "group AUC gap "
-            + ("not assessable" if auc_gap is None else
-               f"{auc_gap:.3f} {'<=' if auc_ok else '>'} {policy.max_group_auc_gap:.3f}"),
-        ]  # fmt: skip
+            + (
+                "not assessable"
+                if auc_gap is None
+                else f"{auc_gap:.3f} {'<=' if auc_ok else '>'} {policy.max_group_auc_gap:.3f}"
+            ),
+        ]
     return GateCheck("fairness", approval_ok and auc_ok, policy.fairness_enforced, reasons, figures)
 
 
@@ -342,11 +376,11 @@ def challenger_gate(inputs: GateInputs, policy: GatePolicy) -> GateResult:
     improvement = checks[-1]
     passed = not failed
     if passed:
-        head = (
-            f"eligible on {inputs.window}: {', '.join(c.name for c in checks if c.required)} passed; "
-            + ("beats the champion by the margin" if improvement.passed else "does not beat the champion by the "
-               "margin, so only a person may approve it")
-        )  # fmt: skip
+        head = f"eligible on {inputs.window}: {', '.join(c.name for c in checks if c.required)} passed; " + (
+            "beats the champion by the margin"
+            if improvement.passed
+            else "does not beat the champion by the margin, so only a person may approve it"
+        )
     else:
         head = f"not eligible on {inputs.window}: failed {', '.join(failed)}"
     by_name = {c.name: c for c in checks}
@@ -399,8 +433,17 @@ def gate_tags(gate: GateResult, window: str) -> dict[str, str]:
         tags[f"orchard.gate.check.{check.name}"] = ("passed" if check.passed else "failed") + (
             "" if check.required else " (not required)"
         )
-    for key in ("challenger_auc", "champion_auc", "delta_auc", "challenger_ks", "champion_ks", "score_psi",
-                "calibration_max_abs_gap", "approval_rate_gap", "group_auc_gap"):  # fmt: skip
+    for key in (
+        "challenger_auc",
+        "champion_auc",
+        "delta_auc",
+        "challenger_ks",
+        "champion_ks",
+        "score_psi",
+        "calibration_max_abs_gap",
+        "approval_rate_gap",
+        "group_auc_gap",
+    ):
         value = gate.figures.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             tags[f"orchard.gate.{key}"] = f"{float(value):.6g}"

@@ -144,8 +144,10 @@ def _repair_alias(client: MlflowClient, model: str, recorded: list[AliasEvent]) 
     if alias != champion:
         log.warning(
             "%s: champion alias is %s but the governance record says %s: repairing the alias from the record",
-            model, "unset" if alias is None else f"v{alias}", "none" if champion is None else f"v{champion}",
-        )  # fmt: skip
+            model,
+            "unset" if alias is None else f"v{alias}",
+            "none" if champion is None else f"v{champion}",
+        )
         if champion is None:
             client.delete_registered_model_alias(model, CHAMPION_ALIAS)
         else:
@@ -169,10 +171,18 @@ def _record_and_move(
     record, serving keeps the recorded champion and the next governance call repairs the alias.
     """
     event = records.append_event(
-        conn, model=common["model"], alias=CHAMPION_ALIAS, version=common["version"], previous_version=previous,
-        action=common["action"], reason=event_reason, approver=common["approver"], gate=common["gate"],
-        effective_month=common["effective_month"], identity_source=common["identity_source"],
-    )  # fmt: skip
+        conn,
+        model=common["model"],
+        alias=CHAMPION_ALIAS,
+        version=common["version"],
+        previous_version=previous,
+        action=common["action"],
+        reason=event_reason,
+        approver=common["approver"],
+        gate=common["gate"],
+        effective_month=common["effective_month"],
+        identity_source=common["identity_source"],
+    )
     approval = records.append_approval(
         conn, **common, outcome="approved", override_reason=override_reason, refusal=None, event_id=event.id
     )
@@ -186,8 +196,11 @@ def _replayed(
     """Return a policy request already recorded for the same decision (a rerun of the lifecycle)."""
     for approval in reversed(records.approvals_in(conn, model)):
         if (approval.action, approval.version, approval.effective_month, approval.mode) == (
-            action, version, month, mode,
-        ):  # fmt: skip
+            action,
+            version,
+            month,
+            mode,
+        ):
             return approval
     return None
 
@@ -268,15 +281,26 @@ def request_promotion(
             return earlier
         current = _repair_alias(client, model, recorded)
         common: dict[str, Any] = {
-            "model": model, "action": "promote", "version": version, "champion_before": current, "mode": mode,
-            "approver": approver, "reason": reason, "gate": gate, "effective_month": month,
+            "model": model,
+            "action": "promote",
+            "version": version,
+            "champion_before": current,
+            "mode": mode,
+            "approver": approver,
+            "reason": reason,
+            "gate": gate,
+            "effective_month": month,
             "identity_source": source,
-        }  # fmt: skip
+        }
         if current == version:
             return records.append_approval(
-                conn, **common, outcome="unchanged", override_reason=None,
-                refusal=f"v{version} is already the champion", event_id=None,
-            )  # fmt: skip
+                conn,
+                **common,
+                outcome="unchanged",
+                override_reason=None,
+                refusal=f"v{version} is already the champion",
+                event_id=None,
+            )
         refusal = gate_refusal(gate, current, mode)
         person = None
         if mode == "person":
@@ -285,9 +309,13 @@ def request_promotion(
             )
         if person is not None or (refusal is not None and override_reason is None):
             return records.append_approval(
-                conn, **common, outcome="refused", override_reason=None,
-                refusal=f"cannot promote {model} v{version}: {person or refusal}", event_id=None,
-            )  # fmt: skip
+                conn,
+                **common,
+                outcome="refused",
+                override_reason=None,
+                refusal=f"cannot promote {model} v{version}: {person or refusal}",
+                event_id=None,
+            )
         used_override = override_reason if refusal is not None else None
         event_reason = reason if used_override is None else f"{reason} [override: {used_override}; {refusal}]"
         return _record_and_move(
@@ -326,10 +354,17 @@ def request_rollback(
         target = chain[-2]
         get_version(client, model, target)
         common: dict[str, Any] = {
-            "model": model, "action": "rollback", "version": target, "champion_before": current,
-            "mode": "person", "approver": approver, "reason": reason, "gate": None, "effective_month": month,
+            "model": model,
+            "action": "rollback",
+            "version": target,
+            "champion_before": current,
+            "mode": "person",
+            "approver": approver,
+            "reason": reason,
+            "gate": None,
+            "effective_month": month,
             "identity_source": source,
-        }  # fmt: skip
+        }
         return _record_and_move(
             conn, client, common=common, previous=current, event_reason=reason, override_reason=None
         )
@@ -347,9 +382,16 @@ def promote_command(
 ) -> str:
     """Promote a version to champion as a person (`orchard promote`); raise OrchardError if refused."""
     approval = request_promotion(
-        settings, model, int(version), approver=approver, reason=reason, mode="person",
-        override_reason=override_reason, effective_month=effective_month, default_month=default_month,
-    )  # fmt: skip
+        settings,
+        model,
+        int(version),
+        approver=approver,
+        reason=reason,
+        mode="person",
+        override_reason=override_reason,
+        effective_month=effective_month,
+        default_month=default_month,
+    )
     if approval.outcome == "refused":
         raise OrchardError(
             f"{approval.refusal} (request #{approval.id} recorded as refused; "
@@ -482,9 +524,13 @@ class ChampionHistory:
             "approval": None if self.approval is None else self.approval.to_dict(),
             "events": [e.to_dict() for e in self.events],
             "approvals": [a.to_dict() for a in self.approvals],
-            "check": {"ok": self.check.ok, "alias_version": self.check.alias_version,
-                      "history_version": self.check.history_version, "problems": self.check.problems},
-        }  # fmt: skip
+            "check": {
+                "ok": self.check.ok,
+                "alias_version": self.check.alias_version,
+                "history_version": self.check.history_version,
+                "problems": self.check.problems,
+            },
+        }
 
 
 def history(settings: Settings, model: str, at: str | None = None) -> ChampionHistory:
@@ -532,13 +578,18 @@ def render_history(answer: ChampionHistory) -> str:
         )
         if e.gate:
             gate_reasons = e.gate.get("reasons") or []
-            lines.append(f"  gate: {'passed' if e.gate.get('passed') else 'FAILED'}"
-                         + (f" - {gate_reasons[0]}" if gate_reasons else ""))  # fmt: skip
+            lines.append(
+                f"  gate: {'passed' if e.gate.get('passed') else 'FAILED'}"
+                + (f" - {gate_reasons[0]}" if gate_reasons else "")
+            )
         if answer.approval is not None and answer.approval.override_reason:
             lines.append(f"  OVERRIDE by {answer.approval.approver}: {answer.approval.override_reason}")
-    lines += ["", "Alias events (append-only):",
-              f"  {'#':>4}  {'recorded (UTC)':19}  {'month':7}  {'alias':10}  {'action':14}  {'ver':>4}  "
-              f"{'from':>4}  {'approver':16}  reason"]  # fmt: skip
+    lines += [
+        "",
+        "Alias events (append-only):",
+        f"  {'#':>4}  {'recorded (UTC)':19}  {'month':7}  {'alias':10}  {'action':14}  {'ver':>4}  "
+        f"{'from':>4}  {'approver':16}  reason",
+    ]
     for e in answer.events:
         previous = "-" if e.previous_version is None else str(e.previous_version)
         lines.append(
@@ -548,8 +599,11 @@ def render_history(answer: ChampionHistory) -> str:
     if answer.approvals:
         lines += ["", "Champion requests (approvals, append-only):"]
         for a in answer.approvals:
-            extra = a.refusal if a.outcome != "approved" else (f"OVERRIDE: {a.override_reason}" if
-                                                              a.override_reason else f"event #{a.event_id}")  # fmt: skip
+            extra = (
+                a.refusal
+                if a.outcome != "approved"
+                else (f"OVERRIDE: {a.override_reason}" if a.override_reason else f"event #{a.event_id}")
+            )
             lines.append(
                 f"  {a.id:>4}  {a.recorded_at:%Y-%m-%d %H:%M:%S}  {a.effective_month:7}  {a.action:8}  v{a.version:<3}  "
                 f"{a.outcome:9}  {a.mode:6}  {_short(a.approver, 16):16}  {_short(a.reason, 60)}  ({extra})"
@@ -557,8 +611,10 @@ def render_history(answer: ChampionHistory) -> str:
     lines.append("")
     if answer.check.ok:
         alias = answer.check.alias_version
-        lines.append(f"Consistent: MLflow alias champion = {'unset' if alias is None else f'v{alias}'} "
-                     "= last recorded champion event")  # fmt: skip
+        lines.append(
+            f"Consistent: MLflow alias champion = {'unset' if alias is None else f'v{alias}'} "
+            "= last recorded champion event"
+        )
     else:
         lines += ["INCONSISTENT history:", *(f"  - {p}" for p in answer.check.problems)]
     return "\n".join(lines)

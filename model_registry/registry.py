@@ -119,8 +119,12 @@ def existing_version(settings: Settings, name: str, train_key: str) -> ModelVers
     run = _finished_run_by_train_key(client, name, train_key)
     if run is None:
         return None
-    log.warning("run %s logged %s (train_key %s) but was never registered: registering it now",
-                run.info.run_id, name, train_key)  # fmt: skip
+    log.warning(
+        "run %s logged %s (train_key %s) but was never registered: registering it now",
+        run.info.run_id,
+        name,
+        train_key,
+    )
     return _register_from_run(settings, client, name, run)
 
 
@@ -145,8 +149,10 @@ def _check_predictions(name: str, predictions: pd.Series, rows: int) -> None:
 def _check_numbers(name: str, kind: str, values: dict[str, Any], allowed: tuple[type, ...]) -> None:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, allowed):
-            raise OrchardError(f"{kind} {key!r} of model {name} must be {'/'.join(t.__name__ for t in allowed)}, "
-                               f"got {value!r}")  # fmt: skip
+            raise OrchardError(
+                f"{kind} {key!r} of model {name} must be {'/'.join(t.__name__ for t in allowed)}, "
+                f"got {value!r}"
+            )
         if isinstance(value, float) and kind == "metric" and not math.isfinite(value):
             raise OrchardError(f"metric {key!r} of model {name} is not finite: {value}")
 
@@ -255,9 +261,17 @@ def register_model(
         return found
     client = mlflow_client(settings)
     run = _log_run(
-        settings, client, name, model, train_key=train_key, metrics=metrics, params=params,
-        lineage=lineage, example=example, artifacts=artifacts,
-    )  # fmt: skip
+        settings,
+        client,
+        name,
+        model,
+        train_key=train_key,
+        metrics=metrics,
+        params=params,
+        lineage=lineage,
+        example=example,
+        artifacts=artifacts,
+    )
     return _register_from_run(settings, client, name, run)
 
 
@@ -419,10 +433,18 @@ def set_alias(
         # Event first, alias last, both before the commit: a failed move rolls the event back, and a crash
         # after the move leaves the alias ahead of the record, which serving ignores and a rerun repairs.
         history.append_event(
-            conn, model=name, alias=alias, version=version, previous_version=current, action=action,
-            reason=reason, approver=approver, gate=gate, effective_month=effective_month,
+            conn,
+            model=name,
+            alias=alias,
+            version=version,
+            previous_version=current,
+            action=action,
+            reason=reason,
+            approver=approver,
+            gate=gate,
+            effective_month=effective_month,
             identity_source="lifecycle",
-        )  # fmt: skip
+        )
         if current != version:
             _point_alias(client, name, alias, version)
     log.info("%s@%s -> version %s (%s by %s)", name, alias, version, action, approver)
@@ -440,6 +462,13 @@ def record_rejection(
 ) -> None:
     """Record that a challenger failed its gate: it keeps the challenger alias, the champion stays."""
     set_alias(
-        settings, name, history.CHALLENGER_ALIAS, version, action="reject", reason=reason,
-        approver=approver, gate=gate, effective_month=effective_month,
-    )  # fmt: skip
+        settings,
+        name,
+        history.CHALLENGER_ALIAS,
+        version,
+        action="reject",
+        reason=reason,
+        approver=approver,
+        gate=gate,
+        effective_month=effective_month,
+    )

@@ -261,9 +261,15 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
     selection = SelectionConfig(**spec.selection.model_dump())
     base = f"byod_{spec.name}"
     scorecard = train_scorecard(
-        data.train, LABEL, data.features, data.categorical, spec.seed, f"{base}_scorecard",
-        monotone={k: v for k, v in spec.monotone.items()}, selection=selection,
-    )  # fmt: skip
+        data.train,
+        LABEL,
+        data.features,
+        data.categorical,
+        spec.seed,
+        f"{base}_scorecard",
+        monotone={k: v for k, v in spec.monotone.items()},
+        selection=selection,
+    )
     lightgbm = train_lightgbm(
         data.train, LABEL, data.features, data.categorical, spec.seed, f"{base}_lightgbm"
     )
@@ -299,10 +305,16 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
             artifacts["scorecard.json"] = card.to_dict()
             artifacts["points_table.csv"] = card.points_table().to_csv(index=False)
         ref = register_model(
-            settings, model.name, model, train_key=train_key, metrics=metrics,
+            settings,
+            model.name,
+            model,
+            train_key=train_key,
+            metrics=metrics,
             params={"kind": kind, "seed": spec.seed, "n_train": len(data.train), "split": data.split[:250]},
-            lineage=lineage, input_example=data.train.head(5), artifacts=artifacts,
-        )  # fmt: skip
+            lineage=lineage,
+            input_example=data.train.head(5),
+            artifacts=artifacts,
+        )
         model_card = build_model_card(
             name=model.name,
             version=ref.version,

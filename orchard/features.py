@@ -164,15 +164,23 @@ def aggregation_features(name: str, view: ViewDef, key: str, rows: pd.DataFrame)
     parts: dict[str, np.ndarray] = {}
     for feature, agg in view.aggregations.items():
         parts |= _monthly_part(rows, feature, agg, f"views.{name}.aggregations.{feature}")
-    base = pd.DataFrame({key: rows[key].to_numpy(), _MONTH: timestamp_months(rows[EVENT_TIME]).to_numpy(),
-                         EVENT_TIME: rows[EVENT_TIME].array, **parts})  # fmt: skip
+    base = pd.DataFrame(
+        {
+            key: rows[key].to_numpy(),
+            _MONTH: timestamp_months(rows[EVENT_TIME]).to_numpy(),
+            EVENT_TIME: rows[EVENT_TIME].array,
+            **parts,
+        }
+    )
     named = {EVENT_TIME: (EVENT_TIME, "max")} | {p: (p, _MONTHLY_HOW[p.rsplit(".", 1)[1]]) for p in parts}
     monthly = base.groupby([key, _MONTH], sort=True).agg(**named).reset_index()
     entities, months = monthly[key].to_numpy(), monthly[_MONTH].to_numpy()
     for feature, agg in view.aggregations.items():
         window = agg.window_months
-        same = [(entities[lag:] == entities[:-lag]) & (months[lag:] - months[:-lag] < window)
-                for lag in range(1, min(window, len(monthly)))]  # fmt: skip
+        same = [
+            (entities[lag:] == entities[:-lag]) & (months[lag:] - months[:-lag] < window)
+            for lag in range(1, min(window, len(monthly)))
+        ]
         value = _combine(monthly, feature, agg, same)
         monthly[feature] = value
     return _typed(monthly, key, specs)

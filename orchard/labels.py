@@ -56,9 +56,12 @@ def event_within(
     obs_index = observations["obs_index"].to_numpy(dtype="int64")
     mature = obs_index + window_months <= as_of
     cases = pd.DataFrame(
-        {"application_id": observations["application_id"].to_numpy(), "obs_index": obs_index,
-         "_row": np.arange(len(observations))}
-    )  # fmt: skip
+        {
+            "application_id": observations["application_id"].to_numpy(),
+            "obs_index": obs_index,
+            "_row": np.arange(len(observations)),
+        }
+    )
     joined = cases.merge(statements[["application_id", "stmt_index"]], on="application_id", how="inner")
     limit = np.minimum(joined["obs_index"] + window_months, as_of)
     hit = (joined["stmt_index"] > joined["obs_index"]) & (joined["stmt_index"] <= limit)

@@ -102,10 +102,18 @@ def _event_labels(
         column = rule.outcome_date.column if rule.outcome_date else ""
         hits = rows.loc[rows[column].notna()]
         times = hits[column]
-    events = pd.DataFrame({"application_id": _match_key(hits, list(event.match)).to_numpy(),
-                           "stmt_index": timestamp_months(times).to_numpy()})  # fmt: skip
-    observed = pd.DataFrame({"application_id": _match_key(cases, list(event.match.values())).to_numpy(),
-                             "obs_index": _index(cases[EVENT_TIME])})  # fmt: skip
+    events = pd.DataFrame(
+        {
+            "application_id": _match_key(hits, list(event.match)).to_numpy(),
+            "stmt_index": timestamp_months(times).to_numpy(),
+        }
+    )
+    observed = pd.DataFrame(
+        {
+            "application_id": _match_key(cases, list(event.match.values())).to_numpy(),
+            "obs_index": _index(cases[EVENT_TIME]),
+        }
+    )
     return event_within(observed, events, month_index(as_of), event.within_months)
 
 
@@ -138,8 +146,9 @@ def _offers(
     settings: Settings, spec: ModelSpec, months: list[str], as_of: str, with_labels: bool
 ) -> pd.DataFrame:
     offers = _cases(settings, "campaigns", months, "campaign offers")
-    frame = offers[["offer_id", "user_id", EVENT_TIME, BATCH_ID, "responded", "application_id",
-                    *spec.request_features]].assign(eligible=True)  # fmt: skip
+    frame = offers[
+        ["offer_id", "user_id", EVENT_TIME, BATCH_ID, "responded", "application_id", *spec.request_features]
+    ].assign(eligible=True)
     if not with_labels:
         return _unlabelled(frame)
     decisions = read_silver(settings, "applications", months)[["application_id", "decision"]]
@@ -176,8 +185,9 @@ def _later_statements(settings: Settings, months: list[str], as_of: str) -> pd.D
 
 
 def _labelled_cases(frame: pd.DataFrame, events: pd.DataFrame, as_of: str, window: int) -> pd.DataFrame:
-    cases = pd.DataFrame({"application_id": frame["application_id"].to_numpy(),
-                          "obs_index": _index(frame["_statement_ts"])})  # fmt: skip
+    cases = pd.DataFrame(
+        {"application_id": frame["application_id"].to_numpy(), "obs_index": _index(frame["_statement_ts"])}
+    )
     bad, mature = event_within(cases, events, month_index(as_of), window)
     return frame.assign(mature=mature, bad=bad)
 
@@ -204,15 +214,24 @@ def _accounts(
     if snap.empty:
         raise OrchardError(f"no validated open-account statements for {months[0]}..{months[-1]}")
     # statement fields only: loans booked before the lake began (no application row) are in the book too
-    frame = pd.DataFrame({
-        "account_month_id": _account_key(snap["application_id"], snap["months_on_book"]),
-        "application_id": snap["application_id"], "user_id": snap["user_id"], EVENT_TIME: snap[EVENT_TIME],
-        BATCH_ID: snap[BATCH_ID], "_statement_ts": snap[EVENT_TIME],
-        "months_on_book": snap["months_on_book"], "dpd": snap["dpd"], "balance": snap["balance"],
-        "amount_due": snap["amount_due"],
-        "paid_ratio": (snap["amount_paid"] / snap["amount_due"].where(snap["amount_due"] > 0)).fillna(1.0),
-        "eligible": True,
-    }).reset_index(drop=True)  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "account_month_id": _account_key(snap["application_id"], snap["months_on_book"]),
+            "application_id": snap["application_id"],
+            "user_id": snap["user_id"],
+            EVENT_TIME: snap[EVENT_TIME],
+            BATCH_ID: snap[BATCH_ID],
+            "_statement_ts": snap[EVENT_TIME],
+            "months_on_book": snap["months_on_book"],
+            "dpd": snap["dpd"],
+            "balance": snap["balance"],
+            "amount_due": snap["amount_due"],
+            "paid_ratio": (snap["amount_paid"] / snap["amount_due"].where(snap["amount_due"] > 0)).fillna(
+                1.0
+            ),
+            "eligible": True,
+        }
+    ).reset_index(drop=True)
     frame = _sample(frame, "account_month_id", settings.max_rows_per_month)
     if not with_labels:
         return _unlabelled(frame)
@@ -231,14 +250,23 @@ def _delinquencies(
         columns={EVENT_TIME: "_statement_ts"}
     )
     cases = cases.merge(statement, on=["application_id", "months_on_book"], how="inner")
-    frame = pd.DataFrame({
-        "account_month_id": _account_key(cases["application_id"], cases["months_on_book"]),
-        "application_id": cases["application_id"], "user_id": cases["user_id"], EVENT_TIME: cases[EVENT_TIME],
-        BATCH_ID: cases[BATCH_ID], "_statement_ts": cases["_statement_ts"],
-        "months_on_book": cases["months_on_book"], "dpd": cases["dpd"],
-        "amount_overdue": cases["amount_overdue"], "balance": cases["balance"],
-        "action": cases["action"], "contact_result": cases["contact_result"], "eligible": True,
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "account_month_id": _account_key(cases["application_id"], cases["months_on_book"]),
+            "application_id": cases["application_id"],
+            "user_id": cases["user_id"],
+            EVENT_TIME: cases[EVENT_TIME],
+            BATCH_ID: cases[BATCH_ID],
+            "_statement_ts": cases["_statement_ts"],
+            "months_on_book": cases["months_on_book"],
+            "dpd": cases["dpd"],
+            "amount_overdue": cases["amount_overdue"],
+            "balance": cases["balance"],
+            "action": cases["action"],
+            "contact_result": cases["contact_result"],
+            "eligible": True,
+        }
+    )
     if not with_labels:
         return _unlabelled(frame)
     events = _statement_events(_later_statements(settings, months, as_of), CURED_STATUSES, None)

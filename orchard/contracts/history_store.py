@@ -28,9 +28,15 @@ def accepted_history(settings: Settings, source: str, month: str, window: int) -
     """Return the last `window` accepted batches of a source before `month` (oldest first)."""
     folder = settings.gx_dir / "profiles" / source
     prefix = f"{source}-"
-    found = sorted(
-        p for p in folder.glob(f"{prefix}*.json") if not p.name.startswith(".") and p.stem[len(prefix) :] < month
-    )[-window:] if folder.is_dir() else []  # fmt: skip
+    found = (
+        sorted(
+            p
+            for p in folder.glob(f"{prefix}*.json")
+            if not p.name.startswith(".") and p.stem[len(prefix) :] < month
+        )[-window:]
+        if folder.is_dir()
+        else []
+    )
     records = [json.loads(p.read_text()) for p in found]
     records = [r for r in records if r.get("version") == RECORD_VERSION]
     return History(batches=tuple(r["batch_id"] for r in records), records=tuple(records))

@@ -260,10 +260,14 @@ def tune_lightgbm(
     for candidate in TUNING_GRID:
         params = {**base, **TUNING_BASE, **candidate}
         model = _booster(params).fit(
-            x_fit, y_fit, eval_X=(x_valid,), eval_y=(y_valid,), eval_metric=STOPPING_METRIC,
+            x_fit,
+            y_fit,
+            eval_X=(x_valid,),
+            eval_y=(y_valid,),
+            eval_metric=STOPPING_METRIC,
             categorical_feature=list(categorical) or "auto",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
-        )  # fmt: skip
+        )
         raw = model.predict(x_valid, raw_score=True)  # at the best iteration
         value = auc(y_valid, raw)
         trials.append({**candidate, "trees": int(model.best_iteration_ or 0), "valid_auc": round(value, 6)})
@@ -332,8 +336,13 @@ def train_lightgbm(
     estimator.model = model
     params = {k: v for k, v in model.get_params().items() if k in {*LIGHTGBM_PARAMS, *base}}
     params["trees"] = int(model.best_iteration_ or model.n_estimators)
-    log.info("trained LightGBM %s on %d rows x %d features (%d trees)", name, len(x), len(features),
-             params["trees"])  # fmt: skip
+    log.info(
+        "trained LightGBM %s on %d rows x %d features (%d trees)",
+        name,
+        len(x),
+        len(features),
+        params["trees"],
+    )
     return CreditModel(
         name=name,
         kind="lightgbm",

@@ -144,10 +144,14 @@ def stepwise_forward(
 
     def evaluate(features: list[str]) -> float:
         cols = [column[f] for f in features]
-        return float(np.mean([
-            measure(y[hold], _fit_predict(x[np.ix_(fit, cols)], y[fit], x[np.ix_(hold, cols)], seed))
-            for fit, hold in folds
-        ]))  # fmt: skip
+        return float(
+            np.mean(
+                [
+                    measure(y[hold], _fit_predict(x[np.ix_(fit, cols)], y[fit], x[np.ix_(hold, cols)], seed))
+                    for fit, hold in folds
+                ]
+            )
+        )
 
     cap = config.max_features or len(candidates)
     while remaining and len(selected) < cap:
@@ -157,8 +161,9 @@ def stepwise_forward(
             break
         selected.append(feature)
         remaining.remove(feature)
-        steps.append({"step": len(selected), "added": feature, config.metric: value,
-                      "gain": value - best_so_far})  # fmt: skip
+        steps.append(
+            {"step": len(selected), "added": feature, config.metric: value, "gain": value - best_so_far}
+        )
         best_so_far = value
     reason = (
         f"max_features {config.max_features} reached"

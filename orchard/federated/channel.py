@@ -112,10 +112,16 @@ def encode(message: Message) -> bytes:
         layout.append([name, dtype, list(arr.shape), len(data)])
         blobs.append(data)
     header = {
-        "kind": message.kind, "session": message.session, "sender": message.sender, "seq": message.seq,
-        "nonce": message.nonce, "reply_to": message.reply_to, "ts": message.ts, "fields": message.fields,
+        "kind": message.kind,
+        "session": message.session,
+        "sender": message.sender,
+        "seq": message.seq,
+        "nonce": message.nonce,
+        "reply_to": message.reply_to,
+        "ts": message.ts,
+        "fields": message.fields,
         "blobs": layout,
-    }  # fmt: skip
+    }
     head = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + struct.pack(">I", len(head)) + head + b"".join(blobs)
 
@@ -145,13 +151,23 @@ def decode(body: bytes) -> Message:
             raise ChannelError(f"malformed blob {name!r}")
         if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize != size:
             raise ChannelError(f"blob {name!r} size does not match its shape")
-        arrays[name] = np.frombuffer(body, dtype=dtype, count=size // np.dtype(dtype).itemsize,
-                                     offset=offset).reshape(shape)  # fmt: skip
+        arrays[name] = np.frombuffer(
+            body, dtype=dtype, count=size // np.dtype(dtype).itemsize, offset=offset
+        ).reshape(shape)
         offset += size
     if offset != len(body):
         raise ChannelError("malformed message: trailing bytes")
-    return Message(kind=kind, fields=fields, arrays=arrays, session=session, sender=sender, seq=seq,
-                   nonce=nonce, reply_to=reply_to, ts=ts)  # fmt: skip
+    return Message(
+        kind=kind,
+        fields=fields,
+        arrays=arrays,
+        session=session,
+        sender=sender,
+        seq=seq,
+        nonce=nonce,
+        reply_to=reply_to,
+        ts=ts,
+    )
 
 
 def mac(key: bytes, body: bytes) -> str:
@@ -215,9 +231,17 @@ Handler = Callable[[Message], Message]
 class PartyServer:
     """An HTTP server on loopback that authenticates each message and answers it with handler's reply."""
 
-    def __init__(self, key: bytes, role: str, handler: Handler, host: str = "127.0.0.1", port: int = 0,
-                 max_bytes: int = DEFAULT_MAX_BYTES, recorder: Recorder | None = None,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> None:  # fmt: skip
+    def __init__(
+        self,
+        key: bytes,
+        role: str,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        recorder: Recorder | None = None,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+    ) -> None:
         self.key, self.role, self.handler = key, role, handler
         self.max_bytes, self.recorder = max_bytes, recorder
         self.guard = ReplayGuard()
@@ -250,8 +274,12 @@ class PartyServer:
                     return
                 if length > server.max_bytes:
                     self.close_connection = True
-                    self._send(413, json.dumps({"error": f"message of {length} bytes is over the "
-                                                         f"{server.max_bytes}-byte limit"}).encode())  # fmt: skip
+                    self._send(
+                        413,
+                        json.dumps(
+                            {"error": f"message of {length} bytes is over the {server.max_bytes}-byte limit"}
+                        ).encode(),
+                    )
                     return
                 tag = self.headers.get(MAC_HEADER) or ""
                 expected = length_mac(server.key, length, tag)
@@ -328,8 +356,10 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 41\r\nConnection: close"
-                                b"\r\n\r\n{\"error\": \"too many concurrent requests\"}")  # fmt: skip
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 41\r\nConnection: close"
+                    b'\r\n\r\n{"error": "too many concurrent requests"}'
+                )
             finally:
                 self.shutdown_request(request)
             return
@@ -345,9 +375,17 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
 class PeerClient:
     """The requesting side of the channel: seals requests, checks replies, names the peer when it fails."""
 
-    def __init__(self, key: bytes, role: str, peer_host: str, peer_port: int, session: str,
-                 timeout_seconds: float = 600.0, max_bytes: int = DEFAULT_MAX_BYTES,
-                 recorder: Recorder | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        key: bytes,
+        role: str,
+        peer_host: str,
+        peer_port: int,
+        session: str,
+        timeout_seconds: float = 600.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.key, self.role, self.session = key, role, session
         self.peer = f"{peer_host}:{peer_port}"
         self.max_bytes, self.recorder = max_bytes, recorder
@@ -374,8 +412,9 @@ class PeerClient:
             reply_body = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
-            raise ChannelError(f"the peer party at {self.peer} stopped responding during {what}: "
-                               f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+            raise ChannelError(
+                f"the peer party at {self.peer} stopped responding during {what}: {type(exc).__name__}: {exc}"
+            ) from exc
         self.bytes_sent += len(body)
         self.bytes_received += len(reply_body)
         self.messages += 1
@@ -401,8 +440,11 @@ class PeerClient:
         return response.status, response.read()
 
     def _headers(self, body: bytes, tag: str) -> dict[str, str]:
-        return {MAC_HEADER: tag, LENGTH_MAC_HEADER: length_mac(self.key, len(body), tag),
-                "Content-Type": "application/octet-stream"}  # fmt: skip
+        return {
+            MAC_HEADER: tag,
+            LENGTH_MAC_HEADER: length_mac(self.key, len(body), tag),
+            "Content-Type": "application/octet-stream",
+        }
 
     def close(self) -> None:
         """Close the connection."""

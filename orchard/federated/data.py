@@ -61,14 +61,22 @@ HOST_FEATURES = [
     "device_other",
 ]
 _DUMMIES = {
-    "employment_type": {"self_employed": "employment_self_employed", "gig": "employment_gig",
-                        "unemployed": "employment_unemployed", "student": "employment_student"},
-    "loan_purpose": {"education": "purpose_education", "medical": "purpose_medical",
-                     "business": "purpose_business", "debt_consolidation": "purpose_debt_consolidation"},
+    "employment_type": {
+        "self_employed": "employment_self_employed",
+        "gig": "employment_gig",
+        "unemployed": "employment_unemployed",
+        "student": "employment_student",
+    },
+    "loan_purpose": {
+        "education": "purpose_education",
+        "medical": "purpose_medical",
+        "business": "purpose_business",
+        "debt_consolidation": "purpose_debt_consolidation",
+    },
     "channel": {"web": "channel_web", "branch": "channel_branch"},
     "city_tier": {"tier1": "city_tier1", "tier2": "city_tier2", "rural": "city_rural"},
     "device_os": {"ios": "device_ios", "other": "device_other"},
-}  # fmt: skip
+}
 
 
 _BOOL_FEATURES = {name for levels in _DUMMIES.values() for name in levels.values()}
@@ -80,8 +88,13 @@ def _columns(names: list[str]) -> list[FeatureColumn]:
 
 def simulator_guest_spec() -> PartyTable:
     """Return the spec of the lender's table in the simulator's split (one use of PartyTable)."""
-    return PartyTable(role="guest", id_column=KEY, features=_columns(GUEST_FEATURES), label_column=LABEL,
-                      vintage_column=VINTAGE)  # fmt: skip
+    return PartyTable(
+        role="guest",
+        id_column=KEY,
+        features=_columns(GUEST_FEATURES),
+        label_column=LABEL,
+        vintage_column=VINTAGE,
+    )
 
 
 def simulator_host_spec() -> PartyTable:
@@ -124,8 +137,9 @@ def _month(ts: pd.Series) -> pd.Series:
     return pd.to_datetime(ts, utc=True).dt.strftime("%Y-%m")
 
 
-def guest_table(applications: pd.DataFrame, repayments: pd.DataFrame, as_of_month: str,
-                window_months: int, bad_dpd: int) -> pd.DataFrame:  # fmt: skip
+def guest_table(
+    applications: pd.DataFrame, repayments: pd.DataFrame, as_of_month: str, window_months: int, bad_dpd: int
+) -> pd.DataFrame:
     """Return the lender's table: one row per customer-month of a booked, mature application."""
     labels = mature_labels(application_labels(applications, repayments, as_of_month, window_months, bad_dpd))
     apps = applications.merge(labels[["application_id", LABEL]], on="application_id", how="inner")
@@ -204,9 +218,14 @@ def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | N
     log.info("vertical split: guest %d rows, host %d rows", len(guest), len(host))
     batch_ids = sorted(f"{s}-{m}" for s in ("applications", "repayments") for m in months)
     return VerticalSplit(
-        guest_path=guest_path, host_path=host_path, guest_rows=len(guest), host_rows=len(host),
-        guest_sha256=frame_sha256(guest), host_sha256=frame_sha256(host), batch_ids=batch_ids,
-    )  # fmt: skip
+        guest_path=guest_path,
+        host_path=host_path,
+        guest_rows=len(guest),
+        host_rows=len(host),
+        guest_sha256=frame_sha256(guest),
+        host_sha256=frame_sha256(host),
+        batch_ids=batch_ids,
+    )
 
 
 @dataclass(frozen=True)

@@ -146,8 +146,13 @@ def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, d
     guest_pos, host_pos = guest_pos[by_key], host_pos[by_key]
     client.call(Message("psi_result", arrays={"host_positions": host_pos.astype("<i8")}), "the PSI result")
     rows = order[guest_pos]
-    stats = {"guest_ids": len(keys), "host_ids": len(host_blinded), "matched": len(rows),
-             "seconds": round(time.perf_counter() - started, 3), "protocol": "ECDH-PSI P-256"}  # fmt: skip
+    stats = {
+        "guest_ids": len(keys),
+        "host_ids": len(host_blinded),
+        "matched": len(rows),
+        "seconds": round(time.perf_counter() - started, 3),
+        "protocol": "ECDH-PSI P-256",
+    }
     return rows, guest_pos, stats
 
 
@@ -197,11 +202,17 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     xq = with_intercept(dequantise(quantise(scaler.transform(joined))))
     qg = np.rint(xq * (1 << X_BITS)).astype(np.int64)
     setup = client.call(
-        Message("train_setup", fields={"config": config.as_dict(), "n": format(int(key.public.n), "x"),
-                                       "guest_columns": xq.shape[1]},
-                arrays={"train_positions": train_pos.astype("<i8")}),
+        Message(
+            "train_setup",
+            fields={
+                "config": config.as_dict(),
+                "n": format(int(key.public.n), "x"),
+                "guest_columns": xq.shape[1],
+            },
+            arrays={"train_positions": train_pos.astype("<i8")},
+        ),
         "the training set-up",
-    )  # fmt: skip
+    )
     host_public = PublicKey.from_n(int(setup.fields["n"], 16))
     host_columns = int(setup.fields["features"])
     if int(host_public.n).bit_length() < config.key_bits - 8 or not 1 <= host_columns <= 1000:
@@ -211,35 +222,52 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     opt = Adam(len(wg), config.learning_rate)
     epoch_seconds: list[float] = []
     epoch_started = time.perf_counter()
-    with (Prefetched(key.obfuscators, min(2 * config.batch_size, len(train_pos))) as obfuscators,
-          Prefetched(host_public.noise, xq.shape[1]) as host_noise):  # fmt: skip
+    with (
+        Prefetched(key.obfuscators, min(2 * config.batch_size, len(train_pos))) as obfuscators,
+        Prefetched(host_public.noise, xq.shape[1]) as host_noise,
+    ):
         for step, (epoch, batch) in enumerate(schedule):
             positions = train_pos[batch]
             what = f"training epoch {epoch + 1}"
             reply = client.call(Message("partial", fields={"step": step}), what)
             try:
-                u_h = checked_ciphertexts(reply.arrays.get("ciphertexts"), host_public, len(positions),
-                                          "the host's encrypted partial scores")  # fmt: skip
+                u_h = checked_ciphertexts(
+                    reply.arrays.get("ciphertexts"),
+                    host_public,
+                    len(positions),
+                    "the host's encrypted partial scores",
+                )
             except ValueError as exc:
                 raise OrchardError(str(exc)) from exc
             v = encode_residuals(xq[positions] @ wg + 2.0 - 4.0 * y[positions])  # 4d - u_h, fixed point
             sums = encrypted_column_sums(add_plain(u_h, v, host_public), qg[positions], host_public)
             masks, padded = _padded(sums, host_public, host_noise)
             cts = key.encrypt_ints(v, obfuscators.take(len(positions)))
-            reply = client.call(Message("gradient", fields={"step": step}, arrays={
-                "guest_sums": ciphertexts_to_bytes(padded, host_public.cipher_bytes),
-                "ciphertexts": ciphertexts_to_bytes(cts, key.public.cipher_bytes)}), what)  # fmt: skip
+            reply = client.call(
+                Message(
+                    "gradient",
+                    fields={"step": step},
+                    arrays={
+                        "guest_sums": ciphertexts_to_bytes(padded, host_public.cipher_bytes),
+                        "ciphertexts": ciphertexts_to_bytes(cts, key.public.cipher_bytes),
+                    },
+                ),
+                what,
+            )
             try:
                 opened = plain_from_bytes(
                     reply.arrays.get("guest_plain"), host_public, len(masks), "the guest's sums"
                 )
-                masked = checked_ciphertexts(reply.arrays.get("masked"), key.public, host_columns,
-                                             "the host's padded sums")  # fmt: skip
+                masked = checked_ciphertexts(
+                    reply.arrays.get("masked"), key.public, host_columns, "the host's padded sums"
+                )
             except ValueError as exc:
                 raise OrchardError(f"rejected the host's reply in {what}: {exc}") from exc
             plain = [key.decrypt_int(c) for c in masked]
-            client.call(Message("update", fields={"step": step}, arrays={"plain": plain_to_bytes(plain, key.public)}),
-                        what)  # fmt: skip
+            client.call(
+                Message("update", fields={"step": step}, arrays={"plain": plain_to_bytes(plain, key.public)}),
+                what,
+            )
             grad = _unpad(opened, masks, int(host_public.n), len(positions))
             wg = opt.update(wg, regularised(grad, wg, config.l2, True))
             if step + 1 == len(schedule) or schedule[step + 1][0] != epoch:
@@ -257,20 +285,37 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
         raise OrchardError("the host's reveal budget leaves too few out-of-time rows to evaluate the model")
     xg = with_intercept(scaler.transform(joined))
     pd_test = sigmoid(xg[test_pos][within] @ wg + u_test[within])
-    metrics = {"auc_test": auc(y[test_pos][within], pd_test), "n_train": float(len(train_pos)),
-               "n_test": float(within.sum()), "bad_rate_train": float(y[train_pos].mean())}  # fmt: skip
+    metrics = {
+        "auc_test": auc(y[test_pos][within], pd_test),
+        "n_train": float(len(train_pos)),
+        "n_test": float(within.sum()),
+        "bad_rate_train": float(y[train_pos].mean()),
+    }
     finish = client.call(Message("finish", fields={"job_id": job.job_id}), "storing the host's model part")
     model = JointModel(
-        name=job.model_name, guest_scaler=scaler, guest_weights=wg.tolist(), id_column=spec.id_column,
-        host_part_id=str(finish.fields["part_id"]), host_part_sha256=str(finish.fields["sha256"]),
-    )  # fmt: skip
+        name=job.model_name,
+        guest_scaler=scaler,
+        guest_weights=wg.tolist(),
+        id_column=spec.id_column,
+        host_part_id=str(finish.fields["part_id"]),
+        host_part_sha256=str(finish.fields["sha256"]),
+    )
     example_rows = test_pos[within][:5]
     return GuestOutcome(
-        job_id=job.job_id, model=model, metrics=metrics, psi=psi_stats, epoch_seconds=epoch_seconds,
-        bytes_sent=client.bytes_sent, bytes_received=client.bytes_received, messages=client.messages,
-        train_rows=len(train_pos), test_rows=len(test_pos), intersection_sha256=intersection_sha,
-        example=example_frame(joined.iloc[example_rows], model, u_test[within][:5]), seconds=timings,
-    )  # fmt: skip
+        job_id=job.job_id,
+        model=model,
+        metrics=metrics,
+        psi=psi_stats,
+        epoch_seconds=epoch_seconds,
+        bytes_sent=client.bytes_sent,
+        bytes_received=client.bytes_received,
+        messages=client.messages,
+        train_rows=len(train_pos),
+        test_rows=len(test_pos),
+        intersection_sha256=intersection_sha,
+        example=example_frame(joined.iloc[example_rows], model, u_test[within][:5]),
+        seconds=timings,
+    )
 
 
 def abort_quietly(client: PeerClient, reason: str) -> None:
@@ -286,8 +331,10 @@ def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: s
     through a fresh ECDH PSI, so the host learns only the matched ones and the guest only which of its own
     ids matched.
     """
-    client.call(Message("score_open", fields={"part_id": part_id, "ids": len(keys), "purpose": purpose}),
-                "opening a scoring session")  # fmt: skip
+    client.call(
+        Message("score_open", fields={"part_id": part_id, "ids": len(keys), "purpose": purpose}),
+        "opening a scoring session",
+    )
     rows, _, _ = _psi(client, keys)
     reply = client.call(Message("score"), "joint scoring")
     u = np.asarray(reply.arrays.get("u", []), dtype=float)
@@ -303,8 +350,14 @@ def joint_score_frame(model: JointModel, frame: pd.DataFrame, host_scores: np.nd
     scored = frame.assign(**{HOST_SCORE: host_scores})
     pd_values = model.predict_pd(scored)
     points = pd_to_score(pd_values)
-    return pd.DataFrame({model.id_column: frame[model.id_column].to_numpy(), "pd": pd_values, "score": points,
-                         "tier": risk_tier(points)})  # fmt: skip
+    return pd.DataFrame(
+        {
+            model.id_column: frame[model.id_column].to_numpy(),
+            "pd": pd_values,
+            "score": points,
+            "tier": risk_tier(points),
+        }
+    )
 
 
 def example_frame(table: pd.DataFrame, model: JointModel, host_scores: np.ndarray) -> pd.DataFrame:

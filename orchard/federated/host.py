@@ -126,9 +126,15 @@ class RevealLedger:
 class HostParty:
     """The platform's side of the protocol, over its own table described by its own spec."""
 
-    def __init__(self, table: pd.DataFrame, state_dir: Path, channel_key: bytes,
-                 idle_timeout_seconds: float = 120.0, policy: HostPolicy | None = None,
-                 spec: PartyTable | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        state_dir: Path,
+        channel_key: bytes,
+        idle_timeout_seconds: float = 120.0,
+        policy: HostPolicy | None = None,
+        spec: PartyTable | None = None,
+    ) -> None:
         self.spec = spec or simulator_host_spec()
         if self.spec.role != "host":
             raise OrchardError("the host party needs a host table spec")
@@ -171,8 +177,10 @@ class HostParty:
             session.close()
 
     def _record(self, session_id: str, status: str, detail: str, **extra: Any) -> None:
-        write_json({"session": session_id, "status": status, "detail": detail, "at": time.time(), **extra},
-                   self.state_dir / "sessions" / f"{session_id}.json")  # fmt: skip
+        write_json(
+            {"session": session_id, "status": status, "detail": detail, "at": time.time(), **extra},
+            self.state_dir / "sessions" / f"{session_id}.json",
+        )
 
     def reap_idle(self) -> list[str]:
         """Abort sessions whose guest has been silent longer than the idle timeout; return their ids."""
@@ -183,8 +191,10 @@ class HostParty:
         for session in stale:
             session.close()
         for session_id in idle:
-            detail = (f"the guest went silent for more than {self.idle_timeout_seconds:.0f} s; "
-                      "session aborted, nothing of it kept")  # fmt: skip
+            detail = (
+                f"the guest went silent for more than {self.idle_timeout_seconds:.0f} s; "
+                "session aborted, nothing of it kept"
+            )
             log.error("session %s: %s", session_id, detail)
             self._record(session_id, "failed", detail)
         return idle
@@ -294,8 +304,10 @@ class HostParty:
         session.noise = Prefetched(session.public.noise, len(self.features))
         session.obfuscators = Prefetched(session.key.obfuscators, min(2 * config.batch_size, len(train)))
         session.stage = "partial"
-        return Message("train_setup", fields={"features": len(self.features),
-                                              "n": format(int(session.key.public.n), "x")})  # fmt: skip
+        return Message(
+            "train_setup",
+            fields={"features": len(self.features), "n": format(int(session.key.public.n), "x")},
+        )
 
     def _expect(self, session: HostSession, stage: str, message: Message) -> None:
         if session.stage != stage:
@@ -326,8 +338,9 @@ class HostParty:
             public, key, batch = session.public, session.key, session.batch
             assert public is not None and key is not None and session.batch_u is not None
             try:
-                guest_sums = checked_ciphertexts(message.arrays["guest_sums"], key.public, session.guest_columns,
-                                                 "the guest's padded sums")  # fmt: skip
+                guest_sums = checked_ciphertexts(
+                    message.arrays["guest_sums"], key.public, session.guest_columns, "the guest's padded sums"
+                )
                 cts = checked_ciphertexts(
                     message.arrays["ciphertexts"], public, len(batch), "the guest's residuals"
                 )
@@ -343,8 +356,10 @@ class HostParty:
                 for c, r, e in zip(sums, session.masks, noise, strict=True)
             ]
             session.stage = "update"
-            return Message("gradient", arrays={"guest_plain": opened,
-                                               "masked": ciphertexts_to_bytes(masked, public.cipher_bytes)})  # fmt: skip
+            return Message(
+                "gradient",
+                arrays={"guest_plain": opened, "masked": ciphertexts_to_bytes(masked, public.cipher_bytes)},
+            )
 
     def _on_update(self, message: Message) -> Message:
         session = self._session(message)
@@ -383,8 +398,12 @@ class HostParty:
 
     def _part(self, session: HostSession) -> dict[str, Any]:
         assert session.scaler is not None and session.weights is not None
-        return {"features": self.features, "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
-                "weights": session.weights.tolist(), "quantisation_bits": X_BITS}  # fmt: skip
+        return {
+            "features": self.features,
+            "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
+            "weights": session.weights.tolist(),
+            "quantisation_bits": X_BITS,
+        }
 
     def _on_evaluate(self, message: Message) -> Message:
         """Return the final partial scores of the out-of-time rows only, once per session, within budget."""
@@ -463,9 +482,20 @@ class HostParty:
             raise OrchardError(f"rate limit: {self.policy.score_sessions_per_hour} scoring sessions per hour")
         session = self._open(message, "score")
         session.max_ids, session.part_id = count, part_id
-        write_json({"session": message.session, "kind": "score", "status": "open", "purpose": purpose,
-                    "ids": count, "part_id": part_id, "at": time.time()},
-                   self.state_dir / "sessions" / f"score-{hashlib.sha256(message.session.encode()).hexdigest()[:16]}.json")  # fmt: skip
+        write_json(
+            {
+                "session": message.session,
+                "kind": "score",
+                "status": "open",
+                "purpose": purpose,
+                "ids": count,
+                "part_id": part_id,
+                "at": time.time(),
+            },
+            self.state_dir
+            / "sessions"
+            / f"score-{hashlib.sha256(message.session.encode()).hexdigest()[:16]}.json",
+        )
         return Message("score_open", fields={"ids": count})
 
     def _on_score(self, message: Message) -> Message:

@@ -51,8 +51,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prepare_parties(settings: Settings, split: VerticalSplit, guest_spec: PartyTable | None = None,
-                    host_spec: PartyTable | None = None) -> PartyHomes:  # fmt: skip
+def prepare_parties(
+    settings: Settings,
+    split: VerticalSplit,
+    guest_spec: PartyTable | None = None,
+    host_spec: PartyTable | None = None,
+) -> PartyHomes:
     """Give each party its state folder (the host its own ORCHARD_HOME), its table spec and the channel key."""
     guest_dir = party_state_dir(settings, "guest")
     host_home = settings.home / "federated" / "host_home"
@@ -69,9 +73,15 @@ def prepare_parties(settings: Settings, split: VerticalSplit, guest_spec: PartyT
     host_spec_file = write_json(
         (host_spec or simulator_host_spec()).model_dump(), host_dir / "table_spec.json"
     )
-    return PartyHomes(guest_home=settings.home, host_home=host_home, key_file=key_file,
-                      guest_data=split.guest_path, host_data=split.host_path,
-                      guest_spec=guest_spec_file, host_spec=host_spec_file)  # fmt: skip
+    return PartyHomes(
+        guest_home=settings.home,
+        host_home=host_home,
+        key_file=key_file,
+        guest_data=split.guest_path,
+        host_data=split.host_path,
+        guest_spec=guest_spec_file,
+        host_spec=host_spec_file,
+    )
 
 
 def _env(home: Path, settings: Settings) -> dict[str, str]:
@@ -83,13 +93,32 @@ def _env(home: Path, settings: Settings) -> dict[str, str]:
 
 def party_args(role: str, port: int, data: Path, key_file: Path, spec: Path, extra: list[str]) -> list[str]:
     """Return the command line of a party process."""
-    return [sys.executable, "-m", "orchard.federated.party", "--role", role, "--port", str(port),
-            "--data", str(data), "--key-file", str(key_file), "--spec", str(spec), *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "orchard.federated.party",
+        "--role",
+        role,
+        "--port",
+        str(port),
+        "--data",
+        str(data),
+        "--key-file",
+        str(key_file),
+        "--spec",
+        str(spec),
+        *extra,
+    ]
 
 
 @contextmanager
-def host_process(settings: Settings, homes: PartyHomes, port: int, record_dir: Path | None = None,
-                 idle_timeout_seconds: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+def host_process(
+    settings: Settings,
+    homes: PartyHomes,
+    port: int,
+    record_dir: Path | None = None,
+    idle_timeout_seconds: float = 120.0,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start the host party process and stop it (by its own pid) on exit."""
     extra = ["--idle-timeout", str(idle_timeout_seconds)]
     if record_dir:
@@ -98,8 +127,12 @@ def host_process(settings: Settings, homes: PartyHomes, port: int, record_dir: P
     log_path = homes.host_home / "federated" / "host" / "party.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(party_args("host", port, homes.host_data, host_key, homes.host_spec, extra),
-                                env=_env(homes.host_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
+        proc = subprocess.Popen(
+            party_args("host", port, homes.host_data, host_key, homes.host_spec, extra),
+            env=_env(homes.host_home, settings),
+            stdout=log_file,
+            stderr=log_file,
+        )
     try:
         wait_until_healthy("127.0.0.1", port, timeout_seconds=60)
         yield proc
@@ -113,8 +146,9 @@ def host_process(settings: Settings, homes: PartyHomes, port: int, record_dir: P
                 proc.wait()
 
 
-def start_guest(settings: Settings, homes: PartyHomes, port: int, job: dict[str, Any],
-                record_dir: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+def start_guest(
+    settings: Settings, homes: PartyHomes, port: int, job: dict[str, Any], record_dir: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start the guest process running one job; return it and its result file."""
     jobs_dir = party_state_dir(settings, "guest") / "jobs"
     job_file = write_json(job, jobs_dir / f"{job['job_id']}.job.json")
@@ -126,8 +160,12 @@ def start_guest(settings: Settings, homes: PartyHomes, port: int, job: dict[str,
         extra += ["--record-dir", str(record_dir)]
     log_path = jobs_dir / f"{job['job_id']}.log"
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(party_args("guest", port, homes.guest_data, homes.key_file, homes.guest_spec, extra),
-                                env=_env(homes.guest_home, settings), stdout=log_file, stderr=log_file)  # fmt: skip
+        proc = subprocess.Popen(
+            party_args("guest", port, homes.guest_data, homes.key_file, homes.guest_spec, extra),
+            env=_env(homes.guest_home, settings),
+            stdout=log_file,
+            stderr=log_file,
+        )
     return proc, result_file
 
 
@@ -146,33 +184,55 @@ def read_result(proc: subprocess.Popen[bytes], result_file: Path, timeout_second
     return record
 
 
-def job_spec(job_id: str, split: VerticalSplit, config: LRConfig, model_name: str,
-             holdout_vintages: int = 3) -> dict[str, Any]:  # fmt: skip
+def job_spec(
+    job_id: str, split: VerticalSplit, config: LRConfig, model_name: str, holdout_vintages: int = 3
+) -> dict[str, Any]:
     """Return the job spec the guest reads."""
-    return {"job_id": job_id, "model_name": model_name, "config": config.as_dict(),
-            "holdout_vintages": holdout_vintages, "batch_ids": split.batch_ids,
-            "guest_sha256": split.guest_sha256}  # fmt: skip
+    return {
+        "job_id": job_id,
+        "model_name": model_name,
+        "config": config.as_dict(),
+        "holdout_vintages": holdout_vintages,
+        "batch_ids": split.batch_ids,
+        "guest_sha256": split.guest_sha256,
+    }
 
 
-def run_joint_job(settings: Settings, split: VerticalSplit, job_id: str, config: LRConfig,
-                  model_name: str = "precredit_response_joint", record_dir: Path | None = None,
-                  timeout_seconds: float = 3600.0, guest_spec: PartyTable | None = None,
-                  host_spec: PartyTable | None = None) -> dict[str, Any]:  # fmt: skip
+def run_joint_job(
+    settings: Settings,
+    split: VerticalSplit,
+    job_id: str,
+    config: LRConfig,
+    model_name: str = "precredit_response_joint",
+    record_dir: Path | None = None,
+    timeout_seconds: float = 3600.0,
+    guest_spec: PartyTable | None = None,
+    host_spec: PartyTable | None = None,
+) -> dict[str, Any]:
     """Run a joint training job between two fresh party processes; return the guest's result record."""
     homes = prepare_parties(settings, split, guest_spec, host_spec)
     port = free_port()
     started = time.perf_counter()
     with host_process(settings, homes, port, record_dir):
-        proc, result_file = start_guest(settings, homes, port, job_spec(job_id, split, config, model_name),
-                                        record_dir)  # fmt: skip
+        proc, result_file = start_guest(
+            settings, homes, port, job_spec(job_id, split, config, model_name), record_dir
+        )
         record = read_result(proc, result_file, timeout_seconds)
     record["job_wall_seconds"] = round(time.perf_counter() - started, 3)
     log.info("joint job %s registered %s v%s", job_id, record.get("model"), record.get("version"))
     return record
 
 
-def joint_score(settings: Settings, model_name: str, ref: str | int, frame: pd.DataFrame, peer_port: int,
-                key_file: Path, purpose: str, peer_host: str = "127.0.0.1") -> pd.DataFrame:  # fmt: skip
+def joint_score(
+    settings: Settings,
+    model_name: str,
+    ref: str | int,
+    frame: pd.DataFrame,
+    peer_port: int,
+    key_file: Path,
+    purpose: str,
+    peer_host: str = "127.0.0.1",
+) -> pd.DataFrame:
     """Score customers with a registered joint model through a logged scoring session at the host."""
     from model_registry.registry import load_model
 

@@ -143,8 +143,9 @@ def taylor_residual(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 0.25 * np.asarray(z, dtype=float) + 0.5 - np.asarray(y, dtype=float)
 
 
-def train_plaintext(x_guest: np.ndarray, x_host: np.ndarray | None, y: np.ndarray,
-                    config: LRConfig, taylor: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def train_plaintext(
+    x_guest: np.ndarray, x_host: np.ndarray | None, y: np.ndarray, config: LRConfig, taylor: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Fit the same LR centrally in floats: same batches, same Adam; return (guest weights, host weights).
 
     taylor=True uses the federated protocol's residual (taylor_residual) instead of the exact sigmoid.

@@ -37,9 +37,17 @@ def party_state_dir(settings: Settings, role: str) -> Path:
     return settings.home / "federated" / role
 
 
-def run_host(settings: Settings, port: int, data_path: Path, key_file: Path, host: str = "127.0.0.1",
-             record_dir: Path | None = None, idle_timeout_seconds: float = 120.0,
-             max_bytes: int = DEFAULT_MAX_BYTES, spec: PartyTable | None = None) -> None:  # fmt: skip
+def run_host(
+    settings: Settings,
+    port: int,
+    data_path: Path,
+    key_file: Path,
+    host: str = "127.0.0.1",
+    record_dir: Path | None = None,
+    idle_timeout_seconds: float = 120.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    spec: PartyTable | None = None,
+) -> None:
     """Serve the host party until SIGTERM/SIGINT."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise OrchardError(f"parties listen on loopback only, not {host}")
@@ -69,22 +77,36 @@ def run_host(settings: Settings, port: int, data_path: Path, key_file: Path, hos
         server.shutdown()
 
 
-def run_guest(settings: Settings, peer_port: int, data_path: Path, key_file: Path, job_file: Path,
-              result_file: Path, peer_host: str = "127.0.0.1", record_dir: Path | None = None,
-              register: bool = True, table_spec: PartyTable | None = None) -> dict[str, Any]:  # fmt: skip
+def run_guest(
+    settings: Settings,
+    peer_port: int,
+    data_path: Path,
+    key_file: Path,
+    job_file: Path,
+    result_file: Path,
+    peer_host: str = "127.0.0.1",
+    record_dir: Path | None = None,
+    register: bool = True,
+    table_spec: PartyTable | None = None,
+) -> dict[str, Any]:
     """Run one joint job against the host, register the model, write and return the result record."""
     job = json.loads(Path(job_file).read_text())
     try:
         config = LRConfig(**job.get("config", {}))
     except (TypeError, ValueError) as exc:
         raise OrchardError(f"job {job_file} has an invalid training config: {exc}") from exc
-    spec = GuestJob(job_id=job["job_id"], model_name=job.get("model_name", "precredit_response_joint"),
-                    config=config, holdout_vintages=int(job.get("holdout_vintages", 3)),
-                    **({"spec": table_spec} if table_spec else {}))  # fmt: skip
+    spec = GuestJob(
+        job_id=job["job_id"],
+        model_name=job.get("model_name", "precredit_response_joint"),
+        config=config,
+        holdout_vintages=int(job.get("holdout_vintages", 3)),
+        **({"spec": table_spec} if table_spec else {}),
+    )
     key = load_key(key_file)
     recorder = file_recorder(record_dir) if record_dir else None
-    client = PeerClient(key, "guest", peer_host, peer_port, session=f"{spec.job_id}-{time.time_ns()}",
-                        recorder=recorder)  # fmt: skip
+    client = PeerClient(
+        key, "guest", peer_host, peer_port, session=f"{spec.job_id}-{time.time_ns()}", recorder=recorder
+    )
     started = time.perf_counter()
     try:
         outcome = train_guest(client, guest_data(data_path), spec)
@@ -106,10 +128,18 @@ def run_guest(settings: Settings, peer_port: int, data_path: Path, key_file: Pat
     return record
 
 
-def party_command(settings: Settings, role: str, port: int, data: Path, key_file: Path,
-                  job_file: Path | None = None, result_file: Path | None = None,
-                  record_dir: Path | None = None, idle_timeout_seconds: float = 120.0,
-                  spec_file: Path | None = None) -> str:  # fmt: skip
+def party_command(
+    settings: Settings,
+    role: str,
+    port: int,
+    data: Path,
+    key_file: Path,
+    job_file: Path | None = None,
+    result_file: Path | None = None,
+    record_dir: Path | None = None,
+    idle_timeout_seconds: float = 120.0,
+    spec_file: Path | None = None,
+) -> str:
     """CLI entry: serve the host, or run the guest's joint job; return a one-line summary."""
     if role not in ROLES:
         raise OrchardError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -117,15 +147,25 @@ def party_command(settings: Settings, role: str, port: int, data: Path, key_file
     if spec is not None and spec.role != role:
         raise OrchardError(f"table spec {spec_file} describes a {spec.role} table, not the {role}'s")
     if role == "host":
-        run_host(settings, port, data, key_file, record_dir=record_dir, idle_timeout_seconds=idle_timeout_seconds,
-                 spec=spec)  # fmt: skip
+        run_host(
+            settings,
+            port,
+            data,
+            key_file,
+            record_dir=record_dir,
+            idle_timeout_seconds=idle_timeout_seconds,
+            spec=spec,
+        )
         return "host party stopped"
     if job_file is None or result_file is None:
         raise OrchardError("the guest needs --job-file and --result-file")
-    record = run_guest(settings, port, data, key_file, job_file, result_file, record_dir=record_dir,
-                       table_spec=spec)  # fmt: skip
-    return (f"joint job {record['job_id']}: {record['status']} {record.get('model', '')} "
-            f"v{record.get('version', '-')}, test AUC {record['metrics']['auc_test']:.4f}")  # fmt: skip
+    record = run_guest(
+        settings, port, data, key_file, job_file, result_file, record_dir=record_dir, table_spec=spec
+    )
+    return (
+        f"joint job {record['job_id']}: {record['status']} {record.get('model', '')} "
+        f"v{record.get('version', '-')}, test AUC {record['metrics']['auc_test']:.4f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        summary = party_command(Settings(), args.role, args.port, args.data, args.key_file, args.job_file,
-                                args.result_file, args.record_dir, args.idle_timeout, args.spec)  # fmt: skip
+        summary = party_command(
+            Settings(),
+            args.role,
+            args.port,
+            args.data,
+            args.key_file,
+            args.job_file,
+            args.result_file,
+            args.record_dir,
+            args.idle_timeout,
+            args.spec,
+        )
     except OrchardError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1

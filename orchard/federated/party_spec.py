@@ -64,8 +64,12 @@ class PartyTable(BaseModel):
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Return the frame's spec columns with float features, or raise one error naming every problem."""
         problems = []
-        columns = [self.id_column, *([self.vintage_column] if self.vintage_column else []), *self.feature_names,
-                   *([self.label_column] if self.label_column else [])]  # fmt: skip
+        columns = [
+            self.id_column,
+            *([self.vintage_column] if self.vintage_column else []),
+            *self.feature_names,
+            *([self.label_column] if self.label_column else []),
+        ]
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise OrchardError(f"the {self.role}'s table lacks column(s) {', '.join(missing)}")

@@ -24,26 +24,38 @@ def register_joint_model(settings: Settings, outcome: GuestOutcome, job: dict[st
         feature_service=f"federated:{outcome.job_id}",
         code_version=CODE_VERSION,
         train_window=str(job.get("train_window", "all-mature")),
-        extra={"intersection": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
-               "host_part": {"id": model.host_part_id, "sha256": model.host_part_sha256}},
-    )  # fmt: skip
+        extra={
+            "intersection": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
+            "host_part": {"id": model.host_part_id, "sha256": model.host_part_sha256},
+        },
+    )
     artifacts: dict[str, dict | str] = {
         "guest_part.json": {
-            "features": model.guest_scaler.features, "weights": model.guest_weights,
+            "features": model.guest_scaler.features,
+            "weights": model.guest_weights,
             "scaler": dataclasses.asdict(model.guest_scaler),
         },
         "host_part.json": {
-            "part_id": model.host_part_id, "sha256": model.host_part_sha256,
+            "part_id": model.host_part_id,
+            "sha256": model.host_part_sha256,
             "held_by": "host party (weights never leave the platform)",
         },
         "intersection.json": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
         "training.json": outcome.summary(),
-    }  # fmt: skip
+    }
     config = job.get("config", {})
     return register_model(
-        settings, model.name, model, train_key=f"federated-{outcome.job_id}",
+        settings,
+        model.name,
+        model,
+        train_key=f"federated-{outcome.job_id}",
         metrics={k: float(v) for k, v in outcome.metrics.items()},
-        params={**{k: v for k, v in config.items() if isinstance(v, (int, float, str))},
-                "protocol": "X25519 DH-PSI + two-key Paillier hetero LR (Taylor residual)", "host_part_id": model.host_part_id},
-        lineage=lineage, input_example=outcome.example, artifacts=artifacts,
-    )  # fmt: skip
+        params={
+            **{k: v for k, v in config.items() if isinstance(v, (int, float, str))},
+            "protocol": "X25519 DH-PSI + two-key Paillier hetero LR (Taylor residual)",
+            "host_part_id": model.host_part_id,
+        },
+        lineage=lineage,
+        input_example=outcome.example,
+        artifacts=artifacts,
+    )

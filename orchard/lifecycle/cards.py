@@ -76,14 +76,22 @@ def lifecycle_card(
     if decision_psi is not None:
         stability["score: development vs decision month"] = decision_psi
     card = build_model_card(
-        name=spec.name, version=version, model=model, purpose=spec.purpose, population=spec.population,
-        label=spec.label, maturity=_maturity(settings, spec),
+        name=spec.name,
+        version=version,
+        model=model,
+        purpose=spec.purpose,
+        population=spec.population,
+        label=spec.label,
+        maturity=_maturity(settings, spec),
         data_window=f"development {lineage.get('train_window')}, out-of-time {lineage['extra'].get('oot_window')}",
         lineage={k: v for k, v in lineage.items() if k != "extra"} | {"as_of": lineage["extra"].get("as_of")},
         performance={SAMPLES[k]: evaluations[k] for k in SAMPLES if k in evaluations},
-        feature_iv=baseline.selection.get("candidate_iv", {}), stability=stability,
-        limitations=_limitations(spec, str(model.kind), settings.portfolio_def.simulated), approval_status=approval_status, approver=approver,
-    )  # fmt: skip
+        feature_iv=baseline.selection.get("candidate_iv", {}),
+        stability=stability,
+        limitations=_limitations(spec, str(model.kind), settings.portfolio_def.simulated),
+        approval_status=approval_status,
+        approver=approver,
+    )
     if card.points_table is None:
         card = _with_baseline_points(card, baseline)
     return log_model_card(settings, spec.name, version, card)

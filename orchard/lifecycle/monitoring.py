@@ -98,9 +98,14 @@ def monitor_month(
     columns = [*report_numeric, *report_categorical]
     reference = load_reference_sample(settings, spec.name, key)
     snapshot = drift_report(
-        reference[columns], scored[columns], report_numeric, report_categorical,
-        name=f"{spec.name} {month}", profile=profile, psi_values=values,
-    )  # fmt: skip
+        reference[columns],
+        scored[columns],
+        report_numeric,
+        report_categorical,
+        name=f"{spec.name} {month}",
+        profile=profile,
+        psi_values=values,
+    )
     report = save_report(snapshot, settings.reports_dir / spec.name / f"{month}.html")
     add_to_workspace(settings, spec.name, snapshot)
     return replace(outcome, report_path=str(report)), decision
@@ -144,9 +149,14 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     # the model's own learnable cases and labels as known now (the same population training uses)
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
-    labels = pd.DataFrame({"application_id": cases[spec.key].to_numpy(),
-                           "vintage": cases[BATCH_ID].str[-7:].to_numpy(),  # the batch's period, as scores have it
-                           "mature": cases["mature"].to_numpy(dtype=bool), "bad": cases["bad"].to_numpy()})  # fmt: skip
+    labels = pd.DataFrame(
+        {
+            "application_id": cases[spec.key].to_numpy(),
+            "vintage": cases[BATCH_ID].str[-7:].to_numpy(),  # the batch's period, as scores have it
+            "mature": cases["mature"].to_numpy(dtype=bool),
+            "bad": cases["bad"].to_numpy(),
+        }
+    )
     realised = matured_performance(scores, labels, month, set(reported))
     wanted = scores[scores["vintage"].isin(set(realised["vintage"]) | {month})]
     learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
@@ -192,6 +202,12 @@ def publish_dashboard(
     ensure_dashboard(settings, spec.name, top_features=list(spec.dashboard_features), extra=kind_series(spec))
     month_events = [e.to_dict() for e in events(settings, spec.name) if e.effective_month == month]
     return add_month_snapshot(
-        settings, spec.name, month, {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},
-        outcome.drift_share, vintage_performance(settings, spec, month), month_events, extra,
-    )  # fmt: skip
+        settings,
+        spec.name,
+        month,
+        {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},
+        outcome.drift_share,
+        vintage_performance(settings, spec, month),
+        month_events,
+        extra,
+    )

@@ -160,18 +160,38 @@ def _decide(
     if champion == trained.version:
         return PromotionOutcome(spec.name, trained.version, "unchanged", "already champion", champion)
     if champion is not None:
-        set_alias(settings, spec.name, "challenger", trained.version, action="set_challenger",
-                  reason=f"retrained at {month} after a drift breach", approver=approver, gate=None,
-                  effective_month=month)  # fmt: skip
+        set_alias(
+            settings,
+            spec.name,
+            "challenger",
+            trained.version,
+            action="set_challenger",
+            reason=f"retrained at {month} after a drift breach",
+            approver=approver,
+            gate=None,
+            effective_month=month,
+        )
     gate = evaluate_gate(settings, spec, trained, champion, month)
     summary = "; ".join(gate["reasons"])
     if approval == "person":
-        return PromotionOutcome(spec.name, trained.version, "await_approval",
-                                f"gate recorded, awaiting a person's approval: {summary}", champion, gate)  # fmt: skip
+        return PromotionOutcome(
+            spec.name,
+            trained.version,
+            "await_approval",
+            f"gate recorded, awaiting a person's approval: {summary}",
+            champion,
+            gate,
+        )
     approval = request_promotion(
-        settings, spec.name, trained.version, approver=approver, mode="policy", gate=gate, effective_month=month,
+        settings,
+        spec.name,
+        trained.version,
+        approver=approver,
+        mode="policy",
+        gate=gate,
+        effective_month=month,
         reason=f"policy approval at {month}: {summary}",
-    )  # fmt: skip
+    )
     if approval.outcome == "approved":
         return PromotionOutcome(spec.name, trained.version, "promote", summary, champion, gate)
     if approval.outcome == "unchanged":
@@ -179,6 +199,7 @@ def _decide(
             spec.name, trained.version, "unchanged", approval.refusal or summary, champion, gate
         )
     why = approval.refusal or summary
-    record_rejection(settings, spec.name, trained.version, reason=why, approver=approver, gate=gate,
-                     effective_month=month)  # fmt: skip
+    record_rejection(
+        settings, spec.name, trained.version, reason=why, approver=approver, gate=gate, effective_month=month
+    )
     return PromotionOutcome(spec.name, trained.version, "reject", why, champion, gate)

@@ -67,7 +67,13 @@ def vintage_losses(settings: Settings, expected: dict[str, dict[str, float]], as
     rows = []
     for row in table.itertuples(index=False):
         if row.vintage in expected:
-            rows.append({"vintage": row.vintage, "loans": int(row.loans),
-                         "expected_loss": expected[row.vintage]["expected_loss"],
-                         "realised_loss": round(float(row.realised_loss), 2), "mature": bool(row.mature)})  # fmt: skip
+            rows.append(
+                {
+                    "vintage": row.vintage,
+                    "loans": int(row.loans),
+                    "expected_loss": expected[row.vintage]["expected_loss"],
+                    "realised_loss": round(float(row.realised_loss), 2),
+                    "mature": bool(row.mature),
+                }
+            )
     return rows

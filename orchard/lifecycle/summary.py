@@ -54,8 +54,14 @@ def losses_table(losses: list[dict], model: str) -> Table:
         table.add_column(col, justify="right")
     for row in losses:
         ratio = row["expected_loss"] / row["realised_loss"] if row["realised_loss"] else float("nan")
-        table.add_row(row["vintage"], str(row["loans"]), f"{row['expected_loss']:,.0f}",
-                      f"{row['realised_loss']:,.0f}", f"{ratio:.2f}", "mature" if row["mature"] else "open")  # fmt: skip
+        table.add_row(
+            row["vintage"],
+            str(row["loans"]),
+            f"{row['expected_loss']:,.0f}",
+            f"{row['realised_loss']:,.0f}",
+            f"{ratio:.2f}",
+            "mature" if row["mature"] else "open",
+        )
     return table
 
 
@@ -68,8 +74,18 @@ def _first_check(broken: list[str]) -> str:
 def estimation_table(vintages: dict[str, dict[str, float]], model: str) -> Table:
     """Return each matured vintage's realised AUC and bad rate beside the early estimates and their errors."""
     table = Table(title=f"Early estimate vs realised performance by matured vintage ({model})")
-    for col in ("vintage", "cases", "realised AUC", "expected AUC", "error", "all applicants", "error",
-                "realised bad rate", "expected", "error"):  # fmt: skip
+    for col in (
+        "vintage",
+        "cases",
+        "realised AUC",
+        "expected AUC",
+        "error",
+        "all applicants",
+        "error",
+        "realised bad rate",
+        "expected",
+        "error",
+    ):
         table.add_column(col, justify="right")
 
     def number(value: float | None, sign: bool = False) -> str:
@@ -83,10 +99,18 @@ def estimation_table(vintages: dict[str, dict[str, float]], model: str) -> Table
         auc = row.get("auc")
         applicants = row.get("expected_auc_applicants")
         error_applicants = None if auc is None or applicants is None else applicants - auc
-        table.add_row(vintage, str(int(row.get("n", 0))), number(auc), number(row.get("expected_auc")),
-                      number(row.get("auc_error"), True), number(applicants), number(error_applicants, True),
-                      number(row.get("bad_rate")), number(row.get("expected_bad_rate")),
-                      number(row.get("bad_rate_error"), True))  # fmt: skip
+        table.add_row(
+            vintage,
+            str(int(row.get("n", 0))),
+            number(auc),
+            number(row.get("expected_auc")),
+            number(row.get("auc_error"), True),
+            number(applicants),
+            number(error_applicants, True),
+            number(row.get("bad_rate")),
+            number(row.get("expected_bad_rate")),
+            number(row.get("bad_rate_error"), True),
+        )
     return table
 
 

@@ -111,14 +111,28 @@ def _precredit(
     counts = tier_counts(model.tier(oot))
     metrics = {f"oot_tier_{t}_share": round(n / max(len(oot), 1), 6) for t, n in counts.items()}
     metrics["risk_n_train"] = float(len(booked))
-    return Fitted(model, metrics, {"tiers_oot.json": {"response_cut": cut, "max_pd": settings.approve_max_pd,
-                                                      "by_tier": table.reset_index().to_dict("records")}})  # fmt: skip
+    return Fitted(
+        model,
+        metrics,
+        {
+            "tiers_oot.json": {
+                "response_cut": cut,
+                "max_pd": settings.approve_max_pd,
+                "by_tier": table.reset_index().to_dict("records"),
+            }
+        },
+    )
 
 
 def _loss_forecast(
-    settings: Settings, spec: ModelSpec, pd_model: CreditModel, data: ModelFrame, dev: pd.DataFrame,
-    oot: pd.DataFrame, as_of: str,
-) -> Fitted:  # fmt: skip
+    settings: Settings,
+    spec: ModelSpec,
+    pd_model: CreditModel,
+    data: ModelFrame,
+    dev: pd.DataFrame,
+    oot: pd.DataFrame,
+    as_of: str,
+) -> Fitted:
     """Estimate LGD and EAD on the development charge-offs; set EL beside realised losses by vintage."""
     losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
     lgd, ead, n_used = loss_parameters(dev, losses)
@@ -132,8 +146,12 @@ def _loss_forecast(
     ratio = float(
         table.loc[in_oot, "expected_loss"].sum() / max(table.loc[in_oot, "realised_loss"].sum(), 1.0)
     )
-    metrics = {"lgd": round(lgd, 6), "ead_ratio": round(ead, 6), "chargeoffs_used": float(n_used),
-               "oot_expected_to_realised_loss": round(ratio, 6)}  # fmt: skip
+    metrics = {
+        "lgd": round(lgd, 6),
+        "ead_ratio": round(ead, 6),
+        "chargeoffs_used": float(n_used),
+        "oot_expected_to_realised_loss": round(ratio, 6),
+    }
     return Fitted(model, metrics, {"loss_by_vintage.json": table.round(2).to_dict("records")})
 
 

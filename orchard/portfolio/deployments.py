@@ -65,20 +65,26 @@ def _train(model: str) -> dict[str, Any]:
         ["train", model],
         {"model": model},
     )
-    deployment["triggers"] = [{
-        "type": "event", "enabled": True,
-        "match": {"prefect.resource.id": f"orchard.model.{model}"},
-        "expect": ["orchard.monitor.breach"],
-        "parameters": {"model": "{{ event.payload.model }}", "month": "{{ event.payload.month }}"},
-    }]  # fmt: skip
+    deployment["triggers"] = [
+        {
+            "type": "event",
+            "enabled": True,
+            "match": {"prefect.resource.id": f"orchard.model.{model}"},
+            "expect": ["orchard.monitor.breach"],
+            "parameters": {"model": "{{ event.payload.model }}", "month": "{{ event.payload.month }}"},
+        }
+    ]
     return deployment
 
 
 def _score(model: str, slot: int) -> dict[str, Any]:
     deployment = _base(
-        f"score-{model}", f"Batch-score the month's cases with the {model} champion.", "score_deployed",
-        ["score", model], {"model": model},
-    )  # fmt: skip
+        f"score-{model}",
+        f"Batch-score the month's cases with the {model} champion.",
+        "score_deployed",
+        ["score", model],
+        {"model": model},
+    )
     deployment["schedules"] = _schedule(f"{10 * slot % 60} {4 + 10 * slot // 60}")
     return deployment
 
@@ -109,9 +115,12 @@ def deployments(portfolio: Portfolio, portfolio_dir: str | None = None) -> dict[
     items += [_score(model, slot) for slot, model in enumerate(portfolio.served_models)]
     items += [_monitor(model, slot) for slot, model in enumerate(models)]
     federated = _base(
-        "federated", "Vertical federated training between the lender and the partner platform (quarterly).",
-        "federated_deployed", ["federated"], {"job_id": "scheduled"},
-    )  # fmt: skip
+        "federated",
+        "Vertical federated training between the lender and the partner platform (quarterly).",
+        "federated_deployed",
+        ["federated"],
+        {"job_id": "scheduled"},
+    )
     federated["schedules"] = _schedule(f"0 {6 + (len(models) - 1) // 6}", "1 */3 *")
     items.append(federated)
     if portfolio_dir is not None:

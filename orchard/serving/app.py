@@ -230,13 +230,19 @@ def decide_application_request(runtime: Runtime, fields: dict[str, Any]) -> Deci
     _log_or_503(
         runtime,
         DecisionRecord(
-            request_id=request_id, kind="decision", logged_at=datetime.now(UTC),
-            customer_id=fields["customer_id"], model=DECISION_MODEL,
-            model_versions=outcome.model_versions, inputs=inputs, request=_scalar_request(fields),
-            feature_freshness=freshness, policy=runtime.policy.to_dict(),
+            request_id=request_id,
+            kind="decision",
+            logged_at=datetime.now(UTC),
+            customer_id=fields["customer_id"],
+            model=DECISION_MODEL,
+            model_versions=outcome.model_versions,
+            inputs=inputs,
+            request=_scalar_request(fields),
+            feature_freshness=freshness,
+            policy=runtime.policy.to_dict(),
             result={**outcome.result_dict(), "notes": outcome.notes},
-        )
-    )  # fmt: skip
+        ),
+    )
     return DecisionResponse(
         request_id=request_id, feature_freshness=freshness, notes=outcome.notes, **outcome.result_dict()
     )
@@ -351,9 +357,12 @@ def create_app(
             portfolio.pd_model, portfolio.columns
         )
         v1.add_api_route(
-            "/decisions/application", decide_application, methods=["POST"],
-            response_model=DecisionResponse, tags=["decisions"],
-        )  # fmt: skip
+            "/decisions/application",
+            decide_application,
+            methods=["POST"],
+            response_model=DecisionResponse,
+            tags=["decisions"],
+        )
 
     @v1.post("/scores/{model}", response_model=ScoreResponse, tags=["scores"])
     def score_model(model: str, body: ScoreRequest, request: Request) -> ScoreResponse:
@@ -379,19 +388,31 @@ def create_app(
         inputs = {**row.values, **fields}
         scored = score_row(served, inputs)
         result = {
-            "model": model, "version": served.version, "pd": float(scored.pd[0]),
-            "score": float(scored.score[0]), "band": str(scored.band[0]), "reasons": scored.reasons[0],
-        }  # fmt: skip
+            "model": model,
+            "version": served.version,
+            "pd": float(scored.pd[0]),
+            "score": float(scored.score[0]),
+            "band": str(scored.band[0]),
+            "reasons": scored.reasons[0],
+        }
         request_id = new_request_id()
         freshness = _freshness(row)
         _log_or_503(
             runtime,
             DecisionRecord(
-                request_id=request_id, kind="score", logged_at=datetime.now(UTC),
-                customer_id=body.customer_id, model=model, model_versions={model: served.version},
-                inputs=inputs, request=fields, feature_freshness=freshness, policy={}, result=result,
-            )
-        )  # fmt: skip
+                request_id=request_id,
+                kind="score",
+                logged_at=datetime.now(UTC),
+                customer_id=body.customer_id,
+                model=model,
+                model_versions={model: served.version},
+                inputs=inputs,
+                request=fields,
+                feature_freshness=freshness,
+                policy={},
+                result=result,
+            ),
+        )
         return ScoreResponse(request_id=request_id, feature_freshness=freshness, **result)
 
     app.include_router(v1)
@@ -406,8 +427,13 @@ def serve_command(settings: Settings, host: str = "127.0.0.1", port: int = 8000)
     if settings.api_workers > 1:
         # worker processes build their own app from the same ORCHARD_* environment
         uvicorn.run(
-            "orchard.serving.asgi:app_from_environment", factory=True, host=host, port=port,
-            log_level="warning", access_log=False, workers=settings.api_workers,
-        )  # fmt: skip
+            "orchard.serving.asgi:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            workers=settings.api_workers,
+        )
         return
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

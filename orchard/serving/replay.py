@@ -72,9 +72,13 @@ def replay_record(settings: Settings, record: DecisionRecord) -> ReplayResult:
         served = load_served(settings, record.model, version)
         scored = score_row(served, record.inputs)
         replayed = {
-            "model": record.model, "version": served.version, "pd": float(scored.pd[0]),
-            "score": float(scored.score[0]), "band": str(scored.band[0]), "reasons": scored.reasons[0],
-        }  # fmt: skip
+            "model": record.model,
+            "version": served.version,
+            "pd": float(scored.pd[0]),
+            "score": float(scored.score[0]),
+            "band": str(scored.band[0]),
+            "reasons": scored.reasons[0],
+        }
         return ReplayResult(record=record, replayed=replayed)
     raise OrchardError(f"request {record.request_id} has an unknown kind {record.kind!r}")
 

@@ -277,9 +277,16 @@ def decide(
             "points_lost": None,
         }
         return DecisionOutcome(
-            decision=REFER, rule="unknown customer", pd=None, score=None, band=None, fraud_pd=None,
-            reasons=[reason], model_versions=versions, notes=notes,
-        )  # fmt: skip
+            decision=REFER,
+            rule="unknown customer",
+            pd=None,
+            score=None,
+            band=None,
+            fraud_pd=None,
+            reasons=[reason],
+            model_versions=versions,
+            notes=notes,
+        )
     scored = score_row(pd_model, inputs)
     pd_value, score, band = float(scored.pd[0]), float(scored.score[0]), str(scored.band[0])
     fraud_pd = float(score_row(fraud_model, inputs).pd[0]) if fraud_model else None
@@ -299,6 +306,13 @@ def decide(
     else:
         decision, rule = REFER, "approve_max_pd < pd < decline_min_pd"
     return DecisionOutcome(
-        decision=decision, rule=rule, pd=pd_value, score=score, band=band, fraud_pd=fraud_pd,
-        reasons=reasons, model_versions=versions, notes=notes,
-    )  # fmt: skip
+        decision=decision,
+        rule=rule,
+        pd=pd_value,
+        score=score,
+        band=band,
+        fraud_pd=fraud_pd,
+        reasons=reasons,
+        model_versions=versions,
+        notes=notes,
+    )
