@@ -110,8 +110,10 @@ def main() -> None:
     print(f"{'path':<44} {'seconds':>8} {'total IV':>9} {'kept':>5}")
     print(f"{'orchard (optbinning quantile pre-bins, monotone)':<44} {o_time:8.2f} {o_iv:9.4f} {o_kept:5d}")
     print(f"{'optbinning BinningProcess defaults':<44} {b_time:8.2f} {b_iv:9.4f} {b_kept:5d}")
-    print(f"time ratio optbinning / orchard: {b_time / o_time:.2f}x; IV ratio orchard / optbinning: "
-          f"{o_iv / b_iv:.3f}; orchard selection: {selection}")  # fmt: skip
+    print(
+        f"time ratio optbinning / orchard: {b_time / o_time:.2f}x; IV ratio orchard / optbinning: "
+        f"{o_iv / b_iv:.3f}; orchard selection: {selection}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,15 @@ def run(settings: Settings, simulated: bool) -> dict[str, object]:
                 warned[outcome.batch_id] = list(outcome.warnings)
         seconds[month] = round(time.perf_counter() - started, 3)
         cpu_seconds[month] = round(time.process_time() - cpu_started, 3)
-    return {"months": len(months), "median_validation_s_per_month": _median(seconds),
-            "median_validation_cpu_s_per_month": _median(cpu_seconds), "seconds": seconds,
-            "cpu_seconds": cpu_seconds, "failed": failed, "warned": warned}  # fmt: skip
+    return {
+        "months": len(months),
+        "median_validation_s_per_month": _median(seconds),
+        "median_validation_cpu_s_per_month": _median(cpu_seconds),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "failed": failed,
+        "warned": warned,
+    }
 
 
 def _median(values: dict[str, float]) -> float:

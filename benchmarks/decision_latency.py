@@ -117,8 +117,18 @@ class Server:
         if code is None:  # this tree: the container's command, several workers if asked
             command, env, cwd = container_command(self.port, workers), server_env(settings), None
         else:  # an older tree (e.g. main before this change): its own benchmark's one-worker server
-            command = [sys.executable, "-m", "benchmarks.decision_latency", "--serve", "--home", str(home),
-                       "--port", str(self.port), "--key", self.key]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.decision_latency",
+                "--serve",
+                "--home",
+                str(home),
+                "--port",
+                str(self.port),
+                "--key",
+                self.key,
+            ]
             env, cwd = {**server_env(settings), "PYTHONPATH": str(code)}, str(code)
         self.process = subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
 
@@ -320,22 +330,47 @@ def main() -> None:
             print(
                 name, {k: round(v, 2) for k, v in runs[-1][1].items()}, flush=True
             )  # kept if a later run fails
-    print(f"decision latency (home {home}; {len(bodies)} real applicants; {os.cpu_count()} cores shared with the "
-          "load generator)")  # fmt: skip
+    print(
+        f"decision latency (home {home}; {len(bodies)} real applicants; {os.cpu_count()} cores shared with the "
+        "load generator)"
+    )
     print(f"{'in process':<34}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, figures in (
         ("Feast get_online_features", feast),
         ("decision (Feast+2 models+log)", in_process),
     ):
         print(f"{name:<34}{figures['p50']:>9.3f}{figures['p99']:>9.3f}{figures['max']:>9.3f}")
-    print(f"\nover HTTP: {args.rps:.0f} req/s for {args.seconds:.0f} s, then saturation with {args.clients} callers "
-          f"for {args.seconds:.0f} s and /health probed every 0.1 s")  # fmt: skip
-    header = ["server", "p99@rate", "err", "dec/s", "cores", "dec/s/core", "p50 sat", "p99 sat", "health p99",
-              "health max", "err"]  # fmt: skip
+    print(
+        f"\nover HTTP: {args.rps:.0f} req/s for {args.seconds:.0f} s, then saturation with {args.clients} callers "
+        f"for {args.seconds:.0f} s and /health probed every 0.1 s"
+    )
+    header = [
+        "server",
+        "p99@rate",
+        "err",
+        "dec/s",
+        "cores",
+        "dec/s/core",
+        "p50 sat",
+        "p99 sat",
+        "health p99",
+        "health max",
+        "err",
+    ]
     print(f"{header[0]:<30}" + "".join(f"{h:>11}" for h in header[1:]))
     for name, r in runs:
-        values = [r["rate_p99"], r["rate_errors"], r["decisions_per_s"], r["server_cores"], r["decisions_per_core_s"],
-                  r["p50"], r["p99"], r["health_p99"], r["health_max"], r["errors"]]  # fmt: skip
+        values = [
+            r["rate_p99"],
+            r["rate_errors"],
+            r["decisions_per_s"],
+            r["server_cores"],
+            r["decisions_per_core_s"],
+            r["p50"],
+            r["p99"],
+            r["health_p99"],
+            r["health_max"],
+            r["errors"],
+        ]
         print(f"{name:<30}" + "".join(f"{v:>11.1f}" if isinstance(v, float) else f"{v:>11d}" for v in values))
     print(
         f"goals: HTTP p99 <= {GOAL_HTTP_P99_MS} ms at {args.rps:.0f} req/s; /health < 50 ms while saturated"

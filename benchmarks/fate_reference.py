@@ -82,8 +82,12 @@ def run_reference(ctx: Any) -> None:
     }
     scheduler = {"method": "constant", "scheduler_params": {"factor": 1.0}}
     init = {"method": "zeros", "fit_intercept": True}
-    common = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer_param": optimizer,
-              "learning_rate_param": scheduler}  # fmt: skip
+    common = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer_param": optimizer,
+        "learning_rate_param": scheduler,
+    }
     if ctx.is_on_arbiter:
         CoordinatedLRModuleArbiter(early_stop="diff", tol=0.0, **common).fit(ctx.sub_ctx("train"))
         return

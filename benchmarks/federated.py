@@ -113,11 +113,30 @@ def run_fate(fate_python: Path, rows_dir: Path, config: LRConfig, timeout_second
     """Run FATE's hetero coordinated LR on the exported rows (its own venv, three local parties)."""
     result_file = rows_dir / "fate_result.json"
     result_file.unlink(missing_ok=True)
-    command = [str(fate_python), str(FATE_SCRIPT), "--parties", "guest:9999", "host:10000", "arbiter:10001",
-               "--rows_dir", str(rows_dir), "--data_dir", str(rows_dir / "fate-data"), "--log_level", "WARNING",
-               "--epochs", str(config.epochs), "--batch_size", str(config.batch_size),
-               "--learning_rate", str(config.learning_rate), "--l2", str(config.l2),
-               "--key_length", str(config.key_bits)]  # fmt: skip
+    command = [
+        str(fate_python),
+        str(FATE_SCRIPT),
+        "--parties",
+        "guest:9999",
+        "host:10000",
+        "arbiter:10001",
+        "--rows_dir",
+        str(rows_dir),
+        "--data_dir",
+        str(rows_dir / "fate-data"),
+        "--log_level",
+        "WARNING",
+        "--epochs",
+        str(config.epochs),
+        "--batch_size",
+        str(config.batch_size),
+        "--learning_rate",
+        str(config.learning_rate),
+        "--l2",
+        str(config.l2),
+        "--key_length",
+        str(config.key_bits),
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
     wall = time.perf_counter() - started
@@ -145,8 +164,13 @@ def psi_throughput(n_ids: int) -> dict[str, float]:
     guest_s += time.perf_counter() - mark
     seconds = time.perf_counter() - started
     assert len(g) == n_ids - n_ids // 2, "PSI found the overlap"
-    return {"seconds": seconds, "guest_seconds": guest_s, "host_seconds": host_s, "matched": float(len(g)),
-            "bytes": float(ga.nbytes + gab.nbytes + hb.nbytes)}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "guest_seconds": guest_s,
+        "host_seconds": host_s,
+        "matched": float(len(g)),
+        "bytes": float(ga.nbytes + gab.nbytes + hb.nbytes),
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,12 +179,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--end-month", default="2021-12")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--psi-ids", type=int, default=100_000)
-    parser.add_argument("--host-decoys", type=float, default=None,
-                        help="host set = matched rows + this many times as many other snapshots")  # fmt: skip
-    parser.add_argument("--fate-python", type=Path, default=None,
-                        help="python of a venv with pyfate 2.x: also run FATE's coordinated LR on the same rows")  # fmt: skip
-    parser.add_argument("--export-dir", type=Path, default=None,
-                        help="keep the exported CSV rows (and FATE's result) here instead of a temporary folder")  # fmt: skip
+    parser.add_argument(
+        "--host-decoys",
+        type=float,
+        default=None,
+        help="host set = matched rows + this many times as many other snapshots",
+    )
+    parser.add_argument(
+        "--fate-python",
+        type=Path,
+        default=None,
+        help="python of a venv with pyfate 2.x: also run FATE's coordinated LR on the same rows",
+    )
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=None,
+        help="keep the exported CSV rows (and FATE's result) here instead of a temporary folder",
+    )
     parser.add_argument(
         "--fate-epochs", type=int, default=None, help="epochs of the FATE run (default: --epochs)"
     )
@@ -193,9 +229,11 @@ def main() -> None:
         if args.host_decoys is not None:
             host = host_with_decoys(host, guest, args.host_decoys, seed=config.seed)
             split = dataclasses.replace(
-                split, host_path=write_parquet(host, Path(tmp) / "split" / "host_decoys.parquet"),
-                host_rows=len(host), host_sha256=frame_sha256(host),
-            )  # fmt: skip
+                split,
+                host_path=write_parquet(host, Path(tmp) / "split" / "host_decoys.parquet"),
+                host_rows=len(host),
+                host_sha256=frame_sha256(host),
+            )
         joined = guest.merge(host, on=KEY).sort_values(KEY).reset_index(drop=True)
         rows = Prepared.of(joined, HOLDOUT_VINTAGES)
         auc_central, central_s = _central(rows, config, host=True)
@@ -229,8 +267,15 @@ def main() -> None:
     print(_row("federated (2 processes)", fed_s, fed_mb, per_epoch, record["metrics"]["auc_test"]))
     print(f"{'  of which PSI':30}{record['psi']['seconds']:>10.2f}")
     print(f"{'  epochs (s)':30}{' '.join(f'{e:.2f}' for e in epochs)}")
-    print(_row("centralised (same LR)", central_s, len(shipped.getvalue()) / 1e6, central_s / args.epochs,
-               auc_central))  # fmt: skip
+    print(
+        _row(
+            "centralised (same LR)",
+            central_s,
+            len(shipped.getvalue()) / 1e6,
+            central_s / args.epochs,
+            auc_central,
+        )
+    )
     print(_row("guest only", guest_s, 0.0, guest_s / args.epochs, auc_guest))
     print(
         f"AUC federated - centralised: {record['metrics']['auc_test'] - auc_central:+.4f}; "
@@ -243,8 +288,9 @@ def main() -> None:
     )
     if fate:
         fate_epoch = float(np.mean(fate["epoch_seconds"]))
-        print(_row("FATE 2.x coordinated LR (3 pr.)", fate["wall_seconds"], None, fate_epoch,
-                   fate["auc_test"]))  # fmt: skip
+        print(
+            _row("FATE 2.x coordinated LR (3 pr.)", fate["wall_seconds"], None, fate_epoch, fate["auc_test"])
+        )
         print(f"{'  epochs (s)':30}{' '.join(f'{e:.2f}' for e in fate['epoch_seconds'])}")
         print(
             f"FATE s/epoch / Orchard s/epoch = {fate_epoch / per_epoch:.1f}x on the same {record['train_rows']} "

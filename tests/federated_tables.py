@@ -15,8 +15,9 @@ def customer_keys(n: int, offset: int = 0) -> list[str]:
     return [f"U{offset + i + 1:07d}:{MONTHS[(offset + i) % len(MONTHS)]}" for i in range(n)]
 
 
-def synthetic_tables(n_matched: int = 400, n_guest_only: int = 60, n_host_only: int = 300,
-                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+def synthetic_tables(
+    n_matched: int = 400, n_guest_only: int = 60, n_host_only: int = 300, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (guest, host) tables with the simulator's columns; labels depend on both parties' features."""
     rng = np.random.default_rng(seed)
     matched = customer_keys(n_matched)

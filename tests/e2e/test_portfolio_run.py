@@ -67,8 +67,16 @@ def _with_seventh_model(folder: Path) -> Path:
 def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path) -> None:
     # Given a small simulated lake and the seventh model, whose label is the named dpd90 rule written as data
     folder = _with_seventh_model(tmp_path / "portfolio")
-    settings = Settings(_env_file=None, home=tmp_path / "o", portfolio=folder, n_users=2000,  # type: ignore[call-arg]
-                        end_month="2019-12", corrupt_batches=[], bad_dpd=30, label_window_months=2)  # fmt: skip
+    settings = Settings(
+        _env_file=None,
+        home=tmp_path / "o",
+        portfolio=folder,
+        n_users=2000,  # type: ignore[call-arg]
+        end_month="2019-12",
+        corrupt_batches=[],
+        bad_dpd=30,
+        label_window_months=2,
+    )
     summary = simulate(settings)
     for source, months in summary.rows.items():
         for month in months:

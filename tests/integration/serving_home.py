@@ -70,9 +70,13 @@ def promote(settings: Settings, model: str, version: int, month: str) -> None:
     """
     first = champion_version(settings, model) is None
     approval = request_promotion(
-        settings, model, version, reason="serving test fixture", override_reason="small test home: no gate",
+        settings,
+        model,
+        version,
+        reason="serving test fixture",
+        override_reason="small test home: no gate",
         effective_month=month if first else None,
-    )  # fmt: skip
+    )
     assert approval.outcome in ("approved", "unchanged"), approval
 
 
@@ -148,8 +152,20 @@ def server_env(settings: Settings, **more: str) -> dict[str, str]:
 
 def container_command(port: int, workers: int = 1) -> list[str]:
     """Return the API container's command (infra/Dockerfile CMD) on loopback, run with this interpreter."""
-    return [sys.executable, "-m", "uvicorn", "orchard.serving.asgi:app_from_environment", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "orchard.serving.asgi:app_from_environment",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+    ]
 
 
 def free_port() -> int:

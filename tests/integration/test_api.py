@@ -249,10 +249,18 @@ def test_parquet_log_files_are_never_rewritten(home: Settings, tmp_path: Path) -
 
     sink = ParquetDecisionSink(tmp_path / "decisions")
     record = DecisionRecord(
-        request_id="r1", kind="decision", logged_at=datetime.now(UTC), customer_id="c", model="application",
-        model_versions={"application_pd": 1}, inputs={"age": 30}, request={}, feature_freshness={},
-        policy={}, result={"decision": "refer", "pd": 0.1},
-    )  # fmt: skip
+        request_id="r1",
+        kind="decision",
+        logged_at=datetime.now(UTC),
+        customer_id="c",
+        model="application",
+        model_versions={"application_pd": 1},
+        inputs={"age": 30},
+        request={},
+        feature_freshness={},
+        policy={},
+        result={"decision": "refer", "pd": 0.1},
+    )
     sink.write([record])
     first = {p: p.read_bytes() for p in (tmp_path / "decisions").rglob("*.parquet")}
     # When more records are flushed

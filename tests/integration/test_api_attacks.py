@@ -135,8 +135,13 @@ def test_kill_9_under_load_loses_no_answered_decision(
     base_url = f"http://127.0.0.1:{port}"
     log_file = (tmp_path / "api.log").open("wb")
     # given the container's command serving the home
-    process = subprocess.Popen(container_command(port), env=server_env(settings), stdout=log_file,
-                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        container_command(port),
+        env=server_env(settings),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     answered: list[str] = []
     lock = threading.Lock()
     enough = threading.Event()

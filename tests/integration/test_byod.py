@@ -51,8 +51,15 @@ def _spec(tmp_path: Path, frame: pd.DataFrame | None, **overrides: object) -> Pa
         frame.to_csv(data, index=False)
     else:
         data.write_text("")
-    spec = {"name": "toy", "data": "data.csv", "target": "status", "bad_value": "bad", "id_column": "id",
-            "event_time": "applied_at", "oot": {"fraction": 0.3}}  # fmt: skip
+    spec = {
+        "name": "toy",
+        "data": "data.csv",
+        "target": "status",
+        "bad_value": "bad",
+        "id_column": "id",
+        "event_time": "applied_at",
+        "oot": {"fraction": 0.3},
+    }
     spec.update(overrides)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -80,16 +87,27 @@ def _toy(n: int = 400, seed: int = 0) -> pd.DataFrame:
         (_toy().drop(columns="status"), {}, "'status' \\(spec key target\\)"),
         (_toy().assign(status="good"), {}, "target column 'status'"),
         (_toy().assign(id=lambda d: d["id"] % 390), {}, "id column 'id' has 20 duplicated"),
-        (_toy().assign(applied_at=lambda d: d["applied_at"].where(d.index != 5, "not a date")), {},
-         "event_time column 'applied_at' has 1 unparsable"),
+        (
+            _toy().assign(applied_at=lambda d: d["applied_at"].where(d.index != 5, "not a date")),
+            {},
+            "event_time column 'applied_at' has 1 unparsable",
+        ),
         (None, {}, "is empty"),
         (_toy(), {"targte": "status"}, "unknown key 'targte'"),
         (_toy(), {"oot": {"fraction": 0.3, "cutof": "2020-06-01"}}, "unknown key 'oot.cutof'"),
         (_toy(), {"categorical": ["town"]}, "'town' \\(spec key categorical\\)"),
     ],
-    ids=["missing-target", "one-class", "duplicated-ids", "bad-time", "empty-file", "misspelt-key",
-         "misspelt-nested-key", "unknown-column"],
-)  # fmt: skip
+    ids=[
+        "missing-target",
+        "one-class",
+        "duplicated-ids",
+        "bad-time",
+        "empty-file",
+        "misspelt-key",
+        "misspelt-nested-key",
+        "unknown-column",
+    ],
+)
 def test_bad_input_is_named_and_registers_nothing(
     settings: Settings, tmp_path: Path, frame: pd.DataFrame | None, overrides: dict[str, object], match: str
 ) -> None:
@@ -123,8 +141,16 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 def _timed_spec(tmp_path: Path, frame: pd.DataFrame, suffix: str, **overrides: object) -> Path:
     data = tmp_path / f"data{suffix}"
     _write(frame, data)
-    spec = {"name": "toy", "data": data.name, "target": "status", "bad_value": "bad", "id_column": "id",
-            "event_time": "applied_at", "oot": {"cutoff": "2020-11-01"}, **overrides}  # fmt: skip
+    spec = {
+        "name": "toy",
+        "data": data.name,
+        "target": "status",
+        "bad_value": "bad",
+        "id_column": "id",
+        "event_time": "applied_at",
+        "oot": {"cutoff": "2020-11-01"},
+        **overrides,
+    }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

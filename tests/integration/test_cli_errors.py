@@ -84,9 +84,12 @@ def test_unreachable_postgres_in_production_is_named(tmp_path: Path) -> None:
     server = f"postgresql://postgres@127.0.0.1:{port}"
     # When a command needs the governance history on it
     result = _orchard(
-        tmp_path / "orchard", "history", "application_pd",
-        ORCHARD_PROFILE="production", ORCHARD_POSTGRES_URL=server,
+        tmp_path / "orchard",
+        "history",
+        "application_pd",
+        ORCHARD_PROFILE="production",
+        ORCHARD_POSTGRES_URL=server,
         ORCHARD_GOVERNANCE_DB_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/orchard_governance",
-    )  # fmt: skip
+    )
     # Then one line names PostgreSQL, where, and what to do; not the driver's traceback
     _one_clear_line(result, f"PostgreSQL at 127.0.0.1:{port} is not reachable", "run the same command again")

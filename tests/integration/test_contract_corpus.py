@@ -224,24 +224,46 @@ KINDS: dict[str, Kind] = {
     "applications: a column dropped": Kind("applications", _drop_column("income_declared"), COLUMNS, None),
     "repayments: a column renamed": Kind("repayments", _rename_column("dpd", "days_past_due"), COLUMNS, None),
     # units
-    "applications: income in cents (x100)": Kind("applications", _scale("income_declared", 100), SCALE, "income_declared"),
-    "applications: amount in thousands": Kind("applications", _scale("requested_amount", 0.001), SCALE, "requested_amount"),
-    "partner_users: income x100": Kind("partner_users", _scale("income_est_monthly", 100), SCALE, "income_est_monthly"),
-    "partner_users: spend in thousands": Kind("partner_users", _scale("txn_amount_30d", 0.001), SCALE, "txn_amount_30d"),
+    "applications: income in cents (x100)": Kind(
+        "applications", _scale("income_declared", 100), SCALE, "income_declared"
+    ),
+    "applications: amount in thousands": Kind(
+        "applications", _scale("requested_amount", 0.001), SCALE, "requested_amount"
+    ),
+    "partner_users: income x100": Kind(
+        "partner_users", _scale("income_est_monthly", 100), SCALE, "income_est_monthly"
+    ),
+    "partner_users: spend in thousands": Kind(
+        "partner_users", _scale("txn_amount_30d", 0.001), SCALE, "txn_amount_30d"
+    ),
     "repayments: amount due in cents": Kind("repayments", _scale("amount_due", 100), SCALE, "amount_due"),
     "campaigns: offer amount x10": Kind("campaigns", _scale("offer_amount", 10), SCALE, "offer_amount"),
-    "collections: overdue in cents": Kind("collections", _scale("amount_overdue", 100), SCALE, "amount_overdue"),
+    "collections: overdue in cents": Kind(
+        "collections", _scale("amount_overdue", 100), SCALE, "amount_overdue"
+    ),
     # swaps
-    "applications: amount and term swapped": Kind("applications", _swap("requested_amount", "term_months"), SCALE, "requested_amount"),
-    "partner_users: income and spend swapped": Kind("partner_users", _swap("income_est_monthly", "txn_amount_30d"), SCALE, "income_est_monthly"),
-    "repayments: balance and amount due swapped": Kind("repayments", _swap("balance", "amount_due"), SCALE, "balance"),
-    "collections: overdue and recovered swapped": Kind("collections", _swap("amount_overdue", "recovered_amount"), SCALE, "amount_overdue"),
+    "applications: amount and term swapped": Kind(
+        "applications", _swap("requested_amount", "term_months"), SCALE, "requested_amount"
+    ),
+    "partner_users: income and spend swapped": Kind(
+        "partner_users", _swap("income_est_monthly", "txn_amount_30d"), SCALE, "income_est_monthly"
+    ),
+    "repayments: balance and amount due swapped": Kind(
+        "repayments", _swap("balance", "amount_due"), SCALE, "balance"
+    ),
+    "collections: overdue and recovered swapped": Kind(
+        "collections", _swap("amount_overdue", "recovered_amount"), SCALE, "amount_overdue"
+    ),
     # constants
-    "applications: every application declined": Kind("applications", _where("decision", "declined", lambda d: d.index == d.index), VARIETY, "decision"),
+    "applications: every application declined": Kind(
+        "applications", _where("decision", "declined", lambda d: d.index == d.index), VARIETY, "decision"
+    ),
     "applications: one channel": Kind("applications", _constant("channel"), VARIETY, "channel"),
     "partner_users: one device": Kind("partner_users", _constant("device_os"), VARIETY, "device_os"),
     "partner_users: constant age": Kind("partner_users", _constant("age"), VARIETY, "age"),
-    "repayments: every statement the first": Kind("repayments", _constant("months_on_book"), VARIETY, "months_on_book"),
+    "repayments: every statement the first": Kind(
+        "repayments", _constant("months_on_book"), VARIETY, "months_on_book"
+    ),
     "campaigns: everyone responded": Kind("campaigns", _constant("responded"), VARIETY, "responded"),
     "collections: every action sms": Kind("collections", _constant("action"), VARIETY, "action"),
     # volume
@@ -255,33 +277,69 @@ KINDS: dict[str, Kind] = {
     "campaigns: user ids re-keyed": Kind("campaigns", _rekey("user_id"), FK, "user_id"),
     "campaigns: application ids re-keyed": Kind("campaigns", _rekey("application_id"), FK, "application_id"),
     "collections: loan ids re-keyed": Kind("collections", _rekey("application_id"), FK, "application_id"),
-    "partner_users: user ids re-keyed (the customer source)": Kind("partner_users", _shuffle_ids("user_id"), REUSE, None),
+    "partner_users: user ids re-keyed (the customer source)": Kind(
+        "partner_users", _shuffle_ids("user_id"), REUSE, None
+    ),
     # cross-field
-    "repayments: payments fifty times the amount due": Kind("repayments", _paid_fifty_times, RULE, "amount_paid <= amount_due + balance"),
-    "repayments: current with 200 days past due": Kind("repayments", _current_with_dpd, RULE, "status != 'current' or dpd == 0"),
-    "collections: recoveries on sms actions": Kind("collections", _recovered_on_sms, RULE, "action == 'write_off' or recovered_amount == 0"),
-    "partner_users: spend without transactions": Kind("partner_users", _spend_without_transactions, RULE, "txn_count_30d > 0 or txn_amount_30d == 0"),
+    "repayments: payments fifty times the amount due": Kind(
+        "repayments", _paid_fifty_times, RULE, "amount_paid <= amount_due + balance"
+    ),
+    "repayments: current with 200 days past due": Kind(
+        "repayments", _current_with_dpd, RULE, "status != 'current' or dpd == 0"
+    ),
+    "collections: recoveries on sms actions": Kind(
+        "collections", _recovered_on_sms, RULE, "action == 'write_off' or recovered_amount == 0"
+    ),
+    "partner_users: spend without transactions": Kind(
+        "partner_users", _spend_without_transactions, RULE, "txn_count_30d > 0 or txn_amount_30d == 0"
+    ),
     # duplicates across months
     "applications: last month's applications again": Kind("applications", _repeat_previous(0.2), REUSE, None),
     "repayments: last month's statements again": Kind("repayments", _repeat_previous(0.2), REUSE, None),
     "campaigns: last month's offers again": Kind("campaigns", _repeat_previous(0.2), REUSE, None),
     # null spikes in nullable columns
-    "campaigns: responses lose their application id": Kind("campaigns", _responses_lose_their_application, COMPLETENESS, "application_id"),
+    "campaigns: responses lose their application id": Kind(
+        "campaigns", _responses_lose_their_application, COMPLETENESS, "application_id"
+    ),
     # distribution jumps (a shift, not a unit: the batch passes with a warning)
-    "applications: incomes 40% lower": Kind("applications", _scale("income_declared", 0.6), DISTRIBUTION, "income_declared", "warn"),
-    "partner_users: activity jumps": Kind("partner_users", _map("active_days_30d", lambda s: (s + 8).clip(upper=30)), DISTRIBUTION, "active_days_30d", "warn"),
-    "applications: purpose mix jumps": Kind("applications", _share_to("loan_purpose", "medical", 0.5), DISTRIBUTION, "loan_purpose", "warn"),
-    "collections: contact results jump": Kind("collections", _share_to("contact_result", "refused", 0.6), DISTRIBUTION, "contact_result", "warn"),
+    "applications: incomes 40% lower": Kind(
+        "applications", _scale("income_declared", 0.6), DISTRIBUTION, "income_declared", "warn"
+    ),
+    "partner_users: activity jumps": Kind(
+        "partner_users",
+        _map("active_days_30d", lambda s: (s + 8).clip(upper=30)),
+        DISTRIBUTION,
+        "active_days_30d",
+        "warn",
+    ),
+    "applications: purpose mix jumps": Kind(
+        "applications", _share_to("loan_purpose", "medical", 0.5), DISTRIBUTION, "loan_purpose", "warn"
+    ),
+    "collections: contact results jump": Kind(
+        "collections", _share_to("contact_result", "refused", 0.6), DISTRIBUTION, "contact_result", "warn"
+    ),
     # encodings
-    "applications: categories upper-cased": Kind("applications", _map("employment_type", lambda s: s.str.upper()), IN_SET, "employment_type"),
-    "partner_users: categories padded": Kind("partner_users", _map("city_tier", lambda s: s + " "), IN_SET, "city_tier"),
-    "collections: ids with a stray prefix": Kind("collections", _map("application_id", lambda s: " " + s), FK, "application_id"),
+    "applications: categories upper-cased": Kind(
+        "applications", _map("employment_type", lambda s: s.str.upper()), IN_SET, "employment_type"
+    ),
+    "partner_users: categories padded": Kind(
+        "partner_users", _map("city_tier", lambda s: s + " "), IN_SET, "city_tier"
+    ),
+    "collections: ids with a stray prefix": Kind(
+        "collections", _map("application_id", lambda s: " " + s), FK, "application_id"
+    ),
     # time
-    "applications: event times a month late": Kind("applications", _shift_time(pd.Timedelta(days=40)), BETWEEN, EVENT_TIME),
-    "repayments: event times a year early": Kind("repayments", _shift_time(pd.DateOffset(years=-1)), BETWEEN, EVENT_TIME),
+    "applications: event times a month late": Kind(
+        "applications", _shift_time(pd.Timedelta(days=40)), BETWEEN, EVENT_TIME
+    ),
+    "repayments: event times a year early": Kind(
+        "repayments", _shift_time(pd.DateOffset(years=-1)), BETWEEN, EVENT_TIME
+    ),
     # duplicates within the batch (schema keys)
-    "collections: statements twice": Kind("collections", lambda df, _: pd.concat([df, df.head(30)], ignore_index=True), UNIQUE, None),
-}  # fmt: skip
+    "collections: statements twice": Kind(
+        "collections", lambda df, _: pd.concat([df, df.head(30)], ignore_index=True), UNIQUE, None
+    ),
+}
 
 
 def _settings(home: Path) -> Settings:

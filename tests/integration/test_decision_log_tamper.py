@@ -23,11 +23,18 @@ from tests.conftest import make_settings
 def record(i: int) -> DecisionRecord:
     """Return a small logged decision."""
     return DecisionRecord(
-        request_id=f"req{i}", kind="decision", logged_at=datetime(2026, 1, 2, 3, 4, 5, i, tzinfo=UTC),
-        customer_id=f"c{i}", model="application", model_versions={"application_pd": 1},
-        inputs={"age": 30 + i, "income": 2000.0}, request={}, feature_freshness={}, policy={},
+        request_id=f"req{i}",
+        kind="decision",
+        logged_at=datetime(2026, 1, 2, 3, 4, 5, i, tzinfo=UTC),
+        customer_id=f"c{i}",
+        model="application",
+        model_versions={"application_pd": 1},
+        inputs={"age": 30 + i, "income": 2000.0},
+        request={},
+        feature_freshness={},
+        policy={},
         result={"decision": "decline", "pd": 0.4, "score": 500.0},
-    )  # fmt: skip
+    )
 
 
 def audit(home: Path) -> subprocess.CompletedProcess[str]:

@@ -29,10 +29,18 @@ FIRST_FIT = "2019-07"
 # every score moves a little from one month to the next: with this limit each monitored month breaches
 ALWAYS_BREACH = 1e-9
 SMALL = {
-    "n_users": 3000, "start_month": "2019-01", "end_month": "2019-08", "label_window_months": 2, "bad_dpd": 30,
-    "min_mature_vintages": 3, "gate_window_months": 1, "gate_calibration_tolerance": 0.3, "corrupt_batches": [],
-    "score_psi_breach": ALWAYS_BREACH, "retrain_cooldown_months": 3,
-}  # fmt: skip
+    "n_users": 3000,
+    "start_month": "2019-01",
+    "end_month": "2019-08",
+    "label_window_months": 2,
+    "bad_dpd": 30,
+    "min_mature_vintages": 3,
+    "gate_window_months": 1,
+    "gate_calibration_tolerance": 0.3,
+    "corrupt_batches": [],
+    "score_psi_breach": ALWAYS_BREACH,
+    "retrain_cooldown_months": 3,
+}
 
 
 def deployed_lake(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:

@@ -19,8 +19,11 @@ KEY = secrets.token_bytes(32)
 
 
 def _job(job_id: str, **config) -> GuestJob:
-    return GuestJob(job_id=job_id, model_name="joint",
-                    config=LRConfig(**{"epochs": 1, "batch_size": 256, "key_bits": 512, **config}))  # fmt: skip
+    return GuestJob(
+        job_id=job_id,
+        model_name="joint",
+        config=LRConfig(**{"epochs": 1, "batch_size": 256, "key_bits": 512, **config}),
+    )
 
 
 @pytest.fixture

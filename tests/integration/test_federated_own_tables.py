@@ -19,27 +19,50 @@ from orchard.settings import Settings
 from tests.federated_tables import customer_keys
 
 GUEST_SPEC = {
-    "role": "guest", "id_column": "applicant_ref", "vintage_column": "cohort", "label_column": "defaulted",
-    "features": [{"name": "income_k", "type": "int"}, {"name": "has_mortgage", "type": "bool"},
-                 {"name": "bureau_score", "type": "float"}],
-}  # fmt: skip
+    "role": "guest",
+    "id_column": "applicant_ref",
+    "vintage_column": "cohort",
+    "label_column": "defaulted",
+    "features": [
+        {"name": "income_k", "type": "int"},
+        {"name": "has_mortgage", "type": "bool"},
+        {"name": "bureau_score", "type": "float"},
+    ],
+}
 HOST_SPEC = {
-    "role": "host", "id_column": "member_id",
-    "features": [{"name": "sessions_7d", "type": "int"}, {"name": "premium", "type": "bool"},
-                 {"name": "spend_eur", "type": "float"}, {"name": "tenure_days", "type": "int"}],
-}  # fmt: skip
+    "role": "host",
+    "id_column": "member_id",
+    "features": [
+        {"name": "sessions_7d", "type": "int"},
+        {"name": "premium", "type": "bool"},
+        {"name": "spend_eur", "type": "float"},
+        {"name": "tenure_days", "type": "int"},
+    ],
+}
 
 
 def _tables(seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     keys = customer_keys(1500)
     host_keys = keys[:1200] + customer_keys(400, offset=5000)
-    host = pd.DataFrame({"member_id": host_keys, "sessions_7d": rng.poisson(4, len(host_keys)).astype("int32"),
-                         "premium": rng.random(len(host_keys)) < 0.3, "spend_eur": rng.gamma(2, 50, len(host_keys)),
-                         "tenure_days": rng.integers(0, 2000, len(host_keys))})  # fmt: skip
-    guest = pd.DataFrame({"applicant_ref": keys, "cohort": [k.split(":")[1] for k in keys],
-                          "income_k": rng.integers(10, 120, len(keys)), "has_mortgage": rng.random(len(keys)) < 0.4,
-                          "bureau_score": rng.normal(600, 50, len(keys))})  # fmt: skip
+    host = pd.DataFrame(
+        {
+            "member_id": host_keys,
+            "sessions_7d": rng.poisson(4, len(host_keys)).astype("int32"),
+            "premium": rng.random(len(host_keys)) < 0.3,
+            "spend_eur": rng.gamma(2, 50, len(host_keys)),
+            "tenure_days": rng.integers(0, 2000, len(host_keys)),
+        }
+    )
+    guest = pd.DataFrame(
+        {
+            "applicant_ref": keys,
+            "cohort": [k.split(":")[1] for k in keys],
+            "income_k": rng.integers(10, 120, len(keys)),
+            "has_mortgage": rng.random(len(keys)) < 0.4,
+            "bureau_score": rng.normal(600, 50, len(keys)),
+        }
+    )
     spend = host.set_index("member_id")["spend_eur"].reindex(keys).fillna(100).to_numpy()
     logit = -1.5 - 0.02 * (guest["income_k"] - 60) + 0.004 * (spend - 100) + 0.8 * guest["has_mortgage"]
     guest["defaulted"] = (rng.random(len(keys)) < 1 / (1 + np.exp(-logit))).astype("int8")
@@ -66,12 +89,22 @@ def test_joint_job_runs_on_two_tables_that_are_not_the_simulators(settings: Sett
     split = VerticalSplit(
         guest_path=write_parquet(guest, tmp_path / "lender.parquet"),
         host_path=write_parquet(host, tmp_path / "platform.parquet"),
-        guest_rows=len(guest), host_rows=len(host), guest_sha256=frame_sha256(guest), host_sha256=frame_sha256(host),
-    )  # fmt: skip
+        guest_rows=len(guest),
+        host_rows=len(host),
+        guest_sha256=frame_sha256(guest),
+        host_sha256=frame_sha256(host),
+    )
     guest_spec, host_spec = PartyTable.model_validate(GUEST_SPEC), PartyTable.model_validate(HOST_SPEC)
     # when the two party processes run a joint job
-    record = run_joint_job(settings, split, "own-tables", LRConfig(epochs=3, batch_size=256, key_bits=1024),
-                           model_name="joint_own_tables", guest_spec=guest_spec, host_spec=host_spec)  # fmt: skip
+    record = run_joint_job(
+        settings,
+        split,
+        "own-tables",
+        LRConfig(epochs=3, batch_size=256, key_bits=1024),
+        model_name="joint_own_tables",
+        guest_spec=guest_spec,
+        host_spec=host_spec,
+    )
     # then the model is registered, trained on the 1,200 matched rows, and better than chance
     assert record["status"] == "registered", record
     assert record["psi"]["matched"] == 1200, record["psi"]
@@ -81,8 +114,15 @@ def test_joint_job_runs_on_two_tables_that_are_not_the_simulators(settings: Sett
     port = free_port()
     applicants = guest[guest["cohort"] <= "2019-09"].head(8)
     with host_process(settings, homes, port):
-        scored = joint_score(settings, "joint_own_tables", record["version"], applicants, port, homes.key_file,
-                             purpose="applicants of the day")  # fmt: skip
+        scored = joint_score(
+            settings,
+            "joint_own_tables",
+            record["version"],
+            applicants,
+            port,
+            homes.key_file,
+            purpose="applicants of the day",
+        )
     assert (
         list(scored["applicant_ref"]) == list(applicants["applicant_ref"])
         and scored["pd"].between(0, 1).all()

@@ -38,9 +38,15 @@ def register(settings: Settings, name: str, seed: int) -> int:
         ["applications:2019-01"], "a" * 64, ["gx:passed"], "svc_v1", "0.1.0", "2019-01..2019-06"
     )
     ref = registry.register_model(
-        settings, name, TinyPd(name, seed, rows=40), train_key=f"seed-{seed}", metrics={"auc": 0.7}, params={},
-        lineage=lineage, input_example=training_frame(seed, 40),
-    )  # fmt: skip
+        settings,
+        name,
+        TinyPd(name, seed, rows=40),
+        train_key=f"seed-{seed}",
+        metrics={"auc": 0.7},
+        params={},
+        lineage=lineage,
+        input_example=training_frame(seed, 40),
+    )
     return ref.version
 
 
@@ -58,9 +64,14 @@ def gate_for(champion: int | None, challenger: int, *, passing: bool = True) -> 
     """Build a real gate result of challenger against champion on the synthetic window."""
     y, strong, weak = window_sample()
     inputs = GateInputs(
-        window=WINDOW, y=y, challenger_pd=strong, champion_pd=None if champion is None else weak,
-        champion_version=champion, challenger_version=challenger, score_psi=0.04 if passing else 0.6,
-    )  # fmt: skip
+        window=WINDOW,
+        y=y,
+        challenger_pd=strong,
+        champion_pd=None if champion is None else weak,
+        champion_version=champion,
+        challenger_version=challenger,
+        score_psi=0.04 if passing else 0.6,
+    )
     return challenger_gate(inputs, GatePolicy())
 
 
@@ -164,10 +175,12 @@ def test_stale_gate_is_refused_and_policy_needs_the_improvement(store: Settings,
     assert gate.passed and not gate.figures["auto_promotable"], gate.reasons
     log_gate_result(store, name, v2, gate, WINDOW)
     # when the policy asks, then it is refused (a person must approve); a rerun returns the same record
-    first = governance.request_promotion(store, name, v2, approver="orchard-policy", reason="auto", mode="policy",
-                                         effective_month="2019-12")  # fmt: skip
-    again = governance.request_promotion(store, name, v2, approver="orchard-policy", reason="auto", mode="policy",
-                                         effective_month="2019-12")  # fmt: skip
+    first = governance.request_promotion(
+        store, name, v2, approver="orchard-policy", reason="auto", mode="policy", effective_month="2019-12"
+    )
+    again = governance.request_promotion(
+        store, name, v2, approver="orchard-policy", reason="auto", mode="policy", effective_month="2019-12"
+    )
     assert first.outcome == "refused" and "a person must approve" in (first.refusal or ""), first
     assert again == first, "a replayed policy decision must not be recorded twice"
     # when a person approves the same eligible version, then it is promoted without override
@@ -302,8 +315,12 @@ def test_history_is_append_only_and_divergence_is_detected(store: Settings, name
     # when someone edits or deletes history rows behind Orchard's back, then the database refuses
     conn = sqlite3.connect(db)
     try:
-        for statement in ("UPDATE alias_events SET approver = 'mallory'", "DELETE FROM alias_events",
-                          "UPDATE approvals SET reason = 'x'", "DELETE FROM approvals"):  # fmt: skip
+        for statement in (
+            "UPDATE alias_events SET approver = 'mallory'",
+            "DELETE FROM alias_events",
+            "UPDATE approvals SET reason = 'x'",
+            "DELETE FROM approvals",
+        ):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(statement)
     finally:
@@ -326,8 +343,17 @@ def test_history_is_append_only_and_divergence_is_detected(store: Settings, name
 def test_lead_set_alias_path_and_log_gate_result_record_every_check(store: Settings, name: str) -> None:
     v1, v2 = versions(store, name, 2)
     # given the lifecycle's own alias path (set_alias) making v1 champion
-    registry.set_alias(store, name, "champion", v1, action="promote", reason="first model", approver="orchard-policy",
-                       gate=None, effective_month="2019-07")  # fmt: skip
+    registry.set_alias(
+        store,
+        name,
+        "champion",
+        v1,
+        action="promote",
+        reason="first model",
+        approver="orchard-policy",
+        gate=None,
+        effective_month="2019-07",
+    )
     # when v2's full gate is logged
     log_gate(store, name, v1, v2)
     tags = registry.version_tags(store, name, v2)
@@ -338,8 +364,12 @@ def test_lead_set_alias_path_and_log_gate_result_record_every_check(store: Setti
     }
     assert tags["orchard.gate.champion_version"] == str(v1) and tags["orchard.gate.auto_promotable"] == "true"
     assert gate is not None and [c["name"] for c in gate["checks"]] == [
-        "discrimination", "stability", "calibration", "fairness", "improvement",
-    ], gate  # fmt: skip
+        "discrimination",
+        "stability",
+        "calibration",
+        "fairness",
+        "improvement",
+    ], gate
     # and a policy promotion over the set_alias history works and is consistent
     approval = governance.request_promotion(
         store,
@@ -402,8 +432,11 @@ def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Pa
     # and the database refuses to edit, delete or truncate the history
     engine = sa.create_engine(url)
     try:
-        for statement in ("UPDATE alias_events SET approver = 'x'", "DELETE FROM approvals",
-                          "TRUNCATE alias_events CASCADE"):  # fmt: skip
+        for statement in (
+            "UPDATE alias_events SET approver = 'x'",
+            "DELETE FROM approvals",
+            "TRUNCATE alias_events CASCADE",
+        ):
             with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
                 conn.exec_driver_sql(statement)
     finally:

@@ -37,13 +37,23 @@ def scorecard(data: pd.DataFrame) -> CreditModel:
 def _card(model: CreditModel, data: pd.DataFrame, version: int | None = None) -> ModelCard:
     train, test = data.iloc[:700], data.iloc[700:]
     return build_model_card(
-        name=model.name, version=version, model=model, purpose="PD of a German credit application <test>",
-        population="1,000 applications", label="creditability == bad", maturity="final",
-        data_window="whole file", lineage={"data_sha256": "abc"},
-        performance={"train": evaluate(train["bad"], model.predict_pd(train)),
-                     "test": evaluate(test["bad"], model.predict_pd(test))},
-        stability={"score": 0.012}, limitations=["small sample"], approval_status="pending",
-    )  # fmt: skip
+        name=model.name,
+        version=version,
+        model=model,
+        purpose="PD of a German credit application <test>",
+        population="1,000 applications",
+        label="creditability == bad",
+        maturity="final",
+        data_window="whole file",
+        lineage={"data_sha256": "abc"},
+        performance={
+            "train": evaluate(train["bad"], model.predict_pd(train)),
+            "test": evaluate(test["bad"], model.predict_pd(test)),
+        },
+        stability={"score": 0.012},
+        limitations=["small sample"],
+        approval_status="pending",
+    )
 
 
 def test_scorecard_card_holds_every_section_and_the_points_table(
@@ -64,7 +74,7 @@ def test_scorecard_card_holds_every_section_and_the_points_table(
         "Limitations",
         "Approval status",
     ):
-        assert f"## {heading}" in markdown, f"section {heading} present"  # fmt: skip
+        assert f"## {heading}" in markdown, f"section {heading} present"
     assert card.points_table is not None and len(card.points_table) > len(FEATURES)
     assert set(card.features["feature"]) == set(FEATURES) and card.features["iv"].notna().all()
     assert list(card.performance["sample"]) == ["train", "test"]
@@ -81,18 +91,42 @@ def test_lightgbm_card_has_no_points_table(data: pd.DataFrame) -> None:
 
 def test_card_needs_performance_and_a_known_status(scorecard: CreditModel) -> None:
     with pytest.raises(OrchardError, match="at least one sample"):
-        build_model_card(name="m", version=1, model=scorecard, purpose="p", population="p", label="l",
-                         maturity="m", data_window="w", lineage={}, performance={})  # fmt: skip
+        build_model_card(
+            name="m",
+            version=1,
+            model=scorecard,
+            purpose="p",
+            population="p",
+            label="l",
+            maturity="m",
+            data_window="w",
+            lineage={},
+            performance={},
+        )
 
 
 def test_log_model_card_attaches_both_files_to_the_version_run(
     settings: Settings, scorecard: CreditModel, data: pd.DataFrame
 ) -> None:
     # Given a registered scorecard version
-    lineage = Lineage(batch_ids=["b1"], data_sha256="0" * 64, validation_ids=["b1:passed"],
-                      feature_service="test", code_version="0", train_window="all")  # fmt: skip
-    ref = register_model(settings, scorecard.name, scorecard, train_key="t1", metrics={"auc": 0.7},
-                         params={"kind": "scorecard"}, lineage=lineage, input_example=data.head(5))  # fmt: skip
+    lineage = Lineage(
+        batch_ids=["b1"],
+        data_sha256="0" * 64,
+        validation_ids=["b1:passed"],
+        feature_service="test",
+        code_version="0",
+        train_window="all",
+    )
+    ref = register_model(
+        settings,
+        scorecard.name,
+        scorecard,
+        train_key="t1",
+        metrics={"auc": 0.7},
+        params={"kind": "scorecard"},
+        lineage=lineage,
+        input_example=data.head(5),
+    )
     card = _card(scorecard, data, ref.version)
     # When its card is logged
     paths = log_model_card(settings, scorecard.name, ref.version, card)

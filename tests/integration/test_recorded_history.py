@@ -25,18 +25,32 @@ def test_the_recorded_history_before_a_month(tmp_path: Path) -> None:
     assert recorded_history(person, NAME, "2020-01") == ModelHistory()
     # Given a person promotes v1 in 2020-02
     registry.set_alias(
-        person, NAME, "champion", v1, action="promote", reason="approved", approver="analyst",
-        gate={"passed": True}, effective_month="2020-02",
-    )  # fmt: skip
+        person,
+        NAME,
+        "champion",
+        v1,
+        action="promote",
+        reason="approved",
+        approver="analyst",
+        gate={"passed": True},
+        effective_month="2020-02",
+    )
     # Then 2020-02 began without a champion (nothing awaits any more) and 2020-03 began with v1
     assert recorded_history(person, NAME, "2020-02") == ModelHistory(None, "2020-01", None)
     assert recorded_history(person, NAME, "2020-03") == ModelHistory(v1, "2020-01", None)
     # Given v2 retrained at 2020-04, set as challenger, awaiting a person
     v2 = register(person, NAME, seed=2, train_key=f"{NAME}@2020-04").version
     registry.set_alias(
-        person, NAME, "challenger", v2, action="set_challenger", reason="retrained", approver="orchard-policy",
-        gate=None, effective_month="2020-04",
-    )  # fmt: skip
+        person,
+        NAME,
+        "challenger",
+        v2,
+        action="set_challenger",
+        reason="retrained",
+        approver="orchard-policy",
+        gate=None,
+        effective_month="2020-04",
+    )
     assert recorded_history(person, NAME, "2020-05") == ModelHistory(v1, "2020-04", v2)
     # And when the policy approves (auto_approve), nothing is ever awaited
     policy = make_settings(tmp_path / "orchard")

@@ -178,14 +178,26 @@ def test_bad_inputs_raise_user_errors(store: Settings, name: str) -> None:
     # when/then registration names the missing column before logging anything
     with pytest.raises(OrchardError, match="lacks feature columns: utilization"):
         registry.register_model(
-            store, name, TinyPd(NAME, 1), train_key="k", metrics={}, params={}, lineage=lineage(),
+            store,
+            name,
+            TinyPd(NAME, 1),
+            train_key="k",
+            metrics={},
+            params={},
+            lineage=lineage(),
             input_example=training_frame(1).drop(columns=["utilization"]),
-        )  # fmt: skip
+        )
     with pytest.raises(OrchardError, match="train_key"):
         registry.register_model(
-            store, name, TinyPd(NAME, 1), train_key="x' or '1'='1", metrics={}, params={}, lineage=lineage(),
+            store,
+            name,
+            TinyPd(NAME, 1),
+            train_key="x' or '1'='1",
+            metrics={},
+            params={},
+            lineage=lineage(),
             input_example=training_frame(1),
-        )  # fmt: skip
+        )
     assert counts(store, name) == (0, 0), "nothing should have been logged"
 
 
@@ -196,9 +208,16 @@ def test_set_alias_moves_alias_records_one_event_and_is_idempotent(store: Settin
     # when v1 is promoted twice with the same decision
     for _ in range(2):
         registry.set_alias(
-            settings, model, "champion", v1, action="promote", reason="first model", approver="orchard-policy",
-            gate={"passed": True}, effective_month="2019-07",
-        )  # fmt: skip
+            settings,
+            model,
+            "champion",
+            v1,
+            action="promote",
+            reason="first model",
+            approver="orchard-policy",
+            gate={"passed": True},
+            effective_month="2019-07",
+        )
     # then the alias points at v1, the loaded champion is v1's model, and one event was recorded
     assert registry.champion_version(settings, model) == v1
     assert registry.alias_version(settings, model, "challenger") is None
@@ -213,21 +232,47 @@ def test_set_alias_moves_alias_records_one_event_and_is_idempotent(store: Settin
 def replay_lifecycle(settings: Settings, model: str, v1: int, v2: int) -> None:
     """Take the decisions of a short lifecycle: promote v1, reject v2, promote v2, roll back to v1."""
     registry.set_alias(
-        settings, model, "champion", v1, action="promote", reason="first model", approver="orchard-policy",
-        gate={"passed": True}, effective_month="2019-07",
-    )  # fmt: skip
+        settings,
+        model,
+        "champion",
+        v1,
+        action="promote",
+        reason="first model",
+        approver="orchard-policy",
+        gate={"passed": True},
+        effective_month="2019-07",
+    )
     registry.record_rejection(
-        settings, model, v2, reason="challenger AUC 0.779 vs champion 0.780 on 2019-11..2019-12: -0.001 < margin 0.005",
-        approver="orchard-policy", gate={"passed": False}, effective_month="2019-12",
-    )  # fmt: skip
+        settings,
+        model,
+        v2,
+        reason="challenger AUC 0.779 vs champion 0.780 on 2019-11..2019-12: -0.001 < margin 0.005",
+        approver="orchard-policy",
+        gate={"passed": False},
+        effective_month="2019-12",
+    )
     registry.set_alias(
-        settings, model, "champion", v2, action="promote", reason="retrained", approver="analyst",
-        gate={"passed": True}, effective_month="2020-02",
-    )  # fmt: skip
+        settings,
+        model,
+        "champion",
+        v2,
+        action="promote",
+        reason="retrained",
+        approver="analyst",
+        gate={"passed": True},
+        effective_month="2020-02",
+    )
     registry.set_alias(
-        settings, model, "champion", v1, action="rollback", reason="v2 misbehaves", approver="analyst",
-        gate=None, effective_month="2020-04",
-    )  # fmt: skip
+        settings,
+        model,
+        "champion",
+        v1,
+        action="rollback",
+        reason="v2 misbehaves",
+        approver="analyst",
+        gate=None,
+        effective_month="2020-04",
+    )
 
 
 def test_promotion_rejection_rollback_champion_at_and_replay(
@@ -237,9 +282,16 @@ def test_promotion_rejection_rollback_champion_at_and_replay(
     # given promoting a version whose gate failed is refused
     with pytest.raises(OrchardError, match="gate did not pass"):
         registry.set_alias(
-            settings, model, "champion", v2, action="promote", reason="x", approver="me",
-            gate={"passed": False}, effective_month="2019-12",
-        )  # fmt: skip
+            settings,
+            model,
+            "champion",
+            v2,
+            action="promote",
+            reason="x",
+            approver="me",
+            gate={"passed": False},
+            effective_month="2019-12",
+        )
     # when a lifecycle promotes v1, rejects v2, promotes v2 and rolls back to v1
     replay_lifecycle(settings, model, v1, v2)
     # then the history answers which champion was in force in each month
@@ -292,9 +344,16 @@ def test_unknown_references_raise_user_errors(two_versions: tuple[Settings, str,
         registry.version_tags(settings, model, 99)
     with pytest.raises(OrchardError, match="unknown alias action 'crown'"):
         registry.set_alias(
-            settings, model, "champion", 1, action="crown", reason="r", approver="a", gate=None,
+            settings,
+            model,
+            "champion",
+            1,
+            action="crown",
+            reason="r",
+            approver="a",
+            gate=None,
             effective_month="2020-01",
-        )  # fmt: skip
+        )
 
 
 def test_lineage_and_requirements_helpers() -> None:

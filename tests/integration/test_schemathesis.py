@@ -49,8 +49,12 @@ def test_no_generated_request_gets_a_server_error(base_url: str, mode: Generatio
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=EXAMPLES_PER_MODE,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def check(case: schemathesis.Case) -> None:
             # When a generated request (schema-conforming, or deliberately breaking it) is sent with the key
             response = case.call(base_url=base_url, headers=HEADERS)

@@ -70,9 +70,15 @@ def test_loss_forecast_sets_expected_beside_realised_loss(lake: Settings) -> Non
     assert 0.5 < ratio < 2.0, by_vintage
     # and a booked loan's expected loss is PD x LGD x EAD x principal
     loan = pd.DataFrame([{f: 0 for f in model.features}]).assign(
-        requested_amount=1000.0, term_months=12, income_declared=2500.0, employment_type="salaried",
-        loan_purpose="consumption", channel="web", city_tier="tier1", device_os="ios",
-    )  # fmt: skip
+        requested_amount=1000.0,
+        term_months=12,
+        income_declared=2500.0,
+        employment_type="salaried",
+        loan_purpose="consumption",
+        channel="web",
+        city_tier="tier1",
+        device_os="ios",
+    )
     expected = model.predict_pd(loan)[0] * model.lgd * model.ead_ratio * 1000.0
     assert model.expected_loss(loan)[0] == pytest.approx(expected)
 

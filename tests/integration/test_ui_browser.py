@@ -62,8 +62,12 @@ def _free_base_port() -> int:
 def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str, str]]:
     """Start the UIs over the state folder; yield the Prefect, MLflow and Evidently base URLs; stop them after."""
     settings = Settings(_env_file=None, home=home)
-    env_keys = {"PREFECT_HOME": str((home / "prefect").resolve()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}  # fmt: skip
+    env_keys = {
+        "PREFECT_HOME": str((home / "prefect").resolve()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
     saved = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     services = ui_services(settings, base_port=_free_base_port())

@@ -141,9 +141,16 @@ def _export(landing: Path, folder: Path, pg_url: str) -> None:
             [pd.read_parquet(landing / source / f"{m}.parquet") for m in MONTHS], ignore_index=True
         )
 
-    apps = read("applications").rename(columns={
-        "application_id": "app_ref", "user_id": "cust_no", "requested_amount": "amount_requested",
-        "term_months": "tenor", "employment_type": "job", "decision": "outcome"})  # fmt: skip
+    apps = read("applications").rename(
+        columns={
+            "application_id": "app_ref",
+            "user_id": "cust_no",
+            "requested_amount": "amount_requested",
+            "term_months": "tenor",
+            "employment_type": "job",
+            "decision": "outcome",
+        }
+    )
     apps["applied_local"] = apps["event_ts"].dt.tz_convert(ZONE).dt.tz_localize(None)  # naive local wall time
     apps["period"] = _local_month(apps["event_ts"])
     columns = ["app_ref", "cust_no", "applied_local", "amount_requested", "tenor", "job", "outcome"]
@@ -156,18 +163,33 @@ def _export(landing: Path, folder: Path, pg_url: str) -> None:
         target = folder / "exports" / "apps" / str(month) / "applications.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
         rows.to_csv(target, index=False)
-    users = read("partner_users").rename(columns={"user_id": "cust_no", "event_ts": "snapshot_time", "age": "age_years",
-                                                  "income_est_monthly": "monthly_income",
-                                                  "late_bill_payments_12m": "late_bills"})  # fmt: skip
+    users = read("partner_users").rename(
+        columns={
+            "user_id": "cust_no",
+            "event_ts": "snapshot_time",
+            "age": "age_years",
+            "income_est_monthly": "monthly_income",
+            "late_bill_payments_12m": "late_bills",
+        }
+    )
     users["period"] = _local_month(users["snapshot_time"])
     for month, rows in users.groupby("period"):
         if month in MONTHS:
             rows[["cust_no", "snapshot_time", "age_years", "monthly_income", "late_bills"]].to_parquet(
                 folder / "exports" / f"customers_{month}.parquet"
             )
-    statements = read("repayments").rename(columns={
-        "application_id": "loan_ref", "user_id": "cust_no", "months_on_book": "stmt_no", "event_ts": "stmt_time",
-        "dpd": "days_past_due", "amount_due": "due", "amount_paid": "paid", "status": "state"})  # fmt: skip
+    statements = read("repayments").rename(
+        columns={
+            "application_id": "loan_ref",
+            "user_id": "cust_no",
+            "months_on_book": "stmt_no",
+            "event_ts": "stmt_time",
+            "dpd": "days_past_due",
+            "amount_due": "due",
+            "amount_paid": "paid",
+            "status": "state",
+        }
+    )
     engine = sa.create_engine(pg_url)
     statements[
         ["loan_ref", "cust_no", "stmt_no", "stmt_time", "days_past_due", "due", "paid", "state"]
@@ -188,8 +210,15 @@ def warehouse() -> str:
 
 def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
     # Given the simulator's data exported in a bank's own layout, and a portfolio describing it
-    sim = Settings(_env_file=None, home=tmp_path / "sim", n_users=3000, start_month=MONTHS[0],  # type: ignore[call-arg]
-                   end_month=MONTHS[-1], shock_month="2019-07", corrupt_batches=[])  # fmt: skip
+    sim = Settings(
+        _env_file=None,
+        home=tmp_path / "sim",
+        n_users=3000,
+        start_month=MONTHS[0],  # type: ignore[call-arg]
+        end_month=MONTHS[-1],
+        shock_month="2019-07",
+        corrupt_batches=[],
+    )
     simulate(sim)
     folder = tmp_path / "eastbank"
     folder.mkdir()
@@ -236,19 +265,28 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
         answer = client.post("/v1/decisions/application", json=body, headers={"X-API-Key": "bank-key"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["decision"] in {"approve", "decline", "refer"} and 0 <= answer.json()["pd"] <= 1
-        refused = client.post("/v1/decisions/application", json={**body, "job": "astronaut"},
-                              headers={"X-API-Key": "bank-key"})  # fmt: skip
+        refused = client.post(
+            "/v1/decisions/application", json={**body, "job": "astronaut"}, headers={"X-API-Key": "bank-key"}
+        )
         assert refused.status_code == 422 and "job" in refused.text
 
 
 def test_a_sql_source_is_read_one_period_at_a_time(tmp_path: Path, warehouse: str) -> None:
     # Given statements in PostgreSQL with zoned times, declared as a table source and as a query source
-    rows = pd.DataFrame({
-        "loan_ref": ["L1", "L2", "L3"], "cust_no": ["C1", "C2", "C3"], "stmt_no": [1, 1, 2],
-        "stmt_time": pd.to_datetime(["2019-02-28 17:00", "2019-02-28 15:59", "2019-03-31 15:30"], utc=True),
-        "days_past_due": [0, 30, 0], "due": [10.0, 10.0, 10.0], "paid": [10.0, 0.0, 10.0],
-        "state": ["current", "delinquent", "current"],
-    })  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "loan_ref": ["L1", "L2", "L3"],
+            "cust_no": ["C1", "C2", "C3"],
+            "stmt_no": [1, 1, 2],
+            "stmt_time": pd.to_datetime(
+                ["2019-02-28 17:00", "2019-02-28 15:59", "2019-03-31 15:30"], utc=True
+            ),
+            "days_past_due": [0, 30, 0],
+            "due": [10.0, 10.0, 10.0],
+            "paid": [10.0, 0.0, 10.0],
+            "state": ["current", "delinquent", "current"],
+        }
+    )
     engine = sa.create_engine(warehouse)
     rows.to_sql("bank_statements", engine, index=False)
     engine.dispose()
@@ -258,8 +296,11 @@ def test_a_sql_source_is_read_one_period_at_a_time(tmp_path: Path, warehouse: st
     (folder / "portfolio.yaml").write_text(BANK_PORTFOLIO)
     table_spec = source_spec(load_portfolio(folder), "statements")
     (folder / "portfolio.yaml").write_text(
-        BANK_PORTFOLIO.replace("sql: {connection: warehouse, table: bank_statements}", f'sql: {{connection: warehouse, query: "{query}"}}')
-    )  # fmt: skip
+        BANK_PORTFOLIO.replace(
+            "sql: {connection: warehouse, table: bank_statements}",
+            f'sql: {{connection: warehouse, query: "{query}"}}',
+        )
+    )
     query_spec = source_spec(load_portfolio(folder), "statements")
     urls = {"warehouse": warehouse}
     # When reading March 2019 of a Shanghai portfolio (UTC+8: March starts 2019-02-28 16:00 UTC)

@@ -77,12 +77,15 @@ def lifecycle_production_settings(home: Path, prefix: str, redis_number: int, po
     }
     services = production_settings(home, prefix, redis_number, **fields)
     return production_settings(
-        home, prefix, redis_number, **fields,
+        home,
+        prefix,
+        redis_number,
+        **fields,
         mlflow_admin_password=services.mlflow_admin_password,
         mlflow_tracking_uri=mlflow_tracking_uri(services),
         prefect_api_url=prefect_api_url(services),
         governance_db_url=governance_db_url(services),
-    )  # fmt: skip
+    )
 
 
 def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:

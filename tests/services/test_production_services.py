@@ -48,9 +48,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionSett
     prefix = f"orchard_test_{secrets.token_hex(4)}_"
     # a password in the server URL (trust auth ignores it): the test below looks for it where it must not be
     settings = production_settings(
-        tmp_path_factory.mktemp("services") / "orchard", prefix,
+        tmp_path_factory.mktemp("services") / "orchard",
+        prefix,
         postgres_url=f"postgresql://postgres:pw-{secrets.token_hex(6)}@127.0.0.1:5432",
-    )  # fmt: skip
+    )
     try:
         up(settings)
         yield settings
@@ -89,8 +90,10 @@ def test_no_password_on_a_command_line_or_in_a_readable_file(running: Production
     # Given the services `up` started, with a database password and an MLflow admin password
     config = production_config(running)
     assert config.postgres_url is not None and config.mlflow_admin_password is not None
-    passwords = [config.postgres_url.get_secret_value().split(":")[2].split("@")[0],
-                 config.mlflow_admin_password.get_secret_value()]  # fmt: skip
+    passwords = [
+        config.postgres_url.get_secret_value().split(":")[2].split("@")[0],
+        config.mlflow_admin_password.get_secret_value(),
+    ]
     # Then no process of theirs (nor its children) carries a password on its command line
     for name in ("mlflow", "prefect", "worker"):
         record = _read_pid(running, name)
@@ -223,8 +226,13 @@ def test_breach_event_runs_the_retraining_deployment(running: ProductionSettings
     if found.status_code == 404:
         deploy = subprocess.run(
             [str(REPO_DIR / ".venv" / "bin" / "prefect"), "--no-prompt", "deploy", "--all"],
-            cwd=REPO_DIR, env=_cli_env(running), capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            cwd=REPO_DIR,
+            env=_cli_env(running),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert deploy.returncode == 0, deploy.stderr[-2000:]
         found = httpx.get(f"{api}/deployments/name/train-deployed/train-application_pd", timeout=10)
     deployment_id = found.json()["id"]
@@ -236,9 +244,14 @@ def test_breach_event_runs_the_retraining_deployment(running: ProductionSettings
         "EventsWorker.drain_all()\n"
     )
     sent = subprocess.run(
-        [sys.executable, "-c", emit], cwd=REPO_DIR, env=_cli_env(running), capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", emit],
+        cwd=REPO_DIR,
+        env=_cli_env(running),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert sent.returncode == 0, sent.stderr[-2000:]
     # Then the automation creates a run of the retraining deployment with the event's model and month
     deadline = time.monotonic() + 90

@@ -37,10 +37,27 @@ def prefix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     script.write_text((REPO / "infra" / "postgres-init.sql").read_text().replace("orchard_", prefix))
     try:
         subprocess.run(
-            ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
-             "-q", "-f", str(script)],
-            check=True, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                "psql",
+                "-h",
+                PG_HOST,
+                "-p",
+                str(PG_PORT),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-f",
+                str(script),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         yield prefix
     finally:
         drop_databases(prefix)
@@ -59,9 +76,11 @@ def url(prefix: str, role: str, database: str) -> str:
 def as_role(prefix: str, role: str, tmp_path: Path) -> Settings:
     """Return settings whose governance records and decision log are reached as one role."""
     return Settings(
-        _env_file=None, home=tmp_path / role, governance_db_url=url(prefix, role, "governance"),
+        _env_file=None,
+        home=tmp_path / role,
+        governance_db_url=url(prefix, role, "governance"),
         decision_db_url=url(prefix, role, "decisions"),
-    )  # type: ignore[call-arg]  # fmt: skip
+    )  # type: ignore[call-arg]
 
 
 def refused(prefix: str, role: str, database: str, statement: str) -> str:
@@ -79,17 +98,32 @@ def refused(prefix: str, role: str, database: str, statement: str) -> str:
 def record(request_id: str) -> DecisionRecord:
     """Return a small decision record."""
     return DecisionRecord(
-        request_id=request_id, kind="decision", logged_at=datetime.now(UTC), customer_id="c1", model="application",
-        model_versions={"application_pd": 1}, inputs={"age": 30}, request={}, feature_freshness={}, policy={},
+        request_id=request_id,
+        kind="decision",
+        logged_at=datetime.now(UTC),
+        customer_id="c1",
+        model="application",
+        model_versions={"application_pd": 1},
+        inputs={"age": 30},
+        request={},
+        feature_freshness={},
+        policy={},
         result={"decision": "refer", "pd": 0.2},
-    )  # fmt: skip
+    )
 
 
 EVENT = {
-    "model": "m", "alias": "champion", "version": 1, "previous_version": None, "action": "promote",
-    "reason": "first", "approver": "alice", "gate": None, "effective_month": "2019-07",
+    "model": "m",
+    "alias": "champion",
+    "version": 1,
+    "previous_version": None,
+    "action": "promote",
+    "reason": "first",
+    "approver": "alice",
+    "gate": None,
+    "effective_month": "2019-07",
     "identity_source": "configured",
-}  # fmt: skip
+}
 
 
 def append_event(settings: Settings, **values: object) -> history.AliasEvent:
@@ -114,14 +148,17 @@ def test_each_role_can_do_its_job_and_nothing_more(prefix: str, tmp_path: Path) 
         "TRUNCATE alias_events",
     ):
         assert "permission denied" in refused(prefix, "pipeline", "governance", statement)
-    for statement in ("ALTER TABLE alias_events DISABLE TRIGGER ALL",
-                      "DROP TRIGGER alias_events_append_only ON alias_events"):  # fmt: skip
+    for statement in (
+        "ALTER TABLE alias_events DISABLE TRIGGER ALL",
+        "DROP TRIGGER alias_events_append_only ON alias_events",
+    ):
         assert "must be owner" in refused(prefix, "pipeline", "governance", statement)
     assert "permission denied for schema public" in refused(
         prefix, "pipeline", "governance", "CREATE TABLE t (i int)"
     )
-    assert "permission denied" in refused(prefix, "pipeline", "decisions", "INSERT INTO decision_log (request_id) "
-                                                                             "VALUES ('x')")  # fmt: skip
+    assert "permission denied" in refused(
+        prefix, "pipeline", "decisions", "INSERT INTO decision_log (request_id) VALUES ('x')"
+    )
     # And the API reads the governance record and appends decisions through Orchard
     api = as_role(prefix, "api", tmp_path)
     assert [e.version for e in history.events(api, "m")] == [1]

@@ -65,9 +65,18 @@ class ThrowawayPostgres:
         """Start the server and wait until it accepts connections."""
         options = f"-p {self.port} -k {self.root} -c listen_addresses={PG_HOST} -c fsync=off"
         self._as_postgres(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
-            "-l", str(self.root / "server.log"), "-w", "-t", "60", "start",
-        )  # fmt: skip
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`immediate`: no checkpoint, clients cut off, as a crash would)."""

@@ -72,8 +72,9 @@ def _raw_request(port: int, headers: str) -> socket.socket:
 def test_an_unauthenticated_large_body_is_refused_before_it_is_read() -> None:
     # given a server with a 64 MB limit and a recorder
     recorded: list[str] = []
-    server = PartyServer(KEY, "host", lambda m: Message("ok"), max_bytes=64 << 20,
-                         recorder=lambda d, b: recorded.append(d)).start()  # fmt: skip
+    server = PartyServer(
+        KEY, "host", lambda m: Message("ok"), max_bytes=64 << 20, recorder=lambda d, b: recorded.append(d)
+    ).start()
     try:
         # when a sender without the key announces a 50 MB body and sends none of it
         sock = _raw_request(server.port, "Content-Length: 52428800\r\nX-Orchard-Mac: 00\r\n")
@@ -100,8 +101,10 @@ def test_concurrent_requests_are_bounded() -> None:
     results: list[int] = []
     try:
         clients = [PeerClient(KEY, "guest", "127.0.0.1", server.port, session=f"s{i}") for i in range(2)]
-        threads = [threading.Thread(target=lambda c=c: results.append(len(c.call(Message("x")).kind)))
-                   for c in clients]  # fmt: skip
+        threads = [
+            threading.Thread(target=lambda c=c: results.append(len(c.call(Message("x")).kind)))
+            for c in clients
+        ]
         for t in threads:
             t.start()
         for _ in range(2):

@@ -58,8 +58,13 @@ def test_columns_with_a_nonzero_modal_level_sum_exactly() -> None:
     rng = np.random.default_rng(2)
     d = rng.uniform(-1, 1, 400)
     dummy = (rng.random(400) < 0.2).astype(float)
-    z = np.column_stack([(dummy - dummy.mean()) / dummy.std(), np.where(rng.random(400) < 0.9, -0.7, 2.5),
-                         rng.normal(size=400)])  # fmt: skip
+    z = np.column_stack(
+        [
+            (dummy - dummy.mean()) / dummy.std(),
+            np.where(rng.random(400) < 0.9, -0.7, 2.5),
+            rng.normal(size=400),
+        ]
+    )
     q = quantise(z)
     for j in (0, 1):
         levels, counts = np.unique(q[:, j], return_counts=True)

@@ -42,8 +42,15 @@ def sample(n: int = 2000, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.nda
 def inputs(**overrides: object) -> GateInputs:
     """Build gate inputs where the challenger is the strong calibrated PD and the champion the weak one."""
     y, strong, weak = sample()
-    values: dict[str, object] = {"window": WINDOW, "y": y, "challenger_pd": strong, "champion_pd": weak,
-                                 "champion_version": 1, "challenger_version": 2, "score_psi": 0.05}  # fmt: skip
+    values: dict[str, object] = {
+        "window": WINDOW,
+        "y": y,
+        "challenger_pd": strong,
+        "champion_pd": weak,
+        "champion_version": 1,
+        "challenger_version": 2,
+        "score_psi": 0.05,
+    }
     values.update(overrides)
     return GateInputs(**values)  # type: ignore[arg-type]
 
@@ -54,8 +61,13 @@ def test_a_better_stable_calibrated_challenger_is_eligible_and_auto_promotable()
     result = challenger_gate(inputs(), GatePolicy())
     # then it is eligible, beats the margin, and every check is in the record
     assert result.passed and result.figures["auto_promotable"], result.reasons
-    assert [c.name for c in result.checks] == ["discrimination", "stability", "calibration", "fairness",
-                                               "improvement"]  # fmt: skip
+    assert [c.name for c in result.checks] == [
+        "discrimination",
+        "stability",
+        "calibration",
+        "fairness",
+        "improvement",
+    ]
     assert result.reasons[0].startswith("eligible on 2020-01..2020-02"), result.reasons[0]
     assert gate_dict(result)["checks"][0]["figures"]["delta_auc"] > 0.05, "AUC gain belongs in the figures"
     assert gate_tags(result, WINDOW)["orchard.gate.check.calibration"] == "passed"
@@ -218,11 +230,28 @@ def test_bad_policies_and_pds_are_refused() -> None:
 # --- pure governance helpers --------------------------------------------------------------------------------
 
 
-def event(id_: int, version: int, previous: int | None, action: str = "promote", month: str = "2020-01",
-          minutes: int = 0) -> AliasEvent:  # fmt: skip
+def event(
+    id_: int,
+    version: int,
+    previous: int | None,
+    action: str = "promote",
+    month: str = "2020-01",
+    minutes: int = 0,
+) -> AliasEvent:
     """Build a champion alias event."""
-    return AliasEvent(id_, "m", "champion", version, previous, action, "r", "a", None, month,
-                      T0 + timedelta(minutes=minutes))  # fmt: skip
+    return AliasEvent(
+        id_,
+        "m",
+        "champion",
+        version,
+        previous,
+        action,
+        "r",
+        "a",
+        None,
+        month,
+        T0 + timedelta(minutes=minutes),
+    )
 
 
 def test_gate_refusal_cases() -> None:
@@ -245,8 +274,14 @@ def test_gate_refusal_cases() -> None:
 
 def test_champion_lineage_walks_back_through_rollbacks() -> None:
     # given promotions 1, 2, 3, a rollback to 2, a promotion of 4, a rollback to 2
-    events = [event(1, 1, None), event(2, 2, 1), event(3, 3, 2), event(4, 2, 3, "rollback"), event(5, 4, 2),
-              event(6, 2, 4, "rollback")]  # fmt: skip
+    events = [
+        event(1, 1, None),
+        event(2, 2, 1),
+        event(3, 3, 2),
+        event(4, 2, 3, "rollback"),
+        event(5, 4, 2),
+        event(6, 2, 4, "rollback"),
+    ]
     # then the chain a rollback walks is 1, 2 (3 and 4 were rolled back)
     assert champion_lineage(events) == [1, 2], champion_lineage(events)
     assert champion_lineage(events[:3]) == [1, 2, 3]

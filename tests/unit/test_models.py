@@ -195,8 +195,13 @@ def test_lightgbm_is_platt_calibrated_on_held_out_scores() -> None:
     # Given a rare, weakly predictable event (~3%: where boosted trees are overconfident)
     rng = np.random.default_rng(3)
     n = 6000
-    frame = pd.DataFrame({"late_payments": rng.integers(0, 13, n), "income": rng.lognormal(8.0, 0.5, n),
-                          "employment": rng.choice(["salaried", "gig"], n)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "late_payments": rng.integers(0, 13, n),
+            "income": rng.lognormal(8.0, 0.5, n),
+            "employment": rng.choice(["salaried", "gig"], n),
+        }
+    )
     logit = -4.0 + 0.12 * frame["late_payments"] - 0.3 * (np.log(frame["income"]) - 8.0)
     frame["bad"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     train, fresh = frame.iloc[:4000], frame.iloc[4000:]

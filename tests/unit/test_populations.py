@@ -34,9 +34,17 @@ def _write(settings: Settings, source: str, rows: list[dict]) -> None:
 
 
 def _statement(app: str, mob: int, month: str, dpd: int, status: str) -> dict:
-    return {"application_id": app, "user_id": f"u_{app}", "months_on_book": mob, "event_ts": f"{month}-05",
-            "balance": 800.0, "amount_due": 100.0, "amount_paid": 0.0 if dpd else 100.0, "dpd": dpd,
-            "status": status}  # fmt: skip
+    return {
+        "application_id": app,
+        "user_id": f"u_{app}",
+        "months_on_book": mob,
+        "event_ts": f"{month}-05",
+        "balance": 800.0,
+        "amount_due": 100.0,
+        "amount_paid": 0.0 if dpd else 100.0,
+        "dpd": dpd,
+        "status": status,
+    }
 
 
 @pytest.fixture
@@ -50,35 +58,95 @@ def settings(tmp_path: Path) -> Settings:
         cure_window_months=2,
         bad_dpd=90,
     )
-    apps = [{"application_id": a, "user_id": f"u_{a}", "event_ts": "2019-01-10", "requested_amount": 1000.0,
-             "term_months": 12, "income_declared": 2000.0, "employment_type": "salaried",
-             "loan_purpose": "consumption", "channel": "web", "decision": "approved"}
-            for a in ("good", "rolls", "cures", "late")]  # fmt: skip
+    apps = [
+        {
+            "application_id": a,
+            "user_id": f"u_{a}",
+            "event_ts": "2019-01-10",
+            "requested_amount": 1000.0,
+            "term_months": 12,
+            "income_declared": 2000.0,
+            "employment_type": "salaried",
+            "loan_purpose": "consumption",
+            "channel": "web",
+            "decision": "approved",
+        }
+        for a in ("good", "rolls", "cures", "late")
+    ]
     apps.append({**apps[0], "application_id": "declined", "user_id": "u_declined", "decision": "declined"})
     _write(s, "applications", apps)
-    _write(s, "repayments", [
-        _statement("good", 1, "2019-02", 0, "current"), _statement("good", 2, "2019-03", 0, "current"),
-        _statement("good", 3, "2019-04", 0, "current"),
-        _statement("rolls", 1, "2019-02", 30, "delinquent"), _statement("rolls", 2, "2019-03", 60, "delinquent"),
-        _statement("rolls", 3, "2019-04", 90, "delinquent"),
-        _statement("cures", 1, "2019-02", 30, "delinquent"), _statement("cures", 2, "2019-03", 30, "delinquent"),
-        _statement("cures", 3, "2019-04", 0, "current"),
-        _statement("late", 1, "2019-02", 30, "delinquent"), _statement("late", 2, "2019-03", 60, "delinquent"),
-        _statement("late", 3, "2019-04", 90, "delinquent"),
-    ])  # fmt: skip
-    _write(s, "collections", [
-        {"application_id": a, "user_id": f"u_{a}", "months_on_book": 1, "event_ts": "2019-02-09", "dpd": 30,
-         "amount_overdue": 100.0, "action": "sms", "contact_result": r, "recovered_amount": 0.0}
-        for a, r in (("rolls", "no_contact"), ("cures", "promise_to_pay"))
-    ])  # fmt: skip
-    _write(s, "campaigns", [
-        {"offer_id": "O1", "user_id": "u_good", "event_ts": "2019-01-01 09:00", "campaign_id": "CMP-2019-01",
-         "offer_channel": "push", "offer_amount": 1500.0, "responded": 1, "application_id": "good"},
-        {"offer_id": "O2", "user_id": "u_declined", "event_ts": "2019-01-01 10:00", "campaign_id": "CMP-2019-01",
-         "offer_channel": "sms", "offer_amount": 900.0, "responded": 1, "application_id": "declined"},
-        {"offer_id": "O3", "user_id": "u_x", "event_ts": "2019-01-01 11:00", "campaign_id": "CMP-2019-01",
-         "offer_channel": "in_app", "offer_amount": 700.0, "responded": 0, "application_id": None},
-    ])  # fmt: skip
+    _write(
+        s,
+        "repayments",
+        [
+            _statement("good", 1, "2019-02", 0, "current"),
+            _statement("good", 2, "2019-03", 0, "current"),
+            _statement("good", 3, "2019-04", 0, "current"),
+            _statement("rolls", 1, "2019-02", 30, "delinquent"),
+            _statement("rolls", 2, "2019-03", 60, "delinquent"),
+            _statement("rolls", 3, "2019-04", 90, "delinquent"),
+            _statement("cures", 1, "2019-02", 30, "delinquent"),
+            _statement("cures", 2, "2019-03", 30, "delinquent"),
+            _statement("cures", 3, "2019-04", 0, "current"),
+            _statement("late", 1, "2019-02", 30, "delinquent"),
+            _statement("late", 2, "2019-03", 60, "delinquent"),
+            _statement("late", 3, "2019-04", 90, "delinquent"),
+        ],
+    )
+    _write(
+        s,
+        "collections",
+        [
+            {
+                "application_id": a,
+                "user_id": f"u_{a}",
+                "months_on_book": 1,
+                "event_ts": "2019-02-09",
+                "dpd": 30,
+                "amount_overdue": 100.0,
+                "action": "sms",
+                "contact_result": r,
+                "recovered_amount": 0.0,
+            }
+            for a, r in (("rolls", "no_contact"), ("cures", "promise_to_pay"))
+        ],
+    )
+    _write(
+        s,
+        "campaigns",
+        [
+            {
+                "offer_id": "O1",
+                "user_id": "u_good",
+                "event_ts": "2019-01-01 09:00",
+                "campaign_id": "CMP-2019-01",
+                "offer_channel": "push",
+                "offer_amount": 1500.0,
+                "responded": 1,
+                "application_id": "good",
+            },
+            {
+                "offer_id": "O2",
+                "user_id": "u_declined",
+                "event_ts": "2019-01-01 10:00",
+                "campaign_id": "CMP-2019-01",
+                "offer_channel": "sms",
+                "offer_amount": 900.0,
+                "responded": 1,
+                "application_id": "declined",
+            },
+            {
+                "offer_id": "O3",
+                "user_id": "u_x",
+                "event_ts": "2019-01-01 11:00",
+                "campaign_id": "CMP-2019-01",
+                "offer_channel": "in_app",
+                "offer_amount": 700.0,
+                "responded": 0,
+                "application_id": None,
+            },
+        ],
+    )
     return s
 
 

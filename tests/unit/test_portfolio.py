@@ -122,17 +122,39 @@ def test_a_bank_layout_validates_and_maps_to_the_lake() -> None:
         (BANK.replace("    key: [loan_ref]", "    kee: [loan_ref]"), r"p\.yaml:\d+: unknown key 'kee'"),
         (BANK.replace("min: 100, max", "mn: 100, max"), r"p\.yaml:\d+: unknown key 'mn' at sources\.loans"),
         (BANK.replace("key: [loan_ref]", "key: [loan_id]"), r"sources\.loans: .*'loan_id' is not among"),
-        (BANK.replace("source: loans, match", "source: statements, match"), r"labels\.early_default: .*'statements'"),
-        (BANK.replace("clients.client}", "customers.client}"), r"foreign_keys\.client: no source 'customers'"),
+        (
+            BANK.replace("source: loans, match", "source: statements, match"),
+            r"labels\.early_default: .*'statements'",
+        ),
+        (
+            BANK.replace("clients.client}", "customers.client}"),
+            r"foreign_keys\.client: no source 'customers'",
+        ),
         (BANK.replace("features: [age]", "features: [age, income]"), r"models\.loan_pd: feature 'income'"),
-        (BANK.replace("timezone: Asia/Shanghai", "timezone: Mars/Olympus"), r"unknown time zone 'Mars/Olympus'"),
+        (
+            BANK.replace("timezone: Asia/Shanghai", "timezone: Mars/Olympus"),
+            r"unknown time zone 'Mars/Olympus'",
+        ),
         (BANK.replace('"drop/loans_{period}.csv"', '"drop/loans.csv"'), r"must contain \{period\}"),
         (BANK.replace("entity: person", "entity: human"), r"views\.person_profile: entity 'human'"),
-        (BANK.replace("label: early_default", "label: late_default"), r"label 'late_default' is not declared"),
+        (
+            BANK.replace("label: early_default", "label: late_default"),
+            r"label 'late_default' is not declared",
+        ),
     ],
-    ids=["misspelt-key", "misspelt-nested-key", "unknown-column", "label-missing-source", "fk-to-nowhere",
-         "feature-nowhere", "bad-zone", "no-period", "unknown-entity", "unknown-label"],
-)  # fmt: skip
+    ids=[
+        "misspelt-key",
+        "misspelt-nested-key",
+        "unknown-column",
+        "label-missing-source",
+        "fk-to-nowhere",
+        "feature-nowhere",
+        "bad-zone",
+        "no-period",
+        "unknown-entity",
+        "unknown-label",
+    ],
+)
 def test_each_bad_definition_is_one_line_naming_the_problem(text: str, expected: str) -> None:
     # Given a portfolio with one mistake, when loading it, then one line names the file, line and problem
     message = _error_of(text)
@@ -174,8 +196,10 @@ def test_a_naive_csv_batch_is_read_in_its_zone_and_normalised(tmp_path: Path) ->
     # Then ids stay text, times are UTC (Shanghai is UTC+8), the batch id is added, the order is the lake's
     assert frame["loan_ref"].tolist() == ["007", "008"], "ids keep their leading zeros"
     assert str(frame["event_ts"].dt.tz) == "UTC"
-    assert frame["event_ts"].tolist() == [pd.Timestamp("2021-02-28 22:00", tz="UTC"),
-                                          pd.Timestamp("2021-03-31 15:30", tz="UTC")]  # fmt: skip
+    assert frame["event_ts"].tolist() == [
+        pd.Timestamp("2021-02-28 22:00", tz="UTC"),
+        pd.Timestamp("2021-03-31 15:30", tz="UTC"),
+    ]
     assert frame["batch_id"].unique().tolist() == ["loans-2021-03"]
     assert list(frame.columns) == spec.column_names
     assert landed_months(spec, portfolio_folder=folder, home=tmp_path) == ["2021-03"]
@@ -185,20 +209,36 @@ def test_a_zoned_csv_batch_across_daylight_saving_is_converted_to_utc() -> None:
     # Given zoned times as a lender's CSV holds them, whose offset changes in the month (Berlin, +01:00 -> +02:00)
     spec = source_spec(parse_portfolio(BANK, Path(".")), "loans")
     times = ["2021-03-27 10:00:00+01:00", "2021-03-29 10:00:00+02:00"]
-    raw = pd.DataFrame({"loan_ref": ["1", "2"], "client": ["C", "D"], "opened_on": times, "principal": [1.0, 2.0],
-                        "product": ["cash", "card"]})  # fmt: skip
+    raw = pd.DataFrame(
+        {
+            "loan_ref": ["1", "2"],
+            "client": ["C", "D"],
+            "opened_on": times,
+            "principal": [1.0, 2.0],
+            "product": ["cash", "card"],
+        }
+    )
     # When normalising / Then each keeps its own offset and both are UTC instants (the zone of naive times unused)
     out = normalise(raw, spec, "2021-03")
     assert str(out["event_ts"].dt.tz) == "UTC", out["event_ts"].dtype
-    assert out["event_ts"].tolist() == [pd.Timestamp("2021-03-27 09:00", tz="UTC"),
-                                        pd.Timestamp("2021-03-29 08:00", tz="UTC")]  # fmt: skip
+    assert out["event_ts"].tolist() == [
+        pd.Timestamp("2021-03-27 09:00", tz="UTC"),
+        pd.Timestamp("2021-03-29 08:00", tz="UTC"),
+    ]
 
 
 def test_a_value_of_the_wrong_type_is_left_for_the_contract() -> None:
     # Given a time column holding text that is not a time, when normalising, then it is not coerced
     spec = source_spec(parse_portfolio(BANK, Path(".")), "loans")
-    raw = pd.DataFrame({"loan_ref": ["1"], "client": ["C"], "opened_on": ["yesterday"], "principal": [1.0],
-                        "product": ["cash"]})  # fmt: skip
+    raw = pd.DataFrame(
+        {
+            "loan_ref": ["1"],
+            "client": ["C"],
+            "opened_on": ["yesterday"],
+            "principal": [1.0],
+            "product": ["cash"],
+        }
+    )
     out = normalise(raw, spec, "2021-03")
     assert out["event_ts"].tolist() == ["yesterday"], "the contract must see the bad value and quarantine"
 
@@ -268,8 +308,13 @@ def test_init_scaffolds_a_valid_portfolio_with_review_marks(tmp_path: Path) -> N
         "application_id,customer_id,applied_at,amount,grade\n"
         "A1,C1,2021-01-03 10:00:00,1000,A\nA2,C2,2021-01-04 11:00:00,1500,B\nA3,C1,2021-01-09 12:00:00,700,A\n"
     )
-    pd.DataFrame({"customer_id": ["C1", "C2"], "seen_at": pd.to_datetime(["2021-01-01", "2021-01-01"], utc=True),
-                  "age": [30, 40]}).to_parquet(tmp_path / "customers.parquet")  # fmt: skip
+    pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "seen_at": pd.to_datetime(["2021-01-01", "2021-01-01"], utc=True),
+            "age": [30, 40],
+        }
+    ).to_parquet(tmp_path / "customers.parquet")
     # When scaffolding, then the file validates, guesses keys, time columns, types, categories and links
     path = scaffold_portfolio(tmp_path / "pf", [apps, tmp_path / "customers.parquet"])
     portfolio = load_portfolio(path.parent)

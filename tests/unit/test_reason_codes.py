@@ -30,11 +30,25 @@ def _applicants(n: int, seed: int = 0) -> pd.DataFrame:
     income = rng.lognormal(8.0, 0.5, n)
     age = rng.integers(18, 70, n)
     employment = rng.choice(["salaried", "self_employed", "gig"], n, p=[0.6, 0.25, 0.15])
-    logit = (-3.0 + 0.25 * late + 0.4 * missed - 0.8 * (np.log(income) - 8.0)
-             + np.where(employment == "gig", 0.7, 0.0) - 0.02 * (age - 40))  # fmt: skip
+    logit = (
+        -3.0
+        + 0.25 * late
+        + 0.4 * missed
+        - 0.8 * (np.log(income) - 8.0)
+        + np.where(employment == "gig", 0.7, 0.0)
+        - 0.02 * (age - 40)
+    )
     bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame({"late_bill_payments_12m": late, "missed_payments_12m": missed, "income": income,
-                         "employment": employment, "age": age, "bad": bad})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "late_bill_payments_12m": late,
+            "missed_payments_12m": missed,
+            "income": income,
+            "employment": employment,
+            "age": age,
+            "bad": bad,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +67,15 @@ def test_codes_are_stable_upper_snake_case() -> None:
 
 def test_worst_case_gets_four_reasons_ordered_by_points_lost(model: CreditModel) -> None:
     # Given a risky applicant on every feature
-    worst = pd.DataFrame({"late_bill_payments_12m": [7], "missed_payments_12m": [5], "income": [800.0],
-                          "employment": ["gig"], "age": [19]})  # fmt: skip
+    worst = pd.DataFrame(
+        {
+            "late_bill_payments_12m": [7],
+            "missed_payments_12m": [5],
+            "income": [800.0],
+            "employment": ["gig"],
+            "age": [19],
+        }
+    )
     reasons = reason_codes(model, worst)
     lost = points_lost(model, worst).iloc[0].sort_values(ascending=False)
     # Then the four reasons are the four largest losses, largest first, with their points
@@ -71,8 +92,15 @@ def test_best_case_gets_no_reason(model: CreditModel) -> None:
     seen = table[table["count"] > 0]
     best_rows = seen.loc[seen.groupby("feature")["points"].idxmax()]
     assert set(best_rows["feature"]) == set(model.features)
-    best = pd.DataFrame({"late_bill_payments_12m": [0], "missed_payments_12m": [0], "income": [20_000.0],
-                         "employment": ["salaried"], "age": [69]})  # fmt: skip
+    best = pd.DataFrame(
+        {
+            "late_bill_payments_12m": [0],
+            "missed_payments_12m": [0],
+            "income": [20_000.0],
+            "employment": ["salaried"],
+            "age": [69],
+        }
+    )
     lost = points_lost(model, best).iloc[0]
     reasons = reason_codes(model, best)
     # Then nothing is lost where the bin is the best one, and only real losses become reasons

@@ -28,9 +28,14 @@ def _applicants(n: int, seed: int = 0) -> pd.DataFrame:
     logit = -2.8 + 0.3 * missed - 0.9 * (np.log(income) - 8.0) + np.where(employment == "gig", 0.8, 0.0)
     bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return pd.DataFrame(
-        {"missed_payments_12m": missed, "income": income, "employment": employment,
-         "noise": rng.normal(size=n), "bad": bad}
-    )  # fmt: skip
+        {
+            "missed_payments_12m": missed,
+            "income": income,
+            "employment": employment,
+            "noise": rng.normal(size=n),
+            "bad": bad,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +136,14 @@ def test_iv_filter_and_correlation_pruning() -> None:
 def test_stepwise_on_an_out_of_time_holdout() -> None:
     # Given a holdout sample / Then stepwise judges candidates on it and keeps the informative features
     model = train_scorecard(
-        _applicants(3000), "bad", FEATURES, CATEGORICAL, seed=3,
-        selection=SelectionConfig(mode="parsimonious", metric="ks"), holdout=_applicants(1500, seed=8),
-    )  # fmt: skip
+        _applicants(3000),
+        "bad",
+        FEATURES,
+        CATEGORICAL,
+        seed=3,
+        selection=SelectionConfig(mode="parsimonious", metric="ks"),
+        holdout=_applicants(1500, seed=8),
+    )
     steps = scorecard_of(model).selection["steps"]
     assert steps and "ks" in steps[0], steps
     assert steps[0]["added"] == "missed_payments_12m", "the strongest feature enters first"

@@ -25,14 +25,24 @@ from tests.conftest import make_settings
 
 def _record(request_id: str, inputs: dict | None = None) -> DecisionRecord:
     return DecisionRecord(
-        request_id=request_id, kind="decision", logged_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-        customer_id="U1", model="application", model_versions={"application_pd": 3, "application_fraud": None},
+        request_id=request_id,
+        kind="decision",
+        logged_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        customer_id="U1",
+        model="application",
+        model_versions={"application_pd": 3, "application_fraud": None},
         inputs=inputs if inputs is not None else {"age": 30, "income_est_monthly": 1234.5678901234567},
-        request={"term_months": 12}, feature_freshness={"partner_activity": {"found": True}},
+        request={"term_months": 12},
+        feature_freshness={"partner_activity": {"found": True}},
         policy={"approve_max_pd": 0.1, "decline_min_pd": 0.3, "fraud_refer_min": 0.2},
-        result={"decision": "refer", "pd": 0.123456789012345678, "score": 555.5, "band": "D",
-                "reasons": [{"code": "RC_AGE", "text": "Age (30)", "points_lost": 1.5}]},
-    )  # fmt: skip
+        result={
+            "decision": "refer",
+            "pd": 0.123456789012345678,
+            "score": 555.5,
+            "band": "D",
+            "reasons": [{"code": "RC_AGE", "text": "Age (30)", "points_lost": 1.5}],
+        },
+    )
 
 
 def test_records_round_trip_exactly_through_parquet_and_sql(tmp_path: Path) -> None:

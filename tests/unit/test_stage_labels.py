@@ -30,12 +30,16 @@ def test_event_within_counts_only_statements_after_the_observation_inside_the_wi
 
 
 def _apps() -> pd.DataFrame:
-    return pd.DataFrame({
-        "application_id": ["paid", "fpd", "late_fpd", "declined", "young"],
-        "user_id": ["u1", "u2", "u3", "u4", "u5"],
-        "event_ts": pd.to_datetime(["2019-01-10", "2019-01-11", "2019-01-12", "2019-01-13", "2019-03-02"], utc=True),
-        "decision": ["approved", "approved", "approved", "declined", "approved"],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "application_id": ["paid", "fpd", "late_fpd", "declined", "young"],
+            "user_id": ["u1", "u2", "u3", "u4", "u5"],
+            "event_ts": pd.to_datetime(
+                ["2019-01-10", "2019-01-11", "2019-01-12", "2019-01-13", "2019-03-02"], utc=True
+            ),
+            "decision": ["approved", "approved", "approved", "declined", "approved"],
+        }
+    )
 
 
 def _repayments() -> pd.DataFrame:
@@ -47,8 +51,9 @@ def _repayments() -> pd.DataFrame:
         ("late_fpd", 2, 100.0, 0.0, 30, "delinquent"),
         ("late_fpd", 7, 0.0, 0.0, 180, "charged_off"),
     ]
-    return pd.DataFrame(rows, columns=["application_id", "months_on_book", "amount_due", "amount_paid", "dpd",
-                                       "status"])  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["application_id", "months_on_book", "amount_due", "amount_paid", "dpd", "status"]
+    )
 
 
 def test_first_payment_default_is_the_first_statement_unpaid() -> None:
@@ -85,16 +90,21 @@ def test_tiers_combine_response_and_risk() -> None:
 
 
 def _losses() -> tuple[pd.DataFrame, pd.DataFrame]:
-    repayments = pd.DataFrame({
-        "application_id": ["x", "x", "y", "z"],
-        "event_ts": pd.to_datetime(["2019-07-03", "2019-08-03", "2019-09-03", "2020-09-03"], utc=True),
-        "balance": [500.0, 480.0, 1000.0, 200.0],
-        "status": ["delinquent", "charged_off", "charged_off", "charged_off"],
-    })  # fmt: skip
-    collections = pd.DataFrame({
-        "application_id": ["x", "y", "y"], "action": ["write_off", "call", "write_off"],
-        "recovered_amount": [80.0, 0.0, 300.0],
-    })  # fmt: skip
+    repayments = pd.DataFrame(
+        {
+            "application_id": ["x", "x", "y", "z"],
+            "event_ts": pd.to_datetime(["2019-07-03", "2019-08-03", "2019-09-03", "2020-09-03"], utc=True),
+            "balance": [500.0, 480.0, 1000.0, 200.0],
+            "status": ["delinquent", "charged_off", "charged_off", "charged_off"],
+        }
+    )
+    collections = pd.DataFrame(
+        {
+            "application_id": ["x", "y", "y"],
+            "action": ["write_off", "call", "write_off"],
+            "recovered_amount": [80.0, 0.0, 300.0],
+        }
+    )
     return repayments, collections
 
 
@@ -107,11 +117,14 @@ def test_realised_losses_are_balance_at_charge_off_minus_recoveries() -> None:
 
 def test_lgd_and_ead_and_loss_by_vintage() -> None:
     losses = realised_losses(*_losses())
-    loans = pd.DataFrame({
-        "application_id": ["x", "y", "z", "w"], "requested_amount": [1000.0, 2000.0, 400.0, 500.0],
-        "vintage": ["2019-01", "2019-01", "2019-10", "2019-10"],
-        "obs_index": [month_index("2019-01")] * 2 + [month_index("2019-10")] * 2,
-    })  # fmt: skip
+    loans = pd.DataFrame(
+        {
+            "application_id": ["x", "y", "z", "w"],
+            "requested_amount": [1000.0, 2000.0, 400.0, 500.0],
+            "vintage": ["2019-01", "2019-01", "2019-10", "2019-10"],
+            "obs_index": [month_index("2019-01")] * 2 + [month_index("2019-10")] * 2,
+        }
+    )
     lgd, ead, used = loss_parameters(loans, losses)
     assert used == 3
     assert lgd == pytest.approx((400 + 700 + 200) / (480 + 1000 + 200))

@@ -21,13 +21,27 @@ def _text(table: object) -> str:
 def test_each_matured_vintage_shows_its_estimates_and_their_errors() -> None:
     # Given two matured vintages (one with no AUC: a single class) and one kept from an older home (no row)
     vintages = {
-        "2020-01": {"n": 310, "auc": 0.70, "expected_auc": 0.72, "auc_error": 0.02,
-                    "expected_auc_applicants": 0.80, "bad_rate": 0.10, "expected_bad_rate": 0.09,
-                    "bad_rate_error": -0.01},
-        "2020-02": {"n": 5, "auc": math.nan, "expected_auc": 0.7, "auc_error": math.nan, "bad_rate": 0.0,
-                    "expected_bad_rate": 0.05, "bad_rate_error": 0.05},
+        "2020-01": {
+            "n": 310,
+            "auc": 0.70,
+            "expected_auc": 0.72,
+            "auc_error": 0.02,
+            "expected_auc_applicants": 0.80,
+            "bad_rate": 0.10,
+            "expected_bad_rate": 0.09,
+            "bad_rate_error": -0.01,
+        },
+        "2020-02": {
+            "n": 5,
+            "auc": math.nan,
+            "expected_auc": 0.7,
+            "auc_error": math.nan,
+            "bad_rate": 0.0,
+            "expected_bad_rate": 0.05,
+            "bad_rate_error": 0.05,
+        },
         "2019-12": {},
-    }  # fmt: skip
+    }
     text = _text(estimation_table(vintages, "application_pd"))
     # Then the errors are the estimate minus the realised value, the applicants' one computed apart
     first = next(line for line in text.splitlines() if "2020-01" in line)
