@@ -93,7 +93,8 @@ def _event_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (bad, mature) per case from the portfolio's performance or outcome-date label."""
     event = rule.performance or rule.outcome_date
-    assert event is not None  # the spec allows exactly one kind; strategies are handled by the caller
+    if event is None:  # the spec allows exactly one kind; strategies are handled by the caller
+        raise OrchardError("the label has neither a performance event nor an outcome date")
     rows = read_silver(settings, event.source, month_range(min(months), as_of))
     if rule.performance is not None:
         hits = rows.loc[row_mask(rows, rule.performance.event, f"{what}.performance.event")]

@@ -83,7 +83,7 @@ def wait_healthy(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -
         if process.poll() is not None:
             raise OrchardError(f"{url} did not start: the server exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (an http URL this module built)
                 if 200 <= response.status < 300:
                     return
         except (urllib.error.URLError, OSError):

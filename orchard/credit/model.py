@@ -273,7 +273,8 @@ def tune_lightgbm(
         trials.append({**candidate, "trees": int(model.best_iteration_ or 0), "valid_auc": round(value, 6)})
         if best is None or value > best[0]:
             best = (value, model, raw)
-    assert best is not None  # TUNING_GRID is not empty
+    if best is None:
+        raise OrchardError("the LightGBM tuning grid is empty: nothing was fitted")
     return Tuned(model=best[1], raw_valid=best[2], y_valid=y_valid, trials=trials)
 
 

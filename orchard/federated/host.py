@@ -54,6 +54,12 @@ from orchard.federated.psi_ecdh import Blinder, shuffled
 log = logging.getLogger(__name__)
 
 
+def _ready(condition: bool, message: Message) -> None:
+    """Refuse a message whose session lacks what its stage needs (a stage reached without its set-up)."""
+    if not condition:
+        raise OrchardError(f"{message.kind}: the session is not set up for it")
+
+
 @dataclass(frozen=True)
 class HostPolicy:
     """The host's limits on what a guest may ask (its security team's settings)."""
@@ -102,7 +108,8 @@ class HostSession:
     @property
     def batch(self) -> np.ndarray:
         """Return the train positions of the current batch."""
-        assert self.train is not None
+        if self.train is None:
+            raise OrchardError("the session has no training rows yet (no intersection)")
         return self.train[self.schedule[self.step]]
 
 
@@ -320,7 +327,10 @@ class HostParty:
         session = self._session(message)
         with session.lock:
             self._expect(session, "partial", message)
-            assert session.key is not None and session.quantised is not None and session.obfuscators
+            _ready(
+                session.key is not None and session.quantised is not None and bool(session.obfuscators),
+                message,
+            )
             batch = session.batch
             u = dequantise(session.quantised[batch]) @ session.weights
             session.batch_u = encode_residuals(u)
@@ -336,7 +346,7 @@ class HostParty:
         with session.lock:
             self._expect(session, "gradient", message)
             public, key, batch = session.public, session.key, session.batch
-            assert public is not None and key is not None and session.batch_u is not None
+            _ready(public is not None and key is not None and session.batch_u is not None, message)
             try:
                 guest_sums = checked_ciphertexts(
                     message.arrays["guest_sums"], key.public, session.guest_columns, "the guest's padded sums"
@@ -366,7 +376,7 @@ class HostParty:
         with session.lock:
             self._expect(session, "update", message)
             public, config = session.public, session.config
-            assert public is not None and config is not None and session.optimizer is not None
+            _ready(public is not None and config is not None and session.optimizer is not None, message)
             try:
                 totals = plain_from_bytes(message.arrays["plain"], public, len(session.masks), "the update")
             except (KeyError, ValueError) as exc:
@@ -397,7 +407,8 @@ class HostParty:
         return u
 
     def _part(self, session: HostSession) -> dict[str, Any]:
-        assert session.scaler is not None and session.weights is not None
+        if session.scaler is None or session.weights is None:
+            raise OrchardError("the session has no fitted part yet: nothing to score with")
         return {
             "features": self.features,
             "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
@@ -410,7 +421,7 @@ class HostParty:
         session = self._session(message)
         with session.lock:
             self._expect(session, "trained", message)
-            assert session.aligned is not None and session.train is not None
+            _ready(session.aligned is not None and session.train is not None, message)
             test = np.setdiff1d(np.arange(len(session.aligned)), session.train)
             u = self._reveal(session.aligned[test], self._part(session))
             session.stage = "evaluated"
