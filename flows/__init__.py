@@ -1,0 +1,1 @@
+"""Prefect flows: thin wiring of the lifecycle's steps into flows, tasks and deployments."""

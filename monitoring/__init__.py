@@ -1,0 +1,1 @@
+"""Monitoring: the retraining policy, Evidently reports and metrics, risk-manager dashboards, vintages."""

@@ -1,0 +1,1 @@
+"""Credit statistics: binning and WOE, scorecards, LightGBM models, metrics, the PSI kernel, expected loss."""
