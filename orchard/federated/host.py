@@ -54,10 +54,9 @@ from orchard.federated.psi_ecdh import Blinder, shuffled
 log = logging.getLogger(__name__)
 
 
-def _ready(condition: bool, message: Message) -> None:
-    """Refuse a message whose session lacks what its stage needs (a stage reached without its set-up)."""
-    if not condition:
-        raise OrchardError(f"{message.kind}: the session is not set up for it")
+def _not_set_up(message: Message) -> OrchardError:
+    """Return the refusal of a message whose session lacks what its stage needs (reached without its set-up)."""
+    return OrchardError(f"{message.kind}: the session is not set up for it")
 
 
 @dataclass(frozen=True)
@@ -327,10 +326,8 @@ class HostParty:
         session = self._session(message)
         with session.lock:
             self._expect(session, "partial", message)
-            _ready(
-                session.key is not None and session.quantised is not None and bool(session.obfuscators),
-                message,
-            )
+            if session.key is None or session.quantised is None or not session.obfuscators:
+                raise _not_set_up(message)
             batch = session.batch
             u = dequantise(session.quantised[batch]) @ session.weights
             session.batch_u = encode_residuals(u)
@@ -346,7 +343,8 @@ class HostParty:
         with session.lock:
             self._expect(session, "gradient", message)
             public, key, batch = session.public, session.key, session.batch
-            _ready(public is not None and key is not None and session.batch_u is not None, message)
+            if public is None or key is None or session.batch_u is None:
+                raise _not_set_up(message)
             try:
                 guest_sums = checked_ciphertexts(
                     message.arrays["guest_sums"], key.public, session.guest_columns, "the guest's padded sums"
@@ -376,7 +374,8 @@ class HostParty:
         with session.lock:
             self._expect(session, "update", message)
             public, config = session.public, session.config
-            _ready(public is not None and config is not None and session.optimizer is not None, message)
+            if public is None or config is None or session.optimizer is None:
+                raise _not_set_up(message)
             try:
                 totals = plain_from_bytes(message.arrays["plain"], public, len(session.masks), "the update")
             except (KeyError, ValueError) as exc:
@@ -421,7 +420,8 @@ class HostParty:
         session = self._session(message)
         with session.lock:
             self._expect(session, "trained", message)
-            _ready(session.aligned is not None and session.train is not None, message)
+            if session.aligned is None or session.train is None:
+                raise _not_set_up(message)
             test = np.setdiff1d(np.arange(len(session.aligned)), session.train)
             u = self._reveal(session.aligned[test], self._part(session))
             session.stage = "evaluated"
