@@ -6,6 +6,9 @@ policy (monitoring/policy.py) to the recorded history, as the embedded lifecycle
 champion itself, and emits the event `orchard.monitor.breach` when a breach past the cooldown asks for a
 retrain; the automation (declared in prefect.yaml as the train deployment's trigger, or created by
 `ensure_retraining_automation`) runs the train deployment for the model and month named in the event.
+
+Each entry point imports its flow inside its body, on purpose: a worker loading one deployment imports that
+flow's stack only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The `orchard` command line: thin wrappers that build settings once and call the flows."""
+"""The `orchard` command line: thin wrappers that build settings once and call the flows.
+
+Each command imports what it runs inside its own body, on purpose: `orchard --help` or a one-line error must not
+import Prefect, MLflow, Great Expectations and Feast (seconds of start-up each).
+"""
 
 from __future__ import annotations
 
