@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.demo import simulate_seconds, stage_totals
+from benchmarks.demo import run_demo, simulate_seconds, stage_totals
 from orchard.months import month_range
 
 DEMO_USERS = 12_000
@@ -30,16 +28,8 @@ DEMO_USERS = 12_000
 
 def run_point(home: Path, users: int, start: str, end: str) -> dict[str, float]:
     """Run the lifecycle for `users` in a child process; return its figures (peak memory of that run only)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")},
-        "ORCHARD_HOME": str(home),
-        "ORCHARD_N_USERS": str(users),
-        "ORCHARD_START_MONTH": start,
-        "ORCHARD_END_MONTH": end,
-    }
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "orchard", "demo"], env=env, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
+    overrides = {"ORCHARD_N_USERS": str(users), "ORCHARD_START_MONTH": start, "ORCHARD_END_MONTH": end}
+    wall = run_demo(home, overrides)
     months = len(month_range(start, end))
     stages = sum(stage_totals(home).values())
     return {

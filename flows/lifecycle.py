@@ -17,7 +17,7 @@ from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from orchard.lake import silver_months
 from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
-from orchard.lifecycle.monitoring import MonitorOutcome
+from orchard.lifecycle.monitoring import MonitorOutcome, kind_series
 from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec, model_specs, primary_model
@@ -105,8 +105,8 @@ def _model_month(
         _timed(record, f"expected loss {spec.name}", t)
     if outcome is not None:
         t = time.perf_counter()
-        extra = {"tiers": entry.tiers, "expected_loss": entry.expected_loss}
-        publish_month_dashboard(settings, spec.name, month, outcome, {k: v for k, v in extra.items() if v})
+        extra = {s.group: values for s in kind_series(spec) if (values := getattr(entry, s.group))}
+        publish_month_dashboard(settings, spec.name, month, outcome, extra)
         _timed(record, f"dashboard {spec.name}", t)
     return entry
 

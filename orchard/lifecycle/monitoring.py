@@ -168,7 +168,8 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
 
 
 def kind_series(spec: ModelSpec) -> tuple[MonthSeries, ...]:
-    """Return the panels a model's kind adds to its dashboard (what flows/lifecycle records for the month)."""
+    """Return the panels a model's kind adds to its dashboard; each group is the month record's field
+    (ledger.ModelMonth) whose values it plots."""
     if spec.kind == "tiers":
         tiers = MonthSeries(
             "Campaign tiers by month",
