@@ -6,11 +6,12 @@ flow (flows/automations.py) read the history from the records both write (orchar
 
 Semantics (all comparisons strict, matching the settings' descriptions):
 - no champion when the month began: first fit once enough labelled vintages have matured;
-- breach when the score PSI is greater than settings.score_psi_breach, or when MORE than
-  settings.max_feature_breaches features have a PSI greater than settings.feature_psi_breach
+- breach when the score PSI is greater than the model's score_psi_breach, or when MORE than
+  max_feature_breaches features have a PSI greater than feature_psi_breach (the portfolio's `policy.monitoring`,
+  overridden per model)
   (with the default 3, three drifting features are tolerated and a fourth breaches);
 - retrain when there is a breach and either the model was never trained or at least
-  settings.retrain_cooldown_months have passed since its last training (months_between(last, month) >= cooldown);
+  retrain_cooldown_months have passed since its last training (months_between(last, month) >= cooldown);
 - approval: by the policy when every gate passes (settings.auto_approve), else by a person; while a trained
   version awaits a person's approval, nothing new is trained (hold).
 """
@@ -23,6 +24,7 @@ from typing import Literal
 
 from orchard.errors import OrchardError
 from orchard.months import months_between, parse_month
+from orchard.portfolio.spec import MonitoringDef
 from orchard.settings import Settings
 
 Action = Literal["first_fit", "retrain", "hold"]
@@ -85,26 +87,26 @@ def _check_value(name: str, value: float) -> float:
     return number
 
 
-def _breach(drift: Drift, settings: Settings) -> tuple[bool, list[str]]:
+def _breach(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
     """Return whether the month's drift breaches the policy, with the reasons."""
     score_psi = _check_value("score PSI", drift.score_psi)
     feature_psi = {f: _check_value(f"PSI of feature {f!r}", v) for f, v in drift.feature_psi.items()}
     reasons: list[str] = []
-    score_breach = score_psi > settings.score_psi_breach
+    score_breach = score_psi > limits.score_psi_breach
     if score_breach:
-        reasons.append(f"score PSI {score_psi:.4f} > score_psi_breach {settings.score_psi_breach}")
-    drifting = sorted(f for f, v in feature_psi.items() if v > settings.feature_psi_breach)
-    feature_breach = len(drifting) > settings.max_feature_breaches
+        reasons.append(f"score PSI {score_psi:.4f} > score_psi_breach {limits.score_psi_breach}")
+    drifting = sorted(f for f, v in feature_psi.items() if v > limits.feature_psi_breach)
+    feature_breach = len(drifting) > limits.max_feature_breaches
     if feature_breach:
         listed = ", ".join(f"{f}={feature_psi[f]:.4f}" for f in drifting)
         reasons.append(
-            f"{len(drifting)} features with PSI > feature_psi_breach {settings.feature_psi_breach} "
-            f"(more than max_feature_breaches {settings.max_feature_breaches}): {listed}"
+            f"{len(drifting)} features with PSI > feature_psi_breach {limits.feature_psi_breach} "
+            f"(more than max_feature_breaches {limits.max_feature_breaches}): {listed}"
         )
     if not (score_breach or feature_breach):
         reasons.append(
-            f"no breach: score PSI {score_psi:.4f} <= {settings.score_psi_breach} and {len(drifting)} "
-            f"feature(s) above {settings.feature_psi_breach} (at most {settings.max_feature_breaches} allowed)"
+            f"no breach: score PSI {score_psi:.4f} <= {limits.score_psi_breach} and {len(drifting)} "
+            f"feature(s) above {limits.feature_psi_breach} (at most {limits.max_feature_breaches} allowed)"
         )
     return score_breach or feature_breach, reasons
 
@@ -112,20 +114,21 @@ def _breach(drift: Drift, settings: Settings) -> tuple[bool, list[str]]:
 def decide(
     month: str,
     history: ModelHistory,
-    settings: Settings,
+    limits: MonitoringDef,
+    approval: Approval,
     drift: Drift | None = None,
     *,
     labels_ready: bool = False,
 ) -> PolicyDecision:
     """Return the month's action for a model: first fit, retrain or hold, who approves, and why.
 
-    `drift` is the champion's monitoring of the month (required when there is a champion); `labels_ready` says
-    whether enough labelled vintages have matured to train (what a first fit waits for).
+    `limits` is the model's monitoring policy (its portfolio entry), `approval` who approves what is trained
+    (approval_mode); `drift` is the champion's monitoring of the month (required when there is a champion);
+    `labels_ready` says whether enough labelled vintages have matured to train (what a first fit waits for).
     """
     parse_month(month)
     if history.last_trained is not None and months_between(history.last_trained, month) < 0:
         raise OrchardError(f"last retrain month {history.last_trained} is after the monitored month {month}")
-    approval = approval_mode(settings)
     pending = history.awaiting_approval if approval == "person" else None
     waiting = f"v{pending} awaits a person's approval: nothing new is trained until it is decided"
 
@@ -141,7 +144,7 @@ def decide(
         raise OrchardError(
             f"champion v{history.champion} has no monitoring of {month}: the policy needs its drift"
         )
-    breach, reasons = _breach(drift, settings)
+    breach, reasons = _breach(drift, limits)
     if not breach:
         return PolicyDecision("hold", False, approval, reasons, month)
     if pending is not None:
@@ -150,11 +153,11 @@ def decide(
         return PolicyDecision("retrain", True, approval, [*reasons, "retrain: no earlier retrain"], month)
 
     elapsed = months_between(history.last_trained, month)
-    retrain = elapsed >= settings.retrain_cooldown_months
+    retrain = elapsed >= limits.retrain_cooldown_months
     verdict = "retrain" if retrain else "retrain held"
     comparison = ">=" if retrain else "<"
     reasons.append(
         f"{verdict}: {elapsed} month(s) since last retrain {history.last_trained} "
-        f"{comparison} retrain_cooldown_months {settings.retrain_cooldown_months}"
+        f"{comparison} retrain_cooldown_months {limits.retrain_cooldown_months}"
     )
     return PolicyDecision("retrain" if retrain else "hold", True, approval, reasons, month)

@@ -245,7 +245,7 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     losses = {}
     for name in (n for n, s in specs.items() if s.kind == "expected_loss"):
         expected = {r.month: el for r in records if (el := r.model(name).expected_loss)}
-        losses[name] = vintage_losses(settings, expected, last)
+        losses[name] = vintage_losses(settings, specs[name], expected, last)
     tiers = tuple(n for n, s in specs.items() if s.kind == "tiers")
     vintages = matured_vintages(settings, specs[primary])
     console.print(

@@ -11,16 +11,23 @@ The label of a row is the modelled event (column `bad`), known once its window h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from orchard.errors import OrchardError
-from orchard.portfolio.spec import LabelDef, Portfolio
+from orchard.portfolio.spec import LabelDef, PolicyDef, Portfolio
 
 Unit = Literal["cases", "offers", "accounts", "delinquencies"]
 Kind = Literal["pd", "tiers", "expected_loss"]
 LabelKind = Literal[
-    "dpd90", "first_payment_default", "charge_off", "response_approved", "cure", "performance", "outcome_date"
+    "dpd90",
+    "first_payment_default",
+    "charge_off",
+    "response_approved",
+    "cure",
+    "performance",
+    "outcome_date",
+    "observed",
 ]
 _STRATEGY_LABELS: dict[str, LabelKind] = {
     "loan_event": "dpd90",
@@ -59,6 +66,8 @@ class ModelSpec:
     label_rule: LabelDef | None = None
     dashboard_features: tuple[str, ...] = ()
     serve: bool = False
+    policy: PolicyDef = field(default_factory=PolicyDef)
+    """Training, promotion and monitoring thresholds: the portfolio's policy with the model's overrides."""
 
     @property
     def features(self) -> list[str]:
@@ -70,6 +79,8 @@ def _label_kind(label: LabelDef) -> LabelKind:
         return "performance"
     if label.outcome_date is not None:
         return "outcome_date"
+    if label.observed is not None:
+        return "observed"
     return _STRATEGY_LABELS[str(label.strategy)]
 
 
@@ -102,6 +113,7 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
         trainable=population.trainable,
         label_rule=label,
         serve=model.serve,
+        policy=model.policy,
         dashboard_features=model.dashboard_features or (*model.features, *model.request_features)[:5],
     )
 

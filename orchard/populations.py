@@ -8,13 +8,14 @@ outcome), and the label with its maturity (`mature`, `bad` = the modelled event;
 Units (see orchard.model_specs):
 - cases (generic): a row of the model's source (where `where` holds), scored at its event time; learnt from where
   `trainable` holds, with a performance or outcome-date label from the portfolio, or a named label strategy of
-  the simulator's lender (90+ dpd, first payment default, charge-off of booked loans: orchard.labels);
+  the simulator's lender (90+ dpd, first payment default, charge-off of booked loans: orchard.labels); an
+  observed label (a status column as extracted) is mature wherever it is set;
 - offers: a campaign offer, scored when it is sent; event = responded and the application was approved, known
   at the end of the offer month;
 - accounts: an open loan below `bad_dpd` at a monthly statement, scored at the statement; event = 90+ dpd or
-  charge-off within the next `label_window_months` statements;
+  charge-off within the next `within_months` statements (the label's);
 - delinquencies: a delinquent loan after its collection action, scored at the action; event = a current or
-  paid-off statement within the next `cure_window_months` statements.
+  paid-off statement within the next `within_months` statements (the label's).
 Accounts are sampled to at most `max_rows_per_month` per month, by a hash of the key (the same rows every run).
 
 Warm-up: every account and delinquency has a credit history, whose windowed features (3 statement months) are
@@ -38,10 +39,11 @@ from orchard.labels import (
     month_index,
 )
 from orchard.lake import read_silver
+from orchard.landing import utc_times
 from orchard.model_specs import ModelSpec
 from orchard.months import add_months, month_range, timestamp_months
 from orchard.portfolio.expressions import row_mask
-from orchard.portfolio.spec import LabelDef
+from orchard.portfolio.spec import LabelDef, ObservedLabel, OutcomeDateLabel, PerformanceLabel
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID, EVENT_TIME
 
@@ -57,15 +59,24 @@ def _index(ts: pd.Series) -> np.ndarray:
     return timestamp_months(ts).to_numpy()
 
 
+def strategy_label(spec: ModelSpec) -> LabelDef:
+    """Return the model's named label strategy (its window and bad dpd), or raise if it has another label."""
+    rule = spec.label_rule
+    if rule is None or rule.strategy is None:
+        raise OrchardError(f"model {spec.name}: its label is not a named strategy")
+    return rule
+
+
 def _loan_labels(settings: Settings, spec: ModelSpec, apps: pd.DataFrame, as_of: str) -> pd.DataFrame:
     """Return the named label strategies of the simulator's lender over its booked loans."""
     repayments = read_silver(settings, "repayments")
+    rule = strategy_label(spec)
     if spec.label_kind == "dpd90":
-        return application_labels(apps, repayments, as_of, settings.label_window_months, settings.bad_dpd)
+        return application_labels(apps, repayments, as_of, rule.window_months, rule.bad_dpd)
     if spec.label_kind == "first_payment_default":
         return first_payment_default_labels(apps, repayments, as_of)
     if spec.label_kind == "charge_off":
-        return charge_off_labels(apps, repayments, as_of, settings.loss_window_months)
+        return charge_off_labels(apps, repayments, as_of, rule.window_months)
     raise OrchardError(f"model {spec.name}: label {spec.label_kind!r} does not apply to applications")
 
 
@@ -88,34 +99,70 @@ def _match_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return frame[columns].astype(str).agg("\x1f".join, axis=1)
 
 
-def _event_labels(
-    settings: Settings, rule: LabelDef, cases: pd.DataFrame, months: list[str], as_of: str, what: str
+def _performance_labels(
+    settings: Settings, rule: PerformanceLabel, cases: pd.DataFrame, months: list[str], as_of: str, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (bad, mature) per case from the portfolio's performance or outcome-date label."""
-    event = rule.performance or rule.outcome_date
-    if event is None:  # the spec allows exactly one kind; strategies are handled by the caller
-        raise OrchardError("the label has neither a performance event nor an outcome date")
-    rows = read_silver(settings, event.source, month_range(min(months), as_of))
-    if rule.performance is not None:
-        hits = rows.loc[row_mask(rows, rule.performance.event, f"{what}.performance.event")]
-        times = hits[EVENT_TIME]
-    else:
-        column = rule.outcome_date.column if rule.outcome_date else ""
-        hits = rows.loc[rows[column].notna()]
-        times = hits[column]
+    """Return (bad, mature) per case: a matching row of the performance source met the event in the window."""
+    rows = read_silver(settings, rule.source, month_range(min(months), as_of))
+    hits = rows.loc[row_mask(rows, rule.event, f"{what}.performance.event")]
     events = pd.DataFrame(
         {
-            "application_id": _match_key(hits, list(event.match)).to_numpy(),
-            "stmt_index": timestamp_months(times).to_numpy(),
+            "application_id": _match_key(hits, list(rule.match)).to_numpy(),
+            "stmt_index": _index(hits[EVENT_TIME]),
         }
     )
     observed = pd.DataFrame(
         {
-            "application_id": _match_key(cases, list(event.match.values())).to_numpy(),
+            "application_id": _match_key(cases, list(rule.match.values())).to_numpy(),
             "obs_index": _index(cases[EVENT_TIME]),
         }
     )
-    return event_within(observed, events, month_index(as_of), event.within_months)
+    return event_within(observed, events, month_index(as_of), rule.within_months)
+
+
+def _outcome_date_labels(
+    rule: OutcomeDateLabel, cases: pd.DataFrame, as_of: str, zone: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (bad, mature) per case: its outcome date falls in [case month, case month + N] and by `as_of`.
+
+    The outcome date is read from the case's row as landed (a timestamp column of the source, validated at
+    ingest); a naive one is read in the source's zone.
+    """
+    outcome = utc_times(cases[rule.column], zone)
+    obs = _index(cases[EVENT_TIME])
+    end = month_index(as_of)
+    mature = obs + rule.within_months <= end
+    known = outcome.notna().to_numpy()
+    out = np.where(known, timestamp_months(outcome.fillna(cases[EVENT_TIME])).to_numpy(), -1)
+    hit = known & (out >= obs) & (out <= np.minimum(obs + rule.within_months, end))
+    return np.where(hit, 1.0, np.where(mature, 0.0, np.nan)), mature
+
+
+def _observed_labels(rule: ObservedLabel, cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return (bad, mature) per case from its outcome column as extracted: mature wherever the column is set."""
+    values = cases[rule.column]
+    numbers = [v for v in rule.bad_values if isinstance(v, int | float) and not isinstance(v, bool)]
+    texts = {str(v).strip() for v in rule.bad_values}
+    bad = values.astype("string").str.strip().isin(texts).fillna(False).to_numpy(dtype=bool)
+    if numbers and pd.api.types.is_numeric_dtype(values):
+        bad |= values.isin(numbers).to_numpy(dtype=bool)
+    mature = values.notna().to_numpy(dtype=bool)
+    return np.where(mature, bad.astype(float), np.nan), mature
+
+
+def _rule_labels(
+    settings: Settings, spec: ModelSpec, cases: pd.DataFrame, months: list[str], as_of: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (bad, mature) per case from the portfolio's performance, outcome-date or observed label."""
+    rule, what = spec.label_rule, f"labels of {spec.name}"
+    if rule is not None and rule.performance is not None:
+        return _performance_labels(settings, rule.performance, cases, months, as_of, what)
+    if rule is not None and rule.outcome_date is not None:
+        zone = settings.portfolio_def.source_timezone(spec.source)
+        return _outcome_date_labels(rule.outcome_date, cases, as_of, zone)
+    if rule is not None and rule.observed is not None:
+        return _observed_labels(rule.observed, cases)
+    raise OrchardError(f"{what}: the label has no performance event, outcome date or observed outcome")
 
 
 def _generic_cases(
@@ -126,20 +173,24 @@ def _generic_cases(
     if spec.where:
         rows = rows.loc[row_mask(rows, spec.where, f"{what}.where")]
     extra = [c for c in ("decision",) if c in rows.columns]  # the simulator's lender: booked or declined
-    keep = dict.fromkeys([spec.key, spec.entity, EVENT_TIME, BATCH_ID, *extra, *spec.request_features])
+    rule = spec.label_rule
+    outcome = [r.column for r in (rule.outcome_date, rule.observed) if r is not None] if rule else []
+    keep = dict.fromkeys(
+        [spec.key, spec.entity, EVENT_TIME, BATCH_ID, *extra, *spec.request_features, *outcome]
+    )
     frame = rows[list(keep)].reset_index(drop=True)
     trainable = row_mask(rows, spec.trainable, f"{what}.trainable") if spec.trainable else True
     frame = frame.assign(eligible=trainable)
     if not with_labels:
         return _unlabelled(frame)
-    rule = spec.label_rule
     if rule is None or rule.strategy is not None:
         labels = _loan_labels(settings, spec, rows, as_of)
         frame = frame.merge(labels[[spec.key, "mature", "bad"]], on=spec.key, how="left")
         frame["mature"] = frame["mature"].astype("boolean").fillna(False).astype(bool)
         return frame
-    bad, mature = _event_labels(settings, rule, frame, months, as_of, f"labels of {spec.name}")
+    bad, mature = _rule_labels(settings, spec, frame, months, as_of)
     eligible = frame["eligible"].to_numpy(dtype=bool)
+    frame = frame.drop(columns=[c for c in outcome if c not in {spec.key, spec.entity, *extra}])
     return frame.assign(mature=mature & eligible, bad=np.where(eligible, bad, np.nan))
 
 
@@ -210,8 +261,9 @@ def _accounts(
     settings: Settings, spec: ModelSpec, months: list[str], as_of: str, with_labels: bool
 ) -> pd.DataFrame:
     months = after_warm_up(settings, months)
+    rule = strategy_label(spec)
     repayments = read_silver(settings, "repayments", months)
-    snap = repayments.loc[repayments["status"].isin(OPEN_STATUSES) & (repayments["dpd"] < settings.bad_dpd)]
+    snap = repayments.loc[repayments["status"].isin(OPEN_STATUSES) & (repayments["dpd"] < rule.bad_dpd)]
     if snap.empty:
         raise OrchardError(f"no validated open-account statements for {months[0]}..{months[-1]}")
     # statement fields only: loans booked before the lake began (no application row) are in the book too
@@ -236,8 +288,8 @@ def _accounts(
     frame = _sample(frame, "account_month_id", settings.max_rows_per_month)
     if not with_labels:
         return _unlabelled(frame)
-    events = _statement_events(_later_statements(settings, months, as_of), (), settings.bad_dpd)
-    return _labelled_cases(frame, events, as_of, settings.label_window_months)
+    events = _statement_events(_later_statements(settings, months, as_of), (), rule.bad_dpd)
+    return _labelled_cases(frame, events, as_of, rule.window_months)
 
 
 def _delinquencies(
@@ -271,7 +323,7 @@ def _delinquencies(
     if not with_labels:
         return _unlabelled(frame)
     events = _statement_events(_later_statements(settings, months, as_of), CURED_STATUSES, None)
-    return _labelled_cases(frame, events, as_of, settings.cure_window_months)
+    return _labelled_cases(frame, events, as_of, strategy_label(spec).window_months)
 
 
 _BUILDERS = {

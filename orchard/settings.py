@@ -54,46 +54,10 @@ class Settings(BaseSettings):
         "declined, ...: orchard.simulate.corrupt.SILENT_CORRUPTION); only the contracts' history checks see it",
     )
 
-    # labels and training
-    label_window_months: int = Field(default=6, ge=1, le=24, description="performance window after booking")
-    bad_dpd: int = Field(default=90, ge=1, description="days past due that make a loan bad")
-    cure_window_months: int = Field(default=2, ge=1, le=12, description="collections: months to cure")
-    loss_window_months: int = Field(default=12, ge=1, le=36, description="loss forecast: charge-off horizon")
+    # training (labels, windows, gates and the monitoring policy are the portfolio's: orchard.portfolio.spec)
     max_rows_per_month: int = Field(
         default=2_500, ge=100, description="account snapshots sampled per month for behaviour models"
     )
-    min_mature_vintages: int = Field(default=6, ge=2, description="mature vintages before the first model")
-    gate_window_months: int = Field(
-        default=2, ge=1, description="recent mature vintages held out for the gate"
-    )
-    promotion_margin_auc: float = Field(
-        default=0.005, ge=0.0, le=0.2, description="AUC a challenger must add"
-    )
-
-    # promotion gates (a challenger must pass them on the champion's out-of-time window)
-    gate_max_auc_drop: float = Field(
-        default=0.01, ge=0.0, description="discrimination: AUC may drop this much"
-    )
-    gate_max_ks_drop: float = Field(default=0.02, ge=0.0, description="discrimination: KS may drop this much")
-    gate_max_score_psi: float = Field(default=0.25, gt=0.0, description="stability: dev vs recent score PSI")
-    gate_calibration_bands: int = Field(default=5, ge=2, le=20)
-    gate_calibration_tolerance: float = Field(
-        default=0.02, ge=0.0, description="|observed - expected| per band"
-    )
-    gate_calibration_z: float = Field(default=1.96, ge=0.0, description="plus this many binomial std errors")
-    gate_fairness_enforced: bool = Field(default=False, description="fairness figures always; gate optional")
-    gate_fairness_approval_rate: float = Field(default=0.7, gt=0.0, lt=1.0)
-    gate_max_approval_rate_gap: float = Field(default=0.10, ge=0.0)
-    gate_max_group_auc_gap: float = Field(default=0.05, ge=0.0)
-    gate_min_group_size: int = Field(default=30, ge=1)
-
-    # monitoring policy
-    score_psi_breach: float = Field(default=0.25, gt=0.0)
-    feature_psi_breach: float = Field(default=0.25, gt=0.0)
-    max_feature_breaches: int = Field(
-        default=3, ge=1, description="breach when more features exceed the limit"
-    )
-    retrain_cooldown_months: int = Field(default=3, ge=0, description="minimum months between retrains")
 
     # governance
     auto_approve: bool = Field(

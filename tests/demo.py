@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
+from pathlib import Path
+from typing import Any
 
+import yaml
+
+from orchard.atomic import write_text
 from orchard.model_specs import ModelSpec, model_specs
 from orchard.portfolio.load import load_portfolio
 from orchard.portfolio.spec import Portfolio
 from orchard.settings import DEMO_PORTFOLIO
 from orchard.sources import SourceSpec, source_specs
+
+SHORT_LABELS: dict[str, dict[str, Any]] = {
+    "dpd90_6m": {"within_months": 2, "bad_dpd": 30},
+    "account_dpd90_6m": {"within_months": 2, "bad_dpd": 30},
+}
+"""The demo's loan-event labels made short and frequent (30+ dpd within 2 months): labels mature in small lakes."""
+
+
+def demo_variant(
+    folder: Path, *, policy: dict[str, Any] | None = None, labels: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """Write the demo portfolio into folder with policy keys and label keys set over its own; return folder.
+
+    `policy` sets keys of the portfolio's `policy` (nested `gates` / `monitoring` keys merged one by one);
+    `labels` sets keys of named labels (e.g. a strategy's `within_months`).
+    """
+    document = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    for key, value in (policy or {}).items():
+        if isinstance(value, dict):
+            document["policy"][key] = {**document["policy"].get(key, {}), **value}
+        else:
+            document["policy"][key] = value
+    for name, keys in (labels or {}).items():
+        document["labels"][name].update(keys)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(
+        yaml.safe_dump(document, sort_keys=False), folder / "portfolio.yaml"
+    )  # atomic: workers share it
+    return folder
 
 
 @cache
@@ -35,6 +70,19 @@ def demo_models() -> dict[str, ModelSpec]:
 def demo_model(name: str) -> ModelSpec:
     """Return one model of the demo."""
     return demo_models()[name]
+
+
+def demo_model_with(
+    name: str, *, policy: dict[str, Any] | None = None, label: dict[str, Any] | None = None
+) -> ModelSpec:
+    """Return one model of the demo with top-level policy keys and label keys replaced (e.g. a short window)."""
+    spec = demo_model(name)
+    rule = spec.label_rule
+    return replace(
+        spec,
+        policy=spec.policy.model_copy(update=policy or {}),
+        label_rule=rule.model_copy(update=label or {}) if rule is not None else None,
+    )
 
 
 def served_models() -> dict[str, ModelSpec]:

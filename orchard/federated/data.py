@@ -21,6 +21,7 @@ from orchard.errors import OrchardError
 from orchard.federated.party_spec import FeatureColumn, PartyTable
 from orchard.labels import application_labels, mature_labels, month_index
 from orchard.months import month_range
+from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,22 @@ def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates(KEY).reset_index(drop=True)[[KEY, *HOST_FEATURES]]
 
 
+def _guest_label(settings: Settings) -> LabelDef:
+    """Return the label of the portfolio's decision PD model: the guest's label, if it is a loan event."""
+    portfolio = settings.portfolio_def
+    if portfolio.decision is None:
+        raise OrchardError(
+            f"portfolio {portfolio.name} has no decision model whose label the guest table takes"
+        )
+    model = portfolio.decision.pd_model
+    rule = portfolio.labels[portfolio.models[model].label]
+    if rule.strategy != "loan_event":
+        raise OrchardError(
+            f"the federated guest table labels booked loans with a loan_event label; {model}'s label is not one"
+        )
+    return rule
+
+
 def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | None = None) -> VerticalSplit:
     """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir."""
     months = month_range(settings.start_month, settings.end_month)
@@ -206,7 +223,8 @@ def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | N
     applications = _read_landing(settings, "applications", months)
     repayments = _read_landing(settings, "repayments", months)
     partner_users = _read_landing(settings, "partner_users", months)
-    guest = guest_table(applications, repayments, as_of, settings.label_window_months, settings.bad_dpd)
+    rule = _guest_label(settings)
+    guest = guest_table(applications, repayments, as_of, rule.window_months, rule.bad_dpd)
     if guest.empty or guest[LABEL].nunique() < 2:
         raise OrchardError(
             f"the simulated data holds no usable mature labels by {as_of}; simulate more months"

@@ -23,17 +23,25 @@ from orchard.settings import Settings
 SAMPLES = {"train": "train", "test": "test (random 20% of development)", "oot": "out-of-time"}
 
 
-def _maturity(settings: Settings, spec: ModelSpec) -> str:
+def _maturity(spec: ModelSpec) -> str:
     rule = spec.label_rule
-    event = rule and (rule.performance or rule.outcome_date)
-    if event is not None:
+    if rule is not None and rule.performance is not None:
+        event = rule.performance
         return f"{event.within_months} months after the case (outcomes in {event.source} observable by then)"
+    if rule is not None and rule.outcome_date is not None:
+        return f"{rule.outcome_date.within_months} months after the case (its {rule.outcome_date.column})"
+    if rule is not None and rule.observed is not None:
+        return (
+            f"as extracted: {rule.observed.column} at the data's extraction date, however long each case had "
+            "been observed by then"
+        )
+    window = rule.within_months if rule is not None else None
     windows = {
-        "dpd90": f"{settings.label_window_months} months after the case (statements observable by then)",
+        "dpd90": f"{window} months after the case (statements observable by then)",
         "first_payment_default": "1 month after booking (the first statement)",
-        "charge_off": f"{settings.loss_window_months} months after booking",
+        "charge_off": f"{window} months after booking",
         "response_approved": "the end of the offer month (the campaign's response window)",
-        "cure": f"{settings.cure_window_months} statements after the collection action",
+        "cure": f"{window} statements after the collection action",
     }
     return windows[spec.label_kind]
 
@@ -82,7 +90,7 @@ def lifecycle_card(
         purpose=spec.purpose,
         population=spec.population,
         label=spec.label,
-        maturity=_maturity(settings, spec),
+        maturity=_maturity(spec),
         data_window=f"development {lineage.get('train_window')}, out-of-time {lineage['extra'].get('oot_window')}",
         lineage={k: v for k, v in lineage.items() if k != "extra"} | {"as_of": lineage["extra"].get("as_of")},
         performance={SAMPLES[k]: evaluations[k] for k in SAMPLES if k in evaluations},

@@ -100,7 +100,7 @@ MIN_CLASS_ROWS = 10
 def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
     """Return the mature vintages at `as_of` if a model can be trained on them, else [] (no features needed).
 
-    Trainable: at least settings.min_mature_vintages mature vintages, and both the development and the
+    Trainable: at least the policy's min_mature_vintages mature vintages, and both the development and the
     out-of-time vintages hold MIN_CLASS_ROWS events and non-events.
     """
     months = month_range(settings.start_month, as_of)
@@ -110,9 +110,10 @@ def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]
         return []
     frame = frame.assign(vintage=_vintage(pd.to_datetime(frame["event_timestamp"], utc=True)))
     vintages = mature_vintages(frame)
-    if len(vintages) < max(settings.min_mature_vintages, settings.gate_window_months + 1):
+    policy = spec.policy
+    if len(vintages) < max(policy.min_mature_vintages, policy.oot_months + 1):
         return []
-    for sample in split_vintages(vintages, settings.gate_window_months):
+    for sample in split_vintages(vintages, policy.oot_months):
         bad = labelled(frame, sample)["bad"]
         if min(int(bad.sum()), int((1 - bad).sum())) < MIN_CLASS_ROWS:
             return []

@@ -10,7 +10,7 @@ import pandas as pd
 from model_registry.history import events
 from model_registry.registry import load_model, train_key_of
 from monitoring.dashboards import MonthSeries, add_month_snapshot, ensure_dashboard
-from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
+from monitoring.policy import Drift, ModelHistory, PolicyDecision, approval_mode, decide
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
@@ -75,8 +75,10 @@ def monitor_month(
     numeric, categorical = reference_columns(spec)
     values = psi(profile, scored[[*numeric, *categorical]])
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
-    decision = decide(month, history, settings, Drift(float(values[SCORE_COLUMN]), features))
-    drifted = sum(v > settings.feature_psi_breach for v in features.values())
+    limits = spec.policy.monitoring
+    drift = Drift(float(values[SCORE_COLUMN]), features)
+    decision = decide(month, history, limits, approval_mode(settings), drift)
+    drifted = sum(v > limits.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(
         model=spec.name,
         month=month,

@@ -20,7 +20,7 @@ from orchard.lifecycle.references import profile_path
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
-from orchard.portfolio.spec import FairnessDef
+from orchard.portfolio.spec import FairnessDef, PolicyDef
 from orchard.settings import Settings
 
 
@@ -36,21 +36,22 @@ class PromotionOutcome:
     gate: dict = field(default_factory=dict)
 
 
-def gate_policy(settings: Settings) -> GatePolicy:
-    """Build the gate thresholds from the settings."""
+def gate_policy(policy: PolicyDef) -> GatePolicy:
+    """Build the gate thresholds from a model's policy (the portfolio's, with the model's overrides)."""
+    gates = policy.gates
     return GatePolicy(
-        margin_auc=settings.promotion_margin_auc,
-        max_auc_drop=settings.gate_max_auc_drop,
-        max_ks_drop=settings.gate_max_ks_drop,
-        max_score_psi=settings.gate_max_score_psi,
-        calibration_bands=settings.gate_calibration_bands,
-        calibration_tolerance=settings.gate_calibration_tolerance,
-        calibration_z=settings.gate_calibration_z,
-        fairness_enforced=settings.gate_fairness_enforced,
-        approval_rate=settings.gate_fairness_approval_rate,
-        max_approval_rate_gap=settings.gate_max_approval_rate_gap,
-        max_group_auc_gap=settings.gate_max_group_auc_gap,
-        min_group_size=settings.gate_min_group_size,
+        margin_auc=policy.promotion_margin_auc,
+        max_auc_drop=gates.max_auc_drop,
+        max_ks_drop=gates.max_ks_drop,
+        max_score_psi=gates.max_score_psi,
+        calibration_bands=gates.calibration_bands,
+        calibration_tolerance=gates.calibration_tolerance,
+        calibration_z=gates.calibration_z,
+        fairness_enforced=gates.fairness_enforced,
+        approval_rate=gates.fairness_approval_rate,
+        max_approval_rate_gap=gates.max_approval_rate_gap,
+        max_group_auc_gap=gates.max_group_auc_gap,
+        min_group_size=gates.min_group_size,
     )
 
 
@@ -105,7 +106,7 @@ def evaluate_gate(
         groups=groups,
         group_name=group_name,
     )
-    gate = challenger_gate(inputs, gate_policy(settings))
+    gate = challenger_gate(inputs, gate_policy(spec.policy))
     log_gate_result(settings, spec.name, trained.version, gate, trained.oot_window)
     return gate_dict(gate)
 

@@ -60,4 +60,5 @@ def policy_month(
         return MonthPolicy(outcome, decision)
     waiting = history.awaiting_approval is not None and approval_mode(settings) == "person"
     ready = not waiting and ready_to_train(settings, spec, month)
-    return MonthPolicy(None, decide(month, history, settings, labels_ready=ready))
+    decision = decide(month, history, spec.policy.monitoring, approval_mode(settings), labels_ready=ready)
+    return MonthPolicy(None, decision)

@@ -11,6 +11,7 @@ from orchard.credit.stratification import tier_counts
 from orchard.labels import booked_loans, month_index
 from orchard.lake import read_silver
 from orchard.model_specs import ModelSpec
+from orchard.populations import strategy_label
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
@@ -54,7 +55,9 @@ def month_expected_loss(settings: Settings, spec: ModelSpec, month: str) -> dict
     }
 
 
-def vintage_losses(settings: Settings, expected: dict[str, dict[str, float]], as_of: str) -> list[dict]:
+def vintage_losses(
+    settings: Settings, spec: ModelSpec, expected: dict[str, dict[str, float]], as_of: str
+) -> list[dict]:
     """Return, per booked vintage with a forecast, its expected loss beside the net charge-offs realised so far.
 
     A vintage is mature once its whole loss window has passed by `as_of` (only then is the comparison final).
@@ -62,7 +65,7 @@ def vintage_losses(settings: Settings, expected: dict[str, dict[str, float]], as
     booked = booked_loans(read_silver(settings, "applications"))
     losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
     table = loss_by_vintage(
-        booked, np.zeros(len(booked)), losses, month_index(as_of), settings.loss_window_months
+        booked, np.zeros(len(booked)), losses, month_index(as_of), strategy_label(spec).window_months
     )
     rows = []
     for row in table.itertuples(index=False):

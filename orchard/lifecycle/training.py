@@ -32,6 +32,7 @@ from orchard.lifecycle.datasets import (
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
 from orchard.model_specs import ModelSpec, model_spec
 from orchard.months import month_range, timestamp_months
+from orchard.populations import strategy_label
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _loss_forecast(
     booked = data.frame[data.frame["eligible"].astype(bool)].copy()
     booked["obs_index"] = timestamp_months(booked["event_timestamp"])
     table = loss_by_vintage(
-        booked, model.expected_loss(booked), losses, month_index(as_of), settings.loss_window_months
+        booked, model.expected_loss(booked), losses, month_index(as_of), strategy_label(spec).window_months
     )
     in_oot = table["vintage"].isin(set(oot["vintage"]))
     ratio = float(
@@ -192,7 +193,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     """
     months = month_range(settings.start_month, as_of)
     data = model_frame(settings, spec, months, as_of)
-    dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), settings.gate_window_months)
+    dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), spec.policy.oot_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)
     features, categorical = spec.features, list(spec.categorical)

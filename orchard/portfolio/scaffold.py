@@ -165,6 +165,12 @@ _TEMPLATE = """
 #     request_features: [amount]
 #     increasing: [max_dpd_3m]
 #     serve: true
+# policy:   # optional: defaults shown (docs/portfolio.md); a model's own `policy:` overrides single keys
+#   min_mature_vintages: 6
+#   oot_months: 2
+#   promotion_margin_auc: 0.005
+#   gates: {max_auc_drop: 0.01, max_ks_drop: 0.02, max_score_psi: 0.25}
+#   monitoring: {score_psi_breach: 0.25, feature_psi_breach: 0.25, retrain_cooldown_months: 3}
 """
 
 

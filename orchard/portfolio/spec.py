@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -272,22 +272,113 @@ class OutcomeDateLabel(Strict):
     within_months: int = Field(ge=1, le=60)
 
 
+class ObservedLabel(Strict):
+    """Bad when a column of the case, as extracted, holds one of `bad_values` (an outcome observed at extraction).
+
+    For files that carry their outcome as a status at the extraction date (e.g. a loan status column): every
+    labelled case is taken as mature at once, so a case's observation window is however long it has been on
+    book at extraction (the model card says so). Rows whose column is empty are unlabelled.
+    """
+
+    column: str
+    bad_values: tuple[str | int | float | bool, ...] = Field(min_length=1)
+
+
+STRATEGY_WINDOWS: dict[str, str] = {
+    "loan_event": "90+ dpd (bad_dpd) or charge-off within `within_months` of booking",
+    "account_event": "90+ dpd (bad_dpd) or charge-off within `within_months` statements after the snapshot",
+    "charge_off": "charge-off within `within_months` of booking",
+    "cure": "a current or paid-off statement within `within_months` statements after the action",
+}
+"""The named label strategies that need a window (the others have a fixed one), and what it means."""
+
+
 class LabelDef(Strict):
-    """A label: one of a performance event, an outcome date, or a named strategy of the lifecycle."""
+    """A label: a performance event, an outcome date, an observed outcome, or a named strategy of the lifecycle."""
 
     description: str = ""
     performance: PerformanceLabel | None = None
     outcome_date: OutcomeDateLabel | None = None
+    observed: ObservedLabel | None = None
     strategy: LabelStrategy | None = Field(
-        default=None, description="a named label of the simulator's lender (windows from the settings)"
+        default=None, description="a named label of the simulator's lender (orchard.labels)"
     )
+    within_months: int | None = Field(
+        default=None, ge=1, le=60, description="a strategy's outcome window (see STRATEGY_WINDOWS)"
+    )
+    bad_dpd: int = Field(default=90, ge=1, le=720, description="days past due that make a loan bad")
 
     @model_validator(mode="after")
     def _one(self) -> LabelDef:
-        given = [k for k in ("performance", "outcome_date", "strategy") if getattr(self, k) is not None]
+        kinds = ("performance", "outcome_date", "observed", "strategy")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a label needs exactly one of 'performance', 'outcome_date' or 'strategy'")
+            raise ValueError(
+                "a label needs exactly one of 'performance', 'outcome_date', 'observed' or 'strategy'"
+            )
+        needs_window = self.strategy in STRATEGY_WINDOWS
+        if needs_window and self.within_months is None:
+            raise ValueError(
+                f"strategy {self.strategy} needs within_months: {STRATEGY_WINDOWS[self.strategy]}"
+            )
+        if not needs_window and self.within_months is not None:
+            raise ValueError(
+                "within_months belongs to the event or outcome_date block, or to a strategy with a window "
+                f"({', '.join(STRATEGY_WINDOWS)})"
+            )
         return self
+
+    @property
+    def window_months(self) -> int:
+        """Return the strategy's outcome window, or raise if the label has none (a programming error)."""
+        if self.within_months is None:
+            raise OrchardError(f"label strategy {self.strategy} has no within_months")
+        return self.within_months
+
+
+class GatesDef(Strict):
+    """The challenger gate's thresholds, on the champion's out-of-time window (model_registry.gates)."""
+
+    max_auc_drop: float = Field(default=0.01, ge=0.0, description="discrimination: AUC may drop this much")
+    max_ks_drop: float = Field(default=0.02, ge=0.0, description="discrimination: KS may drop this much")
+    max_score_psi: float = Field(
+        default=0.25, gt=0.0, description="stability: development vs recent score PSI"
+    )
+    calibration_bands: int = Field(default=5, ge=2, le=20, description="PD quantile bands checked")
+    calibration_tolerance: float = Field(default=0.02, ge=0.0, description="|observed - expected| per band")
+    calibration_z: float = Field(default=1.96, ge=0.0, description="plus this many binomial std errors")
+    fairness_enforced: bool = Field(default=False, description="fairness figures always; the check optional")
+    fairness_approval_rate: float = Field(
+        default=0.7, gt=0.0, lt=1.0, description="share approved to compare"
+    )
+    max_approval_rate_gap: float = Field(
+        default=0.10, ge=0.0, description="largest minus smallest group rate"
+    )
+    max_group_auc_gap: float = Field(default=0.05, ge=0.0, description="largest minus smallest group AUC")
+    min_group_size: int = Field(default=30, ge=1, description="smaller groups are left out of the gaps")
+
+
+class MonitoringDef(Strict):
+    """When a champion's drift is a breach, and how soon after a retrain another may start (monitoring.policy)."""
+
+    score_psi_breach: float = Field(default=0.25, gt=0.0, description="breach when the score PSI exceeds it")
+    feature_psi_breach: float = Field(default=0.25, gt=0.0, description="a feature drifts above this PSI")
+    max_feature_breaches: int = Field(default=3, ge=1, description="breach when more features drift")
+    retrain_cooldown_months: int = Field(default=3, ge=0, description="minimum months between retrains")
+
+
+class PolicyDef(Strict):
+    """A model's training, promotion and monitoring policy (the portfolio's `policy`, overridden per model)."""
+
+    min_mature_vintages: int = Field(default=6, ge=2, description="mature vintages before the first fit")
+    oot_months: int = Field(
+        default=2, ge=1, description="latest mature vintages held out (the gate's window)"
+    )
+    promotion_margin_auc: float = Field(
+        default=0.005, ge=0.0, le=0.2, description="AUC a challenger must add to be approved by the policy"
+    )
+    gates: GatesDef = Field(default_factory=GatesDef)
+    monitoring: MonitoringDef = Field(default_factory=MonitoringDef)
 
 
 class PopulationDef(Strict):
@@ -322,6 +413,9 @@ class ModelDef(Strict):
         default=(), description="features whose CSI the model's dashboard plots (default: its first five)"
     )
     feature_service_version: int = Field(default=1, ge=1)
+    policy: PolicyDef = Field(
+        default_factory=PolicyDef, description="the portfolio's policy with this model's overrides merged in"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelDef:
@@ -385,12 +479,31 @@ class Portfolio(Strict):
     primary_model: Name | None = Field(
         default=None, description="the model with the month record's headline fields and the dashboard"
     )
+    policy: PolicyDef = Field(
+        default_factory=PolicyDef, description="every model's policy unless the model overrides a key"
+    )
     folder: Path = Field(default=Path("."), exclude=True, description="set by the loader")
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         return _known_zone(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_policies(cls, data: Any) -> Any:
+        """Give each model the portfolio's policy with the model's own keys merged over it."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            return data
+        shared = data.get("policy") or {}
+        if not isinstance(shared, dict):
+            return data  # the field's own validation names the problem
+        models = {}
+        for name, model in data["models"].items():
+            if isinstance(model, dict) and isinstance(model.get("policy", {}), dict):
+                model = {**model, "policy": _merged(shared, model.get("policy") or {})}
+            models[name] = model
+        return {**data, "models": models}
 
     @field_validator("start")
     @classmethod
@@ -462,6 +575,7 @@ class Portfolio(Strict):
                 raise ValueError(f"{where}.population: {population.source} has no column {column!r}")
         if model.label not in self.labels:
             raise ValueError(f"{where}: label {model.label!r} is not declared under labels")
+        self._check_outcome_column(where, model, self.labels[model.label])
         for view in model.views:
             if view not in self.views:
                 raise ValueError(f"{where}: view {view!r} is not declared under views")
@@ -472,6 +586,20 @@ class Portfolio(Strict):
         if model.risk_model is not None and model.risk_model not in self.models:
             raise ValueError(f"{where}: risk_model {model.risk_model!r} is not a model")
 
+    def _check_outcome_column(self, where: str, model: ModelDef, label: LabelDef) -> None:
+        """An outcome-date or observed label reads a column of the model's cases, which is never a feature."""
+        rule = label.outcome_date or label.observed
+        if rule is None:
+            return
+        source = model.population.source
+        column = self.sources[source].columns.get(rule.column)
+        if column is None:
+            raise ValueError(f"{where}: label {model.label} reads {rule.column!r}, not a column of {source}")
+        if label.outcome_date is not None and column.type != "timestamp":
+            raise ValueError(f"{where}: outcome date {source}.{rule.column} must be of type timestamp")
+        if rule.column in (*model.features, *model.request_features):
+            raise ValueError(f"{where}: {rule.column!r} is the label's outcome; it cannot be a feature")
+
     def source_timezone(self, name: str) -> str:
         """Return the zone a source's naive timestamps are read in."""
         return self.sources[name].timezone or self.timezone
@@ -480,6 +608,17 @@ class Portfolio(Strict):
     def served_models(self) -> list[str]:
         """Return the models the decision API scores."""
         return [name for name, model in self.models.items() if model.serve]
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base with override's keys over it, nested mappings merged key by key; pure."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _known_zone(value: str) -> str:

@@ -10,28 +10,41 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.demo import SHORT_LABELS, demo_variant
+
 SMALL_LIFECYCLE = {
     "ORCHARD_N_USERS": "3000",
     "ORCHARD_START_MONTH": "2019-01",
     "ORCHARD_END_MONTH": "2019-09",
     "ORCHARD_SHOCK_MONTH": "2019-07",
-    "ORCHARD_LABEL_WINDOW_MONTHS": "2",
-    "ORCHARD_BAD_DPD": "30",
-    "ORCHARD_MIN_MATURE_VINTAGES": "3",
-    "ORCHARD_GATE_WINDOW_MONTHS": "1",
-    "ORCHARD_RETRAIN_COOLDOWN_MONTHS": "1",
-    "ORCHARD_LOSS_WINDOW_MONTHS": "2",
     "ORCHARD_CORRUPT_BATCHES": '["applications:2019-03"]',
-    # a few hundred loans a month: band-level calibration is mostly noise at this size
-    "ORCHARD_GATE_CALIBRATION_TOLERANCE": "0.3",
 }
+SMALL_POLICY = {
+    "min_mature_vintages": 3,
+    "oot_months": 1,
+    # a few hundred loans a month: band-level calibration is mostly noise at this size
+    "gates": {"calibration_tolerance": 0.3},
+    "monitoring": {"retrain_cooldown_months": 1},
+}
+SMALL_LABELS = {**SHORT_LABELS, "charge_off_12m": {"within_months": 2}}
+
+
+def small_portfolio(home: Path) -> Path:
+    """Write the small lifecycle's portfolio beside home (the demo's, short labels, small policy); return it."""
+    return demo_variant(home.parent / f"{home.name}-portfolio", policy=SMALL_POLICY, labels=SMALL_LABELS)
 
 
 def orchard_env(home: Path, **extra: str) -> dict[str, str]:
     """Environment of a subprocess: the small lifecycle rooted at home, no inherited ORCHARD_ values."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
     env.update(SMALL_LIFECYCLE)
-    env.update({"ORCHARD_HOME": str(home), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"})
+    env.update(
+        {
+            "ORCHARD_HOME": str(home),
+            "ORCHARD_PORTFOLIO": str(small_portfolio(home)),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        }
+    )
     env.update(extra)
     return env
 

@@ -15,10 +15,11 @@ from orchard.atomic import write_parquet
 from orchard.lake import silver_path
 from orchard.model_specs import model_spec
 from orchard.populations import population
-from orchard.settings import DEMO_PORTFOLIO, Settings
+from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.simulate.run import landing_path
-from tests.e2e.lifecycle_helpers import run_orchard
+from tests.demo import demo_variant
+from tests.e2e.lifecycle_helpers import SMALL_LABELS, SMALL_POLICY, run_orchard
 
 pytestmark = pytest.mark.slow(seconds=80)
 
@@ -35,8 +36,9 @@ GENERIC_LABEL = {
 
 
 def _with_seventh_model(folder: Path) -> Path:
-    """Copy the demo portfolio into folder and add one label and one model entry (no code)."""
-    document = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    """Copy the small lifecycle's demo portfolio into folder and add one label and one model entry (no code)."""
+    demo_variant(folder, policy=SMALL_POLICY, labels=SMALL_LABELS)
+    document = yaml.safe_load((folder / "portfolio.yaml").read_text())
     document["labels"]["dpd30_2m"] = GENERIC_LABEL
     document["models"][SEVENTH] = {
         "purpose": "probability that a booked application goes 30+ days past due within 2 months",
@@ -59,7 +61,6 @@ def _with_seventh_model(folder: Path) -> Path:
         "categorical": ["employment_type"],
         "increasing": ["late_bill_payments_12m", "max_dpd_3m", "missed_payments_3m"],
     }
-    folder.mkdir(parents=True)
     (folder / "portfolio.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     return folder
 
@@ -74,8 +75,6 @@ def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path)
         n_users=2000,  # type: ignore[call-arg]
         end_month="2019-12",
         corrupt_batches=[],
-        bad_dpd=30,
-        label_window_months=2,
     )
     summary = simulate(settings)
     for source, months in summary.rows.items():

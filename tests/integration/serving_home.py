@@ -28,11 +28,12 @@ from orchard.contracts import validate_batch
 from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
 from orchard.lake import ingest_batch, read_silver
 from orchard.lifecycle.training import train_and_register
+from orchard.model_specs import model_spec
 from orchard.months import month_range
 from orchard.serving.config import ServingConfig
 from orchard.settings import Settings, tool_environment
 from orchard.simulate import simulate
-from tests.demo import demo_model, demo_sources
+from tests.demo import SHORT_LABELS, demo_model, demo_sources, demo_variant
 
 APPLICATION_FRAUD = demo_model("application_fraud")
 APPLICATION_PD = demo_model("application_pd")
@@ -44,12 +45,9 @@ SMALL = {
     "n_users": 2_000,
     "start_month": "2019-01",
     "end_month": "2019-07",
-    "label_window_months": 2,
-    "bad_dpd": 30,
-    "min_mature_vintages": 3,
-    "gate_window_months": 1,
     "corrupt_batches": [],
 }
+SMALL_POLICY = {"min_mature_vintages": 3, "oot_months": 1}
 _MARKER = "serving_home.json"
 
 
@@ -58,8 +56,19 @@ OPERATOR = "serving-tests"
 
 
 def serving_settings(home: Path) -> Settings:
-    """Return the small settings of a serving home (explicit values, never the user's environment)."""
-    return Settings(_env_file=None, home=home, identity=OPERATOR, override_identities=[OPERATOR], **SMALL)  # type: ignore[arg-type]
+    """Return the small settings of a serving home (explicit values, never the user's environment).
+
+    Its portfolio is the demo's with short labels and a small policy, written beside the home.
+    """
+    portfolio = demo_variant(home.parent / f"{home.name}-portfolio", policy=SMALL_POLICY, labels=SHORT_LABELS)
+    return Settings(
+        _env_file=None,
+        home=home,
+        portfolio=portfolio,
+        identity=OPERATOR,
+        override_identities=[OPERATOR],
+        **SMALL,  # type: ignore[arg-type]
+    )
 
 
 def promote(settings: Settings, model: str, version: int, month: str) -> None:
@@ -95,9 +104,12 @@ def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
         update_offline_tables(settings)
         apply_definitions(settings)
         materialize_month(settings, month)
-    pd_first = train_and_register(settings, APPLICATION_PD, "2019-06")
-    pd_second = train_and_register(settings, APPLICATION_PD, "2019-07")
-    fraud = train_and_register(settings, APPLICATION_FRAUD, "2019-07")
+    application_pd = model_spec(settings.portfolio_def, APPLICATION_PD.name)
+    pd_first = train_and_register(settings, application_pd, "2019-06")
+    pd_second = train_and_register(settings, application_pd, "2019-07")
+    fraud = train_and_register(
+        settings, model_spec(settings.portfolio_def, APPLICATION_FRAUD.name), "2019-07"
+    )
     promote(settings, APPLICATION_PD.name, pd_first.version, "2019-06")
     promote(settings, APPLICATION_FRAUD.name, fraud.version, "2019-07")
     versions = {

@@ -21,6 +21,7 @@ from orchard.feature_store import apply_definitions, update_offline_tables
 from orchard.lake import silver_path
 from orchard.settings import Settings, tool_environment
 from orchard.simulate import landing_path, simulate
+from tests.demo import SHORT_LABELS, demo_variant
 
 pytestmark = pytest.mark.slow
 
@@ -28,24 +29,19 @@ MODEL = "application_pd"
 FIRST_FIT = "2019-07"
 # every score moves a little from one month to the next: with this limit each monitored month breaches
 ALWAYS_BREACH = 1e-9
-SMALL = {
-    "n_users": 3000,
-    "start_month": "2019-01",
-    "end_month": "2019-08",
-    "label_window_months": 2,
-    "bad_dpd": 30,
+SMALL = {"n_users": 3000, "start_month": "2019-01", "end_month": "2019-08", "corrupt_batches": []}
+SMALL_POLICY = {
     "min_mature_vintages": 3,
-    "gate_window_months": 1,
-    "gate_calibration_tolerance": 0.3,
-    "corrupt_batches": [],
-    "score_psi_breach": ALWAYS_BREACH,
-    "retrain_cooldown_months": 3,
+    "oot_months": 1,
+    "gates": {"calibration_tolerance": 0.3},
+    "monitoring": {"score_psi_breach": ALWAYS_BREACH, "retrain_cooldown_months": 3},
 }
 
 
 def deployed_lake(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Fill a small lake under home and point the deployed flows' environment at it (restored after the test)."""
-    settings = Settings(_env_file=None, home=home, **SMALL)  # type: ignore[arg-type]
+    portfolio = demo_variant(home.parent / "portfolio", policy=SMALL_POLICY, labels=SHORT_LABELS)
+    settings = Settings(_env_file=None, home=home, portfolio=portfolio, **SMALL)  # type: ignore[arg-type]
     summary = simulate(settings)
     for source, months in summary.rows.items():
         for month in months:
@@ -53,7 +49,7 @@ def deployed_lake(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
             write_parquet(frame, silver_path(settings, source, month))
     update_offline_tables(settings)
     apply_definitions(settings)
-    for name, value in {"home": home, **SMALL}.items():
+    for name, value in {"home": home, "portfolio": portfolio, **SMALL}.items():
         text = str(value).replace("'", '"') if isinstance(value, list) else str(value)
         monkeypatch.setenv(f"ORCHARD_{name.upper()}", text)
     # the deployed flows point the tools at the settings' home themselves; recorded here to be restored

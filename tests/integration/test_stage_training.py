@@ -18,10 +18,11 @@ from orchard.lake import silver_path
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.settings import Settings
 from orchard.simulate import landing_path, simulate
-from tests.demo import demo_model
+from tests.demo import demo_model_with
 
-LOSS_FORECAST = demo_model("loss_forecast")
-PRECREDIT_RESPONSE = demo_model("precredit_response")
+SMALL_POLICY = {"min_mature_vintages": 4, "oot_months": 1}
+LOSS_FORECAST = demo_model_with("loss_forecast", policy=SMALL_POLICY)
+PRECREDIT_RESPONSE = demo_model_with("precredit_response", policy=SMALL_POLICY)
 
 pytestmark = pytest.mark.slow
 AS_OF = "2020-06"
@@ -35,9 +36,6 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         n_users=8000,
         end_month=AS_OF,
         corrupt_batches=[],
-        min_mature_vintages=4,
-        gate_window_months=1,
-        loss_window_months=12,
     )
     summary = simulate(settings)
     for source, months in summary.rows.items():

@@ -119,14 +119,12 @@ models:
     increasing: [late_bills, worst_dpd_3m, short_payments_3m]
     serve: true
 decision: {pd_model: eastbank_pd}
+policy:   # the small lifecycle's policy (tests/e2e/lifecycle_helpers.SMALL_POLICY), on the bank's data
+  min_mature_vintages: 3
+  oot_months: 1
+  gates: {calibration_tolerance: 0.3}
+  monitoring: {retrain_cooldown_months: 1}
 """
-
-SMALL = {  # the small lifecycle's windows (tests/e2e/lifecycle_helpers.SMALL_LIFECYCLE), on the bank's data
-    "ORCHARD_MIN_MATURE_VINTAGES": "3",
-    "ORCHARD_GATE_WINDOW_MONTHS": "1",
-    "ORCHARD_RETRAIN_COOLDOWN_MONTHS": "1",
-    "ORCHARD_GATE_CALIBRATION_TOLERANCE": "0.3",
-}
 
 
 def _local_month(ts: pd.Series) -> pd.Series:
@@ -225,7 +223,7 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
     (folder / "portfolio.yaml").write_text(BANK_PORTFOLIO)
     _export(sim.landing_dir, folder, warehouse)
     home = tmp_path / "state"
-    env = {**SMALL, "ORCHARD_SQL_URLS": json.dumps({"warehouse": warehouse})}
+    env = {"ORCHARD_SQL_URLS": json.dumps({"warehouse": warehouse})}
     # When `orchard run` processes every landed period
     result = run_orchard(home, "run", "--portfolio", str(folder), timeout=1200, **env)
     # Then it finishes, having quarantined the planted batch and kept it out of silver

@@ -31,7 +31,7 @@ from orchard.months import month_range
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
 from orchard.settings import Settings, mlflow_credentials
-from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env
+from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env, small_portfolio
 from tests.services.conftest import free_port, production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
 
@@ -44,11 +44,14 @@ PROFILE_FIELDS = ("identity_source", "prev_hash", "row_hash")
 QUICK_GIVE_UP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "PREFECT_CLIENT_MAX_RETRIES": "1"}
 
 
-def small_lifecycle() -> dict[str, Any]:
-    """SMALL_LIFECYCLE (environment form) as Settings fields."""
+def small_lifecycle(home: Path) -> dict[str, Any]:
+    """SMALL_LIFECYCLE (environment form) as Settings fields, with the small portfolio beside home."""
     return {
-        name.removeprefix("ORCHARD_").lower(): json.loads(value) if value.startswith("[") else value
-        for name, value in SMALL_LIFECYCLE.items()
+        **{
+            name.removeprefix("ORCHARD_").lower(): json.loads(value) if value.startswith("[") else value
+            for name, value in SMALL_LIFECYCLE.items()
+        },
+        "portfolio": small_portfolio(home),
     }
 
 
@@ -68,7 +71,7 @@ def orchard_variables(settings: Settings) -> dict[str, str]:
 def lifecycle_production_settings(home: Path, prefix: str, redis_number: int, postgres_url: str) -> Settings:
     """Production settings of the small lifecycle: services on free loopback ports, the clients pointed at them."""
     fields: dict[str, Any] = {
-        **small_lifecycle(),
+        **small_lifecycle(home),
         "postgres_url": postgres_url,
         "mlflow_username": PIPELINE_USER,
         "mlflow_password": secrets.token_urlsafe(16),
@@ -153,7 +156,7 @@ def _describe_difference(got: dict[str, Any], want: dict[str, Any]) -> str:
 def embedded_state(small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]) -> dict[str, Any]:
     """The small lifecycle on the embedded profile (SQLite MLflow and history, local Feast): the reference."""
     home, _ = small_lifecycle_run
-    state = lifecycle_state(Settings(_env_file=None, home=home, **small_lifecycle()))  # type: ignore[call-arg]
+    state = lifecycle_state(Settings(_env_file=None, home=home, **small_lifecycle(home)))  # type: ignore[call-arg]
     assert any("champion" in m["aliases"] for m in state["models"].values()), (
         f"no champion: {state['models']}"
     )

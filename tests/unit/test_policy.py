@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
 from orchard.errors import OrchardError
-from orchard.settings import Settings
-from tests.conftest import make_settings
+from orchard.portfolio.spec import MonitoringDef
 
 CALM = Drift(0.05, {"a": 0.01, "b": 0.02})
 DRIFT = Drift(0.5, {"a": 0.01})
@@ -18,15 +16,10 @@ NEW = ModelHistory()
 CHAMPION = ModelHistory(champion=1, last_trained="2020-01")
 
 
-@pytest.fixture
-def policy_settings(tmp_path: Path) -> Settings:
-    return make_settings(
-        tmp_path,
-        score_psi_breach=0.25,
-        feature_psi_breach=0.2,
-        max_feature_breaches=2,
-        retrain_cooldown_months=3,
-    )
+LIMITS = MonitoringDef(
+    score_psi_breach=0.25, feature_psi_breach=0.2, max_feature_breaches=2, retrain_cooldown_months=3
+)
+NO_COOLDOWN = LIMITS.model_copy(update={"retrain_cooldown_months": 0})
 
 
 @pytest.mark.parametrize(
@@ -78,7 +71,6 @@ def policy_settings(tmp_path: Path) -> Settings:
     ],
 )
 def test_the_policy_table(
-    policy_settings: Settings,
     case: str,
     month: str,
     history: ModelHistory,
@@ -89,64 +81,70 @@ def test_the_policy_table(
     reason: str,
 ) -> None:
     # Given the recorded history and the month's drift / When decided / Then the action, the breach, the reason
-    decision = decide(month, history, policy_settings, drift, labels_ready=ready)
+    decision = decide(month, history, LIMITS, "policy", drift, labels_ready=ready)
     assert (decision.action, decision.breach) == (action, breach), (case, decision)
     assert any(reason in r for r in decision.reasons), (case, decision.reasons)
     assert decision.train == (action != "hold") and decision.retrain == (action == "retrain")
     assert decision.approval == "policy", "auto_approve is on by default: the policy approves"
 
 
-def test_approval_by_a_person_holds_while_a_version_awaits_it(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, auto_approve=False, retrain_cooldown_months=0)
+def test_approval_by_a_person_holds_while_a_version_awaits_it() -> None:
     # Given no champion and nothing pending / Then the first fit is approved by a person
-    first = decide("2020-03", NEW, settings, labels_ready=True)
+    first = decide("2020-03", NEW, NO_COOLDOWN, "person", labels_ready=True)
     assert (first.action, first.approval) == ("first_fit", "person")
     # Given v1 awaiting a person's approval / Then nothing new is trained, with or without a champion
     waiting = decide(
-        "2020-04", ModelHistory(last_trained="2020-03", awaiting_approval=1), settings, labels_ready=True
+        "2020-04",
+        ModelHistory(last_trained="2020-03", awaiting_approval=1),
+        NO_COOLDOWN,
+        "person",
+        labels_ready=True,
     )
     assert waiting.action == "hold" and "v1 awaits a person's approval" in waiting.reasons[0]
     pending = ModelHistory(champion=1, last_trained="2020-03", awaiting_approval=2)
-    held = decide("2020-05", pending, settings, DRIFT)
+    held = decide("2020-05", pending, NO_COOLDOWN, "person", DRIFT)
     assert (held.action, held.breach) == ("hold", True) and "v2 awaits" in held.reasons[-1], held.reasons
     # Given the same breach once v2 is decided / Then the retrain goes ahead (cooldown 0)
-    decided = decide("2020-05", ModelHistory(champion=1, last_trained="2020-03"), settings, DRIFT)
+    decided = decide(
+        "2020-05", ModelHistory(champion=1, last_trained="2020-03"), NO_COOLDOWN, "person", DRIFT
+    )
     assert decided.action == "retrain" and decided.approval == "person"
 
 
-def test_calm_month_is_no_breach(policy_settings: Settings) -> None:
-    decision = decide("2020-03", CHAMPION, policy_settings, CALM)
+def test_calm_month_is_no_breach() -> None:
+    decision = decide("2020-03", CHAMPION, LIMITS, "policy", CALM)
     assert decision == PolicyDecision("hold", False, "policy", decision.reasons, "2020-03")
     assert "no breach" in decision.reasons[0] and "0.25" in decision.reasons[0]
 
 
-def test_score_psi_breach_is_strict(policy_settings: Settings) -> None:
+def test_score_psi_breach_is_strict() -> None:
     # Given a score PSI exactly at the limit / Then no breach; just above / Then a breach naming metric and limit
     at_limit = Drift(0.25, CALM.feature_psi)
-    assert not decide("2020-06", CHAMPION, policy_settings, at_limit).breach, (
+    assert not decide("2020-06", CHAMPION, LIMITS, "policy", at_limit).breach, (
         "equal to the limit is no breach"
     )
-    decision = decide("2020-06", CHAMPION, policy_settings, Drift(0.31, CALM.feature_psi))
+    decision = decide("2020-06", CHAMPION, LIMITS, "policy", Drift(0.31, CALM.feature_psi))
     assert decision.breach and decision.retrain, "a breach after the cooldown retrains"
     assert any("score PSI 0.3100 > score_psi_breach 0.25" in r for r in decision.reasons), decision.reasons
 
 
-def test_feature_breach_needs_more_than_the_allowed_count(policy_settings: Settings) -> None:
+def test_feature_breach_needs_more_than_the_allowed_count() -> None:
     # Given exactly max_feature_breaches (2) drifting features / Then tolerated
     two = {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.0}
-    assert not decide("2020-06", CHAMPION, policy_settings, Drift(0.0, two)).breach, "2 over 0.2 allowed"
+    assert not decide("2020-06", CHAMPION, LIMITS, "policy", Drift(0.0, two)).breach, "2 over 0.2 allowed"
     # Given 3 drifting features / Then a breach that names them and the thresholds
-    decision = decide("2020-06", CHAMPION, policy_settings, Drift(0.0, {**two, "c": 0.21}))
+    decision = decide("2020-06", CHAMPION, LIMITS, "policy", Drift(0.0, {**two, "c": 0.21}))
     assert decision.breach
     reason = decision.reasons[0]
     assert "3 features" in reason and "a=0.3000" in reason and "c=0.2100" in reason
     assert "feature_psi_breach 0.2" in reason and "max_feature_breaches 2" in reason
 
 
-def test_zero_cooldown_retrains_the_month_after(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, retrain_cooldown_months=0)
+def test_zero_cooldown_retrains_the_month_after() -> None:
     history = ModelHistory(champion=1, last_trained="2020-02")
-    assert decide("2020-03", history, settings, Drift(0.9)).retrain, "cooldown 0 allows back-to-back retrains"
+    assert decide("2020-03", history, NO_COOLDOWN, "policy", Drift(0.9)).retrain, (
+        "cooldown 0 allows back-to-back retrains"
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,9 +157,7 @@ def test_zero_cooldown_retrains_the_month_after(tmp_path: Path) -> None:
         ("2020-03", CHAMPION, None, "champion v1 has no monitoring of 2020-03"),
     ],
 )
-def test_invalid_inputs_raise(
-    policy_settings: Settings, month: str, history: ModelHistory, drift: Drift | None, match: str
-) -> None:
+def test_invalid_inputs_raise(month: str, history: ModelHistory, drift: Drift | None, match: str) -> None:
     # Given a malformed month, a NaN/negative PSI, a training in the future, a champion unmonitored / Then an error
     with pytest.raises(OrchardError, match=match):
-        decide(month, history, policy_settings, drift)
+        decide(month, history, LIMITS, "policy", drift)

@@ -11,12 +11,13 @@ import pytest
 from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.lake import silver_path
+from orchard.model_specs import model_spec
 from orchard.populations import _sample, population
 from orchard.settings import Settings
-from orchard.sources import batch_id
-from tests.demo import demo_model, demo_sources
+from orchard.sources import batch_id, source_spec
+from tests.demo import demo_model, demo_model_with, demo_sources
 
-BEHAVIOR_PD = demo_model("behavior_pd")
+BEHAVIOR_PD = demo_model_with("behavior_pd", label={"within_months": 2})
 COLLECTION_CURE = demo_model("collection_cure")
 PRECREDIT_RESPONSE = demo_model("precredit_response")
 SOURCES = demo_sources()
@@ -54,9 +55,6 @@ def settings(tmp_path: Path) -> Settings:
         _env_file=None,
         home=tmp_path / "orchard",
         start_month="2018-11",
-        label_window_months=2,
-        cure_window_months=2,
-        bad_dpd=90,
     )
     apps = [
         {
@@ -196,3 +194,87 @@ def test_account_populations_skip_the_credit_history_warm_up(settings: Settings)
     assert set(
         population(early, BEHAVIOR_PD, ["2019-02", "2019-03"], "2019-04")["account_month_id"]
     ).isdisjoint({"good-01", "rolls-01"})
+
+
+LOANS_PORTFOLIO = """
+name: lender
+sources:
+  loans:
+    landing: {path: "drop/loans_{period}.csv"}
+    key: [loan_id]
+    event_time: issued
+    timezone: America/New_York
+    columns:
+      loan_id: {type: string}
+      client: {type: string}
+      issued: {type: timestamp}
+      amount: {type: float}
+      status: {type: category, values: [current, late, charged_off]}
+      defaulted_on: {type: timestamp, nullable: true}
+labels:
+  late_at_extraction:
+    observed: {column: status, bad_values: [late, charged_off]}
+  default_3m:
+    outcome_date: {column: defaulted_on, within_months: 3}
+models:
+  observed_pd:
+    purpose: status at extraction
+    population: {source: loans, key: loan_id, entity: client}
+    label: late_at_extraction
+    views: []
+    features: []
+    request_features: [amount]
+  dated_pd:
+    purpose: default date within 3 months
+    population: {source: loans, key: loan_id, entity: client}
+    label: default_3m
+    views: []
+    features: []
+    request_features: [amount]
+"""
+
+
+@pytest.fixture
+def lender(tmp_path: Path) -> Settings:
+    """A lender whose outcome is a status column and an outcome date on the case row (no performance source)."""
+    folder = tmp_path / "lender"
+    folder.mkdir()
+    (folder / "portfolio.yaml").write_text(LOANS_PORTFOLIO)
+    s = Settings(_env_file=None, home=tmp_path / "orchard", portfolio=folder, start_month="2019-01")
+    spec = source_spec(s.portfolio_def, "loans")
+    rows = pd.DataFrame(
+        {
+            "loan_id": ["a", "b", "c", "d"],
+            "client": ["p", "q", "r", "s"],
+            "event_ts": pd.to_datetime(["2019-01-10"] * 3 + ["2019-02-10"], utc=True),
+            "amount": [100.0, 200.0, 300.0, 400.0],
+            "status": ["late", "current", None, "charged_off"],
+            # naive dates, read in the source's zone: a's is 2019-05-01 02:00 UTC, 4 months on (outside the window)
+            "defaulted_on": pd.to_datetime(
+                ["2019-04-30 22:00", "2019-02-15 00:00", None, "2019-02-20 00:00"]
+            ),
+        }
+    )
+    for month, part in rows.groupby(rows["event_ts"].dt.strftime("%Y-%m")):
+        write_parquet(
+            part.assign(batch_id=batch_id("loans", month))[spec.column_names], silver_path(s, "loans", month)
+        )
+    return s
+
+
+def test_an_observed_label_is_mature_wherever_the_status_is_set(lender: Settings) -> None:
+    spec = model_spec(lender.portfolio_def, "observed_pd")
+    frame = population(lender, spec, ["2019-01", "2019-02"], "2019-02").set_index("loan_id")
+    assert frame["bad"].to_dict() == pytest.approx({"a": 1.0, "b": 0.0, "c": np.nan, "d": 1.0}, nan_ok=True)
+    assert frame["mature"].to_dict() == {"a": True, "b": True, "c": False, "d": True}
+    assert "status" not in frame.columns, "the outcome column never reaches the model's features"
+
+
+def test_an_outcome_date_label_counts_inside_its_window_once_known(lender: Settings) -> None:
+    spec = model_spec(lender.portfolio_def, "dated_pd")
+    # Given labels known at 2019-04: January's loans are mature (Jan + 3), February's not yet
+    frame = population(lender, spec, ["2019-01", "2019-02"], "2019-04").set_index("loan_id")
+    assert frame["mature"].to_dict() == {"a": True, "b": True, "c": True, "d": False}
+    # a: 2019-04-30 22:00 in New York is May in UTC (months are UTC, as every label's): outside Jan + 3 months
+    # b: defaulted in its window; c: never; d: defaulted in its own window, known before maturity
+    assert frame["bad"].to_dict() == pytest.approx({"a": 0.0, "b": 1.0, "c": 0.0, "d": 1.0}, nan_ok=True)

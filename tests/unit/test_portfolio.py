@@ -161,6 +161,90 @@ def test_each_bad_definition_is_one_line_naming_the_problem(text: str, expected:
     assert "\n" not in message and re.search(expected, message), message
 
 
+POLICY = """policy:
+  min_mature_vintages: 4
+  gates: {max_auc_drop: 0.02}
+  monitoring: {retrain_cooldown_months: 2}
+"""
+
+
+def test_the_policy_is_the_portfolios_with_each_models_own_keys_over_it() -> None:
+    # Given a portfolio-wide policy and a model that overrides one nested key and one top-level key
+    text = BANK.replace(
+        "    serve: true", "    serve: true\n    policy: {oot_months: 3, gates: {max_ks_drop: 0.05}}"
+    )
+    policy = parse_portfolio(text + POLICY, Path(".")).models["loan_pd"].policy
+    # Then the model keeps the portfolio's keys it did not override, and defaults fill the rest
+    assert (policy.min_mature_vintages, policy.oot_months) == (4, 3)
+    assert (policy.gates.max_auc_drop, policy.gates.max_ks_drop) == (0.02, 0.05)
+    assert policy.monitoring.retrain_cooldown_months == 2 and policy.monitoring.score_psi_breach == 0.25
+    # And without any policy block every model gets the documented defaults
+    default = parse_portfolio(BANK, Path(".")).models["loan_pd"].policy
+    assert (default.min_mature_vintages, default.oot_months, default.promotion_margin_auc) == (6, 2, 0.005)
+
+
+def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
+    portfolio = demo_portfolio()
+    windows = {name: (label.strategy, label.within_months) for name, label in portfolio.labels.items()}
+    assert windows["dpd90_6m"] == ("loan_event", 6) and windows["charge_off_12m"] == ("charge_off", 12)
+    assert windows["cure_2m"] == ("cure", 2) and windows["first_payment_default"][1] is None
+    assert {m.policy for m in portfolio.models.values()} == {portfolio.policy}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            BANK + POLICY.replace("gates: {max_auc_drop", "gates: {max_auc_dorp"),
+            r"unknown key 'max_auc_dorp'",
+        ),
+        (
+            BANK + POLICY.replace("min_mature_vintages: 4", "min_mature_vintages: 1"),
+            r"policy\.min_mature_vintages: .*greater than or equal to 2",
+        ),
+        (
+            BANK.replace("    serve: true", "    serve: true\n    policy: {oot_month: 1}"),
+            r"unknown key 'oot_month' at models\.loan_pd\.policy",
+        ),
+        (
+            BANK.replace(
+                '    performance: {source: loans, match: {loan_ref: loan_ref}, event: "principal > 40000", '
+                "within_months: 3}",
+                "    strategy: loan_event",
+            ),
+            r"strategy loan_event needs within_months",
+        ),
+        (
+            BANK.replace(
+                '    performance: {source: loans, match: {loan_ref: loan_ref}, event: "principal > 40000", '
+                "within_months: 3}",
+                "    observed: {column: product, bad_values: [card]}",
+            ),
+            r"'product' is the label's outcome; it cannot be a feature",
+        ),
+        (
+            BANK.replace(
+                '    performance: {source: loans, match: {loan_ref: loan_ref}, event: "principal > 40000", '
+                "within_months: 3}",
+                "    outcome_date: {column: principal, within_months: 3}",
+            ),
+            r"outcome date loans\.principal must be of type timestamp",
+        ),
+    ],
+    ids=[
+        "misspelt-gate",
+        "policy-range",
+        "misspelt-model-policy",
+        "window-missing",
+        "outcome-as-feature",
+        "date-type",
+    ],
+)
+def test_bad_policies_and_labels_are_one_line_naming_the_problem(text: str, expected: str) -> None:
+    message = _error_of(text)
+    assert "\n" not in message and re.search(expected, message), message
+
+
 def test_the_line_of_a_misspelt_key_is_its_own() -> None:
     # Given a misspelt key on a known line, when loading, then the error points at that line
     text = BANK.replace("    key: [loan_ref]", "    kee: [loan_ref]")
