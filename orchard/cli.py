@@ -141,12 +141,21 @@ def demo(
     until: Annotated[
         str | None, typer.Option(help="last month to run (YYYY-MM); default: the end month")
     ] = None,
+    portfolio: Annotated[
+        Path | None,
+        typer.Option(help="a simulated portfolio (simulated: true); default: the shipped demo's"),
+    ] = None,
 ) -> None:
     """Run the whole lifecycle month by month in Prefect, then print the summary."""
     from orchard.months import month_range, parse_month
     from orchard.settings import DEMO_PORTFOLIO
 
-    settings = _settings(portfolio=DEMO_PORTFOLIO)
+    settings = _settings(portfolio=portfolio or DEMO_PORTFOLIO)
+    if not settings.portfolio_def.simulated:
+        raise OrchardError(
+            f"portfolio {settings.portfolio_def.name} is not simulated: run a lender's data with "
+            f"`orchard run --portfolio {portfolio}`"
+        )
     last = parse_month(until) if until else settings.end_month
     if last not in month_range(settings.start_month, settings.end_month):
         raise OrchardError(

@@ -54,6 +54,18 @@ def orchard_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchard", *args]
 
 
+def demo_cmd(home: Path, *args: str) -> list[str]:
+    """Return the command line of `orchard demo` on the small lifecycle's portfolio (written beside home)."""
+    return orchard_cmd("demo", "--portfolio", str(small_portfolio(home)), *args)
+
+
+def run_demo(home: Path, *args: str, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the small lifecycle's `orchard demo` to completion and return its result (output captured)."""
+    return subprocess.run(
+        demo_cmd(home, *args), env=orchard_env(home, **extra), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def run_orchard(
     home: Path, *args: str, timeout: float = 600, **extra: str
 ) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lifecycle_helpers import final_state, orchard_cmd, orchard_env, run_orchard
+from tests.e2e.lifecycle_helpers import demo_cmd, final_state, orchard_env, run_demo
 
 pytestmark = pytest.mark.slow(seconds=100)
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow(seconds=100)
 def _kill_after(home: Path, months_done: int) -> None:
     """Start the demo on home and SIGKILL it (and its Prefect server) inside the month after `months_done`."""
     process = subprocess.Popen(
-        orchard_cmd("demo"),
+        demo_cmd(home),
         env=orchard_env(home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -43,7 +43,7 @@ def test_killed_run_resumes_to_the_same_state(tmp_path: Path, request: pytest.Fi
     _kill_after(home, 2)
     _kill_after(home, 5)
     # When it runs again to the end
-    resumed = run_orchard(home, "demo")
+    resumed = run_demo(home)
     # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # (the reference is asked for only now, so this scenario runs beside the one that builds it)

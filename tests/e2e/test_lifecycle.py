@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from model_registry.registry import load_model
 from orchard.settings import Settings
 from tests.demo import demo_models
-from tests.e2e.lifecycle_helpers import final_state, run_orchard
+from tests.e2e.lifecycle_helpers import final_state, run_demo
 
 MODEL_SPECS = demo_models()
 
@@ -113,7 +113,7 @@ def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProces
     home, _ = completed
     before = final_state(home)
     # When the demo runs again
-    again = run_orchard(home, "demo")
+    again = run_demo(home)
     # Then no batch, version, alias move or month record is added or changed
     assert again.returncode == 0, again.stderr[-2000:]
     assert final_state(home) == before

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo import demo_variant
+
 
 def _orchard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
@@ -41,6 +43,16 @@ def test_malformed_month_and_setting(tmp_path: Path) -> None:
     # Given a setting that is not a number / Then the variable is named
     _one_clear_line(_orchard(tmp_path / "b", "demo", ORCHARD_N_USERS="many"), "ORCHARD_N_USERS")
     _one_clear_line(_orchard(tmp_path / "c", "demo", ORCHARD_START_MONTH="2019-1"), "ORCHARD_START_MONTH")
+
+
+def test_demo_refuses_a_lenders_portfolio(tmp_path: Path) -> None:
+    # Given a lender's portfolio (its files are not simulated) / When `orchard demo` is pointed at it
+    folder = demo_variant(tmp_path / "lender")
+    text = (folder / "portfolio.yaml").read_text().replace("simulated: true", "simulated: false")
+    (folder / "portfolio.yaml").write_text(text)
+    result = _orchard(tmp_path / "orchard", "demo", "--portfolio", str(folder))
+    # Then one line says it is not simulated and names the command for a lender's data
+    _one_clear_line(result, "is not simulated", "orchard run --portfolio")
 
 
 def test_unwritable_state_folder(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from orchard.months import month_range
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
 from orchard.settings import Settings, mlflow_credentials
-from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, orchard_cmd, orchard_env, small_portfolio
+from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, demo_cmd, orchard_env, small_portfolio
 from tests.services.conftest import free_port, production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
 
@@ -200,7 +200,7 @@ def test_production_lifecycle_survives_an_outage_and_matches_the_embedded_run(
         try:
             up(settings)
             demo = subprocess.Popen(
-                orchard_cmd("demo"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                demo_cmd(settings.home), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
             try:
                 # When PostgreSQL stops (no checkpoint, connections cut) while the first model is being trained
@@ -229,7 +229,9 @@ def test_production_lifecycle_survives_an_outage_and_matches_the_embedded_run(
             assert_no_duplicates(interrupted)
 
             # When the same command runs again after PostgreSQL is back
-            again = subprocess.run(orchard_cmd("demo"), env=env, capture_output=True, text=True, timeout=600)
+            again = subprocess.run(
+                demo_cmd(settings.home), env=env, capture_output=True, text=True, timeout=600
+            )
             assert again.returncode == 0, f"rerun failed:\n{again.stdout[-2000:]}\n{again.stderr[-3000:]}"
             converged = lifecycle_state(settings)
             checks = {name: verify_history(settings, name) for name in converged["models"]}
