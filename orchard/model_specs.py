@@ -59,6 +59,7 @@ class ModelSpec:
     increasing: tuple[str, ...] = ()
     """Features whose larger values may never lower the predicted probability (monotone constraints)."""
     kind: Kind = "pd"
+    algorithm: Literal["lightgbm", "scorecard", "best"] = "lightgbm"
     risk_model: str | None = None
     views: tuple[str, ...] = ()
     where: str | None = None
@@ -107,6 +108,7 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
         entity=population.entity,
         increasing=model.increasing,
         kind=model.kind,
+        algorithm=model.algorithm,
         risk_model=model.risk_model,
         views=model.views,
         where=population.where,

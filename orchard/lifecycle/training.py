@@ -185,6 +185,25 @@ def _flat_metrics(evaluations: dict[str, dict]) -> dict[str, float]:
     }
 
 
+def choose_algorithm(
+    rule: str, lightgbm: CreditModel, scorecard: CreditModel, test: pd.DataFrame
+) -> tuple[CreditModel, CreditModel, str]:
+    """Return (registered, baseline, why) by the model's `algorithm`: a fixed learner, or the better test AUC.
+
+    `best` compares the two fits on the development test sample only (a tie keeps LightGBM): the out-of-time
+    window stays unseen until the gate judges the registered model on it.
+    """
+    if rule == "lightgbm":
+        return lightgbm, scorecard, "algorithm lightgbm (fixed)"
+    if rule == "scorecard":
+        return scorecard, lightgbm, "algorithm scorecard (fixed)"
+    aucs = {m.kind: evaluate(test["bad"], m.predict_pd(test)).auc for m in (lightgbm, scorecard)}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+    if aucs[scorecard.kind] > aucs[lightgbm.kind]:
+        return scorecard, lightgbm, f"algorithm best: scorecard on the development test AUC ({shown})"
+    return lightgbm, scorecard, f"algorithm best: lightgbm on the development test AUC ({shown})"
+
+
 def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> TrainOutcome:
     """Fit LightGBM and the scorecard baseline on mature vintages, evaluate OOT, register LightGBM.
 
@@ -198,7 +217,10 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     train, test = split_test(dev, spec.key, settings.seed)
     features, categorical = spec.features, list(spec.categorical)
 
-    core = train_lightgbm(train, "bad", features, categorical, settings.seed, spec.name, spec.increasing)
+    lightgbm = train_lightgbm(train, "bad", features, categorical, settings.seed, spec.name, spec.increasing)
+    scorecard = train_scorecard(train, "bad", features, categorical, settings.seed, spec.name)
+    core, baseline, reason = choose_algorithm(spec.algorithm, lightgbm, scorecard, test)
+    log.info("%s: %s", spec.name, reason)
     if spec.kind == "tiers":
         fitted = _precredit(settings, spec, core, train, oot, as_of)
     elif spec.kind == "expected_loss":
@@ -206,9 +228,8 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     else:
         fitted = Fitted(core)
     model = fitted.model
-    baseline = train_scorecard(train, "bad", features, categorical, settings.seed)
     feature_iv = {
-        f: round(float(v), 6) for f, v in scorecard_of(baseline).selection.get("candidate_iv", {}).items()
+        f: round(float(v), 6) for f, v in scorecard_of(scorecard).selection.get("candidate_iv", {}).items()
     }
     samples = {"train": train, "test": test, "oot": oot}
     evaluations = {
@@ -245,6 +266,9 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
         metrics=metrics,
         params={
             "kind": model.kind,
+            "algorithm": spec.algorithm,
+            "baseline": baseline.kind,
+            "algorithm_choice": reason[:250],
             "seed": settings.seed,
             "n_train": len(train),
             "n_test": len(test),
@@ -255,7 +279,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
         input_example=train[features].head(5),
         artifacts={
             "reference_profile.json": profile.to_dict(),
-            "scorecard_baseline.json": scorecard_of(baseline).to_dict(),
+            "scorecard_baseline.json": scorecard_of(scorecard).to_dict(),
             "feature_iv.json": feature_iv,
             "evaluation.json": evaluations,
             **fitted.artifacts,

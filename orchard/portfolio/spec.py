@@ -407,6 +407,11 @@ class ModelDef(Strict):
     kind: Literal["pd", "tiers", "expected_loss"] = Field(
         default="pd", description="what the model is beyond label + features (a named strategy)"
     )
+    algorithm: Literal["lightgbm", "scorecard", "best"] = Field(
+        default="lightgbm",
+        description="the registered learner: LightGBM, the WOE scorecard, or the better of both on the "
+        "development test sample (never the out-of-time window, which the gate judges); the other is the baseline",
+    )
     risk_model: Name | None = Field(default=None, description="kind tiers: the model giving the risk axis")
     serve: bool = Field(default=False, description="the decision API scores it")
     dashboard_features: tuple[str, ...] = Field(
