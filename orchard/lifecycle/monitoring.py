@@ -72,7 +72,7 @@ def monitor_month(
     served = ServedModel.build(spec.name, version, model)
     scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "cases")
     profile = load_profile(profile_path(settings, spec.name, key))
-    numeric, categorical = reference_columns(spec)
+    numeric, categorical = reference_columns(spec, list(served.features))
     values = psi(profile, scored[[*numeric, *categorical]])
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     limits = spec.policy.monitoring

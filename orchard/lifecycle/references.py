@@ -12,10 +12,15 @@ from orchard.model_specs import ModelSpec
 from orchard.settings import Settings
 
 
-def reference_columns(spec: ModelSpec) -> tuple[list[str], list[str]]:
-    """Return (numeric, categorical) columns monitored for a model: its features and its score."""
-    categorical = list(spec.categorical)
-    numeric = [f for f in spec.features if f not in categorical] + ["score"]
+def reference_columns(spec: ModelSpec, used: list[str]) -> tuple[list[str], list[str]]:
+    """Return (numeric, categorical) columns monitored for a model: the features it uses and its score.
+
+    `used` is the fitted model's own feature list: a scorecard may leave out a feature without information,
+    whose drift cannot move the score.
+    """
+    kept = [f for f in spec.features if f in set(used)]
+    categorical = [f for f in kept if f in spec.categorical]
+    numeric = [f for f in kept if f not in categorical] + ["score"]
     return numeric, categorical
 
 

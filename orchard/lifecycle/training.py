@@ -243,7 +243,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     through_door = data.frame[data.frame["vintage"].isin(dev_vintages)]
     reference = through_door[features].copy()
     reference["score"] = model.score(through_door)
-    numeric, cats = reference_columns(spec)
+    numeric, cats = reference_columns(spec, list(model.features))
     profile = ReferenceProfile.fit(reference, numeric=numeric, categorical=cats)
     key = train_key(spec, as_of)
     save_reference_sample(settings, spec.name, key, reference)
