@@ -323,8 +323,29 @@ def byod(
     spec: Annotated[
         Path, typer.Option(help="dataset spec (YAML): file, id, time, target, split; see README")
     ],
+    write_portfolio: Annotated[
+        Path | None,
+        typer.Option(
+            help="instead of evaluating, write the portfolio that runs the file month by month "
+            "(`orchard run --portfolio DIR`): one landing file per month of the event time"
+        ),
+    ] = None,
 ) -> None:
     """Bring your own data: validate it, train a scorecard and a LightGBM challenger, register both."""
+    if write_portfolio is not None:
+        from orchard.portfolio.from_byod import partial_last_month, write_byod_portfolio
+
+        target, rows = write_byod_portfolio(spec, write_portfolio)
+        periods = list(rows)
+        console.print(
+            f"wrote {target} and {len(periods)} monthly landing file(s) ({periods[0]}..{periods[-1]}): review "
+            f"every guess, then run `orchard run --portfolio {write_portfolio}`",
+            soft_wrap=True,
+        )
+        warning = partial_last_month(rows)
+        if warning:
+            console.print(f"note: {warning}", soft_wrap=True)
+        return
     from orchard.byod import format_byod_result, run_byod
 
     console.print(format_byod_result(run_byod(_settings(), spec)), soft_wrap=True, highlight=False)

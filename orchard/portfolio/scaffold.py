@@ -53,7 +53,7 @@ def _typed(values: pd.Series) -> pd.Series:
     return values
 
 
-def _column(name: str, values: pd.Series) -> tuple[dict[str, object], str]:
+def column_guess(name: str, values: pd.Series) -> tuple[dict[str, object], str]:
     """Return a column's guessed definition and a review note (an id-like name stays text)."""
     typed = values if _ID_NAME.search(name.lower()) else _typed(values)
     spec: dict[str, object] = {}
@@ -107,7 +107,7 @@ def _source(path: Path) -> tuple[str, dict[str, object], dict[str, str]]:
     notes: dict[str, str] = {}
     columns: dict[str, object] = {}
     for column in frame.columns:
-        spec, note = _column(str(column), frame[column])
+        spec, note = column_guess(str(column), frame[column])
         columns[str(column)] = spec
         if note:
             notes[f"{name}.{column}"] = note
