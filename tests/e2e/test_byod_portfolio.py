@@ -37,3 +37,31 @@ def test_a_byod_file_runs_month_by_month_to_a_champion(tmp_path: Path) -> None:
     quarantined = {m: r["quarantined"] for m, r in zip(months, records, strict=True) if r.get("quarantined")}
     assert list(quarantined) == ["2020-09"], quarantined
     assert "row_count" in str(quarantined["2020-09"]), quarantined
+    # And the governance commands work on this portfolio as on the demo: a person overrides a failed gate to
+    # promote the other version, rolls back, and the append-only history tells the story and agrees with MLflow
+    book = {"ORCHARD_PORTFOLIO": str(tmp_path / "book"), "ORCHARD_IDENTITY": "risk-owner"}
+    champion = dict(((n, a), v) for n, a, v in aliases)[("toy_book_pd", "champion")]
+    other = next(v for n, a, v in aliases if a != "champion") if len(aliases) > 1 else None
+    if other is not None:
+        promoted = run_orchard(
+            home,
+            "promote",
+            "toy_book_pd",
+            str(other),
+            "--approver",
+            "risk-owner",
+            "--reason",
+            "review",
+            "--override",
+            "gate figures reviewed",
+            ORCHARD_OVERRIDE_IDENTITIES='["risk-owner"]',
+            **book,
+        )
+        assert promoted.returncode == 0 and f"v{champion} -> v{other}" in promoted.stdout, promoted.stderr
+        back = run_orchard(
+            home, "rollback", "toy_book_pd", "--approver", "risk-owner", "--reason", "back", **book
+        )
+        assert back.returncode == 0 and f"v{other} -> v{champion}" in back.stdout, back.stderr
+    history = run_orchard(home, "history", "toy_book_pd", **book)
+    assert history.returncode == 0 and f"Champion now: v{champion}" in history.stdout, history.stderr
+    assert "Consistent: MLflow alias champion" in history.stdout

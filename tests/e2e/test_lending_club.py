@@ -103,6 +103,11 @@ def test_the_lending_club_example_runs_end_to_end(tmp_path: Path) -> None:
         answer = client.post("/v1/decisions/application", json=body, headers={"X-API-Key": "lc-key"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["decision"] in {"approve", "decline", "refer"} and 0 <= answer.json()["pd"] <= 1
+    # And `orchard replay` reproduces that logged decision from its inputs and recorded versions
+    replayed = run_orchard(home, "replay", answer.json()["request_id"], ORCHARD_PORTFOLIO=str(EXAMPLE))
+    assert replayed.returncode == 0 and "replayed exactly with lc_pd v1" in replayed.stdout, (
+        replayed.stdout + replayed.stderr
+    )
     # And running again changes nothing: every period is kept as it was
     before = final_state(home)
     again = run_orchard(home, "run", "--portfolio", str(EXAMPLE), timeout=1200)
