@@ -18,7 +18,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,22 +94,30 @@ def decision_row_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def link_decision_rows(rows: list[dict[str, Any]], seq: int, prev_hash: str) -> list[dict[str, Any]]:
+    """Return flat rows appended after (seq, prev_hash): numbered and hash-linked, in the given order; pure."""
+    linked = []
+    for row in rows:
+        seq += 1
+        row = {**row, "seq": seq, "prev_hash": prev_hash}
+        row["row_hash"] = prev_hash = decision_row_hash(row)
+        linked.append(row)
+    return linked
+
+
 def chain_rows(records: list[DecisionRecord], seq: int, prev_hash: str) -> list[dict[str, Any]]:
     """Return the stored rows of records appended after (seq, prev_hash): numbered and hash-linked; pure."""
-    rows = []
-    for record in records:
-        seq += 1
-        row = {**record.row(), "seq": seq, "prev_hash": prev_hash}
-        row["row_hash"] = prev_hash = decision_row_hash(row)
-        rows.append(row)
-    return rows
+    return link_decision_rows([record.row() for record in records], seq, prev_hash)
 
 
 def first_broken_row(rows: list[dict[str, Any]]) -> str | None:
     """Return the first stored row (in sequence order) that breaks the chain, or None; pure."""
     chained = [r for r in rows if r.get("seq") is not None]
     if len(chained) != len(rows):
-        return f"{len(rows) - len(chained)} record(s) carry no sequence number or hash (written unchained)"
+        return (
+            f"{len(rows) - len(chained)} record(s) carry no sequence number or hash (written before hash chains: "
+            "see `orchard audit migrate`)"
+        )
     prev, expected = GENESIS_HASH, 1
     for row in sorted(chained, key=lambda r: r["seq"]):
         where = f"decision log record seq {row['seq']} (request {row['request_id']})"
@@ -276,11 +284,66 @@ class ParquetDecisionSink:
     def _files(self) -> list[str]:
         return sorted((str(p) for p in self.folder.glob("date=*/part-*.parquet")), key=_first_seq)
 
-    def _table(self, **kwargs: Any) -> pa.Table:
-        files = self._files()
+    def _table(self, files: list[str] | None = None, **kwargs: Any) -> pa.Table:
+        files = self._files() if files is None else files
         if not files:
             return SCHEMA.empty_table()
         return ds.dataset(files, schema=SCHEMA, format="parquet").to_table(**kwargs)
+
+    def legacy(self) -> LegacyLog:
+        """Return what the log holds from before hash chains, in stored order, and what does not fit either shape.
+
+        Legacy files are named by time (part-<timestamp>-<id>) and carry no chain columns; chained files are
+        named by their first seq and carry them. A file of one name with the other's columns cannot be explained
+        by an upgrade, nor can a chained part that does not verify.
+        """
+        chained, legacy, problems = [], [], []
+        for path in self._files():
+            has_chain = {"seq", "prev_hash", "row_hash"} <= set(pq.read_schema(path).names)
+            if has_chain != Path(path).stem.removeprefix("part-").isdigit():
+                named = "an unchained file's name" if has_chain else "a chained part's name"
+                problems.append(f"file {path} has {named} but {'' if has_chain else 'no '}hash-chain columns")
+            (chained if has_chain else legacy).append(path)
+        broken = first_broken_row(self._table(chained).to_pylist())
+        if broken is not None:
+            problems.append(f"decision log hash chain broken at {broken}")
+        rows = [row for path in legacy for row in pq.read_table(path).to_pylist()]
+        return LegacyLog(str(self.folder), tuple(legacy), rows, self._head(), tuple(problems))
+
+    def seal_legacy(self, record_seal: Callable[[LegacyLog, list[dict[str, Any]]], None]) -> LegacyLog:
+        """Chain the legacy rows after the head as one new file, call record_seal(log, rows), remove the old files.
+
+        record_seal is called even when there is nothing to chain (with no rows), still under the lock.
+
+        Everything runs under the log's lock (no decision is appended meanwhile). The new file is written as every
+        group commit is (0600, fsynced, renamed); if record_seal raises (the seal's transaction did not commit),
+        the new file is removed and the log is as it was. The legacy files go only once the seal is recorded.
+        """
+        with self._exclusive():
+            found = self.legacy()
+            if found.problems:
+                raise OrchardError(
+                    f"the decision log at {self.folder} cannot be migrated: {'; '.join(found.problems)}"
+                )
+            rows = found.chained()
+            if not rows:
+                record_seal(found, rows)
+                return found
+            day = rows[0]["logged_at"].strftime("%Y-%m-%d")
+            target = self.folder / f"date={day}" / f"part-{rows[0]['seq']:012d}.parquet"
+            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            _write_private(target, lambda fh: pq.write_table(table, fh))
+            try:
+                record_seal(found, rows)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
+            head = json.dumps({"seq": rows[-1]["seq"], "hash": rows[-1]["row_hash"]}).encode()
+            _write_private(self.folder / "head.json", lambda fh: fh.write(head))
+            for path in found.files:
+                Path(path).unlink()
+                _fsync_dir(Path(path).parent)
+            return found
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, scanning only the request_id column first."""
@@ -294,6 +357,30 @@ class ParquetDecisionSink:
     def rows(self) -> list[dict[str, Any]]:
         """Return every stored row as stored, in append order."""
         return self._table().to_pylist()
+
+
+@dataclass(frozen=True)
+class LegacyLog:
+    """The records a Parquet decision log holds from before hash chains, and where its chain ends."""
+
+    where: str
+    files: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    head: tuple[int, str]
+    problems: tuple[str, ...] = ()
+
+    def chained(self) -> list[dict[str, Any]]:
+        """Return the legacy rows numbered and linked after the head, exactly as new writes are; pure."""
+        return link_decision_rows(self.rows, *self.head)
+
+    def summary(self) -> str:
+        """Return one line saying what was found; pure."""
+        if not self.rows:
+            return f"decision log at {self.where}: every record is hash-chained (head seq {self.head[0]})"
+        return (
+            f"decision log at {self.where}: {len(self.rows)} unchained record(s) in {len(self.files)} file(s) "
+            f"written before hash chains (to be chained after seq {self.head[0]})"
+        )
 
 
 def _first_seq(path: str) -> int:
@@ -440,11 +527,6 @@ class DecisionLogWriter:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-
-
-def verify_decision_log(sink: DecisionSink) -> str | None:
-    """Return the first broken record of the decision log's hash chain, or None if it verifies."""
-    return first_broken_row(sink.rows())
 
 
 def find_decision(settings: Settings, request_id: str, config: ServingConfig | None = None) -> DecisionRecord:

@@ -1,0 +1,140 @@
+"""`orchard audit migrate`: chain and seal a home written before hash chains (governance history, decision log).
+
+Records written before hash chains cannot be proven untouched, so nothing changes unless the operator says they
+accept that (`--accept-unchained-history`); without it, or with `--dry-run`, the command only reports what it
+found. With it, the governance history is migrated in one transaction, the Parquet decision log's old rows are
+chained after its head into one new file (written like every group commit), and a seal per part records who
+sealed how many records, when, and their hash; `orchard audit verify` then checks the sealed records like any
+other and shows the seals. A home tampered with in a way an upgrade cannot explain is refused, as verify names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from model_registry import history
+from model_registry.identity import Identity, current_identity
+from model_registry.migration import (
+    GovernanceFindings,
+    find_governance,
+    record_seal,
+    schema_transaction,
+    seal_governance,
+)
+from orchard.errors import OrchardError
+from orchard.serving.decision_log import LegacyLog, ParquetDecisionSink, decisions_dir
+from orchard.settings import Settings
+
+ACCEPT_FLAG = "--accept-unchained-history"
+
+
+@dataclass(frozen=True)
+class HomeFindings:
+    """What `orchard audit migrate` found: the governance history and the Parquet decision log (None: SQL)."""
+
+    governance: GovernanceFindings
+    decisions: LegacyLog | None
+
+    @property
+    def problems(self) -> list[str]:
+        """Return what a migration cannot explain (tampering), governance first."""
+        tampered = list(self.governance.problems) if self.governance.shape == "tampered" else []
+        return tampered + list(self.decisions.problems if self.decisions else ())
+
+    @property
+    def unchained(self) -> int:
+        """Return how many records predate hash chains, in the history and the decision log."""
+        return self.governance.unchained + len(self.decisions.rows if self.decisions else ())
+
+    @property
+    def pending(self) -> bool:
+        """Return whether there is anything to migrate."""
+        return self.governance.shape == "pre-chain" or self.unchained > 0
+
+    def report(self) -> str:
+        """Return the report of what was found, one line per table and one for the decision log; pure."""
+        decisions = (
+            self.decisions.summary()
+            if self.decisions
+            else "decision log: a SQL table (production profile), checked by `orchard audit verify`, "
+            "not migrated by this command"
+        )
+        return "\n".join([*self.governance.lines(), decisions])
+
+
+def find_unchained(settings: Settings) -> HomeFindings:
+    """Return what the home holds from before hash chains, changing nothing."""
+    with history.raw_engine(settings) as engine, engine.connect() as conn:
+        governance = find_governance(conn)
+    parquet = settings.profile != "production"
+    return HomeFindings(
+        governance, ParquetDecisionSink(decisions_dir(settings)).legacy() if parquet else None
+    )
+
+
+def _decision_seal(
+    conn: Connection, identity: Identity, log: LegacyLog, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Record the seal of the decision-log rows just chained (in the caller's transaction) and return it."""
+    detail = {
+        "first_seq": rows[0]["seq"],
+        "last_seq": rows[-1]["seq"],
+        "files": [str(Path(f).relative_to(log.where)) for f in log.files],
+    }
+    digest = history.sealed_digest([r["row_hash"] for r in rows])
+    return record_seal(conn, identity, "decision_log", len(rows), digest, detail)
+
+
+def _seal_all(
+    settings: Settings, identity: Identity, log: LegacyLog | None, rows: list[dict[str, Any]]
+) -> list:
+    """In one schema transaction: migrate the history if it still predates chains and seal the chained rows."""
+    seals = []
+    with schema_transaction(settings) as conn:
+        found = find_governance(conn)  # again, under the lock: another migration may have run meanwhile
+        if found.shape == "tampered":
+            raise OrchardError(
+                f"nothing migrated: the governance history is tampered with: {'; '.join(found.problems)}"
+            )
+        if found.shape == "pre-chain":
+            seals.append(seal_governance(conn, identity, found))
+        if log is not None and rows:
+            seals.append(_decision_seal(conn, identity, log, rows))
+    return seals
+
+
+def migrate_command(settings: Settings, found: HomeFindings, *, accept: bool, dry_run: bool) -> str:
+    """Migrate what find_unchained found (`orchard audit migrate`); raise OrchardError when refusing."""
+    if found.problems:
+        raise OrchardError(
+            f"nothing migrated: {'; '.join(found.problems)}. Only a home written before hash chains can be "
+            "migrated; this is tampering: run `orchard audit verify` and restore from a trusted backup"
+        )
+    if not found.pending:
+        return "nothing to migrate: every record is hash-chained (a second migration changes nothing)"
+    if dry_run:
+        return f"dry run: nothing was changed; {ACCEPT_FLAG} chains and seals the {found.unchained} record(s) above"
+    if not accept:
+        raise OrchardError(
+            f"refused: {found.unchained} record(s) were written before hash chains and cannot be proven untouched; "
+            f"nothing was changed. Review the report above, then rerun with {ACCEPT_FLAG} to chain and seal them "
+            "under your identity"
+        )
+    identity = current_identity(settings)
+    seals: list[dict[str, Any]] = []
+    if found.decisions is None:
+        seals += _seal_all(settings, identity, None, [])
+    else:
+        ParquetDecisionSink(decisions_dir(settings)).seal_legacy(
+            lambda log, rows: seals.extend(_seal_all(settings, identity, log, rows))
+        )
+    lines = [history.seal_line(seal) for seal in seals] or ["another migration had already sealed everything"]
+    return (
+        "migrated:\n"
+        + "\n".join(lines)
+        + "\n`orchard audit verify` now checks the sealed records like any other"
+    )
