@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from orchard.errors import OrchardError
 from orchard.serving.config import ServingConfig
@@ -368,6 +369,8 @@ class LegacyLog:
     rows: list[dict[str, Any]]
     head: tuple[int, str]
     problems: tuple[str, ...] = ()
+    table: str | None = None  # the SQL table (production profile); None: Parquet files
+    missing_columns: tuple[str, ...] = ()  # chain columns the SQL table lacks
 
     def chained(self) -> list[dict[str, Any]]:
         """Return the legacy rows numbered and linked after the head, exactly as new writes are; pure."""
@@ -377,8 +380,10 @@ class LegacyLog:
         """Return one line saying what was found; pure."""
         if not self.rows:
             return f"decision log at {self.where}: every record is hash-chained (head seq {self.head[0]})"
+        lacks = f" (lacks columns {', '.join(self.missing_columns)})" if self.missing_columns else ""
+        stored = f"in {len(self.files)} file(s)" if self.table is None else f"in table {self.table}{lacks}"
         return (
-            f"decision log at {self.where}: {len(self.rows)} unchained record(s) in {len(self.files)} file(s) "
+            f"decision log at {self.where}: {len(self.rows)} unchained record(s) {stored} "
             f"written before hash chains (to be chained after seq {self.head[0]})"
         )
 
@@ -404,16 +409,8 @@ class SqlDecisionSink:
         if not records:
             return
         with self._local_lock, self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-            last = conn.execute(
-                sa.select(DECISION_TABLE.c.seq, DECISION_TABLE.c.row_hash)
-                .where(DECISION_TABLE.c.seq.is_not(None))
-                .order_by(DECISION_TABLE.c.seq.desc())
-                .limit(1)
-            ).first()
-            seq, prev = (0, GENESIS_HASH) if last is None else (int(last.seq), str(last.row_hash))
-            conn.execute(DECISION_TABLE.insert(), chain_rows(records, seq, prev))
+            hold_chain_lock(conn)
+            conn.execute(DECISION_TABLE.insert(), chain_rows(records, *sql_head(conn)))
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, or None."""
@@ -428,8 +425,13 @@ class SqlDecisionSink:
         return pd.DataFrame(self.rows(), columns=SCHEMA.names)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Return every stored row as stored, in sequence order."""
+        """Return every stored row as stored, in sequence order; raise if the table predates hash chains."""
         with self.engine.connect() as conn:
+            if missing := missing_chain_columns(conn):
+                raise OrchardError(
+                    f"the decision table at {self.engine.url.render_as_string(hide_password=True)} predates hash "
+                    f"chains (lacks columns {', '.join(missing)}): see `orchard audit migrate`"
+                )
             query = sa.select(DECISION_TABLE).order_by(DECISION_TABLE.c.seq, DECISION_TABLE.c.logged_at)
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -441,12 +443,113 @@ class SqlDecisionSink:
 _CHAIN_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"orchard.decision_log.chain").digest()[:8], "big", signed=True
 )
+_CHAIN_COLUMNS = ("seq", "prev_hash", "row_hash")
+
+
+def hold_chain_lock(conn: Connection) -> None:
+    """Take the decision table's write lock for the transaction that has just begun (PostgreSQL; SQLite locks)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+
+def sql_head(conn: Connection) -> tuple[int, str]:
+    """Return (last seq, last hash) of the decision table's chain; call under the chain lock."""
+    last = conn.execute(
+        sa.select(DECISION_TABLE.c.seq, DECISION_TABLE.c.row_hash)
+        .where(DECISION_TABLE.c.seq.is_not(None))
+        .order_by(DECISION_TABLE.c.seq.desc())
+        .limit(1)
+    ).first()
+    return (0, GENESIS_HASH) if last is None else (int(last.seq), str(last.row_hash))
+
+
+def decision_db_url(settings: Settings, config: ServingConfig) -> str:
+    """Return the database of the production decision log: its own URL if configured, else the governance one."""
+    return config.decision_db_url or settings.registry_db_url
+
+
+def _stored_rows(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
+    """Return the decision table's rows (only the columns present), in the order they were logged."""
+    columns = [DECISION_TABLE.c[n] for n in names]
+    query = sa.select(*columns).order_by(DECISION_TABLE.c.logged_at, DECISION_TABLE.c.request_id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _present_columns(conn: Connection) -> set[str]:
+    """Return the columns the decision table has (none if it is absent)."""
+    inspector = sa.inspect(conn)
+    return {c["name"] for c in inspector.get_columns(TABLE)} if inspector.has_table(TABLE) else set()
+
+
+def missing_chain_columns(conn: Connection) -> tuple[str, ...]:
+    """Return the chain columns an existing decision table lacks (written before hash chains, or tampered)."""
+    present = _present_columns(conn)
+    return tuple(c for c in _CHAIN_COLUMNS if present and c not in present)
+
+
+def _sql_shape_problems(present: set[str], rows: list[dict[str, Any]]) -> list[str]:
+    """Return what no table written before hash chains can hold: some chain columns, half-chained rows; pure."""
+    found = [c for c in _CHAIN_COLUMNS if c in present]
+    if found and len(found) != len(_CHAIN_COLUMNS):
+        return [
+            f"table {TABLE} has chain columns {', '.join(found)} but not all of {', '.join(_CHAIN_COLUMNS)}"
+        ]
+    half = [r["request_id"] for r in rows if {r.get(c) is None for c in _CHAIN_COLUMNS} == {True, False}]
+    return [f"request {rid}: some chain columns are empty, others not" for rid in half[:3]]
+
+
+def sql_legacy(conn: Connection) -> LegacyLog:
+    """Return what the decision table holds from before hash chains, in logged order, and any tampering.
+
+    A table an older Orchard wrote lacks the chain columns, or holds rows with all three empty; chained rows
+    (if any) must verify. Any other shape (some chain columns only, half-chained rows) cannot be explained.
+    """
+    where = conn.engine.url.render_as_string(hide_password=True)
+    present = _present_columns(conn)
+    if not present:
+        return LegacyLog(where, (), [], (0, GENESIS_HASH), table=TABLE)
+    rows = _stored_rows(conn, [c.name for c in DECISION_TABLE.columns if c.name in present])
+    problems = _sql_shape_problems(present, rows)
+    missing = tuple(c for c in _CHAIN_COLUMNS if c not in present)
+    if problems or missing:
+        return LegacyLog(where, (), rows, (0, GENESIS_HASH), tuple(problems), TABLE, missing)
+    chained = [r for r in rows if r["seq"] is not None]
+    broken = first_broken_row(chained)
+    problems = [f"decision log hash chain broken at {broken}"] if broken is not None else []
+    legacy = [r for r in rows if r["seq"] is None]
+    return LegacyLog(where, (), legacy, sql_head(conn), tuple(problems), TABLE)
+
+
+def seal_sql_legacy(conn: Connection, found: LegacyLog) -> list[dict[str, Any]]:
+    """Add the missing chain columns and chain the legacy rows after the head, in the caller's transaction.
+
+    Call under the chain lock with what sql_legacy found in the same transaction; return the chained rows.
+    """
+    for name in found.missing_columns:
+        kind = DECISION_TABLE.c[name].type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind}")
+    if "seq" in found.missing_columns:  # as the current table's unique seq
+        conn.exec_driver_sql(f"CREATE UNIQUE INDEX {TABLE}_seq_key ON {TABLE} (seq)")
+    rows = found.chained()
+    if rows:
+        conn.execute(
+            sa.update(DECISION_TABLE)
+            .where(DECISION_TABLE.c.request_id == sa.bindparam("_id"))
+            .values(
+                seq=sa.bindparam("_seq"), prev_hash=sa.bindparam("_prev"), row_hash=sa.bindparam("_hash")
+            ),
+            [
+                {"_id": r["request_id"], "_seq": r["seq"], "_prev": r["prev_hash"], "_hash": r["row_hash"]}
+                for r in rows
+            ],
+        )
+    return rows
 
 
 def open_sink(settings: Settings, config: ServingConfig) -> DecisionSink:
     """Return the decision log of the profile: Parquet when embedded, the database in production."""
     if settings.profile == "production":
-        return SqlDecisionSink(config.decision_db_url or settings.registry_db_url)
+        return SqlDecisionSink(decision_db_url(settings, config))
     return ParquetDecisionSink(decisions_dir(settings))
 
 
