@@ -58,6 +58,9 @@ SCHEMA = pa.schema(
     ]
 )
 GENESIS_HASH = "0" * 64
+_REPLACES = (
+    b"orchard.replaces"  # Parquet metadata of a migration's chained copy: the legacy files it replaces
+)
 _METADATA = sa.MetaData()
 DECISION_TABLE = sa.Table(
     TABLE,
@@ -298,18 +301,43 @@ class ParquetDecisionSink:
         named by their first seq and carry them. A file of one name with the other's columns cannot be explained
         by an upgrade, nor can a chained part that does not verify.
         """
-        chained, legacy, problems = [], [], []
+        chained, legacy, problems, copies = [], [], [], {}
         for path in self._files():
-            has_chain = {"seq", "prev_hash", "row_hash"} <= set(pq.read_schema(path).names)
+            schema = pq.read_schema(path)
+            has_chain = {"seq", "prev_hash", "row_hash"} <= set(schema.names)
             if has_chain != Path(path).stem.removeprefix("part-").isdigit():
                 named = "an unchained file's name" if has_chain else "a chained part's name"
                 problems.append(f"file {path} has {named} but {'' if has_chain else 'no '}hash-chain columns")
             (chained if has_chain else legacy).append(path)
+            if has_chain and _REPLACES in (schema.metadata or {}):
+                copies[path] = [str(self.folder / f) for f in json.loads(schema.metadata[_REPLACES])]
         broken = first_broken_row(self._table(chained).to_pylist())
         if broken is not None:
             problems.append(f"decision log hash chain broken at {broken}")
+        interrupted = [(copy, olds) for copy, olds in copies.items() if set(olds) & set(legacy)]
+        if interrupted:
+            return self._interrupted(interrupted, legacy, problems)
         rows = [row for path in legacy for row in pq.read_table(path).to_pylist()]
         return LegacyLog(str(self.folder), tuple(legacy), rows, self._head(), tuple(problems))
+
+    def _interrupted(
+        self, copies: list[tuple[str, list[str]]], legacy: list[str], problems: list[str]
+    ) -> LegacyLog:
+        """Return the state an interrupted migration left: its chained copy (kept), and the old files it replaces.
+
+        The copy is part of the chain (later group commits may link to it), so it is kept; it must hold exactly
+        the old files' records, and they must be all the unchained files left.
+        """
+        (copy, olds), *more = copies
+        rows = pq.read_table(copy).to_pylist()
+        old_rows = [row for path in olds for row in pq.read_table(path).to_pylist()]
+        unchained = [{k: v for k, v in r.items() if k not in _CHAIN_COLUMNS} for r in rows]
+        if more or sorted(olds) != sorted(legacy) or unchained != old_rows:
+            problems.append(
+                f"file {copy}, the chained copy an interrupted migration left, does not match the unchained "
+                f"files {', '.join(legacy)}"
+            )
+        return LegacyLog(str(self.folder), tuple(olds), rows, self._head(), tuple(problems), resumed=copy)
 
     def seal_legacy(self, record_seal: Callable[[LegacyLog, list[dict[str, Any]]], None]) -> LegacyLog:
         """Chain the legacy rows after the head as one new file, call record_seal(log, rows), remove the old files.
@@ -319,6 +347,8 @@ class ParquetDecisionSink:
         Everything runs under the log's lock (no decision is appended meanwhile). The new file is written as every
         group commit is (0600, fsynced, renamed); if record_seal raises (the seal's transaction did not commit),
         the new file is removed and the log is as it was. The legacy files go only once the seal is recorded.
+        The new file names the files it replaces (Parquet metadata): a run killed before they were removed leaves
+        both, and the next run keeps that copy (it is in the chain), seals it unless sealed and removes them.
         """
         with self._exclusive():
             found = self.legacy()
@@ -327,12 +357,14 @@ class ParquetDecisionSink:
                     f"the decision log at {self.folder} cannot be migrated: {'; '.join(found.problems)}"
                 )
             rows = found.chained()
-            if not rows:
+            if not rows or found.resumed:  # an interrupted migration's copy is in the chain already: keep it
                 record_seal(found, rows)
+                self._remove(found.files)
                 return found
             day = rows[0]["logged_at"].strftime("%Y-%m-%d")
             target = self.folder / f"date={day}" / f"part-{rows[0]['seq']:012d}.parquet"
-            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            replaces = json.dumps([str(Path(f).relative_to(self.folder)) for f in found.files])
+            table = pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata({_REPLACES: replaces}))
             _write_private(target, lambda fh: pq.write_table(table, fh))
             try:
                 record_seal(found, rows)
@@ -341,10 +373,15 @@ class ParquetDecisionSink:
                 raise
             head = json.dumps({"seq": rows[-1]["seq"], "hash": rows[-1]["row_hash"]}).encode()
             _write_private(self.folder / "head.json", lambda fh: fh.write(head))
-            for path in found.files:
-                Path(path).unlink()
-                _fsync_dir(Path(path).parent)
+            self._remove(found.files)
             return found
+
+    @staticmethod
+    def _remove(files: tuple[str, ...]) -> None:
+        """Remove the sealed legacy files, each removal made durable."""
+        for path in files:
+            Path(path).unlink()
+            _fsync_dir(Path(path).parent)
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, scanning only the request_id column first."""
@@ -371,15 +408,22 @@ class LegacyLog:
     problems: tuple[str, ...] = ()
     table: str | None = None  # the SQL table (production profile); None: Parquet files
     missing_columns: tuple[str, ...] = ()  # chain columns the SQL table lacks
+    resumed: str | None = None  # the chained copy of `files` an interrupted migration left (rows: its rows)
 
     def chained(self) -> list[dict[str, Any]]:
         """Return the legacy rows numbered and linked after the head, exactly as new writes are; pure."""
-        return link_decision_rows(self.rows, *self.head)
+        return self.rows if self.resumed else link_decision_rows(self.rows, *self.head)
 
     def summary(self) -> str:
         """Return one line saying what was found; pure."""
         if not self.rows:
             return f"decision log at {self.where}: every record is hash-chained (head seq {self.head[0]})"
+        if self.resumed:
+            return (
+                f"decision log at {self.where}: an interrupted migration left {len(self.files)} unchained file(s) "
+                f"and their chained copy {self.resumed} ({len(self.rows)} record(s)): to be sealed, the old "
+                "files removed"
+            )
         lacks = f" (lacks columns {', '.join(self.missing_columns)})" if self.missing_columns else ""
         stored = f"in {len(self.files)} file(s)" if self.table is None else f"in table {self.table}{lacks}"
         return (

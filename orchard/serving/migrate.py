@@ -90,8 +90,12 @@ def find_unchained(settings: Settings) -> HomeFindings:
 def _decision_seal(
     conn: Connection, identity: Identity, log: LegacyLog, rows: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """Record the seal of the decision-log rows just chained (in the caller's transaction); None if none were."""
-    if not rows:
+    """Record the seal of the decision-log rows just chained (in the caller's transaction); None if none were.
+
+    Rows an earlier, interrupted run already sealed (same first seq) are not sealed twice.
+    """
+    sealed = {s["detail"].get("first_seq") for s in history.seals_in(conn) if s["scope"] == "decision_log"}
+    if not rows or rows[0]["seq"] in sealed:
         return None
     where = (
         {"files": [str(Path(f).relative_to(log.where)) for f in log.files]}

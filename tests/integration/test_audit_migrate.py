@@ -248,6 +248,47 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
     assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == migrated
 
 
+@pytest.mark.slow(seconds=25)  # four CLI runs
+def test_a_migration_killed_before_its_seal_committed_is_completed_by_a_rerun_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    settings, _ = sqlite_home(tmp_path)
+    legacy_file = legacy_decision_log(settings)
+    folder = decisions_dir(settings)
+    # given a migration killed after its chained copy was renamed into place, before the seal committed
+    left: dict[str, bytes] = {}
+
+    def killed(*_: Any) -> None:
+        left.update(snapshot(folder))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ParquetDecisionSink(folder).seal_legacy(killed)
+    for name, content in left.items():
+        (folder / name).write_bytes(content)
+    assert legacy_file.exists() and len(list(folder.rglob("part-*.parquet"))) == 2
+    # and the API appended after the copy meanwhile
+    ParquetDecisionSink(folder).write([record(4)])
+    # when the operator looks, then the interrupted migration is named
+    dry = orchard(settings, "audit", "migrate", "--dry-run")
+    assert "an interrupted migration left 1 unchained file(s) and their chained copy" in dry.stdout, (
+        dry.stdout + dry.stderr
+    )
+    # when the operator reruns the migration, then the copy is kept and sealed and the old file goes
+    migrated = orchard(settings, "audit", "migrate", ACCEPT)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "seal #2: 3 decision_log record(s)" in migrated.stdout, migrated.stdout
+    rows = ParquetDecisionSink(folder).rows()
+    assert [(r["seq"], r["request_id"]) for r in rows] == [(1, "req1"), (2, "req2"), (3, "req3"), (4, "req4")]
+    assert not legacy_file.exists()
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 0 and "seal #2: 3 decision_log record(s)" in verified.stdout, (
+        verified.stderr
+    )
+    again = orchard(settings, "audit", "migrate", ACCEPT)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+
+
 def migrated_sqlite_home(tmp_path: Path) -> tuple[Settings, Path]:
     """Return an older SQLite home after `orchard audit migrate --accept-unchained-history`."""
     settings, db = sqlite_home(tmp_path)
