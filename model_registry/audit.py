@@ -16,26 +16,58 @@ from orchard.settings import Settings
 
 def first_broken_link(table: sa.Table, rows: list[dict[str, Any]]) -> str | None:
     """Return the first row (in id order) whose hash or link to the model's previous row is wrong; pure."""
-    last: dict[str, str] = {}
+    last: dict[str | None, str] = {}
     for row in rows:
-        expected_prev = last.get(row["model"], history.GENESIS_HASH)
-        where = f"{table.name} #{row['id']} ({row['model']})"
+        key = history.chain_key(row)
+        expected_prev = last.get(key, history.GENESIS_HASH)
+        where = f"{table.name} #{row['id']}" + ("" if key is None else f" ({key})")
         if row["prev_hash"] != expected_prev:
-            return f"{where}: does not link to the model's previous record (a record was removed or inserted)"
+            return f"{where}: does not link to the previous record of its chain (a record was removed or inserted)"
         if history.row_hash(table, row) != row["row_hash"]:
             return f"{where}: its content does not match its hash (the record was edited)"
-        last[row["model"]] = row["row_hash"]
+        last[key] = row["row_hash"]
     return None
 
 
-def _chain_problems(conn: Connection) -> list[str]:
+def _chained_tables(conn: Connection) -> list[sa.Table]:
+    """Return the hash-chained tables of the history: alias events, approvals, and the seals once they exist."""
+    seals = [history.chain_seals] if history.SEAL_TABLE in history.triggered_tables(conn) else []
+    return [*history.TABLES.values(), *seals]
+
+
+def table_rows(conn: Connection, table: sa.Table) -> list[dict[str, Any]]:
+    """Return every row of a history table as stored, in id order."""
+    return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+
+
+def chain_problems(conn: Connection) -> list[str]:
+    """Return the first broken record of each hash chain of the history (alias events, approvals, seals)."""
     problems = []
-    for table in history.TABLES.values():
-        rows = [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
-        broken = first_broken_link(table, rows)
+    for table in _chained_tables(conn):
+        broken = first_broken_link(table, table_rows(conn, table))
         if broken is not None:
             problems.append(f"hash chain broken at {broken}")
     return problems
+
+
+def governance_seal_digest(conn: Connection, detail: dict[str, Any]) -> str:
+    """Return the digest of the governance rows a seal covers (each table's rows up to its last sealed id)."""
+    hashes = []
+    for name, table in history.TABLES.items():
+        last_id = detail["tables"].get(name, {}).get("last_id", 0)
+        query = sa.select(table.c.row_hash).where(table.c.id <= last_id).order_by(table.c.id)
+        hashes += conn.execute(query).scalars().all()
+    return history.sealed_digest(hashes)
+
+
+def seal_problems(conn: Connection) -> list[str]:
+    """Return each governance seal whose sealed records no longer hash to what was sealed (removed at a tail)."""
+    return [
+        f"{history.seal_line(seal)}: the sealed records no longer match the seal (a sealed record was removed)"
+        for seal in history.seals_in(conn)
+        if seal["scope"] == "governance"
+        and governance_seal_digest(conn, seal["detail"]) != seal["sealed_sha256"]
+    ]
 
 
 def _alias_problems(settings: Settings, conn: Connection) -> list[str]:
@@ -61,20 +93,12 @@ def _alias_problems(settings: Settings, conn: Connection) -> list[str]:
 def audit_governance(settings: Settings) -> list[str]:
     """Return every problem of the governance record (tampering first), or [] when it verifies."""
     with history.raw_engine(settings) as engine, engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        present = [t for t in history.APPEND_ONLY_TABLES if inspector.has_table(t)]
-        if not present:
+        shape, problems = history.schema_shape(conn)
+        if shape == "absent":
             return []
-        problems = [
-            f"tampering: table {t} is missing" for t in history.APPEND_ONLY_TABLES if t not in present
-        ]
-        if problems:
-            return problems
-        problems += [
-            f"tampering: append-only trigger {t} is missing or disabled"
-            for t in history.missing_triggers(conn)
-        ]
-        columns = history.missing_columns(conn)
-        if columns:
-            return [*problems, f"tampering or an old schema: columns {', '.join(columns)} are missing"]
-        return [*problems, *_chain_problems(conn), *_alias_problems(settings, conn)]
+        if shape == "pre-chain":
+            return [f"the governance history {history.shape_advice(shape, problems)}"]
+        tampering = [f"tampering: {p}" for p in problems]
+        if any(p.startswith(("table", "column")) for p in problems):
+            return tampering  # the chains cannot be read without their tables and columns
+        return [*tampering, *chain_problems(conn), *seal_problems(conn), *_alias_problems(settings, conn)]

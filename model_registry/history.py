@@ -7,7 +7,9 @@ Two tables in the database at `settings.registry_db_url` (SQLite embedded, Postg
 Both are append-only: no function here updates or deletes, and database triggers refuse UPDATE, DELETE (and, on
 PostgreSQL, TRUNCATE). Both are hash-chained per model: each row carries the hash of the model's previous row
 (`prev_hash`) and its own (`row_hash`), so an edit made with the triggers dropped shows in `orchard audit verify`;
-a database whose tables exist without their triggers is reported as tampered with, never silently repaired. Writers that must be serialised (moving an alias and appending its event) run inside
+a database whose tables exist without their triggers is reported as tampered with, never silently repaired.
+A history written before hash chains is refused too, until `orchard audit migrate` chains its rows and records a
+seal (`chain_seals`: who sealed how many unprovable legacy records, when, and their hash). Writers that must be serialised (moving an alias and appending its event) run inside
 `locked()`: SQLite `BEGIN IMMEDIATE` (one writer at a time), PostgreSQL a per-model transaction advisory lock.
 """
 
@@ -89,6 +91,27 @@ approvals = sa.Table(
 TABLES = {"alias_events": alias_events, "approvals": approvals}
 # The first record of a model's chain links to this instead of a previous hash.
 GENESIS_HASH = "0" * 64
+# What a history written before hash chains lacks (and the value `orchard audit migrate` gives its old rows).
+CHAIN_COLUMNS = frozenset({"prev_hash", "row_hash"})
+LEGACY_FILL = {"identity_source": "unknown", "prev_hash": "", "row_hash": ""}
+# `orchard audit migrate` records here who sealed which unchained legacy records (one chain, append-only too).
+SEAL_TABLE = "chain_seals"
+_seal_metadata = sa.MetaData()
+chain_seals = sa.Table(
+    SEAL_TABLE,
+    _seal_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("sealed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("identity", sa.String(200), nullable=False),
+    sa.Column("identity_source", sa.String(200), nullable=False),
+    sa.Column("rows_sealed", sa.Integer, nullable=False),
+    sa.Column("sealed_sha256", sa.String(64), nullable=False),
+    sa.Column("detail_json", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+)
+SchemaShape = Literal["absent", "ready", "pre-chain", "tampered"]
 
 
 @dataclass(frozen=True)
@@ -186,11 +209,30 @@ def _hold_lock(conn: Connection, key: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(key)})
 
 
+def hold_schema_lock(conn: Connection) -> None:
+    """Take the lock of schema changes in a write-locked transaction that has just begun."""
+    _hold_lock(conn, _SCHEMA_LOCK_KEY)
+
+
+def triggered_tables(conn: Connection) -> tuple[str, ...]:
+    """Return the tables that must carry append-only triggers: the history's, and the seals' once they exist."""
+    return APPEND_ONLY_TABLES + ((SEAL_TABLE,) if sa.inspect(conn).has_table(SEAL_TABLE) else ())
+
+
+def trigger_names(dialect: str, tables: tuple[str, ...]) -> list[str]:
+    """Return the names of the append-only triggers of tables on a dialect (none on others); pure."""
+    if dialect == "sqlite":
+        return [f"{t}_append_only_{v}" for t in tables for v in ("UPDATE", "DELETE")]
+    if dialect == "postgresql":
+        return [f"{t}_{k}" for t in tables for k in ("append_only", "no_truncate")]
+    return []
+
+
 def missing_triggers(conn: Connection) -> list[str]:
     """Return the append-only triggers that should exist on the history tables but do not."""
+    wanted = trigger_names(conn.dialect.name, triggered_tables(conn))
     if conn.dialect.name == "sqlite":
         found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars().all()
-        wanted = [f"{t}_append_only_{v}" for t in APPEND_ONLY_TABLES for v in ("UPDATE", "DELETE")]
     elif conn.dialect.name == "postgresql":
         # a disabled trigger (ALTER TABLE ... DISABLE TRIGGER) is as good as a dropped one
         found = (
@@ -198,56 +240,112 @@ def missing_triggers(conn: Connection) -> list[str]:
             .scalars()
             .all()
         )
-        wanted = [f"{t}_{k}" for t in APPEND_ONLY_TABLES for k in ("append_only", "no_truncate")]
     else:
         return []
     return [name for name in wanted if name not in found]
 
 
+def present_columns(conn: Connection) -> dict[str, set[str]]:
+    """Return the columns of each history table present in the database (absent tables left out)."""
+    inspector = sa.inspect(conn)
+    return {
+        name: {c["name"] for c in inspector.get_columns(name)}
+        for name in APPEND_ONLY_TABLES
+        if inspector.has_table(name)
+    }
+
+
+def absent_columns(columns: dict[str, set[str]]) -> list[str]:
+    """Return `table.column` for each column the present history tables lack; pure."""
+    return [
+        f"{n}.{c.name}" for n, present in columns.items() for c in TABLES[n].columns if c.name not in present
+    ]
+
+
 def missing_columns(conn: Connection) -> list[str]:
     """Return the columns of the history tables that an older (or edited) schema lacks."""
-    inspector = sa.inspect(conn)
-    missing = []
-    for name, table in TABLES.items():
-        present = {c["name"] for c in inspector.get_columns(name)}
-        missing += [f"{name}.{c.name}" for c in table.columns if c.name not in present]
-    return missing
+    return absent_columns(present_columns(conn))
+
+
+def predates_chains(columns: dict[str, set[str]]) -> bool:
+    """Return whether the present history tables have the shape an Orchard before hash chains wrote; pure.
+
+    That is: alias_events present, no table carrying any hash column, and nothing missing but the columns the
+    hash chains added (identity_source, prev_hash, row_hash). Anything else cannot be explained by an upgrade.
+    """
+    if "alias_events" not in columns:
+        return False
+    return all(
+        not present & CHAIN_COLUMNS and {c.name for c in TABLES[name].columns} - present <= LEGACY_FILL.keys()
+        for name, present in columns.items()
+    )
+
+
+def schema_shape(conn: Connection) -> tuple[SchemaShape, list[str]]:
+    """Return the shape of the history schema (absent, ready, pre-chain, tampered) and what is wrong with it."""
+    columns = present_columns(conn)
+    if not columns:
+        return "absent", []
+    problems = [f"table {t} is missing" for t in APPEND_ONLY_TABLES if t not in columns]
+    problems += [f"column {c} is missing" for c in absent_columns(columns)]
+    problems += [f"append-only trigger {t} is missing or disabled" for t in missing_triggers(conn)]
+    if not problems:
+        return "ready", []
+    return ("pre-chain" if predates_chains(columns) else "tampered"), problems
+
+
+def shape_advice(shape: SchemaShape, problems: list[str]) -> str:
+    """Return what is wrong with a history that is not ready and what the operator can do about it; pure."""
+    if shape == "pre-chain":
+        return (
+            f"predates hash chains: {'; '.join(problems)}. Run `orchard audit migrate` to see what an upgrade "
+            "finds, then `orchard audit migrate --accept-unchained-history` to chain and seal the old records"
+        )
+    return (
+        f"has been tampered with: {'; '.join(problems)}. Run `orchard audit verify`, and restore the database "
+        "from a trusted backup (a migration cannot explain this shape)"
+    )
 
 
 def _schema_state(conn: Connection) -> Literal["absent", "ready"]:
-    """Return whether the history must be created; raise if it exists but was tampered with."""
-    inspector = sa.inspect(conn)
-    present = [t for t in APPEND_ONLY_TABLES if inspector.has_table(t)]
-    if not present:
-        return "absent"
-    problems = [f"table {t} is missing" for t in APPEND_ONLY_TABLES if t not in present]
-    if not problems:
-        problems += [f"column {c} is missing" for c in missing_columns(conn)]
-        problems += [f"append-only trigger {t} is missing or disabled" for t in missing_triggers(conn)]
-    if problems:
-        # Never recreate silently: whoever dropped a trigger could have edited rows meanwhile.
-        raise OrchardError(
-            f"the governance history at {conn.engine.url.render_as_string(hide_password=True)} has been "
-            f"tampered with or predates hash chains: {'; '.join(problems)}. Nothing was changed; run `orchard "
-            "audit verify`, and restore the database from a trusted backup (a history without hash chains "
-            "cannot be trusted as is)"
-        )
-    return "ready"
+    """Return whether the history must be created; raise if it predates hash chains or was tampered with."""
+    shape, problems = schema_shape(conn)
+    if shape == "absent" or shape == "ready":
+        return shape
+    # Never recreate silently: whoever dropped a trigger could have edited rows meanwhile.
+    raise OrchardError(
+        f"the governance history at {conn.engine.url.render_as_string(hide_password=True)} "
+        f"{shape_advice(shape, problems)}. Nothing was changed"
+    )
 
 
-def _create_schema(conn: Connection) -> None:
-    """Create missing tables and the append-only triggers (additive: existing rows are untouched)."""
-    _metadata.create_all(conn, checkfirst=True)
+def create_triggers(conn: Connection, tables: tuple[str, ...]) -> None:
+    """Create the append-only triggers of tables (those that exist are kept)."""
     if conn.dialect.name == "sqlite":
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             for verb in ("UPDATE", "DELETE"):
                 conn.exec_driver_sql(_SQLITE_APPEND_ONLY.format(table=table, verb=verb))
     elif conn.dialect.name == "postgresql":
         # sa.text, not exec_driver_sql: the driver would read RAISE's '%' placeholders as its own.
         conn.execute(sa.text(_PG_APPEND_ONLY_FUNCTION))
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             conn.execute(sa.text(_PG_APPEND_ONLY.format(table=table)))
             conn.execute(sa.text(_PG_NO_TRUNCATE.format(table=table)))
+
+
+def drop_triggers(conn: Connection, tables: tuple[str, ...]) -> None:
+    """Drop the append-only triggers of tables, if present (only `orchard audit migrate` does, in its transaction)."""
+    on_table = " ON {table}" if conn.dialect.name == "postgresql" else ""
+    for table in tables:
+        for name in trigger_names(conn.dialect.name, (table,)):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}{on_table.format(table=table)}")
+
+
+def create_schema(conn: Connection) -> None:
+    """Create missing tables and the append-only triggers (additive: existing rows are untouched)."""
+    _metadata.create_all(conn, checkfirst=True)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        create_triggers(conn, APPEND_ONLY_TABLES)
     else:
         log.warning(
             "no append-only triggers for %s: the history relies on having no update path", conn.dialect
@@ -286,9 +384,9 @@ def _engine(settings: Settings) -> Iterator[Engine]:
             with engine.connect() as conn:
                 conn.execution_options(orchard_write_lock=True)
                 with conn.begin():
-                    _hold_lock(conn, _SCHEMA_LOCK_KEY)
+                    hold_schema_lock(conn)
                     if _schema_state(conn) == "absent":
-                        _create_schema(conn)
+                        create_schema(conn)
         yield engine
 
 
@@ -321,14 +419,33 @@ def row_hash(table: sa.Table, values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _insert_chained(conn: Connection, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
-    """Insert a row linked to the model's previous row in the table (hash chain); return the stored row."""
-    last = conn.execute(
-        sa.select(table.c.row_hash)
-        .where(table.c.model == values["model"])
-        .order_by(table.c.id.desc())
-        .limit(1)
-    ).scalar()
+def chain_key(row: dict[str, Any]) -> str | None:
+    """Return which chain a history row belongs to: its model's (the seals form one chain of their own); pure."""
+    return row.get("model")
+
+
+def link_rows(table: sa.Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return rows (in stored order) with prev_hash and row_hash set as new writes would have set them; pure."""
+    last: dict[str | None, str] = {}
+    linked = []
+    for row in rows:
+        values = {**row, "prev_hash": last.get(chain_key(row), GENESIS_HASH)}
+        values["row_hash"] = last[chain_key(row)] = row_hash(table, values)
+        linked.append(values)
+    return linked
+
+
+def sealed_digest(row_hashes: list[str]) -> str:
+    """Return the hash of sealed records: of their row hashes in stored order (each covers its content); pure."""
+    return hashlib.sha256("\n".join(row_hashes).encode()).hexdigest()
+
+
+def insert_chained(conn: Connection, table: sa.Table, values: dict[str, Any]) -> sa.Row[Any]:
+    """Insert a row linked to the previous row of its chain in the table; return the stored row."""
+    query = sa.select(table.c.row_hash).order_by(table.c.id.desc()).limit(1)
+    if "model" in table.c:
+        query = query.where(table.c.model == values["model"])
+    last = conn.execute(query).scalar()
     values = {**values, "prev_hash": last or GENESIS_HASH}
     values["row_hash"] = row_hash(table, values)
     new_id = conn.execute(sa.insert(table).values(**values)).inserted_primary_key[0]
@@ -395,7 +512,7 @@ def append_event(
         "recorded_at": datetime.now(UTC),
         "identity_source": identity_source,
     }
-    return _event(_insert_chained(conn, alias_events, values))
+    return _event(insert_chained(conn, alias_events, values))
 
 
 def _approval(row: sa.Row[Any]) -> Approval:
@@ -468,7 +585,7 @@ def append_approval(
         "recorded_at": datetime.now(UTC),
         "identity_source": identity_source,
     }
-    return _approval(_insert_chained(conn, approvals, values))
+    return _approval(insert_chained(conn, approvals, values))
 
 
 def events_in(conn: Connection, model: str, alias: str | None = None) -> list[AliasEvent]:
@@ -546,3 +663,20 @@ def recorded_champion_now(settings: Settings, model: str, *, wait_for_writers: b
 def champion_at(settings: Settings, model: str, month: str) -> int | None:
     """Return the champion version in force at the end of a business month (None before the first)."""
     return alias_at(settings, model, CHAMPION_ALIAS, month)
+
+
+def seals_in(conn: Connection) -> list[dict[str, Any]]:
+    """Return the recorded seals of legacy records in order, their detail parsed ([] before any migration)."""
+    if not sa.inspect(conn).has_table(SEAL_TABLE):
+        return []
+    rows = conn.execute(sa.select(chain_seals).order_by(chain_seals.c.id)).all()
+    return [{**r._mapping, "detail": json.loads(r.detail_json)} for r in rows]
+
+
+def seal_line(seal: dict[str, Any]) -> str:
+    """Return one line saying what a seal covers and who made it; pure."""
+    return (
+        f"seal #{seal['id']}: {seal['rows_sealed']} {seal['scope']} record(s) written before hash chains, sealed "
+        f"by {seal['identity']} ({seal['identity_source']}) at {_utc(seal['sealed_at']).isoformat()} "
+        f"(sha256 {seal['sealed_sha256'][:16]}…)"
+    )

@@ -478,7 +478,9 @@ def down() -> None:
     console.print(down_command(_settings()), soft_wrap=True)
 
 
-audit_app = typer.Typer(help="Check the tamper-evident records.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Check the tamper-evident records; upgrade a home from before hash chains.", no_args_is_help=True
+)
 app.add_typer(audit_app, name="audit")
 
 
@@ -489,6 +491,30 @@ def audit_verify() -> None:
     from orchard.serving.audit import audit_command
 
     console.print(audit_command(_settings()), soft_wrap=True, highlight=False)
+
+
+@audit_app.command("migrate")
+@_one_line_errors
+def audit_migrate(
+    accept_unchained_history: Annotated[
+        bool,
+        typer.Option(
+            "--accept-unchained-history",
+            help="Chain and seal the records written before hash chains, accepting they cannot be proven untouched.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what a migration would do.")
+    ] = False,
+) -> None:
+    """Upgrade a home written before hash chains: report, then (with the flag) chain, seal and record who did it."""
+    from orchard.serving.migrate import find_unchained, migrate_command
+
+    settings = _settings()
+    found = find_unchained(settings)
+    console.print(found.report(), soft_wrap=True, highlight=False)
+    text = migrate_command(settings, found, accept=accept_unchained_history, dry_run=dry_run)
+    console.print(text, soft_wrap=True, highlight=False)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from orchard.errors import OrchardError
 from orchard.serving.config import ServingConfig
@@ -57,6 +58,9 @@ SCHEMA = pa.schema(
     ]
 )
 GENESIS_HASH = "0" * 64
+_REPLACES = (
+    b"orchard.replaces"  # Parquet metadata of a migration's chained copy: the legacy files it replaces
+)
 _METADATA = sa.MetaData()
 DECISION_TABLE = sa.Table(
     TABLE,
@@ -94,22 +98,30 @@ def decision_row_hash(row: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def link_decision_rows(rows: list[dict[str, Any]], seq: int, prev_hash: str) -> list[dict[str, Any]]:
+    """Return flat rows appended after (seq, prev_hash): numbered and hash-linked, in the given order; pure."""
+    linked = []
+    for row in rows:
+        seq += 1
+        row = {**row, "seq": seq, "prev_hash": prev_hash}
+        row["row_hash"] = prev_hash = decision_row_hash(row)
+        linked.append(row)
+    return linked
+
+
 def chain_rows(records: list[DecisionRecord], seq: int, prev_hash: str) -> list[dict[str, Any]]:
     """Return the stored rows of records appended after (seq, prev_hash): numbered and hash-linked; pure."""
-    rows = []
-    for record in records:
-        seq += 1
-        row = {**record.row(), "seq": seq, "prev_hash": prev_hash}
-        row["row_hash"] = prev_hash = decision_row_hash(row)
-        rows.append(row)
-    return rows
+    return link_decision_rows([record.row() for record in records], seq, prev_hash)
 
 
 def first_broken_row(rows: list[dict[str, Any]]) -> str | None:
     """Return the first stored row (in sequence order) that breaks the chain, or None; pure."""
     chained = [r for r in rows if r.get("seq") is not None]
     if len(chained) != len(rows):
-        return f"{len(rows) - len(chained)} record(s) carry no sequence number or hash (written unchained)"
+        return (
+            f"{len(rows) - len(chained)} record(s) carry no sequence number or hash (written before hash chains: "
+            "see `orchard audit migrate`)"
+        )
     prev, expected = GENESIS_HASH, 1
     for row in sorted(chained, key=lambda r: r["seq"]):
         where = f"decision log record seq {row['seq']} (request {row['request_id']})"
@@ -276,11 +288,100 @@ class ParquetDecisionSink:
     def _files(self) -> list[str]:
         return sorted((str(p) for p in self.folder.glob("date=*/part-*.parquet")), key=_first_seq)
 
-    def _table(self, **kwargs: Any) -> pa.Table:
-        files = self._files()
+    def _table(self, files: list[str] | None = None, **kwargs: Any) -> pa.Table:
+        files = self._files() if files is None else files
         if not files:
             return SCHEMA.empty_table()
         return ds.dataset(files, schema=SCHEMA, format="parquet").to_table(**kwargs)
+
+    def legacy(self) -> LegacyLog:
+        """Return what the log holds from before hash chains, in stored order, and what does not fit either shape.
+
+        Legacy files are named by time (part-<timestamp>-<id>) and carry no chain columns; chained files are
+        named by their first seq and carry them. A file of one name with the other's columns cannot be explained
+        by an upgrade, nor can a chained part that does not verify.
+        """
+        chained, legacy, problems, copies = [], [], [], {}
+        for path in self._files():
+            schema = pq.read_schema(path)
+            has_chain = {"seq", "prev_hash", "row_hash"} <= set(schema.names)
+            if has_chain != Path(path).stem.removeprefix("part-").isdigit():
+                named = "an unchained file's name" if has_chain else "a chained part's name"
+                problems.append(f"file {path} has {named} but {'' if has_chain else 'no '}hash-chain columns")
+            (chained if has_chain else legacy).append(path)
+            if has_chain and _REPLACES in (schema.metadata or {}):
+                copies[path] = [str(self.folder / f) for f in json.loads(schema.metadata[_REPLACES])]
+        broken = first_broken_row(self._table(chained).to_pylist())
+        if broken is not None:
+            problems.append(f"decision log hash chain broken at {broken}")
+        interrupted = [(copy, olds) for copy, olds in copies.items() if set(olds) & set(legacy)]
+        if interrupted:
+            return self._interrupted(interrupted, legacy, problems)
+        rows = [row for path in legacy for row in pq.read_table(path).to_pylist()]
+        return LegacyLog(str(self.folder), tuple(legacy), rows, self._head(), tuple(problems))
+
+    def _interrupted(
+        self, copies: list[tuple[str, list[str]]], legacy: list[str], problems: list[str]
+    ) -> LegacyLog:
+        """Return the state an interrupted migration left: its chained copy (kept), and the old files it replaces.
+
+        The copy is part of the chain (later group commits may link to it), so it is kept; it must hold exactly
+        the old files' records, and they must be all the unchained files left.
+        """
+        (copy, olds), *more = copies
+        rows = pq.read_table(copy).to_pylist()
+        old_rows = [row for path in olds for row in pq.read_table(path).to_pylist()]
+        unchained = [{k: v for k, v in r.items() if k not in _CHAIN_COLUMNS} for r in rows]
+        if more or sorted(olds) != sorted(legacy) or unchained != old_rows:
+            problems.append(
+                f"file {copy}, the chained copy an interrupted migration left, does not match the unchained "
+                f"files {', '.join(legacy)}"
+            )
+        return LegacyLog(str(self.folder), tuple(olds), rows, self._head(), tuple(problems), resumed=copy)
+
+    def seal_legacy(self, record_seal: Callable[[LegacyLog, list[dict[str, Any]]], None]) -> LegacyLog:
+        """Chain the legacy rows after the head as one new file, call record_seal(log, rows), remove the old files.
+
+        record_seal is called even when there is nothing to chain (with no rows), still under the lock.
+
+        Everything runs under the log's lock (no decision is appended meanwhile). The new file is written as every
+        group commit is (0600, fsynced, renamed); if record_seal raises (the seal's transaction did not commit),
+        the new file is removed and the log is as it was. The legacy files go only once the seal is recorded.
+        The new file names the files it replaces (Parquet metadata): a run killed before they were removed leaves
+        both, and the next run keeps that copy (it is in the chain), seals it unless sealed and removes them.
+        """
+        with self._exclusive():
+            found = self.legacy()
+            if found.problems:
+                raise OrchardError(
+                    f"the decision log at {self.folder} cannot be migrated: {'; '.join(found.problems)}"
+                )
+            rows = found.chained()
+            if not rows or found.resumed:  # an interrupted migration's copy is in the chain already: keep it
+                record_seal(found, rows)
+                self._remove(found.files)
+                return found
+            day = rows[0]["logged_at"].strftime("%Y-%m-%d")
+            target = self.folder / f"date={day}" / f"part-{rows[0]['seq']:012d}.parquet"
+            replaces = json.dumps([str(Path(f).relative_to(self.folder)) for f in found.files])
+            table = pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata({_REPLACES: replaces}))
+            _write_private(target, lambda fh: pq.write_table(table, fh))
+            try:
+                record_seal(found, rows)
+            except BaseException:
+                target.unlink(missing_ok=True)
+                raise
+            head = json.dumps({"seq": rows[-1]["seq"], "hash": rows[-1]["row_hash"]}).encode()
+            _write_private(self.folder / "head.json", lambda fh: fh.write(head))
+            self._remove(found.files)
+            return found
+
+    @staticmethod
+    def _remove(files: tuple[str, ...]) -> None:
+        """Remove the sealed legacy files, each removal made durable."""
+        for path in files:
+            Path(path).unlink()
+            _fsync_dir(Path(path).parent)
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, scanning only the request_id column first."""
@@ -294,6 +395,41 @@ class ParquetDecisionSink:
     def rows(self) -> list[dict[str, Any]]:
         """Return every stored row as stored, in append order."""
         return self._table().to_pylist()
+
+
+@dataclass(frozen=True)
+class LegacyLog:
+    """The records a Parquet decision log holds from before hash chains, and where its chain ends."""
+
+    where: str
+    files: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    head: tuple[int, str]
+    problems: tuple[str, ...] = ()
+    table: str | None = None  # the SQL table (production profile); None: Parquet files
+    missing_columns: tuple[str, ...] = ()  # chain columns the SQL table lacks
+    resumed: str | None = None  # the chained copy of `files` an interrupted migration left (rows: its rows)
+
+    def chained(self) -> list[dict[str, Any]]:
+        """Return the legacy rows numbered and linked after the head, exactly as new writes are; pure."""
+        return self.rows if self.resumed else link_decision_rows(self.rows, *self.head)
+
+    def summary(self) -> str:
+        """Return one line saying what was found; pure."""
+        if not self.rows:
+            return f"decision log at {self.where}: every record is hash-chained (head seq {self.head[0]})"
+        if self.resumed:
+            return (
+                f"decision log at {self.where}: an interrupted migration left {len(self.files)} unchained file(s) "
+                f"and their chained copy {self.resumed} ({len(self.rows)} record(s)): to be sealed, the old "
+                "files removed"
+            )
+        lacks = f" (lacks columns {', '.join(self.missing_columns)})" if self.missing_columns else ""
+        stored = f"in {len(self.files)} file(s)" if self.table is None else f"in table {self.table}{lacks}"
+        return (
+            f"decision log at {self.where}: {len(self.rows)} unchained record(s) {stored} "
+            f"written before hash chains (to be chained after seq {self.head[0]})"
+        )
 
 
 def _first_seq(path: str) -> int:
@@ -317,16 +453,8 @@ class SqlDecisionSink:
         if not records:
             return
         with self._local_lock, self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-            last = conn.execute(
-                sa.select(DECISION_TABLE.c.seq, DECISION_TABLE.c.row_hash)
-                .where(DECISION_TABLE.c.seq.is_not(None))
-                .order_by(DECISION_TABLE.c.seq.desc())
-                .limit(1)
-            ).first()
-            seq, prev = (0, GENESIS_HASH) if last is None else (int(last.seq), str(last.row_hash))
-            conn.execute(DECISION_TABLE.insert(), chain_rows(records, seq, prev))
+            hold_chain_lock(conn)
+            conn.execute(DECISION_TABLE.insert(), chain_rows(records, *sql_head(conn)))
 
     def find(self, request_id: str) -> DecisionRecord | None:
         """Return the record of a request id, or None."""
@@ -341,8 +469,13 @@ class SqlDecisionSink:
         return pd.DataFrame(self.rows(), columns=SCHEMA.names)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Return every stored row as stored, in sequence order."""
+        """Return every stored row as stored, in sequence order; raise if the table predates hash chains."""
         with self.engine.connect() as conn:
+            if missing := missing_chain_columns(conn):
+                raise OrchardError(
+                    f"the decision table at {self.engine.url.render_as_string(hide_password=True)} predates hash "
+                    f"chains (lacks columns {', '.join(missing)}): see `orchard audit migrate`"
+                )
             query = sa.select(DECISION_TABLE).order_by(DECISION_TABLE.c.seq, DECISION_TABLE.c.logged_at)
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -354,12 +487,113 @@ class SqlDecisionSink:
 _CHAIN_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"orchard.decision_log.chain").digest()[:8], "big", signed=True
 )
+_CHAIN_COLUMNS = ("seq", "prev_hash", "row_hash")
+
+
+def hold_chain_lock(conn: Connection) -> None:
+    """Take the decision table's write lock for the transaction that has just begun (PostgreSQL; SQLite locks)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+
+
+def sql_head(conn: Connection) -> tuple[int, str]:
+    """Return (last seq, last hash) of the decision table's chain; call under the chain lock."""
+    last = conn.execute(
+        sa.select(DECISION_TABLE.c.seq, DECISION_TABLE.c.row_hash)
+        .where(DECISION_TABLE.c.seq.is_not(None))
+        .order_by(DECISION_TABLE.c.seq.desc())
+        .limit(1)
+    ).first()
+    return (0, GENESIS_HASH) if last is None else (int(last.seq), str(last.row_hash))
+
+
+def decision_db_url(settings: Settings, config: ServingConfig) -> str:
+    """Return the database of the production decision log: its own URL if configured, else the governance one."""
+    return config.decision_db_url or settings.registry_db_url
+
+
+def _stored_rows(conn: Connection, names: list[str]) -> list[dict[str, Any]]:
+    """Return the decision table's rows (only the columns present), in the order they were logged."""
+    columns = [DECISION_TABLE.c[n] for n in names]
+    query = sa.select(*columns).order_by(DECISION_TABLE.c.logged_at, DECISION_TABLE.c.request_id)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _present_columns(conn: Connection) -> set[str]:
+    """Return the columns the decision table has (none if it is absent)."""
+    inspector = sa.inspect(conn)
+    return {c["name"] for c in inspector.get_columns(TABLE)} if inspector.has_table(TABLE) else set()
+
+
+def missing_chain_columns(conn: Connection) -> tuple[str, ...]:
+    """Return the chain columns an existing decision table lacks (written before hash chains, or tampered)."""
+    present = _present_columns(conn)
+    return tuple(c for c in _CHAIN_COLUMNS if present and c not in present)
+
+
+def _sql_shape_problems(present: set[str], rows: list[dict[str, Any]]) -> list[str]:
+    """Return what no table written before hash chains can hold: some chain columns, half-chained rows; pure."""
+    found = [c for c in _CHAIN_COLUMNS if c in present]
+    if found and len(found) != len(_CHAIN_COLUMNS):
+        return [
+            f"table {TABLE} has chain columns {', '.join(found)} but not all of {', '.join(_CHAIN_COLUMNS)}"
+        ]
+    half = [r["request_id"] for r in rows if {r.get(c) is None for c in _CHAIN_COLUMNS} == {True, False}]
+    return [f"request {rid}: some chain columns are empty, others not" for rid in half[:3]]
+
+
+def sql_legacy(conn: Connection) -> LegacyLog:
+    """Return what the decision table holds from before hash chains, in logged order, and any tampering.
+
+    A table an older Orchard wrote lacks the chain columns, or holds rows with all three empty; chained rows
+    (if any) must verify. Any other shape (some chain columns only, half-chained rows) cannot be explained.
+    """
+    where = conn.engine.url.render_as_string(hide_password=True)
+    present = _present_columns(conn)
+    if not present:
+        return LegacyLog(where, (), [], (0, GENESIS_HASH), table=TABLE)
+    rows = _stored_rows(conn, [c.name for c in DECISION_TABLE.columns if c.name in present])
+    problems = _sql_shape_problems(present, rows)
+    missing = tuple(c for c in _CHAIN_COLUMNS if c not in present)
+    if problems or missing:
+        return LegacyLog(where, (), rows, (0, GENESIS_HASH), tuple(problems), TABLE, missing)
+    chained = [r for r in rows if r["seq"] is not None]
+    broken = first_broken_row(chained)
+    problems = [f"decision log hash chain broken at {broken}"] if broken is not None else []
+    legacy = [r for r in rows if r["seq"] is None]
+    return LegacyLog(where, (), legacy, sql_head(conn), tuple(problems), TABLE)
+
+
+def seal_sql_legacy(conn: Connection, found: LegacyLog) -> list[dict[str, Any]]:
+    """Add the missing chain columns and chain the legacy rows after the head, in the caller's transaction.
+
+    Call under the chain lock with what sql_legacy found in the same transaction; return the chained rows.
+    """
+    for name in found.missing_columns:
+        kind = DECISION_TABLE.c[name].type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind}")
+    if "seq" in found.missing_columns:  # as the current table's unique seq
+        conn.exec_driver_sql(f"CREATE UNIQUE INDEX {TABLE}_seq_key ON {TABLE} (seq)")
+    rows = found.chained()
+    if rows:
+        conn.execute(
+            sa.update(DECISION_TABLE)
+            .where(DECISION_TABLE.c.request_id == sa.bindparam("_id"))
+            .values(
+                seq=sa.bindparam("_seq"), prev_hash=sa.bindparam("_prev"), row_hash=sa.bindparam("_hash")
+            ),
+            [
+                {"_id": r["request_id"], "_seq": r["seq"], "_prev": r["prev_hash"], "_hash": r["row_hash"]}
+                for r in rows
+            ],
+        )
+    return rows
 
 
 def open_sink(settings: Settings, config: ServingConfig) -> DecisionSink:
     """Return the decision log of the profile: Parquet when embedded, the database in production."""
     if settings.profile == "production":
-        return SqlDecisionSink(config.decision_db_url or settings.registry_db_url)
+        return SqlDecisionSink(decision_db_url(settings, config))
     return ParquetDecisionSink(decisions_dir(settings))
 
 
@@ -440,11 +674,6 @@ class DecisionLogWriter:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-
-
-def verify_decision_log(sink: DecisionSink) -> str | None:
-    """Return the first broken record of the decision log's hash chain, or None if it verifies."""
-    return first_broken_row(sink.rows())
 
 
 def find_decision(settings: Settings, request_id: str, config: ServingConfig | None = None) -> DecisionRecord:

@@ -27,7 +27,7 @@ from orchard.errors import OrchardError
 from orchard.settings import Settings
 from tests.conftest import make_settings
 from tests.integration.tiny_model import TinyPd, training_frame
-from tests.services.conftest import PG_HOST, PG_PORT, postgres  # noqa: F401 (fixture)
+from tests.services.conftest import create_database, postgres  # noqa: F401 (fixture)
 
 WINDOW = "2019-11..2019-12"
 
@@ -387,14 +387,7 @@ def test_lead_set_alias_path_and_log_gate_result_record_every_check(store: Setti
 @pytest.mark.services
 def test_postgresql_history_serialises_promotions_and_refuses_edits(tmp_path: Path, postgres: str) -> None:  # noqa: F811
     # given a PostgreSQL history database (the production profile) on the real server, made for this test
-    import psycopg
-
-    database = f"{postgres}governance"
-    with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"')
-    url = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{database}"
+    url = create_database(f"{postgres}governance")
 
     class PgSettings(Settings):
         """Settings whose governance records live in PostgreSQL."""

@@ -61,6 +61,15 @@ def drop_databases(prefix: str, port: int = PG_PORT) -> None:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+def create_database(name: str) -> str:
+    """Create a database on the real PostgreSQL (name it under a test's prefix to have it dropped); return its URL."""
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+
+
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """Yield a fresh database name prefix on the real PostgreSQL; drop its databases afterwards."""

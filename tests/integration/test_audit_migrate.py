@@ -1,0 +1,623 @@
+"""`orchard audit migrate`: a home written before hash chains is upgraded only on an explicit acknowledgement.
+
+Each home is built as an older Orchard left it: the history tables without identity_source, prev_hash and
+row_hash (plain SQL, with the append-only triggers that Orchard already created), and a decision-log Parquet file
+without seq, prev_hash and row_hash. The CLI runs as a user runs it (a subprocess), on SQLite and on the real
+PostgreSQL (a database of its own, dropped afterwards).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from model_registry import history
+from orchard.errors import OrchardError
+from orchard.serving.decision_log import SCHEMA, ParquetDecisionSink, SqlDecisionSink, decisions_dir
+from orchard.settings import Settings
+from tests.conftest import make_settings
+from tests.integration.test_decision_log_tamper import record
+from tests.services.conftest import PG_HOST, PG_PORT, create_database, postgres  # noqa: F401 (fixture)
+
+OPERATOR = "olivia"
+ACCEPT = "--accept-unchained-history"
+LEGACY_DDL = [
+    """CREATE TABLE alias_events (id {pk}, model VARCHAR(200) NOT NULL, alias VARCHAR(100) NOT NULL,
+    version INTEGER NOT NULL, previous_version INTEGER, action VARCHAR(32) NOT NULL, reason TEXT NOT NULL,
+    approver VARCHAR(200) NOT NULL, gate_json TEXT, effective_month VARCHAR(7) NOT NULL,
+    recorded_at {ts} NOT NULL)""",
+    """CREATE TABLE approvals (id {pk}, model VARCHAR(200) NOT NULL, alias VARCHAR(100) NOT NULL,
+    action VARCHAR(32) NOT NULL, version INTEGER NOT NULL, champion_before INTEGER, outcome VARCHAR(16) NOT NULL,
+    mode VARCHAR(16) NOT NULL, approver VARCHAR(200) NOT NULL, reason TEXT NOT NULL, override_reason TEXT,
+    refusal TEXT, gate_json TEXT, event_id INTEGER REFERENCES alias_events (id), effective_month VARCHAR(7) NOT NULL,
+    recorded_at {ts} NOT NULL)""",
+]
+LEGACY_TRIGGERS = {
+    "sqlite": [
+        f"CREATE TRIGGER {t}_append_only_{v} BEFORE {v} ON {t} BEGIN SELECT RAISE(ABORT, 'append-only'); END"
+        for t in history.APPEND_ONLY_TABLES
+        for v in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "CREATE FUNCTION orchard_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'append-only'; END $$",
+        *(
+            f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+            "FOR EACH ROW EXECUTE FUNCTION orchard_append_only()"
+            for t in history.APPEND_ONLY_TABLES
+        ),
+        *(
+            f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION orchard_append_only()"
+            for t in history.APPEND_ONLY_TABLES
+        ),
+    ],
+}
+LEGACY_ROWS = [
+    "INSERT INTO alias_events (model, alias, version, previous_version, action, reason, approver, gate_json, "
+    "effective_month, recorded_at) VALUES ('legacy_pd', 'challenger', 1, NULL, 'set_challenger', 'first', 'ann', "
+    "NULL, '2019-06', '2019-06-30 10:00:00.000000')",
+    "INSERT INTO alias_events (model, alias, version, previous_version, action, reason, approver, gate_json, "
+    "effective_month, recorded_at) VALUES ('legacy_pd', 'challenger', 2, 1, 'set_challenger', 'retrained', 'ann', "
+    """'{"passed": true}', '2019-09', '2019-09-30 10:00:00.000000')""",
+    "INSERT INTO alias_events (model, alias, version, previous_version, action, reason, approver, gate_json, "
+    "effective_month, recorded_at) VALUES ('legacy_fraud', 'challenger', 1, NULL, 'set_challenger', 'first', 'bob', "
+    "NULL, '2019-07', '2019-07-31 10:00:00.000000')",
+    "INSERT INTO approvals (model, alias, action, version, champion_before, outcome, mode, approver, reason, "
+    "override_reason, refusal, gate_json, event_id, effective_month, recorded_at) VALUES ('legacy_pd', "
+    "'champion', 'promote', 1, NULL, 'refused', 'person', 'ann', 'try', NULL, 'gate failed', NULL, NULL, "
+    "'2019-06', '2019-06-30 11:00:00.000000')",
+    "INSERT INTO approvals (model, alias, action, version, champion_before, outcome, mode, approver, reason, "
+    "override_reason, refusal, gate_json, event_id, effective_month, recorded_at) VALUES ('legacy_pd', "
+    "'champion', 'promote', 2, NULL, 'refused', 'policy', 'orchard-policy', 'auto', NULL, 'no gain', NULL, "
+    "NULL, '2019-09', '2019-09-30 11:00:00.000000')",
+]
+
+
+def orchard(
+    settings: Settings, *args: str, db_url: str | None = None, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI on a home as a user does (the configured operator; the history in db_url; extra environment)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
+    env.update({"ORCHARD_HOME": str(settings.home), "ORCHARD_IDENTITY": OPERATOR, **(extra or {})})
+    if db_url:
+        env["ORCHARD_GOVERNANCE_DB_URL"] = db_url
+    return subprocess.run(
+        [sys.executable, "-m", "orchard", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def legacy_decision_log(settings: Settings) -> Path:
+    """Write the decision log an older Orchard wrote: one time-named file of rows without the chain columns."""
+    legacy_schema = pa.schema([f for f in SCHEMA if f.name not in ("seq", "prev_hash", "row_hash")])
+    path = decisions_dir(settings) / "date=2026-01-02" / "part-20260102T030405000000-0a1b2c3d.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([record(i).row() for i in (1, 2, 3)], schema=legacy_schema), path)
+    return path
+
+
+def legacy_history(execute: Callable[[str], Any], dialect: str) -> None:
+    """Create the history an older Orchard wrote (no identity or hash columns) through execute(sql)."""
+    pk, ts = (
+        ("INTEGER PRIMARY KEY", "DATETIME") if dialect == "sqlite" else ("SERIAL PRIMARY KEY", "TIMESTAMPTZ")
+    )
+    for statement in [*(d.format(pk=pk, ts=ts) for d in LEGACY_DDL), *LEGACY_TRIGGERS[dialect], *LEGACY_ROWS]:
+        execute(statement)
+
+
+def sqlite_home(tmp_path: Path) -> tuple[Settings, Path]:
+    """Return the settings of an older home with its history in SQLite, and the database's path."""
+    settings = make_settings(tmp_path / "orchard", identity=OPERATOR)
+    db = Path(settings.registry_db_url.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True)
+    run_sqlite(db, lambda execute: legacy_history(execute, "sqlite"))
+    return settings, db
+
+
+def run_sqlite(db: Path, work: Callable[[Callable[[str], Any]], Any]) -> Any:
+    """Run work(execute) on one committed SQLite connection, as someone with the file would; return its result."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            return work(lambda sql: conn.execute(sql).fetchall())
+    finally:
+        conn.close()
+
+
+def legacy_content(db: Path) -> list[Any]:
+    """Return the old columns of every history row, in id order."""
+    return run_sqlite(
+        db,
+        lambda execute: [
+            *execute(
+                "SELECT id, model, alias, version, approver, reason, recorded_at FROM alias_events ORDER BY id"
+            ),
+            *execute(
+                "SELECT id, model, action, outcome, approver, reason, recorded_at FROM approvals ORDER BY id"
+            ),
+        ],
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Return every file under a folder with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def decision_content(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Return each logged decision's stored content without the chain columns, by request id."""
+    rows = ParquetDecisionSink(decisions_dir(settings)).rows()
+    return {
+        r["request_id"]: {k: v for k, v in r.items() if k not in ("seq", "prev_hash", "row_hash")}
+        for r in rows
+    }
+
+
+@pytest.mark.slow(seconds=45)  # seven CLI runs
+def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_path: Path) -> None:
+    settings, db = sqlite_home(tmp_path)
+    legacy_file = legacy_decision_log(settings)
+    # an upgraded API kept answering after the upgrade: one chained group commit follows the old file
+    ParquetDecisionSink(decisions_dir(settings)).write([record(4)])
+    before = legacy_content(db)
+    decisions_before = decision_content(settings)
+    # then the history is refused, pointing at the migration (not at a backup) and verify says the same
+    with pytest.raises(OrchardError, match=r"predates hash chains.*orchard audit migrate"):
+        history.events(settings, "legacy_pd")
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 1 and "predates hash chains" in verified.stderr, verified.stderr
+    assert "orchard audit migrate" in verified.stderr and "restore" not in verified.stderr, verified.stderr
+    untouched = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+
+    # when the operator looks first, then the report names each table, its rows and what it lacks, and nothing changes
+    dry = orchard(settings, "audit", "migrate", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert (
+        "table alias_events: 3 unchained row(s); lacks columns identity_source, prev_hash, row_hash"
+        in dry.stdout
+    )
+    assert (
+        "table approvals: 2 unchained row(s); lacks columns identity_source, prev_hash, row_hash"
+        in dry.stdout
+    )
+    assert (
+        "3 unchained record(s) in 1 file(s) written before hash chains (to be chained after seq 1)"
+        in dry.stdout
+    )
+    assert "dry run: nothing was changed" in dry.stdout, dry.stdout
+    # and without the acknowledgement the migration is refused in one line, nothing changed
+    refused = orchard(settings, "audit", "migrate")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip().startswith("error: refused: 8 record(s) were written before hash chains")
+    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == untouched
+
+    # when the operator accepts, then every part is sealed under the operator's identity
+    migrated = orchard(settings, "audit", "migrate", ACCEPT)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (
+        f"seal #1: 5 governance record(s) written before hash chains, sealed by {OPERATOR} (configured)"
+        in (migrated.stdout)
+    ), migrated.stdout
+    assert (
+        f"seal #2: 3 decision_log record(s) written before hash chains, sealed by {OPERATOR}"
+        in migrated.stdout
+    )
+    # and verify passes and shows the seals
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "audit passed" in verified.stdout and "seal #2: 3 decision_log record(s)" in verified.stdout
+    # and the sealed records kept their content, chained in their stored order after the chained head
+    after = legacy_content(db)
+    assert after == before
+    assert decision_content(settings) == decisions_before
+    rows = ParquetDecisionSink(decisions_dir(settings)).rows()
+    assert [(r["seq"], r["request_id"]) for r in rows] == [(1, "req4"), (2, "req1"), (3, "req2"), (4, "req3")]
+    assert not legacy_file.exists()
+    (sealed_file,) = decisions_dir(settings).rglob("part-000000000002.parquet")
+    assert stat.S_IMODE(sealed_file.stat().st_mode) == 0o600
+    assert [e.identity_source for e in history.events(settings, "legacy_pd")] == ["unknown", "unknown"]
+    # and new writes chain on after the sealed records
+    with history.locked(settings, "legacy_pd") as conn:
+        history.append_event(
+            conn, model="legacy_pd", alias="challenger", version=3, previous_version=2, action="set_challenger",
+            reason="after the upgrade", approver=OPERATOR, gate=None, effective_month="2019-12",
+            identity_source="configured",
+        )  # fmt: skip
+    ParquetDecisionSink(decisions_dir(settings)).write([record(5)])
+    assert orchard(settings, "audit", "verify").returncode == 0
+
+    # when migrate runs again, then it finds nothing to do and changes nothing
+    migrated = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+    again = orchard(settings, "audit", "migrate", ACCEPT)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == migrated
+
+
+@pytest.mark.slow(seconds=25)  # four CLI runs
+def test_a_migration_killed_before_its_seal_committed_is_completed_by_a_rerun_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    settings, _ = sqlite_home(tmp_path)
+    legacy_file = legacy_decision_log(settings)
+    folder = decisions_dir(settings)
+    # given a migration killed after its chained copy was renamed into place, before the seal committed
+    left: dict[str, bytes] = {}
+
+    def killed(*_: Any) -> None:
+        left.update(snapshot(folder))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ParquetDecisionSink(folder).seal_legacy(killed)
+    for name, content in left.items():
+        (folder / name).write_bytes(content)
+    assert legacy_file.exists() and len(list(folder.rglob("part-*.parquet"))) == 2
+    # and the API appended after the copy meanwhile
+    ParquetDecisionSink(folder).write([record(4)])
+    # when the operator looks, then the interrupted migration is named
+    dry = orchard(settings, "audit", "migrate", "--dry-run")
+    assert "an interrupted migration left 1 unchained file(s) and their chained copy" in dry.stdout, (
+        dry.stdout + dry.stderr
+    )
+    # when the operator reruns the migration, then the copy is kept and sealed and the old file goes
+    migrated = orchard(settings, "audit", "migrate", ACCEPT)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "seal #2: 3 decision_log record(s)" in migrated.stdout, migrated.stdout
+    rows = ParquetDecisionSink(folder).rows()
+    assert [(r["seq"], r["request_id"]) for r in rows] == [(1, "req1"), (2, "req2"), (3, "req3"), (4, "req4")]
+    assert not legacy_file.exists()
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 0 and "seal #2: 3 decision_log record(s)" in verified.stdout, (
+        verified.stderr
+    )
+    again = orchard(settings, "audit", "migrate", ACCEPT)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+
+
+def migrated_sqlite_home(tmp_path: Path) -> tuple[Settings, Path]:
+    """Return an older SQLite home after `orchard audit migrate --accept-unchained-history`."""
+    settings, db = sqlite_home(tmp_path)
+    legacy_decision_log(settings)
+    assert orchard(settings, "audit", "migrate", ACCEPT).returncode == 0
+    return settings, db
+
+
+def test_an_edit_of_a_sealed_record_is_named_by_verify_and_refused_by_migrate(tmp_path: Path) -> None:
+    settings, db = migrated_sqlite_home(tmp_path)
+    # when someone drops a trigger, rewrites who asked for a sealed approval and puts the trigger back
+    (trigger,) = [t for t in LEGACY_TRIGGERS["sqlite"] if "approvals_append_only_UPDATE" in t]
+    run_sqlite(
+        db,
+        lambda execute: [
+            execute(sql)
+            for sql in (
+                "DROP TRIGGER approvals_append_only_UPDATE",
+                "UPDATE approvals SET approver = 'x' WHERE id = 2",
+                trigger,
+            )
+        ],
+    )
+    # and rewrites a sealed decision
+    (sealed,) = decisions_dir(settings).rglob("part-*.parquet")
+    rows = pq.read_table(sealed).to_pylist()
+    rows[1]["decision"] = "approve"
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sealed)
+    # then verify names both records like any other edit
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 1, verified.stdout
+    assert (
+        "hash chain broken at approvals #2 (legacy_pd): its content does not match its hash"
+        in verified.stderr
+    )
+    assert "decision log record seq 2 (request req2): its content does not match its hash" in verified.stderr
+    # and a migration refuses this chained, tampered home, naming the problems and pointing at a backup
+    untouched = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+    refused = orchard(settings, "audit", "migrate", ACCEPT)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "error: nothing migrated: hash chain broken at approvals #2 (legacy_pd)" in refused.stderr
+    assert "decision log hash chain broken at decision log record seq 2" in refused.stderr
+    assert "restore from a trusted backup" in refused.stderr, refused.stderr
+    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == untouched
+
+
+def test_a_removed_sealed_record_breaks_the_seal_and_dropped_triggers_are_not_migrated(
+    tmp_path: Path,
+) -> None:
+    settings, db = migrated_sqlite_home(tmp_path)
+    # when the last sealed alias event of a model goes (no later record links to it, so no chain shows it)
+    run_sqlite(
+        db,
+        lambda execute: [
+            execute(sql)
+            for sql in (
+                "DROP TRIGGER alias_events_append_only_DELETE",
+                "DELETE FROM alias_events WHERE id = 3",
+            )
+        ],
+    )
+    # then verify reports the missing trigger and the seal that no longer matches
+    verified = orchard(settings, "audit", "verify")
+    assert verified.returncode == 1, verified.stdout
+    assert "append-only trigger alias_events_append_only_DELETE is missing" in verified.stderr
+    assert (
+        "seal #1: 5 governance record(s)" in verified.stderr and "no longer match the seal" in verified.stderr
+    )
+    # and migrate refuses: a chained schema without its trigger is not the shape of an older Orchard
+    refused = orchard(settings, "audit", "migrate", ACCEPT)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert (
+        "nothing migrated: append-only trigger alias_events_append_only_DELETE is missing" in refused.stderr
+    )
+    with pytest.raises(
+        OrchardError, match=r"has been tampered with.*restore the database from a trusted backup"
+    ):
+        history.events(settings, "legacy_pd")
+
+
+@pytest.mark.slow(seconds=40)  # eight CLI runs
+@pytest.mark.services
+def test_an_old_postgresql_history_is_migrated_once_and_edits_after_it_are_named(
+    tmp_path: Path,
+    postgres: str,  # noqa: F811
+) -> None:
+    # given an older history on the real PostgreSQL, in a database of this test, and an older decision log
+    database = f"{postgres}migrate"
+    url = create_database(database)
+    settings = make_settings(tmp_path / "orchard", identity=OPERATOR, governance_db_url=url)
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="postgres", dbname=database, autocommit=True
+    ) as conn:
+        legacy_history(conn.execute, "postgresql")
+    legacy_decision_log(settings)
+
+    def dump() -> list[tuple[Any, ...]]:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname=database) as conn:
+            return [
+                *conn.execute("SELECT * FROM alias_events ORDER BY id").fetchall(),
+                *conn.execute("SELECT * FROM approvals ORDER BY id").fetchall(),
+                *conn.execute(
+                    "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname"
+                ).fetchall(),
+            ]
+
+    before, legacy_files = dump(), snapshot(decisions_dir(settings))
+    verified = orchard(settings, "audit", "verify", db_url=url)
+    assert verified.returncode == 1 and "predates hash chains" in verified.stderr, verified.stderr
+    # when the operator looks first, or forgets the acknowledgement, then nothing changes
+    dry = orchard(settings, "audit", "migrate", "--dry-run", db_url=url)
+    assert dry.returncode == 0 and "table alias_events: 3 unchained row(s)" in dry.stdout, (
+        dry.stdout + dry.stderr
+    )
+    assert orchard(settings, "audit", "migrate", db_url=url).returncode == 1
+    assert dump() == before and snapshot(decisions_dir(settings)) == legacy_files
+    # when the operator accepts, then the history and the log are sealed and verify passes
+    migrated = orchard(settings, "audit", "migrate", ACCEPT, db_url=url)
+    assert migrated.returncode == 0 and "seal #1: 5 governance record(s)" in migrated.stdout, migrated.stderr
+    verified = orchard(settings, "audit", "verify", db_url=url)
+    assert verified.returncode == 0 and "seal #1" in verified.stdout, verified.stderr
+    assert [e.reason for e in history.events(settings, "legacy_pd")] == ["first", "retrained"]
+    # and a second migration finds nothing to do
+    again = orchard(settings, "audit", "migrate", ACCEPT, db_url=url)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+    # when someone disables a trigger and edits a sealed event
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="postgres", dbname=database, autocommit=True
+    ) as conn:
+        conn.execute("ALTER TABLE alias_events DISABLE TRIGGER alias_events_append_only")
+        conn.execute("UPDATE alias_events SET version = 7 WHERE id = 2")
+    # then verify names it and a migration refuses the tampered home
+    verified = orchard(settings, "audit", "verify", db_url=url)
+    assert "hash chain broken at alias_events #2 (legacy_pd): its content does not match" in verified.stderr
+    refused = orchard(settings, "audit", "migrate", ACCEPT, db_url=url)
+    assert refused.returncode == 1 and "nothing migrated: append-only trigger" in refused.stderr, (
+        refused.stderr
+    )
+
+
+LEGACY_DECISION_TABLE = """CREATE TABLE decision_log (request_id VARCHAR(64) PRIMARY KEY, kind VARCHAR(16) NOT NULL,
+    logged_at TIMESTAMPTZ NOT NULL, customer_id VARCHAR(64) NOT NULL, model VARCHAR(64) NOT NULL,
+    decision VARCHAR(16), pd DOUBLE PRECISION, score DOUBLE PRECISION, band VARCHAR(8), model_versions TEXT,
+    inputs TEXT, request TEXT, feature_freshness TEXT, policy TEXT, result TEXT{chain})"""
+NULL_CHAIN_COLUMNS = ", seq BIGINT UNIQUE, prev_hash VARCHAR(64), row_hash VARCHAR(64)"
+
+
+class _MlflowUsers(BaseHTTPRequestHandler):
+    """MLflow's users/get as the production identity check calls it: 200 for OPERATOR's password only."""
+
+    def do_GET(self) -> None:
+        """Answer 200 when the basic-auth credentials are OPERATOR's, else 401."""
+        expected = "Basic " + base64.b64encode(f"{OPERATOR}:pw".encode()).decode()
+        ok = self.path.startswith("/api/2.0/mlflow/users/get") and self.headers["Authorization"] == expected
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(json.dumps({"user": {"username": OPERATOR}}).encode() if ok else b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        """Stay quiet."""
+
+
+@pytest.fixture
+def mlflow_users() -> Iterator[str]:
+    """Yield the URL of a local stand-in for the MLflow server's users/get endpoint; stop it afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MlflowUsers)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def operator(
+    tmp_path: Path,
+    postgres: str,  # noqa: F811
+    mlflow_users: str,
+) -> tuple[Settings, str, str]:
+    """Return a home, this test's PostgreSQL database prefix and the MLflow stand-in's URL."""
+    return make_settings(tmp_path / "orchard"), postgres, mlflow_users
+
+
+def production_env(url: str, tracking: str, decision_url: str | None = None) -> dict[str, str]:
+    """Return the environment of an operator of the production profile (MLflow user OPERATOR)."""
+    env = {
+        "ORCHARD_PROFILE": "production",
+        "ORCHARD_GOVERNANCE_DB_URL": url,
+        "ORCHARD_MLFLOW_TRACKING_URI": tracking,
+        "ORCHARD_MLFLOW_USERNAME": OPERATOR,
+        "ORCHARD_MLFLOW_PASSWORD": "pw",
+    }
+    return env | ({"ORCHARD_DECISION_DB_URL": decision_url} if decision_url else {})
+
+
+def run_sql(database: str, *statements: str, params: list[dict[str, Any]] | None = None) -> list[Any]:
+    """Run statements on a database of the real PostgreSQL (each once per params row); return the last's rows."""
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="postgres", dbname=database, autocommit=True
+    ) as conn:
+        result: list[Any] = []
+        for statement in statements:
+            cursor = conn.cursor()
+            if params:
+                cursor.executemany(statement, params)
+            else:
+                cursor.execute(statement)
+            result = cursor.fetchall() if cursor.description else []
+        return result
+
+
+def legacy_decision_table(database: str, chain: str, ids: tuple[int, ...]) -> None:
+    """Create the decision table an older Orchard wrote (chain: its chain columns, if any) with records ids."""
+    run_sql(database, LEGACY_DECISION_TABLE.format(chain=chain))
+    columns = [f.name for f in SCHEMA if f.name not in ("seq", "prev_hash", "row_hash")]
+    insert = (
+        f"INSERT INTO decision_log ({', '.join(columns)}) VALUES ({', '.join(f'%({c})s' for c in columns)})"  # noqa: S608 (SCHEMA names)
+    )
+    run_sql(database, insert, params=[record(i).row() for i in ids])
+
+
+def table_content(url: str) -> list[tuple[Any, ...]]:
+    """Return (seq, request id, decision) of every stored decision, in sequence order."""
+    sink = SqlDecisionSink(url)
+    try:
+        return [(r["seq"], r["request_id"], r["decision"]) for r in sink.rows()]
+    finally:
+        sink.dispose()
+
+
+@pytest.mark.slow(seconds=40)  # seven CLI runs
+@pytest.mark.services
+def test_an_old_production_decision_table_is_chained_and_sealed_in_the_governance_transaction(
+    operator: tuple[Settings, str, str],
+) -> None:
+    settings, database, mlflow_users = operator[0], f"{operator[1]}decisions", operator[2]
+    # given the production decision table an older Orchard wrote (no chain columns) in the governance database
+    url = create_database(database)
+    legacy_decision_table(database, "", (1, 2, 3))
+    env = production_env(url, mlflow_users)
+    columns = (
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decision_log' ORDER BY 1"
+    )
+    before = run_sql(database, columns, "SELECT * FROM decision_log ORDER BY request_id")
+    verified = orchard(settings, "audit", "verify", extra=env)
+    assert verified.returncode == 1 and "Traceback" not in verified.stderr, verified.stderr
+    assert "predates hash chains (lacks columns seq, prev_hash, row_hash)" in verified.stderr, verified.stderr
+    assert "orchard audit migrate" in verified.stderr
+    # when the operator looks first, then the table and what it lacks are named and nothing changes
+    dry = orchard(settings, "audit", "migrate", "--dry-run", extra=env)
+    assert dry.returncode == 0, dry.stderr
+    assert (
+        "3 unchained record(s) in table decision_log (lacks columns seq, prev_hash, row_hash) written before "
+        "hash chains (to be chained after seq 0)" in dry.stdout
+    ), dry.stdout
+    assert run_sql(database, columns, "SELECT * FROM decision_log ORDER BY request_id") == before
+    assert len(run_sql(database, columns)) == 15
+
+    # when the operator accepts, then the records are chained in logged order and sealed under the MLflow user
+    migrated = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (
+        f"seal #1: 3 decision_log record(s) written before hash chains, sealed by {OPERATOR} (mlflow-basic-auth)"
+        in migrated.stdout
+    ), migrated.stdout
+    assert table_content(url) == [(1, "req1", "decline"), (2, "req2", "decline"), (3, "req3", "decline")]
+    # and verify passes showing the seal, also once the API has appended after the sealed records
+    sink = SqlDecisionSink(url)
+    sink.write([record(4)])
+    sink.dispose()
+    verified = orchard(settings, "audit", "verify", extra=env)
+    assert verified.returncode == 0 and "seal #1: 3 decision_log record(s)" in verified.stdout, (
+        verified.stderr
+    )
+    # and a second migration finds nothing to do
+    again = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
+
+    # when someone edits a sealed decision
+    run_sql(database, "UPDATE decision_log SET decision = 'approve' WHERE request_id = 'req2'")
+    # then verify names it, and a migration refuses the tampered table
+    verified = orchard(settings, "audit", "verify", extra=env)
+    assert verified.returncode == 1, verified.stdout
+    assert "decision log record seq 2 (request req2): its content does not match its hash" in verified.stderr
+    refused = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "nothing migrated: decision log hash chain broken at decision log record seq 2" in refused.stderr
+
+
+@pytest.mark.slow(seconds=30)  # five CLI runs
+@pytest.mark.services
+def test_null_chain_columns_in_a_decision_database_of_its_own_are_chained_after_the_head_unless_tampered(
+    operator: tuple[Settings, str, str],
+) -> None:
+    # given old rows with empty chain columns in the decision database, then one group commit of the upgraded API
+    settings, prefix, mlflow_users = operator
+    decisions, governance = f"{prefix}decisions", f"{prefix}governance"
+    url, governance_url = create_database(decisions), create_database(governance)
+    legacy_decision_table(decisions, NULL_CHAIN_COLUMNS, (1, 2))
+    sink = SqlDecisionSink(url)
+    sink.write([record(3)])
+    sink.dispose()
+    env = production_env(governance_url, mlflow_users, url)
+    # when a chained record was edited, then the migration refuses and changes nothing
+    run_sql(decisions, "UPDATE decision_log SET decision = 'approve' WHERE request_id = 'req3'")
+    before = run_sql(decisions, "SELECT * FROM decision_log ORDER BY request_id")
+    refused = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "decision log record seq 1 (request req3): its content does not match its hash" in refused.stderr
+    assert run_sql(decisions, "SELECT * FROM decision_log ORDER BY request_id") == before
+    assert run_sql(governance, "SELECT to_regclass('chain_seals')") == [(None,)]
+
+    # when the record is as written, then the old rows are chained after the API's record and sealed
+    run_sql(decisions, "UPDATE decision_log SET decision = 'decline' WHERE request_id = 'req3'")
+    dry = orchard(settings, "audit", "migrate", "--dry-run", extra=env)
+    assert (
+        "2 unchained record(s) in table decision_log written before hash chains (to be chained after seq 1)"
+        in (dry.stdout)
+    ), dry.stdout + dry.stderr
+    migrated = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert migrated.returncode == 0 and "seal #1: 2 decision_log record(s)" in migrated.stdout, (
+        migrated.stderr
+    )
+    assert table_content(url) == [(1, "req3", "decline"), (2, "req1", "decline"), (3, "req2", "decline")]
+    verified = orchard(settings, "audit", "verify", extra=env)
+    assert verified.returncode == 0 and "seal #1: 2 decision_log record(s)" in verified.stdout, (
+        verified.stderr
+    )
+    again = orchard(settings, "audit", "migrate", ACCEPT, extra=env)
+    assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
