@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchard.portfolio.from_byod import partial_last_month, write_byod_portfolio
 from tests.byod_data import byod_file
 from tests.e2e.lifecycle_helpers import run_orchard
+from tests.ui_helpers import running_uis
 
 pytestmark = pytest.mark.slow(seconds=90)
 
@@ -65,3 +68,15 @@ def test_a_byod_file_runs_month_by_month_to_a_champion(tmp_path: Path) -> None:
     history = run_orchard(home, "history", "toy_book_pd", **book)
     assert history.returncode == 0 and f"Champion now: v{champion}" in history.stdout, history.stderr
     assert "Consistent: MLflow alias champion" in history.stdout
+    # And `orchard ui`'s servers show this portfolio's model: its MLflow champion and its Evidently project
+    with running_uis(home, tmp_path / "logs") as (_, mlflow, evidently):
+        model = _get_json(f"{mlflow}/api/2.0/mlflow/registered-models/get?name=toy_book_pd")[
+            "registered_model"
+        ]
+        assert {"alias": "champion", "version": str(champion)} in model["aliases"], model
+        assert "toy_book_pd" in json.dumps(_get_json(f"{evidently}/api/projects")), "no Evidently project"
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())

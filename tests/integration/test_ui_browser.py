@@ -12,13 +12,10 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,6 @@ from monitoring.reports import open_workspace, project_for_model
 from orchard.lifecycle.monitoring import kind_series
 from orchard.model_specs import model_specs
 from orchard.settings import Settings
-from orchard.ui import start_uis, stop_uis, ui_services
 from tests.e2e.lifecycle_helpers import copy_home
 from tests.integration.test_dashboard_browser import (
     CHROMIUM,
@@ -37,53 +33,9 @@ from tests.integration.test_dashboard_browser import (
     draws_a_series,
     panel_segments,
 )
+from tests.ui_helpers import running_uis
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_base_port() -> int:
-    """Return a port p with p, p+1 and p+2 free on loopback."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base > 60000:
-            continue
-        ok = True
-        for port in (base + 1, base + 2):
-            with socket.socket() as probe:
-                ok = ok and probe.connect_ex(("127.0.0.1", port)) != 0
-        if ok:
-            return base
-    raise RuntimeError("no three consecutive free ports")
-
-
-@contextmanager
-def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str, str]]:
-    """Start the UIs over the state folder; yield the Prefect, MLflow and Evidently base URLs; stop them after."""
-    settings = Settings(_env_file=None, home=home)
-    env_keys = {
-        "PREFECT_HOME": str((home / "prefect").resolve()),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-    }
-    saved = {k: os.environ.get(k) for k in env_keys}
-    os.environ.update(env_keys)
-    services = ui_services(settings, base_port=_free_base_port())
-    try:
-        processes = start_uis(settings, services, log_dir)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    try:
-        prefect, mlflow = (s.url.rsplit("/", 1)[0].replace("/#", "") for s in services[:2])
-        yield prefect, mlflow, services[2].url.rstrip("/")
-    finally:
-        stop_uis(processes)
 
 
 def _latest_flow_run_id(prefect: str) -> str:
