@@ -25,7 +25,7 @@ from orchard.serving.app import create_app
 from orchard.settings import Settings
 from tests.e2e.lifecycle_helpers import final_state, run_orchard
 
-pytestmark = pytest.mark.slow(seconds=170)
+pytestmark = pytest.mark.slow(seconds=115)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lending_club"

@@ -2,9 +2,10 @@
 
 Each home is built as an older Orchard left it: the history tables without identity_source, prev_hash and
 row_hash (plain SQL, with the append-only triggers that Orchard already created), and a decision-log Parquet file
-without seq, prev_hash and row_hash. The CLI runs as a user runs it (a subprocess), on SQLite and on the real
-PostgreSQL (a database of its own, dropped afterwards). The production profile's migrations, which prove the
-operator's identity at a real MLflow server, are in tests/services/test_audit_migrate_production.py.
+without seq, prev_hash and row_hash. The CLI runs as a user runs it (in this process: its own parsing and
+one-line errors), on SQLite and on the real PostgreSQL (a database of its own, dropped afterwards). The production
+profile's migrations, which prove the operator's identity at a real MLflow server, are in
+tests/services/test_audit_migrate_production.py.
 """
 
 from __future__ import annotations
