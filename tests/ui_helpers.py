@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from orchard.settings import Settings
 from orchard.ui import start_uis, stop_uis, ui_services
@@ -39,17 +40,11 @@ def running_uis(home: Path, log_dir: Path) -> Iterator[tuple[str, str, str]]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
     }
-    saved = {k: os.environ.get(k) for k in env_keys}
-    os.environ.update(env_keys)
-    services = ui_services(settings, base_port=free_base_port())
-    try:
+    with pytest.MonkeyPatch.context() as env:  # the UIs inherit these; this process gets its own back
+        for key, value in env_keys.items():
+            env.setenv(key, value)
+        services = ui_services(settings, base_port=free_base_port())
         processes = start_uis(settings, services, log_dir)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     try:
         prefect, mlflow = (s.url.rsplit("/", 1)[0].replace("/#", "") for s in services[:2])
         yield prefect, mlflow, services[2].url.rstrip("/")

@@ -18,7 +18,8 @@ def reference_columns(spec: ModelSpec, used: list[str]) -> tuple[list[str], list
     `used` is the fitted model's own feature list: a scorecard may leave out a feature without information,
     whose drift cannot move the score.
     """
-    kept = [f for f in spec.features if f in set(used)]
+    fitted = set(used)
+    kept = [f for f in spec.features if f in fitted]
     categorical = [f for f in kept if f in spec.categorical]
     numeric = [f for f in kept if f not in categorical] + ["score"]
     return numeric, categorical

@@ -17,6 +17,7 @@ from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, d
 from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.settings import Settings
+from tests.decision_records import decision_record
 from tests.demo import demo_model, demo_source, served_models
 from tests.integration.serving_home import (
     HEADERS,
@@ -243,28 +244,12 @@ def test_every_decision_is_logged_with_inputs_and_versions(
 
 def test_parquet_log_files_are_never_rewritten(home: Settings, tmp_path: Path) -> None:
     # Given a Parquet sink with one flushed file
-    from datetime import UTC, datetime
-
-    from orchard.serving.decision_log import DecisionRecord
-
     sink = ParquetDecisionSink(tmp_path / "decisions")
-    record = DecisionRecord(
-        request_id="r1",
-        kind="decision",
-        logged_at=datetime.now(UTC),
-        customer_id="c",
-        model="application",
-        model_versions={"application_pd": 1},
-        inputs={"age": 30},
-        request={},
-        feature_freshness={},
-        policy={},
-        result={"decision": "refer", "pd": 0.1},
-    )
+    record = decision_record("r1")
     sink.write([record])
     first = {p: p.read_bytes() for p in (tmp_path / "decisions").rglob("*.parquet")}
     # When more records are flushed
-    sink.write([DecisionRecord(**{**record.__dict__, "request_id": "r2"})])
+    sink.write([decision_record("r2")])
     # Then a new file appears and the old one is byte-for-byte unchanged
     files = sorted((tmp_path / "decisions").rglob("*.parquet"))
     assert len(files) == 2, files

@@ -18,21 +18,16 @@ from orchard.errors import OrchardError
 from orchard.serving.decision_log import DecisionRecord, ParquetDecisionSink, decisions_dir, find_decision
 from orchard.serving.replay import replay_record
 from tests.conftest import make_settings
+from tests.decision_records import decision_record
 
 
 def record(i: int) -> DecisionRecord:
-    """Return a small logged decision."""
-    return DecisionRecord(
-        request_id=f"req{i}",
-        kind="decision",
+    """Return a small logged decision, the i-th of a log."""
+    return decision_record(
+        f"req{i}",
         logged_at=datetime(2026, 1, 2, 3, 4, 5, i, tzinfo=UTC),
         customer_id=f"c{i}",
-        model="application",
-        model_versions={"application_pd": 1},
         inputs={"age": 30 + i, "income": 2000.0},
-        request={},
-        feature_freshness={},
-        policy={},
         result={"decision": "decline", "pd": 0.4, "score": 500.0},
     )
 

@@ -11,15 +11,15 @@ import re
 import secrets
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from model_registry import history
-from orchard.serving.decision_log import DecisionRecord, SqlDecisionSink
+from orchard.serving.decision_log import SqlDecisionSink
 from orchard.settings import Settings
+from tests.decision_records import decision_record
 from tests.services.conftest import PG_HOST, PG_PORT, drop_databases, require
 
 pytestmark = pytest.mark.services
@@ -95,23 +95,6 @@ def refused(prefix: str, role: str, database: str, statement: str) -> str:
     raise AssertionError(f"{role} was allowed to run: {statement}")
 
 
-def record(request_id: str) -> DecisionRecord:
-    """Return a small decision record."""
-    return DecisionRecord(
-        request_id=request_id,
-        kind="decision",
-        logged_at=datetime.now(UTC),
-        customer_id="c1",
-        model="application",
-        model_versions={"application_pd": 1},
-        inputs={"age": 30},
-        request={},
-        feature_freshness={},
-        policy={},
-        result={"decision": "refer", "pd": 0.2},
-    )
-
-
 EVENT = {
     "model": "m",
     "alias": "champion",
@@ -164,7 +147,7 @@ def test_each_role_can_do_its_job_and_nothing_more(prefix: str, tmp_path: Path) 
     assert [e.version for e in history.events(api, "m")] == [1]
     sink = SqlDecisionSink(url(prefix, "api", "decisions"))
     try:
-        sink.write([record("r1"), record("r2")])
+        sink.write([decision_record("r1"), decision_record("r2")])
         assert [r["request_id"] for r in sink.rows()] == ["r1", "r2"]
     finally:
         sink.dispose()

@@ -21,15 +21,14 @@ from orchard.serving.decision_log import (
     open_sink,
 )
 from tests.conftest import make_settings
+from tests.decision_records import decision_record
 
 
 def _record(request_id: str, inputs: dict | None = None) -> DecisionRecord:
-    return DecisionRecord(
-        request_id=request_id,
-        kind="decision",
+    return decision_record(
+        request_id,
         logged_at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
         customer_id="U1",
-        model="application",
         model_versions={"application_pd": 3, "application_fraud": None},
         inputs=inputs if inputs is not None else {"age": 30, "income_est_monthly": 1234.5678901234567},
         request={"term_months": 12},
