@@ -40,7 +40,7 @@ class _FrameMetric(TableMetricProvider):
     @metric_value(engine=PandasExecutionEngine)
     def _pandas(
         cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics, runtime_configuration
-    ):  # type: ignore[no-untyped-def]
+    ):
         df, _, _ = execution_engine.get_compute_domain(
             domain_kwargs=metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE
         )

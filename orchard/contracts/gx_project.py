@@ -7,7 +7,7 @@ import functools
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 DATASOURCE = "orchard_lake"
 BATCH_DEFINITION = "whole_batch"
-RESULT_FORMAT = "BASIC"
+RESULT_FORMAT: Final = "BASIC"
 # GE contexts are not thread-safe for writes (stores, great_expectations.yml, Data Docs).
 _LOCK = threading.RLock()
 
@@ -53,8 +53,12 @@ def _context(root: str) -> FileDataContext:
 @functools.cache
 def _batch_definition(root: str, source: str) -> BatchDefinition:
     """Return the whole-dataframe batch definition of a source's asset (registered once per process)."""
+    from great_expectations.datasource.fluent import PandasDatasource
+
     with _LOCK:
         datasource = _context(root).data_sources.get(DATASOURCE)
+        if not isinstance(datasource, PandasDatasource):  # _context registers it as a pandas datasource
+            raise TypeError(f"great expectations datasource {DATASOURCE!r} is not a pandas datasource")
         asset = datasource.add_dataframe_asset(name=source)
         return asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from orchard.contracts.bounds import LearntChecks
 from orchard.contracts.profile import format_profile_columns, profile_columns
 from orchard.months import month_end, month_start, parse_month
+from orchard.portfolio.spec import Check, Severity
 from orchard.sources import BATCH_ID, EVENT_TIME, SourceSpec, batch_id
 
 if TYPE_CHECKING:
     import great_expectations as gx
+    from great_expectations.expectations.metadata_types import FailureSeverity
 
 # The GE type names that match the landing dtypes. "str" makes GE check every value of an object column,
 # so a number smuggled into a string column is caught; "Timestamp" is the scalar type of a tz-aware column,
@@ -26,10 +28,10 @@ GX_TYPES: dict[str, str] = {
 }
 
 
-GX_SEVERITY = {"fail": "critical", "warn": "warning"}
+GX_SEVERITY: dict[Severity, str] = {"fail": "critical", "warn": "warning"}
 """The GE failure severity of each contract severity: only `critical` failures quarantine a batch."""
 
-HISTORY_EXPECTATIONS = {
+HISTORY_EXPECTATIONS: dict[Check, str] = {
     "row_count": "ExpectTableRowCountToMatchHistory",
     "completeness": "ExpectColumnCompletenessToMatchHistory",
     "scale": "ExpectColumnScaleToMatchHistory",
@@ -37,7 +39,7 @@ HISTORY_EXPECTATIONS = {
     "distribution": "ExpectColumnDistributionToMatchHistory",
 }
 """The custom expectation of each kind of profile check (orchard.contracts.expectations)."""
-KEY_REUSE = "key_reuse"
+KEY_REUSE: Final = "key_reuse"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,12 @@ class HistoryContract:
     learnt: LearntChecks
     references: dict[str, str] = field(default_factory=dict)
     """Path of the reference key set by name: `key_reuse`, or a foreign-key column."""
+
+
+def _gx_severity(severity: Severity) -> FailureSeverity:
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    return FailureSeverity(GX_SEVERITY[severity])
 
 
 def _as_text(checks: list[dict[str, Any]]) -> str:
@@ -67,7 +75,7 @@ def _history_expectations(spec: SourceSpec, history: HistoryContract) -> list[An
                     profile_columns=columns,
                     checks=_as_text(learnt.checks[kind]),
                     tolerance=contract.tolerance,
-                    severity=GX_SEVERITY[contract.severity_of(kind)],
+                    severity=_gx_severity(contract.severity_of(kind)),
                 )
             )
     if learnt.checks.get(KEY_REUSE) and KEY_REUSE in history.references:
@@ -77,7 +85,7 @@ def _history_expectations(spec: SourceSpec, history: HistoryContract) -> list[An
                 reference=history.references[KEY_REUSE],
                 checks=_as_text(learnt.checks[KEY_REUSE]),
                 tolerance=contract.tolerance,
-                severity=GX_SEVERITY[contract.severity_of(KEY_REUSE)],
+                severity=_gx_severity(contract.severity_of(KEY_REUSE)),
             )
         )
     by_column = {c["column"]: c for c in learnt.checks.get("foreign_keys", [])}
@@ -90,7 +98,7 @@ def _history_expectations(spec: SourceSpec, history: HistoryContract) -> list[An
                     target=target,
                     checks=_as_text([by_column[column]]),
                     tolerance=contract.tolerance,
-                    severity=GX_SEVERITY[contract.severity_of("foreign_keys")],
+                    severity=_gx_severity(contract.severity_of("foreign_keys")),
                 )
             )
     return out
@@ -143,7 +151,7 @@ def build_suite(
     expectations.append(
         gxe.ExpectColumnValuesToBeInSet(column=BATCH_ID, value_set=[batch_id(spec.name, month)])
     )
-    rule_severity = GX_SEVERITY[spec.contract.severity_of("rules")]
+    rule_severity = _gx_severity(spec.contract.severity_of("rules"))
     if spec.rules:
         expectations.append(oe.ExpectRowsToSatisfyRules(rules=list(spec.rules), severity=rule_severity))
     if history is not None and history.learnt.applied:

@@ -17,6 +17,7 @@ from model_registry.model_card import POINTS_COLUMNS, ModelCard, build_model_car
 from model_registry.registry import get_version, load_model
 from model_registry.tracking import mlflow_client, read_run_json
 from orchard.credit.scorecard import Scorecard
+from orchard.errors import OrchardError
 from orchard.model_specs import ModelSpec
 from orchard.settings import Settings
 
@@ -74,6 +75,8 @@ def lifecycle_card(
     """Render the card of a registered lifecycle version with its approval status; log it (md + html)."""
     client = mlflow_client(settings)
     run_id = get_version(client, spec.name, version).run_id
+    if not run_id:
+        raise OrchardError(f"model {spec.name!r} version {version} was registered without an MLflow run")
     evaluations: dict[str, Any] = read_run_json(client, run_id, "evaluation.json")
     lineage: dict[str, Any] = read_run_json(client, run_id, "lineage.json")
     baseline = Scorecard.from_dict(read_run_json(client, run_id, "scorecard_baseline.json"))

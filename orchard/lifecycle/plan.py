@@ -51,9 +51,9 @@ def plan_run(settings: Settings, until: str | None = None) -> RunPlan:
         return RunPlan(settings.start_month, month_range(settings.start_month, last))
     folder, home = portfolio.folder, settings.home
     landed = {
-        name: set(months)
+        name: set(found)
         for name, spec in source_specs(portfolio).items()
-        if (months := landed_months(spec, portfolio_folder=folder, home=home)) is not None
+        if (found := landed_months(spec, portfolio_folder=folder, home=home)) is not None
     }
     seen = sorted(set().union(*landed.values())) if landed else []
     first = portfolio.start or (seen[0] if seen else None)

@@ -183,7 +183,7 @@ def _decide(
             champion,
             gate,
         )
-    approval = request_promotion(
+    record = request_promotion(
         settings,
         spec.name,
         trained.version,
@@ -193,13 +193,13 @@ def _decide(
         effective_month=month,
         reason=f"policy approval at {month}: {summary}",
     )
-    if approval.outcome == "approved":
+    if record.outcome == "approved":
         return PromotionOutcome(spec.name, trained.version, "promote", summary, champion, gate)
-    if approval.outcome == "unchanged":
+    if record.outcome == "unchanged":
         return PromotionOutcome(
-            spec.name, trained.version, "unchanged", approval.refusal or summary, champion, gate
+            spec.name, trained.version, "unchanged", record.refusal or summary, champion, gate
         )
-    why = approval.refusal or summary
+    why = record.refusal or summary
     record_rejection(
         settings, spec.name, trained.version, reason=why, approver=approver, gate=gate, effective_month=month
     )

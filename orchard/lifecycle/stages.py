@@ -68,15 +68,15 @@ def vintage_losses(
         booked, np.zeros(len(booked)), losses, month_index(as_of), strategy_label(spec).window_months
     )
     rows = []
-    for row in table.itertuples(index=False):
-        if row.vintage in expected:
+    for row in table.to_dict("records"):
+        if row["vintage"] in expected:
             rows.append(
                 {
-                    "vintage": row.vintage,
-                    "loans": int(row.loans),
-                    "expected_loss": expected[row.vintage]["expected_loss"],
-                    "realised_loss": round(float(row.realised_loss), 2),
-                    "mature": bool(row.mature),
+                    "vintage": row["vintage"],
+                    "loans": int(row["loans"]),
+                    "expected_loss": expected[row["vintage"]]["expected_loss"],
+                    "realised_loss": round(float(row["realised_loss"]), 2),
+                    "mature": bool(row["mature"]),
                 }
             )
     return rows

@@ -97,7 +97,7 @@ Check = Literal[
     "row_count", "completeness", "scale", "variety", "distribution", "key_reuse", "foreign_keys", "rules"
 ]
 Severity = Literal["fail", "warn"]
-DEFAULT_SEVERITY: dict[str, Severity] = {
+DEFAULT_SEVERITY: dict[Check, Severity] = {
     "row_count": "fail",
     "completeness": "fail",
     "scale": "fail",
@@ -128,9 +128,9 @@ class ContractDef(Strict):
     severity: dict[Check, Severity] = Field(default_factory=dict, description="check: fail or warn")
     ignore_columns: tuple[str, ...] = Field(default=(), description="columns the history checks leave out")
 
-    def severity_of(self, check: str) -> Severity:
+    def severity_of(self, check: Check) -> Severity:
         """Return the severity of a kind of check (the contract's, else the default)."""
-        return self.severity.get(check, DEFAULT_SEVERITY[check])  # type: ignore[call-overload]
+        return self.severity.get(check, DEFAULT_SEVERITY[check])
 
 
 class SourceDef(Strict):

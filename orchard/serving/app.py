@@ -329,8 +329,8 @@ def create_app(
     async def ready(request: Request) -> JSONResponse:
         """Readiness: the online store is open and the deciding model's champion is loaded."""
         runtime: Runtime | None = getattr(request.app.state, "runtime", None)
-        versions = runtime.champions.snapshot().versions if runtime else {}
-        versions = {name: versions.get(name) for name in portfolio.served}
+        loaded = runtime.champions.snapshot().versions if runtime else {}
+        versions = {name: loaded.get(name) for name in portfolio.served}
         ok = runtime is not None and headline is not None and versions.get(headline) is not None
         body = ReadyResponse(
             ready=ok,

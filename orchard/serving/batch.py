@@ -30,8 +30,8 @@ def batch_scores(
 ) -> pd.DataFrame:
     """Return keys, features, pd, score, band, top reason codes and the model version of every row."""
     scored = score_frame(served, frame, with_reasons=with_reasons)
-    keys = [k for k in dict.fromkeys(keys) if k in frame.columns]
-    out = frame[[*keys, *served.features]].reset_index(drop=True).copy()
+    present = [k for k in dict.fromkeys(keys) if k in frame.columns]
+    out = frame[[*present, *served.features]].reset_index(drop=True).copy()
     out["pd"] = scored.pd
     out["score"] = scored.score
     out["band"] = scored.band.astype(str)

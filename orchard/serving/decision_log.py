@@ -262,7 +262,9 @@ class ParquetDecisionSink:
     def _head(self) -> tuple[int, str]:
         """Return (last seq, last hash) of the chain; call under the lock."""
         head_file = self.folder / "head.json"
-        head = json.loads(head_file.read_text()) if head_file.exists() else {"seq": 0, "hash": GENESIS_HASH}
+        head: dict[str, Any] = (
+            json.loads(head_file.read_text()) if head_file.exists() else {"seq": 0, "hash": GENESIS_HASH}
+        )
         # only the next file name needs looking for: a listing of every file would grow with the log
         while newer := sorted(self.folder.glob(f"date=*/part-{head['seq'] + 1:012d}.parquet")):
             last = pq.read_table(newer[-1], columns=["seq", "row_hash"]).to_pylist()[-1]
@@ -301,7 +303,10 @@ class ParquetDecisionSink:
         named by their first seq and carry them. A file of one name with the other's columns cannot be explained
         by an upgrade, nor can a chained part that does not verify.
         """
-        chained, legacy, problems, copies = [], [], [], {}
+        chained: list[str] = []
+        legacy: list[str] = []
+        problems: list[str] = []
+        copies: dict[str, list[str]] = {}
         for path in self._files():
             schema = pq.read_schema(path)
             has_chain = {"seq", "prev_hash", "row_hash"} <= set(schema.names)

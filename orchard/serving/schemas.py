@@ -59,9 +59,9 @@ def column_type(column: ColumnSpec | None, name: str = "") -> Any:
     if column is None:
         return Annotated[StrictFloat | StrictInt | StrictStr | None, Field(description=name)]
     if column.categories:
-        return Annotated[Literal[column.categories], Field(description=column.description)]  # type: ignore[valid-type]
+        return Annotated[Literal[column.categories], Field(description=column.description)]
     base: Any = int if column.dtype == "int" else float
-    bounds = {"ge": column.min_value, "le": column.max_value}
+    bounds: dict[str, Any] = {"ge": column.min_value, "le": column.max_value}
     return Annotated[
         base,
         Field(description=column.description, **{k: v for k, v in bounds.items() if v is not None}),
