@@ -14,7 +14,7 @@ flow's stack only.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow
 from prefect.automations import Automation
@@ -98,7 +98,8 @@ def ensure_retraining_automation(deployment_name: str = TRAIN_DEPLOYMENT) -> Aut
         deployment = client.read_deployment_by_name(deployment_name)
         for existing in client.read_automations_by_name(RETRAIN_AUTOMATION):
             client.delete_automation(existing.id)
-    return retraining_automation(deployment.id).create()
+    # Prefect types create() as "Automation or its coroutine": outside an async flow or task it runs the sync one
+    return cast(Automation, retraining_automation(deployment.id).create())
 
 
 @flow(name="ingest-deployed", flow_run_name="ingest {month}")

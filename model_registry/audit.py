@@ -52,7 +52,7 @@ def chain_problems(conn: Connection) -> list[str]:
 
 def governance_seal_digest(conn: Connection, detail: dict[str, Any]) -> str:
     """Return the digest of the governance rows a seal covers (each table's rows up to its last sealed id)."""
-    hashes = []
+    hashes: list[str] = []
     for name, table in history.TABLES.items():
         last_id = detail["tables"].get(name, {}).get("last_id", 0)
         query = sa.select(table.c.row_hash).where(table.c.id <= last_id).order_by(table.c.id)

@@ -248,17 +248,17 @@ def calibration_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     table["passed"] = table["gap"].abs() <= table["allowed"] + 10**-_DIGITS
     bands = [
         {
-            "band": int(r.band),
-            "n": int(r.n),
-            "pd_min": float(r.pd_min),
-            "pd_max": float(r.pd_max),
-            "expected": float(r.expected),
-            "observed": float(r.observed),
-            "gap": float(r.gap),
-            "allowed": float(r.allowed),
-            "passed": bool(r.passed),
+            "band": int(r["band"]),
+            "n": int(r["n"]),
+            "pd_min": float(r["pd_min"]),
+            "pd_max": float(r["pd_max"]),
+            "expected": float(r["expected"]),
+            "observed": float(r["observed"]),
+            "gap": float(r["gap"]),
+            "allowed": float(r["allowed"]),
+            "passed": bool(r["passed"]),
         }
-        for r in table.itertuples(index=False)
+        for r in table.to_dict("records")
     ]
     failing = [b for b in bands if not b["passed"]]
     worst = max(bands, key=lambda b: abs(b["gap"]) - b["allowed"])
@@ -286,8 +286,8 @@ def _group_figures(y: np.ndarray, p: np.ndarray, groups: np.ndarray, approval_ra
     """Return approval rate, bad rate and AUC per group (approving the lowest-PD share overall)."""
     cutoff = float(np.quantile(p, approval_rate, method="lower"))
     approved = p <= cutoff
-    labels = pd.Series(groups, dtype=object).where(pd.notna(pd.Series(groups, dtype=object)), "missing")
-    labels = labels.astype(str).to_numpy()
+    named = pd.Series(groups, dtype=object).where(pd.notna(pd.Series(groups, dtype=object)), "missing")
+    labels = named.astype(str).to_numpy()
     out: dict[str, Any] = {}
     for group in sorted(set(labels)):
         mask = labels == group

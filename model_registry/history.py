@@ -448,7 +448,10 @@ def insert_chained(conn: Connection, table: sa.Table, values: dict[str, Any]) ->
     last = conn.execute(query).scalar()
     values = {**values, "prev_hash": last or GENESIS_HASH}
     values["row_hash"] = row_hash(table, values)
-    new_id = conn.execute(sa.insert(table).values(**values)).inserted_primary_key[0]
+    key = conn.execute(sa.insert(table).values(**values)).inserted_primary_key
+    if key is None:  # a single-row insert always has one
+        raise RuntimeError(f"the insert into {table.name} returned no primary key")
+    new_id = key[0]
     return conn.execute(sa.select(table).where(table.c.id == new_id)).one()
 
 

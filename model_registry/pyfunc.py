@@ -7,12 +7,13 @@ import importlib.metadata
 import io
 import pickle
 import sys
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import cloudpickle
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from orchard.errors import OrchardError
 
@@ -36,7 +37,7 @@ class RiskModel(Protocol):
         ...
 
 
-class PdModel(mlflow.pyfunc.PythonModel):
+class PdModel(PythonModel):
     """Pyfunc wrapper whose predict returns the PD column of the wrapped model."""
 
     def __init__(self, model: RiskModel) -> None:
@@ -44,7 +45,7 @@ class PdModel(mlflow.pyfunc.PythonModel):
 
     def predict(
         self,
-        context: mlflow.pyfunc.PythonModelContext | None,
+        context: PythonModelContext | None,
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.Series:
@@ -61,9 +62,10 @@ def check_model(model: object) -> RiskModel:
         raise OrchardError(
             f"model {type(model).__name__} cannot be registered: it lacks {', '.join(missing)}"
         )
-    if not callable(model.predict_pd):  # type: ignore[attr-defined]
+    # all four attributes are there, so the protocol check fails only on a predict_pd of None
+    if not isinstance(model, RiskModel) or not callable(model.predict_pd):
         raise OrchardError(f"model {type(model).__name__}.predict_pd is not callable")
-    return model  # type: ignore[return-value]
+    return model
 
 
 class _ModuleRecorder(pickle.Unpickler):
@@ -86,7 +88,7 @@ def pickled_modules(obj: object) -> set[str]:
 
 
 @functools.cache
-def _distributions_of_modules() -> dict[str, list[str]]:
+def _distributions_of_modules() -> Mapping[str, list[str]]:
     """Map top-level modules to installed distributions (a ~1 s scan, so done once per process)."""
     # MLflow scans the same map when it checks requirements; share its cache instead of scanning twice.
     from mlflow.utils import requirements_utils

@@ -10,11 +10,11 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import mlflow
-import mlflow.data
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -189,7 +189,7 @@ def _log_run(
         TRAINED_BY_TAG: trainer.name,
         **lineage_tags(lineage),
     }
-    dataset = mlflow.data.from_pandas(
+    dataset = from_pandas(
         example,
         name=f"{name}-train-{lineage.train_window}",
         digest=lineage.data_sha256[:36],  # MLflow keeps at most 36 characters of a digest

@@ -52,7 +52,8 @@ def tracking_scope(settings: Settings) -> Iterator[None]:
         yield
     finally:
         # set_tracking_uri(None) also unsets the env var, which may have been the caller's own choice.
-        mlflow.set_tracking_uri(previous_uri)
+        # MLflow annotates uri as str | Path, but set_tracking_uri handles None (it unsets the URI)
+        mlflow.set_tracking_uri(previous_uri)  # type: ignore[arg-type]
         if previous_env is not None:
             MLFLOW_TRACKING_URI.set(previous_env)
 

@@ -374,9 +374,8 @@ def format_byod_result(result: ByodResult) -> str:
             )
     lines += ["", "points table (scorecard):"]
     table = result.points_table
-    for row in table.itertuples(index=False):
-        if row.count > 0:
-            lines.append(f"  {row.feature:<32.32} {row.bin:<40.40} {row.points_rounded:>5d}")
+    for row in table[table["count"] > 0].to_dict("records"):
+        lines.append(f"  {row['feature']:<32.32} {row['bin']:<40.40} {row['points_rounded']:>5d}")
     score_psi_value = result.stability.get("score (scorecard)")
     if score_psi_value is not None:
         lines.append(f"score PSI train -> oot: {score_psi_value:.4f}")

@@ -80,7 +80,7 @@ def points_lost(model: CreditModel | Scorecard, frame: pd.DataFrame) -> pd.DataF
     seen = table[table["count"] > 0]
     best = seen.groupby("feature", sort=False)["points"].max()
     points = card.points(frame)
-    return (best.reindex(points.columns).to_numpy() - points).clip(lower=0.0)
+    return points.rsub(best.reindex(points.columns).to_numpy(), axis="columns").clip(lower=0.0)
 
 
 def reason_codes(
@@ -118,7 +118,8 @@ def reason_codes(
         if i < k:
             idx = order[:, i]
             keep = real[:, i]
-            out[f"reason_code_{i + 1}"] = np.where(keep, codes[idx], None)
+            # numpy's stubs take no None as a choice of where(); at run time it is an object scalar
+            out[f"reason_code_{i + 1}"] = np.where(keep, codes[idx], None)  # type: ignore[call-overload]
             text = names[idx] + " (" + chosen_label[:, i].astype(str) + ")"
             out[f"reason_text_{i + 1}"] = np.where(keep, text, None)
             out[f"points_lost_{i + 1}"] = np.where(keep, np.round(top_loss[:, i], 2), np.nan)
@@ -133,8 +134,7 @@ def reason_records(reasons: pd.DataFrame) -> list[list[dict[str, Any]]]:
     """Return the reasons of every row as a JSON-ready list of {code, text, points_lost} (to store)."""
     n = sum(1 for c in reasons.columns if c.startswith("reason_code_"))
     records: list[list[dict[str, Any]]] = []
-    for row in reasons.itertuples(index=False):
-        values = row._asdict()
+    for values in reasons.to_dict("records"):
         items = [
             {
                 "code": values[f"reason_code_{i}"],
