@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from feast import Entity, FeatureService, FeatureView
+from feast.feast_object import FeastObject
 
 from feature_repo.entities import portfolio_entities
 from feature_repo.services import feature_services
 from feature_repo.views import feature_views
 from orchard.settings import Settings
-
-FeastObject = Entity | FeatureView | FeatureService
 
 
 def definitions(settings: Settings) -> list[FeastObject]:

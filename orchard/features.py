@@ -84,7 +84,11 @@ def entity_key(portfolio: Portfolio, view: str) -> str:
     return portfolio.entities[portfolio.views[view].entity].join_key
 
 
-_PANDAS_DTYPES: dict[FeatureDtype, str] = {"int": "int64", "float": "float64", "string": "object"}
+_PANDAS_DTYPES: dict[FeatureDtype, Literal["int64", "float64", "object"]] = {
+    "int": "int64",
+    "float": "float64",
+    "string": "object",
+}
 
 
 def _require(frame: pd.DataFrame, source: str, columns: list[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,7 +70,9 @@ def read_table(
         raise OrchardError(f"{what} {path} does not exist")
     if path.stat().st_size == 0:
         raise OrchardError(f"{what} {path} is empty")
-    text = str if text_columns == "all" else {name: str for name in text_columns}
+    text: type[str] | dict[Hashable, type[str]] = (
+        str if text_columns == "all" else {name: str for name in text_columns}
+    )
     try:
         if file_format == "csv":
             return pd.read_csv(path, dtype=text, keep_default_na=True)

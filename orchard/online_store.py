@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import pandas as pd
 from feast import Entity, FeatureView
@@ -32,7 +32,7 @@ from orchard.errors import OrchardError
 
 logger = logging.getLogger(__name__)
 
-STORE_CLASS = "orchard.online_store.OrchardSqliteOnlineStore"
+STORE_CLASS: Final = "orchard.online_store.OrchardSqliteOnlineStore"
 PROVIDER_CLASS = "orchard.online_store.OrchardProvider"
 _READ_CHUNK = 900
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -117,7 +117,8 @@ def _micros(ts: datetime | None) -> int | None:
 def _series_micros(values: pd.Series) -> list[Any]:
     ts = pd.to_datetime(values, utc=True)
     micros = ts.astype("int64") // 1000
-    return micros.where(ts.notna(), None).tolist()
+    # pandas-stubs take no None as where()'s other; at run time it stands for the missing value
+    return micros.where(ts.notna(), None).tolist()  # type: ignore[call-overload]
 
 
 def _column_values(values: pd.Series) -> list[Any]:
@@ -150,11 +151,15 @@ class OrchardSqliteOnlineStore(OnlineStore):
             self._conn = conn
         return self._conn
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         """Close the connection (reopened lazily on the next call)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    async def close(self) -> None:
+        """Close the connection: Feast's FeatureStore.close() awaits this (a coroutine, as in OnlineStore)."""
+        self._disconnect()
 
     def update(
         self,
@@ -180,7 +185,7 @@ class OrchardSqliteOnlineStore(OnlineStore):
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         """Delete the SQLite file."""
-        self.close()
+        self._disconnect()
         path = self.db_path(config)
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -29,7 +29,7 @@ def realised_losses(repayments: pd.DataFrame, collections: pd.DataFrame) -> pd.D
     off = repayments.loc[repayments["status"] == "charged_off", ["application_id", "event_ts", "balance"]]
     off = off.drop_duplicates("application_id", keep="first")
     written = collections.loc[collections["action"] == "write_off", ["application_id", "recovered_amount"]]
-    written = written.groupby("application_id", as_index=False)["recovered_amount"].sum()
+    written = written.groupby("application_id", as_index=False)[["recovered_amount"]].sum()
     out = off.merge(written, on="application_id", how="left").fillna({"recovered_amount": 0.0})
     out["chargeoff_index"] = timestamp_months(out["event_ts"])
     out["recovered_amount"] = np.minimum(out["recovered_amount"], out["balance"])

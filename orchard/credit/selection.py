@@ -143,7 +143,7 @@ def stepwise_forward(
     column = {f: i for i, f in enumerate(candidates)}
 
     def evaluate(features: list[str]) -> float:
-        cols = [column[f] for f in features]
+        cols = np.array([column[f] for f in features], dtype=np.intp)
         return float(
             np.mean(
                 [
@@ -185,7 +185,7 @@ def select_features(
     """Run the IV floor and correlation pruning, then forward stepwise if the mode is parsimonious."""
     kept, dropped = filter_by_iv(iv, config.min_iv)
     if not kept:
-        best = max(iv, key=iv.get) if iv else None  # type: ignore[arg-type]
+        best = max(iv, key=lambda f: iv[f]) if iv else None
         raise OrchardError(
             f"no feature reaches IV {config.min_iv} (best: {best} at {iv.get(best, 0.0):.4f})"
             if best

@@ -343,7 +343,7 @@ class HostParty:
         with session.lock:
             self._expect(session, "gradient", message)
             public, key, batch = session.public, session.key, session.batch
-            if public is None or key is None or session.batch_u is None:
+            if public is None or key is None or session.batch_u is None or session.quantised is None:
                 raise _not_set_up(message)
             try:
                 guest_sums = checked_ciphertexts(
@@ -374,7 +374,7 @@ class HostParty:
         with session.lock:
             self._expect(session, "update", message)
             public, config = session.public, session.config
-            if public is None or config is None or session.optimizer is None:
+            if public is None or config is None or session.optimizer is None or session.weights is None:
                 raise _not_set_up(message)
             try:
                 totals = plain_from_bytes(message.arrays["plain"], public, len(session.masks), "the update")

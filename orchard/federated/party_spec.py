@@ -49,7 +49,7 @@ class PartyTable(BaseModel):
             raise ValueError("the guest's table needs a label_column and a vintage_column")
         if self.role == "host" and self.label_column is not None:
             raise ValueError("the host's table has no label column")
-        reserved = {self.id_column, self.label_column, self.vintage_column} - {None}
+        reserved = {c for c in (self.id_column, self.label_column, self.vintage_column) if c is not None}
         if reserved & set(names):
             raise ValueError(
                 f"feature columns overlap the id/label/vintage columns: {sorted(reserved & set(names))}"
@@ -78,6 +78,7 @@ class PartyTable(BaseModel):
             problems.append(f"id column {self.id_column!r} has missing or duplicate values")
         for feature in self.features:
             values = frame[feature.name]
+            ok: bool | np.bool_
             if feature.type == "bool":
                 ok = values.dropna().isin([0, 1, True, False]).all()
             elif feature.type == "int":

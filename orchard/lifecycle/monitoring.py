@@ -164,7 +164,7 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
     learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
     table = performance_by_vintage(realised, early_estimate(learnable), early_estimate(wanted))
     for row in table[table["status"] == "matured"].to_dict("records"):
-        reported[str(row["vintage"])] = {k: v for k, v in row.items() if k not in ("vintage", "status")}
+        reported[str(row["vintage"])] = {str(k): v for k, v in row.items() if k not in ("vintage", "status")}
     write_json(reported, _vintage_state_path(settings, spec))
     return table
 
