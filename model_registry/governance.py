@@ -541,8 +541,8 @@ def history(settings: Settings, model: str, at: str | None = None) -> ChampionHi
     champions = [e for e in recorded if e.alias == CHAMPION_ALIAS]
     if kind == "month":
         decided = records.event_in_force_by_month(champions, str(moment))
-    elif kind == "time":
-        decided = records.event_in_force_at(champions, moment)  # type: ignore[arg-type]
+    elif kind == "time" and isinstance(moment, datetime):
+        decided = records.event_in_force_at(champions, moment)
     else:
         decided = champions[-1] if champions else None
     approval = next((a for a in approvals if decided is not None and a.event_id == decided.id), None)

@@ -20,7 +20,7 @@ from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
 from orchard.credit.metrics import score_psi
 from orchard.credit.model import train_lightgbm
-from orchard.credit.scorecard import Scorecard, train_scorecard
+from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.errors import OrchardError
 from orchard.landing import file_format_of, read_table, utc_times
@@ -277,7 +277,7 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
     samples = {"train": data.train, "test": data.test, "oot": data.oot}
     # the lifecycle's evaluation of a trained model (orchard.lifecycle.training)
     evaluations = {kind: evaluate_samples(model, samples) for kind, model in models.items()}
-    card: Scorecard = scorecard.estimator  # type: ignore[assignment]
+    card = scorecard_of(scorecard)
     stability = {
         "score (scorecard)": score_psi(scorecard.score(data.train), scorecard.score(data.oot)),
         **{f"csi {k}": v for k, v in card.binning.csi(data.oot).items()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -71,8 +72,14 @@ def _window_vintages(window: str) -> list[str]:
     return month_range(start, end)
 
 
+class ScoringModel(Protocol):
+    """What the score PSI needs of a model: score points (every kind of Orchard model gives them)."""
+
+    def score(self, df: pd.DataFrame) -> np.ndarray: ...
+
+
 def recent_score_psi(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, model: object, month: str
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, model: ScoringModel, month: str
 ) -> float:
     """Return the score PSI of a version: its development sample (frozen bins) vs this month's applications."""
     profile = ReferenceProfile.from_dict(
@@ -80,7 +87,7 @@ def recent_score_psi(
     )
     recent = model_frame(settings, spec, [month], month, with_labels=False).frame
     current = recent[spec.features].copy()
-    current["score"] = model.score(recent)  # type: ignore[attr-defined]
+    current["score"] = model.score(recent)
     return float(psi(profile, current)["score"])
 
 

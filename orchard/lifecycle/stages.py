@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -17,8 +19,11 @@ from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
 
 
-def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[object, pd.DataFrame] | None:
-    """Return the champion and its scores of the month (read back when monitoring wrote them with it)."""
+def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[Any, pd.DataFrame] | None:
+    """Return the champion and its scores of the month (read back when monitoring wrote them with it).
+
+    The champion is the model object of the spec's kind (load_model unpickles it: its class is not known here).
+    """
     version = champion_version(settings, spec.name)
     if version is None:
         return None
@@ -36,7 +41,7 @@ def month_tiers(settings: Settings, spec: ModelSpec, month: str) -> dict[str, in
     if found is None:
         return None
     model, scores = found
-    return tier_counts(model.tier(scores))  # type: ignore[attr-defined]
+    return tier_counts(model.tier(scores))
 
 
 def month_expected_loss(settings: Settings, spec: ModelSpec, month: str) -> dict[str, float] | None:
@@ -51,7 +56,7 @@ def month_expected_loss(settings: Settings, spec: ModelSpec, month: str) -> dict
     return {
         "loans": float(len(booked)),
         "principal": round(float(booked["requested_amount"].sum()), 2),
-        "expected_loss": round(float(model.expected_loss(booked).sum()), 2),  # type: ignore[attr-defined]
+        "expected_loss": round(float(model.expected_loss(booked).sum()), 2),
     }
 
 

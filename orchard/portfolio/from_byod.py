@@ -23,7 +23,7 @@ from orchard.byod_spec import ByodSpec, data_path, load_spec
 from orchard.errors import OrchardError
 from orchard.landing import file_format_of, read_table, utc_times
 from orchard.portfolio.load import FILE_NAME, parse_portfolio
-from orchard.portfolio.scaffold import column_guess
+from orchard.portfolio.scaffold import ColumnGuess, column_guess
 from orchard.portfolio.spec import NAME
 
 ROW_ID = "row_number"
@@ -53,7 +53,7 @@ def _periods(spec: ByodSpec, frame: pd.DataFrame) -> pd.Series:
     return times.dt.tz_convert(spec.timezone).dt.strftime("%Y-%m")
 
 
-def _features(spec: ByodSpec, columns: dict[str, dict[str, Any]], key: str) -> list[str]:
+def _features(spec: ByodSpec, columns: dict[str, ColumnGuess], key: str) -> list[str]:
     """Return the candidate features: every column but the key, time, target and dropped ones."""
     special = {spec.target, key, spec.event_time, *spec.drop}
     features = [c for c, d in columns.items() if c not in special and d["type"] != "timestamp"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from orchard.errors import OrchardError
 from orchard.portfolio.spec import Portfolio
@@ -54,7 +55,7 @@ def _line(lines: dict[Location, int], loc: Location) -> int:
     return 1
 
 
-def _describe(error: dict[str, Any]) -> tuple[Location, str]:
+def _describe(error: ErrorDetails) -> tuple[Location, str]:
     # pydantic puts the branch of a union or a validator's model into loc; keep only the keys of the file
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     dotted = ".".join(str(p) for p in loc) or "(top level)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import pandas as pd
 import yaml
@@ -23,6 +24,27 @@ MAX_CATEGORIES = 30
 """A text column with at most this many distinct values (and repeats) is guessed to be a category."""
 _ID_NAME = re.compile(r"(^id$|_id$|^id_|_key$|_no$|_number$)")
 _NAME = re.compile(r"[^a-z0-9_]+")
+
+
+class ColumnGuess(TypedDict, total=False):
+    """A column's guessed definition, as portfolio.yaml spells it."""
+
+    type: str
+    values: list[str]
+    min: float
+    max: float
+    nullable: bool
+
+
+class _SourceGuess(TypedDict):
+    """A source's guessed definition, in the order portfolio.yaml shows it."""
+
+    description: str
+    landing: dict[str, str]
+    key: list[str]
+    event_time: str
+    columns: dict[str, ColumnGuess]
+    foreign_keys: NotRequired[dict[str, str]]
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -53,10 +75,10 @@ def _typed(values: pd.Series) -> pd.Series:
     return values
 
 
-def column_guess(name: str, values: pd.Series) -> tuple[dict[str, object], str]:
+def column_guess(name: str, values: pd.Series) -> tuple[ColumnGuess, str]:
     """Return a column's guessed definition and a review note (an id-like name stays text)."""
     typed = values if _ID_NAME.search(name.lower()) else _typed(values)
-    spec: dict[str, object] = {}
+    spec: ColumnGuess = {}
     note = ""
     if pd.api.types.is_bool_dtype(typed):
         spec["type"] = "category"
@@ -95,28 +117,29 @@ def column_guess(name: str, values: pd.Series) -> tuple[dict[str, object], str]:
 def _key(frame: pd.DataFrame) -> str | None:
     unique = [c for c in frame.columns if frame[c].notna().all() and frame[c].is_unique]
     named = [c for c in unique if _ID_NAME.search(str(c).lower())]
-    return (named or unique or [None])[0]
+    found = named or unique
+    return found[0] if found else None
 
 
-def _source(path: Path) -> tuple[str, dict[str, object], dict[str, str]]:
+def _source(path: Path) -> tuple[str, _SourceGuess, dict[str, str]]:
     """Return a source's name, its guessed definition, and review notes by YAML path."""
     frame = _read(path)
     if frame.empty or not len(frame.columns):
         raise OrchardError(f"sample file {path} has no rows to learn from")
     name = _source_name(path)
     notes: dict[str, str] = {}
-    columns: dict[str, object] = {}
+    columns: dict[str, ColumnGuess] = {}
     for column in frame.columns:
         spec, note = column_guess(str(column), frame[column])
         columns[str(column)] = spec
         if note:
             notes[f"{name}.{column}"] = note
-    times = [c for c, s in columns.items() if isinstance(s, dict) and s["type"] == "timestamp"]
+    times = [c for c, s in columns.items() if s["type"] == "timestamp"]
     key = _key(frame)
     if not times:
         raise OrchardError(f"sample file {path} has no date or time column: a source needs an event time")
     suffix = ".csv" if path.suffix.lower() == ".csv" else ".parquet"
-    source: dict[str, object] = {
+    source: _SourceGuess = {
         "description": f"REVIEW: what one row of {name} is",
         "landing": {"path": f"landing/{name}/{{period}}{suffix}"},
         "key": [key] if key else [str(frame.columns[0])],
@@ -128,12 +151,12 @@ def _source(path: Path) -> tuple[str, dict[str, object], dict[str, str]]:
     return name, source, notes
 
 
-def _foreign_keys(sources: dict[str, dict[str, object]]) -> None:
-    keys = {src["key"][0]: name for name, src in sources.items() if len(src["key"]) == 1}  # type: ignore[index]
+def _foreign_keys(sources: dict[str, _SourceGuess]) -> None:
+    keys = {src["key"][0]: name for name, src in sources.items() if len(src["key"]) == 1}
     for name, source in sources.items():
         links = {
             column: f"{keys[column]}.{column}"
-            for column in source["columns"]  # type: ignore[attr-defined]
+            for column in source["columns"]
             if column in keys and keys[column] != name
         }
         if links:
@@ -196,7 +219,7 @@ def scaffold_portfolio(folder: Path, samples: list[Path], *, name: str | None = 
     target = Path(folder) / FILE_NAME
     if target.exists():
         raise OrchardError(f"{target} already exists: orchard init never overwrites a portfolio")
-    sources: dict[str, dict[str, object]] = {}
+    sources: dict[str, _SourceGuess] = {}
     notes: dict[str, str] = {}
     for path in samples:
         source_name, source, source_notes = _source(Path(path))

@@ -316,12 +316,10 @@ class LabelDef(Strict):
             raise ValueError(
                 "a label needs exactly one of 'performance', 'outcome_date', 'observed' or 'strategy'"
             )
-        needs_window = self.strategy in STRATEGY_WINDOWS
-        if needs_window and self.within_months is None:
-            raise ValueError(
-                f"strategy {self.strategy} needs within_months: {STRATEGY_WINDOWS[self.strategy]}"
-            )
-        if not needs_window and self.within_months is not None:
+        window = STRATEGY_WINDOWS.get(self.strategy) if self.strategy is not None else None
+        if window is not None and self.within_months is None:
+            raise ValueError(f"strategy {self.strategy} needs within_months: {window}")
+        if window is None and self.within_months is not None:
             raise ValueError(
                 "within_months belongs to the event or outcome_date block, or to a strategy with a window "
                 f"({', '.join(STRATEGY_WINDOWS)})"
@@ -543,12 +541,12 @@ class Portfolio(Strict):
         for name, model in self.models.items():
             self._check_model(name, model)
         if self.decision is not None:
-            for role, name in (
+            for role, served in (
                 ("pd_model", self.decision.pd_model),
                 ("fraud_model", self.decision.fraud_model),
             ):
-                if name is not None and not (name in self.models and self.models[name].serve):
-                    raise ValueError(f"decision.{role}: {name!r} is not a model with serve: true")
+                if served is not None and not (served in self.models and self.models[served].serve):
+                    raise ValueError(f"decision.{role}: {served!r} is not a model with serve: true")
         if self.primary_model is not None and self.primary_model not in self.models:
             raise ValueError(f"primary_model {self.primary_model!r} is not a model")
         return self

@@ -68,8 +68,8 @@ class CampaignStream:
         users = snapshot["user_id"][rows]
         # the engine draws at most one application per user and month (get_indexer raises otherwise);
         # -1 (did not apply) picks the None appended after the ids
-        position = pd.Index(applications["user_id"]).get_indexer(users)
-        application_id = np.append(applications["application_id"], None)[position]
+        position = pd.Index(applications["user_id"]).get_indexer(pd.Index(users))
+        application_id = np.append(applications["application_id"], np.array([None], dtype=object))[position]
         return {
             "offer_id": ids,
             "event_ts": ts,

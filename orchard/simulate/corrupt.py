@@ -132,7 +132,8 @@ def corrupt_frame(
     out.loc[rows[1], amount] = -out.loc[rows[1], amount].abs() - 1.0
     category_column, unknown = UNKNOWN_CATEGORY[source]
     out.loc[rows[2], category_column] = unknown
-    shift = np.where(rng.random(per_defect) < 0.5, -OUTSIDE_MONTH, OUTSIDE_MONTH)
+    # numpy's stubs take no pandas Timedelta as a choice of where(); at run time it is an object scalar
+    shift = np.where(rng.random(per_defect) < 0.5, -OUTSIDE_MONTH, OUTSIDE_MONTH)  # type: ignore[call-overload]
     out.loc[rows[3], EVENT_TIME] = out.loc[rows[3], EVENT_TIME] + pd.to_timedelta(shift)
     # duplicates are exact copies placed right after their original row
     positions = np.concatenate([np.arange(n, dtype=float), rows[4] + 0.5])

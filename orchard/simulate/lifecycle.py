@@ -246,9 +246,9 @@ def _applications(
     ids = np.array([f"A{history.next_application + i:08d}" for i in range(k)], dtype=object)
     history.next_application += k
     # ids follow event time, so every per-applicant array is put in time order
-    users, ts, employment, declared, requested, term, purpose, channel, decision = (
-        a[order] for a in (users, ts, employment, declared, requested, term, purpose, channel, decision)
-    )
+    users, ts, employment = users[order], ts[order], employment[order]
+    declared, requested, term = declared[order], requested[order], term[order]
+    purpose, channel, decision = purpose[order], channel[order], decision[order]
     approved = decision == "approved"
     history.last_decline[users[~approved]] = index
     day = np.minimum((ts[approved] - start) // (SECONDS_PER_DAY * NS_PER_SECOND) + 1, 28)
