@@ -70,8 +70,8 @@ bench-federated-fate: setup ## 80k rows: Orchard federated vs FATE 2.x coordinat
 	@test -n "$(FATE_PYTHON)" || { echo "set FATE_PYTHON to the python of a venv with pyfate 2.2 (see benchmarks/README.md)"; exit 2; }
 	$(PY) -m benchmarks.federated --users 73000 --host-decoys 1 --epochs 5 --psi-ids 0 --fate-python $(FATE_PYTHON)
 
-lint: setup ## Lint and check formatting with ruff; check the import layers with import-linter (pyproject.toml)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
+lint: setup ## Lint and check formatting with ruff; check the import layers (import-linter) and the types (mypy)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports && $(VENV)/bin/mypy
 
 ui: setup ## Open the Prefect, MLflow and Evidently UIs over the demo's state
 	$(VENV)/bin/orchard ui
