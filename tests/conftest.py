@@ -96,6 +96,21 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_server_env(prefect_harness: None) -> dict[str, str]:
+    """The environment that points an `orchard` subprocess at this worker's Prefect server (prefect_harness).
+
+    A CLI process left to itself starts a temporary Prefect server of its own (12-20 s on the reference machine,
+    migrations included); the scenarios that never look at their home's Prefect database share this one. The
+    session's small lifecycle and the killed run keep their own temporary servers, the path `make demo` takes.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return {"ORCHARD_PREFECT_API_URL": str(url)}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _telemetry_off() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")

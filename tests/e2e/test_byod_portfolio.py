@@ -15,10 +15,12 @@ from tests.byod_data import byod_file
 from tests.e2e.lifecycle_helpers import run_orchard
 from tests.ui_helpers import running_uis
 
-pytestmark = pytest.mark.slow(seconds=60)
+pytestmark = pytest.mark.slow(seconds=35)
 
 
-def test_a_byod_file_runs_month_by_month_to_a_champion(tmp_path: Path) -> None:
+def test_a_byod_file_runs_month_by_month_to_a_champion(
+    tmp_path: Path, prefect_server_env: dict[str, str]
+) -> None:
     # Given a BYOD file of six months (2020-01..06, June cut short) written as a portfolio
     spec = byod_file(tmp_path, ".csv", n=950)
     _, rows = write_byod_portfolio(spec, tmp_path / "book")
@@ -26,7 +28,9 @@ def test_a_byod_file_runs_month_by_month_to_a_champion(tmp_path: Path) -> None:
     assert partial_last_month(rows) is not None, rows  # the extract ends on 2020-06-07
     home = tmp_path / "state"
     # When `orchard run` processes every landed month
-    result = run_orchard(home, "run", "--portfolio", str(tmp_path / "book"), timeout=900)
+    result = run_orchard(
+        home, "run", "--portfolio", str(tmp_path / "book"), timeout=900, **prefect_server_env
+    )
     # Then every month is recorded, the first champion is fitted once enough months are labelled, and served
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     months = sorted(p.stem for p in (home / "state" / "months").glob("*.json"))

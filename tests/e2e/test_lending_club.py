@@ -25,7 +25,7 @@ from orchard.serving.app import create_app
 from orchard.settings import Settings
 from tests.e2e.lifecycle_helpers import final_state, run_orchard
 
-pytestmark = pytest.mark.slow(seconds=115)
+pytestmark = pytest.mark.slow(seconds=50)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "lending_club"
@@ -56,14 +56,14 @@ def _model_card(home: Path, version: int) -> str:
     ).read_text()
 
 
-def test_the_lending_club_example_runs_end_to_end(tmp_path: Path) -> None:
+def test_the_lending_club_example_runs_end_to_end(tmp_path: Path, prefect_server_env: dict[str, str]) -> None:
     # Given the example's loans landed by its export script (a rerun writes the same bytes)
     home = tmp_path / "state"
     landed = _export(home)
     assert sorted(landed) == MONTHS, landed
     assert _export(home) == landed, "a second export changed a landed file"
     # When `orchard run --portfolio examples/lending_club` processes every landed period
-    result = run_orchard(home, "run", "--portfolio", str(EXAMPLE), timeout=1200)
+    result = run_orchard(home, "run", "--portfolio", str(EXAMPLE), timeout=1200, **prefect_server_env)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     # Then every period was ingested, passed its contract and was recorded
     settings = Settings(_env_file=None, home=home, portfolio=EXAMPLE)  # type: ignore[call-arg]
@@ -110,6 +110,6 @@ def test_the_lending_club_example_runs_end_to_end(tmp_path: Path) -> None:
     )
     # And running again changes nothing: every period is kept as it was
     before = final_state(home)
-    again = run_orchard(home, "run", "--portfolio", str(EXAMPLE), timeout=1200)
+    again = run_orchard(home, "run", "--portfolio", str(EXAMPLE), timeout=1200, **prefect_server_env)
     assert again.returncode == 0, f"{again.stdout[-3000:]}\n{again.stderr[-3000:]}"
     assert final_state(home) == before

@@ -108,12 +108,14 @@ def test_every_stage_model_is_trained_carded_and_stratifies(
             assert (np.diff(grid, axis=0) >= 0).all(), f"{name}: more {feature} lowered a PD"
 
 
-def test_rerun_changes_nothing(completed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_rerun_changes_nothing(
+    completed: tuple[Path, subprocess.CompletedProcess[str]], prefect_server_env: dict[str, str]
+) -> None:
     # Given a finished lifecycle
     home, _ = completed
     before = final_state(home)
     # When the demo runs again
-    again = run_demo(home)
+    again = run_demo(home, **prefect_server_env)
     # Then no batch, version, alias move or month record is added or changed
     assert again.returncode == 0, again.stderr[-2000:]
     assert final_state(home) == before

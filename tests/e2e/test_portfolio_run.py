@@ -21,7 +21,7 @@ from orchard.simulate.run import landing_path
 from tests.demo import demo_variant
 from tests.e2e.lifecycle_helpers import SMALL_LABELS, SMALL_POLICY, run_orchard
 
-pytestmark = pytest.mark.slow(seconds=70)
+pytestmark = pytest.mark.slow(seconds=40)
 
 SEVENTH = "application_dpd30"
 GENERIC_LABEL = {
@@ -95,12 +95,14 @@ def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path)
     assert named.loc[booked, "mature"].sum() > 100 and generic.loc[booked, "bad"].sum() > 10
 
 
-def test_a_seventh_model_is_one_spec_entry(tmp_path: Path) -> None:
+def test_a_seventh_model_is_one_spec_entry(tmp_path: Path, prefect_server_env: dict[str, str]) -> None:
     # Given the demo portfolio with a seventh model added as data only
     folder = _with_seventh_model(tmp_path / "portfolio")
     home = tmp_path / "orchard"
     # When `orchard run` runs the small lifecycle on it, up to the month the new model is first promoted
-    result = run_orchard(home, "run", "--portfolio", str(folder), "--until", "2019-07", timeout=1200)
+    result = run_orchard(
+        home, "run", "--portfolio", str(folder), "--until", "2019-07", timeout=1200, **prefect_server_env
+    )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     # Then every month records the seven models the same way, and the seventh was trained and promoted
     records = [json.loads(p.read_text()) for p in sorted((home / "state" / "months").glob("*.json"))]

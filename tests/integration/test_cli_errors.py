@@ -64,7 +64,9 @@ def test_unwritable_state_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_missing_landing_file_fails_the_month_clearly(tmp_path: Path) -> None:
+def test_missing_landing_file_fails_the_month_clearly(
+    tmp_path: Path, prefect_server_env: dict[str, str]
+) -> None:
     # Given a landing zone with one source's file missing for the first month
     home = tmp_path / "orchard"
     small = {"ORCHARD_N_USERS": "500", "ORCHARD_END_MONTH": "2019-02"}
@@ -73,7 +75,7 @@ def test_missing_landing_file_fails_the_month_clearly(tmp_path: Path) -> None:
     # When the lifecycle runs without the simulator (user-supplied landing)
     from tests.e2e.lifecycle_helpers import orchard_env
 
-    env = orchard_env(home, **small)
+    env = orchard_env(home, **small, **prefect_server_env)
     code = (
         "from orchard.cli import app\n"
         "import sys\n"
