@@ -161,9 +161,7 @@ def demo(
         raise OrchardError(
             f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
         )
-    console.print(
-        f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/ (Prefect starting…)"
-    )
+    console.print(f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/")
     _run_lifecycle(settings, last, shock_month=settings.shock_month)
 
 
@@ -230,25 +228,33 @@ def deployments(
 
 def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None:
     """Run the lifecycle flow to `last` (months already done are read back) and print the summary."""
+    from orchard.lifecycle.ledger import MonthRecord, load_month
     from orchard.lifecycle.plan import claim_home
+    from orchard.months import month_range
 
     claim_home(settings)
+    done = [load_month(settings, month) for month in month_range(settings.start_month, last)]
     _before_flows()
-    from flows.lifecycle import lifecycle_flow
     from model_registry.history import events
     from model_registry.registry import champion_version
-    from orchard.lifecycle.ledger import MonthRecord
     from orchard.lifecycle.monitoring import matured_vintages
     from orchard.lifecycle.stages import vintage_losses
     from orchard.lifecycle.summary import render_summary
     from orchard.model_specs import model_specs, primary_model
 
+    if all(done):  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed
+        records = [r for r in done if r is not None]
+        console.print(f"every month to {last} is done: nothing to run", highlight=False)
+    else:
+        from flows.lifecycle import lifecycle_flow
+
+        if not settings.prefect_api_url:
+            console.print("starting a temporary Prefect server…", highlight=False)
+        records = [MonthRecord(**r) for r in lifecycle_flow(settings, last)]
     _quiet_tools()  # after the imports: Prefect and MLflow configure their loggers when imported
 
     specs = model_specs(settings.portfolio_def)
     primary = primary_model(settings.portfolio_def)
-    rows = lifecycle_flow(settings, last)
-    records = [MonthRecord(**r) for r in rows]
     alias_events = [e.to_dict() for e in events(settings, primary)]
     champions = {name: champion_version(settings, name) for name in specs}
     losses = {}
