@@ -224,6 +224,12 @@ STOPPING_METRIC = "binary_logloss"  # smoother than AUC on a few hundred bads
 VALIDATION_SHARE = 0.2
 EARLY_STOPPING_ROUNDS = 30
 TUNING_MIN_BADS = 40  # fewer bads (or goods) in the development rows: fixed parameters, no search
+# A search whose winner early-stopped at this many trees or fewer found no signal the validation cut could confirm
+# (at learning rate 0.05, ten trees barely move a score off the base rate), and the fixed parameters are fitted
+# instead. On the Lending Club example (63 development bads, 13 in the cut) every candidate stopped after one
+# tree: out-of-time AUC 0.549, where the fixed parameters reached 0.634. Labels drawn at random stop after 3-6
+# trees; the demo's winners, from 58 bads up, ran 36-262 trees.
+TUNING_MIN_TREES = 10
 
 
 @dataclass(frozen=True)
@@ -306,7 +312,8 @@ def train_lightgbm(
     learning rate 0.05, row / column subsampling 0.8 / 0.5) early-stops each candidate on a validation sample
     cut from `train` (VALIDATION_SHARE); the winner is kept as fitted and Platt-calibrated on its validation
     scores (no refit on every row: that would cost one more fit and leave no held-out calibration sample).
-    Smaller data gets LIGHTGBM_PARAMS and out-of-fold Platt scaling.
+    Smaller data, or a search whose winner stopped at TUNING_MIN_TREES trees or fewer (no signal the cut
+    confirms), gets LIGHTGBM_PARAMS and out-of-fold Platt scaling.
 
     One thread: on a shared 2-core machine LightGBM's OpenMP threads spin-wait, and a 2-thread fit measured
     5-40x slower than a 1-thread fit under load (a ~10k-row fit: 0.4-1.2 s vs 6-17 s).
@@ -326,11 +333,20 @@ def train_lightgbm(
     if increasing:
         base["monotone_constraints"] = [1 if f in increasing else 0 for f in features]
     trials: list[dict[str, Any]] = []
+    tuned = None
     if int(np.bincount(y).min()) >= TUNING_MIN_BADS:
         tuned = tune_lightgbm(x, y, categorical, base, seed)
+    if tuned is not None and int(tuned.model.best_iteration_ or 0) > TUNING_MIN_TREES:
         model, trials = tuned.model, tuned.trials
         estimator.calibration = platt_of(tuned.raw_valid, tuned.y_valid)
     else:
+        if tuned is not None:  # a search without signal is recorded, not used
+            trials = tuned.trials
+            log.info(
+                "LightGBM %s: the search stopped at %s trees; fixed parameters instead",
+                name,
+                TUNING_MIN_TREES,
+            )
         model = _booster({**LIGHTGBM_PARAMS, **base})
         estimator.calibration = platt_calibration(x, y, model, categorical, seed)
         model.fit(x, y, categorical_feature=list(categorical) or "auto")

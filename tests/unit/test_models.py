@@ -16,6 +16,7 @@ from orchard.credit.model import (
     TUNING_BASE,
     TUNING_GRID,
     TUNING_MIN_BADS,
+    TUNING_MIN_TREES,
     CreditModel,
     calibrated,
     pd_to_score,
@@ -253,3 +254,17 @@ def test_small_data_gets_fixed_parameters() -> None:
     model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7)
     assert model.params["tuning"] == []
     assert model.params["trees"] == LIGHTGBM_PARAMS["n_estimators"]
+
+
+def test_a_search_without_signal_falls_back_to_the_fixed_parameters() -> None:
+    # Given enough bads to search, but labels unrelated to every feature
+    rows = 3000
+    frame = _synthetic(rows, seed=4).assign(bad=(np.random.default_rng(4).random(rows) < 0.05).astype(int))
+    assert frame["bad"].sum() >= TUNING_MIN_BADS
+    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7)
+    # Then the search ran and every candidate stopped at once (no tree the validation cut confirms) ...
+    trials = model.params["tuning"]
+    assert len(trials) == len(TUNING_GRID) and all(t["trees"] <= TUNING_MIN_TREES for t in trials), trials
+    # ... and the model kept is the fixed-parameter one, calibrated to the event rate
+    assert model.params["trees"] == LIGHTGBM_PARAMS["n_estimators"]
+    assert abs(model.predict_pd(frame).mean() - frame["bad"].mean()) < 0.01
