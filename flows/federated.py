@@ -17,7 +17,7 @@ from orchard.settings import Settings
 @task
 def split_parties(settings: Settings) -> VerticalSplit:
     """Write each party's own table from the simulator's landing files."""
-    return write_vertical_split(settings, settings.home / "federated" / "split")
+    return write_vertical_split(settings, settings.federated_dir / "split")
 
 
 @task
@@ -29,7 +29,7 @@ def joint_training(settings: Settings, split: VerticalSplit, job_id: str, config
 @task
 def record_job(settings: Settings, record: dict[str, Any]) -> Path:
     """Write the job's record (model version, metrics, intersection size, bytes, timings)."""
-    return write_json(record, settings.home / "federated" / "jobs" / f"{record['job_id']}.json")
+    return write_json(record, settings.federated_dir / "jobs" / f"{record['job_id']}.json")
 
 
 @flow(name="federated-joint-training")

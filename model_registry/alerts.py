@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def alerts_path(settings: Settings) -> Path:
     """Return the alerts file of a home (readable by its owner only)."""
-    return settings.home / "alerts" / "governance.jsonl"
+    return settings.alerts_dir / "governance.jsonl"
 
 
 def raise_alert(settings: Settings, kind: str, *, detail: str, **fields: Any) -> dict[str, Any]:

@@ -312,7 +312,7 @@ def ui(
     services = ui_services(settings, base_port=base_port)
     # a plain `kill` (SIGTERM) must stop the UIs as Ctrl-C does, not leave them running
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    processes = start_uis(settings, services, settings.home / "logs")
+    processes = start_uis(settings, services, settings.logs_dir)
     for service in services:
         console.print(f"{service.name:>9}: {service.url}")
     console.print("Ctrl-C stops them.")

@@ -115,7 +115,7 @@ def artifact_root(settings: Settings) -> str:
     configured = production_config(settings).artifact_root
     if configured:
         return configured
-    return str((settings.home / "shared" / "mlflow-artifacts").resolve())
+    return str((settings.shared_dir / "mlflow-artifacts").resolve())
 
 
 def redis_connection_string(redis_url: str) -> str:
@@ -170,7 +170,7 @@ def client_environment(settings: Settings) -> dict[str, str]:
 
 def run_dir(settings: Settings) -> Path:
     """Folder of the PID files and logs of the services `orchard up` started."""
-    return settings.home / "run"
+    return settings.run_dir
 
 
 @contextmanager

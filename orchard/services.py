@@ -149,7 +149,7 @@ def prefect_server_service(settings: Settings) -> ServiceSpec:
     """The Prefect server (API, UI, scheduler, automations) on PostgreSQL."""
     port = production_config(settings).prefect_server_port
     env = {
-        "PREFECT_HOME": str((settings.home / "prefect-server").resolve()),
+        "PREFECT_HOME": str(settings.service_prefect_home("server").resolve()),
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url(settings, "prefect", driver="asyncpg"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
@@ -163,7 +163,7 @@ def prefect_server_service(settings: Settings) -> ServiceSpec:
 def worker_service(settings: Settings) -> ServiceSpec:
     """A process worker of the Orchard work pool; its flow runs inherit the production client environment."""
     env = {
-        "PREFECT_HOME": str((settings.home / "prefect-worker").resolve()),
+        "PREFECT_HOME": str(settings.service_prefect_home("worker").resolve()),
         "ORCHARD_HOME": str(settings.home.resolve()),
         "ORCHARD_REPO_DIR": str(REPO_DIR),
         **client_environment(settings),
@@ -291,7 +291,7 @@ def create_work_pool(settings: Settings) -> None:
     env = {
         **os.environ,
         "PREFECT_API_URL": prefect_api_url(settings),
-        "PREFECT_HOME": str(settings.home / "prefect-cli"),
+        "PREFECT_HOME": str(settings.service_prefect_home("cli")),
     }
     result = subprocess.run(
         [_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"],

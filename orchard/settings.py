@@ -222,6 +222,55 @@ class Settings(BaseSettings):
         """Progress markers of the lifecycle (which months are done)."""
         return self.home / "state"
 
+    @property
+    def portfolio_marker(self) -> Path:
+        """Which portfolio this state folder belongs to (written by the first run)."""
+        return self.home / "portfolio.json"
+
+    @property
+    def references_dir(self) -> Path:
+        """Each registered version's frozen monitoring reference (development sample scores and features)."""
+        return self.home / "references"
+
+    @property
+    def scores_dir(self) -> Path:
+        """Batch scores per served model and month."""
+        return self.home / "scores"
+
+    @property
+    def decisions_dir(self) -> Path:
+        """The decision API's append-only decision log."""
+        return self.home / "decisions"
+
+    @property
+    def alerts_dir(self) -> Path:
+        """Governance alerts (JSON lines) for the people on call."""
+        return self.home / "alerts"
+
+    @property
+    def federated_dir(self) -> Path:
+        """The federated parties' homes, the vertical split and the joint jobs' records."""
+        return self.home / "federated"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the servers `orchard ui` and `orchard up` start."""
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files of the production services `orchard up` started."""
+        return self.home / "run"
+
+    @property
+    def shared_dir(self) -> Path:
+        """What the production services share (the MLflow server's artifact store)."""
+        return self.home / "shared"
+
+    def service_prefect_home(self, role: str) -> Path:
+        """The Prefect home of a production service process (server, worker, or the CLI deploying to them)."""
+        return self.home / f"prefect-{role}"
+
 
 def tool_environment(settings: Settings) -> dict[str, str]:
     """Environment for the third-party tools: their state under home, telemetry off."""

@@ -59,7 +59,7 @@ def prepare_parties(
 ) -> PartyHomes:
     """Give each party its state folder (the host its own ORCHARD_HOME), its table spec and the channel key."""
     guest_dir = party_state_dir(settings, "guest")
-    host_home = settings.home / "federated" / "host_home"
+    host_home = settings.federated_dir / "host_home"
     host_dir = host_home / "federated" / "host"
     key_file = guest_dir / "channel.key"
     if not key_file.exists():

@@ -2,7 +2,7 @@
 
 Run as `python -m orchard.federated.party --role host --port 8765 --data host.parquet --key-file key`
 or through the CLI (`orchard party`, wired to party_command). Each party keeps its state in its own folder
-(by default settings.home / "federated" / role); the coordinator gives each process its own ORCHARD_HOME.
+(by default settings.federated_dir / role); the coordinator gives each process its own ORCHARD_HOME.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ROLES = ("guest", "host")
 
 def party_state_dir(settings: Settings, role: str) -> Path:
     """Return a party's own state folder under the settings' home."""
-    return settings.home / "federated" / role
+    return settings.federated_dir / role
 
 
 def run_host(

@@ -89,7 +89,7 @@ def _check_windows(settings: Settings, first: str, last: str) -> None:
 
 def claim_home(settings: Settings) -> None:
     """Bind the state folder to the settings' portfolio; refuse a folder that holds another portfolio's state."""
-    marker = settings.home / "portfolio.json"
+    marker = settings.portfolio_marker
     name = settings.portfolio_def.name
     if marker.exists():
         held = json.loads(marker.read_text()).get("name")

@@ -28,7 +28,7 @@ def reference_columns(spec: ModelSpec, used: list[str]) -> tuple[list[str], list
 def reference_path(settings: Settings, model: str, key: str) -> Path:
     """Return where the scored development sample of a training run is kept."""
     safe = key.replace("@", "_").replace("/", "_")
-    return settings.home / "references" / model / f"{safe}.parquet"
+    return settings.references_dir / model / f"{safe}.parquet"
 
 
 def save_reference_sample(settings: Settings, model: str, key: str, sample: pd.DataFrame) -> Path:

@@ -22,7 +22,7 @@ KEYS = ("application_id", "user_id")
 
 def scores_path(settings: Settings, model: str, month: str) -> Path:
     """Return where a month's batch scores of a model live (read by monitoring)."""
-    return settings.home / "scores" / model / f"{month}.parquet"
+    return settings.scores_dir / model / f"{month}.parquet"
 
 
 def batch_scores(

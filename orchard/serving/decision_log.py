@@ -209,11 +209,6 @@ class DecisionSink(Protocol):
         ...
 
 
-def decisions_dir(settings: Settings) -> Path:
-    """Return the folder of the Parquet decision log (embedded profile)."""
-    return settings.home / "decisions"
-
-
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -599,7 +594,7 @@ def open_sink(settings: Settings, config: ServingConfig) -> DecisionSink:
     """Return the decision log of the profile: Parquet when embedded, the database in production."""
     if settings.profile == "production":
         return SqlDecisionSink(decision_db_url(settings, config))
-    return ParquetDecisionSink(decisions_dir(settings))
+    return ParquetDecisionSink(settings.decisions_dir)
 
 
 @dataclass
@@ -689,7 +684,7 @@ def find_decision(settings: Settings, request_id: str, config: ServingConfig | N
     sink = open_sink(settings, config)
     record = sink.find(request_id)
     if record is None:
-        where = "the decision table" if settings.profile == "production" else str(decisions_dir(settings))
+        where = "the decision table" if settings.profile == "production" else str(settings.decisions_dir)
         raise OrchardError(f"request id {request_id!r} is not in the decision log ({where})")
     return record
 

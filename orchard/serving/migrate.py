@@ -35,7 +35,6 @@ from orchard.serving.decision_log import (
     LegacyLog,
     ParquetDecisionSink,
     decision_db_url,
-    decisions_dir,
     hold_chain_lock,
     seal_sql_legacy,
     sql_legacy,
@@ -78,7 +77,7 @@ def find_unchained(settings: Settings) -> HomeFindings:
     with history.raw_engine(settings) as engine, engine.connect() as conn:
         governance = find_governance(conn)
     if settings.profile != "production":
-        return HomeFindings(governance, ParquetDecisionSink(decisions_dir(settings)).legacy())
+        return HomeFindings(governance, ParquetDecisionSink(settings.decisions_dir).legacy())
     engine = sa.create_engine(decision_db_url(settings, serving_config(settings)))
     try:
         with engine.connect() as conn:
@@ -181,7 +180,7 @@ def migrate_command(settings: Settings, found: HomeFindings, *, accept: bool, dr
     if found.decisions.table is not None:
         seals += _seal_sql(settings, identity)
     else:
-        ParquetDecisionSink(decisions_dir(settings)).seal_legacy(
+        ParquetDecisionSink(settings.decisions_dir).seal_legacy(
             lambda log, rows: seals.extend(
                 _seal_all(settings, identity, lambda conn: _decision_seal(conn, identity, log, rows))
             )

@@ -13,7 +13,7 @@ from orchard.errors import OrchardError
 from orchard.feature_store import open_store
 from orchard.serving.app import create_app
 from orchard.serving.batch import batch_scores, scores_path
-from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, decisions_dir, find_decision
+from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, find_decision
 from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.settings import Settings
@@ -231,7 +231,7 @@ def test_every_decision_is_logged_with_inputs_and_versions(
     assert record.inputs is not None and set(APPLICATION_PD.features) <= set(record.inputs)
     assert record.inputs["requested_amount"] == bodies[2]["requested_amount"]
     # And the log is append-only Parquet files that monitoring can read as columns
-    files = list(decisions_dir(home).glob("date=*/part-*.parquet"))
+    files = list(home.decisions_dir.glob("date=*/part-*.parquet"))
     assert files, "no decision files written"
     assert {f.stat().st_mode & 0o777 for f in files} == {0o600}, (
         "decision files hold customer inputs: owner only"

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from model_registry.alerts import read_alerts
 from orchard.serving.app import create_app
-from orchard.serving.decision_log import ParquetDecisionSink, decisions_dir, first_broken_row
+from orchard.serving.decision_log import ParquetDecisionSink, first_broken_row
 from orchard.settings import Settings
 from tests.demo import demo_model
 from tests.integration.serving_home import (
@@ -82,7 +82,7 @@ def test_a_forged_alias_is_not_served_and_raises_an_alert(home: tuple[Settings, 
 @contextmanager
 def unwritable_log(settings: Settings) -> Iterator[None]:
     """Make the embedded decision log unwritable for a block: its folder becomes a plain file."""
-    folder = decisions_dir(settings)
+    folder = settings.decisions_dir
     aside = folder.with_name("decisions.aside")
     if folder.exists():
         folder.rename(aside)
@@ -129,7 +129,7 @@ def test_kill_9_under_load_loses_no_answered_decision(
 ) -> None:
     settings, _ = home
     bodies = applications(settings, n=16)
-    folder = decisions_dir(settings)
+    folder = settings.decisions_dir
     before = {r["request_id"] for r in ParquetDecisionSink(folder).rows()}
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from model_registry import history
 from orchard.cli import app
 from orchard.errors import OrchardError
-from orchard.serving.decision_log import SCHEMA, ParquetDecisionSink, decisions_dir
+from orchard.serving.decision_log import SCHEMA, ParquetDecisionSink
 from orchard.settings import Settings
 from tests.conftest import make_settings
 from tests.integration.test_decision_log_tamper import record
@@ -114,7 +114,7 @@ def orchard(
 def legacy_decision_log(settings: Settings) -> Path:
     """Write the decision log an older Orchard wrote: one time-named file of rows without the chain columns."""
     legacy_schema = pa.schema([f for f in SCHEMA if f.name not in ("seq", "prev_hash", "row_hash")])
-    path = decisions_dir(settings) / "date=2026-01-02" / "part-20260102T030405000000-0a1b2c3d.parquet"
+    path = settings.decisions_dir / "date=2026-01-02" / "part-20260102T030405000000-0a1b2c3d.parquet"
     path.parent.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([record(i).row() for i in (1, 2, 3)], schema=legacy_schema), path)
     return path
@@ -170,7 +170,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 def decision_content(settings: Settings) -> dict[str, dict[str, Any]]:
     """Return each logged decision's stored content without the chain columns, by request id."""
-    rows = ParquetDecisionSink(decisions_dir(settings)).rows()
+    rows = ParquetDecisionSink(settings.decisions_dir).rows()
     return {
         r["request_id"]: {k: v for k, v in r.items() if k not in ("seq", "prev_hash", "row_hash")}
         for r in rows
@@ -181,7 +181,7 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
     settings, db = sqlite_home(tmp_path)
     legacy_file = legacy_decision_log(settings)
     # an upgraded API kept answering after the upgrade: one chained group commit follows the old file
-    ParquetDecisionSink(decisions_dir(settings)).write([record(4)])
+    ParquetDecisionSink(settings.decisions_dir).write([record(4)])
     before = legacy_content(db)
     decisions_before = decision_content(settings)
     # then the history is refused, pointing at the migration (not at a backup) and verify says the same
@@ -190,7 +190,7 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
     verified = orchard(settings, "audit", "verify")
     assert verified.returncode == 1 and "predates hash chains" in verified.stderr, verified.stderr
     assert "orchard audit migrate" in verified.stderr and "restore" not in verified.stderr, verified.stderr
-    untouched = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+    untouched = snapshot(settings.home / "registry") | snapshot(settings.decisions_dir)
 
     # when the operator looks first, then the report names each table, its rows and what it lacks, and nothing changes
     dry = orchard(settings, "audit", "migrate", "--dry-run")
@@ -212,7 +212,7 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
     refused = orchard(settings, "audit", "migrate")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr.strip().startswith("error: refused: 8 record(s) were written before hash chains")
-    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == untouched
+    assert snapshot(settings.home / "registry") | snapshot(settings.decisions_dir) == untouched
 
     # when the operator accepts, then every part is sealed under the operator's identity
     migrated = orchard(settings, "audit", "migrate", ACCEPT)
@@ -233,10 +233,10 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
     after = legacy_content(db)
     assert after == before
     assert decision_content(settings) == decisions_before
-    rows = ParquetDecisionSink(decisions_dir(settings)).rows()
+    rows = ParquetDecisionSink(settings.decisions_dir).rows()
     assert [(r["seq"], r["request_id"]) for r in rows] == [(1, "req4"), (2, "req1"), (3, "req2"), (4, "req3")]
     assert not legacy_file.exists()
-    (sealed_file,) = decisions_dir(settings).rglob("part-000000000002.parquet")
+    (sealed_file,) = settings.decisions_dir.rglob("part-000000000002.parquet")
     assert stat.S_IMODE(sealed_file.stat().st_mode) == 0o600
     assert [e.identity_source for e in history.events(settings, "legacy_pd")] == ["unknown", "unknown"]
     # and new writes chain on after the sealed records
@@ -246,14 +246,14 @@ def test_an_old_sqlite_home_is_refused_reported_then_migrated_and_verifies(tmp_p
             reason="after the upgrade", approver=OPERATOR, gate=None, effective_month="2019-12",
             identity_source="configured",
         )  # fmt: skip
-    ParquetDecisionSink(decisions_dir(settings)).write([record(5)])
+    ParquetDecisionSink(settings.decisions_dir).write([record(5)])
     assert orchard(settings, "audit", "verify").returncode == 0
 
     # when migrate runs again, then it finds nothing to do and changes nothing
-    migrated = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+    migrated = snapshot(settings.home / "registry") | snapshot(settings.decisions_dir)
     again = orchard(settings, "audit", "migrate", ACCEPT)
     assert again.returncode == 0 and "nothing to migrate" in again.stdout, again.stdout + again.stderr
-    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == migrated
+    assert snapshot(settings.home / "registry") | snapshot(settings.decisions_dir) == migrated
 
 
 def test_a_migration_killed_before_its_seal_committed_is_completed_by_a_rerun_without_duplicates(
@@ -261,7 +261,7 @@ def test_a_migration_killed_before_its_seal_committed_is_completed_by_a_rerun_wi
 ) -> None:
     settings, _ = sqlite_home(tmp_path)
     legacy_file = legacy_decision_log(settings)
-    folder = decisions_dir(settings)
+    folder = settings.decisions_dir
     # given a migration killed after its chained copy was renamed into place, before the seal committed
     left: dict[str, bytes] = {}
 
@@ -320,7 +320,7 @@ def test_an_edit_of_a_sealed_record_is_named_by_verify_and_refused_by_migrate(tm
         ],
     )
     # and rewrites a sealed decision
-    (sealed,) = decisions_dir(settings).rglob("part-*.parquet")
+    (sealed,) = settings.decisions_dir.rglob("part-*.parquet")
     rows = pq.read_table(sealed).to_pylist()
     rows[1]["decision"] = "approve"
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), sealed)
@@ -333,13 +333,13 @@ def test_an_edit_of_a_sealed_record_is_named_by_verify_and_refused_by_migrate(tm
     )
     assert "decision log record seq 2 (request req2): its content does not match its hash" in verified.stderr
     # and a migration refuses this chained, tampered home, naming the problems and pointing at a backup
-    untouched = snapshot(settings.home / "registry") | snapshot(decisions_dir(settings))
+    untouched = snapshot(settings.home / "registry") | snapshot(settings.decisions_dir)
     refused = orchard(settings, "audit", "migrate", ACCEPT)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "error: nothing migrated: hash chain broken at approvals #2 (legacy_pd)" in refused.stderr
     assert "decision log hash chain broken at decision log record seq 2" in refused.stderr
     assert "restore from a trusted backup" in refused.stderr, refused.stderr
-    assert snapshot(settings.home / "registry") | snapshot(decisions_dir(settings)) == untouched
+    assert snapshot(settings.home / "registry") | snapshot(settings.decisions_dir) == untouched
 
 
 def test_a_removed_sealed_record_breaks_the_seal_and_dropped_triggers_are_not_migrated(
@@ -401,7 +401,7 @@ def test_an_old_postgresql_history_is_migrated_once_and_edits_after_it_are_named
                 ).fetchall(),
             ]
 
-    before, legacy_files = dump(), snapshot(decisions_dir(settings))
+    before, legacy_files = dump(), snapshot(settings.decisions_dir)
     verified = orchard(settings, "audit", "verify", db_url=url)
     assert verified.returncode == 1 and "predates hash chains" in verified.stderr, verified.stderr
     # when the operator looks first, or forgets the acknowledgement, then nothing changes
@@ -410,7 +410,7 @@ def test_an_old_postgresql_history_is_migrated_once_and_edits_after_it_are_named
         dry.stdout + dry.stderr
     )
     assert orchard(settings, "audit", "migrate", db_url=url).returncode == 1
-    assert dump() == before and snapshot(decisions_dir(settings)) == legacy_files
+    assert dump() == before and snapshot(settings.decisions_dir) == legacy_files
     # when the operator accepts, then the history and the log are sealed and verify passes
     migrated = orchard(settings, "audit", "migrate", ACCEPT, db_url=url)
     assert migrated.returncode == 0 and "seal #1: 5 governance record(s)" in migrated.stdout, migrated.stderr

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.serving.decision_log import DecisionRecord, ParquetDecisionSink, decisions_dir, find_decision
+from orchard.serving.decision_log import DecisionRecord, ParquetDecisionSink, find_decision
 from orchard.serving.replay import replay_record
 from tests.conftest import make_settings
 from tests.decision_records import decision_record
@@ -47,14 +47,14 @@ def audit(home: Path) -> subprocess.CompletedProcess[str]:
 
 def test_an_edited_decision_is_named_by_audit_and_refused_by_replay(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "orchard")
-    sink = ParquetDecisionSink(decisions_dir(settings))
+    sink = ParquetDecisionSink(settings.decisions_dir)
     # given three group commits of the decision log
     for batch in ([record(1), record(2)], [record(3)], [record(4)]):
         sink.write(batch)
     assert audit(settings.home).returncode == 0
     # when someone rewrites req3's inputs and result together (so a plain replay would agree with itself)
     (target,) = [
-        p for p in decisions_dir(settings).rglob("*.parquet") if "req3" in str(pq.read_table(p).to_pylist())
+        p for p in settings.decisions_dir.rglob("*.parquet") if "req3" in str(pq.read_table(p).to_pylist())
     ]
     rows = pq.read_table(target).to_pylist()
     rows[0]["inputs"] = json.dumps({"age": 45, "income": 9000.0}, sort_keys=True)
