@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 from evidently._pydantic_compat import Field
 from evidently.core.datasets import Dataset
 from evidently.core.metric_types import (
@@ -189,8 +188,3 @@ def read_psi(snapshot: Any) -> dict[str, dict[str, float]]:
             scope = str(metric["config"].get("scope", "feature"))
             found.setdefault(scope, {}).update({str(k): float(v) for k, v in metric["value"].items()})
     return found
-
-
-def frame_dataset(frame: pd.DataFrame) -> Dataset:
-    """Return an Evidently Dataset of a frame (for runs whose metrics read no data, a one-row frame)."""
-    return Dataset.from_pandas(frame)

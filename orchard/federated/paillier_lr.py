@@ -22,7 +22,6 @@ non-modal entry, Pippenger style), never one exponentiation per entry.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 from collections.abc import Callable
@@ -401,8 +400,3 @@ def ciphertexts_from_bytes(array: np.ndarray, public: PublicKey) -> list[Any]:
         if not 0 < value < public.n2:
             raise ValueError("a ciphertext is outside [1, n^2)")
     return out
-
-
-def expected_bytes(key_bits: int) -> int:
-    """Return the byte width of a ciphertext for a key size."""
-    return math.ceil(key_bits * 2 / 8)
