@@ -64,6 +64,8 @@ class ModelSpec:
     views: tuple[str, ...] = ()
     where: str | None = None
     trainable: str | None = None
+    max_per_month: int | None = None
+    """At most this many cases per month (a stable sample by a hash of the key); None keeps every case."""
     label_rule: LabelDef | None = None
     dashboard_features: tuple[str, ...] = ()
     serve: bool = False
@@ -113,6 +115,7 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
         views=model.views,
         where=population.where,
         trainable=population.trainable,
+        max_per_month=population.max_per_month,
         label_rule=label,
         serve=model.serve,
         policy=model.policy,

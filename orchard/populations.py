@@ -16,7 +16,8 @@ Units (see orchard.model_specs):
   charge-off within the next `within_months` statements (the label's);
 - delinquencies: a delinquent loan after its collection action, scored at the action; event = a current or
   paid-off statement within the next `within_months` statements (the label's).
-Accounts are sampled to at most `max_rows_per_month` per month, by a hash of the key (the same rows every run).
+A population with `max_per_month` keeps at most that many cases per month, chosen by a hash of the key (the
+same rows every run); the accounts strategy samples its snapshots before labelling them.
 
 Warm-up: every account and delinquency has a credit history, whose windowed features (3 statement months) are
 complete only from the lake's third month; earlier cases would make the development sample differ from every
@@ -212,7 +213,7 @@ def _offers(
 
 def _sample(frame: pd.DataFrame, key: str, per_month: int) -> pd.DataFrame:
     """Keep at most per_month rows of each month, chosen by a hash of the key (stable across runs)."""
-    rank = frame[key].map(lambda k: hashlib.blake2b(k.encode(), digest_size=8).hexdigest())
+    rank = frame[key].map(lambda k: hashlib.blake2b(str(k).encode(), digest_size=8).hexdigest())
     month = _index(frame[EVENT_TIME])
     order = pd.DataFrame({"month": month, "rank": rank.to_numpy()}).sort_values(["month", "rank"])
     keep = (order.groupby("month").cumcount() < per_month).to_numpy()
@@ -285,7 +286,8 @@ def _accounts(
             "eligible": True,
         }
     ).reset_index(drop=True)
-    frame = _sample(frame, "account_month_id", settings.max_rows_per_month)
+    if spec.max_per_month is not None:  # before labelling: label only the snapshots kept
+        frame = _sample(frame, "account_month_id", spec.max_per_month)
     if not with_labels:
         return _unlabelled(frame)
     events = _statement_events(_later_statements(settings, months, as_of), (), rule.bad_dpd)
@@ -339,6 +341,8 @@ def population(
 ) -> pd.DataFrame:
     """Return the model's cases of `months` with request fields and (if asked) labels known at `as_of`."""
     frame = _BUILDERS[spec.unit](settings, spec, months, as_of, with_labels)
+    if spec.max_per_month is not None:  # a no-op where the builder sampled already
+        frame = _sample(frame, spec.key, spec.max_per_month)
     frame = frame.rename(columns={EVENT_TIME: ENTITY_TIME})
     # the offline store joins at microsecond precision; a source may carry nanoseconds
     frame[ENTITY_TIME] = pd.to_datetime(frame[ENTITY_TIME], utc=True).dt.floor("us")

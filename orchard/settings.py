@@ -54,11 +54,6 @@ class Settings(BaseSettings):
         "declined, ...: orchard.simulate.corrupt.SILENT_CORRUPTION); only the contracts' history checks see it",
     )
 
-    # training (labels, windows, gates and the monitoring policy are the portfolio's: orchard.portfolio.spec)
-    max_rows_per_month: int = Field(
-        default=2_500, ge=100, description="account snapshots sampled per month for behaviour models"
-    )
-
     # governance
     auto_approve: bool = Field(
         default=True, description="the demo's policy approves promotions that pass gates"

@@ -388,6 +388,11 @@ class PopulationDef(Strict):
     where: str | None = Field(default=None, description="which rows are cases")
     trainable: str | None = Field(default=None, description="which cases have an outcome (e.g. booked)")
     strategy: Literal["cases", "offers", "accounts", "delinquencies"] = "cases"
+    max_per_month: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many cases per month, chosen by a hash of the key (the same every run)",
+    )
     description: str = ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,46 @@ def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path)
     booked = named["eligible"].to_numpy(dtype=bool)
     assert np.array_equal(named["bad"].to_numpy()[booked], generic["bad"].to_numpy()[booked], equal_nan=True)
     assert named.loc[booked, "mature"].sum() > 100 and generic.loc[booked, "bad"].sum() > 10
+
+
+def test_max_per_month_keeps_a_stable_sample_of_each_months_cases(tmp_path: Path) -> None:
+    # Given the seventh model's population capped at 40 cases a month, over a small simulated lake
+    folder = _with_seventh_model(tmp_path / "portfolio")
+    document = yaml.safe_load((folder / "portfolio.yaml").read_text())
+    document["models"][SEVENTH]["population"]["max_per_month"] = 40
+    (folder / "portfolio.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    settings = Settings(
+        _env_file=None,
+        home=tmp_path / "o",
+        portfolio=folder,
+        n_users=2000,  # type: ignore[call-arg]
+        end_month="2019-06",
+        corrupt_batches=[],
+    )
+    summary = simulate(settings)
+    for source, months in summary.rows.items():
+        for month in months:
+            write_parquet(
+                pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
+            )
+    months = [f"2019-{m:02d}" for m in range(1, 7)]
+    capped = model_spec(settings.portfolio_def, SEVENTH)
+    uncapped = replace(capped, max_per_month=None)
+    # When building the population twice, and once without the cap
+    first = population(settings, capped, months, "2019-06")
+    again = population(settings, capped, months, "2019-06")
+    whole = population(settings, uncapped, months, "2019-06")
+    # Then each month keeps at most 40 cases (every month has more), the same ones every time, each one a case of
+    # the whole population with the same label
+    per_month = first["event_timestamp"].dt.strftime("%Y-%m").value_counts()
+    assert (per_month == 40).all() and len(per_month) == 6, per_month
+    assert (whole["event_timestamp"].dt.strftime("%Y-%m").value_counts() > 40).all()
+    pd.testing.assert_frame_equal(first, again)
+    merged = first.merge(whole, on="application_id", suffixes=("", "_whole"))
+    assert len(merged) == len(first)
+    assert merged["bad"].equals(merged["bad_whole"]) and merged["mature"].equals(merged["mature_whole"])
+    # And the demo's behaviour model declares its cap in the portfolio, not in a setting
+    assert model_spec(Settings(_env_file=None).portfolio_def, "behavior_pd").max_per_month == 2500  # type: ignore[call-arg]
 
 
 def test_a_seventh_model_is_one_spec_entry(tmp_path: Path, prefect_server_env: dict[str, str]) -> None:
