@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from orchard.atomic import write_text
+from orchard.atomic import write_parquet, write_text
 from orchard.model_specs import ModelSpec, model_specs
 from orchard.portfolio.load import load_portfolio
 from orchard.portfolio.spec import Portfolio
-from orchard.settings import DEMO_PORTFOLIO
+from orchard.settings import DEMO_PORTFOLIO, Settings
 from orchard.sources import SourceSpec, source_specs
 
 SHORT_LABELS: dict[str, dict[str, Any]] = {
@@ -88,3 +88,19 @@ def demo_model_with(
 def served_models() -> dict[str, ModelSpec]:
     """Return the demo's models the decision API serves."""
     return {name: spec for name, spec in demo_models().items() if spec.serve}
+
+
+def simulated_silver(settings: Settings) -> Settings:
+    """Simulate the settings' window and put every landed batch into silver as it is (no contracts); return them."""
+    import pandas as pd
+
+    from orchard.lake import silver_path
+    from orchard.simulate import simulate
+    from orchard.simulate.run import landing_path
+
+    summary = simulate(settings)
+    for source, months in summary.rows.items():
+        for month in months:
+            frame = pd.read_parquet(landing_path(settings, source, month))
+            write_parquet(frame, silver_path(settings, source, month))
+    return settings

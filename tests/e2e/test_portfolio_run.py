@@ -12,14 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from orchard.atomic import write_parquet
-from orchard.lake import silver_path
 from orchard.model_specs import model_spec
 from orchard.populations import population
 from orchard.settings import Settings
-from orchard.simulate import simulate
-from orchard.simulate.run import landing_path
-from tests.demo import demo_variant
+from tests.demo import demo_variant, simulated_silver
 from tests.e2e.lifecycle_helpers import SMALL_LABELS, SMALL_POLICY, run_orchard
 
 pytestmark = pytest.mark.slow(seconds=40)
@@ -77,12 +73,7 @@ def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path)
         end_month="2019-12",
         corrupt_batches=[],
     )
-    summary = simulate(settings)
-    for source, months in summary.rows.items():
-        for month in months:
-            write_parquet(
-                pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
-            )
+    simulated_silver(settings)
     months = [f"2019-{m:02d}" for m in range(1, 13)]
     # When building both populations with labels known at 2019-10
     named = population(settings, model_spec(settings.portfolio_def, "application_pd"), months, "2019-10")
@@ -110,12 +101,7 @@ def test_max_per_month_keeps_a_stable_sample_of_each_months_cases(tmp_path: Path
         end_month="2019-06",
         corrupt_batches=[],
     )
-    summary = simulate(settings)
-    for source, months in summary.rows.items():
-        for month in months:
-            write_parquet(
-                pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
-            )
+    simulated_silver(settings)
     months = [f"2019-{m:02d}" for m in range(1, 7)]
     capped = model_spec(settings.portfolio_def, SEVENTH)
     uncapped = replace(capped, max_per_month=None)

@@ -11,17 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from model_registry.history import approvals_of
 from model_registry.registry import champion_version, trained_months
-from orchard.atomic import write_parquet
 from orchard.feature_store import apply_definitions, update_offline_tables
-from orchard.lake import silver_path
 from orchard.settings import Settings, tool_environment
-from orchard.simulate import landing_path, simulate
-from tests.demo import SHORT_LABELS, demo_variant
+from tests.demo import SHORT_LABELS, demo_variant, simulated_silver
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +38,7 @@ def deployed_lake(home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Fill a small lake under home and point the deployed flows' environment at it (restored after the test)."""
     portfolio = demo_variant(home.parent / "portfolio", policy=SMALL_POLICY, labels=SHORT_LABELS)
     settings = Settings(_env_file=None, home=home, portfolio=portfolio, **SMALL)  # type: ignore[arg-type]
-    summary = simulate(settings)
-    for source, months in summary.rows.items():
-        for month in months:
-            frame = pd.read_parquet(landing_path(settings, source, month))
-            write_parquet(frame, silver_path(settings, source, month))
+    simulated_silver(settings)
     update_offline_tables(settings)
     apply_definitions(settings)
     for name, value in {"home": home, "portfolio": portfolio, **SMALL}.items():

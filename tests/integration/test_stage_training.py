@@ -11,14 +11,11 @@ import pytest
 
 from model_registry.registry import load_model
 from model_registry.tracking import mlflow_client, read_run_json
-from orchard.atomic import write_parquet
 from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
-from orchard.lake import silver_path
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.settings import Settings
-from orchard.simulate import landing_path, simulate
-from tests.demo import demo_model_with
+from tests.demo import demo_model_with, simulated_silver
 
 SMALL_POLICY = {"min_mature_vintages": 4, "oot_months": 1}
 LOSS_FORECAST = demo_model_with("loss_forecast", policy=SMALL_POLICY)
@@ -37,12 +34,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         end_month=AS_OF,
         corrupt_batches=[],
     )
-    summary = simulate(settings)
-    for source, months in summary.rows.items():
-        for month in months:
-            write_parquet(
-                pd.read_parquet(landing_path(settings, source, month)), silver_path(settings, source, month)
-            )
+    simulated_silver(settings)
     update_offline_tables(settings)
     apply_definitions(settings)
     return settings
