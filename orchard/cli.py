@@ -242,16 +242,17 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     from orchard.lifecycle.summary import render_summary
     from orchard.model_specs import model_specs, primary_model
 
+    if not all(done):
+        from flows.lifecycle import lifecycle_flow
+    _quiet_tools()  # after the imports (Prefect and MLflow configure their loggers when imported), before the run
+
     if all(done):  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed
         records = [r for r in done if r is not None]
         console.print(f"every month to {last} is done: nothing to run", highlight=False)
     else:
-        from flows.lifecycle import lifecycle_flow
-
         if not settings.prefect_api_url:
             console.print("starting a temporary Prefect server…", highlight=False)
         records = [MonthRecord(**r) for r in lifecycle_flow(settings, last)]
-    _quiet_tools()  # after the imports: Prefect and MLflow configure their loggers when imported
 
     specs = model_specs(settings.portfolio_def)
     primary = primary_model(settings.portfolio_def)

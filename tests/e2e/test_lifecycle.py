@@ -44,6 +44,18 @@ def test_demo_catches_the_bad_batch_and_keeps_it_out(
     assert "applications-2019-03" in result.stdout, "summary does not list the quarantined batch"
 
 
+def test_the_demo_prints_no_library_warnings(
+    completed: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    # Given the small lifecycle's output / Then the tools' import-time and deprecation warnings stay out of it
+    # (the one-line errors and the month lines are what a user reads)
+    _, result = completed
+    output = result.stdout + result.stderr
+    assert "py.warnings" not in output and "DeprecationWarning" not in output, [
+        line for line in output.splitlines() if "Warning" in line
+    ][:5]
+
+
 def test_demo_trains_a_champion_detects_the_shock_and_decides(
     completed: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
