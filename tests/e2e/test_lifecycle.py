@@ -131,3 +131,6 @@ def test_rerun_changes_nothing(
     # Then no batch, version, alias move or month record is added or changed
     assert again.returncode == 0, again.stderr[-2000:]
     assert final_state(home) == before
+    # And every month was read back from its record: no flow ran, no Prefect server was started
+    assert "every month to 2019-09 is done: nothing to run" in again.stdout, again.stdout[:500]
+    assert "starting a temporary Prefect server" not in again.stdout
