@@ -343,8 +343,9 @@ def train_lightgbm(
         if tuned is not None:  # a search without signal is recorded, not used
             trials = tuned.trials
             log.info(
-                "LightGBM %s: the search stopped at %s trees; fixed parameters instead",
+                "LightGBM %s: the search's winner stopped at %d trees (at most %d): fixed parameters instead",
                 name,
+                int(tuned.model.best_iteration_ or 0),
                 TUNING_MIN_TREES,
             )
         model = _booster({**LIGHTGBM_PARAMS, **base})
