@@ -68,9 +68,15 @@ def strategy_label(spec: ModelSpec) -> LabelDef:
     return rule
 
 
-def _loan_labels(settings: Settings, spec: ModelSpec, apps: pd.DataFrame, as_of: str) -> pd.DataFrame:
-    """Return the named label strategies of the simulator's lender over its booked loans."""
-    repayments = read_silver(settings, "repayments")
+def _loan_labels(
+    settings: Settings, spec: ModelSpec, apps: pd.DataFrame, months: list[str], as_of: str
+) -> pd.DataFrame:
+    """Return the named label strategies of the simulator's lender over its booked loans of `months`.
+
+    Only the statements a label can see are read: a loan's statements follow its booking, and none after
+    `as_of` is observable at `as_of`.
+    """
+    repayments = _later_statements(settings, months, as_of)
     rule = strategy_label(spec)
     if spec.label_kind == "dpd90":
         return application_labels(apps, repayments, as_of, rule.window_months, rule.bad_dpd)
@@ -185,7 +191,7 @@ def _generic_cases(
     if not with_labels:
         return _unlabelled(frame)
     if rule is None or rule.strategy is not None:
-        labels = _loan_labels(settings, spec, rows, as_of)
+        labels = _loan_labels(settings, spec, rows, months, as_of)
         frame = frame.merge(labels[[spec.key, "mature", "bad"]], on=spec.key, how="left")
         frame["mature"] = frame["mature"].astype("boolean").fillna(False).astype(bool)
         return frame
