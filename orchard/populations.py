@@ -17,7 +17,7 @@ Units (see orchard.model_specs):
 - delinquencies: a delinquent loan after its collection action, scored at the action; event = a current or
   paid-off statement within the next `within_months` statements (the label's).
 A population with `max_per_month` keeps at most that many cases per month, chosen by a hash of the key (the
-same rows every run); the accounts strategy samples its snapshots before labelling them.
+same rows every run); every strategy samples its cases before labelling them.
 
 Warm-up: every account and delinquency has a credit history, whose windowed features (3 statement months) are
 complete only from the lake's third month; earlier cases would make the development sample differ from every
@@ -187,7 +187,7 @@ def _generic_cases(
     )
     frame = rows[list(keep)].reset_index(drop=True)
     trainable = row_mask(rows, spec.trainable, f"{what}.trainable") if spec.trainable else True
-    frame = frame.assign(eligible=trainable)
+    frame = _capped(frame.assign(eligible=trainable), spec)
     if not with_labels:
         return _unlabelled(frame)
     if rule is None or rule.strategy is not None:
@@ -208,6 +208,7 @@ def _offers(
     frame = offers[
         ["offer_id", "user_id", EVENT_TIME, BATCH_ID, "responded", "application_id", *spec.request_features]
     ].assign(eligible=True)
+    frame = _capped(frame, spec)
     if not with_labels:
         return _unlabelled(frame)
     decisions = read_silver(settings, "applications", months)[["application_id", "decision"]]
@@ -224,6 +225,12 @@ def _sample(frame: pd.DataFrame, key: str, per_month: int) -> pd.DataFrame:
     order = pd.DataFrame({"month": month, "rank": rank.to_numpy()}).sort_values(["month", "rank"])
     keep = (order.groupby("month").cumcount() < per_month).to_numpy()
     return frame.iloc[np.sort(order.index.to_numpy()[keep])]
+
+
+def _capped(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """Apply the population's max_per_month; every builder calls it before labelling (only the cases kept are
+    labelled)."""
+    return frame if spec.max_per_month is None else _sample(frame, spec.key, spec.max_per_month)
 
 
 def _statement_events(
@@ -292,8 +299,7 @@ def _accounts(
             "eligible": True,
         }
     ).reset_index(drop=True)
-    if spec.max_per_month is not None:  # before labelling: label only the snapshots kept
-        frame = _sample(frame, "account_month_id", spec.max_per_month)
+    frame = _capped(frame, spec)
     if not with_labels:
         return _unlabelled(frame)
     events = _statement_events(_later_statements(settings, months, as_of), (), rule.bad_dpd)
@@ -328,6 +334,7 @@ def _delinquencies(
             "eligible": True,
         }
     )
+    frame = _capped(frame, spec)
     if not with_labels:
         return _unlabelled(frame)
     events = _statement_events(_later_statements(settings, months, as_of), CURED_STATUSES, None)
@@ -347,8 +354,6 @@ def population(
 ) -> pd.DataFrame:
     """Return the model's cases of `months` with request fields and (if asked) labels known at `as_of`."""
     frame = _BUILDERS[spec.unit](settings, spec, months, as_of, with_labels)
-    if spec.max_per_month is not None:  # a no-op where the builder sampled already
-        frame = _sample(frame, spec.key, spec.max_per_month)
     frame = frame.rename(columns={EVENT_TIME: ENTITY_TIME})
     # the offline store joins at microsecond precision; a source may carry nanoseconds
     frame[ENTITY_TIME] = pd.to_datetime(frame[ENTITY_TIME], utc=True).dt.floor("us")

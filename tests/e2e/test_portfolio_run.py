@@ -62,18 +62,28 @@ def _with_seventh_model(folder: Path) -> Path:
     return folder
 
 
-def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path) -> None:
-    # Given a small simulated lake and the seventh model, whose label is the named dpd90 rule written as data
+def _seventh_model_lake(tmp_path: Path, end_month: str, **population: object) -> Settings:
+    """A small simulated silver lake (2,000 users from 2019-01) under the seventh-model portfolio, its
+    population keys set over the entry's own."""
     folder = _with_seventh_model(tmp_path / "portfolio")
+    if population:
+        document = yaml.safe_load((folder / "portfolio.yaml").read_text())
+        document["models"][SEVENTH]["population"].update(population)
+        (folder / "portfolio.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     settings = Settings(
         _env_file=None,
         home=tmp_path / "o",
         portfolio=folder,
         n_users=2000,  # type: ignore[call-arg]
-        end_month="2019-12",
+        end_month=end_month,
         corrupt_batches=[],
     )
-    simulated_silver(settings)
+    return simulated_silver(settings)
+
+
+def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path) -> None:
+    # Given a small simulated lake and the seventh model, whose label is the named dpd90 rule written as data
+    settings = _seventh_model_lake(tmp_path, "2019-12")
     months = [f"2019-{m:02d}" for m in range(1, 13)]
     # When building both populations with labels known at 2019-10
     named = population(settings, model_spec(settings.portfolio_def, "application_pd"), months, "2019-10")
@@ -89,19 +99,7 @@ def test_the_generic_performance_label_equals_the_named_strategy(tmp_path: Path)
 
 def test_max_per_month_keeps_a_stable_sample_of_each_months_cases(tmp_path: Path) -> None:
     # Given the seventh model's population capped at 40 cases a month, over a small simulated lake
-    folder = _with_seventh_model(tmp_path / "portfolio")
-    document = yaml.safe_load((folder / "portfolio.yaml").read_text())
-    document["models"][SEVENTH]["population"]["max_per_month"] = 40
-    (folder / "portfolio.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    settings = Settings(
-        _env_file=None,
-        home=tmp_path / "o",
-        portfolio=folder,
-        n_users=2000,  # type: ignore[call-arg]
-        end_month="2019-06",
-        corrupt_batches=[],
-    )
-    simulated_silver(settings)
+    settings = _seventh_model_lake(tmp_path, "2019-06", max_per_month=40)
     months = [f"2019-{m:02d}" for m in range(1, 7)]
     capped = model_spec(settings.portfolio_def, SEVENTH)
     uncapped = replace(capped, max_per_month=None)
