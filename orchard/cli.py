@@ -233,7 +233,9 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     from orchard.months import month_range
 
     claim_home(settings)
-    done = [load_month(settings, month) for month in month_range(settings.start_month, last)]
+    recorded = [load_month(settings, month) for month in month_range(settings.start_month, last)]
+    done = [r for r in recorded if r is not None]
+    pending = len(done) < len(recorded)
     _before_flows()
     from model_registry.history import events
     from model_registry.registry import champion_version
@@ -242,17 +244,17 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     from orchard.lifecycle.summary import render_summary
     from orchard.model_specs import model_specs, primary_model
 
-    if not all(done):
+    if pending:
         from flows.lifecycle import lifecycle_flow
     _quiet_tools()  # after the imports (Prefect and MLflow configure their loggers when imported), before the run
 
-    if all(done):  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed
-        records = [r for r in done if r is not None]
-        console.print(f"every month to {last} is done: nothing to run", highlight=False)
-    else:
+    if pending:
         if not settings.prefect_api_url:
             console.print("starting a temporary Prefect server…", highlight=False)
         records = [MonthRecord(**r) for r in lifecycle_flow(settings, last)]
+    else:  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed
+        records = done
+        console.print(f"every month to {last} is done: nothing to run", highlight=False)
 
     specs = model_specs(settings.portfolio_def)
     primary = primary_model(settings.portfolio_def)

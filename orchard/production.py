@@ -6,7 +6,6 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from feast import RepoConfig
@@ -166,11 +165,6 @@ def client_environment(settings: Settings) -> dict[str, str]:
         **mlflow_credentials(settings),
     }
     return env
-
-
-def run_dir(settings: Settings) -> Path:
-    """Folder of the PID files and logs of the services `orchard up` started."""
-    return settings.run_dir
 
 
 @contextmanager

@@ -33,7 +33,6 @@ from orchard.production import (
     mlflow_tracking_uri,
     prefect_api_url,
     production_config,
-    run_dir,
 )
 from orchard.settings import Settings
 
@@ -90,7 +89,7 @@ def _worker_online(settings: Settings) -> bool:
 def _write_auth_config(settings: Settings) -> Path:
     """Write the MLflow basic-auth config (owner-only file: it holds the auth database URL)."""
     config = production_config(settings)
-    path = run_dir(settings) / "mlflow_basic_auth.ini"
+    path = settings.run_dir / "mlflow_basic_auth.ini"
     write_text(
         "[mlflow]\n"
         "default_permission = READ\n"
@@ -183,7 +182,7 @@ def worker_service(settings: Settings) -> ServiceSpec:
 
 
 def _pid_path(settings: Settings, name: str) -> Path:
-    return run_dir(settings) / f"{name}.pid"
+    return settings.run_dir / f"{name}.pid"
 
 
 def _read_pid(settings: Settings, name: str) -> PidRecord | None:
@@ -211,7 +210,7 @@ def start_service(settings: Settings, spec: ServiceSpec) -> PidRecord:
     if existing is not None and _is_ours(existing) and spec.health():
         logger.info("%s already running (pid %d)", spec.name, existing.pid)
         return existing
-    logs = run_dir(settings)
+    logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True, mode=0o700)
     logs.chmod(0o700)
     log_path = logs / f"{spec.name}.log"
@@ -351,7 +350,7 @@ def _as_mlflow_user(username: str, password: str) -> Iterator[None]:
 def up(settings: Settings) -> list[PidRecord]:
     """Start the production services on loopback (databases created first); return what runs."""
     ensure_databases(settings)
-    run_dir(settings).mkdir(parents=True, exist_ok=True)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
     records = [start_service(settings, mlflow_service(settings))]
     ensure_pipeline_user(settings)
     records.append(start_service(settings, prefect_server_service(settings)))

@@ -254,7 +254,7 @@ class Settings(BaseSettings):
 
     @property
     def run_dir(self) -> Path:
-        """PID files of the production services `orchard up` started."""
+        """PID files, logs and the MLflow auth file of the production services `orchard up` started."""
         return self.home / "run"
 
     @property

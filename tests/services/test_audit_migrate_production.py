@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from orchard.production import database_name, mlflow_tracking_uri, run_dir
+from orchard.production import database_name, mlflow_tracking_uri
 from orchard.services import ensure_pipeline_user, mlflow_service, start_service, stop_service
 from orchard.serving.decision_log import SCHEMA, SqlDecisionSink
 from orchard.settings import Settings
@@ -67,7 +67,7 @@ def mlflow_operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
     try:
         for service in ("mlflow", "mlflow_auth"):  # the MLflow server's databases only: no Prefect, no worker
             create_database(database_name(settings, service))
-        run_dir(settings).mkdir(parents=True, exist_ok=True)
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
         start_service(settings, mlflow_service(settings))
         assert ensure_pipeline_user(settings), f"the admin account created MLflow user {OPERATOR}"
         yield MlflowUser(mlflow_tracking_uri(settings), password)

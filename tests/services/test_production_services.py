@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from model_registry.identity import Identity, current_identity
 from orchard.errors import OrchardError
-from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config, run_dir
+from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
 from tests.demo import demo_models
 from tests.services.conftest import ProductionSettings, production_settings
@@ -72,7 +72,7 @@ def _cli_env(settings: ProductionSettings) -> dict[str, str]:
 def test_up_starts_healthy_services_and_is_idempotent(running: ProductionSettings) -> None:
     # Given the services `up` started
     pids = {name: _read_pid(running, name) for name in ("mlflow", "prefect", "worker")}
-    assert all(pids.values()), f"every service has a PID file under {run_dir(running)}: {pids}"
+    assert all(pids.values()), f"every service has a PID file under {running.run_dir}: {pids}"
     # Then each answers on loopback
     assert httpx.get(f"{mlflow_tracking_uri(running)}/health", timeout=5).status_code == 200
     assert httpx.get(f"{prefect_api_url(running)}/health", timeout=5).status_code == 200
@@ -109,8 +109,8 @@ def test_no_password_on_a_command_line_or_in_a_readable_file(running: Production
                 f"{name} pid {proc.name} has a password in argv"
             )
     # And the run folder (PID files, configs, logs) is private: no file others may read holds a password
-    assert run_dir(running).stat().st_mode & 0o077 == 0, oct(run_dir(running).stat().st_mode)
-    for path in run_dir(running).iterdir():
+    assert running.run_dir.stat().st_mode & 0o077 == 0, oct(running.run_dir.stat().st_mode)
+    for path in running.run_dir.iterdir():
         if path.suffix == ".pid":
             assert path.stat().st_mode & 0o777 == 0o600, (path, oct(path.stat().st_mode))
         if path.is_file() and path.stat().st_mode & 0o044:
@@ -316,7 +316,7 @@ def test_down_stops_only_what_up_started(running: ProductionSettings) -> None:
         stopped = down(running)
         # Then every service is stopped, its PID file removed, and the bystander still runs
         assert set(stopped) == {"worker", "prefect", "mlflow"}
-        assert not list(run_dir(running).glob("*.pid")), "PID files removed"
+        assert not list(running.run_dir.glob("*.pid")), "PID files removed"
         for pid in pids:
             assert (
                 not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
