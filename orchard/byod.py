@@ -1,9 +1,16 @@
-"""Bring your own data: validate a user's file against a contract derived from its spec, train, register, report.
+"""Bring your own data: a one-period evaluation of the one-model portfolio a user's file implies.
 
-`orchard byod --spec dataset.yaml` runs run_byod: every check (spec keys, file, columns, the Great Expectations
-contract, the split, training and evaluation) happens before the first MLflow call, so bad input registers
-nothing. Both models are registered under their own names, byod_<name>_scorecard and byod_<name>_lightgbm,
-with no alias: a BYOD run is an evaluation, not an approved decision, so no `champion` is claimed.
+`orchard byod --spec dataset.yaml` runs run_byod. The spec becomes a portfolio's model entry and observed label
+(orchard.portfolio.from_byod.model_entry: the same entry `--write-portfolio` writes); the whole file is the one
+period. The label is the portfolio's observed label (orchard.populations.observed_labels), and both learners are
+fitted and one chosen by the lifecycle's fitting (orchard.lifecycle.training.fit_candidates). What BYOD adds is
+the evaluation design of one file: its contract (target, id, time), and a train / test / out-of-time split by a
+cut-off date or share, since one period has no vintages to hold out.
+
+Every check (spec keys, file, columns, the Great Expectations contract, the split, training and evaluation)
+happens before the first MLflow call, so bad input registers nothing. Both models are registered under their own
+names, byod_<name>_scorecard and byod_<name>_lightgbm, with no alias: a BYOD run is an evaluation, not an
+approved decision, so no `champion` is claimed; the report says which one the portfolio's `algorithm: best` picks.
 """
 
 from __future__ import annotations
@@ -19,35 +26,43 @@ import pandas as pd
 from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
 from orchard.credit.metrics import score_psi
-from orchard.credit.model import train_lightgbm
-from orchard.credit.scorecard import scorecard_of, train_scorecard
-from orchard.credit.selection import SelectionConfig
+from orchard.credit.scorecard import scorecard_of
 from orchard.errors import OrchardError
 from orchard.landing import file_format_of, read_table, utc_times
-from orchard.lifecycle.training import evaluate_samples
+from orchard.lifecycle.training import evaluate_samples, fit_candidates
+from orchard.model_specs import ModelSpec, spec_of
+from orchard.populations import observed_labels
+from orchard.portfolio.from_byod import ROW_ID, model_entry
+from orchard.portfolio.spec import LabelDef, ModelDef, ObservedLabel
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LABEL = "bad"
-ROW_ID = "row_number"
 MIN_ROWS = 50
 SAMPLES = ("train", "test", "oot")
 
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The validated dataset: 0/1 label, features, and the train / test / out-of-time split."""
+    """The validated dataset: its model (a portfolio's entry), 0/1 label, and the train / test / oot split."""
 
     frame: pd.DataFrame
-    features: list[str]
-    categorical: list[str]
+    model: ModelSpec
     train: pd.DataFrame
     test: pd.DataFrame
     oot: pd.DataFrame
     split: str
     data_sha256: str
     suite: str
+
+    @property
+    def features(self) -> list[str]:
+        return self.model.features
+
+    @property
+    def categorical(self) -> list[str]:
+        return list(self.model.categorical)
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class ByodResult:
     sizes: dict[str, int]
     candidates: list[str]
     selected: list[str]
+    choice: str  # which learner the portfolio's `algorithm: best` registers, and why
     evaluations: dict[str, dict[str, dict[str, float]]]  # model kind -> sample -> metrics
     registered: dict[str, str]  # model kind -> "name vN"
     cards: dict[str, dict[str, str]]
@@ -103,15 +119,6 @@ def _parse_time(spec: ByodSpec, frame: pd.DataFrame) -> pd.DataFrame:
     if parsed.isna().any():
         raise OrchardError(f"dataset {spec.name}: event_time column {spec.event_time!r} has missing values")
     return frame.assign(**{spec.event_time: parsed})
-
-
-def _is_bad(spec: ByodSpec, target: pd.Series) -> pd.Series:
-    """Return the 0/1 label: 1 where the target equals the spec's bad value (numbers compared as numbers)."""
-    if isinstance(spec.bad_value, int | float) and not isinstance(spec.bad_value, bool):
-        numeric = pd.to_numeric(target, errors="coerce")
-        if numeric.notna().all():
-            return (numeric == float(spec.bad_value)).astype(int)
-    return (target.astype("string").str.strip() == str(spec.bad_value).strip()).astype(int).fillna(0)
 
 
 def build_byod_suite(spec: ByodSpec) -> Any:
@@ -209,6 +216,14 @@ def split_samples(
     return train, test, oot, split
 
 
+def byod_model(spec: ByodSpec, frame: pd.DataFrame) -> tuple[ModelSpec, ObservedLabel]:
+    """Return the file's one model and its label, validated as a portfolio's model entry and label are."""
+    _, model, label = model_entry(spec, frame)
+    observed = ObservedLabel.model_validate(label["observed"])
+    rule = LabelDef(description=label["description"], observed=observed)
+    return spec_of(f"{spec.name}_pd", ModelDef.model_validate(model), rule), observed
+
+
 def prepare_data(settings: Settings, spec: ByodSpec, spec_path: Path) -> PreparedData:
     """Read the file, check its columns, time and contract, derive the label and split; no MLflow involved."""
     path = data_path(spec, spec_path)
@@ -216,19 +231,16 @@ def prepare_data(settings: Settings, spec: ByodSpec, spec_path: Path) -> Prepare
     _check_columns(spec, frame)
     frame = _parse_time(spec, frame)
     suite = _validate_contract(settings, spec, frame)
-    frame = frame.assign(**{LABEL: _is_bad(spec, frame[spec.target])})
     if spec.id_column is None:
         frame = frame.assign(**{ROW_ID: np.arange(len(frame))})
-    special = {spec.target, spec.id_column, spec.event_time, LABEL, ROW_ID, *spec.drop}
-    features = [c for c in frame.columns if c not in special]
-    if not features:
-        raise OrchardError(f"dataset {spec.name}: no feature columns left after id, time, target and drop")
-    auto = [c for c in features if c not in spec.categorical and not pd.api.types.is_numeric_dtype(frame[c])]
+    model, label = byod_model(spec, frame)
+    auto = [c for c in model.categorical if c not in spec.categorical]
     if auto:
         log.info("dataset %s: text column(s) %s are treated as categorical", spec.name, ", ".join(auto))
-    categorical = [c for c in features if c in spec.categorical or c in auto]
+    bad, _ = observed_labels(label, frame)
+    frame = frame.assign(**{LABEL: bad.astype(int)})  # the contract refuses an empty target
     train, test, oot, split = split_samples(spec, frame)
-    return PreparedData(frame, features, categorical, train, test, oot, split, file_sha256(path), suite)
+    return PreparedData(frame, model, train, test, oot, split, file_sha256(path), suite)
 
 
 def _window(spec: ByodSpec, data: PreparedData) -> str:
@@ -258,21 +270,11 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
     data = prepare_data(settings, spec, spec_path)
-    selection = SelectionConfig(**spec.selection.model_dump())
     base = f"byod_{spec.name}"
-    scorecard = train_scorecard(
-        data.train,
-        LABEL,
-        data.features,
-        data.categorical,
-        spec.seed,
-        f"{base}_scorecard",
-        monotone={k: v for k, v in spec.monotone.items()},
-        selection=selection,
+    fitted = fit_candidates(
+        data.model, data.train, data.test, spec.seed, (f"{base}_lightgbm", f"{base}_scorecard")
     )
-    lightgbm = train_lightgbm(
-        data.train, LABEL, data.features, data.categorical, spec.seed, f"{base}_lightgbm"
-    )
+    scorecard, lightgbm = fitted.scorecard, fitted.lightgbm
     models = {"scorecard": scorecard, "lightgbm": lightgbm}
     samples = {"train": data.train, "test": data.test, "oot": data.oot}
     # the lifecycle's evaluation of a trained model (orchard.lifecycle.training)
@@ -350,6 +352,7 @@ def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
         sizes={"train": len(data.train), "test": len(data.test), "oot": len(data.oot)},
         candidates=data.features,
         selected=list(scorecard.features),
+        choice=fitted.reason,
         evaluations={k: {s: r.metrics() for s, r in v.items()} for k, v in evaluations.items()},
         registered=registered,
         cards=cards,
@@ -379,5 +382,6 @@ def format_byod_result(result: ByodResult) -> str:
     score_psi_value = result.stability.get("score (scorecard)")
     if score_psi_value is not None:
         lines.append(f"score PSI train -> oot: {score_psi_value:.4f}")
+    lines.append(f"as a portfolio model ({result.name}_pd): {result.choice}")
     lines.append("registered: " + ", ".join(result.registered.values()) + " (no alias; model cards logged)")
     return "\n".join(lines)

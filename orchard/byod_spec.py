@@ -7,12 +7,13 @@ import hashlib
 import json
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchard.credit.binning import Trend
 from orchard.errors import OrchardError
+from orchard.portfolio.spec import SelectionDef
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,60}$"
 
@@ -36,22 +37,6 @@ class OotSplit(_Strict):
         return self
 
 
-class SelectionSpec(_Strict):
-    """Feature selection (see orchard.credit.selection.SelectionConfig): `mode` sets features vs AUC."""
-
-    mode: Literal["max_auc", "parsimonious"] = Field(
-        default="max_auc",
-        description="max_auc: keep every feature past the IV floor and near-duplicate pruning; "
-        "parsimonious: forward stepwise while a feature adds min_gain",
-    )
-    min_iv: float = Field(default=0.02, ge=0.0)
-    max_correlation: float = Field(default=0.9, gt=0.0, le=1.0)
-    metric: Literal["auc", "ks"] = "auc"
-    min_gain: float = Field(default=0.002, ge=0.0)
-    max_features: int | None = Field(default=None, ge=1, description="cap on the features; none = no cap")
-    cv_folds: int = Field(default=5, ge=0)
-
-
 class ByodSpec(_Strict):
     """A user's dataset: file, id, optional event time, target and its bad value, columns, and the OOT split."""
 
@@ -70,7 +55,7 @@ class ByodSpec(_Strict):
     oot: OotSplit
     test_fraction: float = Field(default=0.25, gt=0.0, lt=0.9, description="random in-time test share")
     monotone: dict[str, Trend | None] = Field(default_factory=dict, description="per numeric feature")
-    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    selection: SelectionDef = Field(default_factory=SelectionDef)
     seed: int = 7
     description: str | None = None
 

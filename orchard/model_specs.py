@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orchard.errors import OrchardError
-from orchard.portfolio.spec import LabelDef, PolicyDef, Portfolio
+from orchard.portfolio.spec import LabelDef, ModelDef, PolicyDef, Portfolio, SelectionDef
 
 Unit = Literal["cases", "offers", "accounts", "delinquencies"]
 Kind = Literal["pd", "tiers", "expected_loss"]
@@ -58,6 +58,10 @@ class ModelSpec:
     entity: str = "user_id"
     increasing: tuple[str, ...] = ()
     """Features whose larger values may never lower the predicted probability (monotone constraints)."""
+    trends: dict[str, str | None] = field(default_factory=dict)
+    """The scorecard's WOE trend per numeric feature (others: auto_asc_desc)."""
+    selection: SelectionDef | None = None
+    """The scorecard's feature selection; None keeps every feature."""
     kind: Kind = "pd"
     algorithm: Literal["lightgbm", "scorecard", "best"] = "lightgbm"
     risk_model: str | None = None
@@ -92,7 +96,11 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
     if name not in portfolio.models:
         raise OrchardError(f"unknown model {name!r}; known: {', '.join(sorted(portfolio.models)) or 'none'}")
     model = portfolio.models[name]
-    label = portfolio.labels[model.label]
+    return spec_of(name, model, portfolio.labels[model.label])
+
+
+def spec_of(name: str, model: ModelDef, label: LabelDef) -> ModelSpec:
+    """Return the ModelSpec of one model entry and its label (a portfolio's, or a BYOD file's one model)."""
     population = model.population
     return ModelSpec(
         name=name,
@@ -109,6 +117,8 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
         key=population.key,
         entity=population.entity,
         increasing=model.increasing,
+        trends=dict(model.trends),
+        selection=model.selection,
         kind=model.kind,
         algorithm=model.algorithm,
         risk_model=model.risk_model,

@@ -145,7 +145,7 @@ def _outcome_date_labels(
     return np.where(hit, 1.0, np.where(mature, 0.0, np.nan)), mature
 
 
-def _observed_labels(rule: ObservedLabel, cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def observed_labels(rule: ObservedLabel, cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Return (bad, mature) per case from its outcome column as extracted: mature wherever the column is set."""
     values = cases[rule.column]
     numbers = [v for v in rule.bad_values if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -168,7 +168,7 @@ def _rule_labels(
         zone = settings.portfolio_def.source_timezone(spec.source)
         return _outcome_date_labels(rule.outcome_date, cases, as_of, zone)
     if rule is not None and rule.observed is not None:
-        return _observed_labels(rule.observed, cases)
+        return observed_labels(rule.observed, cases)
     raise OrchardError(f"{what}: the label has no performance event, outcome date or observed outcome")
 
 

@@ -17,6 +17,7 @@ from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.psi import ReferenceProfile
 from orchard.credit.scorecard import scorecard_of, train_scorecard
+from orchard.credit.selection import SelectionConfig
 from orchard.credit.stratification import PrecreditModel, tier_counts
 from orchard.errors import OrchardError
 from orchard.labels import month_index
@@ -204,6 +205,37 @@ def choose_algorithm(
     return lightgbm, scorecard, f"algorithm best: lightgbm on the development test AUC ({shown})"
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """A model's two fits on one training sample, and which one its `algorithm` registers."""
+
+    lightgbm: CreditModel
+    scorecard: CreditModel
+    chosen: CreditModel
+    baseline: CreditModel
+    reason: str
+
+
+def fit_candidates(
+    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame, seed: int, names: tuple[str, str] | None = None
+) -> Candidates:
+    """Fit LightGBM and the WOE scorecard on `train` (label `bad`) and choose one by the model's `algorithm`.
+
+    LightGBM is constrained by `increasing`; the scorecard bins by `trends` and selects by `selection`. `names`
+    (LightGBM's, the scorecard's) default to the model's name. The embedded lifecycle, the deployed training flow
+    and `orchard byod` all fit here.
+    """
+    features, categorical = spec.features, list(spec.categorical)
+    lightgbm_name, scorecard_name = names or (spec.name, spec.name)
+    lightgbm = train_lightgbm(train, "bad", features, categorical, seed, lightgbm_name, spec.increasing)
+    selection = SelectionConfig(**spec.selection.model_dump()) if spec.selection is not None else None
+    scorecard = train_scorecard(
+        train, "bad", features, categorical, seed, scorecard_name, monotone=spec.trends, selection=selection
+    )
+    chosen, baseline, reason = choose_algorithm(spec.algorithm, lightgbm, scorecard, test)
+    return Candidates(lightgbm, scorecard, chosen, baseline, reason)
+
+
 def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> TrainOutcome:
     """Fit LightGBM and the scorecard baseline on mature vintages, evaluate OOT, register LightGBM.
 
@@ -215,12 +247,10 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), spec.policy.oot_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)
-    features, categorical = spec.features, list(spec.categorical)
-
-    lightgbm = train_lightgbm(train, "bad", features, categorical, settings.seed, spec.name, spec.increasing)
-    scorecard = train_scorecard(train, "bad", features, categorical, settings.seed, spec.name)
-    core, baseline, reason = choose_algorithm(spec.algorithm, lightgbm, scorecard, test)
-    log.info("%s: %s", spec.name, reason)
+    features = spec.features
+    candidates = fit_candidates(spec, train, test, settings.seed)
+    core, baseline, scorecard = candidates.chosen, candidates.baseline, candidates.scorecard
+    log.info("%s: %s", spec.name, candidates.reason)
     if spec.kind == "tiers":
         fitted = _precredit(settings, spec, core, train, oot, as_of)
     elif spec.kind == "expected_loss":
@@ -268,7 +298,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
             "kind": model.kind,
             "algorithm": spec.algorithm,
             "baseline": baseline.kind,
-            "algorithm_choice": reason[:250],
+            "algorithm_choice": candidates.reason[:250],
             "seed": settings.seed,
             "n_train": len(train),
             "n_test": len(test),

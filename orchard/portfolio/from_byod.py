@@ -1,8 +1,10 @@
-"""From one evaluated file to a portfolio: `orchard byod --spec S --write-portfolio DIR`.
+"""A BYOD file as a portfolio: the one-model portfolio `orchard byod` evaluates, and `--write-portfolio DIR`.
 
 A BYOD spec describes one file: its id, event time, target and bad value, categorical, dropped and monotone
-columns. With an event time, the same file is also a lender's history, month by month. This module writes the
-portfolio that runs it through the whole lifecycle (`orchard run --portfolio DIR`): one source landed as one file
+columns. model_entry turns it into a portfolio's model entry and label, which `orchard byod` evaluates on the whole
+file (one period) through the lifecycle's fitting. With an event time, the same file is also a lender's history,
+month by month: write_byod_portfolio writes the portfolio that runs it through the whole lifecycle
+(`orchard run --portfolio DIR`): one source landed as one file
 per local month of the event time (the rows as read, in the file's own format), the column types guessed as
 `orchard init` guesses them, the target as an `observed` label (bad when it equals the bad value), and one served
 model on every candidate feature with the spec's monotone directions (`increasing`) and `algorithm: best`.
@@ -57,24 +59,35 @@ def _features(spec: ByodSpec, columns: dict[str, ColumnGuess], key: str) -> list
     """Return the candidate features: every column but the key, time, target and dropped ones."""
     special = {spec.target, key, spec.event_time, *spec.drop}
     features = [c for c, d in columns.items() if c not in special and d["type"] != "timestamp"]
+    if not features:
+        raise OrchardError(f"dataset {spec.name}: no feature columns left after id, time, target and drop")
+    return features
+
+
+def _named(spec: ByodSpec, features: list[str]) -> None:
+    """Refuse features Feast cannot name (a portfolio serves its features through feature views)."""
     invalid = [c for c in features if not re.fullmatch(NAME, c)]
     if invalid:
         raise OrchardError(
             f"dataset {spec.name}: column(s) {invalid[:5]} cannot name a feature (lower case letters, digits "
             "and _, starting with a letter): rename them in the file, or list them under drop"
         )
-    if not features:
-        raise OrchardError(f"dataset {spec.name}: no feature columns left after id, time, target and drop")
-    return features
 
 
-def portfolio_document(
-    spec: ByodSpec, frame: pd.DataFrame, periods: list[str], suffix: str
-) -> dict[str, Any]:
-    """Return the portfolio (as YAML data) that runs a BYOD file month by month; pure."""
+def model_entry(
+    spec: ByodSpec, frame: pd.DataFrame
+) -> tuple[dict[str, ColumnGuess], dict[str, Any], dict[str, Any]]:
+    """Return the one-model portfolio of a BYOD file: (its columns, its model entry, its label); pure.
+
+    `orchard byod` evaluates this model on the whole file (one period); `--write-portfolio` writes it with the
+    file's months as periods. The key is the id column, else ROW_ID (which `frame` must then hold); features are
+    every column but the key, time, target and dropped ones; text and declared categorical columns are
+    categorical; the spec's monotone trends go to the scorecard, its `ascending` ones also constrain LightGBM.
+    """
     key = spec.id_column or ROW_ID
     columns = {str(c): column_guess(str(c), frame[c])[0] for c in frame.columns}
-    columns[str(spec.event_time)] = {"type": "timestamp"}
+    if spec.event_time is not None:
+        columns[spec.event_time] = {"type": "timestamp"}
     features = _features(spec, columns, key)
     categorical = [
         f for f in features if f in spec.categorical or columns[f]["type"] in ("category", "string")
@@ -85,7 +98,44 @@ def portfolio_document(
             "string",
         ):  # declared categorical: keep its codes as text
             columns[name] = {"type": "string", **({"nullable": True} if frame[name].isna().any() else {})}
-    model = f"{spec.name}_pd"
+    not_features = [c for c in spec.monotone if c not in features]
+    if not_features:
+        raise OrchardError(
+            f"dataset {spec.name}: monotone column(s) {not_features} are not features (the id, time, target "
+            "or a dropped column)"
+        )
+    on_categorical = [c for c, t in spec.monotone.items() if c in categorical and t is not None]
+    if on_categorical:
+        raise OrchardError(
+            f"dataset {spec.name}: monotone trends apply to numeric features, not the categorical {on_categorical}"
+        )
+    model = {
+        "purpose": f"probability that a case of {spec.name} is bad ({spec.target} = {spec.bad_value!r})",
+        "population": {"source": spec.name, "key": key, "entity": key},
+        "label": "bad",
+        "views": ["case_fields"],
+        "features": features,
+        "categorical": categorical,
+        "increasing": [f for f, t in spec.monotone.items() if t == "ascending"],
+        "trends": {f: t for f, t in spec.monotone.items() if f not in categorical},
+        "selection": spec.selection.model_dump(mode="json"),
+        "algorithm": "best",
+        "serve": True,
+    }
+    label = {
+        "description": f"{spec.target} == {spec.bad_value!r}, as observed in the file",
+        "observed": {"column": spec.target, "bad_values": [spec.bad_value]},
+    }
+    return columns, model, label
+
+
+def portfolio_document(
+    spec: ByodSpec, frame: pd.DataFrame, periods: list[str], suffix: str
+) -> dict[str, Any]:
+    """Return the portfolio (as YAML data) that runs a BYOD file month by month; pure."""
+    columns, model, label = model_entry(spec, frame)
+    _named(spec, model["features"])
+    name = f"{spec.name}_pd"
     oot = max(1, round(len(periods) * spec.oot.fraction)) if spec.oot.fraction else 1
     return {
         "name": spec.name,
@@ -95,40 +145,25 @@ def portfolio_document(
             spec.name: {
                 "description": f"REVIEW: one row of {spec.name} (one case)",
                 "landing": {"path": f"landing/{spec.name}/{{period}}{suffix}"},
-                "key": [key],
+                "key": [model["population"]["key"]],
                 "event_time": spec.event_time,
                 "columns": columns,
             }
         },
-        "entities": {"case": {"join_key": key, "description": f"one case of {spec.name}"}},
+        "entities": {
+            "case": {"join_key": model["population"]["key"], "description": f"one case of {spec.name}"}
+        },
         "views": {
             "case_fields": {
                 "entity": "case",
                 "source": spec.name,
                 "ttl_days": 62,
-                "snapshot": {f: {"type": SNAPSHOT_TYPES[columns[f]["type"]]} for f in features},
+                "snapshot": {f: {"type": SNAPSHOT_TYPES[columns[f]["type"]]} for f in model["features"]},
             }
         },
-        "labels": {
-            "bad": {
-                "description": f"{spec.target} == {spec.bad_value!r}, as observed in the file",
-                "observed": {"column": spec.target, "bad_values": [spec.bad_value]},
-            }
-        },
-        "models": {
-            model: {
-                "purpose": f"probability that a case of {spec.name} is bad ({spec.target} = {spec.bad_value!r})",
-                "population": {"source": spec.name, "key": key, "entity": key},
-                "label": "bad",
-                "views": ["case_fields"],
-                "features": features,
-                "categorical": categorical,
-                "increasing": [f for f, t in spec.monotone.items() if t == "ascending" and f in features],
-                "algorithm": "best",
-                "serve": True,
-            }
-        },
-        "decision": {"pd_model": model},
+        "labels": {"bad": label},
+        "models": {name: model},
+        "decision": {"pd_model": name},
         "policy": {"min_mature_vintages": max(2, min(6, len(periods) - oot)), "oot_months": oot},
     }
 

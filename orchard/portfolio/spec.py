@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchard.credit.binning import Trend
 from orchard.errors import OrchardError
 from orchard.federated.party_spec import PartyTable
 from orchard.portfolio.expressions import check_expression
@@ -396,6 +397,22 @@ class PopulationDef(Strict):
     description: str = ""
 
 
+class SelectionDef(Strict):
+    """The scorecard's feature selection (orchard.credit.selection.SelectionConfig): `mode` sets features vs AUC."""
+
+    mode: Literal["max_auc", "parsimonious"] = Field(
+        default="max_auc",
+        description="max_auc: keep every feature past the IV floor and near-duplicate pruning; "
+        "parsimonious: forward stepwise while a feature adds min_gain",
+    )
+    min_iv: float = Field(default=0.02, ge=0.0)
+    max_correlation: float = Field(default=0.9, gt=0.0, le=1.0)
+    metric: Literal["auc", "ks"] = "auc"
+    min_gain: float = Field(default=0.002, ge=0.0)
+    max_features: int | None = Field(default=None, ge=1, description="cap on the features; none = no cap")
+    cv_folds: int = Field(default=5, ge=0)
+
+
 class ModelDef(Strict):
     """A registered model: population, label, features, constraints, algorithms and serving."""
 
@@ -407,6 +424,14 @@ class ModelDef(Strict):
     request_features: tuple[str, ...] = Field(default=(), description="fields that come with the case")
     categorical: tuple[str, ...] = ()
     increasing: tuple[str, ...] = Field(default=(), description="features that may never lower the risk")
+    trends: dict[str, Trend | None] = Field(
+        default_factory=dict,
+        description="scorecard: the WOE trend of a numeric feature's bins (default auto_asc_desc; null = "
+        "unconstrained); `increasing` constrains LightGBM only",
+    )
+    selection: SelectionDef | None = Field(
+        default=None, description="scorecard: feature selection; none keeps every listed feature"
+    )
     kind: Literal["pd", "tiers", "expected_loss"] = Field(
         default="pd", description="what the model is beyond label + features (a named strategy)"
     )
@@ -428,9 +453,12 @@ class ModelDef(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ModelDef:
         names = set(self.features) | set(self.request_features)
-        for column in (*self.categorical, *self.increasing, *self.dashboard_features):
+        for column in (*self.categorical, *self.increasing, *self.trends, *self.dashboard_features):
             if column not in names:
                 raise ValueError(f"{column!r} is not among the model's features")
+        on_categorical = sorted(f for f, t in self.trends.items() if f in self.categorical and t is not None)
+        if on_categorical:
+            raise ValueError(f"trends apply to numeric features, not {on_categorical}")
         if self.kind == "tiers" and self.risk_model is None:
             raise ValueError("kind tiers needs a 'risk_model'")
         return self

@@ -10,6 +10,7 @@ import pytest
 from orchard.errors import OrchardError
 from orchard.portfolio.from_byod import partial_last_month, write_byod_portfolio
 from orchard.portfolio.load import load_portfolio
+from orchard.settings import Settings
 from tests.byod_data import byod_file
 from tests.conftest import REPO_ROOT
 
@@ -51,14 +52,53 @@ def test_bad_requests_are_named_and_write_nothing(tmp_path: Path) -> None:
         write_byod_portfolio(REPO_ROOT / "examples" / "german_credit.yaml", tmp_path / "german")
     assert not (tmp_path / "german").exists()
     # Given a column that cannot name a feature / Then it is named, with the way out
-    spec = byod_file(tmp_path, drop=[])
+    spec = byod_file(tmp_path, drop=[], monotone={})
     frame = pd.read_csv(tmp_path / "loans.csv").rename(columns={"x": "Score X"})
     frame.to_csv(tmp_path / "loans.csv", index=False)
     with pytest.raises(OrchardError, match=r"\['Score X'\] cannot name a feature"):
         write_byod_portfolio(spec, tmp_path / "book")
     assert not (tmp_path / "book").exists()
+    # Given a monotone trend on a column that is no feature, or on a categorical one / Then it is named
+    for monotone, match in [
+        ({"status": "ascending"}, r"\['status'\] are not features"),
+        ({"city": "ascending"}, r"not the categorical \['city'\]"),
+    ]:
+        with pytest.raises(OrchardError, match=match):
+            write_byod_portfolio(byod_file(tmp_path, monotone=monotone), tmp_path / "book")
+        assert not (tmp_path / "book").exists()
     # Given an existing portfolio / Then nothing is overwritten
     spec = byod_file(tmp_path)
     write_byod_portfolio(spec, tmp_path / "book")
     with pytest.raises(OrchardError, match="already exists"):
         write_byod_portfolio(spec, tmp_path / "book")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_byod_evaluates_the_model_its_written_portfolio_trains(
+    settings: Settings, tmp_path: Path, suffix: str
+) -> None:
+    from orchard.byod import prepare_data
+    from orchard.byod_spec import load_spec
+    from orchard.model_specs import model_spec
+
+    # Given a BYOD spec with a declared categorical code, an ascending trend and a selection block
+    spec_path = byod_file(tmp_path, suffix, selection={"mode": "max_auc", "min_iv": 0.01})
+    # When byod prepares its one period, and the same spec is written as a monthly portfolio
+    evaluated = prepare_data(settings, load_spec(spec_path), spec_path).model
+    target, _ = write_byod_portfolio(spec_path, tmp_path / "book")
+    written = model_spec(load_portfolio(target), "toy_book_pd")
+    # Then both are one model: same features, categories, constraints, selection, learner rule and label
+    for field in (
+        "name",
+        "feast_features",
+        "categorical",
+        "increasing",
+        "trends",
+        "selection",
+        "algorithm",
+        "key",
+    ):
+        assert getattr(evaluated, field) == getattr(written, field), field
+    assert evaluated.label_rule == written.label_rule
+    assert evaluated.categorical == ("grade", "city") and evaluated.increasing == ("x",)
+    assert evaluated.trends == {"x": "ascending"}
