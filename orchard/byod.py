@@ -23,8 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model_registry.lineage import Lineage
+from model_registry.model_card import build_model_card, log_model_card
+from model_registry.registry import register_model
+from orchard import __version__
 from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
+from orchard.contracts.gx_project import validate_frame
+from orchard.contracts.report import describe_failure
 from orchard.credit.metrics import score_psi
 from orchard.credit.scorecard import scorecard_of
 from orchard.errors import OrchardError
@@ -145,8 +151,6 @@ def build_byod_suite(spec: ByodSpec) -> Any:
 
 
 def _describe(spec: ByodSpec, item: dict[str, Any]) -> str:
-    from orchard.contracts.report import describe_failure
-
     config = item.get("expectation_config") or {}
     kind = str(config.get("type", ""))
     column = (config.get("kwargs") or {}).get("column")
@@ -166,8 +170,6 @@ def _describe(spec: ByodSpec, item: dict[str, Any]) -> str:
 
 
 def _validate_contract(settings: Settings, spec: ByodSpec, frame: pd.DataFrame) -> str:
-    from orchard.contracts.gx_project import validate_frame
-
     suite = build_byod_suite(spec)
     result = validate_frame(settings.gx_dir, f"byod_{spec.name}", frame, suite)
     if not result.success:
@@ -262,11 +264,6 @@ def _limitations(spec: ByodSpec, data: PreparedData) -> list[str]:
 
 def run_byod(settings: Settings, spec_path: Path) -> ByodResult:
     """Validate a user's dataset, train a scorecard and a LightGBM challenger, register both with cards."""
-    from model_registry.lineage import Lineage
-    from model_registry.model_card import build_model_card, log_model_card
-    from model_registry.registry import register_model
-    from orchard import __version__
-
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
     data = prepare_data(settings, spec, spec_path)

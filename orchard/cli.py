@@ -357,6 +357,7 @@ def byod(
         return
     from orchard.byod import format_byod_result, run_byod
 
+    _quiet_tools()  # after the imports (MLflow configures its loggers when imported), before the run
     console.print(format_byod_result(run_byod(_settings(), spec)), soft_wrap=True, highlight=False)
 
 
