@@ -72,8 +72,8 @@ def measure_in_process(settings: Any, bodies: list[dict[str, Any]], n: int) -> l
     from pydantic import SecretStr
 
     from orchard.serving.app import decide_application_request, start_runtime
-    from orchard.serving.config import ServingConfig
     from orchard.serving.schemas import application_request
+    from orchard.settings import ServingConfig
 
     config = ServingConfig(api_key=SecretStr("bench"), champion_poll_seconds=3600)
     runtime = start_runtime(settings, config)
@@ -99,7 +99,7 @@ def _serve(home: Path, port: int, key: str) -> None:
     from pydantic import SecretStr
 
     from orchard.serving.app import create_app
-    from orchard.serving.config import ServingConfig
+    from orchard.settings import ServingConfig
 
     app = create_app(_settings(home), config=ServingConfig(api_key=SecretStr(key)))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -15,13 +15,12 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from orchard.credit.psi import ReferenceProfile, psi
-from orchard.production import production_config
 from orchard.settings import Settings
 
 
 def task_runner(settings: Settings) -> Any:
     """Return the task runner the settings ask for: Dask at an address, a LocalCluster, or sequential."""
-    config = production_config(settings)
+    config = settings.production
     if config.dask_address:
         from prefect_dask import DaskTaskRunner
 

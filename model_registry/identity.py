@@ -28,27 +28,30 @@ class Identity:
 
 def _mlflow_user(settings: Settings) -> Identity:
     """Return the MLflow basic-auth user of the settings, after the MLflow server accepted its password."""
-    if not settings.mlflow_username or settings.mlflow_password is None:
+    if not settings.production.mlflow_username or settings.production.mlflow_password is None:
         raise OrchardError(
             "the production profile needs ORCHARD_MLFLOW_USERNAME and ORCHARD_MLFLOW_PASSWORD: approvals, "
             "promotions, rollbacks and overrides are recorded under the MLflow user that made them"
         )
     url = f"{settings.tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get"
-    auth = (settings.mlflow_username, settings.mlflow_password.get_secret_value())
+    auth = (settings.production.mlflow_username, settings.production.mlflow_password.get_secret_value())
     try:
         response = httpx.get(
-            url, params={"username": settings.mlflow_username}, auth=auth, timeout=AUTH_TIMEOUT_SECONDS
+            url,
+            params={"username": settings.production.mlflow_username},
+            auth=auth,
+            timeout=AUTH_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as exc:
         raise OrchardError(
-            f"cannot authenticate {settings.mlflow_username!r} at MLflow ({url}): {exc}"
+            f"cannot authenticate {settings.production.mlflow_username!r} at MLflow ({url}): {exc}"
         ) from exc
     if response.status_code != 200:
         raise OrchardError(
-            f"MLflow refused the credentials of {settings.mlflow_username!r} "
+            f"MLflow refused the credentials of {settings.production.mlflow_username!r} "
             f"(HTTP {response.status_code}): no identity, nothing recorded"
         )
-    return Identity(settings.mlflow_username, "mlflow-basic-auth")
+    return Identity(settings.production.mlflow_username, "mlflow-basic-auth")
 
 
 def current_identity(settings: Settings) -> Identity:

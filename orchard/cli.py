@@ -66,7 +66,7 @@ def _postgres_outage(failure: Exception) -> str | None:
         settings = load_settings()
     except OrchardError:
         return None
-    if settings.profile != "production" or settings.postgres_url is None:
+    if settings.profile != "production" or settings.production.postgres_url is None:
         return None
     from orchard.production import check_postgres
 

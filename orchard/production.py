@@ -5,15 +5,13 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from feast import RepoConfig
-from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 
 from orchard.errors import OrchardError, ServiceUnreachable
-from orchard.settings import Settings, mlflow_credentials
+from orchard.settings import ProductionConfig, Settings, mlflow_credentials
 
 LOOPBACK = "127.0.0.1"
 WORK_POOL = "orchard-process"
@@ -25,44 +23,6 @@ DATABASES = {
     "feast": "orchard_feast",
     "governance": "orchard_governance",
 }
-
-
-@dataclass(frozen=True)
-class ProductionConfig:
-    """The production-only settings (secrets as SecretStr, never defaulted)."""
-
-    postgres_url: SecretStr | None
-    redis_url: str
-    mlflow_admin_username: str
-    mlflow_admin_password: SecretStr | None
-    mlflow_username: str | None
-    mlflow_password: SecretStr | None
-    mlflow_secret_key: SecretStr | None
-    artifact_root: str | None
-    dask_address: str | None
-    dask_workers: int
-    prefect_server_port: int
-    mlflow_server_port: int
-    database_prefix: str
-
-
-def production_config(settings: Settings) -> ProductionConfig:
-    """Return the production fields of the settings as one typed record."""
-    return ProductionConfig(
-        postgres_url=settings.postgres_url,
-        redis_url=settings.redis_url,
-        mlflow_admin_username=settings.mlflow_admin_username,
-        mlflow_admin_password=settings.mlflow_admin_password,
-        mlflow_username=settings.mlflow_username,
-        mlflow_password=settings.mlflow_password,
-        mlflow_secret_key=settings.mlflow_secret_key,
-        artifact_root=settings.artifact_root,
-        dask_address=settings.dask_address,
-        dask_workers=settings.dask_workers,
-        prefect_server_port=settings.prefect_server_port,
-        mlflow_server_port=settings.mlflow_server_port,
-        database_prefix=settings.database_prefix,
-    )
 
 
 def _server_url(config: ProductionConfig) -> URL:
@@ -83,12 +43,12 @@ def _server_url(config: ProductionConfig) -> URL:
 
 def database_name(settings: Settings, service: str) -> str:
     """Return the PostgreSQL database of a service (mlflow, mlflow_auth, prefect, feast, governance)."""
-    return production_config(settings).database_prefix + DATABASES[service]
+    return settings.production.database_prefix + DATABASES[service]
 
 
 def database_url(settings: Settings, service: str, driver: str = "psycopg") -> str:
     """Return the SQLAlchemy URL (with password) of a service's database on the shared PostgreSQL."""
-    url = _server_url(production_config(settings))
+    url = _server_url(settings.production)
     return url.set(
         drivername=f"postgresql+{driver}", database=database_name(settings, service)
     ).render_as_string(hide_password=False)
@@ -96,12 +56,12 @@ def database_url(settings: Settings, service: str, driver: str = "psycopg") -> s
 
 def mlflow_tracking_uri(settings: Settings) -> str:
     """Return the MLflow tracking server's URI (loopback, the configured port)."""
-    return f"http://{LOOPBACK}:{production_config(settings).mlflow_server_port}"
+    return f"http://{LOOPBACK}:{settings.production.mlflow_server_port}"
 
 
 def prefect_api_url(settings: Settings) -> str:
     """Return the Prefect server's API URL (loopback, the configured port)."""
-    return f"http://{LOOPBACK}:{production_config(settings).prefect_server_port}/api"
+    return f"http://{LOOPBACK}:{settings.production.prefect_server_port}/api"
 
 
 def governance_db_url(settings: Settings) -> str:
@@ -111,7 +71,7 @@ def governance_db_url(settings: Settings) -> str:
 
 def artifact_root(settings: Settings) -> str:
     """Return where MLflow keeps artifacts: the S3-compatible URL when set, else a shared path under home."""
-    configured = production_config(settings).artifact_root
+    configured = settings.production.artifact_root
     if configured:
         return configured
     return str((settings.shared_dir / "mlflow-artifacts").resolve())
@@ -136,7 +96,7 @@ def redis_connection_string(redis_url: str) -> str:
 def production_repo_config(settings: Settings) -> RepoConfig:
     """Return the Feast config of the production profile: SQL registry on PostgreSQL, Redis online store."""
     feast_dir = settings.feast_dir.resolve()
-    config = production_config(settings)
+    config = settings.production
     return RepoConfig(
         project="orchard",
         provider="local",
@@ -172,7 +132,7 @@ def _server_connection(settings: Settings) -> Iterator[Any]:
     """Yield an autocommit connection to the server's `postgres` database, or raise naming it unreachable."""
     import psycopg
 
-    url = _server_url(production_config(settings))
+    url = _server_url(settings.production)
     params: dict[str, Any] = {
         "host": url.host or LOOPBACK,
         "port": url.port or 5432,

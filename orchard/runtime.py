@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchard.errors import OrchardError
-from orchard.settings import Settings, tool_environment
+from orchard.settings import GROUPS, Settings, tool_environment
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -20,8 +20,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"ORCHARD_{field.upper()}: {err['msg']}")
+            loc = [str(p) for p in err["loc"]]
+            loc = loc[1:] if loc and loc[0] in GROUPS else loc  # a group's field has its own flat name
+            problems.append(
+                f"ORCHARD_{'.'.join(loc).upper()}: {err['msg']}" if loc else f"settings: {err['msg']}"
+            )
         raise OrchardError("invalid setting " + "; ".join(problems)) from None
 
 

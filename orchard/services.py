@@ -32,7 +32,6 @@ from orchard.production import (
     ensure_databases,
     mlflow_tracking_uri,
     prefect_api_url,
-    production_config,
 )
 from orchard.settings import Settings
 
@@ -88,7 +87,7 @@ def _worker_online(settings: Settings) -> bool:
 
 def _write_auth_config(settings: Settings) -> Path:
     """Write the MLflow basic-auth config (owner-only file: it holds the auth database URL)."""
-    config = production_config(settings)
+    config = settings.production
     path = settings.run_dir / "mlflow_basic_auth.ini"
     write_text(
         "[mlflow]\n"
@@ -107,7 +106,7 @@ def _write_auth_config(settings: Settings) -> Path:
 
 def mlflow_service(settings: Settings) -> ServiceSpec:
     """The MLflow tracking server on PostgreSQL with basic-auth (admin password from the settings only)."""
-    config = production_config(settings)
+    config = settings.production
     if config.mlflow_admin_password is None:
         raise OrchardError(
             "the production MLflow server needs ORCHARD_MLFLOW_ADMIN_PASSWORD (no default password exists)"
@@ -146,7 +145,7 @@ def mlflow_service(settings: Settings) -> ServiceSpec:
 
 def prefect_server_service(settings: Settings) -> ServiceSpec:
     """The Prefect server (API, UI, scheduler, automations) on PostgreSQL."""
-    port = production_config(settings).prefect_server_port
+    port = settings.production.prefect_server_port
     env = {
         "PREFECT_HOME": str(settings.service_prefect_home("server").resolve()),
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url(settings, "prefect", driver="asyncpg"),
@@ -309,7 +308,7 @@ def ensure_pipeline_user(settings: Settings) -> bool:
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    config = production_config(settings)
+    config = settings.production
     if not config.mlflow_username or config.mlflow_password is None or config.mlflow_admin_password is None:
         return False
     client = AuthServiceClient(mlflow_tracking_uri(settings))

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from orchard.errors import OrchardError
 from orchard.months import parse_month
@@ -22,6 +29,112 @@ def _is_month(text: str) -> bool:
     except OrchardError:
         return False
     return True
+
+
+class _Group(BaseModel):
+    """A settings group: typed, frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServingConfig(_Group):
+    """The decision API (`orchard serve`): its key, decision cut-offs, polling, limits and decision log.
+
+    The key has no default: the API refuses to start without one.
+    """
+
+    api_key: SecretStr | None = Field(
+        default=None, description="X-API-Key required on every route but health"
+    )
+    approve_max_pd: float = Field(default=0.10, ge=0.0, le=1.0, description="approve when PD is at most this")
+    decline_min_pd: float = Field(
+        default=0.30, ge=0.0, le=1.0, description="decline when PD is at least this"
+    )
+    fraud_refer_min: float = Field(
+        default=0.20, ge=0.0, le=1.0, description="refer when fraud PD reaches this"
+    )
+    champion_poll_seconds: float = Field(default=5.0, gt=0.0, description="how often the API checks aliases")
+    max_body_bytes: int = Field(default=16_384, ge=256, description="larger request bodies get a 413")
+    decision_flush_rows: int = Field(default=500, ge=1, description="most records in one group commit")
+    decision_queue_max: int = Field(default=2_000, ge=1, description="answers waiting for the log; more: 503")
+    decision_log_timeout_seconds: float = Field(default=5.0, gt=0.0, description="log wait before a 503")
+    api_workers: int = Field(default=1, ge=1, description="uvicorn worker processes of `orchard serve`")
+    decision_db_url: str | None = Field(
+        default=None, description="production decision log; None = governance db"
+    )
+    api_public_docs: bool = Field(default=False, description="serve /docs and /openapi.json without the key")
+
+    @model_validator(mode="after")
+    def _cut_offs(self) -> ServingConfig:
+        if self.approve_max_pd > self.decline_min_pd:
+            raise ValueError(
+                f"decision cut-offs must satisfy approve_max_pd ({self.approve_max_pd}) "
+                f"<= decline_min_pd ({self.decline_min_pd})"
+            )
+        return self
+
+
+class ProductionConfig(_Group):
+    """The production profile's services (see infra/ and docs/production.md); secrets have no default."""
+
+    postgres_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL server URL (with credentials)"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis online store")
+    mlflow_admin_username: str = "admin"
+    mlflow_admin_password: SecretStr | None = None
+    mlflow_username: str | None = Field(default=None, description="the MLflow user the flows run as")
+    mlflow_password: SecretStr | None = None
+    mlflow_secret_key: SecretStr | None = None
+    artifact_root: str | None = Field(default=None, description="shared artifact store (S3 URL or path)")
+    dask_address: str | None = Field(default=None, description="existing Dask scheduler (tcp://...)")
+    dask_workers: int = Field(default=0, ge=0, description="> 0: a Dask LocalCluster with that many workers")
+    prefect_server_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
+    database_prefix: str = Field(default="", description="prefix of the per-service database names")
+
+
+GROUPS: dict[str, type[_Group]] = {"serving": ServingConfig, "production": ProductionConfig}
+"""The settings groups; each field is set by its flat variable ORCHARD_<FIELD> (e.g. ORCHARD_API_KEY)."""
+
+
+class _GroupedEnv(PydanticBaseSettingsSource):
+    """The groups' flat ORCHARD_<FIELD> variables (the environment over the .env file), nested under their group."""
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], env: EnvSettingsSource, dotenv: DotEnvSettingsSource
+    ) -> None:
+        super().__init__(settings_cls)
+        self._values = {**dotenv.env_vars, **env.env_vars}  # lower-case names: settings are case-insensitive
+        self._names = {f"orchard_{field}" for model in GROUPS.values() for field in model.model_fields}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for group, model in GROUPS.items():
+            found = {
+                f: self._values[f"orchard_{f}"]
+                for f in model.model_fields
+                if self._values.get(f"orchard_{f}")
+            }
+            if found:
+                out[group] = found
+        return out
+
+    def without_groups(self, dotenv: DotEnvSettingsSource) -> PydanticBaseSettingsSource:
+        """Return the .env source minus the groups' variables (read here), which it would call unknown keys."""
+        names = self._names
+
+        class _DotEnv(PydanticBaseSettingsSource):
+            def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+                return None, field_name, False
+
+            def __call__(self) -> dict[str, Any]:
+                return {k: v for k, v in dotenv().items() if k not in names}
+
+        return _DotEnv(self.settings_cls)
 
 
 class Settings(BaseSettings):
@@ -77,44 +190,48 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
     governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
 
-    # decision API (orchard serve); the key has no default: the API refuses to start without one
-    api_key: SecretStr | None = Field(
-        default=None, description="X-API-Key required on every route but health"
-    )
-    approve_max_pd: float = Field(default=0.10, ge=0.0, le=1.0, description="approve when PD is at most this")
-    decline_min_pd: float = Field(
-        default=0.30, ge=0.0, le=1.0, description="decline when PD is at least this"
-    )
-    fraud_refer_min: float = Field(
-        default=0.20, ge=0.0, le=1.0, description="refer when fraud PD reaches this"
-    )
-    champion_poll_seconds: float = Field(default=5.0, gt=0.0, description="how often the API checks aliases")
-    max_body_bytes: int = Field(default=16_384, ge=256, description="larger request bodies get a 413")
-    decision_flush_rows: int = Field(default=500, ge=1, description="most records in one group commit")
-    decision_queue_max: int = Field(default=2_000, ge=1, description="answers waiting for the log; more: 503")
-    decision_log_timeout_seconds: float = Field(default=5.0, gt=0.0, description="log wait before a 503")
-    api_workers: int = Field(default=1, ge=1, description="uvicorn worker processes of `orchard serve`")
-    decision_db_url: str | None = Field(
-        default=None, description="production decision log; None = governance db"
-    )
-    api_public_docs: bool = Field(default=False, description="serve /docs and /openapi.json without the key")
+    # the decision API's and the production profile's groups (flat ORCHARD_<FIELD> variables: _GroupedEnv)
+    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
+    production: ProductionConfig = Field(default_factory=lambda: ProductionConfig())
 
-    # production profile (see infra/ and docs/production.md); secrets have no default
-    postgres_url: SecretStr | None = Field(
-        default=None, description="PostgreSQL server URL (with credentials)"
-    )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis online store")
-    mlflow_admin_username: str = "admin"
-    mlflow_admin_password: SecretStr | None = None
-    mlflow_username: str | None = Field(default=None, description="the MLflow user the flows run as")
-    mlflow_password: SecretStr | None = None
-    mlflow_secret_key: SecretStr | None = None
-    artifact_root: str | None = Field(default=None, description="shared artifact store (S3 URL or path)")
-    dask_address: str | None = Field(default=None, description="existing Dask scheduler (tcp://...)")
-    dask_workers: int = Field(default=0, ge=0, description="> 0: a Dask LocalCluster with that many workers")
-    prefect_server_port: int = Field(default=4200, ge=1, le=65535)
-    mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
-    database_prefix: str = Field(default="", description="prefix of the per-service database names")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read the groups' fields from flat ORCHARD_<FIELD> variables, below init values and top-level ones."""
+        if not isinstance(env_settings, EnvSettingsSource) or not isinstance(
+            dotenv_settings, DotEnvSettingsSource
+        ):
+            raise TypeError(
+                "Settings reads the environment and a .env file through pydantic-settings' sources"
+            )
+        grouped = _GroupedEnv(settings_cls, env_settings, dotenv_settings)
+        return (
+            init_settings,
+            env_settings,
+            grouped.without_groups(dotenv_settings),
+            grouped,
+            file_secret_settings,
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _into_groups(cls, data: Any) -> Any:
+        """Route a group's field given by its own name (api_key=..., as ORCHARD_API_KEY sets it) into its group."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for group, model in GROUPS.items():
+            flat = {name: data.pop(name) for name in list(data) if name in model.model_fields}
+            if flat:
+                given = data.get(group) or {}
+                data[group] = {**(given.model_dump() if isinstance(given, BaseModel) else given), **flat}
+        return data
 
     @field_validator("start_month", "end_month", "shock_month")
     @classmethod
@@ -267,6 +384,12 @@ class Settings(BaseSettings):
         return self.home / f"prefect-{role}"
 
 
+def setting_names() -> set[str]:
+    """Return the flat name of every setting (a group's fields by their own names), e.g. `api_key`."""
+    top = {name for name in Settings.model_fields if name not in GROUPS}
+    return top | {name for model in GROUPS.values() for name in model.model_fields}
+
+
 def tool_environment(settings: Settings) -> dict[str, str]:
     """Environment for the third-party tools: their state under home, telemetry off."""
     env = {
@@ -293,9 +416,10 @@ def tool_environment(settings: Settings) -> dict[str, str]:
 
 def mlflow_credentials(settings: Settings) -> dict[str, str]:
     """Basic-auth credentials of the MLflow user the flows run as (the MLflow client reads only these variables)."""
-    if not settings.mlflow_username or settings.mlflow_password is None:
+    production = settings.production
+    if not production.mlflow_username or production.mlflow_password is None:
         return {}
     return {
-        "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
-        "MLFLOW_TRACKING_PASSWORD": settings.mlflow_password.get_secret_value(),
+        "MLFLOW_TRACKING_USERNAME": production.mlflow_username,
+        "MLFLOW_TRACKING_PASSWORD": production.mlflow_password.get_secret_value(),
     }

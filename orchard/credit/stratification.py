@@ -3,7 +3,7 @@
 A prospect's tier combines two axes: how likely they are to respond to an offer and be approved (the response
 model), and how risky they would be as a borrower (a pre-credit PD from the platform's data alone, trained on
 booked loans' 90+ DPD outcomes). The cuts are fixed at training: `response_cut` is the median response
-probability of the development offers, `max_pd` the decision API's approve cut-off (settings.approve_max_pd).
+probability of the development offers, `max_pd` the decision API's approve cut-off (settings.serving.approve_max_pd).
 
     tier A  likely to respond, low risk    -> target first
     tier B  less likely to respond, low risk -> nurture (reminders, better terms)

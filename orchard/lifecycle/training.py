@@ -103,7 +103,9 @@ def _precredit(
         booked, "bad", features, categorical, settings.seed, f"{spec.name}_risk", increasing
     )
     cut = float(pd.Series(response.predict_pd(dev)).median())
-    model = PrecreditModel(spec.name, response, risk, response_cut=cut, max_pd=settings.approve_max_pd)
+    model = PrecreditModel(
+        spec.name, response, risk, response_cut=cut, max_pd=settings.serving.approve_max_pd
+    )
     table = (
         oot.assign(tier=model.tier(oot), risk_pd=model.risk_pd(oot))
         .groupby("tier")
@@ -119,7 +121,7 @@ def _precredit(
         {
             "tiers_oot.json": {
                 "response_cut": cut,
-                "max_pd": settings.approve_max_pd,
+                "max_pd": settings.serving.approve_max_pd,
                 "by_tier": table.reset_index().to_dict("records"),
             }
         },

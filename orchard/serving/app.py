@@ -28,7 +28,6 @@ from orchard import __version__
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
 from orchard.model_specs import ModelSpec, model_spec, served_specs
-from orchard.serving.config import ServingConfig, serving_config
 from orchard.serving.decision_log import (
     DecisionLogUnavailable,
     DecisionLogWriter,
@@ -52,7 +51,7 @@ from orchard.serving.schemas import (
     request_columns,
 )
 from orchard.serving.scoring import DecisionPolicy, decide, score_row
-from orchard.settings import Settings
+from orchard.settings import ServingConfig, Settings
 from orchard.sources import source_specs
 
 log = logging.getLogger(__name__)
@@ -256,7 +255,7 @@ def create_app(
     sink: DecisionSink | None = None,
 ) -> FastAPI:
     """Return the decision API over the settings' Feast store, MLflow registry and decision log."""
-    config = config or serving_config(settings)
+    config = config or settings.serving
     if config.api_key is None or not config.api_key.get_secret_value():
         raise OrchardError("the decision API needs an API key: set ORCHARD_API_KEY")
     expected_key = config.api_key.get_secret_value().encode()
@@ -277,7 +276,7 @@ def create_app(
         finally:
             runtime.close()
 
-    docs_deps = [] if config.public_docs else [Depends(require_key)]
+    docs_deps = [] if config.api_public_docs else [Depends(require_key)]
     app = FastAPI(
         title="Orchard decision API",
         version=__version__,
@@ -424,7 +423,7 @@ def serve_command(settings: Settings, host: str = "127.0.0.1", port: int = 8000)
     """Run the decision API under uvicorn until interrupted (`orchard serve`); several workers if configured."""
     import uvicorn
 
-    if settings.api_workers > 1:
+    if settings.serving.api_workers > 1:
         # worker processes build their own app from the same ORCHARD_* environment
         uvicorn.run(
             "orchard.serving.asgi:app_from_environment",
@@ -433,7 +432,7 @@ def serve_command(settings: Settings, host: str = "127.0.0.1", port: int = 8000)
             port=port,
             log_level="warning",
             access_log=False,
-            workers=settings.api_workers,
+            workers=settings.serving.api_workers,
         )
         return
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

@@ -7,7 +7,6 @@ from typing import Any
 from model_registry import history
 from model_registry.audit import audit_governance
 from orchard.errors import OrchardError
-from orchard.serving.config import serving_config
 from orchard.serving.decision_log import first_broken_row, open_sink
 from orchard.settings import Settings
 
@@ -34,7 +33,7 @@ def decision_seal_problems(seals: list[dict[str, Any]], rows: list[dict[str, Any
 def audit_problems(settings: Settings, seals: list[dict[str, Any]]) -> list[str]:
     """Return every problem found, tampering and the first broken record of each chain first."""
     problems = audit_governance(settings)
-    rows = open_sink(settings, serving_config(settings)).rows()
+    rows = open_sink(settings, settings.serving).rows()
     broken = first_broken_row(rows)
     if broken is not None:
         problems.append(f"decision log hash chain broken at {broken}")

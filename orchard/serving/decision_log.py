@@ -33,8 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from orchard.errors import OrchardError
-from orchard.serving.config import ServingConfig
-from orchard.settings import Settings
+from orchard.settings import ServingConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -678,9 +677,7 @@ class DecisionLogWriter:
 
 def find_decision(settings: Settings, request_id: str, config: ServingConfig | None = None) -> DecisionRecord:
     """Return the logged record of a request id, or raise naming the id and where it was looked for."""
-    from orchard.serving.config import serving_config
-
-    config = config or serving_config(settings)
+    config = config or settings.serving
     sink = open_sink(settings, config)
     record = sink.find(request_id)
     if record is None:
@@ -699,9 +696,7 @@ def iter_inputs(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 def decision_inputs(settings: Settings, config: ServingConfig | None = None) -> pd.DataFrame:
     """Return the logged decisions with their inputs as columns: live traffic for PSI/CSI monitoring."""
-    from orchard.serving.config import serving_config
-
-    frame = open_sink(settings, config or serving_config(settings)).read()
+    frame = open_sink(settings, config or settings.serving).read()
     frame = frame[frame["kind"] == "decision"].reset_index(drop=True)
     known = frame["inputs"].map(lambda t: bool(json.loads(t)) if isinstance(t, str) else False)
     inputs = pd.DataFrame(list(iter_inputs(frame)), index=frame.index[known.to_numpy()])

@@ -30,7 +30,6 @@ from model_registry.migration import (
     seal_governance,
 )
 from orchard.errors import OrchardError
-from orchard.serving.config import serving_config
 from orchard.serving.decision_log import (
     LegacyLog,
     ParquetDecisionSink,
@@ -78,7 +77,7 @@ def find_unchained(settings: Settings) -> HomeFindings:
         governance = find_governance(conn)
     if settings.profile != "production":
         return HomeFindings(governance, ParquetDecisionSink(settings.decisions_dir).legacy())
-    engine = sa.create_engine(decision_db_url(settings, serving_config(settings)))
+    engine = sa.create_engine(decision_db_url(settings, settings.serving))
     try:
         with engine.connect() as conn:
             return HomeFindings(governance, sql_legacy(conn))
@@ -131,7 +130,7 @@ def _decision_transaction(settings: Settings) -> Iterator[Connection | None]:
     On its own database the table's transaction commits only after the seal's: a failure in between leaves a
     seal that verify reports as not matching and the rows unchained, and a rerun chains them identically.
     """
-    url = decision_db_url(settings, serving_config(settings))
+    url = decision_db_url(settings, settings.serving)
     if url == settings.registry_db_url:
         yield None
         return

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchard.errors import OrchardError
-from orchard.serving.config import ServingConfig
 from orchard.serving.decision_log import DecisionRecord, find_decision
 from orchard.serving.models import load_served
 from orchard.serving.scoring import DecisionPolicy, ServedModel, decide, score_row
-from orchard.settings import Settings
+from orchard.settings import ServingConfig, Settings
 
 
 @dataclass(frozen=True)

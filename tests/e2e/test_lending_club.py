@@ -98,7 +98,9 @@ def test_the_lending_club_example_runs_end_to_end(tmp_path: Path, prefect_server
         "emp_length": None if pd.isna(loan["emp_length"]) else float(loan["emp_length"]),
         "verified_income": loan["verified_income"],
     }
-    served = settings.model_copy(update={"api_key": SecretStr("lc-key")})
+    served = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"api_key": SecretStr("lc-key")})}
+    )
     with TestClient(create_app(served)) as client:
         answer = client.post("/v1/decisions/application", json=body, headers={"X-API-Key": "lc-key"})
         assert answer.status_code == 200, answer.text

@@ -30,8 +30,7 @@ from orchard.lake import ingest_batch, read_silver
 from orchard.lifecycle.training import train_and_register
 from orchard.model_specs import model_spec
 from orchard.months import month_range
-from orchard.serving.config import ServingConfig
-from orchard.settings import Settings, tool_environment
+from orchard.settings import ServingConfig, Settings, tool_environment
 from orchard.simulate import simulate
 from tests.demo import SHORT_LABELS, demo_model, demo_sources, demo_variant
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from orchard.production import DATABASES, WORK_POOL
+from orchard.settings import setting_names
 from tests.services.conftest import ProductionSettings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
@@ -61,13 +62,13 @@ def test_compose_has_every_service_with_pinned_images() -> None:
 def test_ports_agree_with_the_settings_defaults() -> None:
     settings = ProductionSettings(_env_file=None)  # type: ignore[call-arg]
     services = _compose()["services"]
-    assert f"127.0.0.1:{settings.mlflow_server_port}:5000" in services["mlflow"]["ports"]
-    assert f"127.0.0.1:{settings.prefect_server_port}:4200" in services["prefect-server"]["ports"]
+    assert f"127.0.0.1:{settings.production.mlflow_server_port}:5000" in services["mlflow"]["ports"]
+    assert f"127.0.0.1:{settings.production.prefect_server_port}:4200" in services["prefect-server"]["ports"]
     assert (
         "127.0.0.1:5432:5432" in services["postgres"]["ports"]
         and "127.0.0.1:6379:6379" in services["redis"]["ports"]
     )
-    assert settings.redis_url.startswith("redis://127.0.0.1:6379")
+    assert settings.production.redis_url.startswith("redis://127.0.0.1:6379")
     k8s_ports = {
         d["metadata"]["name"]: d["spec"]["ports"][0]["port"] for d in _k8s() if d["kind"] == "Service"
     }
@@ -78,7 +79,7 @@ def test_ports_agree_with_the_settings_defaults() -> None:
 
 def test_every_orchard_variable_is_a_setting() -> None:
     # Given the ORCHARD_ variables the compose file, the manifests and the profile configs set
-    fields = {f"ORCHARD_{name.upper()}" for name in ProductionSettings.model_fields}
+    fields = {f"ORCHARD_{name.upper()}" for name in setting_names()}
     texts = [
         (INFRA / p).read_text()
         for p in ("compose.yaml", "k8s/orchard.yaml", "loopback.env", "production.env.example")

@@ -82,7 +82,7 @@ def test_precredit_response_stratifies_offers_into_tiers(lake: Settings) -> None
     # the axes mean what they say: tier A responds more than D, and is less risky
     assert by_tier["A"]["responded_approved"] > by_tier["D"]["responded_approved"]
     assert by_tier["A"]["mean_risk_pd"] < by_tier["D"]["mean_risk_pd"]
-    assert tiers["max_pd"] == lake.approve_max_pd and 0 < tiers["response_cut"] < 1
+    assert tiers["max_pd"] == lake.serving.approve_max_pd and 0 < tiers["response_cut"] < 1
     assert model.response_cut == tiers["response_cut"]
     assert trained.metrics["oot_auc"] > 0.55
 

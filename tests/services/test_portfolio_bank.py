@@ -256,7 +256,9 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
     assert monitored, "the champion was never monitored"
     assert "eastbank_pd" in result.stdout and "Alias history (eastbank_pd)" in result.stdout
     # And the decision API decides for one of the bank's customers with the portfolio's own request fields
-    settings = settings.model_copy(update={"api_key": SecretStr("bank-key")})
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"api_key": SecretStr("bank-key")})}
+    )
     customer = pd.read_parquet(folder / "exports" / f"customers_{MONTHS[-1]}.parquet")["cust_no"].iloc[0]
     body = {"customer_id": customer, "amount_requested": 2500.0, "tenor": 12, "job": "salaried"}
     with TestClient(create_app(settings)) as client:

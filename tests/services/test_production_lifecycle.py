@@ -30,7 +30,7 @@ from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
-from orchard.settings import Settings, mlflow_credentials
+from orchard.settings import GROUPS, Settings, mlflow_credentials
 from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, demo_cmd, orchard_env, small_portfolio
 from tests.services.conftest import free_port, production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
@@ -58,8 +58,13 @@ def small_lifecycle(home: Path) -> dict[str, Any]:
 def orchard_variables(settings: Settings) -> dict[str, str]:
     """The ORCHARD_* environment that rebuilds these settings in a CLI process (only the fields set)."""
     env = {}
-    for name in settings.model_fields_set:
-        value = getattr(settings, name)
+    values = {n: getattr(settings, n) for n in settings.model_fields_set if n not in GROUPS}
+    for (
+        group
+    ) in GROUPS:  # a group's fields have their own flat names (ORCHARD_API_KEY, ORCHARD_REDIS_URL, ...)
+        given = getattr(settings, group)
+        values.update({n: getattr(given, n) for n in given.model_fields_set})
+    for name, value in values.items():
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         elif isinstance(value, list):
@@ -84,7 +89,7 @@ def lifecycle_production_settings(home: Path, prefix: str, redis_number: int, po
         prefix,
         redis_number,
         **fields,
-        mlflow_admin_password=services.mlflow_admin_password,
+        mlflow_admin_password=services.production.mlflow_admin_password,
         mlflow_tracking_uri=mlflow_tracking_uri(services),
         prefect_api_url=prefect_api_url(services),
         governance_db_url=governance_db_url(services),

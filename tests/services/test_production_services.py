@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from model_registry.identity import Identity, current_identity
 from orchard.errors import OrchardError
-from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url, production_config
+from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
 from tests.demo import demo_models
 from tests.services.conftest import ProductionSettings, production_settings
@@ -88,7 +88,7 @@ def test_up_starts_healthy_services_and_is_idempotent(running: ProductionSetting
 
 def test_no_password_on_a_command_line_or_in_a_readable_file(running: ProductionSettings) -> None:
     # Given the services `up` started, with a database password and an MLflow admin password
-    config = production_config(running)
+    config = running.production
     assert config.postgres_url is not None and config.mlflow_admin_password is not None
     passwords = [
         config.postgres_url.get_secret_value().split(":")[2].split("@")[0],
@@ -123,7 +123,7 @@ def test_no_password_on_a_command_line_or_in_a_readable_file(running: Production
 def test_identity_is_the_mlflow_user_the_server_authenticates(
     running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = production_config(running)
+    config = running.production
     assert config.mlflow_admin_password is not None
     # Given a user the MLflow admin created
     _as(config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value(), monkeypatch)
@@ -132,14 +132,17 @@ def test_identity_is_the_mlflow_user_the_server_authenticates(
     # When Orchard asks who is acting with her credentials, Then MLflow vouches for her
     ann = running.model_copy(
         update={
-            "mlflow_username": "approver-ann",
-            "mlflow_password": SecretStr(password),
+            "production": running.production.model_copy(
+                update={"mlflow_username": "approver-ann", "mlflow_password": SecretStr(password)}
+            ),
             "mlflow_tracking_uri": mlflow_tracking_uri(running),
         }
     )
     assert current_identity(ann) == Identity("approver-ann", "mlflow-basic-auth")
     # And a wrong password gives no identity at all (nothing could be recorded under it)
-    mallory = ann.model_copy(update={"mlflow_password": SecretStr("guess")})
+    mallory = ann.model_copy(
+        update={"production": ann.production.model_copy(update={"mlflow_password": SecretStr("guess")})}
+    )
     with pytest.raises(OrchardError, match="MLflow refused the credentials of 'approver-ann'"):
         current_identity(mallory)
 
@@ -153,7 +156,7 @@ def test_reader_cannot_move_champion_owner_can_admin_can_grant(
     running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = mlflow_tracking_uri(running)
-    config = production_config(running)
+    config = running.production
     assert config.mlflow_admin_password is not None
     admin = (config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value())
     owner, reader = ("owner", secrets.token_urlsafe(12)), ("reader", secrets.token_urlsafe(12))

@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 
 from orchard.errors import OrchardError
-from orchard.serving.config import ServingConfig
 from orchard.serving.decision_log import (
     DecisionLogUnavailable,
     DecisionLogWriter,
@@ -20,6 +19,7 @@ from orchard.serving.decision_log import (
     find_decision,
     open_sink,
 )
+from orchard.settings import ServingConfig
 from tests.conftest import make_settings
 from tests.decision_records import decision_record
 

@@ -7,8 +7,6 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from orchard.errors import OrchardError
-from orchard.serving.config import ServingConfig, serving_config
 from orchard.serving.schemas import (
     FieldError,
     ScoreRequest,
@@ -16,6 +14,7 @@ from orchard.serving.schemas import (
     check_request_fields,
     request_columns,
 )
+from orchard.settings import ServingConfig
 from tests.conftest import make_settings
 from tests.demo import demo_model, demo_source, demo_sources
 
@@ -110,11 +109,11 @@ def test_score_request_fields_are_checked_against_the_model_spec() -> None:
 
 def test_serving_config_refuses_inconsistent_cut_offs_and_reads_defaults(tmp_path) -> None:
     # Given cut-offs where approving needs a higher PD than declining
-    with pytest.raises(OrchardError, match="approve_max_pd"):
+    with pytest.raises(ValidationError, match="approve_max_pd"):
         ServingConfig(approve_max_pd=0.5, decline_min_pd=0.2)
-    with pytest.raises(OrchardError, match="max_body_bytes"):
+    with pytest.raises(ValidationError, match="max_body_bytes"):
         ServingConfig(max_body_bytes=10)
     # And settings without serving fields give the defaults (no API key: the app refuses to start)
-    config = serving_config(make_settings(tmp_path))
+    config = make_settings(tmp_path).serving
     assert config == ServingConfig()
     assert config.api_key is None
