@@ -69,8 +69,7 @@ def main() -> None:
     overrides: dict[str, object] = {"home": args.home, "n_users": args.n_users, "end_month": args.end}
     if args.clean:
         overrides["corrupt_batches"] = []
-        if "silent_corrupt_batches" in Settings.model_fields:
-            overrides["silent_corrupt_batches"] = []
+        overrides["silent_corrupt_batches"] = []
     settings = Settings(_env_file=None, **overrides)  # type: ignore[arg-type]
     print(json.dumps(run(settings, args.reuse_landing), indent=1))
 

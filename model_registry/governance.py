@@ -209,7 +209,7 @@ def _acting(settings: Settings, approver: str | None, mode: str) -> tuple[str, s
     """Return the recorded approver and how it was established; a person must be who they claim to be."""
     identity = current_identity(settings)
     if mode == "policy":
-        return settings.policy_approver, f"policy run by {identity.source}:{identity.name}"
+        return settings.governance.policy_approver, f"policy run by {identity.source}:{identity.name}"
     if approver is not None and _check_text("approver", approver) != identity.name:
         raise OrchardError(
             f"approver {approver!r} is not the authenticated identity {identity.name!r} ({identity.source}): "
@@ -233,7 +233,7 @@ def _person_refusal(
     """Return why this person may not make this request (four-eyes, override role), or None."""
     if four_eyes_on(settings) and approver in trainers_of(client, model, version):
         return f"four-eyes rule: {approver} trained {model} v{version} and cannot also approve it"
-    if override is not None and not may_override(settings, Identity(approver, "")):
+    if override is not None and not may_override(settings.governance, Identity(approver, "")):
         return f"an override needs the override role, which {approver} does not hold"
     return None
 

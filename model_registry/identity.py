@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from orchard.errors import OrchardError
-from orchard.settings import Settings
+from orchard.settings import GovernanceConfig, Settings
 
 AUTH_TIMEOUT_SECONDS = 10.0
 
@@ -58,16 +58,20 @@ def current_identity(settings: Settings) -> Identity:
     """Return who is acting: the authenticated MLflow user in production, else configured or OS user."""
     if settings.profile == "production":
         return _mlflow_user(settings)
-    if settings.identity:
-        return Identity(settings.identity, "configured")
+    if settings.governance.identity:
+        return Identity(settings.governance.identity, "configured")
     return Identity(getpass.getuser(), "os-user")
 
 
 def four_eyes_on(settings: Settings) -> bool:
     """Return whether an approver must differ from whoever trained the version (on by default in production)."""
-    return settings.profile == "production" if settings.four_eyes is None else settings.four_eyes
+    return (
+        settings.profile == "production"
+        if settings.governance.four_eyes is None
+        else settings.governance.four_eyes
+    )
 
 
-def may_override(settings: Settings, identity: Identity) -> bool:
+def may_override(governance: GovernanceConfig, identity: Identity) -> bool:
     """Return whether an identity holds the override role (nobody does unless configured)."""
-    return identity.name in settings.override_identities
+    return identity.name in governance.override_identities

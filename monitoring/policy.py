@@ -12,7 +12,7 @@ Semantics (all comparisons strict, matching the settings' descriptions):
   (with the default 3, three drifting features are tolerated and a fourth breaches);
 - retrain when there is a breach and either the model was never trained or at least
   retrain_cooldown_months have passed since its last training (months_between(last, month) >= cooldown);
-- approval: by the policy when every gate passes (settings.auto_approve), else by a person; while a trained
+- approval: by the policy when every gate passes (settings.governance.auto_approve), else by a person; while a trained
   version awaits a person's approval, nothing new is trained (hold).
 """
 
@@ -25,7 +25,7 @@ from typing import Literal
 from orchard.errors import OrchardError
 from orchard.months import months_between, parse_month
 from orchard.portfolio.spec import MonitoringDef
-from orchard.settings import Settings
+from orchard.settings import GovernanceConfig
 
 Action = Literal["first_fit", "retrain", "hold"]
 Approval = Literal["policy", "person"]
@@ -72,9 +72,9 @@ class PolicyDecision:
         return self.action != "hold"
 
 
-def approval_mode(settings: Settings) -> Approval:
+def approval_mode(governance: GovernanceConfig) -> Approval:
     """Return who approves a trained version: the policy (when every gate passes) or a person."""
-    return "policy" if settings.auto_approve else "person"
+    return "policy" if governance.auto_approve else "person"
 
 
 def _check_value(name: str, value: float) -> float:

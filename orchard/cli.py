@@ -162,7 +162,7 @@ def demo(
             f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
         )
     console.print(f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/")
-    _run_lifecycle(settings, last, shock_month=settings.shock_month)
+    _run_lifecycle(settings, last, shock_month=settings.simulation.shock_month)
 
 
 @app.command()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -23,6 +24,14 @@ from orchard.portfolio.spec import Portfolio
 DEMO_PORTFOLIO = Path(__file__).resolve().parents[1] / "portfolios" / "demo"
 
 
+def _month_setting(value: str) -> str:
+    """Return a YYYY-MM setting normalised, or raise ValueError (pydantic then names the setting)."""
+    try:
+        return parse_month(value)
+    except OrchardError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _is_month(text: str) -> bool:
     try:
         parse_month(text)
@@ -35,6 +44,54 @@ class _Group(BaseModel):
     """A settings group: typed, frozen, unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SimulationConfig(_Group):
+    """The simulator's population and the events it plants (the demo's story); a lender's own data ignores them."""
+
+    n_users: int = Field(default=12_000, ge=200, le=5_000_000, description="partner-platform population")
+    shock_month: str = Field(default="2020-02", description="first month of the pandemic-like shock")
+    corrupt_batches: list[str] = Field(
+        default=["applications:2019-09"],
+        description="'source:YYYY-MM' batches the simulator deliberately corrupts (the demo's bad batch)",
+    )
+    silent_corrupt_batches: list[str] = Field(
+        default=["applications:2020-10"],
+        description="'source:YYYY-MM' batches the simulator corrupts keeping their schema (every application "
+        "declined, ...: orchard.simulate.corrupt.SILENT_CORRUPTION); only the contracts' history checks see it",
+    )
+
+    @field_validator("shock_month")
+    @classmethod
+    def _month(cls, value: str) -> str:
+        return _month_setting(value)
+
+    @field_validator("corrupt_batches", "silent_corrupt_batches")
+    @classmethod
+    def _batches(cls, value: list[str]) -> list[str]:
+        for item in value:
+            source, _, month = item.partition(":")
+            if not source or not month or not _is_month(month):
+                raise ValueError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
+        return value
+
+
+class GovernanceConfig(_Group):
+    """Who acts, and how promotions are approved (model_registry.governance)."""
+
+    auto_approve: bool = Field(
+        default=True, description="the demo's policy approves promotions that pass gates"
+    )
+    policy_approver: str = "orchard-policy"
+    identity: str | None = Field(
+        default=None, description="who acts on the embedded profile (recorded as configured); None = OS user"
+    )
+    four_eyes: bool | None = Field(
+        default=None, description="approver must differ from the trainer; None = on in production only"
+    )
+    override_identities: list[str] = Field(
+        default_factory=list, description="identities holding the override role (none by default)"
+    )
 
 
 class ServingConfig(_Group):
@@ -94,7 +151,12 @@ class ProductionConfig(_Group):
     database_prefix: str = Field(default="", description="prefix of the per-service database names")
 
 
-GROUPS: dict[str, type[_Group]] = {"serving": ServingConfig, "production": ProductionConfig}
+GROUPS: dict[str, type[_Group]] = {
+    "simulation": SimulationConfig,
+    "governance": GovernanceConfig,
+    "serving": ServingConfig,
+    "production": ProductionConfig,
+}
 """The settings groups; each field is set by its flat variable ORCHARD_<FIELD> (e.g. ORCHARD_API_KEY)."""
 
 
@@ -114,11 +176,21 @@ class _GroupedEnv(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for group, model in GROUPS.items():
+            complex_fields = {
+                n for n, f in model.model_fields.items() if get_origin(f.annotation) in (list, dict)
+            }
             found = {
                 f: self._values[f"orchard_{f}"]
                 for f in model.model_fields
                 if self._values.get(f"orchard_{f}")
             }
+            for name in complex_fields & set(found):  # a list is given as JSON, as pydantic-settings reads it
+                try:
+                    found[name] = json.loads(str(found[name]))
+                except json.JSONDecodeError as exc:
+                    raise OrchardError(
+                        f'ORCHARD_{name.upper()} is not JSON (e.g. ["a", "b"]): {exc}'
+                    ) from None
             if found:
                 out[group] = found
         return out
@@ -151,37 +223,10 @@ class Settings(BaseSettings):
     )
     _portfolio_def: tuple[Path, Portfolio] | None = PrivateAttr(default=None)
 
-    # simulation
+    # the run: seed of the simulator and every fit, and the months it covers
     seed: int = Field(default=7, description="seed of the simulator and of every model fit")
     start_month: str = "2019-01"
     end_month: str = "2021-12"
-    n_users: int = Field(default=12_000, ge=200, le=5_000_000, description="partner-platform population")
-    shock_month: str = Field(default="2020-02", description="first month of the pandemic-like shock")
-    corrupt_batches: list[str] = Field(
-        default=["applications:2019-09"],
-        description="'source:YYYY-MM' batches the simulator deliberately corrupts (the demo's bad batch)",
-    )
-    silent_corrupt_batches: list[str] = Field(
-        default=["applications:2020-10"],
-        description="'source:YYYY-MM' batches the simulator corrupts keeping their schema (every application "
-        "declined, ...: orchard.simulate.corrupt.SILENT_CORRUPTION); only the contracts' history checks see it",
-    )
-
-    # governance
-    auto_approve: bool = Field(
-        default=True, description="the demo's policy approves promotions that pass gates"
-    )
-    policy_approver: str = "orchard-policy"
-    identity: str | None = Field(
-        default=None, description="who acts on the embedded profile (recorded as configured); None = OS user"
-    )
-    four_eyes: bool | None = Field(
-        default=None, description="approver must differ from the trainer; None = on in production only"
-    )
-    override_identities: list[str] = Field(
-        default_factory=list, description="identities holding the override role (none by default)"
-    )
-
     # sources read through SQL: connection name (the portfolio's sql.connection) -> SQLAlchemy URL
     sql_urls: dict[str, SecretStr] = Field(default_factory=dict, description="secret URLs of SQL sources")
 
@@ -190,7 +235,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="None = sqlite under home")
     governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
 
-    # the decision API's and the production profile's groups (flat ORCHARD_<FIELD> variables: _GroupedEnv)
+    # the groups (each field set by its flat ORCHARD_<FIELD> variable: _GroupedEnv)
+    simulation: SimulationConfig = Field(default_factory=lambda: SimulationConfig())
+    governance: GovernanceConfig = Field(default_factory=lambda: GovernanceConfig())
     serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
     production: ProductionConfig = Field(default_factory=lambda: ProductionConfig())
 
@@ -233,22 +280,10 @@ class Settings(BaseSettings):
                 data[group] = {**(given.model_dump() if isinstance(given, BaseModel) else given), **flat}
         return data
 
-    @field_validator("start_month", "end_month", "shock_month")
+    @field_validator("start_month", "end_month")
     @classmethod
     def _month(cls, value: str) -> str:
-        try:
-            return parse_month(value)
-        except OrchardError as exc:  # a ValueError lets pydantic name the setting in the message
-            raise ValueError(str(exc)) from None
-
-    @field_validator("corrupt_batches", "silent_corrupt_batches")
-    @classmethod
-    def _batches(cls, value: list[str]) -> list[str]:
-        for item in value:
-            source, _, month = item.partition(":")
-            if not source or not month or not _is_month(month):
-                raise ValueError(f"corrupt batch {item!r} must look like 'source:YYYY-MM'")
-        return value
+        return _month_setting(value)
 
     @model_validator(mode="after")
     def _window(self) -> Settings:

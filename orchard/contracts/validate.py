@@ -137,7 +137,7 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
     fk_columns = [column for column, _ in spec.foreign_keys]
     learnt = learn_checks(profile_columns(spec), nullable, fk_columns, history, spec.contract)
     references = _references(settings, spec, month, history)
-    suite = build_suite(spec, month, settings.n_users, HistoryContract(learnt, references))
+    suite = build_suite(spec, month, settings.simulation.n_users, HistoryContract(learnt, references))
 
     result = validate_frame(settings.gx_dir, source, df, suite)
     result_json = stable_result(result.to_json_dict())

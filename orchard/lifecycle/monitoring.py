@@ -77,7 +77,7 @@ def monitor_month(
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     limits = spec.policy.monitoring
     drift = Drift(float(values[SCORE_COLUMN]), features)
-    decision = decide(month, history, limits, approval_mode(settings), drift)
+    decision = decide(month, history, limits, approval_mode(settings.governance), drift)
     drifted = sum(v > limits.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(
         model=spec.name,

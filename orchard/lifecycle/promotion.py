@@ -133,11 +133,11 @@ def decide_promotion(
 
     `approval` is who approves it, as the retraining policy said (default: the settings' policy).
     """
-    outcome = _decide(settings, spec, trained, month, approval or approval_mode(settings))
+    outcome = _decide(settings, spec, trained, month, approval or approval_mode(settings.governance))
     status = CARD_STATUS[outcome.action]
     if outcome.action == "unchanged" and champion_version(settings, spec.name) != trained.version:
         status = "challenger"
-    lifecycle_card(settings, spec, trained.version, status, settings.policy_approver)
+    lifecycle_card(settings, spec, trained.version, status, settings.governance.policy_approver)
     return outcome
 
 
@@ -164,7 +164,7 @@ def _decide(
     if done is not None:
         return done
     champion = champion_version(settings, spec.name)
-    approver = settings.policy_approver
+    approver = settings.governance.policy_approver
     if champion == trained.version:
         return PromotionOutcome(spec.name, trained.version, "unchanged", "already champion", champion)
     if champion is not None:

@@ -38,7 +38,7 @@ def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory
     trained = {version: at for version, at in trained_months(settings, model).items() if at < month}
     waiting: list[int] = []
     # only a person's approval is ever awaited (the policy decides as it trains): skip the read otherwise
-    if approval_mode(settings) == "person":
+    if approval_mode(settings.governance) == "person":
         decided = {a.version for a in approvals_of(settings, model)} | {
             e.version for e in recorded if e.action != "set_challenger"
         }
@@ -58,7 +58,7 @@ def policy_month(
     if history.champion is not None:
         outcome, decision = monitor_month(settings, spec, month, history, always_report=always_report)
         return MonthPolicy(outcome, decision)
-    waiting = history.awaiting_approval is not None and approval_mode(settings) == "person"
+    waiting = history.awaiting_approval is not None and approval_mode(settings.governance) == "person"
     ready = not waiting and ready_to_train(settings, spec, month)
-    decision = decide(month, history, spec.policy.monitoring, approval_mode(settings), labels_ready=ready)
+    decision = decide(month, history, spec.policy.monitoring, approval_mode(settings.governance), labels_ready=ready)
     return MonthPolicy(None, decision)

@@ -11,7 +11,7 @@ start month).
 
 The generative story
 --------------------
-Population. settings.n_users partner-platform users. Each has a latent creditworthiness z ~ N(0, 1) that
+Population. settings.simulation.n_users partner-platform users. Each has a latent creditworthiness z ~ N(0, 1) that
 nothing observes directly, and traits correlated with it: age (18-75 at the start, ageing with the
 calendar), city_tier, device_os (iOS more likely for higher z and tier-1 cities), a monthly income
 (log-normal, median ~2500, +0.5 z, city and age effects), a base employment (salaried more likely for
@@ -51,7 +51,7 @@ sigmoid(-4.2 - 1.9 z + 1.5 x debt burden + employment + macro hazard); a delinqu
 instalment or rolls further, worse for low z and under stress. Outcomes are therefore known only after
 the performance window: the downstream label is "90+ DPD within 6 months of booking".
 
-Shock. From settings.shock_month a macro stress path (0.6 at onset, 1.0 for the next two months, then
+Shock. From settings.simulation.shock_month a macro stress path (0.6 at onset, 1.0 for the next two months, then
 decaying with a 10-month time constant, ~0.15 left 20 months after the peak) lowers incomes by up to
 30% (more for gig and self-employed, less for salaried), platform activity by 40% and the active share
 by 20%, shifts the applicant mix (up to 35% of applicants declare gig/unemployed/self-employed,
@@ -90,7 +90,7 @@ of contacts (26-27% in 2019, 14-15% in 2020-03..05), and the next statement is c
 promise_to_pay rows against 11-12% of no_contact ones; mean recovery rate 0.24-0.25 (median ~0.21; ~0.28 in
 2019, ~0.21-0.22 in 2020) since written-off borrowers have low z.
 
-Deliberate corruption. For each 'source:YYYY-MM' in settings.corrupt_batches the batch is written with
+Deliberate corruption. For each 'source:YYYY-MM' in settings.simulation.corrupt_batches the batch is written with
 defects a data contract must catch, on disjoint random rows (1% of rows each, at least 3): null ids (the
 source's first key column), negative amounts (applications.requested_amount,
 partner_users.income_est_monthly, repayments.amount_paid, campaigns.offer_amount,
@@ -101,7 +101,7 @@ rows). Columns and dtypes stay right, so the file is readable. An unknown source
 anything is written; a month outside the simulated range is not written and is listed in
 SimulationSummary.skipped_corruptions.
 
-Silent corruption. For each 'source:YYYY-MM' in settings.silent_corrupt_batches (default applications:2020-10)
+Silent corruption. For each 'source:YYYY-MM' in settings.simulation.silent_corrupt_batches (default applications:2020-10)
 the batch keeps its schema, domains and keys but carries the source's corruption in
 orchard.simulate.corrupt.SILENT_CORRUPTION (every application declined; two amounts swapped; delinquent
 statements marked current; user ids re-keyed; every collection action 'sms'): only contracts that learn from

@@ -53,7 +53,7 @@ SILENT_CORRUPTION = {
     "campaigns": "user ids re-keyed ('U' prefix replaced by 'V')",
     "collections": "every action recorded as sms",
 }
-"""The schema-keeping corruption planted in each source's silently corrupted batch (settings.silent_corrupt_batches):
+"""The schema-keeping corruption planted in each source's silently corrupted batch (settings.simulation.silent_corrupt_batches):
 every column, type, domain and key stays valid, so only the history, foreign keys and rules of a contract see it."""
 
 

@@ -75,11 +75,11 @@ def simulate(settings: Settings) -> SimulationSummary:
     started = time.perf_counter()
     specs = simulated_sources(settings)
     months = month_range(settings.start_month, settings.end_month)
-    to_corrupt, skipped = parse_corrupt_batches(settings.corrupt_batches, months, set(specs))
+    to_corrupt, skipped = parse_corrupt_batches(settings.simulation.corrupt_batches, months, set(specs))
     for item in skipped:
         logger.warning("corrupt batch %s is outside %s..%s: not written", item, months[0], months[-1])
     to_corrupt_silently, silent_skipped = parse_corrupt_batches(
-        settings.silent_corrupt_batches, months, set(specs)
+        settings.simulation.silent_corrupt_batches, months, set(specs)
     )
     for item in silent_skipped:
         logger.info("silently corrupted batch %s is outside %s..%s: not written", item, months[0], months[-1])
@@ -87,7 +87,11 @@ def simulate(settings: Settings) -> SimulationSummary:
     rows: dict[str, dict[str, int]] = {source: {} for source in SIMULATED_SOURCES}
     reports: list[CorruptionReport] = []
     batches = simulate_months(
-        settings.n_users, settings.start_month, settings.end_month, settings.shock_month, settings.seed
+        settings.simulation.n_users,
+        settings.start_month,
+        settings.end_month,
+        settings.simulation.shock_month,
+        settings.seed,
     )
     for month, columns in batches:
         for source in SIMULATED_SOURCES:
@@ -106,7 +110,9 @@ def simulate(settings: Settings) -> SimulationSummary:
             write_parquet(df, landing_path(settings, source, month))
             rows[source][month] = len(df)
     seconds = time.perf_counter() - started
-    logger.info("simulated %d months for %d users in %.1f s", len(months), settings.n_users, seconds)
+    logger.info(
+        "simulated %d months for %d users in %.1f s", len(months), settings.simulation.n_users, seconds
+    )
     return SimulationSummary(
         months=tuple(months),
         rows=rows,

@@ -103,7 +103,7 @@ def _violation(settings: Settings, source: str = "applications") -> ContractViol
 def test_build_suite_covers_the_spec(settings: Settings) -> None:
     # Given the applications spec
     # When its contract is built
-    suite = build_suite(APPLICATIONS, MONTH, settings.n_users)
+    suite = build_suite(APPLICATIONS, MONTH, settings.simulation.n_users)
     kinds = [(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations]
     # Then every column has a type and not-null check, categories an in-set check, and the table its rules
     for col in APPLICATIONS.columns:
@@ -114,14 +114,14 @@ def test_build_suite_covers_the_spec(settings: Settings) -> None:
     row_count = next(
         e for e in suite.expectations if e.expectation_type == "expect_table_row_count_to_be_between"
     )
-    assert (row_count.min_value, row_count.max_value) == APPLICATIONS.row_bounds(settings.n_users), (
-        "row bounds"
-    )
+    assert (row_count.min_value, row_count.max_value) == APPLICATIONS.row_bounds(
+        settings.simulation.n_users
+    ), "row bounds"
 
 
 def test_compound_key_uses_compound_uniqueness(settings: Settings) -> None:
     # Given a source keyed by two columns, when its contract is built
-    suite = build_suite(REPAYMENTS, MONTH, settings.n_users)
+    suite = build_suite(REPAYMENTS, MONTH, settings.simulation.n_users)
     # Then the key is checked as a compound key
     compound = [e for e in suite.expectations if e.expectation_type == "expect_compound_columns_to_be_unique"]
     assert len(compound) == 1 and compound[0].column_list == ["application_id", "months_on_book"], (
@@ -356,7 +356,7 @@ def test_simulated_campaigns_and_collections_pass_and_their_bad_batches_are_name
         settings.home, end_month="2019-02", corrupt_batches=["campaigns:2019-02", "collections:2019-02"]
     )
     simulate(simulated)
-    suite = build_suite(CAMPAIGNS, "2019-01", simulated.n_users)
+    suite = build_suite(CAMPAIGNS, "2019-01", simulated.simulation.n_users)
     kinds = [(e.expectation_type, getattr(e, "column", None)) for e in suite.expectations]
     assert ("expect_column_values_to_not_be_null", "application_id") not in kinds, "nullable column"
     assert ("expect_column_values_to_be_of_type", "application_id") in kinds, "nullable column still typed"

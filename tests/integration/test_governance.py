@@ -98,7 +98,10 @@ def name(request: pytest.FixtureRequest) -> str:
 
 def as_user(settings: Settings, identity: str) -> Settings:
     """Return the settings acted on by a configured identity; carol holds the override role."""
-    return settings.model_copy(update={"identity": identity, "override_identities": ["carol"]})
+    governance = settings.governance.model_copy(
+        update={"identity": identity, "override_identities": ["carol"]}
+    )
+    return settings.model_copy(update={"governance": governance})
 
 
 def versions(settings: Settings, name: str, k: int) -> list[int]:

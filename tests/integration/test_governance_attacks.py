@@ -43,7 +43,8 @@ def name(request: pytest.FixtureRequest) -> str:
 
 def as_user(settings: Settings, identity: str, **more: object) -> Settings:
     """Return the same settings acted on by another configured identity."""
-    return settings.model_copy(update={"identity": identity, **more})
+    governance = settings.governance.model_copy(update={"identity": identity, **more})
+    return settings.model_copy(update={"governance": governance})
 
 
 def raw_alias(settings: Settings, name: str, version: int) -> None:

@@ -54,3 +54,27 @@ def test_a_bad_group_value_is_named_by_its_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ORCHARD_DECLINE_MIN_PD", "0.2")
     with pytest.raises(OrchardError, match=r"settings: .*approve_max_pd \(0.5\) <= decline_min_pd \(0.2\)"):
         load_settings(_env_file=None)
+
+
+def test_list_settings_of_a_group_are_read_as_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Given the simulation's and governance's list settings in the environment, as JSON
+    monkeypatch.setenv("ORCHARD_HOME", str(tmp_path))
+    monkeypatch.setenv("ORCHARD_CORRUPT_BATCHES", '["repayments:2019-10"]')
+    monkeypatch.setenv("ORCHARD_OVERRIDE_IDENTITIES", '["rita"]')
+    monkeypatch.setenv("ORCHARD_SHOCK_MONTH", "2020-04")
+    settings = load_settings(_env_file=None)
+    # Then each lands in its group
+    assert settings.simulation.corrupt_batches == ["repayments:2019-10"]
+    assert settings.governance.override_identities == ["rita"]
+    assert settings.simulation.shock_month == "2020-04"
+    # And a list that is not JSON, or a batch that is not source:YYYY-MM, is named
+    monkeypatch.setenv("ORCHARD_CORRUPT_BATCHES", "repayments:2019-10")
+    with pytest.raises(OrchardError, match="ORCHARD_CORRUPT_BATCHES is not JSON"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("ORCHARD_CORRUPT_BATCHES", '["repayments"]')
+    with pytest.raises(OrchardError, match=r"ORCHARD_CORRUPT_BATCHES.*'source:YYYY-MM'"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("ORCHARD_CORRUPT_BATCHES", "[]")
+    monkeypatch.setenv("ORCHARD_SHOCK_MONTH", "2020-4")
+    with pytest.raises(OrchardError, match=r"ORCHARD_SHOCK_MONTH: .*expected YYYY-MM"):
+        load_settings(_env_file=None)
