@@ -60,5 +60,7 @@ def policy_month(
         return MonthPolicy(outcome, decision)
     waiting = history.awaiting_approval is not None and approval_mode(settings.governance) == "person"
     ready = not waiting and ready_to_train(settings, spec, month)
-    decision = decide(month, history, spec.policy.monitoring, approval_mode(settings.governance), labels_ready=ready)
+    decision = decide(
+        month, history, spec.policy.monitoring, approval_mode(settings.governance), labels_ready=ready
+    )
     return MonthPolicy(None, decision)
