@@ -70,12 +70,12 @@ class Prepared:
         return cls(test=test, y=joined[LABEL].to_numpy(dtype=float), guest=guest, host=host)
 
 
-def _central(rows: Prepared, config: LRConfig, host: bool, taylor: bool = False) -> tuple[float, float]:
+def _central(rows: Prepared, config: LRConfig, host: bool, protocol: bool = False) -> tuple[float, float]:
     """Return (test AUC, training seconds) of the LR trained centrally on the prepared rows."""
     train = ~rows.test
     started = time.perf_counter()
     wg, wh = train_plaintext(
-        rows.guest[train], rows.host[train] if host else None, rows.y[train], config, taylor
+        rows.guest[train], rows.host[train] if host else None, rows.y[train], config, protocol
     )
     seconds = time.perf_counter() - started
     linear = with_intercept(rows.guest[rows.test]) @ wg
@@ -238,7 +238,7 @@ def main() -> None:
         rows = Prepared.of(joined, HOLDOUT_VINTAGES)
         auc_central, central_s = _central(rows, config, host=True)
         auc_guest, guest_s = _central(rows, config, host=False)
-        auc_taylor, _ = _central(rows, config, host=True, taylor=True)
+        auc_protocol, _ = _central(rows, config, host=True, protocol=True)
         curve = [
             _central(rows, dataclasses.replace(config, epochs=k), host=True)[0]
             for k in range(1, args.epochs + 1)
@@ -280,7 +280,7 @@ def main() -> None:
     print(
         f"AUC federated - centralised: {record['metrics']['auc_test'] - auc_central:+.4f}; "
         f"federated - guest only: {record['metrics']['auc_test'] - auc_guest:+.4f}; centralised fit of the "
-        f"protocol's Taylor loss: {auc_taylor:.4f}"
+        f"protocol's linearised loss: {auc_protocol:.4f}"
     )
     print(
         "AUC of the exact-sigmoid LR (centralised reference) after 1.."

@@ -19,26 +19,25 @@ from orchard.errors import OrchardError
 from orchard.federated.channel import ChannelError, Message, PeerClient
 from orchard.federated.data import Scaler, simulator_guest_spec
 from orchard.federated.paillier_lr import (
-    D_BITS,
     X_BITS,
     Adam,
     LRConfig,
     Prefetched,
     PrivateKey,
     PublicKey,
-    add_plain,
     batches,
     checked_ciphertexts,
     ciphertexts_to_bytes,
+    decode_gradient,
     dequantise,
-    encode_residuals,
     encrypted_column_sums,
     plain_from_bytes,
     plain_to_bytes,
     quantise,
     regularised,
+    residual_terms,
+    scaled_plus,
     sigmoid,
-    signed,
     with_intercept,
 )
 from orchard.federated.party_spec import PartyTable
@@ -166,8 +165,7 @@ def _out_of_time(vintages: pd.Series, holdout: int) -> tuple[np.ndarray, np.ndar
 
 def _unpad(plain: list[int], masks: list[Any], n: int, rows: int) -> np.ndarray:
     """Return the mean gradient from one-time padded integer sums of X^T 4d."""
-    totals = [signed(t - int(r), n) for t, r in zip(plain, masks, strict=True)]
-    return np.array(totals, dtype=float) / float(1 << (D_BITS + X_BITS)) / (4.0 * rows)
+    return np.array([decode_gradient(t - int(r), n, rows) for t, r in zip(plain, masks, strict=True)])
 
 
 def _padded(sums: list[Any], public: PublicKey, noise: Prefetched) -> tuple[list[Any], list[Any]]:
@@ -239,17 +237,20 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
                 )
             except ValueError as exc:
                 raise OrchardError(str(exc)) from exc
-            v = encode_residuals(xq[positions] @ wg + 2.0 - 4.0 * y[positions])  # 4d - u_h, fixed point
-            sums = encrypted_column_sums(add_plain(u_h, v, host_public), qg[positions], host_public)
+            slope, offset = residual_terms(xq[positions] @ wg, y[positions])  # 4d = slope u_h + offset
+            residuals = scaled_plus(u_h, slope, offset, host_public)
+            sums = encrypted_column_sums(residuals, qg[positions], host_public)
             masks, padded = _padded(sums, host_public, host_noise)
-            cts = key.encrypt_ints(v, obfuscators.take(len(positions)))
+            slopes = key.encrypt_ints(slope, obfuscators.take(len(positions)))
+            offsets = key.encrypt_ints(offset, obfuscators.take(len(positions)))
             reply = client.call(
                 Message(
                     "gradient",
                     fields={"step": step},
                     arrays={
                         "guest_sums": ciphertexts_to_bytes(padded, host_public.cipher_bytes),
-                        "ciphertexts": ciphertexts_to_bytes(cts, key.public.cipher_bytes),
+                        "slopes": ciphertexts_to_bytes(slopes, key.public.cipher_bytes),
+                        "ciphertexts": ciphertexts_to_bytes(offsets, key.public.cipher_bytes),
                     },
                 ),
                 what,

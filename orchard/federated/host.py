@@ -27,7 +27,6 @@ from orchard.errors import OrchardError
 from orchard.federated.channel import Message
 from orchard.federated.data import Scaler, simulator_host_spec
 from orchard.federated.paillier_lr import (
-    D_BITS,
     MIN_BATCH_ROWS,
     X_BITS,
     Adam,
@@ -35,18 +34,18 @@ from orchard.federated.paillier_lr import (
     Prefetched,
     PrivateKey,
     PublicKey,
-    add_plain,
     batches,
     checked_ciphertexts,
     ciphertexts_to_bytes,
+    decode_gradient,
     dequantise,
-    encode_residuals,
+    encode_scores,
     encrypted_column_sums,
     plain_from_bytes,
     plain_to_bytes,
     quantise,
     regularised,
-    signed,
+    scaled_plus,
 )
 from orchard.federated.party_spec import PartyTable
 from orchard.federated.psi_ecdh import Blinder, shuffled
@@ -330,7 +329,7 @@ class HostParty:
                 raise _not_set_up(message)
             batch = session.batch
             u = dequantise(session.quantised[batch]) @ session.weights
-            session.batch_u = encode_residuals(u)
+            session.batch_u = encode_scores(u)
             cts = session.key.encrypt_ints(session.batch_u, session.obfuscators.take(len(batch)))
             session.stage = "gradient"
             return Message(
@@ -349,13 +348,16 @@ class HostParty:
                 guest_sums = checked_ciphertexts(
                     message.arrays["guest_sums"], key.public, session.guest_columns, "the guest's padded sums"
                 )
-                cts = checked_ciphertexts(
-                    message.arrays["ciphertexts"], public, len(batch), "the guest's residuals"
+                slopes = checked_ciphertexts(
+                    message.arrays["slopes"], public, len(batch), "the guest's slopes"
+                )
+                offsets = checked_ciphertexts(
+                    message.arrays["ciphertexts"], public, len(batch), "the guest's residual offsets"
                 )
             except (KeyError, ValueError) as exc:
                 raise OrchardError(f"gradient request rejected: {exc}") from exc
             opened = plain_to_bytes([key.decrypt_int(c) for c in guest_sums], key.public)
-            residuals = add_plain(cts, session.batch_u, public)
+            residuals = scaled_plus(slopes, session.batch_u, offsets, public)  # [[slope u_h + offset]]_G
             sums = encrypted_column_sums(residuals, session.quantised[batch], public)
             session.masks = [public.random_mask() for _ in sums]
             noise = session.noise.take(len(sums)) if session.noise else public.noise(len(sums))
@@ -380,12 +382,10 @@ class HostParty:
                 totals = plain_from_bytes(message.arrays["plain"], public, len(session.masks), "the update")
             except (KeyError, ValueError) as exc:
                 raise OrchardError(f"update rejected: {exc}") from exc
-            n = int(public.n)
-            rows = len(session.batch)
+            n, rows = int(public.n), len(session.batch)
             grad = np.array(
-                [signed(t - int(r), n) for t, r in zip(totals, session.masks, strict=True)], dtype=float
+                [decode_gradient(t - int(r), n, rows) for t, r in zip(totals, session.masks, strict=True)]
             )
-            grad = grad / float(1 << (D_BITS + X_BITS)) / (4.0 * rows)
             session.masks, session.batch_u = [], None
             session.weights = session.optimizer.update(
                 session.weights, regularised(grad, session.weights, config.l2, False)

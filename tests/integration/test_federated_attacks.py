@@ -19,7 +19,7 @@ from orchard.federated.channel import Message, PartyServer, PeerClient
 from orchard.federated.data import HOST_FEATURES, KEY, LABEL
 from orchard.federated.guest import GuestJob, partial_scores, train_guest
 from orchard.federated.host import HostParty, HostPolicy
-from orchard.federated.paillier_lr import D_BITS, LRConfig, signed
+from orchard.federated.paillier_lr import RESIDUAL_BITS, LRConfig, signed
 from tests.federated_tables import customer_keys, synthetic_tables
 
 CHANNEL_KEY = secrets.token_bytes(32)
@@ -212,7 +212,7 @@ class CuriousHost(HostParty):
             [signed(t - int(r), n) for t, r in zip(totals, self._masks, strict=True)], dtype=float
         )
         if len(self._batch) <= self._xq.shape[1]:  # as many equations as unknowns: solve exactly
-            d = np.linalg.lstsq(self._xq.T.astype(float), grad, rcond=None)[0] / float(1 << D_BITS)
+            d = np.linalg.lstsq(self._xq.T.astype(float), grad, rcond=None)[0] / float(1 << RESIDUAL_BITS)
             for position, value in zip(self._batch.tolist(), d.tolist(), strict=True):
                 self.guesses[position] = int(value < 0)
         return super()._on_update(message)
@@ -255,7 +255,8 @@ class VectorHost(HostParty):
         session = self.sessions[message.session]
         n = int(session.public.n)
         values = [
-            signed(int.from_bytes(bytes(r), "big"), n) / float(1 << D_BITS) for r in message.arrays["plain"]
+            signed(int.from_bytes(bytes(r), "big"), n) / float(1 << RESIDUAL_BITS)
+            for r in message.arrays["plain"]
         ]
         self.stolen.append(np.array(values))
         session.masks = []
