@@ -22,7 +22,7 @@ fixed-base window table (16 modular multiplications instead of a 1024-bit expone
 ahead while the guest waits for the host (Prefetched); the host quantises its standardised features to
 multiples of 2^-8 and computes each X_h^T [[d]] column with signed buckets (one multiplication per nonzero,
 non-modal entry, Pippenger style), never one exponentiation per entry. The per-row scalings [[u_h]]^a and
-[[a]]^u_h are short exponentiations (16- and about 20-bit exponents).
+[[a]]^u_h are short exponentiations (12- and about 15-bit exponents).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import gmpy2
 import numpy as np
 from phe import paillier
 
-U_BITS = 16  # fixed-point bits of the host's partial scores u_h
-A_BITS = 16  # fixed-point bits of the residual's slope a = 4 sigmoid'(u_g), in (0, 1]
+U_BITS = 12  # fixed-point bits of the host's partial scores u_h
+A_BITS = 12  # fixed-point bits of the residual's slope a = 4 sigmoid'(u_g), in (0, 1]
 RESIDUAL_BITS = U_BITS + A_BITS  # fixed-point bits of the residuals 4d = a u_h + b
 X_BITS = 8  # host features are quantised to multiples of 2^-X_BITS standard deviations
 X_CLIP = 6.0  # ... after clipping to +-X_CLIP standard deviations
