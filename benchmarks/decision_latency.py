@@ -38,13 +38,13 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def _settings(home: Path) -> Any:
-    from tests.integration.serving_home import serving_settings
+    from orchard.testing.serving_home import serving_settings
 
     return serving_settings(home)
 
 
 def _bodies(settings: Any, n: int) -> list[dict[str, Any]]:
-    from tests.integration.serving_home import applications
+    from orchard.testing.serving_home import applications
 
     return applications(settings, n=n)
 
@@ -109,7 +109,7 @@ class Server:
     """A decision API in its own process (group) on loopback: one code tree, one worker count."""
 
     def __init__(self, home: Path, code: Path | None, workers: int) -> None:
-        from tests.integration.serving_home import API_KEY, container_command, free_port, server_env
+        from orchard.testing.serving_home import API_KEY, container_command, free_port, server_env
 
         self.port, self.key = free_port(), API_KEY
         self.url = f"http://127.0.0.1:{self.port}"
@@ -312,7 +312,7 @@ def main() -> None:
         _serve(args.home, args.port, args.key)
         return
 
-    from tests.integration.serving_home import build_serving_home, tool_env
+    from orchard.testing.serving_home import build_serving_home, tool_env
 
     home = args.home or Path(tempfile.mkdtemp(prefix="orchard-bench-")) / "home"
     settings = _settings(home)

@@ -28,6 +28,7 @@ from orchard.features import feature_specs
 from orchard.production import ensure_databases, production_repo_config
 from orchard.settings import Settings
 from orchard.sources import EVENT_TIME
+from orchard.testing.services import drop_databases
 
 # the demo portfolio's views and the application_pd service that reads both, keyed on user_id
 ENTITY_KEY = "user_id"
@@ -70,8 +71,6 @@ def _read_latencies(store: FeatureStore, user_ids: list[str]) -> np.ndarray:
 
 def run(customers: int, reads: int, redis_url: str, postgres_url: str) -> dict[str, dict[str, float]]:
     """Run both stores on the same rows and reads; return rows/s and read p50/p99 (ms) per store."""
-    from tests.services.conftest import ProductionSettings, drop_databases
-
     frames = {view: synthetic_view_frame(view, customers, seed) for seed, view in enumerate(VIEWS)}
     rows = sum(len(f) for f in frames.values())
     rng = np.random.default_rng(1)
@@ -81,7 +80,7 @@ def run(customers: int, reads: int, redis_url: str, postgres_url: str) -> dict[s
     with tempfile.TemporaryDirectory(prefix="orchard-online-bench-") as tmp:
         home = Path(tmp) / "orchard"
         embedded = Settings(_env_file=None, home=home / "embedded")  # type: ignore[call-arg]
-        production = ProductionSettings(
+        production = Settings(
             _env_file=None,  # type: ignore[call-arg]
             home=home / "production",
             profile="production",

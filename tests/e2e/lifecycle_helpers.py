@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.demo import SHORT_LABELS, demo_variant
+from orchard.testing.demo import SHORT_LABELS, demo_variant
 
 SMALL_LIFECYCLE = {
     "ORCHARD_N_USERS": "3000",

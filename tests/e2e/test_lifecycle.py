@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from model_registry.registry import load_model
 from orchard.settings import Settings
-from tests.demo import demo_models
+from orchard.testing.demo import demo_models
 from tests.e2e.lifecycle_helpers import final_state, run_demo
 
 MODEL_SPECS = demo_models()

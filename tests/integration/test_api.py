@@ -17,15 +17,10 @@ from orchard.serving.decision_log import ParquetDecisionSink, decision_inputs, f
 from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.settings import Settings
+from orchard.testing.demo import demo_model, demo_source, served_models
+from orchard.testing.serving_home import HEADERS, applications, promote, serving_config
 from tests.decision_records import decision_record
-from tests.demo import demo_model, demo_source, served_models
-from tests.integration.serving_home import (
-    HEADERS,
-    applications,
-    promote,
-    serving_config,
-    serving_home_fixture,  # noqa: F401  (registers the fixture)
-)
+from tests.integration.serving_home import serving_home_fixture  # noqa: F401  (registers the fixture)
 
 APPLICATIONS = demo_source("applications")
 APPLICATION_PD = demo_model("application_pd")

@@ -24,8 +24,8 @@ from model_registry.alerts import read_alerts
 from orchard.serving.app import create_app
 from orchard.serving.decision_log import ParquetDecisionSink, first_broken_row
 from orchard.settings import Settings
-from tests.demo import demo_model
-from tests.integration.serving_home import (
+from orchard.testing.demo import demo_model
+from orchard.testing.serving_home import (
     HEADERS,
     applications,
     container_command,
@@ -33,8 +33,8 @@ from tests.integration.serving_home import (
     promote,
     server_env,
     serving_config,
-    serving_home_fixture,  # noqa: F401  (registers the fixture)
 )
+from tests.integration.serving_home import serving_home_fixture  # noqa: F401  (registers the fixture)
 
 APPLICATION_PD = demo_model("application_pd")
 

@@ -29,9 +29,10 @@ from orchard.cli import app
 from orchard.errors import OrchardError
 from orchard.serving.decision_log import SCHEMA, ParquetDecisionSink
 from orchard.settings import Settings
+from orchard.testing.services import PG_HOST, PG_PORT, create_database
 from tests.conftest import make_settings
 from tests.integration.test_decision_log_tamper import record
-from tests.services.conftest import PG_HOST, PG_PORT, create_database, postgres  # noqa: F401 (fixture)
+from tests.services.conftest import postgres  # noqa: F401 (fixture)
 
 OPERATOR = "olivia"
 ACCEPT = "--accept-unchained-history"

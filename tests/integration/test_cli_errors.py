@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo import demo_variant
+from orchard.testing.demo import demo_variant
 
 
 def _orchard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -31,8 +31,8 @@ from orchard.portfolio.expressions import row_mask
 from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.sources import SourceSpec, batch_id
+from orchard.testing.demo import demo_source
 from tests.conftest import make_settings
-from tests.demo import demo_source
 
 APPLICATIONS = demo_source("applications")
 CAMPAIGNS = demo_source("campaigns")

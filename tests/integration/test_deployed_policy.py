@@ -17,7 +17,7 @@ from model_registry.history import approvals_of
 from model_registry.registry import champion_version, trained_months
 from orchard.feature_store import apply_definitions, update_offline_tables
 from orchard.settings import Settings, tool_environment
-from tests.demo import SHORT_LABELS, demo_variant, simulated_silver
+from orchard.testing.demo import SHORT_LABELS, demo_variant, simulated_silver
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from orchard.feature_store import (
 )
 from orchard.lake import silver_path
 from orchard.settings import Settings
-from tests.demo import demo_models
+from orchard.testing.demo import demo_models
 
 MODEL_SPECS = demo_models()
 

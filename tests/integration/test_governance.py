@@ -25,9 +25,10 @@ from model_registry.lineage import Lineage
 from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
 from orchard.settings import Settings
+from orchard.testing.services import create_database
 from tests.conftest import make_settings
 from tests.integration.tiny_model import TinyPd, training_frame
-from tests.services.conftest import create_database, postgres  # noqa: F401 (fixture)
+from tests.services.conftest import postgres  # noqa: F401 (fixture)
 
 WINDOW = "2019-11..2019-12"
 

@@ -15,15 +15,9 @@ from orchard.serving.models import load_served
 from orchard.serving.online import OnlineFeatureReader
 from orchard.serving.scoring import score_row
 from orchard.settings import Settings
-from tests.demo import demo_model
-from tests.integration.serving_home import (
-    HEADERS,
-    applications,
-    live_server,
-    promote,
-    serving_config,
-    serving_home_fixture,  # noqa: F401  (registers the fixture)
-)
+from orchard.testing.demo import demo_model
+from orchard.testing.serving_home import HEADERS, applications, live_server, promote, serving_config
+from tests.integration.serving_home import serving_home_fixture  # noqa: F401  (registers the fixture)
 
 APPLICATION_FRAUD = demo_model("application_fraud")
 APPLICATION_PD = demo_model("application_pd")

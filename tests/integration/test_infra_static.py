@@ -114,7 +114,7 @@ def test_databases_and_work_pool_agree_with_the_code() -> None:
 
 def test_the_api_command_is_one_command_everywhere_and_the_tests_run_it() -> None:
     # Given the image's CMD (the command tests/integration/test_api_attacks.py runs locally, on loopback)
-    from tests.integration.serving_home import container_command
+    from orchard.testing.serving_home import container_command
 
     cmd_line = next(
         line for line in (INFRA / "Dockerfile").read_text().splitlines() if line.startswith("CMD ")

@@ -13,8 +13,8 @@ from orchard.features import feature_names
 from orchard.lake import ingest_batch, read_silver
 from orchard.settings import Settings
 from orchard.simulate import simulate
+from orchard.testing.demo import demo_sources
 from tests.conftest import make_settings
-from tests.demo import demo_sources
 
 SOURCES = demo_sources()
 

@@ -12,14 +12,9 @@ from schemathesis.generation import GenerationMode
 
 from orchard.serving.app import create_app
 from orchard.settings import Settings
-from tests.demo import demo_model
-from tests.integration.serving_home import (
-    HEADERS,
-    live_server,
-    promote,
-    serving_config,
-    serving_home_fixture,  # noqa: F401  (registers the fixture)
-)
+from orchard.testing.demo import demo_model
+from orchard.testing.serving_home import HEADERS, live_server, promote, serving_config
+from tests.integration.serving_home import serving_home_fixture  # noqa: F401  (registers the fixture)
 
 APPLICATION_PD = demo_model("application_pd")
 

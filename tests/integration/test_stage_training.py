@@ -15,7 +15,7 @@ from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.settings import Settings
-from tests.demo import demo_model_with, simulated_silver
+from orchard.testing.demo import demo_model_with, simulated_silver
 
 SMALL_POLICY = {"min_mature_vintages": 4, "oot_months": 1}
 LOSS_FORECAST = demo_model_with("loss_forecast", policy=SMALL_POLICY)

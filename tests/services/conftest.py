@@ -12,15 +12,11 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
 from orchard.settings import Settings
-
-PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
-PG_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}"
-
+from orchard.testing.services import PG_HOST, PG_PORT, PG_URL, REDIS_PORT, drop_databases, free_port
 
 ProductionSettings = Settings  # the production fields live on the one Settings object
 
@@ -39,35 +35,6 @@ def require(port: int, what: str) -> None:
     if os.environ.get("ORCHARD_REQUIRE_SERVICES") == "1":
         pytest.fail(message + " and ORCHARD_REQUIRE_SERVICES=1")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """Return a free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind((PG_HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def drop_databases(prefix: str, port: int = PG_PORT) -> None:
-    """Drop every database whose name starts with prefix (connections closed by force)."""
-    with psycopg.connect(
-        host=PG_HOST, port=port, user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        names = [
-            r[0]
-            for r in conn.execute("select datname from pg_database where datname like %s", (prefix + "%",))
-        ]
-        for name in names:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-def create_database(name: str) -> str:
-    """Create a database on the real PostgreSQL (name it under a test's prefix to have it dropped); return its URL."""
-    with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
 
 
 @pytest.fixture

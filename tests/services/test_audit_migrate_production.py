@@ -22,14 +22,11 @@ from orchard.production import database_name, mlflow_tracking_uri
 from orchard.services import ensure_pipeline_user, mlflow_service, start_service, stop_service
 from orchard.serving.decision_log import SCHEMA, SqlDecisionSink
 from orchard.settings import Settings
+from orchard.testing.services import PG_HOST, PG_PORT, create_database, drop_databases
 from tests.conftest import make_settings
 from tests.integration.test_audit_migrate import ACCEPT, OPERATOR, orchard
 from tests.integration.test_decision_log_tamper import record
 from tests.services.conftest import (  # noqa: F401 (fixture)
-    PG_HOST,
-    PG_PORT,
-    create_database,
-    drop_databases,
     postgres,
     production_settings,
     require,

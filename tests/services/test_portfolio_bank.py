@@ -29,8 +29,9 @@ from orchard.serving.app import create_app
 from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.sources import source_spec
+from orchard.testing.services import PG_URL, drop_databases
 from tests.e2e.lifecycle_helpers import run_orchard
-from tests.services.conftest import PG_URL, drop_databases, require
+from tests.services.conftest import require
 
 pytestmark = [pytest.mark.services, pytest.mark.slow(seconds=50)]
 

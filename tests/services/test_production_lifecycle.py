@@ -31,8 +31,9 @@ from orchard.months import month_range
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
 from orchard.settings import GROUPS, Settings, mlflow_credentials
+from orchard.testing.services import free_port
 from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, demo_cmd, orchard_env, small_portfolio
-from tests.services.conftest import free_port, production_settings
+from tests.services.conftest import production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
 
 pytestmark = [pytest.mark.services, pytest.mark.slow(seconds=200)]

@@ -21,7 +21,7 @@ from model_registry.identity import Identity, current_identity
 from orchard.errors import OrchardError
 from orchard.production import WORK_POOL, mlflow_tracking_uri, prefect_api_url
 from orchard.services import REPO_DIR, _read_pid, down, start_service, stop_service, up, worker_service
-from tests.demo import demo_models
+from orchard.testing.demo import demo_models
 from tests.services.conftest import ProductionSettings, production_settings
 
 MODEL_SPECS = demo_models()
@@ -42,7 +42,8 @@ EXPECTED_DEPLOYMENTS = {
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionSettings]:
     """Start the production services once for this module (own databases); stop and drop them afterwards."""
-    from tests.services.conftest import PG_PORT, drop_databases, require
+    from orchard.testing.services import PG_PORT, drop_databases
+    from tests.services.conftest import require
 
     require(PG_PORT, "PostgreSQL")
     prefix = f"orchard_test_{secrets.token_hex(4)}_"

@@ -19,8 +19,9 @@ import pytest
 from model_registry import history
 from orchard.serving.decision_log import SqlDecisionSink
 from orchard.settings import Settings
+from orchard.testing.services import PG_HOST, PG_PORT, drop_databases
 from tests.decision_records import decision_record
-from tests.services.conftest import PG_HOST, PG_PORT, drop_databases, require
+from tests.services.conftest import require
 
 pytestmark = pytest.mark.services
 

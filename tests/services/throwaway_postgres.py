@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services.conftest import PG_HOST, free_port
+from orchard.testing.services import PG_HOST, free_port
 
 
 def _bin_dir() -> Path | None:

@@ -11,7 +11,7 @@ import pytest
 from orchard.errors import OrchardError
 from orchard.features import feature_names, feature_specs, view_features
 from orchard.portfolio.load import parse_portfolio
-from tests.demo import demo_portfolio
+from orchard.testing.demo import demo_portfolio
 
 PARTNER_ACTIVITY = "partner_activity"
 CREDIT_HISTORY = "credit_history"

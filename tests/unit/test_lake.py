@@ -21,7 +21,7 @@ from orchard.lake import (
     write_silver,
 )
 from orchard.settings import Settings
-from tests.demo import demo_source
+from orchard.testing.demo import demo_source
 
 APPLICATIONS = demo_source("applications")
 

@@ -15,7 +15,7 @@ from orchard.model_specs import model_spec
 from orchard.populations import _sample, population
 from orchard.settings import Settings
 from orchard.sources import batch_id, source_spec
-from tests.demo import demo_model, demo_model_with, demo_sources
+from orchard.testing.demo import demo_model, demo_model_with, demo_sources
 
 BEHAVIOR_PD = demo_model_with("behavior_pd", label={"within_months": 2})
 COLLECTION_CURE = demo_model("collection_cure")

@@ -20,7 +20,7 @@ from orchard.portfolio.load import load_portfolio, parse_portfolio
 from orchard.portfolio.scaffold import scaffold_portfolio
 from orchard.settings import DEMO_PORTFOLIO, Settings
 from orchard.sources import source_spec
-from tests.demo import demo_portfolio
+from orchard.testing.demo import demo_portfolio
 
 BANK = """
 name: bank

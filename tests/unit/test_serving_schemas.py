@@ -15,8 +15,8 @@ from orchard.serving.schemas import (
     request_columns,
 )
 from orchard.settings import ServingConfig
+from orchard.testing.demo import demo_model, demo_source, demo_sources
 from tests.conftest import make_settings
-from tests.demo import demo_model, demo_source, demo_sources
 
 APPLICATIONS = demo_source("applications")
 APPLICATION_PD = demo_model("application_pd")

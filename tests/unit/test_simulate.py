@@ -21,8 +21,8 @@ from orchard.simulate.macro import macro_for, stress_level
 from orchard.simulate.policy import legacy_score
 from orchard.simulate.run import SIMULATED_SOURCES
 from orchard.sources import batch_id
+from orchard.testing.demo import demo_sources
 from tests.conftest import make_settings
-from tests.demo import demo_sources
 
 SOURCES = demo_sources()
 

@@ -18,8 +18,8 @@ from orchard.simulate.collection_actions import (
 )
 from orchard.simulate.lifecycle import engine_months, simulate_months
 from orchard.simulate.run import SIMULATED_SOURCES
+from orchard.testing.demo import demo_sources
 from tests.conftest import make_settings
-from tests.demo import demo_sources
 
 SOURCES = demo_sources()
 

@@ -1,4 +1,4 @@
-"""The demo portfolio's sources and models for tests (portfolios/demo, read once per test session)."""
+"""The demo portfolio's sources and models for tests and benchmarks (portfolios/demo, read once per process)."""
 
 from __future__ import annotations
 
