@@ -19,6 +19,7 @@ from orchard.lake import silver_months
 from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
 from orchard.lifecycle.monitoring import MonitorOutcome, kind_series
 from orchard.lifecycle.promotion import PromotionOutcome
+from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec, model_specs, primary_model
 from orchard.months import month_range
@@ -49,7 +50,9 @@ class ModelStep:
     skipped: str | None = None
 
 
-def _model_step(settings: Settings, spec: ModelSpec, month: str, record: MonthRecord) -> ModelStep:
+def _model_step(
+    settings: Settings, spec: ModelSpec, month: str, record: MonthRecord, tools: Tools
+) -> ModelStep:
     """Monitor a model's champion, then train and gate a version when the retraining policy says so.
 
     The policy reads the recorded history before the month (the champion in force when it began, the last
@@ -61,7 +64,7 @@ def _model_step(settings: Settings, spec: ModelSpec, month: str, record: MonthRe
             None, skipped=f"no validated {spec.source} batch of {month}: nothing to score or learn"
         )
     t = time.perf_counter()
-    step = monitor_model(settings, spec.name, month, always_report=primary)
+    step = monitor_model(settings, spec.name, month, always_report=primary, tools=tools)
     outcome, decision = step.outcome, step.decision
     if outcome is not None and decision.retrain:
         # the same event a deployed monitor emits; in production the automation runs the retraining deployment,
@@ -71,16 +74,16 @@ def _model_step(settings: Settings, spec: ModelSpec, month: str, record: MonthRe
     if not decision.train:
         return ModelStep(outcome)
     t = time.perf_counter()
-    trained = train_model(settings, spec.name, month)
+    trained = train_model(settings, spec.name, month, tools)
     _timed(record, f"train {spec.name}", t)
     t = time.perf_counter()
-    promotion = promotion_decision(settings, trained, month, decision.approval)
+    promotion = promotion_decision(settings, trained, month, decision.approval, tools)
     _timed(record, f"promote {spec.name}", t)
     return ModelStep(outcome, trained, promotion)
 
 
 def _model_month(
-    settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord
+    settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord, tools: Tools
 ) -> ModelMonth:
     """Return a model's month record: monitoring, training, promotion, and what its kind adds."""
     outcome = step.outcome
@@ -98,10 +101,10 @@ def _model_month(
         return entry
     t = time.perf_counter()
     if spec.kind == "tiers":
-        entry.tiers = campaign_tiers(settings, spec.name, month)
+        entry.tiers = campaign_tiers(settings, spec.name, month, tools)
         _timed(record, f"tiers {spec.name}", t)
     if spec.kind == "expected_loss":
-        entry.expected_loss = vintage_expected_loss(settings, spec.name, month)
+        entry.expected_loss = vintage_expected_loss(settings, spec.name, month, tools)
         _timed(record, f"expected loss {spec.name}", t)
     if outcome is not None:
         t = time.perf_counter()
@@ -111,8 +114,12 @@ def _model_month(
     return entry
 
 
-def run_month(settings: Settings, month: str) -> MonthRecord:
-    """Run one month through every stage; each step is idempotent, the record is written last."""
+def run_month(settings: Settings, month: str, tools: Tools | None = None) -> MonthRecord:
+    """Run one month through every stage; each step is idempotent, the record is written last.
+
+    `tools` (the Feast store, joins and loaded models) is the run's; a month run alone opens its own.
+    """
+    tools = tools or Tools()
     record = MonthRecord(month=month)
 
     t = time.perf_counter()
@@ -137,8 +144,8 @@ def run_month(settings: Settings, month: str) -> MonthRecord:
     _timed(record, "features", t)
 
     for spec in model_specs(settings.portfolio_def).values():
-        step = _model_step(settings, spec, month, record)
-        record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record))
+        step = _model_step(settings, spec, month, record, tools)
+        record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record, tools))
 
     record_month(settings, record)
     _report(record)
@@ -176,8 +183,9 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     """
     if settings.portfolio_def.simulated:
         simulate_landing(settings)
-    records = [
-        load_month(settings, month) or run_month(settings, month)
-        for month in month_range(settings.start_month, until)
-    ]
+    with Tools() as tools:  # opened once for the run, closed at its end
+        records = [
+            load_month(settings, month) or run_month(settings, month, tools)
+            for month in month_range(settings.start_month, until)
+        ]
     return [asdict(r) for r in records]

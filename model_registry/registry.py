@@ -348,35 +348,42 @@ def trained_months(settings: Settings, name: str) -> dict[int, str]:
     return months
 
 
-_LOADED: dict[tuple[str, str, int], Any] = {}
-_LOADED_KEEP = 32
+LOADED_KEEP = 32
+"""Loaded versions a run keeps in its cache (the six models' champions and challengers fit several times over)."""
 
 
-def load_model(settings: Settings, name: str, ref: str | int) -> Any:
+def load_model(
+    settings: Settings, name: str, ref: str | int, cache: dict[tuple[str, str, int], Any] | None = None
+) -> Any:
     """Load the original Orchard model object of a version (by alias name or version number).
 
-    A registered version never changes, so the loaded object is kept for the process (the lifecycle scores
-    with each champion every month: unpickling it again each time cost ~0.2 s).
+    A registered version never changes, so a run keeps what it loaded in its `cache` (the lifecycle scores with
+    each champion every month: unpickling it again each time cost ~0.2 s); without one, it is loaded afresh.
     """
     version = resolve_version(settings, name, ref)
     key = (settings.tracking_uri, name, version)
-    if key not in _LOADED:
-        uri = mlflow_client(settings).get_model_version_download_uri(name, str(version))
-        if len(_LOADED) >= _LOADED_KEEP:
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
-    return _LOADED[key]
+    if cache is not None and key in cache:
+        return cache[key]
+    uri = mlflow_client(settings).get_model_version_download_uri(name, str(version))
+    model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+    if cache is not None:
+        if len(cache) >= LOADED_KEEP:
+            cache.pop(next(iter(cache)))
+        cache[key] = model
+    return model
 
 
-_TRAIN_KEYS: dict[tuple[str, str, int], str] = {}
-
-
-def train_key_of(settings: Settings, name: str, version: int) -> str:
-    """Return the train key a version was registered with (it never changes once registered)."""
+def train_key_of(
+    settings: Settings, name: str, version: int, cache: dict[tuple[str, str, int], str] | None = None
+) -> str:
+    """Return the train key a version was registered with (it never changes once registered; a run may cache it)."""
     key = (settings.tracking_uri, name, int(version))
-    if key not in _TRAIN_KEYS:
-        _TRAIN_KEYS[key] = version_tags(settings, name, version)[TRAIN_KEY_TAG]
-    return _TRAIN_KEYS[key]
+    if cache is not None and key in cache:
+        return cache[key]
+    found = version_tags(settings, name, version)[TRAIN_KEY_TAG]
+    if cache is not None:
+        cache[key] = found
+    return found
 
 
 def _point_alias(client: MlflowClient, name: str, alias: str, version: int) -> None:

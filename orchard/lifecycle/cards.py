@@ -18,6 +18,7 @@ from model_registry.registry import get_version, load_model
 from model_registry.tracking import mlflow_client, read_run_json
 from orchard.credit.scorecard import Scorecard
 from orchard.errors import OrchardError
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.settings import Settings
 
@@ -70,7 +71,12 @@ def _limitations(spec: ModelSpec, kind: str, simulated: bool) -> list[str]:
 
 
 def lifecycle_card(
-    settings: Settings, spec: ModelSpec, version: int, approval_status: str, approver: str | None
+    settings: Settings,
+    spec: ModelSpec,
+    version: int,
+    approval_status: str,
+    approver: str | None,
+    tools: Tools | None = None,
 ) -> dict[str, str]:
     """Render the card of a registered lifecycle version with its approval status; log it (md + html)."""
     client = mlflow_client(settings)
@@ -80,7 +86,7 @@ def lifecycle_card(
     evaluations: dict[str, Any] = read_run_json(client, run_id, "evaluation.json")
     lineage: dict[str, Any] = read_run_json(client, run_id, "lineage.json")
     baseline = Scorecard.from_dict(read_run_json(client, run_id, "scorecard_baseline.json"))
-    model = load_model(settings, spec.name, version)
+    model = load_model(settings, spec.name, version, tools.models if tools else None)
     metrics = client.get_run(run_id).data.metrics
     stability = {"score: development vs out-of-time": metrics.get("score_psi_dev_oot", float("nan"))}
     decision_psi = _gate_score_psi(client, run_id)

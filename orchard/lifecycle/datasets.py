@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import pandas as pd
-from feast import FeatureStore
 
 from feature_repo.services import service_views
 from feature_repo.views import offline_table
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
-from orchard.feature_store import open_store, service_join_keys, training_frame
+from orchard.feature_store import service_join_keys, training_frame
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
 from orchard.populations import population
@@ -34,21 +33,6 @@ def _vintage(ts: pd.Series) -> pd.Series:
     return ts.dt.strftime("%Y-%m")
 
 
-_STORES: dict[str, FeatureStore] = {}
-
-
-def _store(settings: Settings) -> FeatureStore:
-    """Return this process's Feast store for the settings (opening one costs ~0.2 s; reads reuse it)."""
-    key = str(settings.feast_dir.resolve())
-    if key not in _STORES:
-        _STORES[key] = open_store(settings)
-    return _STORES[key]
-
-
-_JOINED: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-_JOINED_KEEP = 6
-
-
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     """Return what identifies the offline tables a service reads (a rewritten table changes it)."""
     views = service_views(settings.portfolio_def)[service]
@@ -56,12 +40,12 @@ def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     return tuple(views), tuple((st.st_mtime_ns, st.st_size) for st in stats)
 
 
-def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) -> pd.DataFrame:
+def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> pd.DataFrame:
     """Return the entity rows joined point in time with the service's features.
 
     Models of the same population (application_pd, application_fraud, loss_forecast) join the same rows at
-    the same times with the same views: the join is kept for the process (a few recent ones), keyed by the
-    customers, times and the offline tables' state, and reused.
+    the same times with the same views: the run's tools keep the join (a few recent ones), keyed by the
+    customers, times and the offline tables' state, and reuse it.
     """
     keys = service_join_keys(settings, spec.feature_service)
     if len(keys) != 1:
@@ -69,22 +53,27 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) ->
     times = entity[[spec.entity, "event_timestamp"]].rename(columns={spec.entity: keys[0]})
     digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
     key = (str(settings.features_dir.resolve()), _tables_fingerprint(settings, spec.feature_service), digest)
-    if key not in _JOINED:
-        joined = training_frame(settings, times, spec.feature_service, store=_store(settings))
-        _JOINED[key] = joined.drop(columns=list(times.columns))
-        while len(_JOINED) > _JOINED_KEEP:
-            _JOINED.popitem(last=False)
-    _JOINED.move_to_end(key)
-    features = _JOINED[key]
+
+    def join() -> pd.DataFrame:
+        joined = training_frame(settings, times, spec.feature_service, store=tools.feature_store(settings))
+        return joined.drop(columns=list(times.columns))
+
+    features = tools.joined_frame(key, join)
     return pd.concat([entity.reset_index(drop=True), features.reset_index(drop=True)], axis=1)
 
 
 def model_frame(
-    settings: Settings, spec: ModelSpec, months: list[str], as_of: str, *, with_labels: bool = True
+    settings: Settings,
+    spec: ModelSpec,
+    months: list[str],
+    as_of: str,
+    *,
+    with_labels: bool = True,
+    tools: Tools | None = None,
 ) -> ModelFrame:
     """Return the model's cases of `months` with point-in-time features and labels known at `as_of`."""
     entity = population(settings, spec, months, as_of, with_labels=with_labels)
-    frame = _point_in_time(settings, spec, entity)
+    frame = _point_in_time(settings, spec, entity, tools or Tools())
     frame["vintage"] = _vintage(frame["event_timestamp"])
     frame = frame.sort_values(spec.key).reset_index(drop=True)
     batch_ids = sorted(frame[BATCH_ID].unique().tolist())

@@ -18,6 +18,7 @@ from orchard.credit.psi import SCORE_COLUMN, load_profile, psi
 from orchard.credit.stratification import TIERS
 from orchard.errors import OrchardError
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
 from orchard.populations import population
@@ -55,6 +56,7 @@ def monitor_month(
     history: ModelHistory,
     *,
     always_report: bool = True,
+    tools: Tools | None = None,
 ) -> tuple[MonitorOutcome, PolicyDecision]:
     """Monitor the champion in force when the month began on the month's cases, and decide with the policy.
 
@@ -65,12 +67,13 @@ def monitor_month(
     version = history.champion
     if version is None:
         raise OrchardError(f"{spec.name} has no champion in force at {month}: nothing to monitor")
-    key = train_key_of(settings, spec.name, version)
-    model = load_model(settings, spec.name, version)
+    tools = tools or Tools()
+    key = train_key_of(settings, spec.name, version, tools.train_keys)
+    model = load_model(settings, spec.name, version, tools.models)
     # the one scoring implementation the decision API uses too (scores, bands, version; reason codes for the
     # application decisions)
     served = ServedModel.build(spec.name, version, model)
-    scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "cases")
+    scored = score_month(settings, spec, month, served, with_reasons=spec.unit == "cases", tools=tools)
     profile = load_profile(profile_path(settings, spec.name, key))
     numeric, categorical = reference_columns(spec, list(served.features))
     values = psi(profile, scored[[*numeric, *categorical]])

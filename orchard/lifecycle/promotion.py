@@ -18,6 +18,7 @@ from orchard.credit.psi import ReferenceProfile, psi
 from orchard.lifecycle.cards import lifecycle_card
 from orchard.lifecycle.datasets import labelled, model_frame
 from orchard.lifecycle.references import profile_path
+from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
@@ -79,28 +80,28 @@ class ScoringModel(Protocol):
 
 
 def recent_score_psi(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, model: ScoringModel, month: str
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, model: ScoringModel, month: str, tools: Tools
 ) -> float:
     """Return the score PSI of a version: its development sample (frozen bins) vs this month's applications."""
     profile = ReferenceProfile.from_dict(
         json.loads(profile_path(settings, spec.name, trained.train_key).read_text())
     )
-    recent = model_frame(settings, spec, [month], month, with_labels=False).frame
+    recent = model_frame(settings, spec, [month], month, with_labels=False, tools=tools).frame
     current = recent[spec.features].copy()
     current["score"] = model.score(recent)
     return float(psi(profile, current)["score"])
 
 
 def evaluate_gate(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, champion: int | None, month: str
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, champion: int | None, month: str, tools: Tools
 ) -> dict:
     """Run every gate on the version's out-of-time window, log the result on the version, return it."""
     vintages = _window_vintages(trained.oot_window)
-    window = labelled(model_frame(settings, spec, vintages, month).frame, vintages)
-    challenger_model = load_model(settings, spec.name, trained.version)
+    window = labelled(model_frame(settings, spec, vintages, month, tools=tools).frame, vintages)
+    challenger_model = load_model(settings, spec.name, trained.version, tools.models)
     champion_pd = None
     if champion is not None:
-        champion_pd = load_model(settings, spec.name, champion).predict_pd(window)
+        champion_pd = load_model(settings, spec.name, champion, tools.models).predict_pd(window)
     groups, group_name = protected_groups(settings.portfolio_def.fairness, window)
     inputs = GateInputs(
         window=trained.oot_window,
@@ -109,7 +110,7 @@ def evaluate_gate(
         champion_pd=champion_pd,
         champion_version=champion,
         challenger_version=trained.version,
-        score_psi=recent_score_psi(settings, spec, trained, challenger_model, month),
+        score_psi=recent_score_psi(settings, spec, trained, challenger_model, month, tools),
         groups=groups,
         group_name=group_name,
     )
@@ -127,17 +128,23 @@ CARD_STATUS = {
 
 
 def decide_promotion(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str, approval: Approval | None = None
+    settings: Settings,
+    spec: ModelSpec,
+    trained: TrainOutcome,
+    month: str,
+    approval: Approval | None = None,
+    tools: Tools | None = None,
 ) -> PromotionOutcome:
     """Gate a new version, decide, and log its model card with the approval status the decision gave it.
 
     `approval` is who approves it, as the retraining policy said (default: the settings' policy).
     """
-    outcome = _decide(settings, spec, trained, month, approval or approval_mode(settings.governance))
+    tools = tools or Tools()
+    outcome = _decide(settings, spec, trained, month, approval or approval_mode(settings.governance), tools)
     status = CARD_STATUS[outcome.action]
     if outcome.action == "unchanged" and champion_version(settings, spec.name) != trained.version:
         status = "challenger"
-    lifecycle_card(settings, spec, trained.version, status, settings.governance.policy_approver)
+    lifecycle_card(settings, spec, trained.version, status, settings.governance.policy_approver, tools)
     return outcome
 
 
@@ -157,7 +164,7 @@ def recorded_decision(
 
 
 def _decide(
-    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str, approval: Approval
+    settings: Settings, spec: ModelSpec, trained: TrainOutcome, month: str, approval: Approval, tools: Tools
 ) -> PromotionOutcome:
     """Gate a new version against the champion; the policy approves or refuses it, with a record either way."""
     done = recorded_decision(settings, spec, trained, month)
@@ -179,7 +186,7 @@ def _decide(
             gate=None,
             effective_month=month,
         )
-    gate = evaluate_gate(settings, spec, trained, champion, month)
+    gate = evaluate_gate(settings, spec, trained, champion, month, tools)
     summary = "; ".join(gate["reasons"])
     if approval == "person":
         return PromotionOutcome(

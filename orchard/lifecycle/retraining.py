@@ -14,6 +14,7 @@ from model_registry.history import CHAMPION_ALIAS, approvals_of, event_in_force_
 from model_registry.registry import trained_months
 from monitoring.policy import ModelHistory, PolicyDecision, approval_mode, decide
 from orchard.lifecycle.monitoring import MonitorOutcome, monitor_month
+from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import ready_to_train
 from orchard.model_specs import ModelSpec
 from orchard.months import add_months
@@ -51,12 +52,14 @@ def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory
 
 
 def policy_month(
-    settings: Settings, spec: ModelSpec, month: str, *, always_report: bool = True
+    settings: Settings, spec: ModelSpec, month: str, *, always_report: bool = True, tools: Tools | None = None
 ) -> MonthPolicy:
     """Monitor a model's champion on a month (if it has one) and decide: first fit, retrain or hold."""
     history = recorded_history(settings, spec.name, month)
     if history.champion is not None:
-        outcome, decision = monitor_month(settings, spec, month, history, always_report=always_report)
+        outcome, decision = monitor_month(
+            settings, spec, month, history, always_report=always_report, tools=tools or Tools()
+        )
         return MonthPolicy(outcome, decision)
     waiting = history.awaiting_approval is not None and approval_mode(settings.governance) == "person"
     ready = not waiting and ready_to_train(settings, spec, month)

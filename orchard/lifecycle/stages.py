@@ -12,6 +12,7 @@ from orchard.credit.expected_loss import loss_by_vintage, realised_losses
 from orchard.credit.stratification import tier_counts
 from orchard.labels import booked_loans, month_index
 from orchard.lake import read_silver
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.populations import strategy_label
 from orchard.serving.batch import score_month, scores_path
@@ -19,7 +20,9 @@ from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
 
 
-def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[Any, pd.DataFrame] | None:
+def _month_scores(
+    settings: Settings, spec: ModelSpec, month: str, tools: Tools
+) -> tuple[Any, pd.DataFrame] | None:
     """Return the champion and its scores of the month (read back when monitoring wrote them with it).
 
     The champion is the model object of the spec's kind (load_model unpickles it: its class is not known here).
@@ -27,26 +30,30 @@ def _month_scores(settings: Settings, spec: ModelSpec, month: str) -> tuple[Any,
     version = champion_version(settings, spec.name)
     if version is None:
         return None
-    model = load_model(settings, spec.name, version)
+    model = load_model(settings, spec.name, version, tools.models)
     path = scores_path(settings, spec.name, month)
     scores = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     if scores.empty or int(scores["model_version"].iloc[0]) != version:
-        scores = score_month(settings, spec, month, ServedModel.build(spec.name, version, model))
+        scores = score_month(settings, spec, month, ServedModel.build(spec.name, version, model), tools=tools)
     return model, scores
 
 
-def month_tiers(settings: Settings, spec: ModelSpec, month: str) -> dict[str, int] | None:
+def month_tiers(
+    settings: Settings, spec: ModelSpec, month: str, tools: Tools | None = None
+) -> dict[str, int] | None:
     """Return how many of the month's cases (offers) fall in each tier A-D (None without a champion)."""
-    found = _month_scores(settings, spec, month)
+    found = _month_scores(settings, spec, month, tools or Tools())
     if found is None:
         return None
     model, scores = found
     return tier_counts(model.tier(scores))
 
 
-def month_expected_loss(settings: Settings, spec: ModelSpec, month: str) -> dict[str, float] | None:
+def month_expected_loss(
+    settings: Settings, spec: ModelSpec, month: str, tools: Tools | None = None
+) -> dict[str, float] | None:
     """Return the month's booked vintage: loans, principal and expected loss (None without a champion)."""
-    found = _month_scores(settings, spec, month)
+    found = _month_scores(settings, spec, month, tools or Tools())
     if found is None:
         return None
     model, scores = found

@@ -31,6 +31,7 @@ from orchard.lifecycle.datasets import (
     split_vintages,
 )
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec, model_spec
 from orchard.months import month_range, timestamp_months
 from orchard.populations import strategy_label
@@ -91,10 +92,13 @@ def _precredit(
     dev: pd.DataFrame,
     oot: pd.DataFrame,
     as_of: str,
+    tools: Tools,
 ) -> Fitted:
     """Add the pre-credit risk axis (the risk model's labels on the customer's features) and the tier cuts."""
     risk_spec = _risk_model(settings, spec)
-    apps = model_frame(settings, risk_spec, month_range(settings.start_month, as_of), as_of).frame
+    apps = model_frame(
+        settings, risk_spec, month_range(settings.start_month, as_of), as_of, tools=tools
+    ).frame
     booked = labelled(apps, mature_vintages(apps))
     features = list(spec.feast_features)
     categorical = [c for c in spec.categorical if c in features]
@@ -238,14 +242,17 @@ def fit_candidates(
     return Candidates(lightgbm, scorecard, chosen, baseline, reason)
 
 
-def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> TrainOutcome:
+def train_and_register(
+    settings: Settings, spec: ModelSpec, as_of: str, tools: Tools | None = None
+) -> TrainOutcome:
     """Fit LightGBM and the scorecard baseline on mature vintages, evaluate OOT, register LightGBM.
 
     A pre-credit response model is registered with its risk axis and tier cuts; a loss forecast with its LGD
     and EAD (see Fitted).
     """
+    tools = tools or Tools()
     months = month_range(settings.start_month, as_of)
-    data = model_frame(settings, spec, months, as_of)
+    data = model_frame(settings, spec, months, as_of, tools=tools)
     dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), spec.policy.oot_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)
@@ -254,7 +261,7 @@ def train_and_register(settings: Settings, spec: ModelSpec, as_of: str) -> Train
     core, baseline, scorecard = candidates.chosen, candidates.baseline, candidates.scorecard
     log.info("%s: %s", spec.name, candidates.reason)
     if spec.kind == "tiers":
-        fitted = _precredit(settings, spec, core, train, oot, as_of)
+        fitted = _precredit(settings, spec, core, train, oot, as_of, tools)
     elif spec.kind == "expected_loss":
         fitted = _loss_forecast(settings, spec, core, data, dev, oot, as_of)
     else:

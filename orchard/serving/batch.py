@@ -10,6 +10,7 @@ import pandas as pd
 from orchard.atomic import write_parquet
 from orchard.credit.reason_codes import TOP_REASONS
 from orchard.lifecycle.datasets import model_frame
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import parse_month
 from orchard.serving.scoring import ServedModel, score_frame
@@ -43,11 +44,17 @@ def batch_scores(
 
 
 def score_month(
-    settings: Settings, spec: ModelSpec, month: str, served: ServedModel, *, with_reasons: bool = True
+    settings: Settings,
+    spec: ModelSpec,
+    month: str,
+    served: ServedModel,
+    *,
+    with_reasons: bool = True,
+    tools: Tools | None = None,
 ) -> pd.DataFrame:
     """Score a month's cases (point-in-time features) with a served model; write them atomically."""
     month = parse_month(month)
-    frame = model_frame(settings, spec, [month], month, with_labels=False).frame
+    frame = model_frame(settings, spec, [month], month, with_labels=False, tools=tools).frame
     scores = batch_scores(served, frame, (spec.key, spec.entity, *KEYS), with_reasons=with_reasons)
     write_parquet(scores, scores_path(settings, spec.name, month))
     log.info("scored %d %s cases of %s with v%s", len(scores), spec.name, month, served.version)

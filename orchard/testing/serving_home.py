@@ -25,6 +25,7 @@ from model_registry.registry import champion_version
 from orchard.contracts import validate_batch
 from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
 from orchard.lake import ingest_batch, read_silver
+from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import train_and_register
 from orchard.model_specs import model_spec
 from orchard.months import month_range
@@ -106,11 +107,11 @@ def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
         apply_definitions(settings)
         materialize_month(settings, month)
     application_pd = model_spec(settings.portfolio_def, APPLICATION_PD.name)
-    pd_first = train_and_register(settings, application_pd, "2019-06")
-    pd_second = train_and_register(settings, application_pd, "2019-07")
-    fraud = train_and_register(
-        settings, model_spec(settings.portfolio_def, APPLICATION_FRAUD.name), "2019-07"
-    )
+    with Tools() as tools:
+        pd_first = train_and_register(settings, application_pd, "2019-06", tools)
+        pd_second = train_and_register(settings, application_pd, "2019-07", tools)
+        fraud_spec = model_spec(settings.portfolio_def, APPLICATION_FRAUD.name)
+        fraud = train_and_register(settings, fraud_spec, "2019-07", tools)
     promote(settings, APPLICATION_PD.name, pd_first.version, "2019-06")
     promote(settings, APPLICATION_FRAUD.name, fraud.version, "2019-07")
     versions = {

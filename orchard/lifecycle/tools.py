@@ -1,0 +1,65 @@
+"""The tools a run opens once and reuses: one object, created at the edge and passed down.
+
+The lifecycle flow (`orchard demo`, `orchard run`), a deployed monitor or train flow and a batch-scoring run each
+make one `Tools`, pass it to the use cases they call, and close it when they end: nothing stays behind in the
+process. A use case called without one (a test, a one-off call) makes its own for that call. It holds:
+- the Feast store of the home (opening one costs ~0.2 s; training and scoring read through it every month);
+- the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
+- loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
+- the train keys of registered versions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from feast import FeatureStore
+
+from orchard.feature_store import open_store
+from orchard.settings import Settings
+
+JOINED_KEEP = 6
+"""Point-in-time joins kept (the models of one population share a join within a month)."""
+
+
+@dataclass
+class Tools:
+    """The open Feast store and the caches of one run (see the module docstring)."""
+
+    joined: OrderedDict[tuple, pd.DataFrame] = field(default_factory=OrderedDict)
+    models: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    train_keys: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    _store: tuple[str, FeatureStore] | None = None
+
+    def feature_store(self, settings: Settings) -> FeatureStore:
+        """Return the home's Feast store, opened on first use (again if the settings name another home)."""
+        key = str(settings.feast_dir.resolve())
+        if self._store is None or self._store[0] != key:
+            self._store = (key, open_store(settings))
+        return self._store[1]
+
+    def joined_frame(self, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """Return the join kept under key, or make, keep (the JOINED_KEEP most recent) and return it."""
+        if key not in self.joined:
+            self.joined[key] = make()
+            while len(self.joined) > JOINED_KEEP:
+                self.joined.popitem(last=False)
+        self.joined.move_to_end(key)
+        return self.joined[key]
+
+    def close(self) -> None:
+        """Drop the store and every cached object (the run is over)."""
+        self._store = None
+        self.joined.clear()
+        self.models.clear()
+        self.train_keys.clear()
+
+    def __enter__(self) -> Tools:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
