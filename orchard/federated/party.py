@@ -25,6 +25,7 @@ from orchard.federated.guest import GuestJob, abort_quietly, guest_data, train_g
 from orchard.federated.host import HostParty
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import PartyTable, load_party_table
+from orchard.runtime import load_settings
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         summary = party_command(
-            Settings(),
+            load_settings(),
             args.role,
             args.port,
             args.data,

@@ -52,8 +52,13 @@ def test_a_bad_group_value_is_named_by_its_variable(monkeypatch: pytest.MonkeyPa
         load_settings(_env_file=None)
     monkeypatch.setenv("ORCHARD_APPROVE_MAX_PD", "0.5")
     monkeypatch.setenv("ORCHARD_DECLINE_MIN_PD", "0.2")
-    with pytest.raises(OrchardError, match=r"settings: .*approve_max_pd \(0.5\) <= decline_min_pd \(0.2\)"):
+    monkeypatch.setenv("ORCHARD_API_KEY", "top-secret-key")
+    with pytest.raises(
+        OrchardError, match=r"settings: .*approve_max_pd \(0.5\) <= decline_min_pd \(0.2\)"
+    ) as bad:
         load_settings(_env_file=None)
+    # And the group's other values (the API key among them) never appear in the message
+    assert "top-secret-key" not in str(bad.value)
 
 
 def test_list_settings_of_a_group_are_read_as_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
