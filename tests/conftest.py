@@ -112,6 +112,18 @@ def prefect_server_env(prefect_harness: None) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_developer_settings() -> Iterator[None]:
+    """Keep the developer's ORCHARD_* variables away from every test: each test states the settings it uses.
+
+    (Settings built in a test pass `_env_file=None`, and the CLI subprocesses run in a folder of their own, so a
+    developer's `.env` is not read either.)
+    """
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("ORCHARD_")}
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _telemetry_off() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

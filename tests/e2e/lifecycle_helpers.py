@@ -62,7 +62,12 @@ def demo_cmd(home: Path, *args: str) -> list[str]:
 def run_demo(home: Path, *args: str, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess[str]:
     """Run the small lifecycle's `orchard demo` to completion and return its result (output captured)."""
     return subprocess.run(
-        demo_cmd(home, *args), env=orchard_env(home, **extra), capture_output=True, text=True, timeout=timeout
+        demo_cmd(home, *args),
+        env=orchard_env(home, **extra),
+        cwd=home.parent,  # not the checkout: a developer's .env there is not the test's
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -71,7 +76,12 @@ def run_orchard(
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion and return its result (output captured)."""
     return subprocess.run(
-        orchard_cmd(*args), env=orchard_env(home, **extra), capture_output=True, text=True, timeout=timeout
+        orchard_cmd(*args),
+        env=orchard_env(home, **extra),
+        cwd=home.parent,  # not the checkout: a developer's .env there is not the test's
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -20,6 +20,7 @@ def _kill_after(home: Path, months_done: int) -> None:
     process = subprocess.Popen(
         demo_cmd(home),
         env=orchard_env(home),
+        cwd=home.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -17,7 +17,14 @@ def _orchard(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
     clean.update({"ORCHARD_HOME": str(home), **env})
     return subprocess.run(
-        [sys.executable, "-m", "orchard", *args], env=clean, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "orchard", *args],
+        env=clean,
+        cwd=next(
+            p for p in home.parents if p.is_dir()
+        ),  # not the checkout: a developer's .env is not the test's
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
