@@ -33,6 +33,7 @@ from orchard.production import (
     mlflow_tracking_uri,
     prefect_api_url,
 )
+from orchard.runtime import environment
 from orchard.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -334,16 +335,8 @@ def ensure_pipeline_user(settings: Settings) -> bool:
 @contextlib.contextmanager
 def _as_mlflow_user(username: str, password: str) -> Iterator[None]:
     """Temporarily authenticate the MLflow client as a user (MLflow reads its credentials from the environment)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = username, password
-    try:
+    with environment({"MLFLOW_TRACKING_USERNAME": username, "MLFLOW_TRACKING_PASSWORD": password}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def up(settings: Settings) -> list[PidRecord]:

@@ -236,10 +236,10 @@ class Settings(BaseSettings):
     governance_db_url: str | None = Field(default=None, description="alias history; None = sqlite under home")
 
     # the groups (each field set by its flat ORCHARD_<FIELD> variable: _GroupedEnv)
-    simulation: SimulationConfig = Field(default_factory=lambda: SimulationConfig())
-    governance: GovernanceConfig = Field(default_factory=lambda: GovernanceConfig())
-    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
-    production: ProductionConfig = Field(default_factory=lambda: ProductionConfig())
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    production: ProductionConfig = Field(default_factory=ProductionConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -58,7 +58,7 @@ def policy_month(
     history = recorded_history(settings, spec.name, month)
     if history.champion is not None:
         outcome, decision = monitor_month(
-            settings, spec, month, history, always_report=always_report, tools=tools or Tools()
+            settings, spec, month, history, always_report=always_report, tools=tools
         )
         return MonthPolicy(outcome, decision)
     waiting = history.awaiting_approval is not None and approval_mode(settings.governance) == "person"

@@ -29,6 +29,7 @@ from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import train_and_register
 from orchard.model_specs import model_spec
 from orchard.months import month_range
+from orchard.runtime import environment
 from orchard.settings import ServingConfig, Settings, tool_environment
 from orchard.simulate import simulate
 from orchard.testing.demo import SHORT_LABELS, demo_model, demo_sources, demo_variant
@@ -207,14 +208,5 @@ def live_server(app: Any, timeout_s: float = 60.0) -> Iterator[str]:
 @contextmanager
 def tool_env(settings: Settings) -> Iterator[None]:
     """Point the tools' environment at a home for the duration of a block (restored after)."""
-    changed = {k: v for k, v in tool_environment(settings).items() if k != "PREFECT_HOME"}
-    before = {k: os.environ.get(k) for k in changed}
-    os.environ.update(changed)
-    try:
+    with environment({k: v for k, v in tool_environment(settings).items() if k != "PREFECT_HOME"}):
         yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
