@@ -381,15 +381,12 @@ def scaled_plus(
     ciphertext under the same key. A negative scale inverts the ciphertext (gmpy2.powmod).
     """
     n, n2 = public.n, public.n2
-    plain_or_encrypted = offsets.tolist() if isinstance(offsets, np.ndarray) else offsets
-    out = []
-    for c, scale, offset in zip(ciphertexts, scales.tolist(), plain_or_encrypted, strict=True):
-        term = gmpy2.powmod(c, scale, n2) if scale else gmpy2.mpz(1)
-        if isinstance(offset, int):
-            out.append(term * (1 + (gmpy2.mpz(offset) % n) * n) % n2)
-        else:
-            out.append(term * offset % n2)
-    return out
+    if isinstance(offsets, np.ndarray):  # a plaintext o is the factor 1 + o n, as a ciphertext is one
+        offsets = [1 + (gmpy2.mpz(o) % n) * n for o in offsets.tolist()]
+    return [
+        gmpy2.powmod(c, scale, n2) * offset % n2
+        for c, scale, offset in zip(ciphertexts, scales.tolist(), offsets, strict=True)
+    ]
 
 
 def checked_ciphertexts(array: Any, public: PublicKey, count: int, what: str) -> list[Any]:
