@@ -38,7 +38,7 @@ from orchard.landing import file_format_of, read_table, utc_times
 from orchard.lifecycle.training import evaluate_samples, fit_candidates
 from orchard.model_specs import ModelSpec, spec_of
 from orchard.populations import observed_labels
-from orchard.portfolio.from_byod import ROW_ID, model_entry
+from orchard.portfolio.from_byod import ROW_ID, model_entry, model_name
 from orchard.portfolio.spec import LabelDef, ModelDef, ObservedLabel
 from orchard.settings import Settings
 
@@ -223,7 +223,7 @@ def byod_model(spec: ByodSpec, frame: pd.DataFrame) -> tuple[ModelSpec, Observed
     _, model, label = model_entry(spec, frame)
     observed = ObservedLabel.model_validate(label["observed"])
     rule = LabelDef(description=label["description"], observed=observed)
-    return spec_of(f"{spec.name}_pd", ModelDef.model_validate(model), rule), observed
+    return spec_of(model_name(spec), ModelDef.model_validate(model), rule), observed
 
 
 def prepare_data(settings: Settings, spec: ByodSpec, spec_path: Path) -> PreparedData:

@@ -33,6 +33,11 @@ ROW_ID = "row_number"
 SNAPSHOT_TYPES = {"int": "int", "float": "float", "category": "string", "string": "string"}
 
 
+def model_name(spec: ByodSpec) -> str:
+    """Return the name of a BYOD file's one portfolio model."""
+    return f"{spec.name}_pd"
+
+
 def _read(path: Path) -> pd.DataFrame:
     """Read the file as it is (CSV as text, so every value is written back exactly as read)."""
     frame = read_table(path, file_format_of(path, "data file"), what="data file", text_columns="all")
@@ -135,7 +140,7 @@ def portfolio_document(
     """Return the portfolio (as YAML data) that runs a BYOD file month by month; pure."""
     columns, model, label = model_entry(spec, frame)
     _named(spec, model["features"])
-    name = f"{spec.name}_pd"
+    name = model_name(spec)
     oot = max(1, round(len(periods) * spec.oot.fraction)) if spec.oot.fraction else 1
     return {
         "name": spec.name,
