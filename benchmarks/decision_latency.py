@@ -315,9 +315,8 @@ def main() -> None:
     from orchard.testing.serving_home import build_serving_home, tool_env
 
     home = args.home or Path(tempfile.mkdtemp(prefix="orchard-bench-")) / "home"
-    settings = _settings(home)
+    settings, _ = build_serving_home(home)  # the small lifecycle, run in its own process
     with tool_env(settings):
-        settings, _ = build_serving_home(home)
         bodies = _bodies(settings, 200)
         feast = _percentiles(measure_feast(settings, bodies, args.requests))
         in_process = _percentiles(measure_in_process(settings, bodies, args.requests))

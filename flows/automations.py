@@ -13,6 +13,8 @@ flow's stack only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +27,13 @@ from orchard.settings import Settings
 BREACH_EVENT = "orchard.monitor.breach"
 
 
-def _settings() -> Settings:
-    from orchard.runtime import load_settings, prepare
+@contextmanager
+def _deployed() -> Iterator[Settings]:
+    """Yield a deployed run's settings (from the worker's environment), the tools pointed at its home meanwhile."""
+    from orchard.runtime import load_settings, tool_scope
 
-    return prepare(load_settings())
+    with tool_scope(load_settings()) as settings:
+        yield settings
 
 
 def _month(month: str | None) -> str:
@@ -69,7 +74,8 @@ def ingest_deployed(month: str | None = None) -> int:
     """Ingest one month of every source (scheduled: the last complete month)."""
     from flows.ingest import ingest_flow
 
-    return len(ingest_flow(_settings(), _month(month)))
+    with _deployed() as settings:
+        return len(ingest_flow(settings, _month(month)))
 
 
 @flow(name="validate-deployed", flow_run_name="validate {month}")
@@ -77,7 +83,8 @@ def validate_deployed(month: str | None = None) -> int:
     """Validate one month's bronze batches against their contracts."""
     from flows.validate import validate_flow
 
-    return len(validate_flow(_settings(), _month(month)))
+    with _deployed() as settings:
+        return len(validate_flow(settings, _month(month)))
 
 
 @flow(name="features-deployed", flow_run_name="features {month}")
@@ -85,7 +92,8 @@ def features_deployed(month: str | None = None) -> dict[str, float]:
     """Build the offline features and materialize the month online."""
     from flows.features import features_flow
 
-    return features_flow(_settings(), _month(month))
+    with _deployed() as settings:
+        return features_flow(settings, _month(month))
 
 
 @flow(name="train-deployed", flow_run_name="train {model} @ {month}")
@@ -95,7 +103,8 @@ def train_deployed(model: str, month: str | None = None) -> dict[str, Any]:
 
     from flows.train import train_flow
 
-    return asdict(train_flow(_settings(), model, _month(month)))
+    with _deployed() as settings:
+        return asdict(train_flow(settings, model, _month(month)))
 
 
 @flow(name="score-deployed", flow_run_name="score {model} @ {month}")
@@ -103,7 +112,8 @@ def score_deployed(model: str, month: str | None = None) -> int:
     """Batch-score a month's applications with the model's champion; return the rows scored."""
     from flows.score import score_flow
 
-    return score_flow(_settings(), model, _month(month)).rows
+    with _deployed() as settings:
+        return score_flow(settings, model, _month(month)).rows
 
 
 @flow(name="monitor-deployed", flow_run_name="monitor {model} @ {month}")
@@ -119,22 +129,23 @@ def monitor_deployed(model: str, month: str | None = None) -> dict[str, Any]:
     from flows.monitor import monitor_flow
     from flows.train import train_flow
 
-    settings, month = _settings(), _month(month)
-    step = monitor_flow(settings, model, month)
-    outcome, decision = step.outcome, step.decision
-    result: dict[str, Any] = {
-        **(asdict(outcome) if outcome is not None else {"model": model, "month": month}),
-        "action": decision.action,
-        "breach": decision.breach,
-        "retrain": decision.retrain,
-        "approval": decision.approval,
-        "reasons": list(decision.reasons),
-    }
-    if outcome is not None and decision.retrain:
-        emit_breach(model, month, outcome.version, list(decision.reasons), breach_metrics(outcome))
-    if decision.action == "first_fit":
-        result["promotion"] = asdict(train_flow(settings, model, month, decision.approval))
-    return result
+    with _deployed() as settings:
+        month = _month(month)
+        step = monitor_flow(settings, model, month)
+        outcome, decision = step.outcome, step.decision
+        result: dict[str, Any] = {
+            **(asdict(outcome) if outcome is not None else {"model": model, "month": month}),
+            "action": decision.action,
+            "breach": decision.breach,
+            "retrain": decision.retrain,
+            "approval": decision.approval,
+            "reasons": list(decision.reasons),
+        }
+        if outcome is not None and decision.retrain:
+            emit_breach(model, month, outcome.version, list(decision.reasons), breach_metrics(outcome))
+        if decision.action == "first_fit":
+            result["promotion"] = asdict(train_flow(settings, model, month, decision.approval))
+        return result
 
 
 @flow(name="federated-deployed", flow_run_name="federated {job_id}")
@@ -142,4 +153,5 @@ def federated_deployed(job_id: str, epochs: int = 5) -> dict[str, Any]:
     """Run the vertical federated training job between the two parties."""
     from flows.federated import federated_training
 
-    return federated_training(_settings(), job_id, epochs)
+    with _deployed() as settings:
+        return federated_training(settings, job_id, epochs)

@@ -127,7 +127,7 @@ def run_month(settings: Settings, month: str, tools: Tools | None = None) -> Mon
     _timed(record, "ingest", t)
 
     t = time.perf_counter()
-    state = validate_month(settings, month, return_state=True)
+    state = validate_month(settings, month, tools, return_state=True)
     if state.is_failed():
         error = state.result(raise_on_failure=False)
         if not isinstance(error, MonthQuarantined):

@@ -7,6 +7,7 @@ from prefect.cache_policies import NONE
 
 from orchard.contracts import ValidationOutcome, validate_batch
 from orchard.errors import ContractViolation, OrchardError
+from orchard.lifecycle.tools import Tools
 from orchard.settings import Settings
 
 
@@ -22,15 +23,17 @@ class MonthQuarantined(OrchardError):
 
 
 @task(name="validate-month", cache_policy=NONE)
-def validate_month(settings: Settings, month: str) -> list[ValidationOutcome]:
+def validate_month(settings: Settings, month: str, tools: Tools | None = None) -> list[ValidationOutcome]:
     """Validate every source of the month; raise naming each broken expectation if any batch failed.
 
     A batch that passed with warnings (checks of severity warn) is in silver; its warnings are in its outcome.
+    `tools` are the run's (a month validated alone opens the GE project for itself).
     """
+    contracts = (tools or Tools()).contracts(settings)
     outcomes, violations = [], []
     for source in settings.portfolio_def.sources:
         try:
-            outcomes.append(validate_batch(settings, source, month))
+            outcomes.append(validate_batch(settings, source, month, contracts))
         except ContractViolation as violation:
             violations.append(violation)
     if violations:

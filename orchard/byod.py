@@ -29,7 +29,7 @@ from model_registry.registry import register_model
 from orchard import __version__
 from orchard.atomic import file_sha256
 from orchard.byod_spec import ByodSpec, data_path, load_spec
-from orchard.contracts.gx_project import validate_frame
+from orchard.contracts.gx_project import GxProject
 from orchard.contracts.report import describe_failure
 from orchard.credit.metrics import score_psi
 from orchard.credit.scorecard import scorecard_of
@@ -171,7 +171,7 @@ def _describe(spec: ByodSpec, item: dict[str, Any]) -> str:
 
 def _validate_contract(settings: Settings, spec: ByodSpec, frame: pd.DataFrame) -> str:
     suite = build_byod_suite(spec)
-    result = validate_frame(settings.gx_dir, f"byod_{spec.name}", frame, suite)
+    result = GxProject(settings.gx_dir).validate(f"byod_{spec.name}", frame, suite)
     if not result.success:
         failed = [i for i in result.to_json_dict().get("results", []) if not i.get("success")]
         raise OrchardError(

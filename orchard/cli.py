@@ -12,15 +12,19 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 from rich.console import Console
 
 from orchard.errors import OrchardError, ServiceUnreachable
+
+if TYPE_CHECKING:
+    from orchard.settings import Settings
 
 app = typer.Typer(
     help="Orchard: the lifecycle of consumer-credit risk models.",
@@ -116,23 +120,26 @@ def _before_flows() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
-def _settings(**overrides: object):
-    from orchard.runtime import load_settings, prepare
+@contextmanager
+def _settings(**overrides: object) -> Iterator[Settings]:
+    """Yield the command's settings, the tools pointed at its home for the command (orchard.runtime.tool_scope)."""
+    from orchard.runtime import load_settings, tool_scope
 
-    return prepare(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
+    with tool_scope(load_settings(**{k: v for k, v in overrides.items() if v is not None})) as settings:
+        yield settings
 
 
 @app.command()
 @_one_line_errors
 def simulate() -> None:
     """Write the simulator's monthly landing files (seeded; see README for the generative story)."""
-    settings = _settings()
-    from orchard.simulate import simulate as run_simulation
+    with _settings() as settings:
+        from orchard.simulate import simulate as run_simulation
 
-    summary = run_simulation(settings)
-    console.print(
-        f"wrote {len(summary.months)} months x {len(summary.rows)} sources to {settings.landing_dir}"
-    )
+        summary = run_simulation(settings)
+        console.print(
+            f"wrote {len(summary.months)} months x {len(summary.rows)} sources to {settings.landing_dir}"
+        )
 
 
 @app.command()
@@ -150,19 +157,19 @@ def demo(
     from orchard.months import month_range, parse_month
     from orchard.settings import DEMO_PORTFOLIO
 
-    settings = _settings(portfolio=portfolio or DEMO_PORTFOLIO)
-    if not settings.portfolio_def.simulated:
-        raise OrchardError(
-            f"portfolio {settings.portfolio_def.name} is not simulated: run a lender's data with "
-            f"`orchard run --portfolio {portfolio}`"
-        )
-    last = parse_month(until) if until else settings.end_month
-    if last not in month_range(settings.start_month, settings.end_month):
-        raise OrchardError(
-            f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
-        )
-    console.print(f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/")
-    _run_lifecycle(settings, last, shock_month=settings.simulation.shock_month)
+    with _settings(portfolio=portfolio or DEMO_PORTFOLIO) as settings:
+        if not settings.portfolio_def.simulated:
+            raise OrchardError(
+                f"portfolio {settings.portfolio_def.name} is not simulated: run a lender's data with "
+                f"`orchard run --portfolio {portfolio}`"
+            )
+        last = parse_month(until) if until else settings.end_month
+        if last not in month_range(settings.start_month, settings.end_month):
+            raise OrchardError(
+                f"unknown month {last}: the lifecycle runs {settings.start_month}..{settings.end_month}"
+            )
+        console.print(f"Orchard demo {settings.start_month}..{last}, state in {settings.home}/")
+        _run_lifecycle(settings, last, shock_month=settings.simulation.shock_month)
 
 
 @app.command()
@@ -176,17 +183,17 @@ def run(
     """Run a portfolio's lifecycle over every landed period not done yet, in order (resumable, idempotent)."""
     from orchard.lifecycle.plan import plan_run
 
-    settings = _settings(portfolio=portfolio)
-    plan = plan_run(settings, until)
-    for line in plan.report():
-        console.print(line, soft_wrap=True, highlight=False)
-    if not plan.months:
-        raise OrchardError(f"nothing to run: {plan.first} has not landed for every source")
-    settings = settings.model_copy(update={"start_month": plan.first, "end_month": plan.months[-1]})
-    console.print(f"Orchard run of portfolio {settings.portfolio_def.name}, state in {settings.home}/")
-    _run_lifecycle(settings, plan.months[-1], shock_month=None)
-    if plan.missing:
-        raise typer.Exit(3)  # the run stopped at a missing period: a scheduler sees it did not finish
+    with _settings(portfolio=portfolio) as settings:
+        plan = plan_run(settings, until)
+        for line in plan.report():
+            console.print(line, soft_wrap=True, highlight=False)
+        if not plan.months:
+            raise OrchardError(f"nothing to run: {plan.first} has not landed for every source")
+        settings = settings.model_copy(update={"start_month": plan.first, "end_month": plan.months[-1]})
+        console.print(f"Orchard run of portfolio {settings.portfolio_def.name}, state in {settings.home}/")
+        _run_lifecycle(settings, plan.months[-1], shock_month=None)
+        if plan.missing:
+            raise typer.Exit(3)  # the run stopped at a missing period: a scheduler sees it did not finish
 
 
 @app.command()
@@ -277,14 +284,15 @@ def ingest(month: Annotated[str, typer.Option(help="the month to ingest (YYYY-MM
     """Ingest one month's landing files into bronze (Prefect flow; idempotent by batch id)."""
     from orchard.months import parse_month
 
-    settings, month = _settings(), parse_month(month)
-    _before_flows()
-    from flows.ingest import ingest_flow
+    month = parse_month(month)
+    with _settings() as settings:
+        _before_flows()
+        from flows.ingest import ingest_flow
 
-    for result in ingest_flow(settings, month):
-        console.print(
-            f"{result.batch_id}: {'ingested' if result.created else 'already in bronze'} ({result.rows} rows)"
-        )
+        for result in ingest_flow(settings, month):
+            console.print(
+                f"{result.batch_id}: {'ingested' if result.created else 'already in bronze'} ({result.rows} rows)"
+            )
 
 
 @app.command()
@@ -293,12 +301,13 @@ def validate(month: Annotated[str, typer.Option(help="the month to validate (YYY
     """Validate one month's bronze batches against their contracts (quarantine on failure)."""
     from orchard.months import parse_month
 
-    settings, month = _settings(), parse_month(month)
-    _before_flows()
-    from flows.validate import validate_flow
+    month = parse_month(month)
+    with _settings() as settings:
+        _before_flows()
+        from flows.validate import validate_flow
 
-    for outcome in validate_flow(settings, month):
-        console.print(f"{outcome.batch_id}: valid, in silver")
+        for outcome in validate_flow(settings, month):
+            console.print(f"{outcome.batch_id}: valid, in silver")
 
 
 @app.command()
@@ -311,19 +320,19 @@ def ui(
 
     from orchard.ui import start_uis, stop_uis, ui_services
 
-    settings = _settings()
-    services = ui_services(settings, base_port=base_port)
-    # a plain `kill` (SIGTERM) must stop the UIs as Ctrl-C does, not leave them running
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    processes = start_uis(settings, services, settings.logs_dir)
-    for service in services:
-        console.print(f"{service.name:>9}: {service.url}")
-    console.print("Ctrl-C stops them.")
-    try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-    finally:
-        stop_uis(processes)
+    with _settings() as settings:
+        services = ui_services(settings, base_port=base_port)
+        # a plain `kill` (SIGTERM) must stop the UIs as Ctrl-C does, not leave them running
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        processes = start_uis(settings, services, settings.logs_dir)
+        for service in services:
+            console.print(f"{service.name:>9}: {service.url}")
+        console.print("Ctrl-C stops them.")
+        try:
+            while all(p.poll() is None for p in processes):
+                time.sleep(1)
+        finally:
+            stop_uis(processes)
 
 
 @app.command()
@@ -358,7 +367,8 @@ def byod(
     from orchard.byod import format_byod_result, run_byod
 
     _quiet_tools()  # after the imports (MLflow configures its loggers when imported), before the run
-    console.print(format_byod_result(run_byod(_settings(), spec)), soft_wrap=True, highlight=False)
+    with _settings() as settings:
+        console.print(format_byod_result(run_byod(settings, spec)), soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -379,12 +389,12 @@ def promote(
     from model_registry.governance import promote_command
     from orchard.lifecycle.ledger import last_recorded_month
 
-    settings = _settings()
-    # without --month, the decision takes effect in the last month the lifecycle finished (or later)
-    text = promote_command(
-        settings, model, version, approver, reason, override, month, last_recorded_month(settings)
-    )
-    console.print(text, soft_wrap=True)
+    with _settings() as settings:
+        # without --month, the decision takes effect in the last month the lifecycle finished (or later)
+        text = promote_command(
+            settings, model, version, approver, reason, override, month, last_recorded_month(settings)
+        )
+        console.print(text, soft_wrap=True)
 
 
 @app.command()
@@ -398,10 +408,10 @@ def rollback(
     from model_registry.governance import rollback_command
     from orchard.lifecycle.ledger import last_recorded_month
 
-    settings = _settings()
-    console.print(
-        rollback_command(settings, model, approver, reason, last_recorded_month(settings)), soft_wrap=True
-    )
+    with _settings() as settings:
+        console.print(
+            rollback_command(settings, model, approver, reason, last_recorded_month(settings)), soft_wrap=True
+        )
 
 
 @app.command()
@@ -415,11 +425,11 @@ def history(
     """Which version was champion at a moment, and why it changed (append-only record)."""
     from model_registry.governance import history_command, verify_history
 
-    settings = _settings()
-    console.print(history_command(settings, model, at), soft_wrap=True, highlight=False)
-    check = verify_history(settings, model)
-    if not check.ok:
-        raise OrchardError(f"history of {model} is inconsistent with MLflow: {'; '.join(check.problems)}")
+    with _settings() as settings:
+        console.print(history_command(settings, model, at), soft_wrap=True, highlight=False)
+        check = verify_history(settings, model)
+        if not check.ok:
+            raise OrchardError(f"history of {model} is inconsistent with MLflow: {'; '.join(check.problems)}")
 
 
 @app.command()
@@ -441,9 +451,10 @@ def party(
     """One party of a vertical federated job (PSI + Paillier-encrypted logistic regression) over loopback HTTP."""
     from orchard.federated.party import party_command
 
-    summary = party_command(
-        _settings(), role, port, data, key_file, job_file, result_file, record_dir, idle_timeout
-    )
+    with _settings() as settings:
+        summary = party_command(
+            settings, role, port, data, key_file, job_file, result_file, record_dir, idle_timeout
+        )
     console.print(summary, soft_wrap=True)
 
 
@@ -456,7 +467,8 @@ def serve(
     """Start the real-time decision API (FastAPI under uvicorn); needs ORCHARD_API_KEY."""
     from orchard.serving.app import serve_command
 
-    serve_command(_settings(), host, port)
+    with _settings() as settings:
+        serve_command(settings, host, port)
 
 
 @app.command()
@@ -465,7 +477,8 @@ def replay(request_id: Annotated[str, typer.Argument(help="the request id of a l
     """Reproduce a logged decision exactly from its logged inputs and recorded model versions."""
     from orchard.serving.replay import replay_command
 
-    console.print(replay_command(_settings(), request_id), soft_wrap=True, highlight=False)
+    with _settings() as settings:
+        console.print(replay_command(settings, request_id), soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -476,7 +489,8 @@ def up(
     """Start the production services on loopback (MLflow + basic-auth, Prefect server + worker) with PID files."""
     from orchard.services import up_command
 
-    console.print(up_command(_settings(), profile), soft_wrap=True)
+    with _settings() as settings:
+        console.print(up_command(settings, profile), soft_wrap=True)
 
 
 @app.command()
@@ -485,7 +499,8 @@ def down() -> None:
     """Stop the services `orchard up` started (only those, by their PID files)."""
     from orchard.services import down_command
 
-    console.print(down_command(_settings()), soft_wrap=True)
+    with _settings() as settings:
+        console.print(down_command(settings), soft_wrap=True)
 
 
 audit_app = typer.Typer(
@@ -500,7 +515,8 @@ def audit_verify() -> None:
     """Verify governance triggers, the hash chains and MLflow aliases against the record; name what is broken."""
     from orchard.serving.audit import audit_command
 
-    console.print(audit_command(_settings()), soft_wrap=True, highlight=False)
+    with _settings() as settings:
+        console.print(audit_command(settings), soft_wrap=True, highlight=False)
 
 
 @audit_app.command("migrate")
@@ -520,11 +536,11 @@ def audit_migrate(
     """Upgrade a home written before hash chains: report, then (with the flag) chain, seal and record who did it."""
     from orchard.serving.migrate import find_unchained, migrate_command
 
-    settings = _settings()
-    found = find_unchained(settings)
-    console.print(found.report(), soft_wrap=True, highlight=False)
-    text = migrate_command(settings, found, accept=accept_unchained_history, dry_run=dry_run)
-    console.print(text, soft_wrap=True, highlight=False)
+    with _settings() as settings:
+        found = find_unchained(settings)
+        console.print(found.report(), soft_wrap=True, highlight=False)
+        text = migrate_command(settings, found, accept=accept_unchained_history, dry_run=dry_run)
+        console.print(text, soft_wrap=True, highlight=False)
 
 
 def main() -> None:

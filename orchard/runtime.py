@@ -1,4 +1,4 @@
-"""Start-up at the edge: build the settings, check the state folder, point the tools at it."""
+"""Start-up at the edge: build the settings, check the state folder, point the tools at it for the command."""
 
 from __future__ import annotations
 
@@ -57,8 +57,15 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def prepare(settings: Settings) -> Settings:
-    """Make the state folder usable and point Prefect, MLflow, Feast, GE and Evidently at it."""
+@contextmanager
+def tool_scope(settings: Settings) -> Iterator[Settings]:
+    """Make the state folder usable and point the tools at it for a block: a CLI command, a deployed flow run.
+
+    Prefect's home and server, MLflow's login and every tool's telemetry switch are read by the tools from the
+    environment only, so the edge sets them for the block and restores them after. Nothing below the edge
+    reads the environment: Orchard's functions take the settings, and build the MLflow client, the Feast store
+    and the GE project from them (orchard.lifecycle.tools).
+    """
     ensure_writable(settings.home)
-    os.environ.update(tool_environment(settings))
-    return settings
+    with environment(tool_environment(settings)):
+        yield settings

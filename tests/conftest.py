@@ -59,7 +59,7 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
 
 
 def _small_lifecycle(folder: Path) -> None:
-    from tests.e2e.lifecycle_helpers import run_demo
+    from orchard.testing.small_lifecycle import run_demo
 
     result = run_demo(folder / "orchard")
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

@@ -6,7 +6,6 @@ always be traced to the keys its batch was checked against; the Great Expectatio
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,27 +56,38 @@ def read_reference(path: Path) -> np.ndarray:
     return pq.read_table(path, columns=[HASH]).column(HASH).to_numpy()
 
 
-@functools.lru_cache(maxsize=4096)
-def _file_keys(path: Path, columns: tuple[str, ...], mtime_ns: int, size: int) -> np.ndarray:
-    """Return the key hashes of a lake file (memoised by path, columns, mtime and size: files are immutable)."""
-    frame = pq.read_table(path, columns=list(columns)).to_pandas()
-    return key_hashes(frame, list(columns))[0]
+def _file_keys(path: Path, columns: list[str]) -> np.ndarray:
+    frame = pq.read_table(path, columns=columns).to_pandas()
+    return key_hashes(frame, columns)[0]
 
 
-def _batch_keys(path: Path, columns: list[str]) -> np.ndarray:
+def _batch_keys(path: Path, columns: list[str], cache: dict[tuple, np.ndarray]) -> np.ndarray:
+    """Return the key hashes of a lake file, kept in cache by path, columns, mtime and size (files are immutable)."""
     if not path.is_file():
         return np.zeros(0, dtype=np.uint64)
     stat = path.stat()
-    return _file_keys(path.resolve(), tuple(columns), stat.st_mtime_ns, stat.st_size)
+    key = (str(path.resolve()), tuple(columns), stat.st_mtime_ns, stat.st_size)
+    if key not in cache:
+        cache[key] = _file_keys(path, columns)
+    return cache[key]
 
 
 def lake_keys(
-    settings: Settings, source: str, columns: list[str], months: list[str], quarantined: bool
+    settings: Settings,
+    source: str,
+    columns: list[str],
+    months: list[str],
+    quarantined: bool,
+    cache: dict[tuple, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Return the unique key hashes of a source's batches of the given months in silver (and quarantine)."""
-    parts = [_batch_keys(silver_path(settings, source, m), columns) for m in months]
+    """Return the unique key hashes of a source's batches of the given months in silver (and quarantine).
+
+    `cache` keeps each file's hashes for the caller's run (a run validates every month against all earlier ones).
+    """
+    cache = {} if cache is None else cache
+    parts = [_batch_keys(silver_path(settings, source, m), columns, cache) for m in months]
     if quarantined:
-        parts += [_batch_keys(quarantine_dir(settings, source, m) / DATA, columns) for m in months]
+        parts += [_batch_keys(quarantine_dir(settings, source, m) / DATA, columns, cache) for m in months]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 

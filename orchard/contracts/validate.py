@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from orchard.atomic import write_json, write_json_if_changed
 from orchard.contracts.bounds import History, learn_checks
-from orchard.contracts.gx_project import publish_result, validate_frame
+from orchard.contracts.gx_project import GxProject
 from orchard.contracts.history_store import accepted_history, forget_rejected, record_accepted
 from orchard.contracts.profile import batch_profile, profile_columns
 from orchard.contracts.reference import key_share, lake_keys, lake_months, read_reference, write_reference
@@ -43,6 +44,19 @@ from orchard.sources import SourceSpec, batch_id
 logger = logging.getLogger(__name__)
 
 VALIDATION = "validation.json"
+
+
+@dataclass
+class ContractTools:
+    """What validating batches reuses within a run: the home's GE project and the key hashes of lake files."""
+
+    project: GxProject
+    file_keys: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: Settings) -> ContractTools:
+        """Return fresh tools on the settings' GE project (opened on first use)."""
+        return cls(GxProject(settings.gx_dir))
 
 
 @dataclass(frozen=True)
@@ -90,15 +104,17 @@ def _atomic_folder(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def _references(settings: Settings, spec: SourceSpec, month: str, history: History) -> dict[str, str]:
+def _references(
+    settings: Settings, spec: SourceSpec, month: str, history: History, cache: dict[tuple, np.ndarray]
+) -> dict[str, str]:
     """Store the key sets the batch is checked against: its own earlier accepted keys and each foreign key's."""
     accepted = [b[len(spec.name) + 1 :] for b in history.batches]
-    own = lake_keys(settings, spec.name, list(spec.key), accepted, quarantined=False)
+    own = lake_keys(settings, spec.name, list(spec.key), accepted, quarantined=False, cache=cache)
     paths = {KEY_REUSE: str(write_reference(settings, spec.name, month, KEY_REUSE, own))}
     for column, target in spec.foreign_keys:
         source, target_column = target.split(".")
         months = lake_months(settings, source, month)
-        keys = lake_keys(settings, source, [target_column], months, quarantined=True)
+        keys = lake_keys(settings, source, [target_column], months, quarantined=True, cache=cache)
         paths[column] = str(write_reference(settings, spec.name, month, f"fk_{column}", keys))
     return paths
 
@@ -125,8 +141,14 @@ def _failed_by_severity(result_json: dict[str, Any]) -> tuple[dict[str, Any], di
     return {"results": blocking}, {"results": warning}
 
 
-def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcome:
-    """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising."""
+def check_batch(
+    settings: Settings, source: str, month: str, tools: ContractTools | None = None
+) -> ValidationOutcome:
+    """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising.
+
+    `tools` (the GE project, lake key hashes) are the run's; a batch validated alone opens its own.
+    """
+    tools = tools or ContractTools.of(settings)
     spec = get_source(settings, source)
     parse_month(month)
     bid = batch_id(source, month)
@@ -136,10 +158,10 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
     nullable = {c.name for c in spec.columns if c.nullable}
     fk_columns = [column for column, _ in spec.foreign_keys]
     learnt = learn_checks(profile_columns(spec), nullable, fk_columns, history, spec.contract)
-    references = _references(settings, spec, month, history)
+    references = _references(settings, spec, month, history, tools.file_keys)
     suite = build_suite(spec, month, settings.simulation.n_users, HistoryContract(learnt, references))
 
-    result = validate_frame(settings.gx_dir, source, df, suite)
+    result = tools.project.validate(source, df, suite)
     result_json = stable_result(result.to_json_dict())
     blocking, warning = _failed_by_severity(result_json)
     broken = broken_expectations(blocking)
@@ -159,7 +181,7 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
         docs = None
         if warnings:
             logger.warning("batch %s passed with warnings: %s", bid, "; ".join(warnings))
-            docs = publish_result(settings.gx_dir, suite, result, bid, run_time)
+            docs = tools.project.publish(suite, result, bid, run_time)
         return ValidationOutcome(
             source, month, bid, True, [], target, docs, silver, None, warnings, learnt.note
         )
@@ -197,7 +219,7 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
                 learnt.note,
             )
 
-    docs = publish_result(settings.gx_dir, suite, result, bid, run_time)
+    docs = tools.project.publish(suite, result, bid, run_time)
     with _atomic_folder(folder) as tmp:
         shutil.copyfile(bronze_dir(settings, source, month) / DATA, tmp / DATA)
         write_json(result_json, tmp / VALIDATION)
@@ -208,9 +230,11 @@ def check_batch(settings: Settings, source: str, month: str) -> ValidationOutcom
     )
 
 
-def validate_batch(settings: Settings, source: str, month: str) -> ValidationOutcome:
+def validate_batch(
+    settings: Settings, source: str, month: str, tools: ContractTools | None = None
+) -> ValidationOutcome:
     """Validate an ingested batch: pass -> silver and the outcome; fail -> quarantine and ContractViolation."""
-    outcome = check_batch(settings, source, month)
+    outcome = check_batch(settings, source, month, tools)
     if not outcome.success:
         raise ContractViolation(source, outcome.batch_id, outcome.broken, str(outcome.quarantine_path))
     return outcome

@@ -4,6 +4,8 @@ The lifecycle flow (`orchard demo`, `orchard run`), a deployed monitor or train 
 make one `Tools`, pass it to the use cases they call, and close it when they end: nothing stays behind in the
 process. A use case called without one (a test, a one-off call) makes its own for that call. It holds:
 - the Feast store of the home (opening one costs ~0.2 s; training and scoring read through it every month);
+- the Great Expectations project (its context and batch definitions) and the key hashes of lake files its
+  reference checks read (every month's batches are checked against the keys of all earlier ones);
 - the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions.
@@ -19,6 +21,7 @@ from typing import Any
 import pandas as pd
 from feast import FeatureStore
 
+from orchard.contracts import ContractTools
 from orchard.feature_store import open_store
 from orchard.settings import Settings
 
@@ -28,12 +31,13 @@ JOINED_KEEP = 6
 
 @dataclass
 class Tools:
-    """The open Feast store and the caches of one run (see the module docstring)."""
+    """The open Feast store, GE project and caches of one run (see the module docstring)."""
 
     joined: OrderedDict[tuple, pd.DataFrame] = field(default_factory=OrderedDict)
     models: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     train_keys: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _store: tuple[str, FeatureStore] | None = None
+    _contracts: tuple[str, ContractTools] | None = None
 
     def feature_store(self, settings: Settings) -> FeatureStore:
         """Return the home's Feast store, opened on first use (again if the settings name another home)."""
@@ -41,6 +45,13 @@ class Tools:
         if self._store is None or self._store[0] != key:
             self._store = (key, open_store(settings))
         return self._store[1]
+
+    def contracts(self, settings: Settings) -> ContractTools:
+        """Return the home's GE project and lake key hashes, opened on first use (again for another home)."""
+        key = str(settings.gx_dir.resolve())
+        if self._contracts is None or self._contracts[0] != key:
+            self._contracts = (key, ContractTools.of(settings))
+        return self._contracts[1]
 
     def joined_frame(self, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """Return the join kept under key, or make, keep (the JOINED_KEEP most recent) and return it."""
@@ -52,8 +63,9 @@ class Tools:
         return self.joined[key]
 
     def close(self) -> None:
-        """Drop the store and every cached object (the run is over)."""
+        """Drop the store, the GE project and every cached object (the run is over)."""
         self._store = None
+        self._contracts = None
         self.joined.clear()
         self.models.clear()
         self.train_keys.clear()

@@ -1,8 +1,9 @@
-"""A small real lifecycle home for the serving tests and the decision-latency benchmark: lake, Feast online store, registered models.
+"""A small real lifecycle home for the serving tests and the decision-latency benchmark: lake, Feast online store,
+registered models and their governance record.
 
-Built once per folder (a marker file makes a second call free): simulate 2019-01..2019-07 for 2 000 users,
-ingest + validate + features + materialize every month, train application_pd at 2019-06 and 2019-07 (two
-versions, the first is champion) and application_fraud at 2019-07 (champion).
+It is the small lifecycle's home (orchard.testing.small_lifecycle): the serving tests work on a copy of the
+test run's one small lifecycle, the benchmark runs one of its own. application_pd and application_fraud have two
+versions each there; the tests move application_pd's champion between its first two versions.
 """
 
 from __future__ import annotations
@@ -21,47 +22,29 @@ from typing import Any
 from pydantic import SecretStr
 
 from model_registry.governance import request_promotion
-from model_registry.registry import champion_version
-from orchard.contracts import validate_batch
-from orchard.feature_store import apply_definitions, materialize_month, update_offline_tables
-from orchard.lake import ingest_batch, read_silver
-from orchard.lifecycle.tools import Tools
-from orchard.lifecycle.training import train_and_register
-from orchard.model_specs import model_spec
-from orchard.months import month_range
+from model_registry.registry import champion_version, trained_months
+from orchard.lake import read_silver
 from orchard.runtime import environment
 from orchard.settings import ServingConfig, Settings, tool_environment
-from orchard.simulate import simulate
-from orchard.testing.demo import SHORT_LABELS, demo_model, demo_sources, demo_variant
+from orchard.testing.demo import demo_model
 from orchard.testing.services import free_port
+from orchard.testing.small_lifecycle import SMALL, copy_home, flat_environment, run_demo
 
 APPLICATION_FRAUD = demo_model("application_fraud")
 APPLICATION_PD = demo_model("application_pd")
-SOURCES = demo_sources()
 
 log = logging.getLogger(__name__)
 
-SMALL = {
-    "n_users": 2_000,
-    "start_month": "2019-01",
-    "end_month": "2019-07",
-    "corrupt_batches": [],
-}
-"""The serving home's settings by their flat names (what a container of it gets as ORCHARD_* variables)."""
-SMALL_POLICY = {"min_mature_vintages": 3, "oot_months": 1}
-_MARKER = "serving_home.json"
-
-
-# The serving tests act as one configured operator who holds the override role (the small home gates nothing).
+# The serving tests act as one configured operator who holds the override role (they move champions by hand).
 OPERATOR = "serving-tests"
 
 
 def serving_settings(home: Path) -> Settings:
-    """Return the small settings of a serving home (explicit values, never the user's environment).
+    """Return the settings of a serving home (explicit values, never the user's environment).
 
-    Its portfolio is the demo's with short labels and a small policy, written beside the home.
+    Its portfolio is the one the home's lifecycle ran on (the home's portfolio marker names its folder).
     """
-    portfolio = demo_variant(home.parent / f"{home.name}-portfolio", policy=SMALL_POLICY, labels=SHORT_LABELS)
+    portfolio = json.loads((home / "portfolio.json").read_text())["folder"]
     return Settings.model_validate(
         {
             "home": home,
@@ -74,7 +57,7 @@ def serving_settings(home: Path) -> Settings:
 
 
 def promote(settings: Settings, model: str, version: int, month: str) -> None:
-    """Make a version champion through governance (recorded override: the small home has no gate results).
+    """Make a version champion through governance (a recorded override: the tests move champions by hand).
 
     Serving trusts the governance record, not the MLflow alias, so the tests move champions the way a person
     does; the first promotion takes effect in `month`, later ones in the model's last recorded month.
@@ -85,43 +68,43 @@ def promote(settings: Settings, model: str, version: int, month: str) -> None:
         model,
         version,
         reason="serving test fixture",
-        override_reason="small test home: no gate",
+        override_reason="serving test: champion moved by hand",
         effective_month=month if first else None,
     )
     if approval.outcome not in ("approved", "unchanged"):
         raise RuntimeError(f"the serving home's promotion of {model} v{version} was {approval.outcome}")
 
 
-def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
-    """Build (or reuse) a serving home; return its settings and the registered versions per model."""
+def served_versions(settings: Settings) -> dict[str, list[int]]:
+    """Return the versions the serving tests use: application_pd's first two, application_fraud's champion."""
+    pd_versions = sorted(trained_months(settings, APPLICATION_PD.name))[:2]
+    fraud = champion_version(settings, APPLICATION_FRAUD.name)
+    if len(pd_versions) < 2 or fraud is None:
+        raise RuntimeError(
+            f"the serving home at {settings.home} needs two {APPLICATION_PD.name} versions and a "
+            f"{APPLICATION_FRAUD.name} champion; it has {pd_versions} and champion {fraud}"
+        )
+    return {APPLICATION_PD.name: pd_versions, APPLICATION_FRAUD.name: [fraud]}
+
+
+def copy_serving_home(lifecycle_home: Path, home: Path) -> tuple[Settings, dict[str, list[int]]]:
+    """Copy a small lifecycle's home to home (once) and return its settings and the versions the tests use."""
+    if not home.exists():
+        copy_home(lifecycle_home, home)
     settings = serving_settings(home)
-    marker = home / _MARKER
-    if marker.exists():
-        return settings, json.loads(marker.read_text())
-    simulate(settings)
-    months = month_range(settings.start_month, settings.end_month)
-    for month in months:
-        for source in SOURCES:
-            ingest_batch(settings, source, month)
-            validate_batch(settings, source, month)
-        update_offline_tables(settings)
-        apply_definitions(settings)
-        materialize_month(settings, month)
-    application_pd = model_spec(settings.portfolio_def, APPLICATION_PD.name)
-    with Tools() as tools:
-        pd_first = train_and_register(settings, application_pd, "2019-06", tools)
-        pd_second = train_and_register(settings, application_pd, "2019-07", tools)
-        fraud_spec = model_spec(settings.portfolio_def, APPLICATION_FRAUD.name)
-        fraud = train_and_register(settings, fraud_spec, "2019-07", tools)
-    promote(settings, APPLICATION_PD.name, pd_first.version, "2019-06")
-    promote(settings, APPLICATION_FRAUD.name, fraud.version, "2019-07")
-    versions = {
-        APPLICATION_PD.name: [pd_first.version, pd_second.version],
-        APPLICATION_FRAUD.name: [fraud.version],
-    }
-    marker.write_text(json.dumps(versions))
-    log.info("serving home built at %s: %s", home, versions)
-    return settings, versions
+    return settings, served_versions(settings)
+
+
+def build_serving_home(home: Path) -> tuple[Settings, dict[str, list[int]]]:
+    """Run the small lifecycle at home (once; a second call reuses it); return its settings and versions."""
+    if not (home / "state" / "months").is_dir():
+        result = run_demo(home)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"the small lifecycle failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+    settings = serving_settings(home)
+    return settings, served_versions(settings)
 
 
 API_KEY = "test-key"
@@ -156,9 +139,8 @@ def server_env(settings: Settings, **more: str) -> dict[str, str]:
     """Return the environment a container gets: ORCHARD_* settings of a serving home and the tools' variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
     env.update(tool_environment(settings))
-    env.update(
-        {f"ORCHARD_{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in SMALL.items()}
-    )
+    env.update(flat_environment(SMALL))
+    env["ORCHARD_PORTFOLIO"] = str(settings.portfolio)
     env.update({"ORCHARD_HOME": str(settings.home), "ORCHARD_API_KEY": API_KEY, "ORCHARD_IDENTITY": OPERATOR})
     env.update(more)
     return env

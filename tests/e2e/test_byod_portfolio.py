@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from orchard.portfolio.from_byod import partial_last_month, write_byod_portfolio
+from orchard.testing.small_lifecycle import run_orchard
 from tests.byod_data import byod_file
-from tests.e2e.lifecycle_helpers import run_orchard
 from tests.ui_helpers import running_uis
 
 pytestmark = pytest.mark.slow(seconds=35)

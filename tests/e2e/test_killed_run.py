@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.lifecycle_helpers import demo_cmd, final_state, orchard_env, run_demo
+from orchard.testing.small_lifecycle import demo_cmd, final_state, orchard_env, run_demo
 
 pytestmark = pytest.mark.slow(seconds=100)
 

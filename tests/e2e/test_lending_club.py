@@ -23,7 +23,7 @@ from orchard.atomic import file_sha256
 from orchard.lifecycle.ledger import load_month
 from orchard.serving.app import create_app
 from orchard.settings import Settings
-from tests.e2e.lifecycle_helpers import final_state, run_orchard
+from orchard.testing.small_lifecycle import final_state, run_orchard
 
 pytestmark = pytest.mark.slow(seconds=50)
 

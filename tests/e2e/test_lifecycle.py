@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from model_registry.registry import load_model
 from orchard.settings import Settings
 from orchard.testing.demo import demo_models
-from tests.e2e.lifecycle_helpers import final_state, run_demo
+from orchard.testing.small_lifecycle import final_state, run_demo
 
 MODEL_SPECS = demo_models()
 

@@ -16,7 +16,7 @@ from orchard.model_specs import model_spec
 from orchard.populations import population
 from orchard.settings import Settings
 from orchard.testing.demo import demo_variant, simulated_silver
-from tests.e2e.lifecycle_helpers import SMALL_LABELS, SMALL_POLICY, run_orchard
+from orchard.testing.small_lifecycle import SMALL_LABELS, SMALL_POLICY, run_orchard
 
 pytestmark = pytest.mark.slow(seconds=40)
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from model_registry.registry import champion_version
 from orchard.errors import OrchardError
 from orchard.feature_store import open_store
 from orchard.serving.app import create_app
@@ -24,18 +25,27 @@ from tests.integration.serving_home import serving_home_fixture  # noqa: F401  (
 
 APPLICATIONS = demo_source("applications")
 APPLICATION_PD = demo_model("application_pd")
+APPLICATION_FRAUD = demo_model("application_fraud")
 SERVED_SPECS = served_models()
 
 pytestmark = pytest.mark.slow  # the shared lifecycle home takes ~2 minutes to build once per session
 
 DECIDE = "/v1/decisions/application"
+PD_VERSION = 1
+"""The application_pd version the module serves (the first of the serving home)."""
 
 
 @pytest.fixture(scope="module")
 def home(serving_home: tuple[Settings, dict[str, list[int]]]) -> Settings:
     settings, versions = serving_home
-    promote(settings, APPLICATION_PD.name, versions[APPLICATION_PD.name][0], "2019-06")
+    promote(settings, APPLICATION_PD.name, PD_VERSION, "2019-06")
+    assert versions[APPLICATION_PD.name][0] == PD_VERSION
     return settings
+
+
+@pytest.fixture(scope="module")
+def fraud_version(serving_home: tuple[Settings, dict[str, list[int]]]) -> int:
+    return serving_home[1][APPLICATION_FRAUD.name][0]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +66,7 @@ def test_health_and_ready_need_no_key_everything_else_does(client: TestClient, b
     # Then both answer, and readiness names the loaded champions
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert ready.status_code == 200, ready.text
-    assert ready.json()["model_versions"]["application_pd"] == 1, ready.json()
+    assert ready.json()["model_versions"]["application_pd"] == PD_VERSION, ready.json()
     # And every other route refuses a missing or wrong key with 401 naming the header
     for headers in ({}, {"X-API-Key": "wrong"}):
         for response in (
@@ -70,7 +80,9 @@ def test_health_and_ready_need_no_key_everything_else_does(client: TestClient, b
     assert client.get("/openapi.json", headers=HEADERS).status_code == 200
 
 
-def test_a_known_customer_gets_a_full_decision(client: TestClient, bodies: list[dict]) -> None:
+def test_a_known_customer_gets_a_full_decision(
+    client: TestClient, bodies: list[dict], fraud_version: int
+) -> None:
     # Given a real applicant of the last month
     # When the application is decided
     response = client.post(DECIDE, json=bodies[0], headers=HEADERS)
@@ -82,7 +94,9 @@ def test_a_known_customer_gets_a_full_decision(client: TestClient, bodies: list[
     assert 1 <= len(body["reasons"]) <= 4 and all(r["code"].startswith("RC_") for r in body["reasons"])
     losses = [r["points_lost"] for r in body["reasons"]]
     assert losses == sorted(losses, reverse=True), f"reasons must come largest first: {losses}"
-    assert body["model_versions"] == {"application_pd": 1, "application_fraud": 1}, body["model_versions"]
+    assert body["model_versions"] == {"application_pd": PD_VERSION, "application_fraud": fraud_version}, body[
+        "model_versions"
+    ]
     assert body["feature_freshness"]["partner_activity"]["found"] is True, body["feature_freshness"]
     assert body["notes"] == [], body["notes"]
 
@@ -159,7 +173,9 @@ def test_oversize_body_is_413_declared_or_streamed(client: TestClient) -> None:
         assert "max_body_bytes" in response.json()["error"], response.json()
 
 
-def test_scores_route_serves_every_served_model(client: TestClient, bodies: list[dict]) -> None:
+def test_scores_route_serves_every_served_model(
+    client: TestClient, home: Settings, bodies: list[dict]
+) -> None:
     # Given a customer and the request fields of the application models
     fields = {k: v for k, v in bodies[1].items() if k != "customer_id"}
     for model in SERVED_SPECS:
@@ -171,7 +187,8 @@ def test_scores_route_serves_every_served_model(client: TestClient, bodies: list
         )
         # Then it answers with its champion's version
         assert response.status_code == 200, (model, response.text)
-        assert response.json()["model"] == model and response.json()["version"] == 1, response.json()
+        champion = champion_version(home, model)
+        assert response.json()["model"] == model and response.json()["version"] == champion, response.json()
     # And an unknown model, an unknown customer and a bad field are 4xx naming what is wrong
     unknown_model = client.post(
         "/v1/scores/nope", json={"customer_id": "x", "fields": fields}, headers=HEADERS
@@ -201,7 +218,7 @@ def test_online_and_batch_scores_are_identical_for_the_same_inputs(
         rows.append({**row.values, **{k: v for k, v in body.items() if k != "customer_id"}})
     frame = pd.DataFrame(rows)
     # When the batch path scores the frame and the API decides each application
-    batch = batch_scores(load_served(home, APPLICATION_PD.name, 1), frame)
+    batch = batch_scores(load_served(home, APPLICATION_PD.name, PD_VERSION), frame)
     online = [client.post(DECIDE, json=body, headers=HEADERS).json() for body in bodies]
     # Then PD, score, band and reason codes are exactly equal
     assert batch["pd"].tolist() == [o["pd"] for o in online]
@@ -211,7 +228,7 @@ def test_online_and_batch_scores_are_identical_for_the_same_inputs(
         codes = [r["code"] for r in o["reasons"] if r["code"] != "RC_FRAUD_SUSPECTED"]
         expected = [c for c in batch.loc[i, [f"reason_code_{k}" for k in range(1, 5)]] if c is not None]
         assert codes == expected[: len(codes)], (i, codes, expected)
-    assert (batch["model_version"] == 1).all()
+    assert (batch["model_version"] == PD_VERSION).all()
 
 
 def test_every_decision_is_logged_with_inputs_and_versions(
@@ -260,7 +277,7 @@ def test_score_flow_writes_the_month_with_the_version(home: Settings, prefect_ha
     outcome = score_flow(home, "application_pd", "2019-07")
     # Then the month's applications are written with the version, scored like the model itself scores them
     written = pd.read_parquet(scores_path(home, "application_pd", "2019-07"))
-    assert outcome.rows == len(written) > 50 and outcome.version == 1
-    assert (written["model_version"] == 1).all()
-    served = load_served(home, "application_pd", 1)
+    assert outcome.rows == len(written) > 50 and outcome.version == PD_VERSION
+    assert (written["model_version"] == PD_VERSION).all()
+    served = load_served(home, "application_pd", PD_VERSION)
     np.testing.assert_array_equal(written["pd"].to_numpy(), served.model.predict_pd(written))

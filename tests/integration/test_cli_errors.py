@@ -80,7 +80,7 @@ def test_missing_landing_file_fails_the_month_clearly(
     assert _orchard(home, "simulate", **small).returncode == 0
     (home / "landing" / "repayments" / "2019-01.parquet").unlink()
     # When the lifecycle runs without the simulator (user-supplied landing)
-    from tests.e2e.lifecycle_helpers import orchard_env
+    from orchard.testing.small_lifecycle import orchard_env
 
     env = orchard_env(home, **small, **prefect_server_env)
     code = (

@@ -338,8 +338,8 @@ def test_a_new_process_reopens_an_existing_gx_project(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from orchard.settings import Settings\n"
-        "from orchard.contracts.gx_project import context_for\n"
-        "context_for(Settings(_env_file=None, home=sys.argv[1]).gx_dir)\n"
+        "from orchard.contracts.gx_project import GxProject\n"
+        "GxProject(Settings(_env_file=None, home=sys.argv[1]).gx_dir).context()\n"
     )
     home = str(tmp_path / "orchard")
     first = subprocess.run([sys.executable, "-c", script, home], capture_output=True, text=True)

@@ -24,7 +24,7 @@ from monitoring.reports import open_workspace, project_for_model
 from orchard.lifecycle.monitoring import kind_series
 from orchard.model_specs import model_specs
 from orchard.settings import Settings
-from tests.e2e.lifecycle_helpers import copy_home
+from orchard.testing.small_lifecycle import copy_home
 from tests.integration.test_dashboard_browser import (
     CHROMIUM,
     PANEL_TITLES,

@@ -30,7 +30,7 @@ from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.sources import source_spec
 from orchard.testing.services import PG_URL, drop_databases
-from tests.e2e.lifecycle_helpers import run_orchard
+from orchard.testing.small_lifecycle import run_orchard
 from tests.services.conftest import require
 
 pytestmark = [pytest.mark.services, pytest.mark.slow(seconds=50)]
@@ -120,7 +120,7 @@ models:
     increasing: [late_bills, worst_dpd_3m, short_payments_3m]
     serve: true
 decision: {pd_model: eastbank_pd}
-policy:   # the small lifecycle's policy (tests/e2e/lifecycle_helpers.SMALL_POLICY), on the bank's data
+policy:   # the small lifecycle's policy (orchard/testing/small_lifecycle.SMALL_POLICY), on the bank's data
   min_mature_vintages: 3
   oot_months: 1
   gates: {calibration_tolerance: 0.3}

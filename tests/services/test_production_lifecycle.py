@@ -1,6 +1,6 @@
 """Services tier: the lifecycle on the production profile survives PostgreSQL and gives the embedded run's models.
 
-The test runs the small lifecycle (tests/e2e/lifecycle_helpers.SMALL_LIFECYCLE) through `orchard demo` in a
+The test runs the small lifecycle (orchard/testing/small_lifecycle.SMALL_LIFECYCLE) through `orchard demo` in a
 subprocess, on services `orchard.services.up` started (MLflow with basic-auth, Prefect server and worker on
 PostgreSQL; Feast on the SQL registry and Redis; the governance history on PostgreSQL), stops PostgreSQL while the
 first model trains, reruns, and compares what the run left with the embedded run of the same seed, over every
@@ -32,7 +32,7 @@ from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_a
 from orchard.services import down, up
 from orchard.settings import GROUPS, Settings, mlflow_credentials
 from orchard.testing.services import free_port
-from tests.e2e.lifecycle_helpers import SMALL_LIFECYCLE, demo_cmd, orchard_env, small_portfolio
+from orchard.testing.small_lifecycle import SMALL, demo_cmd, orchard_env, small_portfolio
 from tests.services.conftest import production_settings
 from tests.services.throwaway_postgres import throwaway_postgres
 
@@ -46,14 +46,8 @@ QUICK_GIVE_UP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "PREFECT_CLIENT_MAX_RET
 
 
 def small_lifecycle(home: Path) -> dict[str, Any]:
-    """SMALL_LIFECYCLE (environment form) as Settings fields, with the small portfolio beside home."""
-    return {
-        **{
-            name.removeprefix("ORCHARD_").lower(): json.loads(value) if value.startswith("[") else value
-            for name, value in SMALL_LIFECYCLE.items()
-        },
-        "portfolio": small_portfolio(home),
-    }
+    """The small lifecycle's settings fields, with the small portfolio beside home."""
+    return {**SMALL, "portfolio": small_portfolio(home)}
 
 
 def orchard_variables(settings: Settings) -> dict[str, str]:

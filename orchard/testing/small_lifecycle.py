@@ -1,4 +1,8 @@
-"""Helpers of the end-to-end tests: run `orchard` in a subprocess on a small, fast lifecycle."""
+"""The small lifecycle: the demo portfolio on a small, fast window, run through `orchard demo` in a subprocess.
+
+The end-to-end tests run it once per test run (tests/conftest.py `small_lifecycle_run`) and assert on it; the
+serving tests work on a copy of its home; the decision-latency benchmark builds one to serve from.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,18 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchard.testing.demo import SHORT_LABELS, demo_variant
 
-SMALL_LIFECYCLE = {
-    "ORCHARD_N_USERS": "3000",
-    "ORCHARD_START_MONTH": "2019-01",
-    "ORCHARD_END_MONTH": "2019-09",
-    "ORCHARD_SHOCK_MONTH": "2019-07",
-    "ORCHARD_CORRUPT_BATCHES": '["applications:2019-03"]',
+SMALL: dict[str, Any] = {
+    "n_users": 3000,
+    "start_month": "2019-01",
+    "end_month": "2019-09",
+    "shock_month": "2019-07",
+    "corrupt_batches": ["applications:2019-03"],
 }
+"""The small lifecycle's settings by their flat names."""
 SMALL_POLICY = {
     "min_mature_vintages": 3,
     "oot_months": 1,
@@ -27,6 +33,17 @@ SMALL_POLICY = {
     "monitoring": {"retrain_cooldown_months": 1},
 }
 SMALL_LABELS = {**SHORT_LABELS, "charge_off_12m": {"within_months": 2}}
+
+
+def flat_environment(values: dict[str, Any]) -> dict[str, str]:
+    """Return settings given by their flat names as the ORCHARD_* variables that set them (lists as JSON)."""
+    return {
+        f"ORCHARD_{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v) for k, v in values.items()
+    }
+
+
+SMALL_LIFECYCLE = flat_environment(SMALL)
+"""The small lifecycle's settings as the environment of an `orchard` process."""
 
 
 def small_portfolio(home: Path) -> Path:
