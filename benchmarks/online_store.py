@@ -93,7 +93,7 @@ def run(customers: int, reads: int, redis_url: str, postgres_url: str) -> dict[s
         flush = redis.Redis.from_url(redis_url)
         flush.flushdb()
         try:
-            ensure_databases(production)
+            ensure_databases(production.production)
             for name, settings, config in (
                 ("embedded SQLite", embedded, repo_config(embedded)),
                 ("Redis", production, production_repo_config(production)),

@@ -15,12 +15,11 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from orchard.credit.psi import ReferenceProfile, psi
-from orchard.settings import Settings
+from orchard.settings import ProductionConfig, Settings
 
 
-def task_runner(settings: Settings) -> Any:
-    """Return the task runner the settings ask for: Dask at an address, a LocalCluster, or sequential."""
-    config = settings.production
+def task_runner(config: ProductionConfig) -> Any:
+    """Return the task runner the production settings ask for: Dask at an address, a LocalCluster, or sequential."""
     if config.dask_address:
         from prefect_dask import DaskTaskRunner
 
@@ -53,6 +52,6 @@ def monitor_segments(
     settings: Settings, profile: ReferenceProfile, frame: pd.DataFrame, segment_column: str
 ) -> dict[str, dict[str, float]]:
     """Return PSI/CSI per segment (e.g. channel, region) on the configured runner, segments in sorted order."""
-    runner = task_runner(settings)
+    runner = task_runner(settings.production)
     wired = flow(name="monitor-segments", flow_run_name=f"monitor by {segment_column}", task_runner=runner)
     return wired(_monitor_segments)(profile.to_dict(), frame, segment_column)

@@ -75,7 +75,7 @@ def _postgres_outage(failure: Exception) -> str | None:
     from orchard.production import check_postgres
 
     try:
-        check_postgres(settings)
+        check_postgres(settings.production)
     except ServiceUnreachable as outage:
         return f"{outage} ({type(failure).__name__}); start it and run the same command again: finished work is kept"
     return None

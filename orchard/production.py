@@ -41,32 +41,32 @@ def _server_url(config: ProductionConfig) -> URL:
     return url
 
 
-def database_name(settings: Settings, service: str) -> str:
+def database_name(config: ProductionConfig, service: str) -> str:
     """Return the PostgreSQL database of a service (mlflow, mlflow_auth, prefect, feast, governance)."""
-    return settings.production.database_prefix + DATABASES[service]
+    return config.database_prefix + DATABASES[service]
 
 
-def database_url(settings: Settings, service: str, driver: str = "psycopg") -> str:
+def database_url(config: ProductionConfig, service: str, driver: str = "psycopg") -> str:
     """Return the SQLAlchemy URL (with password) of a service's database on the shared PostgreSQL."""
-    url = _server_url(settings.production)
+    url = _server_url(config)
     return url.set(
-        drivername=f"postgresql+{driver}", database=database_name(settings, service)
+        drivername=f"postgresql+{driver}", database=database_name(config, service)
     ).render_as_string(hide_password=False)
 
 
-def mlflow_tracking_uri(settings: Settings) -> str:
+def mlflow_tracking_uri(config: ProductionConfig) -> str:
     """Return the MLflow tracking server's URI (loopback, the configured port)."""
-    return f"http://{LOOPBACK}:{settings.production.mlflow_server_port}"
+    return f"http://{LOOPBACK}:{config.mlflow_server_port}"
 
 
-def prefect_api_url(settings: Settings) -> str:
+def prefect_api_url(config: ProductionConfig) -> str:
     """Return the Prefect server's API URL (loopback, the configured port)."""
-    return f"http://{LOOPBACK}:{settings.production.prefect_server_port}/api"
+    return f"http://{LOOPBACK}:{config.prefect_server_port}/api"
 
 
-def governance_db_url(settings: Settings) -> str:
+def governance_db_url(config: ProductionConfig) -> str:
     """Return the governance (alias history, approvals) database URL on PostgreSQL."""
-    return database_url(settings, "governance")
+    return database_url(config, "governance")
 
 
 def artifact_root(settings: Settings) -> str:
@@ -102,7 +102,7 @@ def production_repo_config(settings: Settings) -> RepoConfig:
         provider="local",
         registry={
             "registry_type": "sql",
-            "path": database_url(settings, "feast"),
+            "path": database_url(config, "feast"),
             "cache_ttl_seconds": 60,
             "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True},
         },
@@ -113,26 +113,25 @@ def production_repo_config(settings: Settings) -> RepoConfig:
     )
 
 
-def client_environment(settings: Settings) -> dict[str, str]:
+def client_environment(config: ProductionConfig) -> dict[str, str]:
     """Environment of an Orchard process using the production services (flows, workers, the CLI)."""
-    env = {
+    return {
         "ORCHARD_PROFILE": "production",
-        "ORCHARD_MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
-        "ORCHARD_PREFECT_API_URL": prefect_api_url(settings),
-        "ORCHARD_GOVERNANCE_DB_URL": governance_db_url(settings),
-        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(settings),
-        "PREFECT_API_URL": prefect_api_url(settings),
-        **mlflow_credentials(settings),
+        "ORCHARD_MLFLOW_TRACKING_URI": mlflow_tracking_uri(config),
+        "ORCHARD_PREFECT_API_URL": prefect_api_url(config),
+        "ORCHARD_GOVERNANCE_DB_URL": governance_db_url(config),
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri(config),
+        "PREFECT_API_URL": prefect_api_url(config),
+        **mlflow_credentials(config),
     }
-    return env
 
 
 @contextmanager
-def _server_connection(settings: Settings) -> Iterator[Any]:
+def _server_connection(config: ProductionConfig) -> Iterator[Any]:
     """Yield an autocommit connection to the server's `postgres` database, or raise naming it unreachable."""
     import psycopg
 
-    url = _server_url(settings.production)
+    url = _server_url(config)
     params: dict[str, Any] = {
         "host": url.host or LOOPBACK,
         "port": url.port or 5432,
@@ -154,21 +153,21 @@ def _server_connection(settings: Settings) -> Iterator[Any]:
         yield conn
 
 
-def check_postgres(settings: Settings) -> None:
+def check_postgres(config: ProductionConfig) -> None:
     """Raise ServiceUnreachable naming the PostgreSQL server of the production profile when it does not answer."""
-    with _server_connection(settings) as conn:
+    with _server_connection(config) as conn:
         conn.execute("select 1")
 
 
-def ensure_databases(settings: Settings) -> list[str]:
+def ensure_databases(config: ProductionConfig) -> list[str]:
     """Create the services' databases that do not exist yet; return the names created."""
     from psycopg import sql
 
     created = []
-    with _server_connection(settings) as conn:
+    with _server_connection(config) as conn:
         existing = {row[0] for row in conn.execute("select datname from pg_database")}
         for service in DATABASES:
-            name = database_name(settings, service)
+            name = database_name(config, service)
             if name not in existing:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
                 created.append(name)

@@ -76,7 +76,7 @@ def _http_ok(url: str) -> bool:
 
 
 def _worker_online(settings: Settings) -> bool:
-    url = f"{prefect_api_url(settings)}/work_pools/{WORK_POOL}/workers/filter"
+    url = f"{prefect_api_url(settings.production)}/work_pools/{WORK_POOL}/workers/filter"
     try:
         response = httpx.post(url, json={}, timeout=3)
     except httpx.HTTPError:
@@ -93,7 +93,7 @@ def _write_auth_config(settings: Settings) -> Path:
     write_text(
         "[mlflow]\n"
         "default_permission = READ\n"
-        f"database_uri = {database_url(settings, 'mlflow_auth')}\n"
+        f"database_uri = {database_url(settings.production, 'mlflow_auth')}\n"
         f"admin_username = {config.mlflow_admin_username}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         # one server worker: a password change through the API invalidates its cache entry at once; without the
@@ -123,7 +123,7 @@ def mlflow_service(settings: Settings) -> ServiceSpec:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
         # the database URL carries the password: an environment variable, never the command line (ps, PID file)
-        "MLFLOW_BACKEND_STORE_URI": database_url(settings, "mlflow"),
+        "MLFLOW_BACKEND_STORE_URI": database_url(settings.production, "mlflow"),
     }
     port = config.mlflow_server_port
     command = [
@@ -141,7 +141,9 @@ def mlflow_service(settings: Settings) -> ServiceSpec:
         "--workers",
         "1",
     ]
-    return ServiceSpec("mlflow", command, env, lambda: _http_ok(f"{mlflow_tracking_uri(settings)}/health"))
+    return ServiceSpec(
+        "mlflow", command, env, lambda: _http_ok(f"{mlflow_tracking_uri(settings.production)}/health")
+    )
 
 
 def prefect_server_service(settings: Settings) -> ServiceSpec:
@@ -149,14 +151,16 @@ def prefect_server_service(settings: Settings) -> ServiceSpec:
     port = settings.production.prefect_server_port
     env = {
         "PREFECT_HOME": str(settings.service_prefect_home("server").resolve()),
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url(settings, "prefect", driver="asyncpg"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url(settings.production, "prefect", driver="asyncpg"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "true",
-        "PREFECT_UI_API_URL": prefect_api_url(settings),
+        "PREFECT_UI_API_URL": prefect_api_url(settings.production),
         "DO_NOT_TRACK": "1",
     }
     command = [_bin("prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]
-    return ServiceSpec("prefect", command, env, lambda: _http_ok(f"{prefect_api_url(settings)}/health"))
+    return ServiceSpec(
+        "prefect", command, env, lambda: _http_ok(f"{prefect_api_url(settings.production)}/health")
+    )
 
 
 def worker_service(settings: Settings) -> ServiceSpec:
@@ -165,7 +169,7 @@ def worker_service(settings: Settings) -> ServiceSpec:
         "PREFECT_HOME": str(settings.service_prefect_home("worker").resolve()),
         "ORCHARD_HOME": str(settings.home.resolve()),
         "ORCHARD_REPO_DIR": str(REPO_DIR),
-        **client_environment(settings),
+        **client_environment(settings.production),
     }
     command = [
         _bin("prefect"),
@@ -289,7 +293,7 @@ def create_work_pool(settings: Settings) -> None:
     """Create (or update) the process work pool on the Prefect server."""
     env = {
         **os.environ,
-        "PREFECT_API_URL": prefect_api_url(settings),
+        "PREFECT_API_URL": prefect_api_url(settings.production),
         "PREFECT_HOME": str(settings.service_prefect_home("cli")),
     }
     result = subprocess.run(
@@ -312,10 +316,10 @@ def ensure_pipeline_user(settings: Settings) -> bool:
     config = settings.production
     if not config.mlflow_username or config.mlflow_password is None or config.mlflow_admin_password is None:
         return False
-    client = AuthServiceClient(mlflow_tracking_uri(settings))
+    client = AuthServiceClient(mlflow_tracking_uri(settings.production))
     auth = httpx.BasicAuth(config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value())
     known = httpx.get(
-        f"{mlflow_tracking_uri(settings)}/api/2.0/mlflow/users/get",
+        f"{mlflow_tracking_uri(settings.production)}/api/2.0/mlflow/users/get",
         params={"username": config.mlflow_username},
         auth=auth,
         timeout=10,
@@ -341,7 +345,7 @@ def _as_mlflow_user(username: str, password: str) -> Iterator[None]:
 
 def up(settings: Settings) -> list[PidRecord]:
     """Start the production services on loopback (databases created first); return what runs."""
-    ensure_databases(settings)
+    ensure_databases(settings.production)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     records = [start_service(settings, mlflow_service(settings))]
     ensure_pipeline_user(settings)
@@ -362,8 +366,8 @@ def up_command(settings: Settings, profile: str) -> str:
         raise OrchardError(f"`orchard up` starts the production profile; got --profile {profile!r}")
     records = up(settings)
     lines = [f"{r.name:>8}: pid {r.pid}" for r in records]
-    lines.append(f"  MLflow: {mlflow_tracking_uri(settings)}")
-    lines.append(f" Prefect: {prefect_api_url(settings).removesuffix('/api')}")
+    lines.append(f"  MLflow: {mlflow_tracking_uri(settings.production)}")
+    lines.append(f" Prefect: {prefect_api_url(settings.production).removesuffix('/api')}")
     lines.append("stop them with `orchard down`")
     return "\n".join(lines)
 

@@ -445,13 +445,12 @@ def tool_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.prefect_api_url:
         env["PREFECT_API_URL"] = settings.prefect_api_url
-    env.update(mlflow_credentials(settings))
+    env.update(mlflow_credentials(settings.production))
     return env
 
 
-def mlflow_credentials(settings: Settings) -> dict[str, str]:
+def mlflow_credentials(production: ProductionConfig) -> dict[str, str]:
     """Basic-auth credentials of the MLflow user the flows run as (the MLflow client reads only these variables)."""
-    production = settings.production
     if not production.mlflow_username or production.mlflow_password is None:
         return {}
     return {

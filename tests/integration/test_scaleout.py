@@ -35,9 +35,9 @@ def _frames(seed: int = 5) -> tuple[ReferenceProfile, pd.DataFrame]:
 
 def test_task_runner_follows_the_settings(tmp_path: Path) -> None:
     # Given no Dask configuration, Then tasks run sequentially in the flow's process
-    assert isinstance(task_runner(_settings(tmp_path)), ThreadPoolTaskRunner)
+    assert isinstance(task_runner(_settings(tmp_path).production), ThreadPoolTaskRunner)
     # Given a scheduler address, Then the Dask runner connects to it
-    runner = task_runner(_settings(tmp_path, dask_address="tcp://127.0.0.1:8786"))
+    runner = task_runner(_settings(tmp_path, dask_address="tcp://127.0.0.1:8786").production)
     assert type(runner).__name__ == "DaskTaskRunner" and runner.address == "tcp://127.0.0.1:8786"
 
 

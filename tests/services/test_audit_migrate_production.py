@@ -63,11 +63,11 @@ def mlflow_operator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mlflow
     )
     try:
         for service in ("mlflow", "mlflow_auth"):  # the MLflow server's databases only: no Prefect, no worker
-            create_database(database_name(settings, service))
+            create_database(database_name(settings.production, service))
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         start_service(settings, mlflow_service(settings))
         assert ensure_pipeline_user(settings), f"the admin account created MLflow user {OPERATOR}"
-        yield MlflowUser(mlflow_tracking_uri(settings), password)
+        yield MlflowUser(mlflow_tracking_uri(settings.production), password)
     finally:
         stop_service(settings, "mlflow")
         drop_databases(prefix)

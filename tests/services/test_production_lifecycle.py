@@ -85,9 +85,9 @@ def lifecycle_production_settings(home: Path, prefix: str, redis_number: int, po
         redis_number,
         **fields,
         mlflow_admin_password=services.production.mlflow_admin_password,
-        mlflow_tracking_uri=mlflow_tracking_uri(services),
-        prefect_api_url=prefect_api_url(services),
-        governance_db_url=governance_db_url(services),
+        mlflow_tracking_uri=mlflow_tracking_uri(services.production),
+        prefect_api_url=prefect_api_url(services.production),
+        governance_db_url=governance_db_url(services.production),
     )
 
 
@@ -168,7 +168,7 @@ def as_pipeline_user(monkeypatch: pytest.MonkeyPatch) -> Callable[[Settings], No
     """Let this process read MLflow as the settings' pipeline user (the MLflow client reads the environment)."""
 
     def use(settings: Settings) -> None:
-        for key, value in mlflow_credentials(settings).items():
+        for key, value in mlflow_credentials(settings.production).items():
             monkeypatch.setenv(key, value)
 
     return use

@@ -64,7 +64,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionSett
 def _cli_env(settings: ProductionSettings) -> dict[str, str]:
     return {
         **os.environ,
-        "PREFECT_API_URL": prefect_api_url(settings),
+        "PREFECT_API_URL": prefect_api_url(settings.production),
         "PREFECT_HOME": str(settings.home / "prefect-cli"),
         "ORCHARD_REPO_DIR": str(REPO_DIR),
     }
@@ -75,11 +75,11 @@ def test_up_starts_healthy_services_and_is_idempotent(running: ProductionSetting
     pids = {name: _read_pid(running, name) for name in ("mlflow", "prefect", "worker")}
     assert all(pids.values()), f"every service has a PID file under {running.run_dir}: {pids}"
     # Then each answers on loopback
-    assert httpx.get(f"{mlflow_tracking_uri(running)}/health", timeout=5).status_code == 200
-    assert httpx.get(f"{prefect_api_url(running)}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{mlflow_tracking_uri(running.production)}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{prefect_api_url(running.production)}/health", timeout=5).status_code == 200
     # And MLflow refuses anonymous API calls (basic-auth app)
     anonymous = httpx.get(
-        f"{mlflow_tracking_uri(running)}/api/2.0/mlflow/registered-models/search", timeout=5
+        f"{mlflow_tracking_uri(running.production)}/api/2.0/mlflow/registered-models/search", timeout=5
     )
     assert anonymous.status_code == 401, "MLflow must require credentials"
     # When `up` runs again, Then nothing new is started
@@ -129,14 +129,14 @@ def test_identity_is_the_mlflow_user_the_server_authenticates(
     # Given a user the MLflow admin created
     _as(config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value(), monkeypatch)
     password = secrets.token_urlsafe(12)
-    AuthServiceClient(mlflow_tracking_uri(running)).create_user("approver-ann", password)
+    AuthServiceClient(mlflow_tracking_uri(running.production)).create_user("approver-ann", password)
     # When Orchard asks who is acting with her credentials, Then MLflow vouches for her
     ann = running.model_copy(
         update={
             "production": running.production.model_copy(
                 update={"mlflow_username": "approver-ann", "mlflow_password": SecretStr(password)}
             ),
-            "mlflow_tracking_uri": mlflow_tracking_uri(running),
+            "mlflow_tracking_uri": mlflow_tracking_uri(running.production),
         }
     )
     assert current_identity(ann) == Identity("approver-ann", "mlflow-basic-auth")
@@ -156,7 +156,7 @@ def _as(username: str, password: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_reader_cannot_move_champion_owner_can_admin_can_grant(
     running: ProductionSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = mlflow_tracking_uri(running)
+    uri = mlflow_tracking_uri(running.production)
     config = running.production
     assert config.mlflow_admin_password is not None
     admin = (config.mlflow_admin_username, config.mlflow_admin_password.get_secret_value())
@@ -209,7 +209,7 @@ def test_prefect_deploy_all_creates_every_deployment_schedule_and_trigger(
         f"prefect deploy --all failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     )
     # Then each flow has its deployment on the Orchard work pool
-    api = prefect_api_url(running)
+    api = prefect_api_url(running.production)
     deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
     flows = {f["id"]: f["name"] for f in httpx.post(f"{api}/flows/filter", json={}, timeout=10).json()}
     names = {f"{flows[d['flow_id']]}/{d['name']}" for d in deployments}
@@ -225,7 +225,7 @@ def test_prefect_deploy_all_creates_every_deployment_schedule_and_trigger(
 
 def test_breach_event_runs_the_retraining_deployment(running: ProductionSettings) -> None:
     # Given the project's deployments (with the breach trigger) on the real Prefect server
-    api = prefect_api_url(running)
+    api = prefect_api_url(running.production)
     found = httpx.get(f"{api}/deployments/name/train-deployed/train-application_pd", timeout=10)
     if found.status_code == 404:
         deploy = subprocess.run(
@@ -273,7 +273,7 @@ def test_breach_event_runs_the_retraining_deployment(running: ProductionSettings
 
 
 def _run_deployment(settings: ProductionSettings, name: str, parameters: dict[str, object]) -> str:
-    api = prefect_api_url(settings)
+    api = prefect_api_url(settings.production)
     deployment = httpx.get(f"{api}/deployments/name/{name}", timeout=10).json()
     run = httpx.post(
         f"{api}/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}, timeout=10
@@ -282,7 +282,7 @@ def _run_deployment(settings: ProductionSettings, name: str, parameters: dict[st
 
 
 def _wait_final(settings: ProductionSettings, run_id: str, timeout: float = 180) -> str:
-    api = prefect_api_url(settings)
+    api = prefect_api_url(settings.production)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]["type"]
@@ -301,7 +301,9 @@ def test_restarted_worker_picks_up_new_runs(running: ProductionSettings) -> None
     assert stop_service(running, "worker"), "the worker `up` started is stopped by its PID"
     queued = _run_deployment(running, "ingest-deployed/ingest", {"month": "2019-01"})
     time.sleep(2)
-    state = httpx.get(f"{prefect_api_url(running)}/flow_runs/{queued}", timeout=10).json()["state"]["type"]
+    state = httpx.get(f"{prefect_api_url(running.production)}/flow_runs/{queued}", timeout=10).json()[
+        "state"
+    ]["type"]
     assert state == "SCHEDULED", f"no worker: the run waits ({state})"
     start_service(running, worker_service(running))
     # Then the queued run and a new one are picked up and complete
