@@ -21,11 +21,11 @@ from orchard.settings import ProductionConfig, Settings
 def task_runner(config: ProductionConfig) -> Any:
     """Return the task runner the production settings ask for: Dask at an address, a LocalCluster, or sequential."""
     if config.dask_address:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask import DaskTaskRunner  # optional: only with a Dask cluster configured
 
         return DaskTaskRunner(address=config.dask_address)
     if config.dask_workers > 0:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask import DaskTaskRunner  # optional: only with a Dask cluster configured
 
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",

@@ -17,6 +17,7 @@ import pandas as pd
 from model_registry.registry import get_version
 from model_registry.tracking import mlflow_client
 from orchard.credit.metrics import EvaluationResult
+from orchard.credit.scorecard import Scorecard
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 
@@ -175,8 +176,6 @@ def build_model_card(
     approver: str | None = None,
 ) -> ModelCard:
     """Return the card of a model version; a scorecard brings its IVs, selection notes, points and bands."""
-    from orchard.credit.scorecard import Scorecard
-
     if not performance:
         raise OrchardError(f"model card of {name}: give the performance of at least one sample")
     if approval_status not in APPROVAL_STATUSES:

@@ -72,7 +72,7 @@ def _month_timestamp(month: str) -> datetime:
 def _panel_metric(
     metric_type: str, labels: dict[str, str], legend: str, tag: str, view_params: dict[str, Any] | None = None
 ) -> Any:
-    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.models import PanelMetric  # deferred: Evidently takes seconds to import
 
     return PanelMetric(
         legend=legend, metric=metric_type, metric_labels=labels, tags=[tag], view_params=view_params or {}
@@ -84,6 +84,7 @@ def dashboard_panels(
 ) -> list[Any]:
     """Return the dashboard panels of a model (ids derived from model and title, so rebuilding is idempotent);
     `extra` adds a panel per series of the model's kind after the monitoring panels."""
+    # deferred: Evidently takes seconds to import
     from evidently.sdk.panels import bar_plot_panel, counter_panel, line_plot_panel
 
     score = {"scope": "score", "label": SCORE_COLUMN}
@@ -191,6 +192,7 @@ def ensure_dashboard(
     extra: tuple[MonthSeries, ...] = (),
 ) -> str:
     """Create the model's project (once) and write its dashboard; return the project id. Idempotent."""
+    # deferred: Evidently takes seconds to import
     from evidently.sdk.models import DashboardModel, DashboardTabModel
 
     workspace = open_workspace(settings)
@@ -210,7 +212,7 @@ def ensure_dashboard(
 
 def _run(metrics: list[Any], name: str, month: str, tags: list[str], metadata: dict[str, str]) -> Any:
     """Run a report of recorded values (one-row placeholder dataset: the metrics read no data)."""
-    from evidently import Dataset, Report
+    from evidently import Dataset, Report  # deferred: Evidently takes seconds to import
 
     placeholder = Dataset.from_pandas(pd.DataFrame({"placeholder": [0.0]}))
     return Report(metrics).run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from orchard.atomic import write_text
+from orchard.atomic import write_json, write_text
 from orchard.credit.psi import ReferenceProfile
 from orchard.errors import OrchardError
 from orchard.settings import Settings
@@ -76,7 +77,7 @@ def drift_report(
     With `psi_values` (the monthly check's output for every profiled column) the PSI metrics carry those
     values, so Evidently's own tests may run on a subset of the columns (its cost grows per column).
     """
-    from evidently import DataDefinition, Dataset, Report
+    from evidently import DataDefinition, Dataset, Report  # deferred: Evidently takes seconds to import
     from evidently.presets import DataDriftPreset
 
     from monitoring.evidently_metric import psi_report_metrics
@@ -167,10 +168,6 @@ def replace_named_run(settings: Settings, workspace: Any, project_id: Any, snaps
     The index (name -> run id, under the state folder) avoids loading every stored snapshot to find one by
     name, which made each month slower than the last.
     """
-    import json
-
-    from orchard.atomic import write_json
-
     name = snapshot.get_name()
     path = _run_index_path(settings)
     index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
@@ -193,7 +190,7 @@ _WORKSPACES: dict[str, Any] = {}
 def open_workspace(settings: Settings) -> Any:
     """Return this process's handle on the local Evidently workspace (opening one reads every snapshot: ~1.5 s
     at the end of the demo, so it is opened once per process and reused)."""
-    from evidently.ui.workspace import Workspace
+    from evidently.ui.workspace import Workspace  # deferred: Evidently takes seconds to import
 
     settings.evidently_dir.mkdir(parents=True, exist_ok=True)
     key = str(settings.evidently_dir.resolve())

@@ -129,7 +129,7 @@ def _parse_time(spec: ByodSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 def build_byod_suite(spec: ByodSpec) -> Any:
     """Return the Great Expectations contract the spec implies for its data file."""
-    import great_expectations as gx
+    import great_expectations as gx  # deferred: Great Expectations takes seconds to import
     from great_expectations import expectations as gxe
 
     expectations: list[Any] = [

@@ -9,6 +9,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchard.credit.binning import Trend
@@ -107,8 +108,6 @@ def _explain(exc: ValidationError, path: Path) -> str:
 
 def load_spec(path: Path) -> ByodSpec:
     """Read and validate a spec file, or raise naming the misspelt, missing or invalid key."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise OrchardError(f"BYOD spec {path} does not exist")

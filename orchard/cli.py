@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -316,8 +317,6 @@ def ui(
     base_port: Annotated[int, typer.Option(help="Prefect on this port, MLflow +1, Evidently +2")] = 4200,
 ) -> None:
     """Start the Prefect, MLflow and Evidently UIs on loopback over the demo's state (Ctrl-C stops them)."""
-    import time
-
     from orchard.ui import start_uis, stop_uis, ui_services
 
     with _settings() as settings:

@@ -25,6 +25,7 @@ from orchard.features import entity_key, view_features
 from orchard.lake import read_silver
 from orchard.months import month_end, month_start, parse_month
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
+from orchard.production import production_repo_config
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID, EVENT_TIME
 
@@ -65,8 +66,6 @@ def repo_config(settings: Settings, *, stock_online_store: bool = False) -> Repo
     The production profile uses the SQL registry on PostgreSQL and the Redis online store instead.
     """
     if settings.profile == "production" and not stock_online_store:
-        from orchard.production import production_repo_config
-
         return production_repo_config(settings)
     feast_dir = settings.feast_dir.resolve()
     if stock_online_store:

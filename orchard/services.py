@@ -310,6 +310,7 @@ def create_work_pool(settings: Settings) -> None:
 
 def ensure_pipeline_user(settings: Settings) -> bool:
     """Create the MLflow user the flows run as (ORCHARD_MLFLOW_USERNAME/PASSWORD) if absent; True if created."""
+    # deferred: MLflow takes seconds to import, only `orchard up` needs it
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 

@@ -62,7 +62,7 @@ def _as_text(checks: list[dict[str, Any]]) -> str:
 
 
 def _history_expectations(spec: SourceSpec, history: HistoryContract) -> list[Any]:
-    from orchard.contracts import expectations as oe
+    from orchard.contracts import expectations as oe  # imports great_expectations (seconds): deferred
 
     contract, learnt = spec.contract, history.learnt
     columns = format_profile_columns(profile_columns(spec))
@@ -116,7 +116,7 @@ def build_suite(
     import great_expectations as gx
     from great_expectations import expectations as gxe
 
-    from orchard.contracts import expectations as oe
+    from orchard.contracts import expectations as oe  # imports great_expectations (seconds): deferred
 
     start, end = month_start(month, spec.timezone), month_end(month, spec.timezone)
     low_rows, high_rows = spec.row_bounds(n_users)

@@ -205,7 +205,7 @@ def _optimal_binning(
     name: str, dtype: str, x: np.ndarray, y: np.ndarray, trend: str | None, max_bins: int, min_share: float
 ) -> Any:
     """Fit optbinning's OptimalBinning; an infeasible monotone problem falls back to unconstrained bins."""
-    from optbinning import OptimalBinning
+    from optbinning import OptimalBinning  # deferred: heavy to import, only a fit needs it
 
     options: dict[str, Any] = {
         "name": name,

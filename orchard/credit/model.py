@@ -10,6 +10,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from orchard.credit.metrics import auc
 from orchard.errors import OrchardError
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def platt_calibration(
     x: pd.DataFrame, y: np.ndarray, model: Any, categorical: list[str], seed: int
 ) -> tuple[float, float]:
     """Fit Platt scaling on out-of-fold raw scores (LightGBM's probabilities are overconfident on rare events)."""
-    from sklearn.base import clone
+    from sklearn.base import clone  # deferred: heavy to import, only a fit needs it
     from sklearn.model_selection import StratifiedKFold
 
     folds = min(CALIBRATION_FOLDS, int(np.bincount(y).min()))
@@ -243,7 +244,7 @@ class Tuned:
 
 
 def _booster(params: dict[str, Any]) -> Any:
-    import lightgbm as lgb
+    import lightgbm as lgb  # deferred: heavy to import, only a fit needs it
 
     return lgb.LGBMClassifier(**params, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
 
@@ -252,10 +253,8 @@ def tune_lightgbm(
     x: pd.DataFrame, y: np.ndarray, categorical: list[str], base: dict[str, Any], seed: int
 ) -> Tuned:
     """Early-stop every TUNING_GRID candidate on a seeded stratified validation cut; return the best."""
-    import lightgbm as lgb
+    import lightgbm as lgb  # deferred: heavy to import, only a fit needs it
     from sklearn.model_selection import train_test_split
-
-    from orchard.credit.metrics import auc
 
     fit_rows, valid_rows = train_test_split(
         np.arange(len(y)), test_size=VALIDATION_SHARE, stratify=y, random_state=seed
@@ -286,7 +285,7 @@ def tune_lightgbm(
 
 def platt_of(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Fit Platt scaling of held-out raw scores, never reversing the model's order (slope <= 0: level only)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: heavy to import, only a fit needs it
 
     platt = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), y)
     slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])

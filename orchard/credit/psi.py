@@ -282,7 +282,7 @@ def load_profile(path: Path) -> ReferenceProfile:
 
 def psi_of_parquet(profile: ReferenceProfile, path: Path) -> dict[str, float]:
     """Return the PSI of a Parquet batch, reading only the profiled columns (the monthly check)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: the kernel itself needs numpy only
 
     path = Path(path)
     if not path.exists():

@@ -193,7 +193,7 @@ def band_edges(scores: np.ndarray, n_bands: int) -> list[float]:
 
 def fit_logistic(woe: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[float, dict[str, float], list[str]]:
     """Fit the WOE regression, dropping wrong-signed features one by one; return intercept, coefs, dropped."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: heavy to import, only a fit needs it
 
     features = list(woe.columns)
     dropped: list[str] = []

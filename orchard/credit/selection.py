@@ -106,7 +106,7 @@ def prune_correlated(
 
 
 def _fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: heavy to import, only a fit needs it
 
     model = LogisticRegression(C=LOGISTIC_C, solver=SOLVER, max_iter=500, random_state=seed)
     model.fit(x_train, y_train)
@@ -118,7 +118,7 @@ Fold = tuple[np.ndarray, np.ndarray]
 
 def cv_folds(y: np.ndarray, n_folds: int, seed: int) -> list[Fold]:
     """Return seeded stratified (fit rows, evaluation rows) folds."""
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold  # deferred: heavy to import, only a fit needs it
 
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from model_registry.registry import load_model
 from orchard.atomic import write_json
 from orchard.errors import OrchardError
 from orchard.federated.channel import PeerClient, load_key, wait_until_healthy, write_secret
@@ -234,8 +235,6 @@ def joint_score(
     peer_host: str = "127.0.0.1",
 ) -> pd.DataFrame:
     """Score customers with a registered joint model through a logged scoring session at the host."""
-    from model_registry.registry import load_model
-
     model = load_model(settings, model_name, ref)
     key = load_key(key_file)
     client = PeerClient(key, "guest", peer_host, peer_port, session=f"score-{time.time_ns()}")

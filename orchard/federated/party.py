@@ -113,6 +113,7 @@ def run_guest(
         outcome = train_guest(client, guest_data(data_path), spec)
         record: dict[str, Any] = {"status": "trained", **outcome.summary()}
         if register:
+            # MLflow (seconds to import) is loaded only by a guest that registers its model
             from orchard.federated.registration import register_joint_model
 
             ref = register_joint_model(settings, outcome, job)

@@ -421,7 +421,7 @@ def create_app(
 
 def serve_command(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the decision API under uvicorn until interrupted (`orchard serve`); several workers if configured."""
-    import uvicorn
+    import uvicorn  # deferred: only `orchard serve` runs a server
 
     if settings.serving.api_workers > 1:
         # worker processes build their own app from the same ORCHARD_* environment

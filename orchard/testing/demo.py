@@ -7,13 +7,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from orchard.atomic import write_parquet, write_text
+from orchard.lake import silver_path
 from orchard.model_specs import ModelSpec, model_specs
 from orchard.portfolio.load import load_portfolio
 from orchard.portfolio.spec import Portfolio
 from orchard.settings import DEMO_PORTFOLIO, Settings
+from orchard.simulate import simulate
+from orchard.simulate.run import landing_path
 from orchard.sources import SourceSpec, source_specs
 
 SHORT_LABELS: dict[str, dict[str, Any]] = {
@@ -92,12 +96,6 @@ def served_models() -> dict[str, ModelSpec]:
 
 def simulated_silver(settings: Settings) -> Settings:
     """Simulate the settings' window and put every landed batch into silver as it is (no contracts); return them."""
-    import pandas as pd
-
-    from orchard.lake import silver_path
-    from orchard.simulate import simulate
-    from orchard.simulate.run import landing_path
-
     summary = simulate(settings)
     for source, months in summary.rows.items():
         for month in months:

@@ -167,7 +167,7 @@ def container_command(port: int, workers: int = 1) -> list[str]:
 @contextmanager
 def live_server(app: Any, timeout_s: float = 60.0) -> Iterator[str]:
     """Run an ASGI app under a real uvicorn on a free loopback port; yield its base URL."""
-    import uvicorn
+    import uvicorn  # deferred: only a live server needs it
 
     port = free_port()
     server = uvicorn.Server(
