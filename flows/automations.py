@@ -143,8 +143,10 @@ def monitor_deployed(model: str, month: str | None = None) -> dict[str, Any]:
         }
         if outcome is not None and decision.retrain:
             emit_breach(model, month, outcome.version, list(decision.reasons), breach_metrics(outcome))
-        if decision.action == "first_fit":
-            result["promotion"] = asdict(train_flow(settings, model, month, decision.approval))
+        if decision.action in ("first_fit", "recalibrate"):  # a retrain goes through the breach event
+            result["promotion"] = asdict(
+                train_flow(settings, model, month, decision.approval, decision.action)
+            )
         return result
 
 

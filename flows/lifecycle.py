@@ -74,7 +74,7 @@ def _model_step(
     if not decision.train:
         return ModelStep(outcome)
     t = time.perf_counter()
-    trained = train_model(settings, spec.name, month, tools)
+    trained = train_model(settings, spec.name, month, tools, decision.action)
     _timed(record, f"train {spec.name}", t)
     t = time.perf_counter()
     promotion = promotion_decision(settings, trained, month, decision.approval, tools)
@@ -166,10 +166,14 @@ def _report(record: MonthRecord) -> None:
                 f"{name} v{entry.champion} PSI {entry.score_psi:.3f}" + (" BREACH" if entry.breach else "")
             )
         if entry.trained and entry.promotion:
-            oot = entry.trained["metrics"]["oot_auc"]
-            parts.append(
-                f"{name} v{entry.trained['version']} (oot AUC {oot:.3f}) {entry.promotion['action']}"
+            metrics = entry.trained["metrics"]
+            made = (
+                f"recalibrated, held-out early bad rate {metrics['holdout_early_bad_rate']:.3f} "
+                f"expected {metrics['holdout_challenger_expected_early_bad_rate']:.3f}"
+                if entry.trained.get("method") == "recalibration"
+                else f"oot AUC {metrics['oot_auc']:.3f}"
             )
+            parts.append(f"{name} v{entry.trained['version']} ({made}) {entry.promotion['action']}")
         if entry.tiers:
             parts.append("tiers " + " ".join(f"{t}:{n}" for t, n in entry.tiers.items()))
     progress.info(" | ".join(parts))

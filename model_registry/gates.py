@@ -12,7 +12,7 @@ All checks are pure functions of the evaluation inputs; `log_gate_result` writes
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -363,23 +363,56 @@ def fairness_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
     return GateCheck("fairness", approval_ok and auc_ok, policy.fairness_enforced, reasons, figures)
 
 
-def challenger_gate(inputs: GateInputs, policy: GatePolicy) -> GateResult:
-    """Run every check on one window; eligible (passed) when all required checks pass."""
+def calibration_improvement_check(inputs: GateInputs, policy: GatePolicy) -> GateCheck:
+    """Report whether the challenger is better calibrated than the champion on the window (a recalibration's gain).
+
+    Better: its largest band gap (|observed - expected| over the PD bands) is smaller than the champion's.
+    """
+    mine = calibration_check(inputs, policy)
+    figures: dict[str, Any] = {"challenger_max_abs_gap": mine.figures["max_abs_gap"]}
+    if inputs.champion_pd is None:
+        return GateCheck("improvement", True, False, ["no champion yet: nothing to beat"], figures)
+    champion_inputs = replace(
+        inputs, challenger_pd=inputs.champion_pd, champion_pd=None, champion_version=None
+    )
+    theirs = calibration_check(champion_inputs, policy)
+    gap, champion_gap = mine.figures["max_abs_gap"], theirs.figures["max_abs_gap"]
+    passed = round(gap, _DIGITS) < round(champion_gap, _DIGITS)
+    figures.update(champion_max_abs_gap=champion_gap, champion_calibrated=theirs.passed)
+    reason = (
+        f"largest calibration gap {gap:.3f} vs champion {champion_gap:.3f} on {inputs.window} "
+        f"(champion {'within' if theirs.passed else 'outside'} tolerance): "
+        f"{'better' if passed else 'not better'} calibrated"
+    )
+    return GateCheck("improvement", passed, False, [reason], figures)
+
+
+def challenger_gate(inputs: GateInputs, policy: GatePolicy, *, recalibration: bool = False) -> GateResult:
+    """Run every check on one window; eligible (passed) when all required checks pass.
+
+    A recalibration keeps the champion's ranking, so its gain is calibration, not AUC: its improvement check
+    compares calibration (calibration_improvement_check) instead of the AUC margin.
+    """
     checks = [
         discrimination_check(inputs, policy),
         stability_check(inputs, policy),
         calibration_check(inputs, policy),
         fairness_check(inputs, policy),
-        improvement_check(inputs, policy),
+        calibration_improvement_check(inputs, policy) if recalibration else improvement_check(inputs, policy),
     ]
     failed = [c.name for c in checks if c.required and not c.passed]
     improvement = checks[-1]
     passed = not failed
     if passed:
         head = f"eligible on {inputs.window}: {', '.join(c.name for c in checks if c.required)} passed; " + (
-            "beats the champion by the margin"
+            ("better calibrated than the champion" if recalibration else "beats the champion by the margin")
             if improvement.passed
-            else "does not beat the champion by the margin, so only a person may approve it"
+            else (
+                "not better calibrated than the champion"
+                if recalibration
+                else "does not beat the champion by the margin"
+            )
+            + ", so only a person may approve it"
         )
     else:
         head = f"not eligible on {inputs.window}: failed {', '.join(failed)}"
@@ -391,6 +424,7 @@ def challenger_gate(inputs: GateInputs, policy: GatePolicy) -> GateResult:
         "challenger_version": inputs.challenger_version,
         "eligible": passed,
         "auto_promotable": passed and improvement.passed,
+        "improvement_by": "calibration" if recalibration else "auc",
         "margin_auc": policy.margin_auc,
         "challenger_auc": discrimination["challenger_auc"],
         "challenger_ks": discrimination["challenger_ks"],

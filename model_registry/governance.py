@@ -73,6 +73,8 @@ def gate_refusal(gate: dict[str, Any] | None, champion: int | None, mode: str) -
         now = "no champion" if champion is None else f"v{champion}"
         return f"its gate compared it with {compared} but the champion is now {now}: re-run the gate"
     if mode == "policy" and not auto_promotable(gate):
+        if figures.get("improvement_by") == "calibration":  # a recalibration: its gain is calibration
+            return "it is not better calibrated than the champion, so a person must approve it"
         return "it does not beat the champion by the margin, so a person must approve it"
     return None
 

@@ -14,6 +14,17 @@ Semantics (all comparisons strict, matching the settings' descriptions):
   retrain_cooldown_months have passed since its last training (months_between(last, month) >= cooldown);
 - approval: by the policy when every gate passes (settings.governance.auto_approve), else by a person; while a trained
   version awaits a person's approval, nothing new is trained (hold).
+
+A model that declares an early-performance label (its `early_label`) adapts to a shock (see `Adaptation`):
+- a breach is open while too few vintages since it have mature labels for a fit to learn from them (its
+  development and out-of-time samples: `oot_months` + 1), even in a month that does not breach. Once enough
+  vintages since the breach began have mature early labels (`policy.recalibration_vintages` to fit, one more
+  held out for the gate), the champion is recalibrated, not held by the retrain cooldown (a recalibration keeps
+  the ranking and is gated on calibration; a refused one is tried again the next month), and not again while
+  the champion is a recalibration for the same breach; until then a breach retrains as for any model, its
+  reason saying what the recalibration waits for;
+- a recalibrated champion is provisional: once enough vintages since its breach have mature labels to fit and
+  hold out, a retrain is due whether or not the month breaches (cooldown and approvals as for any retrain).
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from orchard.months import months_between, parse_month
 from orchard.portfolio.spec import MonitoringDef
 from orchard.settings import GovernanceConfig
 
-Action = Literal["first_fit", "retrain", "hold"]
+Action = Literal["first_fit", "retrain", "recalibrate", "hold"]
 Approval = Literal["policy", "person"]
 
 
@@ -52,6 +63,28 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class Adaptation:
+    """What a model with an early-performance label can learn from at the month (computed by the caller)."""
+
+    breach_since: str | None
+    """The open breach: the first recorded breach with fewer than fit_needs mature vintages since (None: none)."""
+    early_vintages: int = 0
+    """Vintages from breach_since on whose early labels are all mature."""
+    mature_vintages: int = 0
+    """Vintages from breach_since on whose (target) labels are all mature."""
+    fit_needs: int = 1
+    """Mature vintages since the breach a fit needs to learn from it (its development and out-of-time samples)."""
+    needed: int = 3
+    """Early vintages a recalibration needs: those it is fitted on and one held out for its gate."""
+    refit_ready: bool = False
+    """The champion is a recalibration, and enough vintages since its breach have mature labels for a fit."""
+    shortfall: str | None = None
+    """Why the vintages a recalibration needs cannot be fitted on yet (too few events), or None."""
+    answered: bool = False
+    """The champion is already a recalibration for this breach."""
+
+
+@dataclass(frozen=True)
 class PolicyDecision:
     """What the policy decided for one model and month, and why (each reason names its metric and threshold)."""
 
@@ -68,7 +101,7 @@ class PolicyDecision:
 
     @property
     def train(self) -> bool:
-        """Whether a version is trained this month (first fit or retrain)."""
+        """Whether a version is trained this month (first fit, retrain or recalibration)."""
         return self.action != "hold"
 
 
@@ -85,6 +118,11 @@ def _check_value(name: str, value: float) -> float:
     if math.isnan(number) or number < 0:
         raise OrchardError(f"{name} must be a non-negative number, got {value!r}")
     return number
+
+
+def is_breach(drift: Drift, limits: MonitoringDef) -> bool:
+    """Return whether the month's drift breaches the model's monitoring policy."""
+    return _breach(drift, limits)[0]
 
 
 def _breach(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
@@ -119,12 +157,14 @@ def decide(
     drift: Drift | None = None,
     *,
     labels_ready: bool = False,
+    adaptation: Adaptation | None = None,
 ) -> PolicyDecision:
-    """Return the month's action for a model: first fit, retrain or hold, who approves, and why.
+    """Return the month's action for a model: first fit, retrain, recalibrate or hold, who approves, and why.
 
     `limits` is the model's monitoring policy (its portfolio entry), `approval` who approves what is trained
     (approval_mode); `drift` is the champion's monitoring of the month (required when there is a champion);
-    `labels_ready` says whether enough labelled vintages have matured to train (what a first fit waits for).
+    `labels_ready` says whether enough labelled vintages have matured to train (what a first fit waits for);
+    `adaptation` is given for a model with an early-performance label (see the module docstring).
     """
     parse_month(month)
     if history.last_trained is not None and months_between(history.last_trained, month) < 0:
@@ -145,19 +185,68 @@ def decide(
             f"champion v{history.champion} has no monitoring of {month}: the policy needs its drift"
         )
     breach, reasons = _breach(drift, limits)
-    if not breach:
-        return PolicyDecision("hold", False, approval, reasons, month)
-    if pending is not None:
-        return PolicyDecision("hold", True, approval, [*reasons, f"retrain held: {waiting}"], month)
-    if history.last_trained is None:
-        return PolicyDecision("retrain", True, approval, [*reasons, "retrain: no earlier retrain"], month)
-
-    elapsed = months_between(history.last_trained, month)
-    retrain = elapsed >= limits.retrain_cooldown_months
-    verdict = "retrain" if retrain else "retrain held"
-    comparison = ">=" if retrain else "<"
-    reasons.append(
-        f"{verdict}: {elapsed} month(s) since last retrain {history.last_trained} "
-        f"{comparison} retrain_cooldown_months {limits.retrain_cooldown_months}"
+    refit = adaptation is not None and adaptation.refit_ready
+    # an open breach: no vintage since it began has mature labels (the month itself need not breach)
+    unlearnt = (
+        adaptation
+        if adaptation and adaptation.breach_since and adaptation.mature_vintages < adaptation.fit_needs
+        else None
     )
-    return PolicyDecision("retrain" if retrain else "hold", True, approval, reasons, month)
+    not_yet = _not_recalibrated(unlearnt) if unlearnt is not None else None
+    recalibrate = unlearnt is not None and not_yet is None and not refit  # a refit due comes first
+    if not (breach or refit or recalibrate):
+        return PolicyDecision("hold", False, approval, reasons, month)
+    if refit:
+        reasons.append(
+            f"v{history.champion} is a recalibration: vintages since its breach now have mature labels to fit on"
+        )
+    if pending is not None:
+        return PolicyDecision("hold", breach, approval, [*reasons, f"retrain held: {waiting}"], month)
+    if unlearnt is not None and recalibrate:
+        # no cooldown: a recalibration keeps the ranking and is gated on calibration; a refused one is tried
+        # again the next month, on the newer vintages
+        return PolicyDecision(
+            "recalibrate",
+            breach,
+            approval,
+            [*reasons, f"recalibrate: {_stale(unlearnt)}; {_early(unlearnt)}"],
+            month,
+        )
+    due = "no earlier retrain"
+    if history.last_trained is not None:
+        elapsed = months_between(history.last_trained, month)
+        ready = elapsed >= limits.retrain_cooldown_months
+        due = (
+            f"{elapsed} month(s) since last retrain {history.last_trained} {'>=' if ready else '<'} "
+            f"retrain_cooldown_months {limits.retrain_cooldown_months}"
+        )
+        if not ready:
+            return PolicyDecision("hold", breach, approval, [*reasons, f"retrain held: {due}"], month)
+    if not refit and not_yet is not None:
+        return PolicyDecision(
+            "retrain", breach, approval, [*reasons, f"retrain: {due}; no recalibration: {not_yet}"], month
+        )
+    return PolicyDecision("retrain", breach, approval, [*reasons, f"retrain: {due}"], month)
+
+
+def _stale(open_breach: Adaptation) -> str:
+    return (
+        f"{open_breach.mature_vintages} vintage(s) since the breach of {open_breach.breach_since} have mature "
+        f"labels, a fit needs {open_breach.fit_needs}"
+    )
+
+
+def _early(open_breach: Adaptation) -> str:
+    return (
+        f"{open_breach.early_vintages} vintage(s) since {open_breach.breach_since} have mature early labels, "
+        f"a recalibration needs {open_breach.needed}"
+    )
+
+
+def _not_recalibrated(open_breach: Adaptation) -> str | None:
+    """Return why an open breach is not recalibrated this month (None: it is)."""
+    if open_breach.answered:
+        return f"the champion is already a recalibration for the breach since {open_breach.breach_since}"
+    if open_breach.early_vintages < open_breach.needed:
+        return _early(open_breach)
+    return open_breach.shortfall

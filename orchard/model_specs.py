@@ -11,7 +11,7 @@ The label of a row is the modelled event (column `bad`), known once its window h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from orchard.errors import OrchardError
@@ -71,6 +71,8 @@ class ModelSpec:
     max_per_month: int | None = None
     """At most this many cases per month (a stable sample by a hash of the key); None keeps every case."""
     label_rule: LabelDef | None = None
+    early_label_rule: LabelDef | None = None
+    """The early-performance label a shock recalibration learns from (None: the model is never recalibrated)."""
     dashboard_features: tuple[str, ...] = ()
     serve: bool = False
     policy: PolicyDef = field(default_factory=PolicyDef)
@@ -79,6 +81,13 @@ class ModelSpec:
     @property
     def features(self) -> list[str]:
         return [*self.feast_features, *self.request_features]
+
+    def with_early_label(self) -> ModelSpec:
+        """Return this model with its early-performance label as its label (the cases and features unchanged)."""
+        if self.early_label_rule is None:
+            raise OrchardError(f"model {self.name} declares no early_label")
+        early = self.early_label_rule
+        return replace(self, label=early.description, label_kind=_label_kind(early), label_rule=early)
 
 
 def _label_kind(label: LabelDef) -> LabelKind:
@@ -96,11 +105,12 @@ def model_spec(portfolio: Portfolio, name: str) -> ModelSpec:
     if name not in portfolio.models:
         raise OrchardError(f"unknown model {name!r}; known: {', '.join(sorted(portfolio.models)) or 'none'}")
     model = portfolio.models[name]
-    return spec_of(name, model, portfolio.labels[model.label])
+    early = portfolio.labels[model.early_label] if model.early_label is not None else None
+    return spec_of(name, model, portfolio.labels[model.label], early)
 
 
-def spec_of(name: str, model: ModelDef, label: LabelDef) -> ModelSpec:
-    """Return the ModelSpec of one model entry and its label (a portfolio's, or a BYOD file's one model)."""
+def spec_of(name: str, model: ModelDef, label: LabelDef, early_label: LabelDef | None = None) -> ModelSpec:
+    """Return the ModelSpec of one model entry and its labels (a portfolio's, or a BYOD file's one model)."""
     population = model.population
     return ModelSpec(
         name=name,
@@ -127,6 +137,7 @@ def spec_of(name: str, model: ModelDef, label: LabelDef) -> ModelSpec:
         trainable=population.trainable,
         max_per_month=population.max_per_month,
         label_rule=label,
+        early_label_rule=early_label,
         serve=model.serve,
         policy=model.policy,
         dashboard_features=model.dashboard_features or (*model.features, *model.request_features)[:5],

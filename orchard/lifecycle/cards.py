@@ -22,7 +22,13 @@ from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.settings import Settings
 
-SAMPLES = {"train": "train", "test": "test (random 20% of development)", "oot": "out-of-time"}
+SAMPLES = {
+    "train": "train",
+    "test": "test (random 20% of development)",
+    "oot": "out-of-time",
+    "recent_early": "since the breach, early label (recalibrated on)",
+    "holdout_early": "held out since the breach, early label",
+}
 
 
 def _maturity(spec: ModelSpec) -> str:
@@ -48,8 +54,16 @@ def _maturity(spec: ModelSpec) -> str:
     return windows[spec.label_kind]
 
 
-def _limitations(spec: ModelSpec, kind: str, simulated: bool) -> list[str]:
+def _limitations(spec: ModelSpec, kind: str, simulated: bool, params: dict[str, Any]) -> list[str]:
     notes = []
+    recalibration = params.get("recalibration")
+    if isinstance(recalibration, dict) and "from_version" in recalibration:
+        notes.append(
+            f"A recalibration of v{recalibration['from_version']} for the breach since {recalibration['since']}: "
+            "its ranking and reason codes, its log-odds re-mapped on the early label of the vintages since. It "
+            "assumes the early-to-label relation measured before the breach holds after it; it is refitted once "
+            "the label itself matures for those vintages."
+        )
     if simulated:
         notes.append(
             "Trained on simulated data (orchard.simulate): figures show the method, not a real portfolio."
@@ -105,7 +119,9 @@ def lifecycle_card(
         performance={SAMPLES[k]: evaluations[k] for k in SAMPLES if k in evaluations},
         feature_iv=baseline.selection.get("candidate_iv", {}),
         stability=stability,
-        limitations=_limitations(spec, str(model.kind), settings.portfolio_def.simulated),
+        limitations=_limitations(
+            spec, str(model.kind), settings.portfolio_def.simulated, getattr(model, "params", None) or {}
+        ),
         approval_status=approval_status,
         approver=approver,
     )

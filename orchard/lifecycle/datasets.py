@@ -92,12 +92,10 @@ def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]
     Trainable: at least the policy's min_mature_vintages mature vintages, and both the development and the
     out-of-time vintages hold MIN_CLASS_ROWS events and non-events.
     """
-    months = month_range(settings.start_month, as_of)
     try:
-        frame = population(settings, spec, months, as_of)
+        frame = vintage_cases(settings, spec, month_range(settings.start_month, as_of), as_of)
     except OrchardError:  # nothing validated yet
         return []
-    frame = frame.assign(vintage=_vintage(pd.to_datetime(frame["event_timestamp"], utc=True)))
     vintages = mature_vintages(frame)
     policy = spec.policy
     if len(vintages) < max(policy.min_mature_vintages, policy.oot_months + 1):
@@ -107,6 +105,17 @@ def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]
         if min(int(bad.sum()), int((1 - bad).sum())) < MIN_CLASS_ROWS:
             return []
     return vintages
+
+
+def vintage_cases(settings: Settings, spec: ModelSpec, months: list[str], as_of: str) -> pd.DataFrame:
+    """Return the model's cases of `months` with labels known at `as_of` and their vintage (no features read)."""
+    frame = population(settings, spec, months, as_of)
+    return frame.assign(vintage=_vintage(pd.to_datetime(frame["event_timestamp"], utc=True)))
+
+
+def population_vintages(settings: Settings, spec: ModelSpec, months: list[str], as_of: str) -> list[str]:
+    """Return which of `months` are mature vintages of the model's population at `as_of` (no features read)."""
+    return mature_vintages(vintage_cases(settings, spec, months, as_of))
 
 
 def mature_vintages(frame: pd.DataFrame) -> list[str]:

@@ -10,13 +10,14 @@ import pandas as pd
 from model_registry.history import events
 from model_registry.registry import load_model, train_key_of
 from monitoring.dashboards import MonthSeries, add_month_snapshot, ensure_dashboard
-from monitoring.policy import Drift, ModelHistory, PolicyDecision, approval_mode, decide
+from monitoring.policy import Drift, ModelHistory, PolicyDecision, approval_mode, decide, is_breach
 from monitoring.reports import add_to_workspace, drift_report, save_report
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.atomic import write_json
 from orchard.credit.psi import SCORE_COLUMN, load_profile, psi
 from orchard.credit.stratification import TIERS
 from orchard.errors import OrchardError
+from orchard.lifecycle.recalibration import adaptation
 from orchard.lifecycle.references import load_reference_sample, profile_path, reference_columns
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
@@ -80,7 +81,8 @@ def monitor_month(
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     limits = spec.policy.monitoring
     drift = Drift(float(values[SCORE_COLUMN]), features)
-    decision = decide(month, history, limits, approval_mode(settings.governance), drift)
+    adapt = adaptation(settings, spec, model, month, is_breach(drift, limits))
+    decision = decide(month, history, limits, approval_mode(settings.governance), drift, adaptation=adapt)
     drifted = sum(v > limits.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(
         model=spec.name,

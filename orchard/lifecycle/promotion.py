@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,10 @@ from model_registry.history import approvals_of
 from model_registry.registry import champion_version, load_model, record_rejection, set_alias
 from monitoring.policy import Approval, approval_mode
 from orchard.credit.psi import ReferenceProfile, psi
+from orchard.credit.recalibration import Recalibration
 from orchard.lifecycle.cards import lifecycle_card
 from orchard.lifecycle.datasets import labelled, model_frame
+from orchard.lifecycle.recalibration import early_pd
 from orchard.lifecycle.references import profile_path
 from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import TrainOutcome
@@ -95,18 +98,25 @@ def recent_score_psi(
 def evaluate_gate(
     settings: Settings, spec: ModelSpec, trained: TrainOutcome, champion: int | None, month: str, tools: Tools
 ) -> dict:
-    """Run every gate on the version's out-of-time window, log the result on the version, return it."""
+    """Run every gate on the version's out-of-time window, log the result on the version, return it.
+
+    A recalibration is judged on its held-out vintage's early labels: both models' PDs are taken to the early
+    label through the recalibration's own bridge, so the two are compared on one scale.
+    """
     vintages = _window_vintages(trained.oot_window)
-    window = labelled(model_frame(settings, spec, vintages, month, tools=tools).frame, vintages)
+    recalibration = trained.method == "recalibration"
+    labels = spec.with_early_label() if recalibration else spec
+    window = labelled(model_frame(settings, labels, vintages, month, tools=tools).frame, vintages)
     challenger_model = load_model(settings, spec.name, trained.version, tools.models)
+    as_labelled = _early_scale(challenger_model) if recalibration else (lambda p: p)
     champion_pd = None
     if champion is not None:
-        champion_pd = load_model(settings, spec.name, champion, tools.models).predict_pd(window)
+        champion_pd = as_labelled(load_model(settings, spec.name, champion, tools.models).predict_pd(window))
     groups, group_name = protected_groups(settings.portfolio_def.fairness, window)
     inputs = GateInputs(
-        window=trained.oot_window,
+        window=trained.oot_window + (" (early label)" if recalibration else ""),
         y=window["bad"].to_numpy(),
-        challenger_pd=challenger_model.predict_pd(window),
+        challenger_pd=as_labelled(challenger_model.predict_pd(window)),
         champion_pd=champion_pd,
         champion_version=champion,
         challenger_version=trained.version,
@@ -114,9 +124,15 @@ def evaluate_gate(
         groups=groups,
         group_name=group_name,
     )
-    gate = challenger_gate(inputs, gate_policy(spec.policy))
+    gate = challenger_gate(inputs, gate_policy(spec.policy), recalibration=recalibration)
     log_gate_result(settings, spec.name, trained.version, gate, trained.oot_window)
     return gate_dict(gate)
+
+
+def _early_scale(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Return the map from a target PD to the early-label PD it stands for (a recalibrated model's bridge)."""
+    fitted = Recalibration.from_dict(model.params["recalibration"])
+    return lambda target_pd: early_pd(fitted, target_pd)
 
 
 CARD_STATUS = {
@@ -181,7 +197,7 @@ def _decide(
             "challenger",
             trained.version,
             action="set_challenger",
-            reason=f"retrained at {month} after a drift breach",
+            reason=f"{'recalibrated' if trained.method == 'recalibration' else 'retrained'} at {month} after a drift breach",
             approver=approver,
             gate=None,
             effective_month=month,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from orchard.credit.stratification import TIERS
 from orchard.lifecycle.ledger import MonthRecord, trained_in
+from orchard.months import months_between
 
 
 def shock_detection(records: list[MonthRecord], shock_month: str, model: str) -> str | None:
@@ -62,6 +65,91 @@ def losses_table(losses: list[dict], model: str) -> Table:
             f"{ratio:.2f}",
             "mature" if row["mature"] else "open",
         )
+    return table
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """The first version made from post-shock data that decided, and when (None: no such version yet)."""
+
+    version: int
+    method: str
+    promoted_at: str
+    decides_from: str
+    months_after_shock: int
+
+
+def post_shock_version(trained: dict, shock_month: str) -> bool:
+    """Return whether a version was made from data after the shock (a recalibration since, or a fit reaching it)."""
+    if trained.get("method") == "recalibration":
+        return str(trained["train_window"]).split("..")[0] >= shock_month
+    return str(trained["train_window"]).split("..")[-1] >= shock_month
+
+
+def first_adapted(records: list[MonthRecord], shock_month: str, model: str) -> Adapted | None:
+    """Return the first version made from post-shock data that became champion, and the first month it decided."""
+    promoted: dict[int, tuple[str, str]] = {}
+    for r in records:
+        m = r.model(model)
+        if (
+            m.trained
+            and m.promotion
+            and m.promotion.get("action") == "promote"
+            and post_shock_version(m.trained, shock_month)
+        ):
+            promoted.setdefault(int(m.trained["version"]), (r.month, str(m.trained.get("method", "fit"))))
+        if m.champion in promoted and r.month > promoted[m.champion][0]:
+            at, method = promoted[m.champion]
+            return Adapted(m.champion, method, at, r.month, months_between(shock_month, r.month))
+    return None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def adaptation_table(
+    records: list[MonthRecord], model: str, shock_month: str, vintages: dict[str, dict[str, float]]
+) -> Table:
+    """Return the months after the shock: each decision on the model and why, then the realised calibration of
+    the first post-shock version on the vintages it decided, once they matured."""
+    adapted = first_adapted(records, shock_month, model)
+    head = (
+        f"v{adapted.version} ({adapted.method}) decides from {adapted.decides_from}: "
+        f"{adapted.months_after_shock} month(s) after the shock"
+        if adapted
+        else "no version made from post-shock data has decided yet"
+    )
+    table = Table(title=f"Adapting to the shock of {shock_month} ({model}): {head}")
+    for col in ("month", "champion", "decision", "why"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        m = r.model(model)
+        if r.month < shock_month or not (
+            m.breach or m.trained or (m.reasons and "recalibrat" in m.reasons[-1])
+        ):
+            continue
+        if m.trained and m.promotion:
+            decision = f"{m.trained.get('method', 'fit')} v{m.trained['version']}: {m.promotion['action']}"
+            why = m.promotion.get("reason", "")
+        else:
+            decision, why = "hold", (m.reasons[-1] if m.reasons else "")
+        table.add_row(r.month, "—" if m.champion is None else f"v{m.champion}", decision, _short(why))
+    if adapted is not None:
+        decided = [r.month for r in records if r.model(model).champion == adapted.version]
+        matured = [(v, vintages[v]) for v in decided if vintages.get(v)]
+        for vintage, row in matured:
+            table.add_row(
+                vintage,
+                f"v{adapted.version}",
+                "matured",
+                f"realised bad rate {row.get('bad_rate', float('nan')):.3f} vs expected "
+                f"{row.get('expected_bad_rate', float('nan')):.3f} (booked loans)",
+            )
+        if not matured:
+            table.add_row(
+                "—", f"v{adapted.version}", "open", "none of the vintages it decided has matured yet"
+            )
     return table
 
 
@@ -123,6 +211,8 @@ def render_summary(
     losses: dict[str, list[dict]] | None = None,
     tiers_models: tuple[str, ...] = (),
     vintages: dict[str, dict[str, float]] | None = None,
+    adapting: str | None = None,
+    adapting_vintages: dict[str, dict[str, float]] | None = None,
 ) -> Group:
     """Build the summary tables shown at the end of a lifecycle run (the primary model in detail)."""
     overview = Table(title="Orchard lifecycle summary", show_header=False)
@@ -180,4 +270,6 @@ def render_summary(
     extra += [losses_table(rows, model) for model, rows in (losses or {}).items() if rows]
     if vintages and any(vintages.values()):
         extra.append(estimation_table(vintages, primary))
+    if shock_month is not None and adapting is not None:
+        extra.append(adaptation_table(records, adapting, shock_month, adapting_vintages or {}))
     return Group(overview, aliases, psi, *extra)

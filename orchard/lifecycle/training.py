@@ -52,6 +52,8 @@ class TrainOutcome:
     oot_window: str
     metrics: dict[str, float] = field(default_factory=dict)
     feature_iv: dict[str, float] = field(default_factory=dict)
+    method: str = "fit"
+    """How the version was made: `fit` (trained on mature labels) or `recalibration` (a champion re-mapped)."""
 
 
 def train_key(spec: ModelSpec, as_of: str) -> str:
@@ -161,6 +163,32 @@ def _loss_forecast(
         "oot_expected_to_realised_loss": round(ratio, 6),
     }
     return Fitted(model, metrics, {"loss_by_vintage.json": table.round(2).to_dict("records")})
+
+
+def frame_lineage(spec: ModelSpec, data: ModelFrame, train_window: str, extra: dict[str, Any]) -> Lineage:
+    """Return the lineage of a version made from a model frame: its batches (validated), data hash, service, code."""
+    return Lineage(
+        batch_ids=data.batch_ids,
+        data_sha256=data.data_sha256,
+        validation_ids=[f"{b}:passed" for b in data.batch_ids],
+        feature_service=spec.feature_service,
+        code_version=__version__,
+        train_window=train_window,
+        extra=extra,
+    )
+
+
+def save_reference(
+    settings: Settings, spec: ModelSpec, key: str, model: Any, through_door: pd.DataFrame
+) -> ReferenceProfile:
+    """Score a version's monitoring reference (its through-the-door cases) and keep the sample and frozen bins."""
+    reference = through_door[spec.features].copy()
+    reference["score"] = model.score(through_door)
+    numeric, cats = reference_columns(spec, list(model.features))
+    profile = ReferenceProfile.fit(reference, numeric=numeric, categorical=cats)
+    save_reference_sample(settings, spec.name, key, reference)
+    write_json(profile.to_dict(), profile_path(settings, spec.name, key))
+    return profile
 
 
 TEST_SHARE = 0.2
@@ -279,23 +307,14 @@ def train_and_register(
     metrics["score_psi_dev_oot"] = round(score_psi(model.score(dev), model.score(oot)), 6)
 
     # The monitoring reference is the through-the-door population of the development months, scored.
-    through_door = data.frame[data.frame["vintage"].isin(dev_vintages)]
-    reference = through_door[features].copy()
-    reference["score"] = model.score(through_door)
-    numeric, cats = reference_columns(spec, list(model.features))
-    profile = ReferenceProfile.fit(reference, numeric=numeric, categorical=cats)
     key = train_key(spec, as_of)
-    save_reference_sample(settings, spec.name, key, reference)
-    write_json(profile.to_dict(), profile_path(settings, spec.name, key))
+    profile = save_reference(settings, spec, key, model, data.frame[data.frame["vintage"].isin(dev_vintages)])
 
-    lineage = Lineage(
-        batch_ids=data.batch_ids,
-        data_sha256=data.data_sha256,
-        validation_ids=[f"{b}:passed" for b in data.batch_ids],
-        feature_service=spec.feature_service,
-        code_version=__version__,
-        train_window=f"{dev_vintages[0]}..{dev_vintages[-1]}",
-        extra={"oot_window": f"{oot_vintages[0]}..{oot_vintages[-1]}", "as_of": as_of},
+    lineage = frame_lineage(
+        spec,
+        data,
+        f"{dev_vintages[0]}..{dev_vintages[-1]}",
+        {"oot_window": f"{oot_vintages[0]}..{oot_vintages[-1]}", "as_of": as_of},
     )
     ref: ModelVersionRef = register_model(
         settings,

@@ -376,6 +376,12 @@ class PolicyDef(Strict):
     promotion_margin_auc: float = Field(
         default=0.005, ge=0.0, le=0.2, description="AUC a challenger must add to be approved by the policy"
     )
+    recalibration_vintages: int = Field(
+        default=2,
+        ge=1,
+        description="a model with an early_label: vintages since a breach a recalibration is fitted on "
+        "(one more is held out for its gate)",
+    )
     gates: GatesDef = Field(default_factory=GatesDef)
     monitoring: MonitoringDef = Field(default_factory=MonitoringDef)
 
@@ -419,6 +425,11 @@ class ModelDef(Strict):
     purpose: str
     population: PopulationDef
     label: Name
+    early_label: Name | None = Field(
+        default=None,
+        description="an early-performance label of the same cases (e.g. 30+ days past due within 3 months): "
+        "after a breach, the champion is recalibrated on it before the label's own vintages mature",
+    )
     views: tuple[Name, ...] = Field(description="feature views served by the model's feature service")
     features: tuple[str, ...] = Field(description="the views' features the model uses")
     request_features: tuple[str, ...] = Field(default=(), description="fields that come with the case")
@@ -461,6 +472,10 @@ class ModelDef(Strict):
             raise ValueError(f"trends apply to numeric features, not {on_categorical}")
         if self.kind == "tiers" and self.risk_model is None:
             raise ValueError("kind tiers needs a 'risk_model'")
+        if self.early_label is not None and self.kind != "pd":
+            raise ValueError(f"early_label recalibrates a PD model; a model of kind {self.kind} has none")
+        if self.early_label is not None and self.early_label == self.label:
+            raise ValueError("early_label must be another label than the model's own")
         return self
 
 
@@ -612,6 +627,10 @@ class Portfolio(Strict):
         if model.label not in self.labels:
             raise ValueError(f"{where}: label {model.label!r} is not declared under labels")
         self._check_outcome_column(where, model, self.labels[model.label])
+        if model.early_label is not None:
+            if model.early_label not in self.labels:
+                raise ValueError(f"{where}: early_label {model.early_label!r} is not declared under labels")
+            self._check_outcome_column(where, model, self.labels[model.early_label])
         for view in model.views:
             if view not in self.views:
                 raise ValueError(f"{where}: view {view!r} is not declared under views")

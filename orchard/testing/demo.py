@@ -22,9 +22,11 @@ from orchard.sources import SourceSpec, source_specs
 
 SHORT_LABELS: dict[str, dict[str, Any]] = {
     "dpd90_6m": {"within_months": 2, "bad_dpd": 30},
+    "dpd30_3m": {"within_months": 1, "bad_dpd": 30},
     "account_dpd90_6m": {"within_months": 2, "bad_dpd": 30},
 }
-"""The demo's loan-event labels made short and frequent (30+ dpd within 2 months): labels mature in small lakes."""
+"""The demo's loan-event labels made short and frequent (30+ dpd within 2 months, the early label within 1):
+labels mature in small lakes."""
 
 
 def demo_variant(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from monitoring.policy import Drift, ModelHistory, PolicyDecision, decide
+from monitoring.policy import Adaptation, Drift, ModelHistory, PolicyDecision, decide
 from orchard.errors import OrchardError
 from orchard.portfolio.spec import MonitoringDef
 
@@ -161,3 +162,95 @@ def test_invalid_inputs_raise(month: str, history: ModelHistory, drift: Drift | 
     # Given a malformed month, a NaN/negative PSI, a training in the future, a champion unmonitored / Then an error
     with pytest.raises(OrchardError, match=match):
         decide(month, history, LIMITS, "policy", drift)
+
+
+SHOCK = Adaptation(breach_since="2020-03", early_vintages=2, mature_vintages=0, fit_needs=3, needed=3)
+"""A breach since 2020-03: no vintage since has mature labels (a fit needs 3), two have mature early labels (a
+recalibration needs 3)."""
+
+
+def test_a_breach_older_than_every_mature_label_is_recalibrated_once_early_labels_mature() -> None:
+    # Given a breach whose vintages have no mature labels yet, past the cooldown
+    # When only two of the three early-labelled vintages a recalibration needs have matured
+    early = decide("2020-05", CHAMPION, LIMITS, "policy", DRIFT, adaptation=SHOCK)
+    # Then the retrain happens as for any model, its reason saying what a recalibration waits for
+    assert (early.action, early.breach, early.retrain) == ("retrain", True, True), early
+    assert early.reasons[-1] == (
+        "retrain: 4 month(s) since last retrain 2020-01 >= retrain_cooldown_months 3; no recalibration: "
+        "2 vintage(s) since 2020-03 have mature early labels, a recalibration needs 3"
+    ), early.reasons
+    # When the third matures, the champion is recalibrated instead (a training, not a retrain on mature labels)
+    ready = decide("2020-06", CHAMPION, LIMITS, "policy", DRIFT, adaptation=replace(SHOCK, early_vintages=3))
+    assert (ready.action, ready.train, ready.retrain) == ("recalibrate", True, False), ready
+    assert ready.reasons[-1] == (
+        "recalibrate: 0 vintage(s) since the breach of 2020-03 have mature labels, a fit needs 3; "
+        "3 vintage(s) since 2020-03 have mature early labels, a recalibration needs 3"
+    ), ready.reasons
+    # And the retrain cooldown does not hold it (a refused one is tried again the next month)
+    cooling = ModelHistory(champion=1, last_trained="2020-05")
+    ready_again = replace(SHOCK, early_vintages=3)
+    assert decide("2020-06", cooling, LIMITS, "policy", DRIFT, adaptation=ready_again).action == "recalibrate"
+    # But a champion that is already a recalibration for this breach is not recalibrated again
+    answered = replace(SHOCK, early_vintages=4, answered=True)
+    again = decide("2020-07", CHAMPION, LIMITS, "policy", DRIFT, adaptation=answered)
+    assert again.action == "retrain", again
+    assert "already a recalibration for the breach since 2020-03" in again.reasons[-1], again.reasons
+    assert decide("2020-07", CHAMPION, LIMITS, "policy", CALM, adaptation=answered).action == "hold"
+    # And a pending approval holds it as it holds a retrain
+    pending = ModelHistory(champion=1, last_trained="2020-01", awaiting_approval=2)
+    assert (
+        decide(
+            "2020-06", pending, LIMITS, "person", DRIFT, adaptation=replace(SHOCK, early_vintages=3)
+        ).action
+        == "hold"
+    )
+    # And while fewer vintages since the breach than a fit needs have mature labels, it may still recalibrate
+    partly = replace(SHOCK, early_vintages=5, mature_vintages=2)
+    assert decide("2020-08", CHAMPION, LIMITS, "policy", DRIFT, adaptation=partly).action == "recalibrate"
+    # And once enough have, a breach retrains as usual
+    fit = decide(
+        "2020-09",
+        CHAMPION,
+        LIMITS,
+        "policy",
+        DRIFT,
+        adaptation=replace(SHOCK, early_vintages=6, mature_vintages=3),
+    )
+    assert fit.action == "retrain" and fit.reasons[-1].endswith(">= retrain_cooldown_months 3"), fit
+    # And a month below the limits still recalibrates while the breach is open (its vintages unlearnt)
+    quiet = decide("2020-07", CHAMPION, LIMITS, "policy", CALM, adaptation=replace(SHOCK, early_vintages=3))
+    assert (quiet.action, quiet.breach) == ("recalibrate", False), quiet
+    # but holds when no breach was ever recorded, or the breach's vintages have labels, whatever the early labels
+    calm = decide("2020-06", CHAMPION, LIMITS, "policy", CALM, adaptation=Adaptation(None, early_vintages=3))
+    assert calm.action == "hold" and not calm.breach, calm
+    learnt = replace(SHOCK, early_vintages=3, mature_vintages=3)
+    assert decide("2020-09", CHAMPION, LIMITS, "policy", CALM, adaptation=learnt).action == "hold"
+
+
+def test_a_recalibrated_champion_is_refit_once_labels_since_its_breach_mature() -> None:
+    # Given a recalibrated champion whose breach is over, and enough vintages since it with mature labels
+    ready = Adaptation(None, refit_ready=True)
+    # When a calm month is decided
+    refit = decide("2020-12", CHAMPION, LIMITS, "policy", CALM, adaptation=ready)
+    # Then a fit is due without a breach, saying why
+    assert (refit.action, refit.breach) == ("retrain", False), refit
+    assert any("v1 is a recalibration" in r for r in refit.reasons), refit.reasons
+    # And the cooldown still holds it
+    recent = ModelHistory(champion=1, last_trained="2020-11")
+    assert decide("2020-12", recent, LIMITS, "policy", CALM, adaptation=ready).action == "hold"
+
+
+def test_a_recalibration_waits_while_its_vintages_hold_too_few_events() -> None:
+    # Given enough early-labelled vintages since the breach, but too few events among them to fit a line
+    short = replace(SHOCK, early_vintages=3, shortfall="the early labels of 2020-03..2020-04 hold 4 events")
+    # When decided / Then it retrains as any model would, naming the shortfall
+    decision = decide("2020-06", CHAMPION, LIMITS, "policy", DRIFT, adaptation=short)
+    assert decision.action == "retrain" and decision.reasons[-1].endswith("hold 4 events"), decision
+
+
+def test_a_refit_due_comes_before_a_recalibration_for_a_later_breach() -> None:
+    # Given a recalibrated champion whose breach can now be learnt, and a later breach open with early labels
+    both = Adaptation("2020-08", early_vintages=3, needed=3, fit_needs=3, refit_ready=True)
+    # When decided / Then the fit replaces the stopgap first
+    decision = decide("2020-12", CHAMPION, LIMITS, "policy", DRIFT, adaptation=both)
+    assert decision.action == "retrain" and any("is a recalibration" in r for r in decision.reasons), decision

@@ -1,0 +1,314 @@
+"""Adapting to a shock before its labels mature: the breach run, what the model could learn from, and the
+recalibration challenger (the champion's scores re-mapped to the vintages since the breach on an early label).
+
+The policy (monitoring/policy.py `Adaptation`) decides when; this module measures what it decides on and builds
+the version. The map is orchard.credit.recalibration's: a bridge from the early label to the target label fitted
+on the latest vintages where both are mature, composed with the early label's line on the vintages since the
+breach. The newest of those vintages is held out: the version's gate compares its early-label calibration there
+with the champion's (orchard.lifecycle.promotion).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from model_registry.registry import get_version, load_model, register_model
+from model_registry.tracking import mlflow_client, read_run_json
+from monitoring.policy import Adaptation
+from orchard.atomic import write_json
+from orchard.credit.metrics import evaluate
+from orchard.credit.recalibration import MIN_EVENTS, Recalibration, fit_recalibration, logit, recalibrated
+from orchard.errors import OrchardError
+from orchard.lifecycle.datasets import (
+    labelled,
+    mature_vintages,
+    model_frame,
+    population_vintages,
+    vintage_cases,
+)
+from orchard.lifecycle.tools import Tools
+from orchard.lifecycle.training import TrainOutcome, frame_lineage, save_reference, train_key
+from orchard.model_specs import ModelSpec
+from orchard.months import month_range
+from orchard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BRIDGE_VINTAGES = 3
+"""The latest vintages with both labels mature that the early-to-target bridge is fitted on."""
+INHERITED_ARTIFACTS = ("scorecard_baseline.json", "feature_iv.json")
+"""What a recalibrated version's run copies from its champion's (the same features, bins and baseline)."""
+
+
+def _breaches_path(settings: Settings, spec: ModelSpec):
+    return settings.state_dir / "breaches" / f"{spec.name}.json"
+
+
+def record_breach(settings: Settings, spec: ModelSpec, month: str, breach: bool) -> list[str]:
+    """Record whether the month breached; return every breach month recorded up to it, oldest first.
+
+    Both profiles monitor through the same function, so the record is theirs alike; a month redone writes the
+    same value again.
+    """
+    path = _breaches_path(settings, spec)
+    months: dict[str, bool] = json.loads(path.read_text()) if path.exists() else {}
+    if months.get(month) != breach:
+        months[month] = breach
+        write_json(dict(sorted(months.items())), path)
+    return [m for m in sorted(months) if months[m] and m <= month]
+
+
+def open_breach(breaches: list[str], mature: list[str], fit_needs: int) -> str | None:
+    """Return the first recorded breach that no fit can learn from yet (None: none).
+
+    A breach is learnt once `fit_needs` vintages since it have mature labels; a later breach whose month is
+    among the mature vintages is learnt by that fit too. Monitoring may fall below the limits for a while after a
+    shock: its vintages stay unlearnt until their labels mature.
+    """
+    newest = max(mature, default="")
+    learnt = [b for b in breaches if len(_since(mature, b)) >= fit_needs]
+    for breach in breaches:
+        if breach in learnt or (learnt and learnt[0] < breach <= newest):
+            continue
+        return breach
+    return None
+
+
+def recorded_open_breach(settings: Settings, spec: ModelSpec, month: str) -> str | None:
+    """Return the open breach at `month` from the recorded breaches and the labels mature then."""
+    path = _breaches_path(settings, spec)
+    if not path.exists():
+        return None
+    recorded: dict[str, bool] = json.loads(path.read_text())
+    breaches = [m for m in sorted(recorded) if recorded[m] and m <= month]
+    if not breaches:
+        return None
+    mature = population_vintages(settings, spec, month_range(breaches[0], month), month)
+    return open_breach(breaches, mature, spec.policy.oot_months + 1)
+
+
+def _since(vintages: list[str], start: str) -> list[str]:
+    return [v for v in vintages if v >= start]
+
+
+def _classes(frame: pd.DataFrame) -> tuple[int, int]:
+    bad = frame["bad"].astype(int)
+    return int(bad.sum()), int((1 - bad).sum())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The vintages a recalibration uses: fitted on, held out for the gate, and the bridge's."""
+
+    fit: list[str]
+    holdout: str
+    bridge: list[str]
+
+
+def plan(target: pd.DataFrame, early: pd.DataFrame, since: str, needed: int) -> Plan | str:
+    """Return the recalibration's vintages, or why it cannot be fitted yet (a sentence for the policy's reason).
+
+    `target` and `early` are the model's cases (with `vintage`) labelled on its label and on its early label.
+    """
+    post = _since(mature_vintages(early), since)
+    if len(post) < needed:
+        return (
+            f"{len(post)} vintage(s) since {since} have mature early labels, a recalibration needs {needed}"
+        )
+    fit, holdout = post[-needed:-1], post[-1]
+    early_mature = set(mature_vintages(early))
+    bridge = [v for v in mature_vintages(target) if v in early_mature][-BRIDGE_VINTAGES:]
+    if not bridge:
+        return "no vintage has both labels mature: there is no bridge from the early label to the label"
+    samples = {
+        f"the early labels of {fit[0]}..{fit[-1]}": labelled(early, fit),
+        f"the labels of the bridge vintages {bridge[0]}..{bridge[-1]}": labelled(target, bridge),
+        f"the early labels of the bridge vintages {bridge[0]}..{bridge[-1]}": labelled(early, bridge),
+    }
+    for name, frame in samples.items():
+        events, others = _classes(frame)
+        if min(events, others) < MIN_EVENTS:
+            return f"{name} hold {events} events and {others} non-events; a recalibration needs {MIN_EVENTS} of each"
+    if min(_classes(labelled(early, [holdout]))) == 0:
+        return f"the early labels of the held-out {holdout} hold a single class"
+    return Plan(fit, holdout, bridge)
+
+
+def adaptation(
+    settings: Settings, spec: ModelSpec, champion: Any, month: str, breach: bool
+) -> Adaptation | None:
+    """Return what a model with an early label could learn from at the month (None for a model without one).
+
+    `champion` is the loaded champion: a recalibrated one carries the month its breach began in its params.
+    """
+    if spec.early_label_rule is None:
+        return None
+    breaches = record_breach(settings, spec, month, breach)
+    answered = (getattr(champion, "params", None) or {}).get("recalibration", {}).get("since")
+    needed = spec.policy.recalibration_vintages + 1
+    if not breaches:
+        return Adaptation(None, needed=needed)
+    start = min(breaches[0], answered or breaches[0])
+    mature = population_vintages(settings, spec, month_range(start, month), month)
+    fit_needs = (
+        spec.policy.oot_months + 1
+    )  # a fit's development and out-of-time vintages all since the breach
+    refit = answered is not None and len(_since(mature, answered)) >= fit_needs
+    since = open_breach(breaches, mature, fit_needs)
+    if since is None:
+        return Adaptation(None, needed=needed, refit_ready=refit)
+    early_cases = vintage_cases(settings, spec.with_early_label(), month_range(since, month), month)
+    early = _since(mature_vintages(early_cases), since)
+    shortfall = None
+    if len(early) >= needed and answered != since:  # enough vintages: can they be fitted on (and bridged)?
+        history = month_range(settings.start_month, month)
+        found = plan(
+            vintage_cases(settings, spec, history, month),
+            vintage_cases(settings, spec.with_early_label(), history, month),
+            since,
+            needed,
+        )
+        shortfall = found if isinstance(found, str) else None
+    return Adaptation(
+        since,
+        early_vintages=len(early),
+        mature_vintages=len(_since(mature, since)),
+        fit_needs=fit_needs,
+        needed=needed,
+        refit_ready=refit,
+        shortfall=shortfall,
+        answered=answered == since,
+    )
+
+
+def _both_labels(target: pd.DataFrame, early: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Return the cases labelled on both labels: the target's rows with the early label as `early`."""
+    return target.merge(early[[key, "bad"]].rename(columns={"bad": "early"}), on=key, how="inner")
+
+
+def recalibrate_and_register(
+    settings: Settings, spec: ModelSpec, champion: int, month: str, tools: Tools | None = None
+) -> TrainOutcome:
+    """Re-map the champion's PDs to the vintages since the breach (early labels, bridged); register the version.
+
+    Fitted on the vintages since the breach with mature early labels but the newest, which is held out for the
+    gate; the bridge on the latest BRIDGE_VINTAGES vintages with both labels mature.
+    """
+    tools = tools or Tools()
+    since = recorded_open_breach(settings, spec, month)
+    if since is None:
+        raise OrchardError(f"{spec.name} has no open breach at {month}: there is nothing to recalibrate for")
+    months = month_range(settings.start_month, month)
+    target = model_frame(settings, spec, months, month, tools=tools)
+    early = model_frame(settings, spec.with_early_label(), months, month, tools=tools).frame
+    found = plan(target.frame, early, since, spec.policy.recalibration_vintages + 1)
+    if isinstance(found, str):
+        raise OrchardError(f"{spec.name} cannot be recalibrated at {month}: {found}")
+    fit_vintages, holdout, bridge_vintages = found.fit, found.holdout, found.bridge
+    bridge = _both_labels(labelled(target.frame, bridge_vintages), labelled(early, bridge_vintages), spec.key)
+    recent = labelled(early, fit_vintages)
+    base = load_model(settings, spec.name, champion, tools.models)
+    fitted = fit_recalibration(
+        logit(base.predict_pd(bridge)),
+        bridge["early"].to_numpy(),
+        bridge["bad"].to_numpy(),
+        logit(base.predict_pd(recent)),
+        recent["bad"].to_numpy(),
+    )
+    model = recalibrated(base, fitted.map)
+    model.params["recalibration"] = {**fitted.to_dict(), "since": since, "from_version": champion}
+
+    held = labelled(early, [holdout])
+    implied = {
+        "champion": early_pd(fitted, base.predict_pd(held)),
+        "challenger": early_pd(fitted, model.predict_pd(held)),
+    }
+    # the card's figures: the version on the early label (through its bridge), fitted and held out
+    evaluations = {
+        "recent_early": evaluate(
+            recent["bad"].to_numpy(), early_pd(fitted, model.predict_pd(recent))
+        ).to_dict(),
+        "holdout_early": evaluate(held["bad"].to_numpy(), implied["challenger"]).to_dict(),
+    }
+    client = mlflow_client(settings)
+    champion_run = get_version(client, spec.name, champion).run_id or ""
+    inherited = {name: read_run_json(client, champion_run, name) for name in INHERITED_ARTIFACTS}
+    metrics: dict[str, float] = {
+        "holdout_early_bad_rate": round(float(held["bad"].mean()), 6),
+        **{f"holdout_{who}_expected_early_bad_rate": round(float(p.mean()), 6) for who, p in implied.items()},
+        "holdout_early_auc": round(evaluate(held["bad"].to_numpy(), implied["challenger"]).auc, 6),
+        "recent_n": float(len(recent)),
+        "bridge_n": float(len(bridge)),
+        "map_intercept": round(fitted.map.intercept, 6),
+        "map_slope": round(fitted.map.slope, 6),
+    }
+    key = train_key(spec, month)
+    # the version is monitored against the population it was calibrated for: the cases since the breach
+    through_door = target.frame[target.frame["vintage"].isin(fit_vintages)]
+    save_reference(settings, spec, key, model, through_door)
+    fit_window = f"{fit_vintages[0]}..{fit_vintages[-1]}"
+    lineage = frame_lineage(
+        spec,
+        target,
+        fit_window,
+        {
+            "oot_window": holdout,
+            "as_of": month,
+            "recalibrated_from": champion,
+            "bridge_window": f"{bridge_vintages[0]}..{bridge_vintages[-1]}",
+        },
+    )
+    ref = register_model(
+        settings,
+        spec.name,
+        model,
+        train_key=key,
+        metrics=metrics,
+        params={
+            "kind": model.kind,
+            "method": "recalibration",
+            "recalibrated_from": champion,
+            "breach_since": since,
+            "early_label": spec.early_label_rule.description[:250] if spec.early_label_rule else "",
+            "seed": settings.seed,
+            "as_of": month,
+        },
+        lineage=lineage,
+        input_example=recent[spec.features].head(5),
+        artifacts={
+            "recalibration.json": model.params["recalibration"],
+            "evaluation.json": evaluations,
+            **inherited,
+        },
+    )
+    log.info(
+        "recalibrated %s v%s as v%s on %s (held out %s): log-odds %.3f + %.3f z",
+        spec.name,
+        champion,
+        ref.version,
+        fit_window,
+        holdout,
+        fitted.map.intercept,
+        fitted.map.slope,
+    )
+    return TrainOutcome(
+        model=spec.name,
+        version=ref.version,
+        train_key=key,
+        as_of=month,
+        train_window=fit_window,
+        oot_window=f"{holdout}..{holdout}",
+        metrics=metrics,
+        method="recalibration",
+    )
+
+
+def early_pd(fitted: Recalibration, target_pd: np.ndarray) -> np.ndarray:
+    """Return the early-label probability a target PD stands for, through the recalibration's bridge."""
+    return 1.0 / (1.0 + np.exp(-fitted.early_log_odds(logit(target_pd))))
