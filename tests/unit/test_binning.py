@@ -18,19 +18,13 @@ from orchard.credit.binning import (
 )
 from orchard.credit.psi import psi
 from orchard.errors import OrchardError
+from tests.applicants import applicants
 
 
 def _sample(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Risk rises with missed payments, falls with income; employment 'gig' is riskier."""
-    rng = np.random.default_rng(seed)
-    missed = rng.integers(0, 10, n)
-    income = rng.lognormal(8.0, 0.5, n)
-    employment = rng.choice(["salaried", "self_employed", "gig"], n, p=[0.6, 0.25, 0.15])
-    logit = -2.5 + 0.3 * missed - 0.8 * (np.log(income) - 8.0) + np.where(employment == "gig", 0.8, 0.0)
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame({"missed": missed, "income": income, "employment": employment})
-    frame.loc[rng.random(n) < 0.05, "income"] = np.nan
-    return frame, y
+    """The shared applicants' features (missed payments named `missed`) and their labels."""
+    frame = applicants(n, seed).rename(columns={"missed_payments_12m": "missed"})
+    return frame[["missed", "income", "employment"]], frame["bad"].to_numpy()
 
 
 @pytest.fixture(scope="module")

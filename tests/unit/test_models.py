@@ -26,27 +26,15 @@ from orchard.credit.model import (
 )
 from orchard.credit.scorecard import Scorecard, train_scorecard
 from orchard.errors import OrchardError
+from tests.applicants import CATEGORICAL, applicants
 
-FEATURES = ["late_payments", "income", "employment"]
-CATEGORICAL = ["employment"]
-
-
-def _synthetic(n: int, seed: int = 0) -> pd.DataFrame:
-    """Applicants whose risk rises with late payments and falls with income (a monotone relation)."""
-    rng = np.random.default_rng(seed)
-    late = rng.integers(0, 13, n)
-    income = rng.lognormal(8.0, 0.5, n)
-    employment = rng.choice(["salaried", "self_employed", "gig"], n, p=[0.6, 0.25, 0.15])
-    logit = -3.0 + 0.35 * late - 0.8 * (np.log(income) - 8.0) + np.where(employment == "gig", 0.7, 0.0)
-    bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame({"late_payments": late, "income": income, "employment": employment, "bad": bad})
-    frame.loc[rng.random(n) < 0.05, "income"] = np.nan  # income is optional
-    return frame
+FEATURES = ["missed_payments_12m", "income", "employment"]
+"""A model of the shared applicants (tests/applicants.py) without their other columns."""
 
 
 @pytest.fixture(scope="module")
 def train() -> pd.DataFrame:
-    return _synthetic(4000)
+    return applicants(4000)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +58,7 @@ def test_score_scaling() -> None:
 def test_models_rank_and_stay_in_range(kind: str, request: pytest.FixtureRequest) -> None:
     # Given a trained model and a fresh sample from the same population
     model: CreditModel = request.getfixturevalue(kind)
-    test = _synthetic(2000, seed=1)
+    test = applicants(2000, seed=1)
     # When scored
     pd_values = model.predict_pd(test)
     scores = model.score(test)
@@ -87,7 +75,7 @@ def test_missing_and_unknown_values_never_raise(kind: str, request: pytest.Fixtu
     model: CreditModel = request.getfixturevalue(kind)
     rows = pd.DataFrame(
         {
-            "late_payments": [2, 2, 2],
+            "missed_payments_12m": [2, 2, 2],
             "income": [np.nan, 3000.0, 3000.0],
             "employment": ["salaried", "astronaut", None],
             "unused_column": ["x", "y", "z"],
@@ -106,7 +94,7 @@ def test_model_pickles_and_is_deterministic(
     model: CreditModel = request.getfixturevalue(kind)
     trainer = train_scorecard if kind == "scorecard" else train_lightgbm
     refit = trainer(train, "bad", FEATURES, CATEGORICAL, seed=7)
-    test = _synthetic(300, seed=2)
+    test = applicants(300, seed=2)
     expected = model.predict_pd(test)
     # Then all predict the same PDs
     np.testing.assert_array_equal(cloudpickle.loads(cloudpickle.dumps(model)).predict_pd(test), expected)
@@ -117,24 +105,26 @@ def test_model_pickles_and_is_deterministic(
 def test_absent_feature_column_is_named(scorecard: CreditModel) -> None:
     # Given a frame without the income column / Then the error names it
     with pytest.raises(OrchardError, match="income"):
-        scorecard.predict_pd(pd.DataFrame({"late_payments": [1], "employment": ["gig"]}))
+        scorecard.predict_pd(pd.DataFrame({"missed_payments_12m": [1], "employment": ["gig"]}))
 
 
-def test_more_late_payments_never_lower_scorecard_pd(scorecard: CreditModel) -> None:
+def test_more_missed_payments_never_lower_scorecard_pd(scorecard: CreditModel) -> None:
     # Given one applicant varied from 0 to 12 late payments, everything else fixed
-    rows = pd.DataFrame({"late_payments": np.arange(13), "income": 3000.0, "employment": "salaried"})
+    rows = pd.DataFrame({"missed_payments_12m": np.arange(13), "income": 3000.0, "employment": "salaried"})
     # When scored / Then the PD never decreases (and the score never increases)
     pd_values = scorecard.predict_pd(rows)
     assert (np.diff(pd_values) >= 0).all(), f"PD must be non-decreasing in late payments: {pd_values}"
     assert pd_values[-1] > pd_values[0], "late payments matter"
 
 
-def test_monotone_lightgbm_never_lowers_pd_with_more_late_payments(train: pd.DataFrame) -> None:
+def test_monotone_lightgbm_never_lowers_pd_with_more_missed_payments(train: pd.DataFrame) -> None:
     # Given LightGBM constrained to be increasing in late payments, and applicants across the income range
-    model = train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
+    model = train_lightgbm(train, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("missed_payments_12m",))
     for income in (800.0, 3000.0, 9000.0, np.nan):
         for employment in ("salaried", "gig"):
-            rows = pd.DataFrame({"late_payments": np.arange(13), "income": income, "employment": employment})
+            rows = pd.DataFrame(
+                {"missed_payments_12m": np.arange(13), "income": income, "employment": employment}
+            )
             # When each is varied from 0 to 12 late payments / Then the PD never decreases
             pd_values = model.predict_pd(rows)
             assert (np.diff(pd_values) >= 0).all(), f"{income}/{employment}: {pd_values}"
@@ -164,7 +154,7 @@ def test_scorecard_round_trips_through_json(scorecard: CreditModel) -> None:
     card = scorecard.estimator
     assert isinstance(card, Scorecard)
     rebuilt = Scorecard.from_dict(json.loads(json.dumps(card.to_dict())))
-    test = _synthetic(200, seed=3)
+    test = applicants(200, seed=3)
     np.testing.assert_allclose(
         rebuilt.predict_pd(test[FEATURES]), card.predict_pd(test[FEATURES]), rtol=1e-12
     )
@@ -181,7 +171,7 @@ def test_scorecard_round_trips_through_json(scorecard: CreditModel) -> None:
 )
 def test_invalid_training_frames_raise(mutate, match: str) -> None:  # type: ignore[no-untyped-def]
     # Given a broken training frame / Then both trainers refuse it with a message naming the problem
-    data = mutate(_synthetic(200))
+    data = mutate(applicants(200))
     for trainer in (train_scorecard, train_lightgbm):
         with pytest.raises(OrchardError, match=match):
             trainer(data, "bad", FEATURES, CATEGORICAL, seed=0)
@@ -189,7 +179,7 @@ def test_invalid_training_frames_raise(mutate, match: str) -> None:  # type: ign
 
 def test_categorical_must_be_a_feature() -> None:
     with pytest.raises(OrchardError, match="not in the feature list"):
-        train_scorecard(_synthetic(200), "bad", ["income"], ["employment"], seed=0)
+        train_scorecard(applicants(200), "bad", ["income"], ["employment"], seed=0)
 
 
 def test_lightgbm_is_platt_calibrated_on_held_out_scores() -> None:
@@ -198,12 +188,12 @@ def test_lightgbm_is_platt_calibrated_on_held_out_scores() -> None:
     n = 6000
     frame = pd.DataFrame(
         {
-            "late_payments": rng.integers(0, 13, n),
+            "missed_payments_12m": rng.integers(0, 13, n),
             "income": rng.lognormal(8.0, 0.5, n),
             "employment": rng.choice(["salaried", "gig"], n),
         }
     )
-    logit = -4.0 + 0.12 * frame["late_payments"] - 0.3 * (np.log(frame["income"]) - 8.0)
+    logit = -4.0 + 0.12 * frame["missed_payments_12m"] - 0.3 * (np.log(frame["income"]) - 8.0)
     frame["bad"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     train, fresh = frame.iloc[:4000], frame.iloc[4000:]
     # When LightGBM is trained (calibration fitted on held-out validation raw scores)
@@ -227,9 +217,9 @@ def test_calibration_never_reverses_the_order_of_a_model_without_signal() -> Non
     assert slope == 1.0
     assert abs(calibrated(raw, (slope, shift)).mean() - y.mean()) < 1e-6
     # And end to end: labels unrelated to the features, a model increasing in late payments
-    frame = _synthetic(3000, seed=5).assign(bad=(rng.random(3000) < 0.04).astype(int))
-    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("late_payments",))
-    rows = pd.DataFrame({"late_payments": np.arange(13), "income": 3000.0, "employment": "salaried"})
+    frame = applicants(3000, seed=5).assign(bad=(rng.random(3000) < 0.04).astype(int))
+    model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7, increasing=("missed_payments_12m",))
+    rows = pd.DataFrame({"missed_payments_12m": np.arange(13), "income": 3000.0, "employment": "salaried"})
     # Then more late payments never lower the PD, and the level matches the event rate
     assert model.estimator.calibration[0] > 0
     assert (np.diff(model.predict_pd(rows)) >= 0).all()
@@ -249,7 +239,7 @@ def test_lightgbm_is_tuned_per_fit_with_early_stopping(lightgbm: CreditModel) ->
 
 def test_small_data_gets_fixed_parameters() -> None:
     # Given fewer bads than a validation cut needs / Then no search runs and the fixed parameters are used
-    frame = _synthetic(1000, seed=2).assign(bad=(np.random.default_rng(2).random(1000) < 0.03).astype(int))
+    frame = applicants(1000, seed=2).assign(bad=(np.random.default_rng(2).random(1000) < 0.03).astype(int))
     assert 0 < frame["bad"].sum() < TUNING_MIN_BADS
     model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7)
     assert model.params["tuning"] == []
@@ -259,7 +249,7 @@ def test_small_data_gets_fixed_parameters() -> None:
 def test_a_search_without_signal_falls_back_to_the_fixed_parameters() -> None:
     # Given enough bads to search, but labels unrelated to every feature
     rows = 3000
-    frame = _synthetic(rows, seed=4).assign(bad=(np.random.default_rng(4).random(rows) < 0.05).astype(int))
+    frame = applicants(rows, seed=4).assign(bad=(np.random.default_rng(4).random(rows) < 0.05).astype(int))
     assert frame["bad"].sum() >= TUNING_MIN_BADS
     model = train_lightgbm(frame, "bad", FEATURES, CATEGORICAL, seed=7)
     # Then the search ran and every candidate stopped at once (no tree the validation cut confirms) ...

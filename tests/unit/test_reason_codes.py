@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,41 +18,14 @@ from orchard.credit.reason_codes import (
 )
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.errors import OrchardError
+from tests.applicants import applicants
 
 FEATURES = ["late_bill_payments_12m", "missed_payments_12m", "income", "employment", "age"]
 
 
-def _applicants(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    late = rng.integers(0, 8, n)
-    missed = rng.integers(0, 6, n)
-    income = rng.lognormal(8.0, 0.5, n)
-    age = rng.integers(18, 70, n)
-    employment = rng.choice(["salaried", "self_employed", "gig"], n, p=[0.6, 0.25, 0.15])
-    logit = (
-        -3.0
-        + 0.25 * late
-        + 0.4 * missed
-        - 0.8 * (np.log(income) - 8.0)
-        + np.where(employment == "gig", 0.7, 0.0)
-        - 0.02 * (age - 40)
-    )
-    bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame(
-        {
-            "late_bill_payments_12m": late,
-            "missed_payments_12m": missed,
-            "income": income,
-            "employment": employment,
-            "age": age,
-            "bad": bad,
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def model() -> CreditModel:
-    return train_scorecard(_applicants(6000), "bad", FEATURES, ["employment"], seed=1)
+    return train_scorecard(applicants(6000), "bad", FEATURES, ["employment"], seed=1)
 
 
 def test_codes_are_stable_upper_snake_case() -> None:
@@ -110,7 +82,7 @@ def test_best_case_gets_no_reason(model: CreditModel) -> None:
 
 
 def test_vectorised_reasons_equal_a_row_by_row_computation(model: CreditModel) -> None:
-    sample = _applicants(200, seed=3)
+    sample = applicants(200, seed=3)
     reasons = reason_codes(model, sample)
     lost = points_lost(model, sample)
     for i in range(len(sample)):
@@ -123,7 +95,7 @@ def test_vectorised_reasons_equal_a_row_by_row_computation(model: CreditModel) -
 
 
 def test_records_are_json_ready(model: CreditModel) -> None:
-    records = reason_records(reason_codes(model, _applicants(5, seed=4)))
+    records = reason_records(reason_codes(model, applicants(5, seed=4)))
     assert len(records) == 5 and all(len(r) <= 4 for r in records)
     text = json.dumps(records)
     assert "RC_" in text and all({"code", "text", "points_lost"} == set(item) for r in records for item in r)
@@ -136,6 +108,6 @@ def test_catalog_lists_every_feature(model: CreditModel) -> None:
 
 def test_bad_requests_are_named(model: CreditModel) -> None:
     with pytest.raises(OrchardError, match="top_n"):
-        reason_codes(model, _applicants(2), top_n=0)
+        reason_codes(model, applicants(2), top_n=0)
     with pytest.raises(OrchardError, match="not a scorecard"):
-        reason_codes(object(), _applicants(2))  # type: ignore[arg-type]
+        reason_codes(object(), applicants(2))  # type: ignore[arg-type]

@@ -13,35 +13,14 @@ from orchard.credit.model import CreditModel
 from orchard.credit.scorecard import Scorecard, ScoreScaling, scorecard_of, train_scorecard
 from orchard.credit.selection import SelectionConfig, filter_by_iv, prune_correlated
 from orchard.errors import OrchardError
+from tests.applicants import CATEGORICAL, FEATURES, applicants
 from tests.conftest import GERMAN_CREDIT
-
-FEATURES = ["missed_payments_12m", "income", "employment", "noise"]
-CATEGORICAL = ["employment"]
-
-
-def _applicants(n: int, seed: int = 0) -> pd.DataFrame:
-    """Risk rises with missed payments and falls with income; 'noise' carries no signal."""
-    rng = np.random.default_rng(seed)
-    missed = rng.integers(0, 12, n)
-    income = rng.lognormal(8.0, 0.5, n)
-    employment = rng.choice(["salaried", "self_employed", "gig"], n, p=[0.6, 0.25, 0.15])
-    logit = -2.8 + 0.3 * missed - 0.9 * (np.log(income) - 8.0) + np.where(employment == "gig", 0.8, 0.0)
-    bad = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return pd.DataFrame(
-        {
-            "missed_payments_12m": missed,
-            "income": income,
-            "employment": employment,
-            "noise": rng.normal(size=n),
-            "bad": bad,
-        }
-    )
 
 
 @pytest.fixture(scope="module")
 def model() -> CreditModel:
     return train_scorecard(
-        _applicants(5000),
+        applicants(5000),
         "bad",
         FEATURES,
         CATEGORICAL,
@@ -72,7 +51,7 @@ def test_selection_drops_the_noise_feature(model: CreditModel) -> None:
 
 def test_points_add_up_to_the_score_and_the_score_matches_the_pd(model: CreditModel) -> None:
     card = scorecard_of(model)
-    sample = _applicants(300, seed=1)
+    sample = applicants(300, seed=1)
     scores = model.score(sample)
     np.testing.assert_allclose(card.points(sample).sum(axis=1), scores, atol=1e-9)
     np.testing.assert_allclose(card.scaling.pd_of_score(scores), model.predict_pd(sample), rtol=1e-9)
@@ -104,7 +83,7 @@ def test_more_missed_payments_never_lower_the_predicted_risk(model: CreditModel)
 
 def test_bands_order_scores_a_safest(model: CreditModel) -> None:
     card = scorecard_of(model)
-    sample = _applicants(2000, seed=2)
+    sample = applicants(2000, seed=2)
     bands = card.band_of(model.score(sample))
     rates = pd.Series(sample["bad"].to_numpy()).groupby(bands).mean()
     assert list(rates.index) == ["A", "B", "C", "D", "E"], rates
@@ -115,7 +94,7 @@ def test_bands_order_scores_a_safest(model: CreditModel) -> None:
 def test_scorecard_round_trips_through_json(model: CreditModel) -> None:
     card = scorecard_of(model)
     rebuilt = Scorecard.from_dict(json.loads(json.dumps(card.to_dict())))
-    sample = _applicants(100, seed=4)
+    sample = applicants(100, seed=4)
     np.testing.assert_allclose(rebuilt.score_points(sample), card.score_points(sample), rtol=1e-12)
     assert rebuilt.band_edges == card.band_edges
     with pytest.raises(OrchardError, match="schema version"):
@@ -136,13 +115,13 @@ def test_iv_filter_and_correlation_pruning() -> None:
 def test_stepwise_on_an_out_of_time_holdout() -> None:
     # Given a holdout sample / Then stepwise judges candidates on it and keeps the informative features
     model = train_scorecard(
-        _applicants(3000),
+        applicants(3000),
         "bad",
         FEATURES,
         CATEGORICAL,
         seed=3,
         selection=SelectionConfig(mode="parsimonious", metric="ks"),
-        holdout=_applicants(1500, seed=8),
+        holdout=applicants(1500, seed=8),
     )
     steps = scorecard_of(model).selection["steps"]
     assert steps and "ks" in steps[0], steps
@@ -150,7 +129,7 @@ def test_stepwise_on_an_out_of_time_holdout() -> None:
 
 
 def test_nothing_predictive_is_a_clear_error() -> None:
-    data = _applicants(800).assign(bad=np.random.default_rng(1).integers(0, 2, 800))
+    data = applicants(800).assign(bad=np.random.default_rng(1).integers(0, 2, 800))
     with pytest.raises(OrchardError, match="no feature reaches IV"):
         train_scorecard(data, "bad", ["noise"], [], seed=0, selection=SelectionConfig(min_iv=0.05))
 
