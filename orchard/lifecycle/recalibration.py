@@ -1,4 +1,4 @@
-"""Adapting to a shock before its labels mature: the breach run, what the model could learn from, and the
+"""Adapting to a shock before its labels mature: the open breach, what the model could learn from, and the
 recalibration challenger (the champion's scores re-mapped to the vintages since the breach on an early label).
 
 The policy (monitoring/policy.py `Adaptation`) decides when; this module measures what it decides on and builds
@@ -50,47 +50,89 @@ def _breaches_path(settings: Settings, spec: ModelSpec):
     return settings.state_dir / "breaches" / f"{spec.name}.json"
 
 
+def _recorded(settings: Settings, spec: ModelSpec) -> dict[str, bool]:
+    path = _breaches_path(settings, spec)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _breaches(months: dict[str, bool], month: str) -> list[str]:
+    return [m for m in sorted(months) if months[m] and m <= month]
+
+
 def record_breach(settings: Settings, spec: ModelSpec, month: str, breach: bool) -> list[str]:
     """Record whether the month breached; return every breach month recorded up to it, oldest first.
 
     Both profiles monitor through the same function, so the record is theirs alike; a month redone writes the
     same value again.
     """
-    path = _breaches_path(settings, spec)
-    months: dict[str, bool] = json.loads(path.read_text()) if path.exists() else {}
+    months = _recorded(settings, spec)
     if months.get(month) != breach:
         months[month] = breach
-        write_json(dict(sorted(months.items())), path)
-    return [m for m in sorted(months) if months[m] and m <= month]
+        write_json(dict(sorted(months.items())), _breaches_path(settings, spec))
+    return _breaches(months, month)
 
 
-def open_breach(breaches: list[str], mature: list[str], fit_needs: int) -> str | None:
-    """Return the first recorded breach that no fit can learn from yet (None: none).
+def open_breach(
+    breaches: list[str], mature: list[str], fit_needs: int, after_learnt: bool = False
+) -> str | None:
+    """Return the first of `breaches` that no fit can learn from yet (None: none).
 
     A breach is learnt once `fit_needs` vintages since it have mature labels; a later breach whose month is
-    among the mature vintages is learnt by that fit too. Monitoring may fall below the limits for a while after a
-    shock: its vintages stay unlearnt until their labels mature.
+    among the mature vintages is learnt by that fit too (`after_learnt`: an earlier breach, not listed, is
+    learnt). Monitoring may fall below the limits for a while after a shock: its vintages stay unlearnt until
+    their labels mature.
     """
     newest = max(mature, default="")
     learnt = [b for b in breaches if len(_since(mature, b)) >= fit_needs]
     for breach in breaches:
-        if breach in learnt or (learnt and learnt[0] < breach <= newest):
+        covered = (after_learnt or (learnt and learnt[0] < breach)) and breach <= newest
+        if breach in learnt or covered:
             continue
         return breach
     return None
 
 
+@dataclass(frozen=True)
+class Breaches:
+    """The breaches a month's adaptation considers: those not settled yet, and the mature vintages since them."""
+
+    pending: list[str]
+    mature: list[str]
+    open: str | None
+    fit_needs: int
+
+
+def _settled_path(settings: Settings, spec: ModelSpec):
+    return settings.state_dir / "breaches" / f"{spec.name}.settled.json"
+
+
+def _open(settings: Settings, spec: ModelSpec, breaches: list[str], month: str, also: str | None) -> Breaches:
+    """Find the open breach among the recorded ones, reading labels only since the first breach not settled.
+
+    A breach once learnt stays learnt (labels only mature), so the breaches before the open one are recorded as
+    settled and never read again: the work of a month stays bounded however long the history of breaches.
+    `also` is a month whose vintages must be read too (a recalibrated champion's breach).
+    """
+    path = _settled_path(settings, spec)
+    settled = json.loads(path.read_text())["through"] if path.exists() else ""
+    pending = [b for b in breaches if b > settled]
+    fit_needs = (
+        spec.policy.oot_months + 1
+    )  # a fit's development and out-of-time vintages all since the breach
+    starts = [m for m in (pending[0] if pending else None, also) if m is not None]
+    if not starts:
+        return Breaches(pending, [], None, fit_needs)
+    mature = population_vintages(settings, spec, month_range(min(starts), month), month)
+    since = open_breach(pending, mature, fit_needs, after_learnt=bool(settled))
+    done = [b for b in pending if since is None or b < since]
+    if done:
+        write_json({"through": done[-1]}, path)
+    return Breaches(pending, mature, since, fit_needs)
+
+
 def recorded_open_breach(settings: Settings, spec: ModelSpec, month: str) -> str | None:
     """Return the open breach at `month` from the recorded breaches and the labels mature then."""
-    path = _breaches_path(settings, spec)
-    if not path.exists():
-        return None
-    recorded: dict[str, bool] = json.loads(path.read_text())
-    breaches = [m for m in sorted(recorded) if recorded[m] and m <= month]
-    if not breaches:
-        return None
-    mature = population_vintages(settings, spec, month_range(breaches[0], month), month)
-    return open_breach(breaches, mature, spec.policy.oot_months + 1)
+    return _open(settings, spec, _breaches(_recorded(settings, spec), month), month, None).open
 
 
 def _since(vintages: list[str], start: str) -> list[str]:
@@ -152,15 +194,9 @@ def adaptation(
     breaches = record_breach(settings, spec, month, breach)
     answered = (getattr(champion, "params", None) or {}).get("recalibration", {}).get("since")
     needed = spec.policy.recalibration_vintages + 1
-    if not breaches:
-        return Adaptation(None, needed=needed)
-    start = min(breaches[0], answered or breaches[0])
-    mature = population_vintages(settings, spec, month_range(start, month), month)
-    fit_needs = (
-        spec.policy.oot_months + 1
-    )  # a fit's development and out-of-time vintages all since the breach
+    found = _open(settings, spec, breaches, month, answered)
+    mature, since, fit_needs = found.mature, found.open, found.fit_needs
     refit = answered is not None and len(_since(mature, answered)) >= fit_needs
-    since = open_breach(breaches, mature, fit_needs)
     if since is None:
         return Adaptation(None, needed=needed, refit_ready=refit)
     early_cases = vintage_cases(settings, spec.with_early_label(), month_range(since, month), month)
@@ -168,13 +204,13 @@ def adaptation(
     shortfall = None
     if len(early) >= needed and answered != since:  # enough vintages: can they be fitted on (and bridged)?
         history = month_range(settings.start_month, month)
-        found = plan(
+        planned = plan(
             vintage_cases(settings, spec, history, month),
             vintage_cases(settings, spec.with_early_label(), history, month),
             since,
             needed,
         )
-        shortfall = found if isinstance(found, str) else None
+        shortfall = planned if isinstance(planned, str) else None
     return Adaptation(
         since,
         early_vintages=len(early),

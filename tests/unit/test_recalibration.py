@@ -135,6 +135,12 @@ def test_the_open_breach_is_the_first_recorded_breach_no_fit_can_learn_from_yet(
     assert open_breach(breaches, ["2020-03", "2020-04", "2020-05"], fit_needs=3) == "2020-06"
     assert open_breach(breaches, [f"2020-{m:02d}" for m in range(3, 12)], fit_needs=3) is None
     assert open_breach([], [], fit_needs=3) is None
+    # breaches settled in an earlier month are not listed again: a listed one covered by their fit stays covered
+    assert (
+        open_breach(["2020-04", "2020-06"], ["2020-04", "2020-05"], fit_needs=3, after_learnt=True)
+        == "2020-06"
+    )
+    assert open_breach(["2020-04", "2020-06"], ["2020-04", "2020-05"], fit_needs=3) == "2020-04"
 
 
 def _cases(vintage: str, n: int, events: int, mature: bool = True, key: int = 0) -> pd.DataFrame:
