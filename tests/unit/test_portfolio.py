@@ -230,6 +230,24 @@ def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
             ),
             r"outcome date loans\.principal must be of type timestamp",
         ),
+        (
+            BANK.replace(
+                "    label: early_default", "    label: early_default\n    early_label: sooner_default"
+            ),
+            r"models\.loan_pd: early_label 'sooner_default' is not declared under labels",
+        ),
+        (
+            BANK.replace(
+                "    label: early_default", "    label: early_default\n    early_label: early_default"
+            ),
+            r"early_label must be another label than the model's own",
+        ),
+        (
+            BANK.replace(
+                "    label: early_default", "    label: early_default\n    early_label: x\n    kind: expected_loss"
+            ),
+            r"early_label recalibrates a PD model; a model of kind expected_loss has none",
+        ),
     ],
     ids=[
         "misspelt-gate",
@@ -238,6 +256,9 @@ def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
         "window-missing",
         "outcome-as-feature",
         "date-type",
+        "early-label-unknown",
+        "early-label-own",
+        "early-label-kind",
     ],
 )
 def test_bad_policies_and_labels_are_one_line_naming_the_problem(text: str, expected: str) -> None:
