@@ -244,7 +244,8 @@ def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
         ),
         (
             BANK.replace(
-                "    label: early_default", "    label: early_default\n    early_label: x\n    kind: expected_loss"
+                "    label: early_default",
+                "    label: early_default\n    early_label: x\n    kind: expected_loss",
             ),
             r"early_label recalibrates a PD model; a model of kind expected_loss has none",
         ),
