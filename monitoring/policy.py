@@ -186,7 +186,7 @@ def decide(
         )
     breach, reasons = _breach(drift, limits)
     refit = adaptation is not None and adaptation.refit_ready
-    # an open breach: no vintage since it began has mature labels (the month itself need not breach)
+    # an open breach: too few vintages since it have mature labels for a fit (the month itself need not breach)
     unlearnt = (
         adaptation
         if adaptation and adaptation.breach_since and adaptation.mature_vintages < adaptation.fit_needs

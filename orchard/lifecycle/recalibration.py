@@ -94,9 +94,8 @@ def open_breach(
 
 @dataclass(frozen=True)
 class Breaches:
-    """The breaches a month's adaptation considers: those not settled yet, and the mature vintages since them."""
+    """The open breach of a month, and the mature vintages since the first breach not settled."""
 
-    pending: list[str]
     mature: list[str]
     open: str | None
     fit_needs: int
@@ -116,18 +115,17 @@ def _open(settings: Settings, spec: ModelSpec, breaches: list[str], month: str, 
     path = _settled_path(settings, spec)
     settled = json.loads(path.read_text())["through"] if path.exists() else ""
     pending = [b for b in breaches if b > settled]
-    fit_needs = (
-        spec.policy.oot_months + 1
-    )  # a fit's development and out-of-time vintages all since the breach
+    # a fit learns a breach once its development and out-of-time vintages can all come after it
+    fit_needs = spec.policy.oot_months + 1
     starts = [m for m in (pending[0] if pending else None, also) if m is not None]
     if not starts:
-        return Breaches(pending, [], None, fit_needs)
+        return Breaches([], None, fit_needs)
     mature = population_vintages(settings, spec, month_range(min(starts), month), month)
     since = open_breach(pending, mature, fit_needs, after_learnt=bool(settled))
     done = [b for b in pending if since is None or b < since]
     if done:
         write_json({"through": done[-1]}, path)
-    return Breaches(pending, mature, since, fit_needs)
+    return Breaches(mature, since, fit_needs)
 
 
 def recorded_open_breach(settings: Settings, spec: ModelSpec, month: str) -> str | None:

@@ -125,9 +125,7 @@ def adaptation_table(
         table.add_column(col, overflow="fold")
     for r in records:
         m = r.model(model)
-        if r.month < shock_month or not (
-            m.breach or m.trained or (m.reasons and "recalibrat" in m.reasons[-1])
-        ):
+        if r.month < shock_month or not (m.breach or m.trained):
             continue
         if m.trained and m.promotion:
             decision = f"{m.trained.get('method', 'fit')} v{m.trained['version']}: {m.promotion['action']}"
