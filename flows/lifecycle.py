@@ -17,6 +17,7 @@ from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from orchard.lake import silver_months
 from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
+from orchard.lifecycle.lender import ChampionLender
 from orchard.lifecycle.monitoring import MonitorOutcome, kind_series
 from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.lifecycle.tools import Tools
@@ -24,16 +25,17 @@ from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec, model_specs, primary_model
 from orchard.months import month_range
 from orchard.settings import Settings
-from orchard.simulate import simulate
+from orchard.simulate.lender import LegacyLender
+from orchard.simulate.run import SimulationRun
 
 progress = logging.getLogger("orchard.progress")
 
 
-@task(name="simulate", cache_policy=NONE)
-def simulate_landing(settings: Settings) -> dict[str, int]:
-    """Write the simulator's monthly landing files (identical content on every run)."""
-    summary = simulate(settings)
-    return {"months": len(summary.months)}
+@task(name="simulate", task_run_name="simulate {month}", cache_policy=NONE)
+def simulate_month(simulation: SimulationRun, month: str) -> int:
+    """Write the simulator's landing files of a month, its applications decided by the simulated lender."""
+    simulation.write_through(month)
+    return sum(rows.get(month, 0) for rows in simulation.rows.values())
 
 
 def _timed(record: MonthRecord, stage: str, start: float) -> None:
@@ -183,13 +185,20 @@ def _report(record: MonthRecord) -> None:
 def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     """Live through every month up to `until`; months already done are read back, not redone.
 
-    A simulated portfolio (the demo) has its landing files written by the simulator first.
+    A simulated portfolio (the demo) has each month's landing files written by the simulator just before the
+    month runs, so the simulated lender decides its applications with the champion of the month before
+    (orchard.lifecycle.lender); months already done are simulated again with the decisions they logged.
     """
-    if settings.portfolio_def.simulated:
-        simulate_landing(settings)
     with Tools() as tools:  # opened once for the run, closed at its end
-        records = [
-            load_month(settings, month) or run_month(settings, month, tools)
-            for month in month_range(settings.start_month, until)
-        ]
+        simulation = None
+        if settings.portfolio_def.simulated:
+            closed = settings.simulation.lender == "champion"
+            simulation = SimulationRun(
+                settings, ChampionLender(settings, tools) if closed else LegacyLender()
+            )
+        records = []
+        for month in month_range(settings.start_month, until):
+            if simulation is not None:
+                simulate_month(simulation, month)
+            records.append(load_month(settings, month) or run_month(settings, month, tools))
     return [asdict(r) for r in records]

@@ -24,7 +24,10 @@ A model that declares an early-performance label (its `early_label`) adapts to a
   the champion is a recalibration for the same breach; until then a breach retrains as for any model, its
   reason saying what the recalibration waits for;
 - a recalibrated champion is provisional: once enough vintages since its breach have mature labels to fit and
-  hold out, a retrain is due whether or not the month breaches (cooldown and approvals as for any retrain).
+  hold out, a retrain is due whether or not the month breaches (cooldown and approvals as for any retrain);
+- so is a champion fitted before a breach's vintages could be learnt: once they can (the breach settles), a retrain
+  is due whether or not the month breaches, until a version fitted since then is champion (monitoring may fall
+  below its limits long before the shock's vintages are learnt, and a model must not stay pre-shock for that).
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ class Adaptation:
     needed: int = 3
     """Early vintages a recalibration needs: those it is fitted on and one held out for its gate."""
     refit_ready: bool = False
-    """The champion is a recalibration, and enough vintages since its breach have mature labels for a fit."""
+    """A fit is due: the champion is a recalibration and enough vintages since its breach have mature labels for a
+    fit, or it was fitted before the vintages of the newest settled breach could be learnt."""
+    refit_why: str | None = None
+    """Why the fit is due (the policy's reason), when refit_ready."""
     shortfall: str | None = None
     """Why the vintages a recalibration needs cannot be fitted on yet (too few events), or None."""
     answered: bool = False
@@ -196,10 +202,8 @@ def decide(
     recalibrate = unlearnt is not None and not_yet is None and not refit  # a refit due comes first
     if not (breach or refit or recalibrate):
         return PolicyDecision("hold", False, approval, reasons, month)
-    if refit:
-        reasons.append(
-            f"v{history.champion} is a recalibration: vintages since its breach now have mature labels to fit on"
-        )
+    if refit and adaptation is not None:
+        reasons.append(adaptation.refit_why or f"v{history.champion}: a fit on the vintages since the breach is due")
     if pending is not None:
         return PolicyDecision("hold", breach, approval, [*reasons, f"retrain held: {waiting}"], month)
     if unlearnt is not None and recalibrate:

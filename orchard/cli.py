@@ -133,7 +133,10 @@ def _settings(**overrides: object) -> Iterator[Settings]:
 @app.command()
 @_one_line_errors
 def simulate() -> None:
-    """Write the simulator's monthly landing files (seeded; see README for the generative story)."""
+    """Write the simulator's monthly landing files, decided by the legacy rule (seeded; see README for the story).
+
+    The demo writes each month just before it runs it instead, its applications decided by the champion.
+    """
     with _settings() as settings:
         from orchard.simulate import simulate as run_simulation
 
@@ -443,6 +446,32 @@ def history(
         check = verify_history(settings, model)
         if not check.ok:
             raise OrchardError(f"history of {model} is inconsistent with MLflow: {'; '.join(check.problems)}")
+
+
+@app.command(name="selection-bias")
+@_one_line_errors
+def selection_bias(
+    model: Annotated[
+        str | None, typer.Option(help="a PD model with a 'trainable' rule; default: the decision's")
+    ] = None,
+    as_of: Annotated[str | None, typer.Option(help="YYYY-MM; default: the last month run")] = None,
+    holdout: Annotated[
+        int | None,
+        typer.Option(help="mature vintages judged on (default 6, at least the model's oot_months)"),
+    ] = None,
+    portfolio: Annotated[
+        Path | None, typer.Option(help="a simulated portfolio; default: the settings' (the shipped demo's)")
+    ] = None,
+) -> None:
+    """What training on booked loans costs, against the simulator's truth, and what reject inference recovers."""
+    from orchard.lifecycle.selection_bias import render
+    from orchard.lifecycle.selection_bias import selection_bias as measure
+
+    with _settings(portfolio=portfolio) as settings:
+        report = measure(settings, model, as_of, holdout)
+        for line in render(report):
+            console.print(line, soft_wrap=True, highlight=False)
+        console.print(f"written to {settings.reports_dir}/selection_bias_{report['model']}.json")
 
 
 @app.command()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from orchard.errors import OrchardError
-from orchard.portfolio.spec import LabelDef, ModelDef, PolicyDef, Portfolio, SelectionDef
+from orchard.portfolio.spec import LabelDef, ModelDef, PolicyDef, Portfolio, RejectInferenceDef, SelectionDef
 
 Unit = Literal["cases", "offers", "accounts", "delinquencies"]
 Kind = Literal["pd", "tiers", "expected_loss"]
@@ -74,6 +74,8 @@ class ModelSpec:
     early_label_rule: LabelDef | None = None
     """The early-performance label a shock recalibration learns from (None: the model is never recalibrated)."""
     dashboard_features: tuple[str, ...] = ()
+    reject_inference: RejectInferenceDef | None = None
+    """Declined cases in training with inferred labels (None: booked cases only)."""
     serve: bool = False
     policy: PolicyDef = field(default_factory=PolicyDef)
     """Training, promotion and monitoring thresholds: the portfolio's policy with the model's overrides."""
@@ -139,6 +141,7 @@ def spec_of(name: str, model: ModelDef, label: LabelDef, early_label: LabelDef |
         label_rule=label,
         early_label_rule=early_label,
         serve=model.serve,
+        reject_inference=model.reject_inference,
         policy=model.policy,
         dashboard_features=model.dashboard_features or (*model.features, *model.request_features)[:5],
     )

@@ -76,7 +76,13 @@ def _loan_labels(
     Only the statements a label can see are read: a loan's statements follow its booking, and none after
     `as_of` is observable at `as_of`.
     """
-    repayments = _later_statements(settings, months, as_of)
+    return strategy_labels(spec, apps, _later_statements(settings, months, as_of), as_of)
+
+
+def strategy_labels(
+    spec: ModelSpec, apps: pd.DataFrame, repayments: pd.DataFrame, as_of: str
+) -> pd.DataFrame:
+    """Return the model's named label strategy over booked applications and their statements (pure)."""
     rule = strategy_label(spec)
     if spec.label_kind == "dpd90":
         return application_labels(apps, repayments, as_of, rule.window_months, rule.bad_dpd)

@@ -55,6 +55,11 @@ class SimulationConfig(_Group):
         default=["applications:2019-09"],
         description="'source:YYYY-MM' batches the simulator deliberately corrupts (the demo's bad batch)",
     )
+    lender: Literal["champion", "legacy"] = Field(
+        default="champion",
+        description="who decides the simulated applications: the decision model's champion from the month after "
+        "its first promotion (the closed loop; the legacy rule before) or the legacy rule throughout",
+    )
     silent_corrupt_batches: list[str] = Field(
         default=["applications:2020-10"],
         description="'source:YYYY-MM' batches the simulator corrupts keeping their schema (every application "

@@ -132,6 +132,11 @@ def split_vintages(vintages: list[str], holdout: int) -> tuple[list[str], list[s
     return vintages[:-holdout], vintages[-holdout:]
 
 
+def declined(frame: pd.DataFrame, vintages: list[str]) -> pd.DataFrame:
+    """Return the cases of the given vintages that cannot be learnt from (e.g. declined applications)."""
+    return frame[~frame["eligible"].astype(bool) & frame["vintage"].isin(vintages)].copy()
+
+
 def labelled(frame: pd.DataFrame, vintages: list[str]) -> pd.DataFrame:
     """Return the learnable (e.g. booked), mature rows of the given vintages (what a model may learn from)."""
     mask = frame["eligible"].astype(bool) & frame["mature"] & frame["vintage"].isin(vintages)

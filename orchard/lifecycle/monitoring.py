@@ -81,7 +81,8 @@ def monitor_month(
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     limits = spec.policy.monitoring
     drift = Drift(float(values[SCORE_COLUMN]), features)
-    adapt = adaptation(settings, spec, model, month, is_breach(drift, limits))
+    trained = key.rsplit("@", 1)[-1]  # the train key names the month the version was made (train_key)
+    adapt = adaptation(settings, spec, model, month, is_breach(drift, limits), version, trained)
     decision = decide(month, history, limits, approval_mode(settings.governance), drift, adaptation=adapt)
     drifted = sum(v > limits.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(

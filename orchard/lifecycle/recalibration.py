@@ -94,11 +94,13 @@ def open_breach(
 
 @dataclass(frozen=True)
 class Breaches:
-    """The open breach of a month, and the mature vintages since the first breach not settled."""
+    """The open breach of a month, the mature vintages since the first breach not settled, and the newest settled
+    breach with the month a fit could first learn it (None: none settled)."""
 
     mature: list[str]
     open: str | None
     fit_needs: int
+    learnt: tuple[str, str] | None = None
 
 
 def _settled_path(settings: Settings, spec: ModelSpec):
@@ -113,19 +115,27 @@ def _open(settings: Settings, spec: ModelSpec, breaches: list[str], month: str, 
     `also` is a month whose vintages must be read too (a recalibrated champion's breach).
     """
     path = _settled_path(settings, spec)
-    settled = json.loads(path.read_text())["through"] if path.exists() else ""
+    record = json.loads(path.read_text()) if path.exists() else {"through": "", "learnable": {}}
+    settled, learnable = record["through"], dict(record.get("learnable", {}))
     pending = [b for b in breaches if b > settled]
     # a fit learns a breach once its development and out-of-time vintages can all come after it
     fit_needs = spec.policy.oot_months + 1
     starts = [m for m in (pending[0] if pending else None, also) if m is not None]
     if not starts:
-        return Breaches([], None, fit_needs)
+        return Breaches([], None, fit_needs, _newest(settled, learnable))
     mature = population_vintages(settings, spec, month_range(min(starts), month), month)
     since = open_breach(pending, mature, fit_needs, after_learnt=bool(settled))
     done = [b for b in pending if since is None or b < since]
     if done:
-        write_json({"through": done[-1]}, path)
-    return Breaches(mature, since, fit_needs)
+        settled = done[-1]
+        learnable |= {b: month for b in done if b not in learnable}
+        write_json({"through": settled, "learnable": learnable}, path)
+    return Breaches(mature, since, fit_needs, _newest(settled, learnable))
+
+
+def _newest(settled: str, learnable: dict[str, str]) -> tuple[str, str] | None:
+    """Return the newest settled breach and the month a fit could first learn it (None before any)."""
+    return (settled, learnable[settled]) if settled in learnable else None
 
 
 def recorded_open_breach(settings: Settings, spec: ModelSpec, month: str) -> str | None:
@@ -180,12 +190,40 @@ def plan(target: pd.DataFrame, early: pd.DataFrame, since: str, needed: int) -> 
     return Plan(fit, holdout, bridge)
 
 
+def refit_due(
+    champion: int,
+    trained: str,
+    answered: str | None,
+    mature: list[str],
+    fit_needs: int,
+    learnt: tuple[str, str] | None,
+) -> str | None:
+    """Return why the champion must be refitted now (None: it need not be).
+
+    A recalibrated champion, once enough vintages since its breach have mature labels to fit and hold out; a fitted
+    one trained (at `trained`) before the newest settled breach could be learnt, from the month it could.
+    """
+    if answered is not None:
+        if len(_since(mature, answered)) >= fit_needs:
+            return (
+                f"v{champion} is a recalibration: vintages since its breach now have mature labels to fit on"
+            )
+        return None
+    if learnt is not None and trained < learnt[1]:
+        return (
+            f"v{champion} was fitted at {trained}, before the vintages since the breach of {learnt[0]} could be "
+            f"learnt (from {learnt[1]}): a fit on them is due"
+        )
+    return None
+
+
 def adaptation(
-    settings: Settings, spec: ModelSpec, champion: Any, month: str, breach: bool
+    settings: Settings, spec: ModelSpec, champion: Any, month: str, breach: bool, version: int, trained: str
 ) -> Adaptation | None:
     """Return what a model with an early label could learn from at the month (None for a model without one).
 
-    `champion` is the loaded champion: a recalibrated one carries the month its breach began in its params.
+    `champion` is the loaded champion (version `version`, trained or recalibrated at `trained`): a recalibrated
+    one carries the month its breach began in its params.
     """
     if spec.early_label_rule is None:
         return None
@@ -194,9 +232,10 @@ def adaptation(
     needed = spec.policy.recalibration_vintages + 1
     found = _open(settings, spec, breaches, month, answered)
     mature, since, fit_needs = found.mature, found.open, found.fit_needs
-    refit = answered is not None and len(_since(mature, answered)) >= fit_needs
+    why = refit_due(version, trained, answered, mature, fit_needs, found.learnt)
+    refit = why is not None
     if since is None:
-        return Adaptation(None, needed=needed, refit_ready=refit)
+        return Adaptation(None, needed=needed, refit_ready=refit, refit_why=why)
     early_cases = vintage_cases(settings, spec.with_early_label(), month_range(since, month), month)
     early = _since(mature_vintages(early_cases), since)
     shortfall = None
@@ -216,6 +255,7 @@ def adaptation(
         fit_needs=fit_needs,
         needed=needed,
         refit_ready=refit,
+        refit_why=why,
         shortfall=shortfall,
         answered=answered == since,
     )

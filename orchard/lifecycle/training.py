@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from model_registry.registry import Lineage, ModelVersionRef, register_model
@@ -16,6 +17,7 @@ from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, los
 from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.psi import ReferenceProfile
+from orchard.credit.reject_inference import with_parcelled_rejects
 from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.credit.stratification import PrecreditModel, tier_counts
@@ -24,6 +26,7 @@ from orchard.labels import month_index
 from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
+    declined,
     labelled,
     mature_vintages,
     model_frame,
@@ -270,6 +273,17 @@ def fit_candidates(
     return Candidates(lightgbm, scorecard, chosen, baseline, reason)
 
 
+def fit_with_rejects(
+    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame, rejects: pd.DataFrame, seed: int, factor: float
+) -> tuple[Candidates, pd.DataFrame]:
+    """Fit on the booked rows, parcel the declined ones with that fit, fit again on both; return the second fit
+    and its training rows (orchard.credit.reject_inference)."""
+    booked_only = fit_candidates(spec, train, test, seed)
+    reject_pd = booked_only.chosen.predict_pd(rejects) if len(rejects) else np.empty(0)
+    augmented = with_parcelled_rejects(train, rejects, reject_pd, factor, seed)
+    return fit_candidates(spec, augmented, test, seed), augmented
+
+
 def train_and_register(
     settings: Settings, spec: ModelSpec, as_of: str, tools: Tools | None = None
 ) -> TrainOutcome:
@@ -285,7 +299,15 @@ def train_and_register(
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)
     features = spec.features
-    candidates = fit_candidates(spec, train, test, settings.seed)
+    inferred = 0
+    if spec.reject_inference is None:
+        candidates = fit_candidates(spec, train, test, settings.seed)
+    else:
+        rejects = declined(data.frame, dev_vintages)
+        factor = spec.reject_inference.factor
+        candidates, train = fit_with_rejects(spec, train, test, rejects, settings.seed, factor)
+        inferred = len(rejects)
+        log.info("%s: %d declined cases parcelled into training (factor %.2f)", spec.name, inferred, factor)
     core, baseline, scorecard = candidates.chosen, candidates.baseline, candidates.scorecard
     log.info("%s: %s", spec.name, candidates.reason)
     if spec.kind == "tiers":
@@ -331,6 +353,7 @@ def train_and_register(
             "n_train": len(train),
             "n_test": len(test),
             "n_oot": len(oot),
+            "n_rejects_inferred": inferred,
             "as_of": as_of,
         },
         lineage=lineage,

@@ -419,6 +419,22 @@ class SelectionDef(Strict):
     cv_folds: int = Field(default=5, ge=0)
 
 
+class RejectInferenceDef(Strict):
+    """Reject inference (orchard.credit.reject_inference): the declined cases enter training with inferred labels."""
+
+    method: Literal["parcelling"] = Field(
+        default="parcelling",
+        description="parcelling: each declined case of the development vintages is labelled bad with probability "
+        "min(1, factor x PD of the booked-only fit), drawn with the run's seed",
+    )
+    factor: float = Field(
+        default=1.5,
+        ge=1.0,
+        le=5.0,
+        description="how much riskier than the booked-only fit believes a declined case is",
+    )
+
+
 class ModelDef(Strict):
     """A registered model: population, label, features, constraints, algorithms and serving."""
 
@@ -460,6 +476,11 @@ class ModelDef(Strict):
     policy: PolicyDef = Field(
         default_factory=PolicyDef, description="the portfolio's policy with this model's overrides merged in"
     )
+    reject_inference: RejectInferenceDef | None = Field(
+        default=None,
+        description="kind pd with a `trainable` population: train on the booked cases and the declined ones with "
+        "inferred labels (none: booked cases only)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelDef:
@@ -476,6 +497,11 @@ class ModelDef(Strict):
             raise ValueError(f"early_label recalibrates a PD model; a model of kind {self.kind} has none")
         if self.early_label is not None and self.early_label == self.label:
             raise ValueError("early_label must be another label than the model's own")
+        if self.reject_inference is not None and (self.kind != "pd" or self.population.trainable is None):
+            raise ValueError(
+                "reject_inference infers the outcome of declined cases: it needs kind pd and a population "
+                "'trainable' rule (which cases have an outcome)"
+            )
         return self
 
 

@@ -260,6 +260,28 @@ class DecisionOutcome:
         }
 
 
+FRAUD_RULE = "fraud_pd >= fraud_refer_min"
+
+
+def decision_rules(
+    pd_values: np.ndarray, fraud_pd: np.ndarray | None, policy: DecisionPolicy
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (decision, rule) per application from its PD (and fraud PD, None without a fraud model).
+
+    The one decision rule, for the API's single rows and for a batch alike: decline from decline_min_pd, refer
+    a suspected fraud, approve up to approve_max_pd, refer the band in between.
+    """
+    fraud = np.zeros(len(pd_values), dtype=bool) if fraud_pd is None else fraud_pd >= policy.fraud_refer_min
+    conditions = [pd_values >= policy.decline_min_pd, fraud, pd_values <= policy.approve_max_pd]
+    decisions = np.select(conditions, [DECLINE, REFER, APPROVE], default=REFER).astype(object)
+    rules = np.select(
+        conditions,
+        ["pd >= decline_min_pd", FRAUD_RULE, "pd <= approve_max_pd"],
+        default="approve_max_pd < pd < decline_min_pd",
+    ).astype(object)
+    return decisions, rules
+
+
 def decide(
     pd_model: ServedModel,
     fraud_model: ServedModel | None,
@@ -291,20 +313,17 @@ def decide(
     pd_value, score, band = float(scored.pd[0]), float(scored.score[0]), str(scored.band[0])
     fraud_pd = float(score_row(fraud_model, inputs).pd[0]) if fraud_model else None
     reasons = list(scored.reasons[0])
-    if pd_value >= policy.decline_min_pd:
-        decision, rule = DECLINE, "pd >= decline_min_pd"
-    elif fraud_pd is not None and fraud_pd >= policy.fraud_refer_min:
-        decision, rule = REFER, "fraud_pd >= fraud_refer_min"
+    decisions, rules = decision_rules(
+        np.array([pd_value]), None if fraud_pd is None else np.array([fraud_pd]), policy
+    )
+    decision, rule = str(decisions[0]), str(rules[0])
+    if rule == FRAUD_RULE:
         fraud = {
             "code": FRAUD_SUSPECTED,
             "text": "Application resembles first-payment defaults",
             "points_lost": None,
         }
         reasons = [fraud, *reasons[: TOP_REASONS - 1]]
-    elif pd_value <= policy.approve_max_pd:
-        decision, rule = APPROVE, "pd <= approve_max_pd"
-    else:
-        decision, rule = REFER, "approve_max_pd < pd < decline_min_pd"
     return DecisionOutcome(
         decision=decision,
         rule=rule,

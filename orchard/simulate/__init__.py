@@ -2,7 +2,8 @@
 campaigns and collections.
 
 `simulate(settings)` writes `landing/<source>/<YYYY-MM>.parquet` for partner_users, applications,
-repayments, campaigns and collections, for every month from settings.start_month to settings.end_month.
+repayments, campaigns and collections, for every month from settings.start_month to settings.end_month
+(SimulationRun writes them month by month, as the lifecycle reaches each month).
 The first three are drawn from one numpy Generator seeded with settings.seed; campaigns and collections
 each from a private one (seeded [seed, 101] and [seed, 102]) that only reads the month's engine output,
 so adding them left the first three byte-identical. All are consumed month by month (burn-in included),
@@ -37,10 +38,19 @@ event_ts is uniform inside the month. application_id is 'A' + an 8-digit counter
 across all months. Users re-apply later (after a decline, or while and after repaying), so applicants
 build a credit history of previous loans.
 
-Decision. The incumbent policy is a legacy rule score (points for log declared income and age, minus
-15 per late bill payment and 10 per unit of amount-to-income) with a fixed cut-off that approves
-~55-63% in normal times (see policy.py). Approved applications are booked loans; the booked population
-therefore depends on that rule, and rejected applicants have no outcome (reject inference matters).
+Decision. The engine asks its lender (lender.py) which of the month's applications to book, showing it the
+applications and the month's snapshot, and shows it every source once the month is over. The incumbent policy,
+and the default lender, is a legacy rule score (points for log declared income and age, minus 15 per late bill
+payment and 10 per unit of amount-to-income) with a fixed cut-off that approves ~55-63% in normal times (see
+policy.py). The lifecycle (`orchard demo`) closes the loop: its lender decides with Orchard's champion from the
+month after the first promotion (orchard.lifecycle.lender), so the models learn from loans their own decisions
+booked. Approved applications are booked loans; declined applicants have no outcome in the data.
+
+Counterfactual truth. A declined application becomes a counterfactual loan, advanced every month exactly as a
+booked one would be (the borrower's real debts plus its own instalment in the burden) from its own generator
+([seed, 103]), so it never changes the world. Its statements are the simulator's truth of what the declined
+would have done (written beside the landing files, never a source): orchard.lifecycle.selection_bias measures
+booked-only training and reject inference against it.
 
 Repayments. Every booked loan gets a monthly statement from months_on_book=1 (the month after booking)
 until it is paid off, charged off or the simulation ends: amount_due (annuity instalment at 2% a

@@ -10,11 +10,13 @@ import numpy as np
 from orchard.months import add_months, month_end, month_range, month_start
 from orchard.simulate.campaigns import CampaignStream
 from orchard.simulate.collection_actions import collection_actions, collections_generator
+from orchard.simulate.lender import Columns, LegacyLender, Lender, checked_decisions
 from orchard.simulate.macro import Macro, macro_at_stress, macro_for
 from orchard.simulate.policy import legacy_decision, legacy_score
 from orchard.simulate.population import Population, draw_population
 
-Columns = dict[str, np.ndarray]
+COUNTERFACTUAL = "counterfactual_repayments"
+"""The statements declined applications would have had if booked (the simulator's truth, never a source)."""
 
 MONTHLY_RATE = 0.02
 TERMS = (6, 12, 18, 24, 36)
@@ -128,26 +130,29 @@ def _snapshot(
     return snapshot, active
 
 
-def _statements(
+def _advance(
     pop: Population,
     book: _LoanBook,
-    history: _History,
     index: int,
     month: str,
     macro: Macro,
     rng: np.random.Generator,
-) -> tuple[Columns, np.ndarray]:
-    """Advance every loan booked before this month by one statement; return the statements and their
-    borrowers' user numbers."""
+    instalments: np.ndarray,
+    own: np.ndarray,
+) -> tuple[Columns, np.ndarray, np.ndarray]:
+    """Advance every loan of a book booked before this month by one statement.
+
+    A borrower's debt burden is `instalments` (per user, the real book's) plus `own` (per loan: what the loan
+    adds that `instalments` does not hold). Return the statements, their borrowers' user numbers and the mask
+    of loans charged off now (over the book before closed loans are dropped).
+    """
     due = book.booked < index
     n = len(book.user)
     income = _user_income(pop, macro)
-    burden = np.bincount(book.user, weights=book.instalment, minlength=pop.size) / income
+    burden = (instalments[book.user] + own) / income[book.user]
     z = pop.creditworthiness[book.user]
     employment_hazard = np.array([EMPLOYMENT_HAZARD[e] for e in book.employment], dtype=float)
-    p_miss = _sigmoid(
-        BASE_MISS_LOGIT - 1.9 * z + 1.5 * burden[book.user] + employment_hazard + macro.hazard_shift
-    )
+    p_miss = _sigmoid(BASE_MISS_LOGIT - 1.9 * z + 1.5 * burden + employment_hazard + macro.hazard_shift)
     p_cure = _sigmoid(-1.0 + 0.8 * z - macro.hazard_shift)
     p_stay = 0.10
     u = rng.random(n)
@@ -187,9 +192,38 @@ def _statements(
         "status": status[due],
     }
     borrowers = book.user[due]
-    history.charged_off[book.user[due & charged_off]] = True
+    closed = due & charged_off
     book.keep(~(due & (paid_off | charged_off)))
-    return rows, borrowers
+    return rows, borrowers, closed
+
+
+def _statements(
+    pop: Population,
+    book: _LoanBook,
+    shadow: _LoanBook,
+    history: _History,
+    index: int,
+    month: str,
+    macro: Macro,
+    rng: np.random.Generator,
+    shadow_rng: np.random.Generator,
+) -> tuple[Columns, np.ndarray, Columns]:
+    """Advance the book and the counterfactual book by one statement each.
+
+    Return the real statements, their borrowers' user numbers and the counterfactual statements. A
+    counterfactual loan (a declined application, as if booked) carries the borrower's real debts besides its
+    own instalment, draws from its own generator and leaves the real world (history, book) untouched.
+    """
+    instalments = np.bincount(book.user, weights=book.instalment, minlength=pop.size)
+    users = book.user.copy()
+    rows, borrowers, charged_off = _advance(
+        pop, book, index, month, macro, rng, instalments, np.zeros(len(users))
+    )
+    history.charged_off[users[charged_off]] = True
+    counterfactual, _, _ = _advance(
+        pop, shadow, index, month, macro, shadow_rng, instalments, shadow.instalment
+    )
+    return rows, borrowers, counterfactual
 
 
 def _blend(normal: tuple[float, ...], shock: tuple[float, ...], weight: float) -> np.ndarray:
@@ -200,14 +234,18 @@ def _blend(normal: tuple[float, ...], shock: tuple[float, ...], weight: float) -
 def _applications(
     pop: Population,
     book: _LoanBook,
+    shadow: _LoanBook,
     history: _History,
+    snapshot: Columns,
     active: np.ndarray,
     index: int,
     month: str,
     macro: Macro,
     rng: np.random.Generator,
+    lender: Lender,
 ) -> Columns:
-    """Draw this month's applications from last month's active users, decide them and book the approved."""
+    """Draw this month's applications from last month's active users, have the lender decide them, book the
+    approved and keep the declined as counterfactual loans (what they would have done if booked)."""
     n = pop.size
     open_loans = np.bincount(book.user, minlength=n)
     recently_declined = index - history.last_decline <= DECLINE_COOLDOWN_MONTHS
@@ -241,31 +279,15 @@ def _applications(
     # the legacy rule sees what the platform knew at the start of the month (the snapshot)
     late = history.late_bills.sum(axis=1)[users]
     age = np.floor(pop.age_at_start[users] + index / 12.0)
-    decision = legacy_decision(legacy_score(declared, late, age, requested))
+    legacy = legacy_decision(legacy_score(declared, late, age, requested)) == "approved"
     order = np.argsort(ts, kind="stable")
     ids = np.array([f"A{history.next_application + i:08d}" for i in range(k)], dtype=object)
     history.next_application += k
     # ids follow event time, so every per-applicant array is put in time order
     users, ts, employment = users[order], ts[order], employment[order]
     declared, requested, term = declared[order], requested[order], term[order]
-    purpose, channel, decision = purpose[order], channel[order], decision[order]
-    approved = decision == "approved"
-    history.last_decline[users[~approved]] = index
-    day = np.minimum((ts[approved] - start) // (SECONDS_PER_DAY * NS_PER_SECOND) + 1, 28)
-    principal = requested[approved]
-    book.append(
-        application_id=ids[approved],
-        user=users[approved].astype(np.int64),
-        employment=employment[approved],
-        principal=principal,
-        instalment=annuity_instalment(principal, term[approved]),
-        term=term[approved],
-        booked=np.full(int(approved.sum()), index, dtype=np.int64),
-        day=day.astype(np.int64),
-        missed=np.zeros(int(approved.sum()), dtype=np.int64),
-        paid=np.zeros(int(approved.sum()), dtype=np.int64),
-    )
-    return {
+    purpose, channel, legacy = purpose[order], channel[order], legacy[order]
+    applications = {
         "application_id": ids,
         "event_ts": ts,
         "user_id": pop.user_id[users],
@@ -275,8 +297,25 @@ def _applications(
         "employment_type": employment,
         "loan_purpose": purpose,
         "channel": channel,
-        "decision": decision,
     }
+    approved = checked_decisions(month, lender.decide(month, dict(applications), snapshot, legacy), k)
+    history.last_decline[users[~approved]] = index
+    day = np.minimum((ts - start) // (SECONDS_PER_DAY * NS_PER_SECOND) + 1, 28).astype(np.int64)
+    for target, chosen in ((book, approved), (shadow, ~approved)):
+        target.append(
+            application_id=ids[chosen],
+            user=users[chosen].astype(np.int64),
+            employment=employment[chosen],
+            principal=requested[chosen],
+            instalment=annuity_instalment(requested[chosen], term[chosen]),
+            term=term[chosen],
+            booked=np.full(int(chosen.sum()), index, dtype=np.int64),
+            day=day[chosen],
+            missed=np.zeros(int(chosen.sum()), dtype=np.int64),
+            paid=np.zeros(int(chosen.sum()), dtype=np.int64),
+        )
+    decision = np.where(approved, "approved", "declined").astype(object)
+    return {**applications, "decision": decision}
 
 
 BURN_IN_MONTHS = 24
@@ -300,12 +339,17 @@ class MonthFacts:
 
 
 def engine_months(
-    n_users: int, first: str, end: str, shock_month: str, seed: int
+    n_users: int, first: str, end: str, shock_month: str, seed: int, lender: Lender | None = None
 ) -> Iterator[tuple[str, dict[str, Columns], MonthFacts]]:
-    """Yield (month, columns of the three engine sources, facts) for every month from first to end.
+    """Yield (month, columns of the three engine sources and the counterfactual statements, facts) for
+    every month from first to end; `lender` decides the applications (default: the legacy rule).
 
-    Everything is drawn from one Generator seeded with seed, in month order.
+    The world is drawn from one Generator seeded with seed, in month order; the counterfactual loans from
+    their own ([seed, 103]), so they never change it. The lender is asked and shown each month as it comes,
+    so a lender that learns from the months already yielded decides the next one.
     """
+    lender = lender or LegacyLender()
+    shadow_rng = np.random.default_rng([seed, 103])
     rng = np.random.default_rng(seed)
     pop = draw_population(n_users, rng)
     normal = macro_at_stress(add_months(first, -1), 0.0)
@@ -314,14 +358,21 @@ def engine_months(
         last_decline=np.full(n_users, -1_000, dtype=np.int64),
         charged_off=np.zeros(n_users, dtype=bool),
     )
-    book = _LoanBook()
+    book, shadow = _LoanBook(), _LoanBook()
     for index, month in enumerate(month_range(first, end)):
         prev, now = macro_for(add_months(month, -1), shock_month), macro_for(month, shock_month)
         open_loan = np.bincount(book.user, minlength=n_users) > 0
         charged_off = history.charged_off.copy()
         snapshot, active = _snapshot(pop, history, index, month, prev, rng)
-        repayments, borrowers = _statements(pop, book, history, index, month, now, rng)
-        applications = _applications(pop, book, history, active, index, month, now, rng)
+        repayments, borrowers, counterfactual = _statements(
+            pop, book, shadow, history, index, month, now, rng, shadow_rng
+        )
+        applications = _applications(
+            pop, book, shadow, history, snapshot, active, index, month, now, rng, lender
+        )
+        lender.observe(
+            month, {"partner_users": snapshot, "applications": applications, "repayments": repayments}
+        )
         facts = MonthFacts(
             stress=now.stress,
             open_loan_at_start=open_loan[active],
@@ -330,13 +381,24 @@ def engine_months(
         )
         yield (
             month,
-            {"partner_users": snapshot, "applications": applications, "repayments": repayments},
+            {
+                "partner_users": snapshot,
+                "applications": applications,
+                "repayments": repayments,
+                COUNTERFACTUAL: counterfactual,
+            },
             facts,
         )
 
 
 def simulate_months(
-    n_users: int, start: str, end: str, shock_month: str, seed: int, burn_in_months: int = BURN_IN_MONTHS
+    n_users: int,
+    start: str,
+    end: str,
+    shock_month: str,
+    seed: int,
+    burn_in_months: int = BURN_IN_MONTHS,
+    lender: Lender | None = None,
 ) -> Iterator[tuple[str, dict[str, Columns]]]:
     """Yield (month, columns per source) for every month from start to end, deterministically from seed.
 
@@ -349,7 +411,7 @@ def simulate_months(
     campaigns = CampaignStream(seed)
     collections_rng = collections_generator(seed)
     first = add_months(start, -burn_in_months)
-    for month, columns, facts in engine_months(n_users, first, end, shock_month, seed):
+    for month, columns, facts in engine_months(n_users, first, end, shock_month, seed, lender):
         offers = campaigns.offers(
             month,
             columns["partner_users"],

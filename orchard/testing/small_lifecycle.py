@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from orchard.testing.demo import SHORT_LABELS, demo_variant
 
 SMALL: dict[str, Any] = {
@@ -125,6 +127,11 @@ def final_state(home: Path) -> dict[str, object]:
         record.pop("stage_seconds", None)
         months[path.stem] = record
     bronze = sorted(str(p.relative_to(home)) for p in (home / "lake" / "bronze").rglob("*.parquet"))
+    # the simulated lender's decisions: a resumed run must have rebuilt the same world
+    decisions = {
+        p.stem: pd.read_parquet(p)[["application_id", "approved", "policy"]].to_dict("list")
+        for p in sorted((home / "simulator" / "decisions").glob("*.parquet"))
+    }
     silver = sorted(str(p.relative_to(home)) for p in (home / "lake" / "silver").rglob("*.parquet"))
     return {
         "versions": versions,
@@ -133,6 +140,7 @@ def final_state(home: Path) -> dict[str, object]:
         "months": months,
         "bronze": bronze,
         "silver": silver,
+        "decisions": decisions,
     }
 
 

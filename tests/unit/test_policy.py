@@ -229,7 +229,8 @@ def test_a_breach_older_than_every_mature_label_is_recalibrated_once_early_label
 
 def test_a_recalibrated_champion_is_refit_once_labels_since_its_breach_mature() -> None:
     # Given a recalibrated champion whose breach is over, and enough vintages since it with mature labels
-    ready = Adaptation(None, refit_ready=True)
+    why = "v1 is a recalibration: vintages since its breach now have mature labels to fit on"
+    ready = Adaptation(None, refit_ready=True, refit_why=why)
     # When a calm month is decided
     refit = decide("2020-12", CHAMPION, LIMITS, "policy", CALM, adaptation=ready)
     # Then a fit is due without a breach, saying why
@@ -250,7 +251,8 @@ def test_a_recalibration_waits_while_its_vintages_hold_too_few_events() -> None:
 
 def test_a_refit_due_comes_before_a_recalibration_for_a_later_breach() -> None:
     # Given a recalibrated champion whose breach can now be learnt, and a later breach open with early labels
-    both = Adaptation("2020-08", early_vintages=3, needed=3, fit_needs=3, refit_ready=True)
+    why = "v1 is a recalibration: vintages since its breach now have mature labels to fit on"
+    both = Adaptation("2020-08", early_vintages=3, needed=3, fit_needs=3, refit_ready=True, refit_why=why)
     # When decided / Then the fit replaces the stopgap first
     decision = decide("2020-12", CHAMPION, LIMITS, "policy", DRIFT, adaptation=both)
     assert decision.action == "retrain" and any("is a recalibration" in r for r in decision.reasons), decision

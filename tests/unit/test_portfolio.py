@@ -249,6 +249,18 @@ def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
             ),
             r"early_label recalibrates a PD model; a model of kind expected_loss has none",
         ),
+        (
+            BANK.replace("    label: early_default", "    label: early_default\n    reject_inference: {}"),
+            r"reject_inference .* needs kind pd and a population 'trainable' rule",
+        ),
+        (
+            BANK.replace(
+                "key: loan_ref, entity: client}", 'key: loan_ref, entity: client, trainable: "principal > 0"}'
+            ).replace(
+                "    label: early_default", "    label: early_default\n    reject_inference: {factor: 0.5}"
+            ),
+            r"reject_inference\.factor.*greater than or equal to 1",
+        ),
     ],
     ids=[
         "misspelt-gate",
@@ -260,6 +272,8 @@ def test_the_demo_declares_its_label_windows_and_policy_as_data() -> None:
         "early-label-unknown",
         "early-label-own",
         "early-label-kind",
+        "reject-inference-without-trainable",
+        "reject-inference-factor",
     ],
 )
 def test_bad_policies_and_labels_are_one_line_naming_the_problem(text: str, expected: str) -> None:

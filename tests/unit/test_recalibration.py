@@ -11,7 +11,7 @@ from orchard.credit.model import CreditModel, pd_to_score, train_lightgbm
 from orchard.credit.recalibration import Line, fit_recalibration, logit, recalibrated
 from orchard.credit.scorecard import train_scorecard
 from orchard.errors import OrchardError
-from orchard.lifecycle.recalibration import Plan, open_breach, plan
+from orchard.lifecycle.recalibration import Plan, open_breach, plan, refit_due
 from orchard.serving.scoring import ServedModel, score_frame
 from tests.applicants import CATEGORICAL, FEATURES, applicant_log_odds, applicants
 
@@ -182,3 +182,17 @@ def test_the_plan_fits_on_the_vintages_since_the_breach_holds_out_the_newest_and
     assert plan(target, early[early["vintage"] < "2020-05"], "2020-03", 3) == (
         "2 vintage(s) since 2020-03 have mature early labels, a recalibration needs 3"
     )
+
+
+def test_a_champion_that_has_not_learnt_a_settled_breach_is_refit() -> None:
+    vintages = ["2020-03", "2020-04", "2020-05"]
+    # Given a fitted champion made at 2020-03, and the breach of 2020-03 learnable from 2020-11
+    learnt = ("2020-03", "2020-11")
+    # Then a fit is due, saying so; not for a champion fitted at or after 2020-11, nor before any breach settled
+    why = refit_due(2, "2020-03", None, vintages, 3, learnt)
+    assert why is not None and "fitted at 2020-03" in why and "breach of 2020-03" in why and "2020-11" in why
+    assert refit_due(3, "2020-11", None, vintages, 3, learnt) is None
+    assert refit_due(2, "2020-03", None, vintages, 3, None) is None
+    # And a recalibrated champion is refit once enough vintages since its own breach have mature labels
+    assert "is a recalibration" in str(refit_due(4, "2020-09", "2020-03", vintages, 3, learnt))
+    assert refit_due(4, "2020-09", "2020-04", vintages, 3, learnt) is None
