@@ -203,7 +203,9 @@ def decide(
     if not (breach or refit or recalibrate):
         return PolicyDecision("hold", False, approval, reasons, month)
     if refit and adaptation is not None:
-        reasons.append(adaptation.refit_why or f"v{history.champion}: a fit on the vintages since the breach is due")
+        reasons.append(
+            adaptation.refit_why or f"v{history.champion}: a fit on the vintages since the breach is due"
+        )
     if pending is not None:
         return PolicyDecision("hold", breach, approval, [*reasons, f"retrain held: {waiting}"], month)
     if unlearnt is not None and recalibrate:
