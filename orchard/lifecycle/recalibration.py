@@ -115,8 +115,9 @@ def _open(settings: Settings, spec: ModelSpec, breaches: list[str], month: str, 
     `also` is a month whose vintages must be read too (a recalibrated champion's breach).
     """
     path = _settled_path(settings, spec)
-    record = json.loads(path.read_text()) if path.exists() else {"through": "", "learnable": {}}
-    settled, learnable = record["through"], dict(record.get("learnable", {}))
+    record = json.loads(path.read_text()) if path.exists() else {}
+    settled: str = record.get("through", "")
+    learnable: dict[str, str] = dict(record.get("learnable", {}))
     pending = [b for b in breaches if b > settled]
     # a fit learns a breach once its development and out-of-time vintages can all come after it
     fit_needs = spec.policy.oot_months + 1
