@@ -102,7 +102,8 @@ def prefect_server_env(prefect_harness: None) -> dict[str, str]:
 
     A CLI process left to itself starts a temporary Prefect server of its own (12-20 s on the reference machine,
     migrations included); the scenarios that never look at their home's Prefect database share this one. The
-    session's small lifecycle and the killed run keep their own temporary servers, the path `make demo` takes.
+    session's small lifecycle and the killed run's first attempt keep their own temporary servers, the path
+    `make demo` takes.
     """
     from prefect.settings import PREFECT_API_URL
 

@@ -38,7 +38,7 @@ from orchard.portfolio.expressions import row_mask
 from orchard.serving.scoring import APPROVE, REFER, DecisionPolicy, ServedModel, decision_rules, score_frame
 from orchard.settings import Settings
 from orchard.simulate.frames import cast_column
-from orchard.simulate.lender import Columns
+from orchard.simulate.lender import SNAPSHOT_SOURCE, Columns
 from orchard.sources import EVENT_TIME, SourceSpec, source_specs
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,14 @@ log = logging.getLogger(__name__)
 LEGACY = "legacy rule"
 
 
+def decisions_dir(settings: Settings) -> Path:
+    """Return the folder of the simulated lender's decision log."""
+    return settings.home / "simulator" / "decisions"
+
+
 def decisions_path(settings: Settings, month: str) -> Path:
     """Return where the simulated lender's decisions of a month are logged."""
-    return settings.home / "simulator" / "decisions" / f"{month}.parquet"
+    return decisions_dir(settings) / f"{month}.parquet"
 
 
 def _frame(columns: Columns, spec: SourceSpec) -> pd.DataFrame:
@@ -194,10 +199,10 @@ class ChampionLender:
         frames = {
             source: pd.concat([f for _, f in held], ignore_index=True) for source, held in self.memory.items()
         }
-        if "partner_users" in self.specs and "partner_users" in self.sources:
-            now = _frame(snapshot, self.specs["partner_users"])
-            frames["partner_users"] = pd.concat(
-                [frames.get("partner_users", now.iloc[:0]), now], ignore_index=True
+        if SNAPSHOT_SOURCE in self.sources:  # the month's snapshot, dated the 1st, is known when it begins
+            now = _frame(snapshot, self.specs[SNAPSHOT_SOURCE])
+            frames[SNAPSHOT_SOURCE] = pd.concat(
+                [frames.get(SNAPSHOT_SOURCE, now.iloc[:0]), now], ignore_index=True
             )
         cases = _frame(applications, self.specs[self.pd_spec.source])
         features = features_as_of(self.settings, self.views, frames, start)
@@ -212,11 +217,9 @@ class ChampionLender:
 
 def decision_log(settings: Settings, months: list[str] | None = None) -> pd.DataFrame:
     """Return the simulated lender's logged decisions (every month with a log, or the months given)."""
-    folder = decisions_path(settings, "x").parent
-    paths = (
-        [decisions_path(settings, m) for m in months]
-        if months is not None
-        else sorted(folder.glob("*.parquet"))
-    )
+    if months is None:
+        paths = sorted(decisions_dir(settings).glob("*.parquet"))
+    else:
+        paths = [decisions_path(settings, m) for m in months]
     frames = [pd.read_parquet(p).assign(month=p.stem) for p in paths if p.exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

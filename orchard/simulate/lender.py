@@ -17,6 +17,9 @@ from orchard.errors import OrchardError
 
 Columns = dict[str, np.ndarray]
 
+SNAPSHOT_SOURCE = "partner_users"
+"""The source the engine's monthly snapshot is written as (the one a lender is shown when it decides)."""
+
 
 class Lender(Protocol):
     """The simulated lender's decision policy."""

@@ -15,11 +15,12 @@ from orchard.testing.small_lifecycle import demo_cmd, final_state, orchard_env, 
 pytestmark = pytest.mark.slow(seconds=100)
 
 
-def _kill_after(home: Path, months_done: int) -> None:
-    """Start the demo on home and SIGKILL it (and its Prefect server) inside the month after `months_done`."""
+def _kill_after(home: Path, months_done: int, **extra: str) -> None:
+    """Start the demo on home and SIGKILL it (and its own Prefect server, if it started one) inside the month after
+    `months_done`."""
     process = subprocess.Popen(
         demo_cmd(home),
-        env=orchard_env(home),
+        env=orchard_env(home, **extra),
         cwd=home.parent,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -37,14 +38,19 @@ def _kill_after(home: Path, months_done: int) -> None:
     process.wait()
 
 
-def test_killed_run_resumes_to_the_same_state(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    # Given a demo killed (SIGKILL, no clean-up) while working on its third month, restarted, and killed again
-    # while working on its sixth (one run, two kills: a resumed run is itself resumable)
+def test_killed_run_resumes_to_the_same_state(
+    tmp_path: Path, request: pytest.FixtureRequest, prefect_server_env: dict[str, str]
+) -> None:
+    # Given a demo killed (SIGKILL, no clean-up) with its own temporary Prefect server while working on its third
+    # month, restarted, and killed again while working on its sixth (one run, two kills: a resumed run is itself
+    # resumable). The restarts use the worker's Prefect server: the first kill covers a server killed with the
+    # demo, and the resumption reads only the home's own records, so two more server start-ups would add
+    # nothing but time.
     home = tmp_path / "orchard"
     _kill_after(home, 2)
-    _kill_after(home, 5)
+    _kill_after(home, 5, **prefect_server_env)
     # When it runs again to the end
-    resumed = run_demo(home)
+    resumed = run_demo(home, **prefect_server_env)
     # Then the end state equals the uninterrupted run's: same versions, aliases, records, no duplicates
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # (the reference is asked for only now, so this scenario runs beside the one that builds it)

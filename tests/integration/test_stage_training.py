@@ -6,6 +6,8 @@ for 18 months, enough booked loans for charge-offs (180 dpd, 6 months on book at
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -13,7 +15,10 @@ from model_registry.registry import load_model
 from model_registry.tracking import mlflow_client, read_run_json
 from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
+from orchard.lake import read_silver
 from orchard.lifecycle.training import ready_to_train, train_and_register
+from orchard.months import month_range
+from orchard.portfolio.spec import RejectInferenceDef
 from orchard.settings import Settings
 from orchard.testing.demo import demo_model_with, simulated_silver
 
@@ -90,3 +95,26 @@ def test_precredit_response_stratifies_offers_into_tiers(lake: Settings) -> None
 def test_every_stage_needs_both_classes_before_training(lake: Settings) -> None:
     # a lake that ends before any loan can be charged off cannot train the loss forecast
     assert not ready_to_train(lake, LOSS_FORECAST, "2019-08")
+
+
+def test_reject_inference_adds_the_declined_development_cases_with_parcelled_labels(lake: Settings) -> None:
+    # Given application_pd declaring reject inference by parcelling
+    spec = replace(
+        demo_model_with("application_pd", policy=SMALL_POLICY),
+        reject_inference=RejectInferenceDef(factor=1.5),
+    )
+    # When it is trained
+    trained = train_and_register(lake, spec, AS_OF)
+    client = mlflow_client(lake)
+    params = client.get_run(client.get_model_version(spec.name, str(trained.version)).run_id).data.params
+    # Then every declined application of the development vintages entered training besides the booked loans
+    first, last = trained.train_window.split("..")
+    apps = read_silver(lake, "applications", month_range(first, last))
+    declined = int((apps["decision"] == "declined").sum())
+    assert declined > 100 and int(params["n_rejects_inferred"]) == declined
+    booked_train = int(params["n_train"]) - declined
+    assert 0 < booked_train < int((apps["decision"] == "approved").sum())
+    # And the out-of-time sample the gate reads stays booked loans only
+    oot = read_silver(lake, "applications", month_range(*trained.oot_window.split("..")))
+    assert int(params["n_oot"]) <= int((oot["decision"] == "approved").sum())
+    assert 0.6 < trained.metrics["oot_auc"] < 1.0

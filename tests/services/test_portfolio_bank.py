@@ -207,7 +207,9 @@ def warehouse() -> str:
     drop_databases(name)
 
 
-def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
+def test_a_bank_layout_runs_end_to_end(
+    tmp_path: Path, warehouse: str, prefect_server_env: dict[str, str]
+) -> None:
     # Given the simulator's data exported in a bank's own layout, and a portfolio describing it
     sim = Settings(
         _env_file=None,
@@ -224,7 +226,7 @@ def test_a_bank_layout_runs_end_to_end(tmp_path: Path, warehouse: str) -> None:
     (folder / "portfolio.yaml").write_text(BANK_PORTFOLIO)
     _export(sim.landing_dir, folder, warehouse)
     home = tmp_path / "state"
-    env = {"ORCHARD_SQL_URLS": json.dumps({"warehouse": warehouse})}
+    env = {"ORCHARD_SQL_URLS": json.dumps({"warehouse": warehouse}), **prefect_server_env}
     # When `orchard run` processes every landed period
     result = run_orchard(home, "run", "--portfolio", str(folder), timeout=1200, **env)
     # Then it finishes, having quarantined the planted batch and kept it out of silver
