@@ -400,6 +400,11 @@ class Settings(BaseSettings):
         return self.home / "alerts"
 
     @property
+    def simulator_dir(self) -> Path:
+        """The simulator's own records: the simulated lender's decisions and the declined's counterfactual truth."""
+        return self.home / "simulator"
+
+    @property
     def federated_dir(self) -> Path:
         """The federated parties' homes, the vertical split and the joint jobs' records."""
         return self.home / "federated"

@@ -48,7 +48,7 @@ LEGACY = "legacy rule"
 
 def decisions_dir(settings: Settings) -> Path:
     """Return the folder of the simulated lender's decision log."""
-    return settings.home / "simulator" / "decisions"
+    return settings.simulator_dir / "decisions"
 
 
 def decisions_path(settings: Settings, month: str) -> Path:

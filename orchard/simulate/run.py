@@ -73,7 +73,7 @@ def simulated_sources(settings: Settings) -> dict[str, SourceSpec]:
 
 def counterfactual_path(settings: Settings, month: str) -> Path:
     """Return where the simulator writes the statements a month's declined applications would have had."""
-    return settings.home / "simulator" / "counterfactual" / f"{month}.parquet"
+    return settings.simulator_dir / "counterfactual" / f"{month}.parquet"
 
 
 class SimulationRun:

@@ -15,6 +15,7 @@ from orchard.lifecycle.lender import LEGACY, decision_log
 from orchard.lifecycle.selection_bias import render, selection_bias
 from orchard.months import add_months, month_range
 from orchard.settings import Settings
+from orchard.simulate.policy import legacy_decision, legacy_score
 from orchard.testing.small_lifecycle import SMALL, small_portfolio
 
 pytestmark = pytest.mark.slow(seconds=60)  # with the session's small lifecycle (~70 s to build)
@@ -49,6 +50,24 @@ def test_the_champion_decides_from_the_month_after_its_first_promotion(settings:
         assert (
             rows.loc[approve, "approved"].all() and (rows.loc[approve, "pd"] <= cutoffs.approve_max_pd).all()
         )
+        # And a referral is booked exactly when the legacy rule (manual underwriting) approves it
+        if f"applications:{month}" in SMALL["corrupt_batches"]:
+            continue  # its landed file is the corrupted one
+        apps = pd.read_parquet(settings.landing_dir / "applications" / f"{month}.parquet")
+        snapshot = pd.read_parquet(settings.landing_dir / "partner_users" / f"{month}.parquet")
+        known = apps.merge(snapshot[["user_id", "age", "late_bill_payments_12m"]], on="user_id")
+        legacy = legacy_decision(
+            legacy_score(
+                known["income_declared"].to_numpy(),
+                known["late_bill_payments_12m"].to_numpy(),
+                known["age"].to_numpy(),
+                known["requested_amount"].to_numpy(),
+            )
+        )
+        legacy_approves = dict(zip(known["application_id"], legacy == "approved", strict=True))
+        referred = rows[rows["decision"] == "refer"]
+        assert len(referred) > 0
+        assert (referred["approved"] == referred["application_id"].map(legacy_approves)).all(), month
     # And the applications the lifecycle ingested carry those decisions (the corrupted batch aside)
     for month in months:
         if f"applications:{month}" in SMALL["corrupt_batches"]:
@@ -86,7 +105,7 @@ def test_declined_applications_have_counterfactual_statements_only(settings: Set
     # Given the logged decisions and the counterfactual statements of every simulated month
     log = decision_log(settings)
     truth = pd.concat(
-        pd.read_parquet(p) for p in sorted((settings.home / "simulator" / "counterfactual").glob("*.parquet"))
+        pd.read_parquet(p) for p in sorted((settings.simulator_dir / "counterfactual").glob("*.parquet"))
     )
     # Then no booked application has one, and every logged declined one is followed (ids before the first
     # logged month are the burn-in's declined applications)
