@@ -13,6 +13,7 @@ from orchard.serving.scoring import (
     DecisionPolicy,
     ServedModel,
     decide,
+    decision_rules,
     pd_band,
     score_frame,
     score_row,
@@ -129,6 +130,28 @@ def test_fraud_score_above_its_cut_off_refers(served: ServedModel) -> None:
     assert outcome.decision == "refer" and outcome.rule.startswith("fraud_pd")
     assert outcome.reasons[0]["code"] == "RC_FRAUD_SUSPECTED" and len(outcome.reasons) <= 4
     assert outcome.model_versions["application_fraud"] == 7
+
+
+def test_the_batch_rule_decides_each_row_as_the_cut_offs_say() -> None:
+    # Given PDs and fraud PDs on and around the cut-offs (0.10 approve, 0.30 decline, 0.20 fraud)
+    policy = DecisionPolicy(0.10, 0.30, 0.20)
+    pd_values = np.array([0.05, 0.10, 0.1001, 0.29, 0.30, 0.50, 0.05, 0.30])
+    fraud = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.9, 0.20, 0.20])
+    decisions, rules = decision_rules(pd_values, fraud, policy)
+    # Then approve up to 0.10, refer between, decline from 0.30 (before a fraud referral), refer a fraud from 0.20
+    assert decisions.tolist() == [
+        "approve",
+        "approve",
+        "refer",
+        "refer",
+        "decline",
+        "decline",
+        "refer",
+        "decline",
+    ]
+    assert rules[6] == "fraud_pd >= fraud_refer_min" and rules[2] == "approve_max_pd < pd < decline_min_pd"
+    # And without a fraud model no fraud referral is made
+    assert decision_rules(pd_values, None, policy)[0][6] == "approve"
 
 
 def test_unknown_customer_is_referred_without_a_score(served: ServedModel) -> None:
