@@ -10,7 +10,7 @@ import pandas as pd
 from orchard.months import month_start
 
 if TYPE_CHECKING:
-    from orchard.simulate.lifecycle import Columns
+    from orchard.simulate.lender import Columns
 
 CAMPAIGNS_STREAM = 101
 """Second word of the campaigns' private seed: np.random.default_rng([seed, CAMPAIGNS_STREAM])."""

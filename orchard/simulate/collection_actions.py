@@ -12,7 +12,7 @@ from scipy.special import expit, logit
 from orchard.months import month_end
 
 if TYPE_CHECKING:
-    from orchard.simulate.lifecycle import Columns
+    from orchard.simulate.lender import Columns
 
 COLLECTIONS_STREAM = 102
 """Second word of the collections' private seed: np.random.default_rng([seed, COLLECTIONS_STREAM])."""
