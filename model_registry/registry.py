@@ -333,6 +333,12 @@ def resolve_version(settings: Settings, name: str, ref: str | int) -> int:
 _TRAINED_AT = re.compile(r"@(\d{4}-\d{2})$")
 
 
+def trained_month(key: str) -> str | None:
+    """Return the month a train key `<model>@YYYY-MM` names (None for a key of another form)."""
+    match = _TRAINED_AT.search(key)
+    return match.group(1) if match else None
+
+
 def trained_months(settings: Settings, name: str) -> dict[int, str]:
     """Return the month each version of a model was trained at (from its train key `<model>@YYYY-MM`).
 
@@ -342,9 +348,9 @@ def trained_months(settings: Settings, name: str) -> dict[int, str]:
     found = mlflow_client(settings).search_model_versions(f"name = '{name}'")
     months = {}
     for version in found:
-        match = _TRAINED_AT.search(version.tags.get(TRAIN_KEY_TAG, ""))
-        if match:
-            months[int(version.version)] = match.group(1)
+        month = trained_month(version.tags.get(TRAIN_KEY_TAG, ""))
+        if month:
+            months[int(version.version)] = month
     return months
 
 

@@ -37,9 +37,9 @@ from orchard.months import add_months, month_start
 from orchard.portfolio.expressions import row_mask
 from orchard.serving.scoring import APPROVE, REFER, DecisionPolicy, ServedModel, decision_rules, score_frame
 from orchard.settings import Settings
-from orchard.simulate.frames import cast_column
+from orchard.simulate.frames import typed_frame
 from orchard.simulate.lender import SNAPSHOT_SOURCE, Columns
-from orchard.sources import EVENT_TIME, SourceSpec, source_specs
+from orchard.sources import EVENT_TIME, source_specs
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,6 @@ def decisions_dir(settings: Settings) -> Path:
 def decisions_path(settings: Settings, month: str) -> Path:
     """Return where the simulated lender's decisions of a month are logged."""
     return decisions_dir(settings) / f"{month}.parquet"
-
-
-def _frame(columns: Columns, spec: SourceSpec) -> pd.DataFrame:
-    """Return engine columns typed as the source's spec says (only the columns present)."""
-    dtypes = {c.name: c.dtype for c in spec.columns}
-    return pd.DataFrame({name: cast_column(values, dtypes[name]) for name, values in columns.items()})
 
 
 def features_as_of(
@@ -130,7 +124,7 @@ class ChampionLender:
         for source in self.sources:
             if source in sources:
                 held = self.memory.setdefault(source, [])
-                held.append((month, _frame(sources[source], self.specs[source])))
+                held.append((month, typed_frame(sources[source], self.specs[source])))
                 del held[: max(len(held) - self.keep_months[source], 0)]
 
     def decide(self, month: str, applications: Columns, snapshot: Columns, legacy: np.ndarray) -> np.ndarray:
@@ -200,11 +194,11 @@ class ChampionLender:
             source: pd.concat([f for _, f in held], ignore_index=True) for source, held in self.memory.items()
         }
         if SNAPSHOT_SOURCE in self.sources:  # the month's snapshot, dated the 1st, is known when it begins
-            now = _frame(snapshot, self.specs[SNAPSHOT_SOURCE])
+            now = typed_frame(snapshot, self.specs[SNAPSHOT_SOURCE])
             frames[SNAPSHOT_SOURCE] = pd.concat(
                 [frames.get(SNAPSHOT_SOURCE, now.iloc[:0]), now], ignore_index=True
             )
-        cases = _frame(applications, self.specs[self.pd_spec.source])
+        cases = typed_frame(applications, self.specs[self.pd_spec.source])
         features = features_as_of(self.settings, self.views, frames, start)
         joined = features.reindex(cases[self.pd_spec.entity].to_numpy()).reset_index(drop=True)
         return pd.concat([cases.reset_index(drop=True), joined], axis=1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from model_registry.history import events
-from model_registry.registry import load_model, train_key_of
+from model_registry.registry import load_model, train_key_of, trained_month
 from monitoring.dashboards import MonthSeries, add_month_snapshot, ensure_dashboard
 from monitoring.policy import Drift, ModelHistory, PolicyDecision, approval_mode, decide, is_breach
 from monitoring.reports import add_to_workspace, drift_report, save_report
@@ -81,7 +81,7 @@ def monitor_month(
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
     limits = spec.policy.monitoring
     drift = Drift(float(values[SCORE_COLUMN]), features)
-    trained = key.rsplit("@", 1)[-1]  # the train key names the month the version was made (train_key)
+    trained = trained_month(key)
     adapt = adaptation(settings, spec, model, month, is_breach(drift, limits), version, trained)
     decision = decide(month, history, limits, approval_mode(settings.governance), drift, adaptation=adapt)
     drifted = sum(v > limits.feature_psi_breach for v in features.values())

@@ -193,7 +193,7 @@ def plan(target: pd.DataFrame, early: pd.DataFrame, since: str, needed: int) -> 
 
 def refit_due(
     champion: int,
-    trained: str,
+    trained: str | None,
     answered: str | None,
     mature: list[str],
     fit_needs: int,
@@ -210,7 +210,7 @@ def refit_due(
                 f"v{champion} is a recalibration: vintages since its breach now have mature labels to fit on"
             )
         return None
-    if learnt is not None and trained < learnt[1]:
+    if learnt is not None and trained is not None and trained < learnt[1]:
         return (
             f"v{champion} was fitted at {trained}, before the vintages since the breach of {learnt[0]} could be "
             f"learnt (from {learnt[1]}): a fit on them is due"
@@ -219,7 +219,13 @@ def refit_due(
 
 
 def adaptation(
-    settings: Settings, spec: ModelSpec, champion: Any, month: str, breach: bool, version: int, trained: str
+    settings: Settings,
+    spec: ModelSpec,
+    champion: Any,
+    month: str,
+    breach: bool,
+    version: int,
+    trained: str | None,
 ) -> Adaptation | None:
     """Return what a model with an early label could learn from at the month (None for a model without one).
 

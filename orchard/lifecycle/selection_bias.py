@@ -25,6 +25,7 @@ import pandas as pd
 
 from orchard.atomic import write_json
 from orchard.credit.metrics import auc
+from orchard.credit.model import CreditModel
 from orchard.errors import OrchardError
 from orchard.lake import silver_months
 from orchard.lifecycle.datasets import declined, labelled, mature_vintages, model_frame, split_vintages
@@ -121,7 +122,9 @@ def _sample(y: np.ndarray, pd_values: np.ndarray) -> SampleFit:
     )
 
 
-def _judge(name: str, model, trained_on: int, booked: pd.DataFrame, rejected: pd.DataFrame) -> VariantResult:
+def _judge(
+    name: str, model: CreditModel, trained_on: int, booked: pd.DataFrame, rejected: pd.DataFrame
+) -> VariantResult:
     pd_booked, pd_declined = model.predict_pd(booked), model.predict_pd(rejected)
     y_booked, y_declined = booked["bad"].to_numpy(dtype=int), rejected["bad"].to_numpy(dtype=int)
     return VariantResult(
@@ -183,7 +186,9 @@ def selection_bias(
     train, test = split_test(dev, spec.key, settings.seed)
     dev_declined = declined(data.frame, dev_vintages)
     oot_booked = labelled(data.frame, oot_vintages)
-    oot_declined = _with_truth(settings, spec, declined(data.frame, oot_vintages), as_of)
+    # the counterfactual statements are read and labelled once, for the declined of both windows
+    truth = _with_truth(settings, spec, declined(data.frame, vintages), as_of)
+    oot_declined = truth[truth["vintage"].isin(oot_vintages)]
     seed = settings.seed
 
     results = [
@@ -199,9 +204,8 @@ def selection_bias(
     for factor in factors:
         fitted, rows = fit_with_rejects(spec, train, test, dev_declined, seed, factor)
         results.append(_judge(f"parcelling x{factor:g}", fitted.chosen, len(rows), oot_booked, oot_declined))
-    truth_train = pd.concat(
-        [train, _with_truth(settings, spec, dev_declined, as_of)[train.columns]], ignore_index=True
-    )
+    dev_truth = truth[truth["vintage"].isin(dev_vintages)]
+    truth_train = pd.concat([train, dev_truth[train.columns]], ignore_index=True)
     oracle = fit_candidates(spec, truth_train, test, seed).chosen
     results.append(_judge("all applicants (truth)", oracle, len(truth_train), oot_booked, oot_declined))
 

@@ -22,6 +22,12 @@ def cast_column(values: np.ndarray, dtype: str) -> pd.Series:
     raise OrchardError(f"unsupported column dtype {dtype!r}")
 
 
+def typed_frame(columns: dict[str, np.ndarray], spec: SourceSpec) -> pd.DataFrame:
+    """Return the given columns (a subset of the spec's, in the given order) typed as the spec says."""
+    dtypes = {c.name: c.dtype for c in spec.columns}
+    return pd.DataFrame({name: cast_column(values, dtypes[name]) for name, values in columns.items()})
+
+
 def to_spec_frame(columns: dict[str, np.ndarray], spec: SourceSpec, month: str) -> pd.DataFrame:
     """Return a frame with the spec's columns in spec order, typed, and the batch id filled in."""
     n = len(next(iter(columns.values()))) if columns else 0
@@ -32,4 +38,4 @@ def to_spec_frame(columns: dict[str, np.ndarray], spec: SourceSpec, month: str) 
         raise OrchardError(
             f"{spec.name} columns do not match its spec: missing {missing}, unexpected {extra}"
         )
-    return pd.DataFrame({c.name: cast_column(values[c.name], c.dtype) for c in spec.columns})
+    return typed_frame({name: values[name] for name in spec.column_names}, spec)
