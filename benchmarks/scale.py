@@ -6,6 +6,10 @@ point: the simulator's time (it writes the landing files), the month stages' tim
 the whole wall time, and the peak resident memory of the largest process of the run (the lifecycle itself; the
 Prefect server is a separate, smaller process), read with getrusage after the run ended.
 
+Each point runs twice: in one process, and with its joins and batch scoring split by entity over a Dask
+LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.lifecycle.partitions). The
+peak memory is then the largest process of the run, the lifecycle's own or a worker's.
+
 A million simulated customers: `python -m benchmarks.scale --multiples 84 --end 2019-06` (about 1.0M users;
 expect hours and tens of GB on a 2-core machine: see docs/performance.md for the measured curve).
 """
@@ -26,14 +30,20 @@ from orchard.months import month_range
 DEMO_USERS = 12_000
 
 
-def run_point(home: Path, users: int, start: str, end: str) -> dict[str, float]:
+def run_point(home: Path, users: int, start: str, end: str, dask_workers: int) -> dict[str, float]:
     """Run the lifecycle for `users` in a child process; return its figures (peak memory of that run only)."""
-    overrides = {"ORCHARD_N_USERS": str(users), "ORCHARD_START_MONTH": start, "ORCHARD_END_MONTH": end}
+    overrides = {
+        "ORCHARD_N_USERS": str(users),
+        "ORCHARD_START_MONTH": start,
+        "ORCHARD_END_MONTH": end,
+        "ORCHARD_DASK_WORKERS": str(dask_workers),
+    }
     wall = run_demo(home, overrides)
     months = len(month_range(start, end))
     stages = sum(stage_totals(home).values())
     return {
         "users": users,
+        "dask_workers": dask_workers,
         "months": months,
         "wall_s": round(wall, 1),
         "simulate_s": round(simulate_seconds(home), 1),
@@ -52,40 +62,51 @@ def main() -> None:
     parser.add_argument("--multiples", type=int, nargs="+", default=[1, 4, 10])
     parser.add_argument("--start", default="2019-01")
     parser.add_argument("--end", default="2019-12")
+    parser.add_argument(
+        "--dask-workers", type=int, default=2, help="LocalCluster workers (0: one process only)"
+    )
     parser.add_argument("--point", type=int, help=argparse.SUPPRESS)  # one point, in its own process
+    parser.add_argument("--point-workers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
     if args.point is not None:
         with tempfile.TemporaryDirectory(prefix="orchard-scale-") as tmp:
-            figures = run_point(Path(tmp) / "orchard", args.point * DEMO_USERS, args.start, args.end)
+            figures = run_point(
+                Path(tmp) / "orchard", args.point * DEMO_USERS, args.start, args.end, args.point_workers
+            )
         print(json.dumps(figures))
         return
+    engines = [0, args.dask_workers] if args.dask_workers > 0 else [0]
     rows = []
     for multiple in args.multiples:
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.scale",
-            "--point",
-            str(multiple),
-            "--start",
-            args.start,
-            "--end",
-            args.end,
-        ]
-        result = subprocess.run(command, check=True, capture_output=True, text=True)
-        rows.append({"multiple": multiple, **json.loads(result.stdout.strip().splitlines()[-1])})
-        print(f"{multiple}x done: {rows[-1]}", file=sys.stderr, flush=True)
-    base = rows[0]
-    print(f"lifecycle {args.start}..{args.end}, single process (no Dask path in the lifecycle yet)")
+        for workers in engines:
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.scale",
+                "--point",
+                str(multiple),
+                "--point-workers",
+                str(workers),
+                "--start",
+                args.start,
+                "--end",
+                args.end,
+            ]
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
+            rows.append({"multiple": multiple, **json.loads(result.stdout.strip().splitlines()[-1])})
+            print(f"{multiple}x, {workers} Dask workers done: {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"lifecycle {args.start}..{args.end}")
     print(
-        f"{'users':>9} {'wall s':>8} {'simulate s':>11} {'stages s':>9} {'s/month':>8} {'peak MB':>8} "
-        f"{'time x':>7} {'memory x':>9}"
+        f"{'users':>9} {'engine':>14} {'wall s':>8} {'simulate s':>11} {'stages s':>9} {'s/month':>8} "
+        f"{'peak MB':>8} {'time x':>7} {'memory x':>9}"
     )
     for row in rows:
+        base = next(r for r in rows if r["dask_workers"] == row["dask_workers"])  # the smallest point
+        engine = f"Dask, {row['dask_workers']} workers" if row["dask_workers"] else "one process"
         print(
-            f"{row['users']:>9,} {row['wall_s']:>8.1f} {row['simulate_s']:>11.1f} {row['month_stages_s']:>9.1f} "
-            f"{row['per_month_s']:>8.2f} {row['peak_rss_mb']:>8.0f} "
+            f"{row['users']:>9,} {engine:>14} {row['wall_s']:>8.1f} {row['simulate_s']:>11.1f} "
+            f"{row['month_stages_s']:>9.1f} {row['per_month_s']:>8.2f} {row['peak_rss_mb']:>8.0f} "
             f"{row['month_stages_s'] / base['month_stages_s']:>7.2f} {row['peak_rss_mb'] / base['peak_rss_mb']:>9.2f}"
         )
     if args.out:

@@ -109,6 +109,10 @@ def _before_flows() -> None:
     """
     for logger in ("TASK_RUNS", "FLOW_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
+    # A configured Dask LocalCluster (orchard.lifecycle.partitions) logs its scheduler's and workers' comings and
+    # goings at INFO, and its worker processes warn as the tools do: read by Dask and Python when they start.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
     # The tools install their own warning filters when imported, and some warn while importing: import them
     # with every warning off, then keep their deprecation chatter off for the run.
     with warnings.catch_warnings():

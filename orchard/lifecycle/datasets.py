@@ -12,6 +12,7 @@ from feature_repo.views import offline_table
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
 from orchard.feature_store import service_join_keys, training_frame
+from orchard.lifecycle.partitions import map_entity_partitions
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range
@@ -40,6 +41,11 @@ def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     return tuple(views), tuple((st.st_mtime_ns, st.st_size) for st in stats)
 
 
+def _join_part(times: pd.DataFrame, settings: Settings, service: str) -> pd.DataFrame:
+    """The point-in-time join of one entity partition (a Dask task: it opens the home's store itself)."""
+    return training_frame(settings, times, service)
+
+
 def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> pd.DataFrame:
     """Return the entity rows joined point in time with the service's features.
 
@@ -55,7 +61,15 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, to
     key = (str(settings.features_dir.resolve()), _tables_fingerprint(settings, spec.feature_service), digest)
 
     def join() -> pd.DataFrame:
-        joined = training_frame(settings, times, spec.feature_service, store=tools.feature_store(settings))
+        cluster = tools.cluster(settings)
+        if cluster is None:
+            joined = training_frame(
+                settings, times, spec.feature_service, store=tools.feature_store(settings)
+            )
+        else:  # each entity partition joined by a worker, on its own store
+            joined = map_entity_partitions(
+                cluster, _join_part, times, keys[0], settings, spec.feature_service
+            )
         return joined.drop(columns=list(times.columns))
 
     features = tools.joined_frame(key, join)

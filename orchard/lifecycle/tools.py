@@ -8,7 +8,8 @@ process. A use case called without one (a test, a one-off call) makes its own fo
   reference checks read (every month's batches are checked against the keys of all earlier ones);
 - the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
-- the train keys of registered versions.
+- the train keys of registered versions;
+- the Dask cluster the settings configure, if any (orchard.lifecycle.partitions), started or joined on first use.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from feast import FeatureStore
 
 from orchard.contracts import ContractTools
 from orchard.feature_store import open_store
+from orchard.lifecycle.partitions import Cluster, open_cluster
 from orchard.settings import Settings
 
 JOINED_KEEP = 6
@@ -38,6 +40,7 @@ class Tools:
     train_keys: dict[tuple[str, str, int], str] = field(default_factory=dict)
     _store: tuple[str, FeatureStore] | None = None
     _contracts: tuple[str, ContractTools] | None = None
+    _cluster: tuple[tuple[str | None, int], Cluster | None] | None = None
 
     def feature_store(self, settings: Settings) -> FeatureStore:
         """Return the home's Feast store, opened on first use (again if the settings name another home)."""
@@ -53,6 +56,20 @@ class Tools:
             self._contracts = (key, ContractTools.of(settings))
         return self._contracts[1]
 
+    def cluster(self, settings: Settings) -> Cluster | None:
+        """Return the Dask cluster the settings configure (None: one process), opened on first use."""
+        config = settings.production
+        key = (config.dask_address, config.dask_workers)
+        if self._cluster is None or self._cluster[0] != key:
+            self._close_cluster()
+            self._cluster = (key, open_cluster(config))
+        return self._cluster[1]
+
+    def _close_cluster(self) -> None:
+        if self._cluster is not None and self._cluster[1] is not None:
+            self._cluster[1].close()
+        self._cluster = None
+
     def joined_frame(self, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """Return the join kept under key, or make, keep (the JOINED_KEEP most recent) and return it."""
         if key not in self.joined:
@@ -63,7 +80,8 @@ class Tools:
         return self.joined[key]
 
     def close(self) -> None:
-        """Drop the store, the GE project and every cached object (the run is over)."""
+        """Drop the store, the GE project and every cached object, close the cluster (the run is over)."""
+        self._close_cluster()
         self._store = None
         self._contracts = None
         self.joined.clear()

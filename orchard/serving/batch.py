@@ -10,6 +10,7 @@ import pandas as pd
 from orchard.atomic import write_parquet
 from orchard.credit.reason_codes import TOP_REASONS
 from orchard.lifecycle.datasets import model_frame
+from orchard.lifecycle.partitions import map_entity_partitions
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import parse_month
@@ -43,6 +44,13 @@ def batch_scores(
     return out
 
 
+def _score_part(
+    frame: pd.DataFrame, served: ServedModel, keys: tuple[str, ...], with_reasons: bool
+) -> pd.DataFrame:
+    """batch_scores of one entity partition (a Dask task)."""
+    return batch_scores(served, frame, keys, with_reasons=with_reasons)
+
+
 def score_month(
     settings: Settings,
     spec: ModelSpec,
@@ -54,8 +62,14 @@ def score_month(
 ) -> pd.DataFrame:
     """Score a month's cases (point-in-time features) with a served model; write them atomically."""
     month = parse_month(month)
+    tools = tools or Tools()
     frame = model_frame(settings, spec, [month], month, with_labels=False, tools=tools).frame
-    scores = batch_scores(served, frame, (spec.key, spec.entity, *KEYS), with_reasons=with_reasons)
+    keys = (spec.key, spec.entity, *KEYS)
+    cluster = tools.cluster(settings)
+    if cluster is None:
+        scores = batch_scores(served, frame, keys, with_reasons=with_reasons)
+    else:  # each entity partition scored by a worker (reason codes are the costly part)
+        scores = map_entity_partitions(cluster, _score_part, frame, spec.entity, served, keys, with_reasons)
     write_parquet(scores, scores_path(settings, spec.name, month))
     log.info("scored %d %s cases of %s with v%s", len(scores), spec.name, month, served.version)
     return scores

@@ -168,7 +168,7 @@ def test_killed_guest_makes_the_host_abort_the_session(fed_settings: Settings, t
     homes = prepare_parties(fed_settings, split)
     port = free_port()
     record_dir = tmp_path / "host-wire"
-    with host_process(fed_settings, homes, port, record_dir=record_dir, idle_timeout_seconds=30):
+    with host_process(fed_settings, homes, port, record_dir=record_dir, idle_timeout_seconds=10):
         proc, _ = start_guest(
             fed_settings,
             homes,
@@ -187,4 +187,3 @@ def test_killed_guest_makes_the_host_abort_the_session(fed_settings: Settings, t
     failed = [p.read_text() for p in sessions.glob("*.json") if b'"failed"' in p.read_bytes()]
     assert "guest went silent" in failed[0], failed
     assert _versions(fed_settings) == [], "nothing registered"
-    assert np.isfinite(1.0), "sanity"

@@ -1,0 +1,15 @@
+"""Row-wise steps the partition tests send to Dask workers (a module light to import in a worker process)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def tag_rows(part: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """Add the user id with a suffix: one result per row, in the part's order."""
+    return part.assign(tagged=part["user_id"] + suffix)
+
+
+def drop_first_row(part: pd.DataFrame) -> pd.DataFrame:
+    """A faulty step: one row fewer than it was given."""
+    return part.iloc[1:]
