@@ -47,7 +47,7 @@ test-fast: setup ## Run the tests without the slow scenarios
 bench: setup ## Demo wall time per stage + Prefect overhead share; materialization vs stock feast
 	$(PY) -m benchmarks.run
 
-bench-scale: setup ## Lifecycle 2019 at 1x, 4x, 10x the demo's users: time per month, peak memory (slow: ~15 min)
+bench-scale: setup ## Lifecycle 2019 at 1x, 4x, 10x the demo's users, one process and a Dask LocalCluster: time per month, peak memory (slow: ~16 min)
 	$(PY) -m benchmarks.scale
 
 bench-psi: setup ## PSI/CSI on 1M rows x 50 columns vs Evidently's PSI preset (slow: ~10-20 min)

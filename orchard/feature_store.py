@@ -22,12 +22,12 @@ from feature_repo.views import offline_table
 from orchard.atomic import atomic_path, write_json, write_text
 from orchard.errors import OrchardError
 from orchard.features import entity_key, view_features
-from orchard.lake import read_silver
-from orchard.months import month_end, month_start, parse_month
+from orchard.lake import read_silver, silver_months, silver_path
+from orchard.months import add_months, month_end, month_start, parse_month, timestamp_months
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
 from orchard.production import production_repo_config
 from orchard.settings import Settings
-from orchard.sources import BATCH_ID, EVENT_TIME
+from orchard.sources import EVENT_TIME
 
 logger = logging.getLogger(__name__)
 
@@ -92,37 +92,98 @@ def open_store(settings: Settings, *, stock_online_store: bool = False) -> Featu
 
 
 def _snapshot_table(
-    settings: Settings, view: str, rows: pd.DataFrame, state: dict[str, Any]
+    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
 ) -> tuple[pa.Table, bool]:
-    """Return a snapshot view's table and whether it changed; only new batches are featurized."""
-    portfolio = settings.portfolio_def
-    counts = rows[BATCH_ID].value_counts() if BATCH_ID in rows.columns else pd.Series()
-    batches = {str(k): int(v) for k, v in counts.items()}
-    seen: dict[str, int] = state.get(view, {}).get("batches", {})
+    """Return a snapshot view's table and whether it changed; only new silver months are featurized.
+
+    A month's snapshot rows depend on that month alone: they are appended while every month already featurized
+    is still there with the same rows and the new months come after them (the table stays in time order, as a
+    whole-history table is); otherwise the whole history is featurized again.
+    """
+    source = settings.portfolio_def.views[view].source
+    seen: dict[str, int] = state.get(view, {}).get("months", {})
     target = offline_table(settings.features_dir, view)
-    state[view] = {"batches": batches}
-    # append only when every batch already featurized is still there, unchanged in size
-    if batches and seen and target.exists() and all(batches.get(b) == n for b, n in seen.items()):
-        new_rows = rows[~rows[BATCH_ID].isin(list(seen))]
+    state[view] = {"months": counts}
+    new = [m for m in counts if m not in seen]
+    unchanged = bool(seen) and target.exists() and all(counts.get(m) == n for m, n in seen.items())
+    if unchanged and (not new or new[0] > max(seen)):
         existing = pq.read_table(target)
-        if new_rows.empty:
+        if not new:
             return existing, False
-        fresh = _to_arrow(view_features(portfolio, view, new_rows))
+        fresh = _to_arrow(view_features(settings.portfolio_def, view, read_silver(settings, source, new)))
         return pa.concat_tables([existing, fresh.cast(existing.schema)]), True
-    return _to_arrow(view_features(portfolio, view, rows)), True
+    return _to_arrow(view_features(settings.portfolio_def, view, read_silver(settings, source))), True
+
+
+def _event_months(rows: pd.DataFrame) -> tuple[int, int]:
+    """Return the first and last month (timestamp_months numbering) of a month's events; (-1, -1) when empty."""
+    if rows.empty:
+        return -1, -1
+    months = timestamp_months(rows[EVENT_TIME])
+    return int(months.min()), int(months.max())
 
 
 def _aggregation_table(
-    settings: Settings, view: str, rows: pd.DataFrame, state: dict[str, Any]
+    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
 ) -> tuple[pa.Table, bool]:
-    """Return an aggregation view's table and whether it changed (its windows span the whole history)."""
-    frame = view_features(settings.portfolio_def, view, rows)
-    digest = ordered_sha256(frame)
-    changed = (
-        state.get(view, {}).get("sha256") != digest or not offline_table(settings.features_dir, view).exists()
+    """Return an aggregation view's table and whether it changed; it reads what the new months' windows need.
+
+    A row's trailing windows reach back at most the view's longest window, so the rows of new silver months are
+    computed from their own events and those of the months inside that window, and appended: the table is the
+    one the whole history gives, row for row. That holds while the months already featurized are unchanged,
+    the new months come after them, the new months' events fall in them or later, and no earlier month holds
+    events inside the window. Otherwise (a late batch accepted, a changed file, a late event) the whole history
+    is featurized again.
+    """
+    portfolio = settings.portfolio_def
+    definition = portfolio.views[view]
+    seen: dict[str, dict[str, int]] = state.get(view, {}).get("months", {})
+    target = offline_table(settings.features_dir, view)
+    new = [m for m in counts if m not in seen]
+    unchanged = bool(seen) and target.exists() and all(counts.get(m) == v["rows"] for m, v in seen.items())
+    if unchanged and not new:
+        return pq.read_table(target), False
+    if unchanged and new[0] > max(seen):
+        start = add_months(new[0], -(max(a.window_months for a in definition.aggregations.values()) - 1))
+        first_new, window_start = _month_index(new[0]), _month_index(start)
+        read = {m: read_silver(settings, definition.source, [m]) for m in counts if m >= start}
+        spans = {m: _event_months(rows) for m, rows in read.items()}
+        appendable = all(v["last_event_month"] < window_start for m, v in seen.items() if m < start) and all(
+            spans[m][0] >= first_new or spans[m][0] < 0 for m in new
+        )
+        if appendable:
+            frame = view_features(portfolio, view, pd.concat(list(read.values()), ignore_index=True))
+            fresh = frame[(timestamp_months(frame[EVENT_TIME]) >= first_new).to_numpy()]
+            added = {m: {"rows": counts[m], "last_event_month": spans[m][1]} for m in new}
+            state[view] = {"months": {**seen, **added}}
+            existing = pq.read_table(target)
+            return pa.concat_tables([existing, _to_arrow(fresh).cast(existing.schema)]), True
+    read = {m: read_silver(settings, definition.source, [m]) for m in counts}
+    history = (
+        pd.concat(list(read.values()), ignore_index=True)
+        if read
+        else read_silver(settings, definition.source)
     )
-    state[view] = {"sha256": digest}
-    return _to_arrow(frame), changed
+    state[view] = {
+        "months": {
+            m: {"rows": len(rows), "last_event_month": _event_months(rows)[1]} for m, rows in read.items()
+        }
+    }
+    return _to_arrow(view_features(portfolio, view, history)), True
+
+
+def _month_index(month: str) -> int:
+    """Return a YYYY-MM month in timestamp_months numbering."""
+    year, number = parse_month(month).split("-")
+    return int(year) * 12 + int(number) - 1
+
+
+def _silver_counts(settings: Settings, source: str) -> dict[str, int]:
+    """Return the rows of each silver month of a source, read from the files' Parquet footers."""
+    return {
+        m: pq.read_metadata(silver_path(settings, source, m)).num_rows
+        for m in silver_months(settings, source)
+    }
 
 
 def _to_arrow(frame: pd.DataFrame) -> pa.Table:
@@ -135,16 +196,16 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
 def update_offline_tables(settings: Settings) -> dict[str, int]:
     """Bring every view's offline table up to date with the silver history; write only what changed.
 
-    A snapshot view appends the features of new batches (a changed or missing batch recomputes it all); an
-    aggregation view is recomputed, since its trailing windows depend on the history before each row.
+    Each view reads the silver months it needs: a snapshot view the new months, an aggregation view the new
+    months and those their trailing windows reach back to; a changed history featurizes everything again.
     """
     state = _read_json(_tables_state(settings))
     counts: dict[str, int] = {}
     changed_any = False
     for view, definition in settings.portfolio_def.views.items():
-        rows = read_silver(settings, definition.source)
+        landed = _silver_counts(settings, definition.source)
         build = _snapshot_table if definition.snapshot else _aggregation_table
-        table, changed = build(settings, view, rows, state)
+        table, changed = build(settings, view, landed, state)
         if changed:
             with atomic_path(offline_table(settings.features_dir, view)) as tmp:
                 pq.write_table(table, tmp)
