@@ -23,7 +23,7 @@ from orchard.atomic import atomic_path, write_json, write_text
 from orchard.errors import OrchardError
 from orchard.features import entity_key, view_features
 from orchard.lake import read_silver, silver_months, silver_path
-from orchard.months import add_months, month_end, month_start, parse_month, timestamp_months
+from orchard.months import add_months, month_end, month_index, month_start, parse_month, timestamp_months
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
 from orchard.production import production_repo_config
 from orchard.settings import Settings
@@ -145,7 +145,7 @@ def _aggregation_table(
         return pq.read_table(target), False
     if unchanged and new[0] > max(seen):
         start = add_months(new[0], -(max(a.window_months for a in definition.aggregations.values()) - 1))
-        first_new, window_start = _month_index(new[0]), _month_index(start)
+        first_new, window_start = month_index(new[0]), month_index(start)
         read = {m: read_silver(settings, definition.source, [m]) for m in counts if m >= start}
         spans = {m: _event_months(rows) for m, rows in read.items()}
         appendable = all(v["last_event_month"] < window_start for m, v in seen.items() if m < start) and all(
@@ -170,12 +170,6 @@ def _aggregation_table(
         }
     }
     return _to_arrow(view_features(portfolio, view, history)), True
-
-
-def _month_index(month: str) -> int:
-    """Return a YYYY-MM month in timestamp_months numbering."""
-    year, number = parse_month(month).split("-")
-    return int(year) * 12 + int(number) - 1
 
 
 def _silver_counts(settings: Settings, source: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from orchard.errors import OrchardError
-from orchard.months import parse_month, timestamp_months
+from orchard.months import month_index, timestamp_months
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,6 @@ def _require(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise OrchardError(f"{what} is missing column(s) {', '.join(missing)}")
-
-
-def month_index(month: str) -> int:
-    """Return a month as a running integer (year * 12 + month - 1), so month arithmetic is integer arithmetic."""
-    year, mon = (int(p) for p in parse_month(month).split("-"))
-    return year * 12 + mon - 1
 
 
 def vintage_of(event_ts: pd.Series) -> pd.Series:

@@ -54,6 +54,12 @@ def month_end(month: str, timezone: str = "UTC") -> pd.Timestamp:
     return month_start(add_months(month, 1), timezone)
 
 
+def month_index(month: str) -> int:
+    """Return a month as a running integer (year * 12 + month - 1), so month arithmetic is integer arithmetic."""
+    year, mon = (int(p) for p in parse_month(month).split("-"))
+    return year * 12 + mon - 1
+
+
 def timestamp_months(ts: pd.Series) -> pd.Series:
     """Return each timestamp's month as a running integer (year * 12 + month - 1; naive taken as UTC)."""
     ts = pd.to_datetime(ts, utc=True)

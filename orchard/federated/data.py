@@ -19,8 +19,8 @@ import pandas as pd
 from orchard.atomic import frame_sha256, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.party_spec import FeatureColumn, PartyTable
-from orchard.labels import application_labels, mature_labels, month_index
-from orchard.months import month_range
+from orchard.labels import application_labels, mature_labels
+from orchard.months import month_index, month_range
 from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
 

@@ -10,10 +10,11 @@ import pandas as pd
 from model_registry.registry import champion_version, load_model
 from orchard.credit.expected_loss import loss_by_vintage, realised_losses
 from orchard.credit.stratification import tier_counts
-from orchard.labels import booked_loans, month_index
+from orchard.labels import booked_loans
 from orchard.lake import read_silver
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
+from orchard.months import month_index
 from orchard.populations import strategy_label
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel

@@ -22,7 +22,6 @@ from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.credit.stratification import PrecreditModel, tier_counts
 from orchard.errors import OrchardError
-from orchard.labels import month_index
 from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
@@ -36,7 +35,7 @@ from orchard.lifecycle.datasets import (
 from orchard.lifecycle.references import profile_path, reference_columns, save_reference_sample
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec, model_spec
-from orchard.months import month_range, timestamp_months
+from orchard.months import month_index, month_range, timestamp_months
 from orchard.populations import strategy_label
 from orchard.settings import Settings
 

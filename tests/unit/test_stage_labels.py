@@ -9,7 +9,8 @@ import pytest
 from orchard.credit.expected_loss import loss_by_vintage, loss_parameters, realised_losses
 from orchard.credit.stratification import tier_counts, tiers
 from orchard.errors import OrchardError
-from orchard.labels import charge_off_labels, event_within, first_payment_default_labels, month_index
+from orchard.labels import charge_off_labels, event_within, first_payment_default_labels
+from orchard.months import month_index
 
 
 def test_event_within_counts_only_statements_after_the_observation_inside_the_window() -> None:
