@@ -9,6 +9,7 @@ from prefect.cache_policies import NONE
 
 from model_registry.registry import champion_version
 from orchard.errors import OrchardError
+from orchard.lifecycle.tools import Tools
 from orchard.model_specs import model_spec
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.models import load_served
@@ -30,9 +31,14 @@ class ScoreOutcome:
 @task(name="score-month", task_run_name="score {model} v{version} @ {month}", cache_policy=NONE, retries=1)
 def score_month_task(settings: Settings, model: str, month: str, version: int) -> ScoreOutcome:
     """Score one month's applications with one model version and write them under home/scores."""
-    scores = score_month(
-        settings, model_spec(settings.portfolio_def, model), month, load_served(settings, model, version)
-    )
+    with Tools() as tools:  # closed here: a configured Dask cluster does not outlive the scoring
+        scores = score_month(
+            settings,
+            model_spec(settings.portfolio_def, model),
+            month,
+            load_served(settings, model, version),
+            tools=tools,
+        )
     return ScoreOutcome(
         model=model,
         month=month,

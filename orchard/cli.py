@@ -470,9 +470,10 @@ def selection_bias(
     """What training on booked loans costs, against the simulator's truth, and what reject inference recovers."""
     from orchard.lifecycle.selection_bias import render
     from orchard.lifecycle.selection_bias import selection_bias as measure
+    from orchard.lifecycle.tools import Tools
 
-    with _settings(portfolio=portfolio) as settings:
-        report = measure(settings, model, as_of, holdout)
+    with _settings(portfolio=portfolio) as settings, Tools() as tools:
+        report = measure(settings, model, as_of, holdout, tools=tools)
         for line in render(report):
             console.print(line, soft_wrap=True, highlight=False)
         console.print(f"written to {settings.reports_dir}/selection_bias_{report['model']}.json")
