@@ -225,6 +225,7 @@ def main() -> None:
         simulate(settings)
         split = write_vertical_split(settings, Path(tmp) / "split")
         guest, host = pd.read_parquet(split.guest_path), pd.read_parquet(split.host_path)
+        guest = guest[guest[LABEL].notna()]  # the rows the job trains and tests on (the rest is unlabelled)
         host_history = len(host)
         if args.host_decoys is not None:
             host = host_with_decoys(host, guest, args.host_decoys, seed=config.seed)
@@ -234,7 +235,7 @@ def main() -> None:
                 host_rows=len(host),
                 host_sha256=frame_sha256(host),
             )
-        joined = guest.merge(host, on=KEY).sort_values(KEY).reset_index(drop=True)
+        joined = guest.merge(host.drop(columns=VINTAGE), on=KEY).sort_values(KEY).reset_index(drop=True)
         rows = Prepared.of(joined, HOLDOUT_VINTAGES)
         auc_central, central_s = _central(rows, config, host=True)
         auc_guest, guest_s = _central(rows, config, host=False)

@@ -10,7 +10,9 @@ from prefect import flow, task
 from orchard.atomic import write_json
 from orchard.federated.data import VerticalSplit, write_vertical_split
 from orchard.federated.job import run_joint_job
+from orchard.federated.lifecycle import joint_month
 from orchard.federated.paillier_lr import LRConfig
+from orchard.lifecycle.ledger import ModelMonth
 from orchard.settings import Settings
 
 
@@ -24,6 +26,12 @@ def split_parties(settings: Settings) -> VerticalSplit:
 def joint_training(settings: Settings, split: VerticalSplit, job_id: str, config: LRConfig) -> dict[str, Any]:
     """Run the two party processes through PSI and hetero-LR training; the guest registers the model."""
     return run_joint_job(settings, split, job_id, config)
+
+
+@task(name="joint model", task_run_name="joint model {month}")
+def joint_model_month(settings: Settings, month: str) -> ModelMonth | None:
+    """The joint model's month in the lifecycle: monitoring at both parties, then a fit or retrain if due."""
+    return joint_month(settings, month)
 
 
 @task

@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 
 from flows.automations import breach_metrics, emit_breach
 from flows.features import update_features
+from flows.federated import joint_model_month
 from flows.ingest import ingest_month
 from flows.monitor import campaign_tiers, monitor_model, publish_month_dashboard, vintage_expected_loss
 from flows.train import promotion_decision, train_model
@@ -148,6 +149,14 @@ def run_month(settings: Settings, month: str, tools: Tools | None = None) -> Mon
     for spec in model_specs(settings.portfolio_def).values():
         step = _model_step(settings, spec, month, record, tools)
         record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record, tools))
+
+    joint = settings.portfolio_def.joint
+    if joint is not None:
+        t = time.perf_counter()
+        entry = joint_model_month(settings, month)
+        if entry is not None:
+            record.models[joint.model] = asdict(entry)
+        _timed(record, f"joint {joint.model}", t)
 
     record_month(settings, record)
     _report(record)

@@ -131,6 +131,11 @@ def is_breach(drift: Drift, limits: MonitoringDef) -> bool:
     return _breach(drift, limits)[0]
 
 
+def breach_reasons(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
+    """Return whether the month's drift breaches the policy, with the reasons (each names metric and threshold)."""
+    return _breach(drift, limits)
+
+
 def _breach(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
     """Return whether the month's drift breaches the policy, with the reasons."""
     score_psi = _check_value("score PSI", drift.score_psi)

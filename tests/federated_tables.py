@@ -23,7 +23,7 @@ def synthetic_tables(
     matched = customer_keys(n_matched)
     guest_keys = matched + customer_keys(n_guest_only, offset=n_matched)
     host_keys = matched + customer_keys(n_host_only, offset=n_matched + n_guest_only)
-    host = pd.DataFrame({KEY: host_keys})
+    host = pd.DataFrame({KEY: host_keys, VINTAGE: [k.split(":")[1] for k in host_keys]})
     for j, name in enumerate(HOST_FEATURES):
         if j < 7:
             host[name] = rng.normal(loc=j, scale=1.0 + j / 3, size=len(host_keys))

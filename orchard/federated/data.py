@@ -19,7 +19,8 @@ import pandas as pd
 from orchard.atomic import frame_sha256, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.party_spec import FeatureColumn, PartyTable
-from orchard.labels import application_labels, mature_labels
+from orchard.labels import application_labels
+from orchard.lake import read_silver, silver_months
 from orchard.months import month_index, month_range
 from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
@@ -100,7 +101,7 @@ def simulator_guest_spec() -> PartyTable:
 
 def simulator_host_spec() -> PartyTable:
     """Return the spec of the platform's table in the simulator's split (one use of PartyTable)."""
-    return PartyTable(role="host", id_column=KEY, features=_columns(HOST_FEATURES))
+    return PartyTable(role="host", id_column=KEY, features=_columns(HOST_FEATURES), vintage_column=VINTAGE)
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,13 @@ def _month(ts: pd.Series) -> pd.Series:
 def guest_table(
     applications: pd.DataFrame, repayments: pd.DataFrame, as_of_month: str, window_months: int, bad_dpd: int
 ) -> pd.DataFrame:
-    """Return the lender's table: one row per customer-month of a booked, mature application."""
-    labels = mature_labels(application_labels(applications, repayments, as_of_month, window_months, bad_dpd))
+    """Return the lender's table: one row per customer-month of a booked application.
+
+    A loan whose label window has not ended by `as_of_month` has no label yet (NaN): it is scored and
+    monitored in its month, never trained on.
+    """
+    labels = application_labels(applications, repayments, as_of_month, window_months, bad_dpd)
+    labels[LABEL] = labels[LABEL].where(labels["mature"].astype(bool))  # not mature yet: no label
     apps = applications.merge(labels[["application_id", LABEL]], on="application_id", how="inner")
     apps = apps.assign(app_month=_month(apps["event_ts"])).sort_values(["event_ts", "application_id"])
     apps = apps.drop_duplicates(["user_id", "app_month"], keep="last").reset_index(drop=True)
@@ -176,7 +182,7 @@ def guest_table(
     )
     for column in ("employment_type", "loan_purpose", "channel"):
         out = out.join(_dummies(apps, column))
-    out[LABEL] = apps[LABEL].astype(int).to_numpy()
+    out[LABEL] = apps[LABEL].astype(float).to_numpy()
     return out[[KEY, VINTAGE, *GUEST_FEATURES, LABEL]]
 
 
@@ -186,6 +192,7 @@ def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             KEY: users["user_id"] + ":" + _month(users["event_ts"]),
+            VINTAGE: _month(users["event_ts"]),
             "age": users["age"].astype(float),
             "platform_tenure_months": users["platform_tenure_months"].astype(float),
             "active_days_30d": users["active_days_30d"].astype(float),
@@ -197,7 +204,7 @@ def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
     )
     for column in ("city_tier", "device_os"):
         out = out.join(_dummies(users, column))
-    return out.drop_duplicates(KEY).reset_index(drop=True)[[KEY, *HOST_FEATURES]]
+    return out.drop_duplicates(KEY).reset_index(drop=True)[[KEY, VINTAGE, *HOST_FEATURES]]
 
 
 def _guest_label(settings: Settings) -> LabelDef:
@@ -216,16 +223,33 @@ def _guest_label(settings: Settings) -> LabelDef:
     return rule
 
 
-def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | None = None) -> VerticalSplit:
-    """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir."""
-    months = month_range(settings.start_month, settings.end_month)
+def write_vertical_split(
+    settings: Settings,
+    out_dir: Path,
+    as_of_month: str | None = None,
+    *,
+    require_labels: bool = True,
+    validated: bool = False,
+) -> VerticalSplit:
+    """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir.
+
+    `validated`: read the lake's silver batches (those the contracts passed; a quarantined batch is never
+    used) up to `as_of_month`, as the lifecycle does, instead of the landing files.
+    `require_labels`: refuse a guest table without both classes among its mature labels (a job would fail).
+    """
     as_of = as_of_month or settings.end_month
-    applications = _read_landing(settings, "applications", months)
-    repayments = _read_landing(settings, "repayments", months)
-    partner_users = _read_landing(settings, "partner_users", months)
+    months = month_range(settings.start_month, as_of if validated else settings.end_month)
+    read = (
+        (lambda source: read_silver(settings, source, months))
+        if validated
+        else (lambda source: _read_landing(settings, source, months))
+    )
+    applications = read("applications")
+    repayments = read("repayments")
+    partner_users = read("partner_users")
     rule = _guest_label(settings)
     guest = guest_table(applications, repayments, as_of, rule.window_months, rule.bad_dpd)
-    if guest.empty or guest[LABEL].nunique() < 2:
+    if require_labels and guest[LABEL].dropna().nunique() < 2:
         raise OrchardError(
             f"the simulated data holds no usable mature labels by {as_of}; simulate more months"
         )
@@ -234,7 +258,13 @@ def write_vertical_split(settings: Settings, out_dir: Path, as_of_month: str | N
     guest_path = write_parquet(guest, out_dir / "guest.parquet")
     host_path = write_parquet(host, out_dir / "host.parquet")
     log.info("vertical split: guest %d rows, host %d rows", len(guest), len(host))
-    batch_ids = sorted(f"{s}-{m}" for s in ("applications", "repayments") for m in months)
+    sources = ("applications", "repayments")
+    batch_ids = sorted(
+        f"{s}-{m}"
+        for s in sources
+        for m in (silver_months(settings, s) if validated else months)
+        if m in months
+    )
     return VerticalSplit(
         guest_path=guest_path,
         host_path=host_path,

@@ -15,6 +15,7 @@ import pandas as pd
 
 from orchard.credit.metrics import auc
 from orchard.credit.model import pd_to_score
+from orchard.credit.psi import SCORE_COLUMN, ReferenceProfile
 from orchard.errors import OrchardError
 from orchard.federated.channel import ChannelError, Message, PeerClient
 from orchard.federated.data import Scaler, simulator_guest_spec
@@ -96,6 +97,10 @@ class GuestJob:
     config: LRConfig
     holdout_vintages: int = 3
     spec: PartyTable = field(default_factory=simulator_guest_spec)
+    compare: bool = False
+    """Also score the out-of-time rows with the host's active part (the champion's) for the gate."""
+    activate: bool = True
+    """The host makes the new part active at once; False: it stays a candidate until the gate's decision."""
 
 
 @dataclass
@@ -115,10 +120,15 @@ class GuestOutcome:
     intersection_sha256: str
     example: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    window: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The out-of-time rows: key, vintage, label, the new model's PD and, when compared, the champion's."""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """Frozen bins of the joint score (out-of-time rows) and of the guest's features (training rows)."""
 
     def summary(self) -> dict[str, Any]:
-        """Return a JSON-ready summary (no model object, no example rows)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("model", "example")}
+        """Return a JSON-ready summary (no model object, no example or window rows, no profiles)."""
+        skip = ("model", "example", "window", "reference")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
 def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -181,6 +191,9 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     """Run PSI and hetero-LR training against the host; return the joint model (nothing registered)."""
     spec = job.spec
     table = spec.check(table)
+    table = table[table[spec.label_column].notna()].reset_index(
+        drop=True
+    )  # unlabelled rows are not trained on
     config = job.config
     timings: dict[str, float] = {}
     client.call(Message("hello", fields={"job_id": job.job_id}), "the handshake")
@@ -276,11 +289,14 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
                 log.info("joint job %s: epoch %d took %.2f s", job.job_id, epoch + 1, epoch_seconds[-1])
                 epoch_started = time.perf_counter()
 
-    reply = client.call(Message("evaluate"), "the evaluation")
+    reply = client.call(Message("evaluate", fields={"compare": job.compare}), "the evaluation")
     scored = np.asarray(reply.arrays.get("positions", []), dtype=np.int64)
     u_test = np.asarray(reply.arrays.get("u", []), dtype=float)
     if not np.array_equal(scored, test_pos) or u_test.shape != scored.shape:
         raise OrchardError("the host's evaluation does not cover exactly the out-of-time rows")
+    u_active = np.asarray(reply.arrays["u_active"], dtype=float) if "u_active" in reply.arrays else None
+    if u_active is not None and u_active.shape != scored.shape:
+        raise OrchardError("the host's champion scores do not cover exactly the out-of-time rows")
     within = np.isfinite(u_test)
     if within.sum() < 2 or len(np.unique(y[test_pos][within])) < 2:
         raise OrchardError("the host's reveal budget leaves too few out-of-time rows to evaluate the model")
@@ -292,7 +308,21 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
         "n_test": float(within.sum()),
         "bad_rate_train": float(y[train_pos].mean()),
     }
-    finish = client.call(Message("finish", fields={"job_id": job.job_id}), "storing the host's model part")
+    window = joined.iloc[test_pos[within]][[spec.id_column, spec.vintage_column]].assign(
+        bad=y[test_pos][within].astype(int), pd=pd_test
+    )
+    if u_active is not None:
+        window["champion_u"] = u_active[within]
+    reference = {
+        "score": ReferenceProfile.fit(
+            pd.DataFrame({SCORE_COLUMN: pd_to_score(pd_test)}), [SCORE_COLUMN], []
+        ).to_dict(),
+        "features": ReferenceProfile.fit(joined.iloc[train_pos], spec.feature_names, []).to_dict(),
+    }
+    finish = client.call(
+        Message("finish", fields={"job_id": job.job_id, "activate": job.activate}),
+        "storing the host's model part",
+    )
     model = JointModel(
         name=job.model_name,
         guest_scaler=scaler,
@@ -316,6 +346,8 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
         intersection_sha256=intersection_sha,
         example=example_frame(joined.iloc[example_rows], model, u_test[within][:5]),
         seconds=timings,
+        window=window.reset_index(drop=True),
+        reference=reference,
     )
 
 
@@ -325,15 +357,18 @@ def abort_quietly(client: PeerClient, reason: str) -> None:
         client.call(Message("abort", fields={"reason": reason[:500]}), "the abort")
 
 
-def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: str) -> np.ndarray:
-    """Return the host's partial scores of customers through a logged scoring session (NaN: not matched).
+def scoring_session(
+    client: PeerClient, part_id: str, keys: list[str], purpose: str, **scope: Any
+) -> tuple[np.ndarray, Message]:
+    """Return the host's partial scores of customers (NaN: not matched) and the host's whole reply.
 
     The session states its purpose and size (logged and rate-limited at the host); the ids travel only
     through a fresh ECDH PSI, so the host learns only the matched ones and the guest only which of its own
-    ids matched.
+    ids matched. `scope` adds the session's `period` (the host matches only its rows of that period) and
+    `monitor` (the reply also carries the host's CSI of its own features over the matched rows).
     """
     client.call(
-        Message("score_open", fields={"part_id": part_id, "ids": len(keys), "purpose": purpose}),
+        Message("score_open", fields={"part_id": part_id, "ids": len(keys), "purpose": purpose, **scope}),
         "opening a scoring session",
     )
     rows, _, _ = _psi(client, keys)
@@ -343,7 +378,12 @@ def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: s
         raise OrchardError(f"the host answered {u.shape} scores for {len(rows)} matched customers")
     out = np.full(len(keys), np.nan)
     out[rows] = u
-    return out
+    return out, reply
+
+
+def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: str) -> np.ndarray:
+    """Return the host's partial scores of customers through a logged scoring session (NaN: not matched)."""
+    return scoring_session(client, part_id, keys, purpose)[0]
 
 
 def joint_score_frame(model: JointModel, frame: pd.DataFrame, host_scores: np.ndarray) -> pd.DataFrame:

@@ -5,7 +5,14 @@ host's own schedule (each row once per epoch, batches of at least MIN_BATCH_ROWS
 leave the host only encrypted under its own key during training; plaintext partial scores of the final
 model leave it only for the session's matched rows (the out-of-time rows at the end of training, or the ids
 of a logged, rate-limited scoring session matched by a fresh PSI), each row at most `max_reveals_per_row`
-times over the host's whole history; a new model part retires the old ones.
+times over the host's whole history; a new model part retires the old ones, unless it is stored as the
+candidate (`finish` with `activate: false`), which a later `part_decision` promotes or rejects.
+
+Monitoring: a scoring session may be scoped to one period of the host's table (`period`, its vintage column)
+and may ask for the CSI of the host's features (`monitor`): computed at the host over the rows it revealed in
+that session against the part's reference bins (frozen at training), each bin count noised (Laplace) before
+normalising, refused below a minimum number of rows, features named opaquely unless the host's policy shares
+the names; the exact, named CSI stays at the host (`monitoring/`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from orchard.atomic import write_json
+from orchard.credit.psi import ReferenceProfile, proportion_matrices, psi_values
 from orchard.errors import OrchardError
 from orchard.federated.channel import Message
 from orchard.federated.data import Scaler, simulator_host_spec
@@ -58,6 +67,18 @@ def _not_set_up(message: Message) -> OrchardError:
     return OrchardError(f"{message.kind}: the session is not set up for it")
 
 
+def _flag(message: Message, name: str, default: bool) -> bool:
+    """Return a boolean field of a message (its default when absent), or refuse any other value."""
+    value = message.fields.get(name, default)
+    if not isinstance(value, bool):
+        raise OrchardError(f"{message.kind}: field {name!r} must be true or false, not {value!r}")
+    return value
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class HostPolicy:
     """The host's limits on what a guest may ask (its security team's settings)."""
@@ -66,6 +87,9 @@ class HostPolicy:
     max_score_ids: int = 10_000  # ids one scoring session may present
     score_sessions_per_hour: int = 12
     max_reveals_per_row: int = 3  # plaintext partial scores of one row, ever (< features: no reconstruction)
+    min_csi_rows: int = 200  # a monitoring session's CSI needs at least this many revealed rows
+    csi_noise_scale: float = 2.0  # Laplace scale added to every CSI bin count (one row moves a count by 1)
+    share_feature_names: bool = False  # CSI labels: the host's feature names, or host_feature_1..k
 
 
 @dataclass
@@ -79,6 +103,9 @@ class HostSession:
     aligned: np.ndarray | None = None  # host row of each intersection position
     max_ids: int = 0
     part_id: str = ""
+    period: str | None = None  # a scoring session's period: its PSI runs over the host rows of that vintage
+    monitor: bool = False  # a scoring session that also asks for the CSI of the host's features
+    record: dict[str, Any] = field(default_factory=dict)  # a scoring session's log entry
     public: PublicKey | None = None  # the guest's key
     key: PrivateKey | None = None  # the host's own key for this session
     config: LRConfig | None = None
@@ -146,12 +173,17 @@ class HostParty:
         self.table = self.spec.check(table)
         self.features = self.spec.feature_names
         self.keys = self.table[self.spec.id_column].tolist()
+        vintage = self.spec.vintage_column
+        self.vintages: np.ndarray | None = (
+            None if vintage is None else self.table[vintage].to_numpy(dtype=str)
+        )
         self.state_dir = Path(state_dir)
         self.channel_key = channel_key
         self.idle_timeout_seconds = idle_timeout_seconds
         self.policy = policy or HostPolicy()
         self.sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
+        self._models_lock = threading.Lock()  # storing, activating and retiring model parts
         self._stop = threading.Event()
         self.ledger = RevealLedger(self.state_dir / "reveals.json")
 
@@ -249,12 +281,13 @@ class HostParty:
         guest = np.asarray(message.arrays["blinded"])
         if len(guest) > session.max_ids:
             raise OrchardError(f"PSI of {len(guest)} ids is over this session's limit of {session.max_ids}")
+        rows = np.arange(len(self.keys)) if session.period is None else self._period_rows(session.period)
         session.blinder = Blinder()
         try:
             double = session.blinder.blind_points(guest)
         except ValueError as exc:
             raise OrchardError(f"PSI input rejected: {exc}") from exc
-        session.shuffle = shuffled(len(self.keys))
+        session.shuffle = rows[shuffled(len(rows))]  # host table rows, in the order they are sent
         own = session.blinder.blind_ids(self.keys[i] for i in session.shuffle.tolist())
         session.max_ids = len(guest)  # the matched rows can never outnumber the ids presented
         return Message("psi_blind", arrays={"double": double, "host_blinded": own})
@@ -270,10 +303,19 @@ class HostParty:
             or len(np.unique(positions)) != len(positions)
         ):
             raise OrchardError("PSI result must list distinct rows, no more than the ids presented")
-        if positions.size and (positions.min() < 0 or positions.max() >= len(self.keys)):
+        if positions.size and (positions.min() < 0 or positions.max() >= len(session.shuffle)):
             raise OrchardError("PSI result refers to rows the host did not send")
         session.aligned = session.shuffle[positions]
         return Message("psi_result", fields={"rows": len(positions)})
+
+    def _period_rows(self, period: str) -> np.ndarray:
+        """Return the host table rows of one period (its vintage column), or refuse if it has none."""
+        if self.vintages is None:
+            raise OrchardError(
+                f"a session scoped to period {period!r} needs a vintage column in the host's table, "
+                "and the host's table spec declares none (vintage_column)"
+            )
+        return np.flatnonzero(self.vintages == period)
 
     # --- training ---
     def _on_train_setup(self, message: Message) -> Message:
@@ -396,6 +438,10 @@ class HostParty:
 
     def _reveal(self, session_rows: np.ndarray, part: dict[str, Any]) -> np.ndarray:
         """Return the final model's partial scores of host rows; NaN for rows over their reveal budget."""
+        return self._reveal_rows(session_rows, part)[0]
+
+    def _reveal_rows(self, session_rows: np.ndarray, part: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (partial scores, which rows were revealed): NaN for rows over their reveal budget."""
         keys = [self.keys[i] for i in session_rows.tolist()]
         allowed = self.ledger.allow(keys, self.policy.max_reveals_per_row)
         scaler = Scaler(features=part["features"], mean=part["scaler"]["mean"], std=part["scaler"]["std"])
@@ -403,7 +449,7 @@ class HostParty:
         if allowed.any():
             frame = self.table.iloc[session_rows[allowed]]
             u[allowed] = dequantise(quantise(scaler.transform(frame))) @ np.asarray(part["weights"])
-        return u
+        return u, allowed
 
     def _part(self, session: HostSession) -> dict[str, Any]:
         if session.scaler is None or session.weights is None:
@@ -415,34 +461,91 @@ class HostParty:
             "quantisation_bits": X_BITS,
         }
 
+    def _stored_part(self, part_id: str) -> dict[str, Any]:
+        path = self.state_dir / "models" / f"{part_id}.json"
+        if not path.exists():
+            raise OrchardError(f"model part {part_id} is retired or unknown")
+        part: dict[str, Any] = json.loads(path.read_text())
+        return part
+
     def _on_evaluate(self, message: Message) -> Message:
-        """Return the final partial scores of the out-of-time rows only, once per session, within budget."""
+        """Return the final partial scores of the out-of-time rows only, once per session, within budget.
+
+        With `compare: true` the reply also carries `u_active`: the active part's partial scores of the same
+        rows (within the same per-row budget), so the guest can compare the new part with the one in use.
+        """
         session = self._session(message)
+        compare = _flag(message, "compare", False)
         with session.lock:
             self._expect(session, "trained", message)
             if session.aligned is None or session.train is None:
                 raise _not_set_up(message)
             test = np.setdiff1d(np.arange(len(session.aligned)), session.train)
             u = self._reveal(session.aligned[test], self._part(session))
+            arrays = {"positions": test.astype("<i8"), "u": u.astype("<f8")}
+            active = self._active_or_none() if compare else None
+            if active is not None:
+                u_active = self._reveal(session.aligned[test], self._stored_part(active))
+                arrays["u_active"] = u_active.astype("<f8")
             session.stage = "evaluated"
-            return Message("evaluate", arrays={"positions": test.astype("<i8"), "u": u.astype("<f8")})
+            return Message("evaluate", arrays=arrays)
 
     def _on_finish(self, message: Message) -> Message:
+        """Store the session's part (with the reference bins of its own features); activate it or gate it.
+
+        `activate` (default true) makes it the active part and retires every other; `activate: false` stores
+        it as the candidate (the active part stays in use, an older candidate is retired) until a
+        `part_decision` promotes or rejects it.
+        """
         session = self._session(message)
+        activate = _flag(message, "activate", True)
         if session.stage not in ("trained", "evaluated"):
             raise OrchardError("finish before training")
-        part = {**self._part(session), "job": str(message.fields.get("job_id", ""))}
+        if session.aligned is None or session.train is None:
+            raise _not_set_up(message)
+        reference = ReferenceProfile.fit(
+            self.table.iloc[session.aligned[session.train]], numeric=list(self.features), categorical=[]
+        )
+        part = {
+            **self._part(session),
+            "job": str(message.fields.get("job_id", "")),
+            "reference": reference.to_dict(),
+        }
         text = json.dumps(part, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
         part_id = f"host-part-{digest[:16]}"
         models = self.state_dir / "models"
-        write_json(part, models / f"{part_id}.json")
-        self._retire_all_but(part_id)
+        with self._models_lock:
+            write_json(part, models / f"{part_id}.json")
+            if activate:
+                self._retire_all_but(part_id)
+                detail = f"model part {part_id} stored; older parts retired"
+            elif part_id == self._active_or_none():
+                detail = f"model part {part_id} stored; it is the active part already"
+            else:
+                previous = self._candidate_or_none()
+                detail = (
+                    f"model part {part_id} stored as the candidate; the active part "
+                    f"{self._active_or_none() or '(none)'} stays active"
+                )
+                if previous is not None and previous != part_id:
+                    self._retire(previous)
+                    detail += f"; the older candidate {previous} retired"
+                write_json({"part_id": part_id}, models / "candidate.json")
         self._drop(message.session)
-        self._record(message.session, "finished", f"model part {part_id} stored; older parts retired")
+        self._record(message.session, "finished", detail, part_id=part_id, activated=activate)
         return Message(
             "finish", fields={"part_id": part_id, "sha256": digest, "features": len(self.features)}
         )
+
+    def _retire(self, part_id: str) -> None:
+        """Move one stored part to models/retired (never scored again)."""
+        models = self.state_dir / "models"
+        retired = models / "retired"
+        retired.mkdir(parents=True, exist_ok=True)
+        path = models / f"{part_id}.json"
+        if path.exists():
+            path.replace(retired / path.name)
 
     def _retire_all_but(self, part_id: str) -> None:
         """Move every other stored part to models/retired (never scored again) and mark part_id active."""
@@ -453,6 +556,7 @@ class HostParty:
             if path.stem != part_id:
                 path.replace(retired / path.name)
         write_json({"part_id": part_id}, models / "active.json")
+        (models / "candidate.json").unlink(missing_ok=True)
 
     def active_part(self) -> str:
         """Return the id of the part that scoring may use, or raise if none."""
@@ -460,6 +564,60 @@ class HostParty:
         if not path.exists():
             raise OrchardError("the host has no active model part")
         return str(json.loads(path.read_text())["part_id"])
+
+    def _active_or_none(self) -> str | None:
+        path = self.state_dir / "models" / "active.json"
+        return str(json.loads(path.read_text())["part_id"]) if path.exists() else None
+
+    def _candidate_or_none(self) -> str | None:
+        path = self.state_dir / "models" / "candidate.json"
+        return str(json.loads(path.read_text())["part_id"]) if path.exists() else None
+
+    def candidate_part(self) -> str | None:
+        """Return the id of the part stored as the candidate (awaiting a part_decision), if any."""
+        return self._candidate_or_none()
+
+    def _on_part_decision(self, message: Message) -> Message:
+        """Promote the candidate part (it becomes active, every other part is retired) or reject it."""
+        with self._lock:
+            if message.session in self.sessions:
+                raise OrchardError(
+                    f"part_decision runs in a session of its own, not inside open session {message.session}"
+                )
+        part_id = str(message.fields.get("part_id", ""))
+        promote = message.fields.get("promote")
+        if not isinstance(promote, bool):
+            raise OrchardError("part_decision needs field promote: true or false")
+        with self._models_lock:
+            candidate = self._candidate_or_none()
+            if candidate is None:
+                raise OrchardError("the host has no candidate model part to decide on")
+            if part_id != candidate:
+                raise OrchardError(f"model part {part_id!r} is not the host's candidate part")
+            previous = self._active_or_none()
+            if promote:
+                self._retire_all_but(candidate)
+                detail = f"candidate {candidate} promoted to active; every other part retired"
+            else:
+                self._retire(candidate)
+                (self.state_dir / "models" / "candidate.json").unlink(missing_ok=True)
+                detail = f"candidate {candidate} rejected and retired; the active part is unchanged"
+            active = self._active_or_none()
+        write_json(
+            {
+                "session": message.session,
+                "kind": "part_decision",
+                "status": "promoted" if promote else "rejected",
+                "detail": detail,
+                "part_id": candidate,
+                "previous_active": previous,
+                "active": active,
+                "at": time.time(),
+            },
+            self.state_dir / "sessions" / f"decision-{candidate}.json",
+        )
+        log.info("part_decision in session %s: %s", message.session, detail)
+        return Message("part_decision", fields={"part_id": candidate, "promoted": promote, "active": active})
 
     def _on_abort(self, message: Message) -> Message:
         self._drop(message.session)
@@ -476,47 +634,131 @@ class HostParty:
         return count
 
     def _on_score_open(self, message: Message) -> Message:
-        """Open a logged, rate-limited scoring session for the active part and at most max_score_ids ids."""
+        """Open a logged, rate-limited scoring session for the active part (or the candidate, whose gate
+        measures its score stability on recent rows) and at most max_score_ids ids.
+
+        Optional fields: `period` (the session's PSI then runs over the host rows of that vintage only) and
+        `monitor` (the score reply then carries the noised CSI of the host's features over the revealed rows).
+        """
         part_id = str(message.fields.get("part_id", ""))
         active = self.active_part()
-        if part_id != active:
+        if part_id not in (active, self._candidate_or_none()):
             raise OrchardError(f"model part {part_id!r} is retired or unknown; the active part is {active}")
         count = int(message.fields.get("ids", -1))
         purpose = str(message.fields.get("purpose", ""))[:200]
+        raw_period = message.fields.get("period")
+        period = None if raw_period is None else str(raw_period)
+        monitor = _flag(message, "monitor", False)
         if not 0 < count <= self.policy.max_score_ids:
             raise OrchardError(
                 f"a scoring session may present 1..{self.policy.max_score_ids} ids, not {count}"
             )
         if not purpose:
             raise OrchardError("a scoring session must state its purpose (it is logged at the host)")
+        if period is not None:
+            if not 0 < len(period) <= 64:
+                raise OrchardError("a scoring session's period must be 1..64 characters")
+            self._period_rows(period)  # refuses a host table without a vintage column
         if self._recent_score_sessions() >= self.policy.score_sessions_per_hour:
             raise OrchardError(f"rate limit: {self.policy.score_sessions_per_hour} scoring sessions per hour")
         session = self._open(message, "score")
         session.max_ids, session.part_id = count, part_id
-        write_json(
-            {
-                "session": message.session,
-                "kind": "score",
-                "status": "open",
-                "purpose": purpose,
-                "ids": count,
-                "part_id": part_id,
-                "at": time.time(),
-            },
-            self.state_dir
-            / "sessions"
-            / f"score-{hashlib.sha256(message.session.encode()).hexdigest()[:16]}.json",
-        )
+        session.period, session.monitor = period, monitor
+        session.record = {
+            "session": message.session,
+            "kind": "score",
+            "status": "open",
+            "purpose": purpose,
+            "ids": count,
+            "part_id": part_id,
+            "period": period,
+            "monitor": monitor,
+            "at": time.time(),
+        }
+        write_json(session.record, self._score_log(message.session))
         return Message("score_open", fields={"ids": count})
 
+    def _score_log(self, session_id: str) -> Path:
+        return self.state_dir / "sessions" / f"score-{_session_hash(session_id)}.json"
+
     def _on_score(self, message: Message) -> Message:
-        """Return the active part's partial scores of the scoring session's matched rows, then close it."""
+        """Return the active part's partial scores of the scoring session's matched rows, then close it.
+
+        In a monitoring session the reply also carries `csi`, `csi_rows` (and `csi_refused` when refused).
+        """
         session = self._session(message, "score")
         if session.aligned is None:
             raise OrchardError("score before the scoring session's PSI")
-        if session.part_id != self.active_part():
+        if session.part_id not in (self.active_part(), self._candidate_or_none()):
             raise OrchardError(f"model part {session.part_id} was retired during the session")
-        part = json.loads((self.state_dir / "models" / f"{session.part_id}.json").read_text())
-        u = self._reveal(session.aligned, part)
+        part = self._stored_part(session.part_id)
+        u, allowed = self._reveal_rows(session.aligned, part)
+        fields: dict[str, Any] = {}
+        if session.monitor:
+            fields = self._csi(message.session, session, session.aligned[allowed], part)
         self._drop(message.session)
-        return Message("score", arrays={"u": u.astype("<f8")})
+        record = {
+            **session.record,
+            "status": "scored",
+            "matched": len(session.aligned),
+            "revealed": int(allowed.sum()),
+            **({"csi_refused": fields["csi_refused"]} if "csi_refused" in fields else {}),
+        }
+        write_json(record, self._score_log(message.session))
+        return Message("score", fields=fields, arrays={"u": u.astype("<f8")})
+
+    def _csi(
+        self, session_id: str, session: HostSession, rows: np.ndarray, part: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Return the reply fields of a monitoring session: the noised CSI of the host's features, or why not.
+
+        The CSI is computed over the rows revealed in the session against the part's reference bins. Every
+        bin count gets fresh Laplace noise (scale csi_noise_scale; one row moves one count per feature by 1)
+        and is clipped at 0 before normalising; values are rounded to 4 decimals. The exact CSI, named, is
+        kept at the host only (monitoring/<session hash>.json).
+        """
+        n = len(rows)
+        if part.get("reference") is None:
+            reason = "the active model part has no reference profile (stored before monitoring existed)"
+            return {"csi": {}, "csi_rows": n, "csi_refused": reason}
+        if n < self.policy.min_csi_rows:
+            reason = (
+                f"{n} revealed rows are below the host's minimum of {self.policy.min_csi_rows} "
+                "for a CSI answer"
+            )
+            return {"csi": {}, "csi_rows": n, "csi_refused": reason}
+        profile = ReferenceProfile.from_dict(part["reference"])
+        frame = self.table.iloc[rows]
+        reference, exact_proportions = proportion_matrices(profile, frame)
+        exact = psi_values(reference, exact_proportions)
+        scale = float(self.policy.csi_noise_scale)
+        rng = np.random.default_rng(secrets.randbits(64))
+        noised = np.zeros_like(reference)
+        for i, column in enumerate(profile.columns):
+            counts = column.counts_of(frame[column.column]).astype(float)
+            if scale > 0:
+                counts = np.clip(counts + rng.laplace(0.0, scale, counts.size), 0.0, None)
+            total = counts.sum()
+            if total > 0:
+                noised[i, : column.n_bins] = counts / total
+        answered = psi_values(reference, noised)
+        names = profile.column_names
+        labels = (
+            names if self.policy.share_feature_names else [f"host_feature_{i + 1}" for i in range(len(names))]
+        )
+        csi = {label: round(float(v), 4) for label, v in zip(labels, answered, strict=True)}
+        write_json(
+            {
+                "session": session_id,
+                "part_id": session.part_id,
+                "period": session.period,
+                "rows": n,
+                "csi": {name: float(v) for name, v in zip(names, exact, strict=True)},
+                "labels": dict(zip(labels, names, strict=True)),
+                "answered": csi,
+                "noise_scale": scale,
+                "at": time.time(),
+            },
+            self.state_dir / "monitoring" / f"{_session_hash(session_id)}.json",
+        )
+        return {"csi": csi, "csi_rows": n}

@@ -119,11 +119,14 @@ def host_process(
     port: int,
     record_dir: Path | None = None,
     idle_timeout_seconds: float = 120.0,
+    policy: dict[str, Any] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start the host party process and stop it (by its own pid) on exit."""
     extra = ["--idle-timeout", str(idle_timeout_seconds)]
     if record_dir:
         extra += ["--record-dir", str(record_dir)]
+    if policy:
+        extra += ["--policy", str(write_json(policy, homes.host_home / "federated" / "host" / "policy.json"))]
     host_key = homes.host_home / "federated" / "host" / "channel.key"
     log_path = homes.host_home / "federated" / "host" / "party.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,9 +189,16 @@ def read_result(proc: subprocess.Popen[bytes], result_file: Path, timeout_second
 
 
 def job_spec(
-    job_id: str, split: VerticalSplit, config: LRConfig, model_name: str, holdout_vintages: int = 3
+    job_id: str,
+    split: VerticalSplit,
+    config: LRConfig,
+    model_name: str,
+    holdout_vintages: int = 3,
+    *,
+    compare: bool = False,
+    activate: bool = True,
 ) -> dict[str, Any]:
-    """Return the job spec the guest reads."""
+    """Return the job spec the guest reads (compare/activate: a retrain gated against the champion's part)."""
     return {
         "job_id": job_id,
         "model_name": model_name,
@@ -196,6 +206,8 @@ def job_spec(
         "holdout_vintages": holdout_vintages,
         "batch_ids": split.batch_ids,
         "guest_sha256": split.guest_sha256,
+        "compare": compare,
+        "activate": activate,
     }
 
 

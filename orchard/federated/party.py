@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from orchard.atomic import write_json
+from orchard.atomic import write_json, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.channel import DEFAULT_MAX_BYTES, PartyServer, PeerClient, file_recorder, load_key
 from orchard.federated.guest import GuestJob, abort_quietly, guest_data, train_guest
-from orchard.federated.host import HostParty
+from orchard.federated.host import HostParty, HostPolicy
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import PartyTable, load_party_table
 from orchard.runtime import load_settings
@@ -48,6 +48,7 @@ def run_host(
     idle_timeout_seconds: float = 120.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     spec: PartyTable | None = None,
+    policy: HostPolicy | None = None,
 ) -> None:
     """Serve the host party until SIGTERM/SIGINT."""
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -56,7 +57,12 @@ def run_host(
         raise OrchardError(f"host data {data_path} does not exist")
     key = load_key(key_file)
     party = HostParty(
-        pd.read_parquet(data_path), party_state_dir(settings, "host"), key, idle_timeout_seconds, spec=spec
+        pd.read_parquet(data_path),
+        party_state_dir(settings, "host"),
+        key,
+        idle_timeout_seconds,
+        spec=spec,
+        policy=policy,
     )
     recorder = file_recorder(record_dir) if record_dir else None
     server = PartyServer(
@@ -101,6 +107,8 @@ def run_guest(
         model_name=job.get("model_name", "precredit_response_joint"),
         config=config,
         holdout_vintages=int(job.get("holdout_vintages", 3)),
+        compare=bool(job.get("compare", False)),
+        activate=bool(job.get("activate", True)),
         **({"spec": table_spec} if table_spec else {}),
     )
     key = load_key(key_file)
@@ -111,7 +119,16 @@ def run_guest(
     started = time.perf_counter()
     try:
         outcome = train_guest(client, guest_data(data_path), spec)
-        record: dict[str, Any] = {"status": "trained", **outcome.summary()}
+        # the guest's own out-of-time rows (labels, both models' PDs) and reference bins, for its gate and monitor
+        window_file = write_parquet(outcome.window, result_file.with_suffix(".window.parquet"))
+        reference_file = write_json(outcome.reference, result_file.with_suffix(".reference.json"))
+        record: dict[str, Any] = {
+            "status": "trained",
+            **outcome.summary(),
+            "window_file": str(window_file),
+            "reference_file": str(reference_file),
+            "host_part_id": outcome.model.host_part_id,
+        }
         if register:
             # MLflow (seconds to import) is loaded only by a guest that registers its model
             from orchard.federated.registration import register_joint_model
@@ -130,6 +147,14 @@ def run_guest(
     return record
 
 
+def load_host_policy(path: Path) -> HostPolicy:
+    """Return the host's limits stored (JSON) in a file, or raise naming the file and the problem."""
+    try:
+        return HostPolicy(**json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise OrchardError(f"cannot read the host policy {path}: {exc}") from exc
+
+
 def party_command(
     settings: Settings,
     role: str,
@@ -141,6 +166,7 @@ def party_command(
     record_dir: Path | None = None,
     idle_timeout_seconds: float = 120.0,
     spec_file: Path | None = None,
+    policy_file: Path | None = None,
 ) -> str:
     """CLI entry: serve the host, or run the guest's joint job; return a one-line summary."""
     if role not in ROLES:
@@ -157,6 +183,7 @@ def party_command(
             record_dir=record_dir,
             idle_timeout_seconds=idle_timeout_seconds,
             spec=spec,
+            policy=load_host_policy(policy_file) if policy_file else None,
         )
         return "host party stopped"
     if job_file is None or result_file is None:
@@ -182,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-dir", type=Path, help="record every message crossing the channel here")
     parser.add_argument("--spec", type=Path, help="this party's table spec (YAML/JSON PartyTable)")
     parser.add_argument("--idle-timeout", type=float, default=120.0, help="host: abort a silent session")
+    parser.add_argument("--policy", type=Path, help="host: its limits (JSON of HostPolicy fields)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -196,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             args.record_dir,
             args.idle_timeout,
             args.spec,
+            args.policy,
         )
     except OrchardError as exc:
         sys.stderr.write(f"error: {exc}\n")

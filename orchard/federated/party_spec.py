@@ -29,7 +29,12 @@ class FeatureColumn(BaseModel):
 
 
 class PartyTable(BaseModel):
-    """A party's table: its id column, feature columns (typed) and, on the guest, the label and vintage."""
+    """A party's table: its id column, feature columns (typed) and, on the guest, the label and vintage.
+
+    The host may declare a vintage column too (the period of each row, e.g. 'YYYY-MM'), so that a scoring
+    session can be scoped to one period. The guest's label may be missing (rows not labelled yet: scored and
+    monitored, never trained on).
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -62,7 +67,11 @@ class PartyTable(BaseModel):
         return [f.name for f in self.features]
 
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Return the frame's spec columns with float features, or raise one error naming every problem."""
+        """Return the frame's spec columns, or raise one error naming every problem.
+
+        Ids and the vintage come back as text, features as float, the label as float 0.0/1.0 with NaN for
+        a row not labelled yet.
+        """
         problems = []
         columns = [
             self.id_column,
@@ -90,16 +99,26 @@ class PartyTable(BaseModel):
                 ok = pd.to_numeric(values, errors="coerce").notna().sum() == values.notna().sum()
             if not ok:
                 problems.append(f"feature {feature.name!r} is not of type {feature.type}")
-        if self.label_column and not frame[self.label_column].isin([0, 1, True, False]).all():
-            problems.append(f"label column {self.label_column!r} must hold only 0/1")
+        if self.vintage_column and frame[self.vintage_column].isna().any():
+            problems.append(f"vintage column {self.vintage_column!r} has missing values")
+        if self.label_column and not frame[self.label_column].dropna().isin([0, 1, True, False]).all():
+            problems.append(
+                f"label column {self.label_column!r} must hold only 0/1 (or missing: not labelled yet)"
+            )
         if problems:
             raise OrchardError(f"the {self.role}'s table does not match its spec: " + "; ".join(problems))
         out = frame.loc[:, columns].copy()
         out[self.id_column] = out[self.id_column].astype(str)
         for name in self.feature_names:
             out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
+        if self.vintage_column:
+            out[self.vintage_column] = out[self.vintage_column].astype(str)
         if self.label_column:
-            out[self.label_column] = out[self.label_column].astype(int)
+            labels = out[self.label_column]
+            labelled = labels.notna().to_numpy()
+            label_values = np.full(len(labels), np.nan)
+            label_values[labelled] = labels[labelled].astype(float).to_numpy()
+            out[self.label_column] = label_values
         return out.reset_index(drop=True)
 
 

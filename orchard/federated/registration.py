@@ -42,6 +42,7 @@ def register_joint_model(settings: Settings, outcome: GuestOutcome, job: dict[st
         },
         "intersection.json": {**outcome.psi, "sha256_of_matched_keys": outcome.intersection_sha256},
         "training.json": outcome.summary(),
+        "reference_profile.json": outcome.reference,
     }
     config = job.get("config", {})
     return register_model(

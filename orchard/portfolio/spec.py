@@ -520,6 +520,25 @@ class FairnessDef(Strict):
         return self
 
 
+class JointDef(Strict):
+    """The vertical federated joint model the lifecycle trains, monitors and retrains with the partner platform.
+
+    The lender is the guest (labels: the decision PD model's label); the platform is the host. Only a simulated
+    portfolio runs the host inside the lifecycle (the simulator plays the platform); a real partner runs its own
+    host (`orchard party --role host`).
+    """
+
+    model: Name = "precredit_response_joint"
+    epochs: int = Field(default=5, ge=1, le=100, description="passes over the training rows per job")
+    min_rows: int = Field(
+        default=200, ge=50, description="a month with fewer matched rows is not monitored (too few for PSI)"
+    )
+    host_policy: dict[str, int | float | bool] = Field(
+        default_factory=dict,
+        description="the simulated platform's limits (orchard.federated.host.HostPolicy); a real partner sets its own",
+    )
+
+
 class DecisionDef(Strict):
     """The decision API's application decision: the PD model that decides and an optional fraud model."""
 
@@ -552,6 +571,10 @@ class Portfolio(Strict):
     )
     federated: PartyTable | None = Field(
         default=None, description="this party's own table in a vertical federated job (guest or host)"
+    )
+    joint: JointDef | None = Field(
+        default=None,
+        description="the joint model with the partner platform, monitored monthly (simulated only)",
     )
     primary_model: Name | None = Field(
         default=None, description="the model with the month record's headline fields and the dashboard"
@@ -623,6 +646,16 @@ class Portfolio(Strict):
                     raise ValueError(f"decision.{role}: {served!r} is not a model with serve: true")
         if self.primary_model is not None and self.primary_model not in self.models:
             raise ValueError(f"primary_model {self.primary_model!r} is not a model")
+        if self.joint is not None:
+            if not self.simulated:
+                raise ValueError(
+                    "joint: the lifecycle runs the joint model's host only for a simulated portfolio; with a real "
+                    "partner, run the job between `orchard party` processes"
+                )
+            if self.decision is None:
+                raise ValueError("joint: the guest's label is the decision PD model's: set `decision`")
+            if self.joint.model in self.models:
+                raise ValueError(f"joint.model {self.joint.model!r} is also a model of the portfolio")
         return self
 
     def _check_view(self, name: str, view: ViewDef) -> None:

@@ -30,12 +30,16 @@ labels mature in small lakes."""
 
 
 def demo_variant(
-    folder: Path, *, policy: dict[str, Any] | None = None, labels: dict[str, dict[str, Any]] | None = None
+    folder: Path,
+    *,
+    policy: dict[str, Any] | None = None,
+    labels: dict[str, dict[str, Any]] | None = None,
+    joint: dict[str, Any] | None = None,
 ) -> Path:
     """Write the demo portfolio into folder with policy keys and label keys set over its own; return folder.
 
     `policy` sets keys of the portfolio's `policy` (nested `gates` / `monitoring` keys merged one by one);
-    `labels` sets keys of named labels (e.g. a strategy's `within_months`).
+    `labels` sets keys of named labels (e.g. a strategy's `within_months`); `joint` keys of the joint model.
     """
     document = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
     for key, value in (policy or {}).items():
@@ -45,6 +49,7 @@ def demo_variant(
             document["policy"][key] = value
     for name, keys in (labels or {}).items():
         document["labels"][name].update(keys)
+    document["joint"].update(joint or {})
     folder.mkdir(parents=True, exist_ok=True)
     write_text(
         yaml.safe_dump(document, sort_keys=False), folder / "portfolio.yaml"

@@ -35,6 +35,12 @@ SMALL_POLICY = {
     "monitoring": {"retrain_cooldown_months": 1},
 }
 SMALL_LABELS = {**SHORT_LABELS, "charge_off_12m": {"within_months": 2}}
+SMALL_JOINT = {
+    "min_rows": 80,
+    "epochs": 2,
+    "host_policy": {"score_sessions_per_hour": 200, "min_csi_rows": 80},
+}
+"""A few hundred booked loans a month: the joint model is monitored from 80 rows (the host's CSI too)."""
 
 
 def flat_environment(values: dict[str, Any]) -> dict[str, str]:
@@ -50,7 +56,9 @@ SMALL_LIFECYCLE = flat_environment(SMALL)
 
 def small_portfolio(home: Path) -> Path:
     """Write the small lifecycle's portfolio beside home (the demo's, short labels, small policy); return it."""
-    return demo_variant(home.parent / f"{home.name}-portfolio", policy=SMALL_POLICY, labels=SMALL_LABELS)
+    return demo_variant(
+        home.parent / f"{home.name}-portfolio", policy=SMALL_POLICY, labels=SMALL_LABELS, joint=SMALL_JOINT
+    )
 
 
 def orchard_env(home: Path, **extra: str) -> dict[str, str]:

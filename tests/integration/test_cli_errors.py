@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchard.testing.demo import demo_variant
 
@@ -55,8 +56,9 @@ def test_malformed_month_and_setting(tmp_path: Path) -> None:
 def test_demo_refuses_a_lenders_portfolio(tmp_path: Path) -> None:
     # Given a lender's portfolio (its files are not simulated) / When `orchard demo` is pointed at it
     folder = demo_variant(tmp_path / "lender")
-    text = (folder / "portfolio.yaml").read_text().replace("simulated: true", "simulated: false")
-    (folder / "portfolio.yaml").write_text(text)
+    document = yaml.safe_load((folder / "portfolio.yaml").read_text())
+    document.pop("joint")  # the lifecycle's joint model needs a simulated platform
+    (folder / "portfolio.yaml").write_text(yaml.safe_dump({**document, "simulated": False}, sort_keys=False))
     result = _orchard(tmp_path / "orchard", "demo", "--portfolio", str(folder))
     # Then one line says it is not simulated and names the command for a lender's data
     _one_clear_line(result, "is not simulated", "orchard run --portfolio")

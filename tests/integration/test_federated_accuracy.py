@@ -31,7 +31,7 @@ def test_federated_auc_equals_centralised_lr_within_0_005(tmp_path: Path) -> Non
     finally:
         server.shutdown()
     # and centrally with the exact sigmoid on the same joined, out-of-time-split rows
-    joined = guest.merge(host, on=KEY).sort_values(KEY).reset_index(drop=True)
+    joined = guest.merge(host.drop(columns=VINTAGE), on=KEY).sort_values(KEY).reset_index(drop=True)
     test = joined[VINTAGE].isin(sorted(joined[VINTAGE].unique())[-3:]).to_numpy()
     train = joined[~test]
     xg = Scaler.fit(train, GUEST_FEATURES).transform(joined)

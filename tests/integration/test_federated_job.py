@@ -62,7 +62,7 @@ def _forbidden_patterns(split_dir: Path) -> tuple[list[bytes], list[str]]:
         binary.append(raw[:4].tobytes())
     for column in GUEST_FEATURES:
         binary.append(guest[column].to_numpy(dtype="<f8")[:4].tobytes())
-    y = guest[LABEL].to_numpy()
+    y = guest[LABEL].dropna().astype(int).to_numpy()
     start = max(0, int(np.argmax(y == 1)) - 5)  # a window that holds both classes
     for dtype in ("<f8", "<i8", "<i4", "|u1", "|b1"):
         binary.append(y[start : start + 64].astype(dtype).tobytes())

@@ -483,3 +483,25 @@ def test_fairness_groups_come_from_the_portfolio() -> None:
     # Then the demo's gates report age bands, and a portfolio without the attribute reports none
     assert name == "age_band" and list(groups) == ["18-24", "25-34", "35-49", "50+", "unknown"]
     assert protected_groups(parse_portfolio(BANK, Path(".")).fairness, window) == (None, "group")
+
+
+def test_a_joint_model_needs_a_simulated_platform_and_its_own_name() -> None:
+    # Given the demo, which declares the joint model with the simulated platform
+    demo = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    assert demo_portfolio().joint is not None and demo_portfolio().joint.model == "precredit_response_joint"
+    # When a lender's (not simulated) portfolio declares it, or names it like one of its models,
+    # or sets a limit out of range, then one line names the problem
+    for change, expected in (
+        (
+            {"simulated": False},
+            r"joint: the lifecycle runs the joint model's host only for a simulated portfolio",
+        ),
+        (
+            {"joint": {**demo["joint"], "model": "application_pd"}},
+            r"joint\.model 'application_pd' is also a model",
+        ),
+        ({"joint": {**demo["joint"], "min_rows": 10}}, r"min_rows"),
+        ({"joint": {**demo["joint"], "modle": "x"}}, r"unknown key 'modle'"),
+    ):
+        message = _error_of(yaml.safe_dump({**demo, **change}, sort_keys=False))
+        assert "\n" not in message and re.search(expected, message), message

@@ -1,0 +1,109 @@
+"""The joint (vertical federated) model in the session's small lifecycle: first fit through the gate, monitored
+every month at both parties with only aggregates crossing, retrained after a breach through the gate, and the
+host's active part always the champion's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from model_registry.governance import recorded_gate
+from model_registry.history import events
+from model_registry.registry import champion_version, load_model
+from orchard.lifecycle.ledger import load_month
+from orchard.months import month_range
+from orchard.settings import Settings
+from orchard.testing.small_lifecycle import SMALL, small_portfolio
+
+pytestmark = pytest.mark.slow(seconds=60)  # with the session's small lifecycle (~70 s to build)
+
+MODEL = "precredit_response_joint"
+
+
+@pytest.fixture(scope="module")
+def settings(small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]) -> Settings:
+    home, result = small_lifecycle_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    return Settings(_env_file=None, home=home, portfolio=small_portfolio(home), **SMALL)  # type: ignore[arg-type]
+
+
+def _months(settings: Settings) -> dict[str, dict]:
+    records = {}
+    for month in month_range(settings.start_month, settings.end_month):
+        record = load_month(settings, month)
+        assert record is not None, f"{month} has no record"
+        records[month] = record.models.get(MODEL) or {}
+    return records
+
+
+def _host_dir(settings: Settings) -> Path:
+    return settings.federated_dir / "host_home" / "federated" / "host"
+
+
+def test_the_joint_model_is_fitted_through_the_gate_and_becomes_champion(settings: Settings) -> None:
+    # Given the joint model's month records
+    records = _months(settings)
+    fitted = [m for m, r in records.items() if r.get("trained")]
+    assert fitted, "the joint model was never trained"
+    first = records[fitted[0]]
+    # Then its first fit was gated (a recorded gate with every required check) and promoted by the policy
+    assert first["promotion"]["action"] == "promote", first["promotion"]
+    gate = recorded_gate(settings, MODEL, first["trained"]["version"])
+    assert gate is not None and gate["passed"]
+    assert {c["name"] for c in gate["checks"]} >= {"discrimination", "stability", "calibration"}
+    promotions = [e for e in events(settings, MODEL) if e.action == "promote"]
+    assert promotions and promotions[0].version == first["trained"]["version"]
+    assert champion_version(settings, MODEL) is not None
+
+
+def test_every_month_after_the_first_fit_is_monitored_at_both_parties(settings: Settings) -> None:
+    # Given the months after the first fit
+    records = _months(settings)
+    fitted = [m for m, r in records.items() if r.get("trained")]
+    after = [m for m in records if m > fitted[0]]
+    assert after, "the small lifecycle ends before the joint model could be monitored"
+    monitoring = sorted((_host_dir(settings) / "monitoring").glob("*.json"))
+    assert len(monitoring) >= len(after), "the host keeps its own record of each month's CSI"
+    for month in after:
+        entry = records[month]
+        # Then the guest computed the score PSI and the CSI of its own and the host's features
+        assert entry["champion"] is not None and entry["score_psi"] is not None, month
+        assert entry["top_feature_psi"], month
+        reasons = " ".join(entry["reasons"])
+        assert "computed at the host" in reasons, reasons
+    # And the host's answers were aggregates under opaque labels: no host feature name reached the guest
+    host_names = json.loads((_host_dir(settings) / "table_spec.json").read_text())["features"]
+    text = json.dumps(records)
+    assert not any(f'"host:{f["name"]}"' in text for f in host_names)
+    assert "host:host_feature_" in text
+
+
+def test_a_breach_retrains_through_the_gate_and_the_host_keeps_the_champions_part(settings: Settings) -> None:
+    # Given the small lifecycle's shock (SMALL shock_month) and the joint model's records
+    records = _months(settings)
+    breaches = [m for m, r in records.items() if r.get("breach")]
+    assert breaches, "the shock never breached the joint model's monitoring"
+    retrains = [m for m, r in records.items() if r.get("trained") and r.get("champion") is not None]
+    assert retrains, "no breach led to a retrain"
+    for month in retrains:
+        entry = records[month]
+        version = entry["trained"]["version"]
+        # Then each retrain was compared with the champion on the same out-of-time rows by a recorded gate
+        gate = recorded_gate(settings, MODEL, version)
+        assert gate is not None
+        figures = gate.get("figures") or {}
+        assert figures.get("champion_version") == entry["champion"], figures
+        assert entry["promotion"]["action"] in ("promote", "reject")
+        assert "champion_oot_auc" in entry["trained"]["metrics"]
+    # And the host's active part is the champion's, every other part retired or a refused candidate
+    champion = champion_version(settings, MODEL)
+    active = json.loads((_host_dir(settings) / "models" / "active.json").read_text())["part_id"]
+    assert load_model(settings, MODEL, champion).host_part_id == active
+    assert (
+        not (_host_dir(settings) / "models" / "candidate.json").exists()
+        or json.loads((_host_dir(settings) / "models" / "candidate.json").read_text()).get("part_id")
+        != active
+    )
