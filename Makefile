@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 # compiles MLflow, Prefect, Great Expectations, Feast... from source again, about 25 s of CPU each.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-fast bench bench-scale bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate lint ui clean
+.PHONY: help setup demo test test-fast bench bench-scale bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate bench-secureboost lint ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-real: setup ## Scorecard and LightGBM vs optbinning+LR and a tuned LightGB
 
 bench-federated: setup ## Federated (two processes, Paillier) vs centralized training, PSI on 100k ids
 	$(PY) -m benchmarks.federated
+
+bench-secureboost: setup ## Hetero SecureBoost (Paillier 2048-bit, 80k rows, depth 5): s/tree split by party, AUC vs centralised and LightGBM
+	$(PY) -m benchmarks.secureboost --rows 80000 --guest-features 16 --host-features 12 --depth 5 --bins 32 --trees 3 --key-bits 2048
 
 FATE_PYTHON ?=
 bench-federated-fate: setup ## 80k rows: Orchard federated vs FATE 2.x coordinated LR (FATE_PYTHON=<fate venv>/bin/python; slow)
