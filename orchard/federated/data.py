@@ -230,23 +230,24 @@ def write_vertical_split(
     *,
     require_labels: bool = True,
     validated: bool = False,
+    host_months: list[str] | None = None,
 ) -> VerticalSplit:
     """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir.
 
     `validated`: read the lake's silver batches (those the contracts passed; a quarantined batch is never
     used) up to `as_of_month`, as the lifecycle does, instead of the landing files.
     `require_labels`: refuse a guest table without both classes among its mature labels (a job would fail).
+    `host_months`: the platform's snapshots of these months only (a month's monitoring needs no other).
     """
     as_of = as_of_month or settings.end_month
     months = month_range(settings.start_month, as_of if validated else settings.end_month)
-    read = (
-        (lambda source: read_silver(settings, source, months))
-        if validated
-        else (lambda source: _read_landing(settings, source, months))
-    )
+
+    def read(source: str, wanted: list[str] = months) -> pd.DataFrame:
+        return read_silver(settings, source, wanted) if validated else _read_landing(settings, source, wanted)
+
     applications = read("applications")
     repayments = read("repayments")
-    partner_users = read("partner_users")
+    partner_users = read("partner_users", [m for m in months if host_months is None or m in host_months])
     rule = _guest_label(settings)
     guest = guest_table(applications, repayments, as_of, rule.window_months, rule.bad_dpd)
     if require_labels and guest[LABEL].dropna().nunique() < 2:

@@ -20,6 +20,8 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,26 +92,47 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
     if joint is None:
         return None
     policy = settings.portfolio_def.policy
-    split = write_vertical_split(
-        settings, settings.federated_dir / "split", as_of_month=month, require_labels=False, validated=True
-    )
-    guest = pd.read_parquet(split.guest_path)
     champion = champion_version(settings, joint.model)
     entry = ModelMonth(champion=champion)
-    if champion is None and _why_train(settings, joint, policy, None, month, guest, False) is None:
+    # a month's monitoring needs the platform's snapshots of the month only; a job needs its whole history
+    split = _split(settings, month, None if champion is None else [month])
+    guest = pd.read_parquet(split.guest_path)
+    why = _why_train(settings, joint, policy, champion, month, guest, False)
+    if champion is None and why is None:
         entry.reasons.append("no champion yet and too few labelled vintages for a first fit")
         return entry
-    homes = prepare_parties(settings, split)
-    link = Link(homes, free_port())
-    with host_process(settings, homes, link.port, policy=joint.host_policy):
-        breach = False
-        if champion is not None:
+    if champion is not None:
+        with _host(settings, joint, split) as link:
             breach = _monitor(settings, joint, policy, champion, month, guest, link, entry)
         why = _why_train(settings, joint, policy, champion, month, guest, breach)
         if why is not None:
-            entry.reasons.append(why)
+            split = _split(settings, month, None)
+    if why is not None:
+        entry.reasons.append(why)
+        with _host(settings, joint, split) as link:
             _train_and_gate(settings, joint, policy, champion, month, split, link, guest, entry)
     return entry
+
+
+def _split(settings: Settings, month: str, host_months: list[str] | None) -> VerticalSplit:
+    """Write each party's table as of the month from the lake's silver batches (the host's of host_months)."""
+    return write_vertical_split(
+        settings,
+        settings.federated_dir / "split",
+        as_of_month=month,
+        require_labels=False,
+        validated=True,
+        host_months=host_months,
+    )
+
+
+@contextmanager
+def _host(settings: Settings, joint: JointDef, split: VerticalSplit) -> Iterator[Link]:
+    """Run the platform's host process on its table of the split; yield the guest's link to it."""
+    homes = prepare_parties(settings, split)
+    link = Link(homes, free_port())
+    with host_process(settings, homes, link.port, policy=joint.host_policy):
+        yield link
 
 
 @dataclass(frozen=True)
