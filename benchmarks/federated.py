@@ -1,7 +1,11 @@
 """Benchmark: federated (two processes, PSI + Paillier hetero LR) vs centralised training on the same rows.
 
 Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K] [--host-decoys R]
-[--fate-python PATH]. Prints, side by side, wall time, bytes exchanged, time per epoch and out-of-time AUC of:
+[--fate-python PATH] [--algorithm secureboost --trees T --depth D --bins B --key-bits K].
+--algorithm secureboost runs the real two-process hetero SecureBoost job instead of the LR and prints its wall
+time, seconds per tree, bytes exchanged and out-of-time AUC next to the same trees trained centrally in
+plaintext (train_reference: what the protocol must reproduce), LightGBM on the joined features
+(centralised_twin) and the guest-only trees. Prints, side by side, wall time, bytes exchanged, time per epoch and out-of-time AUC of:
 the joint model (federated), the same LR trained centrally on the joined data, the guest-only LR and, with
 --fate-python, FATE 2.x's hetero coordinated LR on the same rows (benchmarks/fate_reference.py in FATE's own
 venv); then ECDH-PSI throughput on K x K synthetic ids.
@@ -43,6 +47,8 @@ from orchard.federated.data import (
 from orchard.federated.job import run_joint_job
 from orchard.federated.paillier_lr import LRConfig, sigmoid, train_plaintext, with_intercept
 from orchard.federated.psi_ecdh import Blinder, match
+from orchard.federated.secureboost import fill_values, filled
+from orchard.federated.secureboost_tree import SBConfig, centralised_twin, train_reference
 from orchard.settings import Settings
 from orchard.simulate import simulate
 
@@ -201,7 +207,84 @@ def _parser() -> argparse.ArgumentParser:
         "--fate-epochs", type=int, default=None, help="epochs of the FATE run (default: --epochs)"
     )
     parser.add_argument("--fate-timeout", type=float, default=7200.0)
+    parser.add_argument("--algorithm", choices=("hetero_lr", "secureboost"), default="hetero_lr")
+    parser.add_argument("--trees", type=int, default=3, help="secureboost: boosting rounds")
+    parser.add_argument("--depth", type=int, default=3, help="secureboost: tree depth")
+    parser.add_argument("--bins", type=int, default=32, help="secureboost: bins per feature")
+    parser.add_argument("--key-bits", type=int, default=1024, help="secureboost: the guest's Paillier key")
     return parser
+
+
+def _tree_aucs(joined: pd.DataFrame, config: SBConfig) -> dict[str, tuple[float, float]]:
+    """Return (test AUC, training seconds) of the centralised trees, LightGBM and the guest-only trees."""
+    months = sorted(joined[VINTAGE].unique())
+    test = joined[VINTAGE].isin(months[-HOLDOUT_VINTAGES:]).to_numpy()
+    xg = joined[GUEST_FEATURES].to_numpy(dtype=float)
+    xh = joined[HOST_FEATURES].to_numpy(dtype=float)
+    fg, fh = fill_values(xg[~test]), fill_values(xh[~test])
+    xg, xh = filled(xg, fg), filled(xh, fh)
+    y = joined[LABEL].to_numpy(dtype=float)
+    out = {}
+    for name, host in (("reference", True), ("guest only", False)):
+        started = time.perf_counter()
+        model = train_reference(xg[~test], xh[~test] if host else None, y[~test], config)
+        seconds = time.perf_counter() - started
+        score = model.predict_score(xg[test], xh[test] if host else None)
+        out[name] = (auc(y[test], sigmoid(score)), seconds)
+    started = time.perf_counter()
+    twin = centralised_twin(config).fit(np.hstack([xg, xh])[~test], y[~test])
+    seconds = time.perf_counter() - started
+    out["lightgbm"] = (auc(y[test], twin.predict_proba(np.hstack([xg, xh])[test])[:, 1]), seconds)
+    return out
+
+
+def main_secureboost(args: argparse.Namespace, settings: Settings, split: Any, joined: pd.DataFrame) -> None:
+    """Run the two-process SecureBoost job on the split and print it next to the centralised trees."""
+    config = SBConfig(trees=args.trees, max_depth=args.depth, max_bins=args.bins, key_bits=args.key_bits)
+    central = _tree_aucs(joined, config)
+    started = time.perf_counter()
+    record = run_joint_job(
+        settings, split, "bench-trees", LRConfig(), algorithm="secureboost", sb_config=config
+    )
+    fed_s = time.perf_counter() - started
+    load = os.getloadavg()[1]
+    trees = record["epoch_seconds"]
+    stats = record["tree_stats"]
+    print(
+        f"rows: joined {len(joined)}, train {record['train_rows']}, test {record['test_rows']}; {config.trees} "
+        f"trees of depth {config.max_depth}, {config.max_bins} bins, {config.key_bits}-bit Paillier, "
+        f"min_child_rows {config.min_child_rows}"
+    )
+    print(f"{'':34}{'wall s':>10}{'MB exchanged':>14}{'s / tree':>10}{'test AUC':>10}")
+    fed_mb = (record["bytes_sent"] + record["bytes_received"]) / 1e6
+    fed_auc = record["metrics"]["auc_test"]
+    print(
+        f"{'SecureBoost federated (2 pr.)':34}{fed_s:>10.2f}{fed_mb:>14.1f}{np.mean(trees):>10.2f}{fed_auc:>10.4f}"
+    )
+    print(
+        f"{'  of which PSI, trees, evaluation':34}{record['psi']['seconds']:>10.2f} "
+        f"{record['seconds'].get('training', 0.0):.2f} {record['seconds'].get('evaluation', 0.0):.2f}"
+    )
+    print(f"{'  trees (s)':34}{' '.join(f'{t:.2f}' for t in trees)}")
+    for i, s in enumerate(stats, start=1):
+        print(
+            f"{'':4}tree {i}: encryption {s['guest_encryption']:.2f} s (obfuscators {s['obfuscators']:.2f}), "
+            f"host histograms incl. transfer {s['host_histograms']:.2f} s, guest gains {s['guest_gain']:.2f} s, "
+            f"other {s['other']:.2f} s; {s['bytes_to_host'] / 1e6:.1f} MB to host, "
+            f"{s['bytes_to_guest'] / 1e6:.1f} MB to guest, {int(s['decryptions'])} decryptions"
+        )
+    for name, label in (
+        ("reference", "centralised (same trees, plain)"),
+        ("lightgbm", "LightGBM centralised twin"),
+        ("guest only", "guest-only trees (plain)"),
+    ):
+        value, seconds = central[name]
+        print(f"{label:34}{seconds:>10.2f}{'':>14}{seconds / config.trees:>10.2f}{value:>10.4f}")
+    print(
+        f"AUC federated - centralised reference: {fed_auc - central['reference'][0]:+.2e}; "
+        f"- LightGBM: {fed_auc - central['lightgbm'][0]:+.4f}; - guest only: {fed_auc - central['guest only'][0]:+.4f}"
+    )
+    print(f"5-min load average at the end: {load:.1f} ({os.cpu_count()} cores)")
 
 
 def _row(name: str, wall: float, mb: float | None, per_epoch: float, auc_value: float) -> str:
@@ -236,6 +319,9 @@ def main() -> None:
                 host_sha256=frame_sha256(host),
             )
         joined = guest.merge(host.drop(columns=VINTAGE), on=KEY).sort_values(KEY).reset_index(drop=True)
+        if args.algorithm == "secureboost":
+            main_secureboost(args, settings, split, joined)
+            return
         rows = Prepared.of(joined, HOLDOUT_VINTAGES)
         auc_central, central_s = _central(rows, config, host=True)
         auc_guest, guest_s = _central(rows, config, host=False)

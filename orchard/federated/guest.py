@@ -1,4 +1,10 @@
-"""The guest party (the lender): drives PSI and hetero-LR training, registers the joint model, scores jointly."""
+"""The guest party (the lender): drives PSI and hetero-LR or SecureBoost training, scores jointly.
+
+A job's `algorithm` picks the joint model: "hetero_lr" (JointModel: the host returns partial scores) or
+"secureboost" (JointTreeModel: the guest holds the trees' leaf weights and its own splits, the host its split
+table; the guest walks each row level by level and asks the host only the directions at the host nodes its
+rows reach, answered within the host's reveal budget; see orchard.federated.secureboost).
+"""
 
 from __future__ import annotations
 
@@ -43,10 +49,23 @@ from orchard.federated.paillier_lr import (
 )
 from orchard.federated.party_spec import PartyTable
 from orchard.federated.psi_ecdh import Blinder, match, shuffled
+from orchard.federated.secureboost import (
+    NO_ANSWER,
+    GuestModel,
+    ProtocolError,
+    SecureBoostGuest,
+    TreeStats,
+    fill_values,
+    filled,
+    train_in_process,
+    walk_trees,
+)
+from orchard.federated.secureboost_tree import HOST, SBConfig
 
 log = logging.getLogger(__name__)
 
 HOST_SCORE = "host_partial_score"
+ALGORITHMS = ("hetero_lr", "secureboost")
 TIER_CUTOFFS = (("A", 640.0), ("B", 600.0), ("C", 560.0))
 
 
@@ -80,6 +99,68 @@ class JointModel:
         return sigmoid(linear + host)
 
 
+def route_column(tree: int, node: int) -> str:
+    """Return the input column of a host node's direction for a row (1.0 left, 0.0 right, NaN not asked)."""
+    return f"host_route_t{tree}_n{node}"
+
+
+@dataclass(eq=False)
+class JointTreeModel:
+    """The guest's part of a joint SecureBoost model: its trees (own splits, leaf weights), the host part's id.
+
+    The host's nodes carry no feature or threshold here (they stay at the host); predict_pd reads a row's
+    direction at each host node on its path from the column route_column(tree, node), which a scoring session
+    fills (tree_scores asks the host level by level). A row lacking a direction it needs scores NaN.
+    """
+
+    name: str
+    guest_features: list[str]
+    guest_fill: list[float]
+    trees: GuestModel
+    host_part_id: str
+    host_part_sha256: str
+    kind: str = "secureboost"
+    id_column: str = "customer_key"
+    features: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            self.features = [*self.guest_features, *(route_column(t, i) for t, i in self.host_nodes)]
+
+    @property
+    def host_nodes(self) -> list[tuple[int, int]]:
+        """Return the (tree, node) of every host split, in tree then node order."""
+        return [
+            (t, int(i)) for t, tree in enumerate(self.trees.trees) for i in np.flatnonzero(tree.owner == HOST)
+        ]
+
+    def guest_matrix(self, df: pd.DataFrame) -> np.ndarray:
+        """Return the guest's features of rows, missing values filled as at training."""
+        missing = [f for f in self.guest_features if f not in df.columns]
+        if missing:
+            raise OrchardError(f"frame lacks feature column(s) {', '.join(missing)}")
+        return filled(df.loc[:, self.guest_features].to_numpy(dtype=float), self.guest_fill)
+
+    def predict_pd(self, df: pd.DataFrame) -> np.ndarray:
+        """Return the probability of bad from the guest features and the host directions' columns."""
+        missing = [route_column(t, i) for t, i in self.host_nodes if route_column(t, i) not in df.columns]
+        if missing:
+            raise OrchardError(
+                f"joint model {self.name} needs the host's direction columns, lacks {', '.join(missing[:3])}"
+            )
+
+        def ask(level: int, rows: np.ndarray, trees: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+            out = np.full(len(rows), NO_ANSWER, dtype=np.uint8)
+            for i, (r, t, node) in enumerate(zip(rows.tolist(), trees.tolist(), nodes.tolist(), strict=True)):
+                value = pd.to_numeric(df[route_column(t, node)].iloc[r], errors="coerce")
+                if value in (0, 1):
+                    out[i] = int(value)
+            return out
+
+        score, _ = walk_trees(self.trees, self.guest_matrix(df), ask)
+        return sigmoid(score)
+
+
 def risk_tier(scores: np.ndarray) -> np.ndarray:
     """Return the pre-credit risk tier (A best .. D) of score points."""
     out = np.full(len(scores), "D", dtype=object)
@@ -101,6 +182,15 @@ class GuestJob:
     """Also score the out-of-time rows with the host's active part (the champion's) for the gate."""
     activate: bool = True
     """The host makes the new part active at once; False: it stays a candidate until the gate's decision."""
+    algorithm: str = "hetero_lr"
+    """"hetero_lr" (config) or "secureboost" (sb_config)."""
+    sb_config: SBConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise OrchardError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.algorithm == "secureboost" and self.compare:
+            raise OrchardError("a SecureBoost job cannot be compared with the host's active part (compare)")
 
 
 @dataclass
@@ -108,7 +198,7 @@ class GuestOutcome:
     """What a finished joint training produced on the guest side."""
 
     job_id: str
-    model: JointModel
+    model: JointModel | JointTreeModel
     metrics: dict[str, float]
     psi: dict[str, Any]
     epoch_seconds: list[float]
@@ -124,6 +214,8 @@ class GuestOutcome:
     """The out-of-time rows: key, vintage, label, the new model's PD and, when compared, the champion's."""
     reference: dict[str, Any] = field(default_factory=dict)
     """Frozen bins of the joint score (out-of-time rows) and of the guest's features (training rows)."""
+    tree_stats: list[dict[str, float]] = field(default_factory=list)
+    """SecureBoost: seconds by phase, bytes, decryptions of each tree (epoch_seconds then holds per-tree wall)."""
 
     def summary(self) -> dict[str, Any]:
         """Return a JSON-ready summary (no model object, no example or window rows, no profiles)."""
@@ -187,14 +279,26 @@ def _padded(sums: list[Any], public: PublicKey, noise: Prefetched) -> tuple[list
     ]
 
 
-def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> GuestOutcome:
-    """Run PSI and hetero-LR training against the host; return the joint model (nothing registered)."""
+@dataclass
+class _Intersection:
+    """The labelled rows both parties hold, in the agreed order, split out of time."""
+
+    joined: pd.DataFrame
+    psi: dict[str, Any]
+    sha256: str
+    train_pos: np.ndarray
+    test_pos: np.ndarray
+    y: np.ndarray
+    timings: dict[str, float]
+
+
+def _intersect(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> _Intersection:
+    """Open the training session (hello), run PSI over the labelled rows, split the matched rows out of time."""
     spec = job.spec
     table = spec.check(table)
     table = table[table[spec.label_column].notna()].reset_index(
         drop=True
     )  # unlabelled rows are not trained on
-    config = job.config
     timings: dict[str, float] = {}
     client.call(Message("hello", fields={"job_id": job.job_id}), "the handshake")
     rows, _, psi_stats = _psi(client, table[spec.id_column].tolist())
@@ -205,6 +309,47 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     intersection_sha = hashlib.sha256("\n".join(sorted(joined[spec.id_column])).encode()).hexdigest()
     train_pos, test_pos = _out_of_time(joined[spec.vintage_column], job.holdout_vintages)
     y = joined[spec.label_column].to_numpy(dtype=float)
+    return _Intersection(joined, psi_stats, intersection_sha, train_pos, test_pos, y, timings)
+
+
+def _evaluation(
+    spec: PartyTable,
+    joined: pd.DataFrame,
+    y: np.ndarray,
+    train_pos: np.ndarray,
+    scored: np.ndarray,
+    pd_test: np.ndarray,
+) -> tuple[dict[str, float], pd.DataFrame, dict[str, Any]]:
+    """Return a job's metrics, its out-of-time window (key, vintage, label, PD) and its frozen reference bins.
+
+    `scored`: the out-of-time rows the host's evaluation answered, `pd_test` their joint PD.
+    """
+    metrics = {
+        "auc_test": auc(y[scored], pd_test),
+        "n_train": float(len(train_pos)),
+        "n_test": float(len(scored)),
+        "bad_rate_train": float(y[train_pos].mean()),
+    }
+    window = joined.iloc[scored][[spec.id_column, spec.vintage_column]].assign(
+        bad=y[scored].astype(int), pd=pd_test
+    )
+    reference = {
+        "score": ReferenceProfile.fit(
+            pd.DataFrame({SCORE_COLUMN: pd_to_score(pd_test)}), [SCORE_COLUMN], []
+        ).to_dict(),
+        "features": ReferenceProfile.fit(joined.iloc[train_pos], spec.feature_names, []).to_dict(),
+    }
+    return metrics, window, reference
+
+
+def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> GuestOutcome:
+    """Run PSI and the job's joint training against the host; return the joint model (nothing registered)."""
+    matched = _intersect(client, table, job)
+    if job.algorithm == "secureboost":
+        return _train_trees(client, job, matched)
+    spec, config, timings = job.spec, job.config, matched.timings
+    joined, psi_stats, intersection_sha = matched.joined, matched.psi, matched.sha256
+    train_pos, test_pos, y = matched.train_pos, matched.test_pos, matched.y
 
     started = time.perf_counter()
     key = PrivateKey(config.key_bits)
@@ -302,23 +447,9 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
         raise OrchardError("the host's reveal budget leaves too few out-of-time rows to evaluate the model")
     xg = with_intercept(scaler.transform(joined))
     pd_test = sigmoid(xg[test_pos][within] @ wg + u_test[within])
-    metrics = {
-        "auc_test": auc(y[test_pos][within], pd_test),
-        "n_train": float(len(train_pos)),
-        "n_test": float(within.sum()),
-        "bad_rate_train": float(y[train_pos].mean()),
-    }
-    window = joined.iloc[test_pos[within]][[spec.id_column, spec.vintage_column]].assign(
-        bad=y[test_pos][within].astype(int), pd=pd_test
-    )
+    metrics, window, reference = _evaluation(spec, joined, y, train_pos, test_pos[within], pd_test)
     if u_active is not None:
         window["champion_u"] = u_active[within]
-    reference = {
-        "score": ReferenceProfile.fit(
-            pd.DataFrame({SCORE_COLUMN: pd_to_score(pd_test)}), [SCORE_COLUMN], []
-        ).to_dict(),
-        "features": ReferenceProfile.fit(joined.iloc[train_pos], spec.feature_names, []).to_dict(),
-    }
     finish = client.call(
         Message("finish", fields={"job_id": job.job_id, "activate": job.activate}),
         "storing the host's model part",
@@ -348,6 +479,134 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
         seconds=timings,
         window=window.reset_index(drop=True),
         reference=reference,
+    )
+
+
+class _RemoteHost:
+    """The host's SecureBoost handlers as the core's driver sees them, over the channel (HostEndpoint)."""
+
+    multiplications = 0  # counted at the host
+
+    def __init__(self, client: PeerClient, train_pos: np.ndarray) -> None:
+        self.client = client
+        self.train_pos = train_pos
+        self.tree = 0
+
+    def setup(self, message: Message) -> Message:
+        arrays = {"train_positions": self.train_pos.astype("<i8")}
+        return self.client.call(Message("sb_setup", message.fields, arrays), "the SecureBoost set-up")
+
+    def start_tree(self, message: Message) -> Message:
+        self.tree = int(message.fields["tree"])
+        return self.client.call(message, f"growing tree {self.tree + 1}")
+
+    def histograms(self, message: Message) -> Message:
+        return self.client.call(message, f"growing tree {self.tree + 1}")
+
+    def split(self, message: Message) -> Message:
+        return self.client.call(message, f"growing tree {self.tree + 1}")
+
+    def end_tree(self, message: Message) -> Message:
+        return self.client.call(message, f"growing tree {self.tree + 1}")
+
+
+def _routing(client: PeerClient, kind: str, positions: np.ndarray, step: str) -> Any:
+    """Return the `ask` of walk_trees over one session: each level is one `kind` request (rows as positions)."""
+
+    def ask(level: int, rows: np.ndarray, trees: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        reply = client.call(
+            Message(
+                kind,
+                fields={"level": level, "final": False},
+                arrays={
+                    "rows": positions[rows].astype("<i4"),
+                    "trees": trees.astype("<i4"),
+                    "nodes": nodes.astype("<i4"),
+                },
+            ),
+            step,
+        )
+        left = np.asarray(reply.arrays.get("left", np.zeros(0)))
+        if left.dtype != np.uint8 or left.shape != rows.shape:
+            raise OrchardError(f"the host answered {left.shape} directions for {len(rows)} asked")
+        return left
+
+    return ask
+
+
+def _train_trees(client: PeerClient, job: GuestJob, matched: _Intersection) -> GuestOutcome:
+    """Grow the SecureBoost trees with the host, evaluate them on the out-of-time rows, store the host part."""
+    spec, timings, config = job.spec, matched.timings, job.sb_config or SBConfig()
+    joined, train_pos, test_pos, y = matched.joined, matched.train_pos, matched.test_pos, matched.y
+    if len(train_pos) < 2 * config.min_child_rows:
+        raise OrchardError(
+            f"{len(train_pos)} training rows cannot be split into two nodes of {config.min_child_rows} rows"
+        )
+    raw = joined.loc[:, spec.feature_names].to_numpy(dtype=float)
+    fill = fill_values(raw[train_pos])
+    xg = filled(raw, fill)
+    started = time.perf_counter()
+    key = PrivateKey(config.key_bits)
+    timings["keygen"] = round(time.perf_counter() - started, 3)
+    core = SecureBoostGuest(xg[train_pos], y[train_pos], config, key=key, prefetch=True)
+    started = time.perf_counter()
+    try:
+        stats: list[TreeStats] = train_in_process(core, _RemoteHost(client, train_pos))
+        trees = core.model()
+        timings["training"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        ask = _routing(client, "evaluate", test_pos, "the evaluation")
+        score_test, routes = walk_trees(trees, xg[test_pos], ask)
+    except ProtocolError as exc:
+        raise OrchardError(f"the host's SecureBoost reply was refused: {exc}") from exc
+    finally:
+        core.close()
+    client.call(Message("evaluate", fields={"final": True}), "the evaluation")
+    timings["evaluation"] = round(time.perf_counter() - started, 3)
+    for t, tree_stats in enumerate(stats, start=1):
+        log.info("joint job %s: tree %d took %.2f s", job.job_id, t, tree_stats.total)
+    within = np.isfinite(score_test)
+    if within.sum() < 2 or len(np.unique(y[test_pos][within])) < 2:
+        raise OrchardError("the host's reveal budget leaves too few out-of-time rows to evaluate the model")
+    pd_test = sigmoid(score_test[within])
+    metrics, window, reference = _evaluation(spec, joined, y, train_pos, test_pos[within], pd_test)
+    finish = client.call(
+        Message("finish", fields={"job_id": job.job_id, "activate": job.activate}),
+        "storing the host's model part",
+    )
+    if finish.fields.get("kind") != "secureboost":
+        raise OrchardError("the host stored its part as another kind of model than SecureBoost")
+    model = JointTreeModel(
+        name=job.model_name,
+        guest_features=list(spec.feature_names),
+        guest_fill=fill.tolist(),
+        trees=trees,
+        host_part_id=str(finish.fields["part_id"]),
+        host_part_sha256=str(finish.fields["sha256"]),
+        id_column=spec.id_column,
+    )
+    example_at = np.flatnonzero(within)[:5]
+    example = joined.iloc[test_pos[example_at]].loc[:, model.guest_features].reset_index(drop=True)
+    for t, node in model.host_nodes:
+        column = routes.get((t, node), np.full(len(test_pos), np.nan))
+        example[route_column(t, node)] = column[example_at]
+    return GuestOutcome(
+        job_id=job.job_id,
+        model=model,
+        metrics=metrics,
+        psi=matched.psi,
+        epoch_seconds=[round(s.total, 3) for s in stats],
+        bytes_sent=client.bytes_sent,
+        bytes_received=client.bytes_received,
+        messages=client.messages,
+        train_rows=len(train_pos),
+        test_rows=len(test_pos),
+        intersection_sha256=matched.sha256,
+        example=example,
+        seconds=timings,
+        window=window.reset_index(drop=True),
+        reference=reference,
+        tree_stats=[{k: float(v) for k, v in asdict(s).items()} for s in stats],
     )
 
 
@@ -384,6 +643,55 @@ def scoring_session(
 def partial_scores(client: PeerClient, part_id: str, keys: list[str], purpose: str) -> np.ndarray:
     """Return the host's partial scores of customers through a logged scoring session (NaN: not matched)."""
     return scoring_session(client, part_id, keys, purpose)[0]
+
+
+def tree_scoring_session(
+    client: PeerClient, model: JointTreeModel, frame: pd.DataFrame, purpose: str, **scope: Any
+) -> tuple[np.ndarray, Message]:
+    """Return the joint PD of each row of frame (NaN: not matched, or over the host's reveal budget) through
+    one logged scoring session of the model's host part, and the host's closing reply (CSI when monitoring).
+
+    After the session's PSI the guest walks the matched rows' trees level by level; each level is one `score`
+    request with the (position in the matched order, tree, node) triples of host nodes its rows reach there;
+    a last `score` with `final: true` closes the session.
+    """
+    keys = frame[model.id_column].astype(str).tolist()
+    client.call(
+        Message(
+            "score_open",
+            fields={"part_id": model.host_part_id, "ids": len(keys), "purpose": purpose, **scope},
+        ),
+        "opening a scoring session",
+    )
+    rows, _, _ = _psi(client, keys)
+    x = model.guest_matrix(frame.iloc[rows])
+    try:
+        score, _ = walk_trees(
+            model.trees, x, _routing(client, "score", np.arange(len(rows)), "joint scoring")
+        )
+    except ProtocolError as exc:
+        raise OrchardError(f"the host's directions were refused: {exc}") from exc
+    reply = client.call(Message("score", fields={"final": True}), "joint scoring")
+    out = np.full(len(keys), np.nan)
+    out[rows] = sigmoid(score)
+    return out, reply
+
+
+def tree_scores(
+    client: PeerClient, model: JointTreeModel, frame: pd.DataFrame, purpose: str, **scope: Any
+) -> np.ndarray:
+    """Return the joint PD of customers scored by a SecureBoost model (NaN: not matched or over budget)."""
+    return tree_scoring_session(client, model, frame, purpose, **scope)[0]
+
+
+def pd_frame(id_column: str, keys: np.ndarray, pd_values: np.ndarray) -> pd.DataFrame:
+    """Return key, PD, score points and pre-credit risk tier (NaN PD: no score, no tier)."""
+    known = np.isfinite(pd_values)
+    points = np.full(len(pd_values), np.nan)
+    points[known] = pd_to_score(pd_values[known])
+    tiers = np.full(len(pd_values), None, dtype=object)
+    tiers[known] = risk_tier(points[known])
+    return pd.DataFrame({id_column: keys, "pd": pd_values, "score": points, "tier": tiers})
 
 
 def joint_score_frame(model: JointModel, frame: pd.DataFrame, host_scores: np.ndarray) -> pd.DataFrame:

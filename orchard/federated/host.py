@@ -13,11 +13,27 @@ and may ask for the CSI of the host's features (`monitor`): computed at the host
 that session against the part's reference bins (frozen at training), each bin count noised (Laplace) before
 normalising, refused below a minimum number of rows, features named opaquely unless the host's policy shares
 the names; the exact, named CSI stays at the host (`monitoring/`).
+
+SecureBoost (a training session whose set-up is `sb_setup` instead of `train_setup`): after the same hello and
+PSI, `sb_setup` (config, the guest's public key, train positions) gives the session its own core host
+(orchard.federated.secureboost.SecureBoostHost, binned over the training rows only), and `sb_tree`,
+`sb_histograms`, `sb_split`, `sb_end_tree` go to it; every sb_* kind is refused outside a set-up SecureBoost
+training session, and the core refuses them out of order within a tree. After the last tree, `evaluate` is
+asked level by level: each request names (position, tree, node) triples of host nodes at one `level` (levels
+only increase, at most the trees' depth), for out-of-time positions only, each (position, tree) once per
+level and on the path the host's earlier answers gave; the reply is `left` (uint8: 1 left, 0 right,
+NO_ANSWER over budget). A row is counted once in the reveal ledger, when first asked in the session; the
+request with `final: true` ends the evaluation (once). `finish` stores the split table (per tree, per host
+node: feature, bin and threshold; the bin edges and fill values of missing features; `kind: "secureboost"`)
+with the reference bins, as for the LR. A scoring session of a SecureBoost part answers `score` requests the
+same way over the session's matched positions and closes on `final: true` (the CSI, when monitoring, is over
+the rows whose routing was answered in the session).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -33,7 +49,7 @@ import pandas as pd
 from orchard.atomic import write_json
 from orchard.credit.psi import ReferenceProfile, proportion_matrices, psi_values
 from orchard.errors import OrchardError
-from orchard.federated.channel import Message
+from orchard.federated.channel import Message, write_secret
 from orchard.federated.data import Scaler, simulator_host_spec
 from orchard.federated.paillier_lr import (
     MIN_BATCH_ROWS,
@@ -58,6 +74,17 @@ from orchard.federated.paillier_lr import (
 )
 from orchard.federated.party_spec import PartyTable
 from orchard.federated.psi_ecdh import Blinder, shuffled
+from orchard.federated.secureboost import (
+    NO_ANSWER,
+    HostModel,
+    ProtocolError,
+    SecureBoostHost,
+    depth_of,
+    fill_values,
+    filled,
+    in_subtree,
+)
+from orchard.federated.secureboost_tree import SBConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +102,28 @@ def _flag(message: Message, name: str, default: bool) -> bool:
     return value
 
 
+def session_rows(session: HostSession) -> np.ndarray:
+    """Return the host row of each position of the session's intersection, or refuse before its PSI."""
+    if session.aligned is None:
+        raise OrchardError("the session has no intersection yet (no PSI)")
+    return session.aligned
+
+
+def is_tree_part(part: dict[str, Any]) -> bool:
+    """Return whether a stored model part is a SecureBoost part (split tables) rather than LR weights."""
+    return part.get("kind") == "secureboost"
+
+
+def _tree_model(part: dict[str, Any]) -> HostModel:
+    """Return the core's HostModel of a stored SecureBoost part (bin edges and per-tree host splits)."""
+    return HostModel(
+        edges=[np.asarray(e, dtype=float) for e in part["edges"]],
+        splits=[
+            {int(k): (int(v["feature"]), int(v["bin"])) for k, v in tree.items()} for tree in part["trees"]
+        ],
+    )
+
+
 def _session_hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()[:16]
 
@@ -90,6 +139,7 @@ class HostPolicy:
     min_csi_rows: int = 200  # a monitoring session's CSI needs at least this many revealed rows
     csi_noise_scale: float = 2.0  # Laplace scale added to every CSI bin count (one row moves a count by 1)
     share_feature_names: bool = False  # CSI labels: the host's feature names, or host_feature_1..k
+    noise_seed: int | None = None  # CSI noise key from a seed (a simulated platform); None: a secret key file
 
 
 @dataclass
@@ -123,6 +173,10 @@ class HostSession:
     noise: Prefetched | None = None
     obfuscators: Prefetched | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    algorithm: str = "hetero_lr"  # a training session's algorithm, fixed by its set-up message
+    sb: SecureBoostHost | None = None  # a SecureBoost training session's core (its host side)
+    sb_fill: np.ndarray | None = None  # the host's fill values of missing features (its training rows' means)
+    route: RouteState | None = None  # a tree part's level-by-level answers in this session (evaluate, score)
 
     def close(self) -> None:
         """Stop the session's background work."""
@@ -136,6 +190,25 @@ class HostSession:
         if self.train is None:
             raise OrchardError("the session has no training rows yet (no intersection)")
         return self.train[self.schedule[self.step]]
+
+
+@dataclass
+class RouteState:
+    """What a session answered of a tree part's routing: the budget decision per row, the path so far."""
+
+    model: HostModel
+    features: list[str]
+    fill: np.ndarray
+    depth: int
+    eligible: np.ndarray  # positions of the session's matched rows that may be asked about
+    level: int = -1  # the last level answered (levels only increase)
+    charged: dict[int, bool] = field(default_factory=dict)  # position -> within budget (counted once)
+    below: dict[tuple[int, int], int] = field(default_factory=dict)  # (position, tree) -> child last answered
+
+    @property
+    def revealed(self) -> np.ndarray:
+        """Return the positions whose routing was answered (within budget) in this session."""
+        return np.array(sorted(p for p, ok in self.charged.items() if ok), dtype=np.int64)
 
 
 class RevealLedger:
@@ -320,8 +393,8 @@ class HostParty:
     # --- training ---
     def _on_train_setup(self, message: Message) -> Message:
         session = self._session(message)
-        if session.aligned is None or session.config is not None:
-            raise OrchardError("train_setup before the intersection, or twice")
+        if session.aligned is None or session.config is not None or session.sb is not None:
+            raise OrchardError("train_setup before the intersection, twice, or in a SecureBoost session")
         try:
             config = LRConfig(**message.fields["config"])
         except (TypeError, ValueError) as exc:
@@ -436,6 +509,167 @@ class HostParty:
             session.stage = "partial" if session.step < len(session.schedule) else "trained"
             return Message("update", fields={"step": session.step})
 
+    # --- SecureBoost training (the core's host side, one per session) ---
+    def _on_sb_setup(self, message: Message) -> Message:
+        """Set up SecureBoost in a training session after its PSI: the config, the guest's key, the train rows.
+
+        The host bins its features over the training rows only (missing values filled with their mean there)
+        and answers the core's candidate count; every later sb_* message goes to this session's core.
+        """
+        session = self._session(message)
+        with session.lock:
+            if session.aligned is None or session.config is not None or session.sb is not None:
+                raise OrchardError("sb_setup before the intersection, twice, or in a hetero-LR session")
+            try:
+                config = SBConfig(**message.fields["config"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise OrchardError(f"SecureBoost config rejected: {exc}") from exc
+            train = np.asarray(
+                message.arrays.get("train_positions", np.zeros(0, dtype="<i8")), dtype=np.int64
+            )
+            if (
+                train.ndim != 1
+                or len(np.unique(train)) != len(train)
+                or (train.size and (train.min() < 0 or train.max() >= len(session.aligned)))
+            ):
+                raise OrchardError("train positions must be distinct rows of the intersection")
+            if len(train) < 2 * config.min_child_rows:
+                raise OrchardError(
+                    f"{len(train)} training rows cannot be split into two nodes of {config.min_child_rows} rows"
+                )
+            values = self.table.iloc[session.aligned[train]][self.features].to_numpy(dtype=float)
+            session.sb_fill = fill_values(values)
+            core = SecureBoostHost(filled(values, session.sb_fill), config)
+            reply = self._core(core.setup, Message("sb_setup", {**message.fields, "rows": len(train)}))
+            session.sb, session.train, session.algorithm = core, train, "secureboost"
+            session.stage = "sb_training"
+            return Message("sb_setup", fields={**reply.fields, "features": len(self.features)})
+
+    @staticmethod
+    def _core(handler: Any, message: Message) -> Message:
+        """Run a core handler, turning its refusal into the channel's (the guest learns why)."""
+        try:
+            reply: Message = handler(message)
+        except ProtocolError as exc:
+            raise OrchardError(str(exc)) from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OrchardError(f"{message.kind}: malformed request ({exc})") from exc
+        return reply
+
+    def _sb(self, message: Message) -> tuple[HostSession, SecureBoostHost]:
+        session = self._session(message)
+        if session.sb is None or session.stage != "sb_training":
+            raise OrchardError(
+                f"{message.kind} outside a SecureBoost training session (stage {session.stage})"
+            )
+        return session, session.sb
+
+    def _on_sb_tree(self, message: Message) -> Message:
+        session, core = self._sb(message)
+        with session.lock:
+            return self._core(core.start_tree, message)
+
+    def _on_sb_histograms(self, message: Message) -> Message:
+        session, core = self._sb(message)
+        with session.lock:
+            return self._core(core.histograms, message)
+
+    def _on_sb_split(self, message: Message) -> Message:
+        session, core = self._sb(message)
+        with session.lock:
+            return self._core(core.split, message)
+
+    def _on_sb_end_tree(self, message: Message) -> Message:
+        """Close a tree; after the last one the session is trained (evaluate, then finish)."""
+        session, core = self._sb(message)
+        with session.lock:
+            reply = self._core(core.end_tree, message)
+            if len(core.splits) == core.config.trees:
+                session.stage = "trained"
+            return reply
+
+    # --- a tree part's routing (SecureBoost evaluate and score) ---
+    def _route_state(self, session: HostSession, part: dict[str, Any], eligible: np.ndarray) -> RouteState:
+        if session.route is None:
+            session.route = RouteState(
+                model=_tree_model(part),
+                features=[str(f) for f in part["features"]],
+                fill=np.asarray(part["fill"], dtype=float),
+                depth=int(part["depth"]),
+                eligible=eligible,
+            )
+        return session.route
+
+    def _route(self, session: HostSession, state: RouteState, message: Message) -> np.ndarray:
+        """Answer one level of routing: per (position, tree, node) 1 left, 0 right, NO_ANSWER over budget.
+
+        Refused: a position outside the eligible rows, a node that is not a host node at exactly this level,
+        a level not above the last answered one, a (position, tree) twice, a node off the path the host's
+        earlier answers gave. A position is counted in the reveal ledger once per session, when first asked;
+        a position over budget gets no answer at any level.
+        """
+        arrays = [
+            np.asarray(message.arrays.get(k, np.zeros(0, dtype="<i4"))) for k in ("rows", "trees", "nodes")
+        ]
+        rows, trees, nodes = arrays
+        if any(a.ndim != 1 or a.dtype not in (np.int32, np.int64) for a in arrays) or not (
+            len(rows) == len(trees) == len(nodes)
+        ):
+            raise OrchardError(
+                f"{message.kind}: rows, trees and nodes must be 1-D integer arrays of one length"
+            )
+        if not len(rows):
+            return np.zeros(0, dtype=np.uint8)
+        level = message.fields.get("level")
+        if not isinstance(level, int) or isinstance(level, bool) or not state.level < level < state.depth:
+            raise OrchardError(
+                f"{message.kind}: level {level!r} is not after level {state.level} of the part"
+            )
+        if rows.min() < 0 or rows.max() >= len(state.eligible) or not state.eligible[rows].all():
+            raise OrchardError(f"{message.kind}: a row is not one of the session's rows it may ask about")
+        splits = state.model.splits
+        seen: set[tuple[int, int]] = set()
+        for r, t, node in zip(rows.tolist(), trees.tolist(), nodes.tolist(), strict=True):
+            if not 0 <= t < len(splits) or node not in splits[t] or depth_of(node) != level:
+                raise OrchardError(
+                    f"{message.kind}: tree {t} node {node} is not a host node at level {level}"
+                )
+            if (r, t) in seen:
+                raise OrchardError(f"{message.kind}: row {r} of tree {t} asked twice at level {level}")
+            seen.add((r, t))
+            top = state.below.get((r, t))
+            if top is not None and not in_subtree(node, top):
+                raise OrchardError(
+                    f"{message.kind}: node {node} is off the path the host answered for row {r}"
+                )
+        state.level = level
+        fresh = sorted(set(rows.tolist()) - set(state.charged))
+        if fresh:
+            keys = [self.keys[i] for i in session_rows(session)[fresh].tolist()]
+            allowed = self.ledger.allow(keys, self.policy.max_reveals_per_row)
+            state.charged.update(zip(fresh, allowed.tolist(), strict=True))
+        ok = np.array([state.charged[r] for r in rows.tolist()], dtype=bool)
+        left = np.full(len(rows), NO_ANSWER, dtype=np.uint8)
+        if ok.any():
+            asked = rows[ok]
+            x = filled(
+                self.table.iloc[session_rows(session)[asked]][state.features].to_numpy(dtype=float),
+                state.fill,
+            )
+            reply = state.model.route(
+                Message(
+                    "sb_route",
+                    {"count": len(asked)},
+                    {"rows": np.arange(len(asked)), "trees": trees[ok], "nodes": nodes[ok]},
+                ),
+                x,
+            )
+            left[ok] = reply.arrays["left"]
+        for r, t, node, d in zip(rows.tolist(), trees.tolist(), nodes.tolist(), left.tolist(), strict=True):
+            if d != NO_ANSWER:
+                state.below[(r, t)] = 2 * node + 1 if d == 1 else 2 * node + 2
+        return left
+
     def _reveal(self, session_rows: np.ndarray, part: dict[str, Any]) -> np.ndarray:
         """Return the final model's partial scores of host rows; NaN for rows over their reveal budget."""
         return self._reveal_rows(session_rows, part)[0]
@@ -452,6 +686,8 @@ class HostParty:
         return u, allowed
 
     def _part(self, session: HostSession) -> dict[str, Any]:
+        if session.sb is not None:
+            return self._tree_part(session)
         if session.scaler is None or session.weights is None:
             raise OrchardError("the session has no fitted part yet: nothing to score with")
         return {
@@ -459,6 +695,33 @@ class HostParty:
             "scaler": {"mean": session.scaler.mean, "std": session.scaler.std},
             "weights": session.weights.tolist(),
             "quantisation_bits": X_BITS,
+        }
+
+    def _tree_part(self, session: HostSession) -> dict[str, Any]:
+        """Return the host's SecureBoost part: per tree, per host node, its feature and bin edge (threshold)."""
+        core, fill = session.sb, session.sb_fill
+        if core is None or fill is None or len(core.splits) != core.config.trees:
+            raise OrchardError("the session has no trained trees yet: nothing to score with")
+        model = core.model()
+        return {
+            "kind": "secureboost",
+            "features": self.features,
+            "fill": fill.tolist(),
+            "depth": core.config.max_depth,
+            "config": core.config.as_dict(),
+            "edges": [e.tolist() for e in model.edges],
+            "trees": [
+                {
+                    str(node): {
+                        "feature": f,
+                        "name": self.features[f],
+                        "bin": b,
+                        "threshold": float(model.edges[f][b]),
+                    }
+                    for node, (f, b) in sorted(tree.items())
+                }
+                for tree in model.splits
+            ],
         }
 
     def _stored_part(self, part_id: str) -> dict[str, Any]:
@@ -477,6 +740,8 @@ class HostParty:
         session = self._session(message)
         compare = _flag(message, "compare", False)
         with session.lock:
+            if session.algorithm == "secureboost":
+                return self._evaluate_trees(session, message, compare)
             self._expect(session, "trained", message)
             if session.aligned is None or session.train is None:
                 raise _not_set_up(message)
@@ -484,11 +749,39 @@ class HostParty:
             u = self._reveal(session.aligned[test], self._part(session))
             arrays = {"positions": test.astype("<i8"), "u": u.astype("<f8")}
             active = self._active_or_none() if compare else None
+            if active is not None and is_tree_part(self._stored_part(active)):
+                raise OrchardError(
+                    "the active part is a SecureBoost part: an LR part cannot be compared with it"
+                )
             if active is not None:
                 u_active = self._reveal(session.aligned[test], self._stored_part(active))
                 arrays["u_active"] = u_active.astype("<f8")
             session.stage = "evaluated"
             return Message("evaluate", arrays=arrays)
+
+    def _evaluate_trees(self, session: HostSession, message: Message, compare: bool) -> Message:
+        """Answer one level of the out-of-time rows' routing at the new trees' host nodes (`final`: the last).
+
+        Only the session's out-of-time rows may be asked about, each counted once in the reveal ledger; the
+        evaluation runs once: after the `final` request the session accepts only `finish`.
+        """
+        if compare:
+            raise OrchardError("evaluate: comparing with the active part is not supported for SecureBoost")
+        if session.stage not in ("trained", "evaluating"):
+            raise OrchardError(f"{message.kind} out of order: the session expects {session.stage}")
+        if session.train is None:
+            raise _not_set_up(message)
+        eligible = np.ones(len(session_rows(session)), dtype=bool)
+        eligible[session.train] = False
+        state = self._route_state(session, self._part(session), eligible)
+        left = self._route(session, state, message)
+        final = _flag(message, "final", False)
+        session.stage = "evaluated" if final else "evaluating"
+        return Message(
+            "evaluate",
+            fields={"final": final, "test_rows": int(eligible.sum()), "revealed": len(state.revealed)},
+            arrays={"left": left},
+        )
 
     def _on_finish(self, message: Message) -> Message:
         """Store the session's part (with the reference bins of its own features); activate it or gate it.
@@ -535,7 +828,13 @@ class HostParty:
         self._drop(message.session)
         self._record(message.session, "finished", detail, part_id=part_id, activated=activate)
         return Message(
-            "finish", fields={"part_id": part_id, "sha256": digest, "features": len(self.features)}
+            "finish",
+            fields={
+                "part_id": part_id,
+                "sha256": digest,
+                "features": len(self.features),
+                "kind": str(part.get("kind", "hetero_lr")),
+            },
         )
 
     def _retire(self, part_id: str) -> None:
@@ -590,6 +889,17 @@ class HostParty:
             raise OrchardError("part_decision needs field promote: true or false")
         with self._models_lock:
             candidate = self._candidate_or_none()
+            decided = self.state_dir / "sessions" / f"decision-{part_id}.json"
+            if candidate != part_id and decided.exists():
+                # the guest's month is being redone after an interruption: the same decision again is answered
+                # as it was, another one is refused
+                record = json.loads(decided.read_text())
+                if (record["status"] == "promoted") != promote:
+                    raise OrchardError(f"model part {part_id} was already {record['status']}")
+                return Message(
+                    "part_decision",
+                    fields={"part_id": part_id, "promoted": promote, "active": record["active"]},
+                )
             if candidate is None:
                 raise OrchardError("the host has no candidate model part to decide on")
             if part_id != candidate:
@@ -692,6 +1002,8 @@ class HostParty:
         if session.part_id not in (self.active_part(), self._candidate_or_none()):
             raise OrchardError(f"model part {session.part_id} was retired during the session")
         part = self._stored_part(session.part_id)
+        if is_tree_part(part):
+            return self._score_trees(message, session, part)
         u, allowed = self._reveal_rows(session.aligned, part)
         fields: dict[str, Any] = {}
         if session.monitor:
@@ -706,6 +1018,58 @@ class HostParty:
         }
         write_json(record, self._score_log(message.session))
         return Message("score", fields=fields, arrays={"u": u.astype("<f8")})
+
+    def _score_trees(self, message: Message, session: HostSession, part: dict[str, Any]) -> Message:
+        """Answer one level of a SecureBoost part's routing of the session's matched rows; close on `final`.
+
+        Each `score` carries the (position in the matched order, tree, node) triples of host nodes the guest's
+        rows reach at `level`; the host answers within the reveal budget (a row is counted once per session,
+        when first asked; over budget: NO_ANSWER at every level). The `final` request (its triples may be
+        empty) closes the session and, in a monitoring session, carries the CSI over the answered rows.
+        """
+        final = _flag(message, "final", False)
+        if not final and "rows" not in message.arrays:
+            raise OrchardError(
+                f"model part {session.part_id} is a SecureBoost part: each score request names the (row, tree, "
+                "node) triples of one level, and the last one says final: true (no partial scores)"
+            )
+        with session.lock:
+            state = self._route_state(session, part, np.ones(len(session_rows(session)), dtype=bool))
+            left = self._route(session, state, message)
+            if not final:
+                return Message("score", fields={"final": False}, arrays={"left": left})
+            revealed = session_rows(session)[state.revealed]
+            fields: dict[str, Any] = {"final": True}
+            if session.monitor:
+                fields.update(self._csi(message.session, session, revealed, part))
+        self._drop(message.session)
+        record = {
+            **session.record,
+            "status": "scored",
+            "matched": len(session_rows(session)),
+            "revealed": len(revealed),
+            "asked": len(state.charged),
+            **({"csi_refused": fields["csi_refused"]} if "csi_refused" in fields else {}),
+        }
+        write_json(record, self._score_log(message.session))
+        return Message("score", fields=fields, arrays={"left": left})
+
+    def _noise_seed(self, part_id: str, period: str | None, rows: np.ndarray) -> int:
+        """Return the seed of a CSI answer's noise: a keyed hash of the part, the period and the rows.
+
+        The same question always gets the same noise, so asking it again cannot average the noise away; the
+        key is the host's secret (a 0600 file made on first use), or the simulated platform's seed.
+        """
+        if self.policy.noise_seed is not None:
+            key = hashlib.sha256(f"orchard-csi-noise:{self.policy.noise_seed}".encode()).digest()
+        else:
+            path = self.state_dir / "csi_noise.key"
+            if not path.exists():
+                write_secret(secrets.token_hex(32), path)
+            key = bytes.fromhex(path.read_text().strip())
+        keys = "\n".join(sorted(self.keys[i] for i in rows.tolist()))
+        digest = hmac.new(key, f"{part_id}|{period}|{keys}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:8], "big")
 
     def _csi(
         self, session_id: str, session: HostSession, rows: np.ndarray, part: dict[str, Any]
@@ -732,7 +1096,7 @@ class HostParty:
         reference, exact_proportions = proportion_matrices(profile, frame)
         exact = psi_values(reference, exact_proportions)
         scale = float(self.policy.csi_noise_scale)
-        rng = np.random.default_rng(secrets.randbits(64))
+        rng = np.random.default_rng(self._noise_seed(session.part_id, session.period, rows))
         noised = np.zeros_like(reference)
         for i, column in enumerate(profile.columns):
             counts = column.counts_of(frame[column.column]).astype(float)

@@ -23,10 +23,11 @@ from orchard.atomic import write_json
 from orchard.errors import OrchardError
 from orchard.federated.channel import PeerClient, load_key, wait_until_healthy, write_secret
 from orchard.federated.data import VerticalSplit, simulator_guest_spec, simulator_host_spec
-from orchard.federated.guest import joint_score_frame, partial_scores
+from orchard.federated.guest import JointTreeModel, joint_score_frame, partial_scores, pd_frame, tree_scores
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party import party_state_dir
 from orchard.federated.party_spec import PartyTable
+from orchard.federated.secureboost_tree import SBConfig
 from orchard.settings import Settings, tool_environment
 
 log = logging.getLogger(__name__)
@@ -197,9 +198,14 @@ def job_spec(
     *,
     compare: bool = False,
     activate: bool = True,
+    algorithm: str = "hetero_lr",
+    sb_config: SBConfig | None = None,
 ) -> dict[str, Any]:
-    """Return the job spec the guest reads (compare/activate: a retrain gated against the champion's part)."""
-    return {
+    """Return the job spec the guest reads (compare/activate: a retrain gated against the champion's part).
+
+    algorithm "secureboost" trains hetero SecureBoost with sb_config (default SBConfig()) instead of the LR.
+    """
+    spec = {
         "job_id": job_id,
         "model_name": model_name,
         "config": config.as_dict(),
@@ -208,7 +214,11 @@ def job_spec(
         "guest_sha256": split.guest_sha256,
         "compare": compare,
         "activate": activate,
+        "algorithm": algorithm,
     }
+    if algorithm == "secureboost":
+        spec["sb_config"] = (sb_config or SBConfig()).as_dict()
+    return spec
 
 
 def run_joint_job(
@@ -221,14 +231,23 @@ def run_joint_job(
     timeout_seconds: float = 3600.0,
     guest_spec: PartyTable | None = None,
     host_spec: PartyTable | None = None,
+    algorithm: str = "hetero_lr",
+    sb_config: SBConfig | None = None,
 ) -> dict[str, Any]:
-    """Run a joint training job between two fresh party processes; return the guest's result record."""
+    """Run a joint training job between two fresh party processes; return the guest's result record.
+
+    algorithm "secureboost" grows hetero SecureBoost trees (sb_config) instead of the LR (config unused).
+    """
     homes = prepare_parties(settings, split, guest_spec, host_spec)
     port = free_port()
     started = time.perf_counter()
     with host_process(settings, homes, port, record_dir):
         proc, result_file = start_guest(
-            settings, homes, port, job_spec(job_id, split, config, model_name), record_dir
+            settings,
+            homes,
+            port,
+            job_spec(job_id, split, config, model_name, algorithm=algorithm, sb_config=sb_config),
+            record_dir,
         )
         record = read_result(proc, result_file, timeout_seconds)
     record["job_wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -246,11 +265,18 @@ def joint_score(
     purpose: str,
     peer_host: str = "127.0.0.1",
 ) -> pd.DataFrame:
-    """Score customers with a registered joint model through a logged scoring session at the host."""
+    """Score customers with a registered joint model through a logged scoring session at the host.
+
+    A hetero-LR model gets the host's partial scores (an unmatched customer is an error); a SecureBoost model
+    gets the directions at the host nodes on each customer's path (unmatched or over budget: NaN PD, no tier).
+    """
     model = load_model(settings, model_name, ref)
     key = load_key(key_file)
     client = PeerClient(key, "guest", peer_host, peer_port, session=f"score-{time.time_ns()}")
     try:
+        if isinstance(model, JointTreeModel):
+            pds = tree_scores(client, model, frame, purpose)
+            return pd_frame(model.id_column, frame[model.id_column].to_numpy(), pds)
         ids = frame[model.id_column].astype(str).tolist()
         host_scores = partial_scores(client, model.host_part_id, ids, purpose)
     finally:

@@ -131,7 +131,9 @@ def _host(settings: Settings, joint: JointDef, split: VerticalSplit) -> Iterator
     """Run the platform's host process on its table of the split; yield the guest's link to it."""
     homes = prepare_parties(settings, split)
     link = Link(homes, free_port())
-    with host_process(settings, homes, link.port, policy=joint.host_policy):
+    # the simulated platform's CSI noise is keyed by the simulation's seed: a rerun answers the same
+    policy = {"noise_seed": settings.seed, **joint.host_policy}
+    with host_process(settings, homes, link.port, policy=policy):
         yield link
 
 

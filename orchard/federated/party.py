@@ -25,6 +25,7 @@ from orchard.federated.guest import GuestJob, abort_quietly, guest_data, train_g
 from orchard.federated.host import HostParty, HostPolicy
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import PartyTable, load_party_table
+from orchard.federated.secureboost_tree import SBConfig
 from orchard.runtime import load_settings
 from orchard.settings import Settings
 
@@ -98,8 +99,10 @@ def run_guest(
 ) -> dict[str, Any]:
     """Run one joint job against the host, register the model, write and return the result record."""
     job = json.loads(Path(job_file).read_text())
+    algorithm = str(job.get("algorithm", "hetero_lr"))
     try:
         config = LRConfig(**job.get("config", {}))
+        sb_config = SBConfig(**job.get("sb_config", {})) if algorithm == "secureboost" else None
     except (TypeError, ValueError) as exc:
         raise OrchardError(f"job {job_file} has an invalid training config: {exc}") from exc
     spec = GuestJob(
@@ -109,6 +112,8 @@ def run_guest(
         holdout_vintages=int(job.get("holdout_vintages", 3)),
         compare=bool(job.get("compare", False)),
         activate=bool(job.get("activate", True)),
+        algorithm=algorithm,
+        sb_config=sb_config,
         **({"spec": table_spec} if table_spec else {}),
     )
     key = load_key(key_file)

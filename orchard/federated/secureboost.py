@@ -21,7 +21,20 @@ Per tree (rows are the session's matched rows in the agreed order, positions 0..
   host -> guest  the left rows of each host split (the host keeps feature and threshold)
   guest -> host  sb_end_tree; the guest keeps the leaf weights
 Scoring: the guest walks its trees level by level and asks sb_route only for (row, tree, node) triples of host
-nodes its rows reach; HostModel.route answers left or right.
+nodes its rows reach; HostModel.route answers left or right (walk_trees: the same walk over any `ask`).
+
+Two processes (orchard.federated.host/guest/job): the same handlers run inside a training session after PSI
+(`sb_setup` also carries the train positions: rows 0..N-1 here are those positions, in the guest's order);
+the out-of-time rows' routing (`evaluate`) and a scoring session's (`score`) are asked level by level through
+HostModel.route, for the session's rows only, each row counted once per session in the host's reveal ledger
+(at most max_reveals_per_row sessions ever answer a row; beyond it NO_ANSWER and the guest scores NaN). The
+host checks each triple is a host node at that level, asked once per (row, tree) and level, below the child
+its earlier answer gave; levels only increase. What this adds to the exposure below: per scored row and
+answered session, the directions at the host nodes on its path (<= depth bits per tree, each a comparison
+with a threshold the host keeps); since the host cannot check the guest's own branches, a curious guest can
+learn at most one host direction per tree and level per row and session, possibly off the row's true path,
+and the ledger caps the sessions. The host learns, per scoring session, which matched rows reached which of
+its nodes (after guest splits it does not see), as the guest's level-by-level requests show.
 
 Protections (as the hetero LR's, docs/federated.md): no node, partition or offered threshold interval below
 min_child_rows (>= 256, SBConfig); the host offers a node only thresholds with >= min_child_rows rows on each
@@ -740,6 +753,92 @@ class SecureBoostGuest:
     def model(self) -> GuestModel:
         """Return the guest's part of the trained model."""
         return GuestModel(base_score=self.base, trees=list(self.trees), edges=self.binned.edges)
+
+
+def fill_values(x: np.ndarray) -> np.ndarray:
+    """Return each column's mean over the given (training) rows, ignoring NaN (0 for an all-missing column).
+
+    Binning refuses NaN, so each party fills its own missing values with these, fitted on its training rows
+    and kept in its own part of the model (the two-process job; the plaintext reference fills the same way).
+    """
+    values = np.asarray(x, dtype=float).reshape(len(x), -1)
+    with np.errstate(invalid="ignore"):
+        counts = (~np.isnan(values)).sum(axis=0)
+        sums = np.nansum(values, axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+def filled(x: np.ndarray, fill: np.ndarray | list[float]) -> np.ndarray:
+    """Return x (rows, features) as floats with each column's NaN replaced by its fill value."""
+    values = np.array(x, dtype=float).reshape(len(x), -1)
+    return np.where(np.isnan(values), np.asarray(fill, dtype=float), values)
+
+
+NO_ANSWER = 2  # a direction the host did not give (the row is over its reveal budget): the row gets no score
+
+
+def in_subtree(node: int, top: int) -> bool:
+    """Return whether heap-ordered node lies in the subtree rooted at top (top itself included)."""
+    while node > top:
+        node = (node - 1) // 2
+    return node == top
+
+
+def walk_trees(
+    model: GuestModel,
+    x_guest: np.ndarray,
+    ask: Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
+    """Return (raw scores, host directions) of rows, asking `ask(level, rows, trees, nodes)` once per level.
+
+    At each level the guest routes its own nodes and asks only the (row, tree, node) triples of host nodes its
+    rows reach at that depth; `ask` returns per triple 1 (left), 0 (right) or NO_ANSWER, after which that row
+    is no longer asked about and scores NaN. The directions come back as (tree, node) -> per row 1.0 / 0.0 /
+    NaN (not asked), the columns JointTreeModel reads.
+    """
+    x = np.asarray(x_guest, dtype=float).reshape(len(x_guest), -1)
+    n = len(x)
+    nodes = np.zeros((len(model.trees), n), dtype=np.int64)
+    dead = np.zeros(n, dtype=bool)
+    routes: dict[tuple[int, int], np.ndarray] = {}
+    depth = max((t.depth for t in model.trees), default=0)
+    for level in range(depth):
+        ask_rows: list[np.ndarray] = []
+        ask_trees: list[np.ndarray] = []
+        for t, tree in enumerate(model.trees):
+            node = nodes[t]
+            live = ~tree.leaf[node] & ~dead & (tree.owner[node] != 0)
+            for i in np.unique(node[live]).tolist():
+                at = np.flatnonzero((node == i) & ~dead)
+                if tree.owner[i] == GUEST:
+                    left = x[at, tree.feature[i]] < model.edges[tree.feature[i]][tree.bin[i]]
+                    node[at] = np.where(left, 2 * i + 1, 2 * i + 2)
+                else:
+                    ask_rows.append(at)
+                    ask_trees.append(np.full(len(at), t))
+        if not ask_rows:
+            continue
+        rows, trees = np.concatenate(ask_rows), np.concatenate(ask_trees)
+        current = nodes[trees, rows]
+        left = np.asarray(ask(level, rows, trees, current))
+        if left.shape != rows.shape or left.dtype != np.uint8 or (left > NO_ANSWER).any():
+            raise ProtocolError(f"route reply: expected {len(rows)} directions (uint8 0, 1 or {NO_ANSWER})")
+        answered = left != NO_ANSWER
+        dead[rows[~answered]] = True
+        for t, node_id in set(zip(trees.tolist(), current.tolist(), strict=True)):
+            routes.setdefault((t, node_id), np.full(n, np.nan))
+        for r, t, node_id, d in zip(
+            rows.tolist(), trees.tolist(), current.tolist(), left.tolist(), strict=True
+        ):
+            if d != NO_ANSWER:
+                routes[(t, node_id)][r] = float(d)
+        rows, trees, current, left = rows[answered], trees[answered], current[answered], left[answered]
+        nodes[trees, rows] = np.where(left == 1, 2 * current + 1, 2 * current + 2)
+    score = np.full(n, model.base_score)
+    for t, tree in enumerate(model.trees):
+        score += tree.weight[nodes[t]]
+    score[dead] = np.nan
+    return score, routes
 
 
 # --- in-process driver -----------------------------------------------------------------------------

@@ -129,9 +129,12 @@ def test_a_seventh_model_is_one_spec_entry(tmp_path: Path, prefect_server_env: d
         home, "run", "--portfolio", str(folder), "--until", "2019-07", timeout=1200, **prefect_server_env
     )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    # Then every month records the seven models the same way, and the seventh was trained and promoted
+    # Then every month records the seven models (and the joint model) the same way, and the seventh was trained
+    # and promoted
     records = [json.loads(p.read_text()) for p in sorted((home / "state" / "months").glob("*.json"))]
-    assert all(len(r["models"]) == 7 and SEVENTH in r["models"] for r in records)
+    assert all(
+        len(r["models"]) == 8 and {SEVENTH, "precredit_response_joint"} <= set(r["models"]) for r in records
+    )
     promotions = [m["promotion"] for r in records if (m := r["models"][SEVENTH])["promotion"]]
     assert any(p["action"] == "promote" for p in promotions), promotions
     assert SEVENTH in result.stdout, "the summary's models table lists the seventh model"

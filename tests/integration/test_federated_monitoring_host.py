@@ -257,6 +257,32 @@ def test_csi_flags_the_shifted_feature_and_stays_close_to_the_exact_value(
     assert all(v == round(v, 4) for v in csi.values())
 
 
+def test_the_same_question_gets_the_same_noise_and_another_question_fresh_noise(
+    trained: dict, tmp_path: Path
+) -> None:
+    # given a host with its own secret noise key (made 0600 on first use) and the default noise
+    keys = [k for k in GUEST[KEY] if k.endswith(f":{SHIFTED_MONTH}")]
+    answers = []
+    for served in _serve(trained, tmp_path, policy=HostPolicy(max_reveals_per_row=10)):
+        # when the guest asks the same monitoring question twice, and once over one row fewer
+        for n, rows in enumerate((keys, keys, keys[1:])):
+            answers.append(
+                scoring_session(served, f"repeat-{n}", rows, period=SHIFTED_MONTH, monitor=True)[1]
+            )
+        key_file = served.state / "csi_noise.key"
+        assert key_file.stat().st_mode & 0o077 == 0
+    first, again, other = (a.fields["csi"] for a in answers)
+    # then repeating it cannot average the noise away, while another set of rows gets its own draw
+    assert first == again
+    assert first != other
+    # and a host with another key (another platform, or a simulated one with its seed) answers otherwise
+    for served in _serve(
+        trained, tmp_path / "seeded", policy=HostPolicy(max_reveals_per_row=10, noise_seed=7)
+    ):
+        seeded = scoring_session(served, "seeded", keys, period=SHIFTED_MONTH, monitor=True)[1].fields["csi"]
+    assert seeded != first
+
+
 def test_csi_names_the_features_only_when_the_host_shares_them(trained: dict, tmp_path: Path) -> None:
     for served in _serve(trained, tmp_path, policy=HostPolicy(share_feature_names=True)):
         _, reply = scoring_session(
@@ -389,8 +415,12 @@ def test_a_candidate_part_waits_for_the_gate(served: Served) -> None:
     assert reply.fields == {"part_id": second, "promoted": False, "active": champion}
     assert candidate() is None and served.party.active_part() == champion
     assert (models / "retired" / f"{second}.json").exists() and (models / f"{champion}.json").exists()
-    with pytest.raises(OrchardError, match="no candidate"):
+    with pytest.raises(OrchardError, match="already rejected"):
         decide("decide-again", second, True)
+    # and the same decision again (a month redone after an interruption) is answered as it was
+    assert decide("decide-replayed", second, False).fields == reply.fields
+    with pytest.raises(OrchardError, match="no candidate"):
+        decide("decide-unknown", "host-part-0000000000000000", True)
     # when a third candidate is promoted, then it is active and every other part is retired
     third, _ = served.train("cand-3", 3, finish={"activate": False})
     decide("decide-promote", third, True)
