@@ -38,6 +38,7 @@ from orchard.federated.paillier_lr import (
     decode_gradient,
     dequantise,
     encrypted_column_sums,
+    initial_guest_weights,
     plain_from_bytes,
     plain_to_bytes,
     quantise,
@@ -374,7 +375,7 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     if int(host_public.n).bit_length() < config.key_bits - 8 or not 1 <= host_columns <= 1000:
         raise OrchardError("the host's training set-up is malformed (key size or feature count)")
     schedule = [(epoch, b) for epoch in range(config.epochs) for b in batches(len(train_pos), config, epoch)]
-    wg = np.zeros(xq.shape[1])
+    wg = initial_guest_weights(xq.shape[1], y[train_pos])
     opt = Adam(len(wg), config.learning_rate)
     epoch_seconds: list[float] = []
     epoch_started = time.perf_counter()
