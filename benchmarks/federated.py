@@ -1,11 +1,13 @@
 """Benchmark: federated (two processes, PSI + Paillier hetero LR) vs centralised training on the same rows.
 
 Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K] [--host-decoys R]
-[--fate-python PATH] [--algorithm secureboost --trees T --depth D --bins B --key-bits K].
+[--fate-python PATH [--fate-epochs E | --fate-trees T]]
+[--algorithm secureboost --trees T --depth D --bins B --key-bits K].
 --algorithm secureboost runs the real two-process hetero SecureBoost job instead of the LR and prints its wall
 time, seconds per tree, bytes exchanged and out-of-time AUC next to the same trees trained centrally in
 plaintext (train_reference: what the protocol must reproduce), LightGBM on the joined features
-(centralised_twin) and the guest-only trees. Prints, side by side, wall time, bytes exchanged, time per epoch and out-of-time AUC of:
+(centralised_twin), the guest-only trees and, with --fate-python, FATE 2.x's hetero SecureBoost on the same
+rows with the same settings. Prints, side by side, wall time, bytes exchanged, time per epoch and out-of-time AUC of:
 the joint model (federated), the same LR trained centrally on the joined data, the guest-only LR and, with
 --fate-python, FATE 2.x's hetero coordinated LR on the same rows (benchmarks/fate_reference.py in FATE's own
 venv); then ECDH-PSI throughput on K x K synthetic ids.
@@ -115,41 +117,52 @@ def export_rows(joined: pd.DataFrame, rows: Prepared, out_dir: Path) -> Path:
     return out_dir
 
 
-def run_fate(fate_python: Path, rows_dir: Path, config: LRConfig, timeout_seconds: float) -> dict[str, Any]:
-    """Run FATE's hetero coordinated LR on the exported rows (its own venv, three local parties)."""
+def run_fate(
+    fate_python: Path, rows_dir: Path, config: LRConfig | SBConfig, timeout_seconds: float
+) -> dict[str, Any]:
+    """Run FATE's hetero coordinated LR (guest, host, arbiter) or, given an SBConfig, its hetero SecureBoost
+    (guest, host) on the exported rows, in FATE's own venv as local processes; return the guest's result
+    with wall_seconds and bytes_pushed (what all parties pushed through FATE's federation)."""
     result_file = rows_dir / "fate_result.json"
     result_file.unlink(missing_ok=True)
-    command = [
-        str(fate_python),
-        str(FATE_SCRIPT),
-        "--parties",
-        "guest:9999",
-        "host:10000",
-        "arbiter:10001",
-        "--rows_dir",
-        str(rows_dir),
-        "--data_dir",
-        str(rows_dir / "fate-data"),
-        "--log_level",
-        "WARNING",
-        "--epochs",
-        str(config.epochs),
-        "--batch_size",
-        str(config.batch_size),
-        "--learning_rate",
-        str(config.learning_rate),
-        "--l2",
-        str(config.l2),
-        "--key_length",
-        str(config.key_bits),
-    ]
+    for stale in rows_dir.glob("fate_bytes_*.json"):
+        stale.unlink()
+    secureboost = isinstance(config, SBConfig)  # SecureBoost has no arbiter: the guest holds the key
+    parties = ["guest:9999", "host:10000"] if secureboost else ["guest:9999", "host:10000", "arbiter:10001"]
+    common = [str(fate_python), str(FATE_SCRIPT), "--parties", *parties, "--rows_dir", str(rows_dir)]
+    common += ["--data_dir", str(rows_dir / "fate-data"), "--log_level", "WARNING"]
+    options: dict[str, Any]
+    if isinstance(config, SBConfig):
+        options = {
+            "algorithm": "secureboost",
+            "trees": config.trees,
+            "max_depth": config.max_depth,
+            "max_bin": config.max_bins,
+            "learning_rate": config.learning_rate,
+            "l2": config.reg_lambda,
+            "min_leaf_node": config.min_child_rows,
+            "min_child_weight": config.min_child_weight,
+            "key_length": config.key_bits,
+        }
+    else:
+        options = {
+            "algorithm": "hetero_lr",
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "l2": config.l2,
+            "key_length": config.key_bits,
+        }
+    command = common + [item for key, value in options.items() for item in (f"--{key}", str(value))]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0 or not result_file.exists():
         tail = (done.stderr or done.stdout)[-2000:]
         raise RuntimeError(f"the FATE reference run failed (exit {done.returncode}): {tail}")
-    return {**json.loads(result_file.read_text()), "wall_seconds": wall}
+    pushed = [json.loads(f.read_text()) for f in sorted(rows_dir.glob("fate_bytes_*.json"))]
+    bytes_pushed = sum(p["bytes"] for p in pushed) if len(pushed) == len(parties) else None
+    return {**json.loads(result_file.read_text()), "wall_seconds": wall, "bytes_pushed": bytes_pushed}
 
 
 def psi_throughput(n_ids: int) -> dict[str, float]:
@@ -195,7 +208,8 @@ def _parser() -> argparse.ArgumentParser:
         "--fate-python",
         type=Path,
         default=None,
-        help="python of a venv with pyfate 2.x: also run FATE's coordinated LR on the same rows",
+        help="python of a venv with pyfate 2.x: also run FATE's coordinated LR (or, with --algorithm "
+        "secureboost, its hetero SecureBoost) on the same rows",
     )
     parser.add_argument(
         "--export-dir",
@@ -205,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--fate-epochs", type=int, default=None, help="epochs of the FATE run (default: --epochs)"
+    )
+    parser.add_argument(
+        "--fate-trees", type=int, default=None, help="secureboost: trees of the FATE run (default: --trees)"
     )
     parser.add_argument("--fate-timeout", type=float, default=7200.0)
     parser.add_argument("--algorithm", choices=("hetero_lr", "secureboost"), default="hetero_lr")
@@ -235,11 +252,17 @@ def _tree_aucs(joined: pd.DataFrame, config: SBConfig) -> dict[str, tuple[float,
     twin = centralised_twin(config).fit(np.hstack([xg, xh])[~test], y[~test])
     seconds = time.perf_counter() - started
     out["lightgbm"] = (auc(y[test], twin.predict_proba(np.hstack([xg, xh])[test])[:, 1]), seconds)
+    for k in range(1, config.trees + 1):  # boosting is deterministic: the first k trees of the same fit
+        model = train_reference(xg[~test], xh[~test], y[~test], dataclasses.replace(config, trees=k))
+        out[f"reference {k}"] = (auc(y[test], sigmoid(model.predict_score(xg[test], xh[test]))), 0.0)
     return out
 
 
-def main_secureboost(args: argparse.Namespace, settings: Settings, split: Any, joined: pd.DataFrame) -> None:
-    """Run the two-process SecureBoost job on the split and print it next to the centralised trees."""
+def main_secureboost(
+    args: argparse.Namespace, settings: Settings, split: Any, joined: pd.DataFrame, tmp: Path
+) -> None:
+    """Run the two-process SecureBoost job on the split and print it next to the centralised trees (and,
+    with --fate-python, FATE's hetero SecureBoost on the same rows, exported under tmp)."""
     config = SBConfig(trees=args.trees, max_depth=args.depth, max_bins=args.bins, key_bits=args.key_bits)
     central = _tree_aucs(joined, config)
     started = time.perf_counter()
@@ -284,11 +307,64 @@ def main_secureboost(args: argparse.Namespace, settings: Settings, split: Any, j
         f"AUC federated - centralised reference: {fed_auc - central['reference'][0]:+.2e}; "
         f"- LightGBM: {fed_auc - central['lightgbm'][0]:+.4f}; - guest only: {fed_auc - central['guest only'][0]:+.4f}"
     )
-    print(f"5-min load average at the end: {load:.1f} ({os.cpu_count()} cores)")
+    curve = [central[f"reference {k}"][0] for k in range(1, config.trees + 1)]
+    print(
+        f"AUC of the same trees (centralised reference = federated) after 1..{config.trees} trees: "
+        + " ".join(f"{a:.4f}" for a in curve)
+    )
+    loads = {"Orchard": load}
+    if args.fate_python:
+        # standardised rows, missing -> the training mean as Orchard fills them: the same order of values
+        rows_dir = export_rows(
+            joined, Prepared.of(joined, HOLDOUT_VINTAGES), args.export_dir or tmp / "fate_rows"
+        )
+        fate_config = dataclasses.replace(config, trees=args.fate_trees or config.trees)
+        fate = run_fate(args.fate_python, rows_dir, fate_config, args.fate_timeout)
+        loads["FATE"] = os.getloadavg()[1]
+        fate_trees = fate["epoch_seconds"]
+        fate_mb = None if fate["bytes_pushed"] is None else fate["bytes_pushed"] / 1e6
+        shown = "not measured" if fate_mb is None else f"{fate_mb:.1f}"
+        print(
+            f"{'FATE 2.x hetero SecureBoost (2 pr.)':34}{fate['wall_seconds']:>10.2f}{shown:>14}"
+            f"{np.mean(fate_trees):>10.2f}{fate['auc_test']:>10.4f}"
+        )
+        rest = fate["fit_seconds"] - fate["setup_seconds"] - sum(fate_trees)  # score updates, loss
+        print(
+            f"{'  binning, trees, rest, predict':34}{fate['setup_seconds']:>10.2f} "
+            f"{sum(fate_trees):.2f} {rest:.2f} {fate['predict_seconds']:.2f}"
+        )
+        print(f"{'  trees (s)':34}{' '.join(f'{t:.2f}' for t in fate_trees)}")
+        n = len(fate_trees)
+        print(
+            f"FATE s/tree / Orchard s/tree = {np.mean(fate_trees) / np.mean(trees):.1f}x on the same "
+            f"{record['train_rows']} rows; FATE fit (binning + {n} trees) / Orchard training "
+            f"({config.trees} trees) per tree = {fate['fit_seconds'] / n / (record['seconds'].get('training', fed_s) / config.trees):.1f}x; "
+            f"AUC after {n} tree(s): FATE {fate['auc_test']:.4f}, Orchard {curve[min(n, config.trees) - 1]:.4f} "
+            f"({fate['auc_test'] - curve[min(n, config.trees) - 1]:+.4f})"
+        )
+        reached = next((k for k, a in enumerate(curve, start=1) if a >= fate["auc_test"]), None)
+        if reached:
+            print(
+                f"to FATE's AUC after {n} tree(s), Orchard needs {reached} tree(s): "
+                f"{sum(fate_trees) / (reached * np.mean(trees)):.1f}x less tree time"
+            )
+        else:
+            print(f"Orchard's {config.trees} tree(s) stay below FATE's AUC after {n} tree(s)")
+        if fate_mb is not None:
+            print(
+                f"MB exchanged per tree, whole runs (FATE: binning, {n} tree(s), prediction; Orchard: PSI, "
+                f"{config.trees} trees, evaluation): FATE {fate_mb / n:.1f}, Orchard {fed_mb / config.trees:.1f}, "
+                f"{fate_mb / fed_mb * config.trees / n:.1f}x"
+            )
+    print(
+        "5-min load average at the end of: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in loads.items())
+        + f" ({os.cpu_count()} cores)"
+    )
 
 
 def _row(name: str, wall: float, mb: float | None, per_epoch: float, auc_value: float) -> str:
-    shown = "not measured" if mb is None else f"{mb:.1f}"  # FATE's traffic is not counted here
+    shown = "not measured" if mb is None else f"{mb:.1f}"
     return f"{name:30}{wall:>10.2f}{shown:>14}{per_epoch:>11.3f}{auc_value:>10.4f}"
 
 
@@ -320,7 +396,7 @@ def main() -> None:
             )
         joined = guest.merge(host.drop(columns=VINTAGE), on=KEY).sort_values(KEY).reset_index(drop=True)
         if args.algorithm == "secureboost":
-            main_secureboost(args, settings, split, joined)
+            main_secureboost(args, settings, split, joined, Path(tmp))
             return
         rows = Prepared.of(joined, HOLDOUT_VINTAGES)
         auc_central, central_s = _central(rows, config, host=True)
@@ -385,7 +461,13 @@ def main() -> None:
     if fate:
         fate_epoch = float(np.mean(fate["epoch_seconds"]))
         print(
-            _row("FATE 2.x coordinated LR (3 pr.)", fate["wall_seconds"], None, fate_epoch, fate["auc_test"])
+            _row(
+                "FATE 2.x coordinated LR (3 pr.)",
+                fate["wall_seconds"],
+                None if fate["bytes_pushed"] is None else fate["bytes_pushed"] / 1e6,
+                fate_epoch,
+                fate["auc_test"],
+            )
         )
         print(f"{'  epochs (s)':30}{' '.join(f'{e:.2f}' for e in fate['epoch_seconds'])}")
         print(
