@@ -128,16 +128,11 @@ def _check_value(name: str, value: float) -> float:
 
 def is_breach(drift: Drift, limits: MonitoringDef) -> bool:
     """Return whether the month's drift breaches the model's monitoring policy."""
-    return _breach(drift, limits)[0]
+    return breach_reasons(drift, limits)[0]
 
 
 def breach_reasons(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
     """Return whether the month's drift breaches the policy, with the reasons (each names metric and threshold)."""
-    return _breach(drift, limits)
-
-
-def _breach(drift: Drift, limits: MonitoringDef) -> tuple[bool, list[str]]:
-    """Return whether the month's drift breaches the policy, with the reasons."""
     score_psi = _check_value("score PSI", drift.score_psi)
     feature_psi = {f: _check_value(f"PSI of feature {f!r}", v) for f, v in drift.feature_psi.items()}
     reasons: list[str] = []
@@ -195,7 +190,7 @@ def decide(
         raise OrchardError(
             f"champion v{history.champion} has no monitoring of {month}: the policy needs its drift"
         )
-    breach, reasons = _breach(drift, limits)
+    breach, reasons = breach_reasons(drift, limits)
     refit = adaptation is not None and adaptation.refit_ready
     # an open breach: too few vintages since it have mature labels for a fit (the month itself need not breach)
     unlearnt = (

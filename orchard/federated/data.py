@@ -232,12 +232,7 @@ def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
             columns[name] = (values == level).astype(float)
     out = pd.DataFrame(columns)
     del columns, users
-    keep = ~out[KEY].duplicated().to_numpy()
-    return (
-        out.loc[keep, [KEY, VINTAGE, *HOST_FEATURES]].reset_index(drop=True)
-        if not keep.all()
-        else out[[KEY, VINTAGE, *HOST_FEATURES]]
-    )
+    return out.loc[~out[KEY].duplicated(), [KEY, VINTAGE, *HOST_FEATURES]].reset_index(drop=True)
 
 
 def _write_host_table(months: Iterator[pd.DataFrame], path: Path) -> tuple[int, str]:
