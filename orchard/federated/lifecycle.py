@@ -17,7 +17,6 @@ runs on its own table and home):
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -63,8 +62,6 @@ from orchard.lifecycle.references import profile_path
 from orchard.months import months_between
 from orchard.portfolio.spec import JointDef, PolicyDef
 from orchard.settings import Settings
-
-log = logging.getLogger(__name__)
 
 JOB_TIMEOUT_SECONDS = 3600.0
 
