@@ -280,10 +280,10 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
         expected = {r.month: el for r in records if (el := r.model(name).expected_loss)}
         losses[name] = vintage_losses(settings, specs[name], expected, last)
     tiers = tuple(n for n, s in specs.items() if s.kind == "tiers")
-    vintages = matured_vintages(settings, specs[primary])
+    vintages = matured_vintages(settings, primary)
     # the shock's adaptation report follows the primary model, or else the first that recalibrates
     adapting = next((n for n in (primary, *specs) if specs[n].early_label_rule is not None), None)
-    adapting_vintages = matured_vintages(settings, specs[adapting]) if adapting else None
+    adapting_vintages = matured_vintages(settings, adapting) if adapting else None
     console.print(
         render_summary(
             records,

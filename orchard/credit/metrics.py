@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.stats import rankdata
 
 from orchard.credit.psi import ReferenceProfile, psi
 from orchard.errors import OrchardError
@@ -39,7 +38,7 @@ def _validate(y_true: ArrayLike, pd_pred: ArrayLike) -> tuple[np.ndarray, np.nda
 def auc(y_true: ArrayLike, pd_pred: ArrayLike) -> float:
     """Return the ROC AUC (Mann-Whitney: probability a bad is scored riskier than a good; ties count half)."""
     y, p = _validate(y_true, pd_pred)
-    ranks = rankdata(p)  # average ranks, so ties count half
+    ranks = pd.Series(p).rank(method="average").to_numpy()  # average ranks, so ties count half
     n_bad = int(y.sum())
     n_good = y.size - n_bad
     return float((ranks[y == 1].sum() - n_bad * (n_bad + 1) / 2) / (n_bad * n_good))
@@ -68,7 +67,7 @@ def decile_table(y: ArrayLike, pd_scores: ArrayLike) -> pd.DataFrame:
     """
     y_arr, p = _validate(y, pd_scores)
     # rank by descending PD; qcut on the ranks keeps ties together via the 'min' method
-    order = rankdata(-p, method="min")
+    order = pd.Series(-p).rank(method="min").to_numpy()
     deciles = pd.qcut(order, N_DECILES, labels=False, duplicates="drop")
     frame = pd.DataFrame({"decile": np.asarray(deciles) + 1, "bad": y_arr, "score": p})
     table = (

@@ -25,7 +25,6 @@ from orchard.atomic import atomic_path, frame_sha256, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.party_spec import FeatureColumn, PartyTable
 from orchard.labels import application_labels
-from orchard.lake import read_silver, silver_months
 from orchard.months import month_index, month_range, timestamp_months
 from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
@@ -298,6 +297,9 @@ def write_vertical_split(
     `require_labels`: refuse a guest table without both classes among its mature labels (a job would fail).
     `host_months`: the platform's snapshots of these months only (a month's monitoring needs no other).
     """
+    # deferred: the lake pulls in SQLAlchemy, which a party process (importing this module) never needs
+    from orchard.lake import read_silver, silver_months
+
     as_of = as_of_month or settings.end_month
     months = month_range(settings.start_month, as_of if validated else settings.end_month)
 

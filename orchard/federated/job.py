@@ -151,15 +151,23 @@ def host_process(
                 proc.wait()
 
 
-def start_guest(
-    settings: Settings, homes: PartyHomes, port: int, job: dict[str, Any], record_dir: Path | None = None
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start the guest process running one job; return it and its result file."""
+def write_job(settings: Settings, job: dict[str, Any]) -> tuple[Path, Path]:
+    """Write a job's spec under the guest's state (any earlier result of the same job removed); return the spec
+    file and the file its result goes to."""
     jobs_dir = party_state_dir(settings, "guest") / "jobs"
     job_file = write_json(job, jobs_dir / f"{job['job_id']}.job.json")
     result_file = jobs_dir / f"{job['job_id']}.result.json"
     if result_file.exists():
         result_file.unlink()
+    return job_file, result_file
+
+
+def start_guest(
+    settings: Settings, homes: PartyHomes, port: int, job: dict[str, Any], record_dir: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the guest process running one job; return it and its result file."""
+    job_file, result_file = write_job(settings, job)
+    jobs_dir = job_file.parent
     extra = ["--job-file", str(job_file), "--result-file", str(result_file)]
     if record_dir:
         extra += ["--record-dir", str(record_dir)]

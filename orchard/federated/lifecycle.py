@@ -39,6 +39,7 @@ from model_registry.registry import (
     trained_months,
 )
 from monitoring.policy import Drift, breach_reasons
+from orchard.atomic import write_parquet
 from orchard.credit.metrics import evaluate
 from orchard.credit.psi import SCORE_COLUMN, ReferenceProfile, psi
 from orchard.errors import OrchardError
@@ -51,19 +52,18 @@ from orchard.federated.job import (
     host_process,
     job_spec,
     prepare_parties,
-    read_result,
-    start_guest,
+    write_job,
 )
 from orchard.federated.paillier_lr import MIN_BATCH_ROWS, LRConfig
-from orchard.federated.party import party_state_dir
+from orchard.federated.party import party_state_dir, run_guest
 from orchard.lifecycle.ledger import ModelMonth
+from orchard.lifecycle.monitoring import publish_month, report_vintages, unreported_scores
 from orchard.lifecycle.promotion import gate_policy
 from orchard.lifecycle.references import profile_path
 from orchard.months import months_between
 from orchard.portfolio.spec import JointDef, PolicyDef
+from orchard.serving.batch import scores_path
 from orchard.settings import Settings
-
-JOB_TIMEOUT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -98,16 +98,19 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
     if champion is None and why is None:
         entry.reasons.append("no champion yet and too few labelled vintages for a first fit")
         return entry
+    values: dict[str, float] = {}
     if champion is not None:
         with _host(settings, joint, split) as link:
-            breach = _monitor(settings, joint, policy, champion, month, guest, link, entry)
-        why = _why_train(settings, joint, policy, champion, month, guest, breach)
+            values = _monitor(settings, joint, policy, champion, month, guest, link, entry)
+        why = _why_train(settings, joint, policy, champion, month, guest, entry.breach)
         if why is not None:
             split = _split(settings, month, None)
     if why is not None:
         entry.reasons.append(why)
         with _host(settings, joint, split) as link:
             _train_and_gate(settings, joint, policy, champion, month, split, link, guest, entry)
+    if values:  # after the month's decision, so that the dashboard counts its alias events
+        _publish(settings, joint, policy, month, guest, values)
     return entry
 
 
@@ -192,13 +195,17 @@ def _monitor(
     guest: pd.DataFrame,
     link: Link,
     entry: ModelMonth,
-) -> bool:
-    """Score the month's rows through a monitoring session; PSI and CSI at each party; return the breach."""
+) -> dict[str, float]:
+    """Score the month's rows through a monitoring session, keep the champion's scores, PSI and CSI at each
+    party, the breach in `entry`; return the score PSI and every feature's CSI (empty when not monitored)."""
     purpose = f"monitoring {joint.model} v{version} at {month}"
     month_scores = _score_month(settings, joint, version, month, guest, link, purpose, monitor=True)
     if isinstance(month_scores, str):
         entry.reasons.append(f"not monitored: {month_scores}")
-        return False
+        return {}
+    # the champion's PDs of the month's vintage: its realised performance once the labels mature
+    key = simulator_guest_spec().id_column
+    write_parquet(month_scores.scored[[key, "pd"]], scores_path(settings, joint.model, month))
     reference, reply = month_scores.reference, month_scores.reply
     score_psi = psi(ReferenceProfile.from_dict(reference["score"]), month_scores.scored[[SCORE_COLUMN]])
     feature_psi = psi(ReferenceProfile.from_dict(reference["features"]), month_scores.rows)
@@ -216,7 +223,35 @@ def _monitor(
     entry.top_feature_psi = dict(sorted(feature_psi.items(), key=lambda kv: -kv[1])[:5])
     entry.breach = breach
     entry.reasons.extend(reasons)
-    return breach
+    return {SCORE_COLUMN: float(score_psi[SCORE_COLUMN]), **feature_psi}
+
+
+def _publish(
+    settings: Settings,
+    joint: JointDef,
+    policy: PolicyDef,
+    month: str,
+    guest: pd.DataFrame,
+    values: dict[str, float],
+) -> None:
+    """Add the month to the joint model's Evidently dashboard: the score PSI, both parties' CSI (the host's as
+    it answered: noised, opaque labels), the drift share, the vintages matured since the last month (realised AUC
+    of the champion's stored PDs against the lender's labels) beside their early estimate, the alias events."""
+    spec = simulator_guest_spec()
+    features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
+    limit = policy.monitoring.feature_psi_breach
+    drift_share = sum(v > limit for v in features.values()) / max(len(features), 1)
+    labels = pd.DataFrame(
+        {
+            "application_id": guest[spec.id_column].to_numpy(),
+            "vintage": guest[spec.vintage_column].astype(str).to_numpy(),
+            "mature": guest[spec.label_column].notna().to_numpy(),
+            "bad": guest[spec.label_column].to_numpy(),
+        }
+    )
+    scores = unreported_scores(settings, joint.model, spec.id_column, month)
+    matured = report_vintages(settings, joint.model, scores, labels, month)
+    publish_month(settings, joint.model, month, values, drift_share, matured)
 
 
 def _why_train(
@@ -274,8 +309,11 @@ def _train_and_gate(
             compare=champion is not None,
             activate=champion is None,
         )
-        proc, result_file = start_guest(settings, link.homes, link.port, job)
-        record = read_result(proc, result_file, JOB_TIMEOUT_SECONDS)
+        # the lender is the guest: its side of the job runs here, in the lifecycle's process (the platform's
+        # host runs in its own); no second process to start, MLflow already loaded
+        job_file, result_file = write_job(settings, job)
+        homes = link.homes
+        record = run_guest(settings, link.port, homes.guest_data, homes.key_file, job_file, result_file)
     else:  # the month is being redone: the job ran and registered before the interruption
         record = json.loads(result_file.read_text())
     version = int(record["version"])

@@ -22,7 +22,8 @@ from orchard.atomic import write_json, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.channel import DEFAULT_MAX_BYTES, PartyServer, PeerClient, file_recorder, load_key
 from orchard.federated.guest import GuestJob, abort_quietly, guest_data, train_guest
-from orchard.federated.host import HostParty, HostPolicy
+from orchard.federated.host import HostParty
+from orchard.federated.host_sessions import HostPolicy
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import PartyTable, load_party_table
 from orchard.federated.secureboost_tree import SBConfig

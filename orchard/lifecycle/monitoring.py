@@ -119,13 +119,13 @@ def monitor_month(
     return replace(outcome, report_path=str(report)), decision
 
 
-def _vintage_state_path(settings: Settings, spec: ModelSpec):
-    return settings.state_dir / "vintages" / f"{spec.name}.json"
+def _vintage_state_path(settings: Settings, model_name: str):
+    return settings.state_dir / "vintages" / f"{model_name}.json"
 
 
-def matured_vintages(settings: Settings, spec: ModelSpec) -> dict[str, dict[str, float]]:
+def matured_vintages(settings: Settings, model_name: str) -> dict[str, dict[str, float]]:
     """Return the vintages reported as matured so far, each with its realised value beside its estimates."""
-    path = _vintage_state_path(settings, spec)
+    path = _vintage_state_path(settings, model_name)
     if not path.exists():
         return {}
     stored = json.loads(path.read_text())
@@ -133,27 +133,57 @@ def matured_vintages(settings: Settings, spec: ModelSpec) -> dict[str, dict[str,
     return {v: {} for v in stored} if isinstance(stored, list) else stored
 
 
+def unreported_scores(settings: Settings, model_name: str, key: str, month: str) -> pd.DataFrame:
+    """Return application_id, vintage and pd of the stored batch scores of the month and of every earlier month
+    whose vintage is not reported as matured yet (empty when there are none)."""
+    reported = matured_vintages(settings, model_name)
+    scored = []
+    for m in month_range(settings.start_month, month):
+        path = scores_path(settings, model_name, m)
+        if (m not in reported or m == month) and path.exists():
+            scored.append(pd.read_parquet(path, columns=[key, "pd"]).assign(vintage=m))
+    if not scored:
+        return pd.DataFrame(columns=["application_id", "pd", "vintage"])
+    return pd.concat(scored, ignore_index=True).rename(columns={key: "application_id"})
+
+
+def report_vintages(
+    settings: Settings, model_name: str, scores: pd.DataFrame, labels: pd.DataFrame, month: str
+) -> pd.DataFrame:
+    """Return realised AUC/KS/bad rate of the vintages matured since the last check beside their early estimate,
+    and keep each matured vintage in the state (for the summary and the next month).
+
+    scores: unreported_scores output; labels: application_id, vintage, mature, bad of the model's learnable
+    cases as known now. The estimate of a vintage is on its learnable cases (those in labels), the population
+    its realised value describes; the estimate over every scored case is kept beside it, labelled as such.
+    """
+    if scores.empty:
+        return pd.DataFrame()
+    reported = matured_vintages(settings, model_name)
+    realised = matured_performance(scores, labels, month, set(reported))
+    wanted = scores[scores["vintage"].isin(set(realised["vintage"]) | {month})]
+    learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
+    table = performance_by_vintage(realised, early_estimate(learnable), early_estimate(wanted))
+    for row in table[table["status"] == "matured"].to_dict("records"):
+        reported[str(row["vintage"])] = {str(k): v for k, v in row.items() if k not in ("vintage", "status")}
+    write_json(reported, _vintage_state_path(settings, model_name))
+    return table
+
+
 def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.DataFrame:
-    """Return realised AUC/KS/bad rate of vintages matured since the last check, beside their early estimate.
+    """Return realised AUC/KS/bad rate of the model's vintages matured since the last check, beside their early
+    estimate (report_vintages).
 
     The estimate of a vintage comes from the champion's calibrated PDs when it was scored (CBPE-style), on the
-    cases whose performance is realised later (the model's learnable cases, e.g. booked loans), so that estimate
-    and realised value describe one population; the estimate over every scored case (e.g. all applicants) is
-    kept beside it, labelled as such. The current month's vintage gets its estimate now and its realised value
-    when its labels mature; each matured vintage is kept in the state for the summary.
+    cases whose performance is realised later (the model's learnable cases, e.g. booked loans). The current
+    month's vintage gets its estimate now and its realised value when its labels mature.
 
     Only the vintages not reported yet are read (scores, cases and labels): the work of a month is bounded by the
     label window, not by the length of the history.
     """
-    reported = matured_vintages(settings, spec)
-    scored = []
-    for m in month_range(settings.start_month, month):
-        path = scores_path(settings, spec.name, m)
-        if (m not in reported or m == month) and path.exists():
-            scored.append(pd.read_parquet(path, columns=[spec.key, "pd"]).assign(vintage=m))
-    if not scored:
+    scores = unreported_scores(settings, spec.name, spec.key, month)
+    if scores.empty:
         return pd.DataFrame()
-    scores = pd.concat(scored, ignore_index=True).rename(columns={spec.key: "application_id"})
     # the model's own learnable cases and labels as known now (the same population training uses)
     cases = population(settings, spec, sorted(set(scores["vintage"])), month)
     cases = cases[cases["eligible"].astype(bool)]
@@ -165,14 +195,7 @@ def vintage_performance(settings: Settings, spec: ModelSpec, month: str) -> pd.D
             "bad": cases["bad"].to_numpy(),
         }
     )
-    realised = matured_performance(scores, labels, month, set(reported))
-    wanted = scores[scores["vintage"].isin(set(realised["vintage"]) | {month})]
-    learnable = wanted[wanted["application_id"].isin(labels["application_id"])]
-    table = performance_by_vintage(realised, early_estimate(learnable), early_estimate(wanted))
-    for row in table[table["status"] == "matured"].to_dict("records"):
-        reported[str(row["vintage"])] = {str(k): v for k, v in row.items() if k not in ("vintage", "status")}
-    write_json(reported, _vintage_state_path(settings, spec))
-    return table
+    return report_vintages(settings, spec.name, scores, labels, month)
 
 
 def kind_series(spec: ModelSpec) -> tuple[MonthSeries, ...]:
@@ -199,6 +222,26 @@ def kind_series(spec: ModelSpec) -> tuple[MonthSeries, ...]:
     return ()
 
 
+def publish_month(
+    settings: Settings,
+    model_name: str,
+    month: str,
+    psi_values: dict[str, float],
+    drift_share: float,
+    matured: pd.DataFrame | None,
+    top_features: list[str] | None = None,
+    series: tuple[MonthSeries, ...] = (),
+    extra: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """Write the model's dashboard (once) and add the month's snapshot: PSI, drift share, matured vintages, the
+    month's alias events and what the model's kind adds (by group of `series`); return the month's run id."""
+    ensure_dashboard(settings, model_name, top_features=top_features, extra=series)
+    month_events = [e.to_dict() for e in events(settings, model_name) if e.effective_month == month]
+    return add_month_snapshot(
+        settings, model_name, month, psi_values, drift_share, matured, month_events, extra
+    )
+
+
 def publish_dashboard(
     settings: Settings,
     spec: ModelSpec,
@@ -206,17 +249,15 @@ def publish_dashboard(
     outcome: MonitorOutcome,
     extra: dict[str, dict[str, float]] | None = None,
 ) -> str:
-    """Add the month's snapshot (PSI, drift share, vintages, alias events, and what the model's kind adds, by
-    group of kind_series) to the model's Evidently project."""
-    ensure_dashboard(settings, spec.name, top_features=list(spec.dashboard_features), extra=kind_series(spec))
-    month_events = [e.to_dict() for e in events(settings, spec.name) if e.effective_month == month]
-    return add_month_snapshot(
+    """Add the month's snapshot of a portfolio model to its Evidently project (publish_month)."""
+    return publish_month(
         settings,
         spec.name,
         month,
         {SCORE_COLUMN: outcome.score_psi, **outcome.feature_psi},
         outcome.drift_share,
         vintage_performance(settings, spec, month),
-        month_events,
-        extra,
+        top_features=list(spec.dashboard_features),
+        series=kind_series(spec),
+        extra=extra,
     )

@@ -535,7 +535,7 @@ class JointDef(Strict):
     )
     host_policy: dict[str, int | float | bool] = Field(
         default_factory=dict,
-        description="the simulated platform's limits (orchard.federated.host.HostPolicy); a real partner sets its own",
+        description="the simulated platform's limits (orchard.federated.host_sessions.HostPolicy); a real partner sets its own",
     )
 
 

@@ -13,6 +13,8 @@ import pytest
 from model_registry.governance import recorded_gate
 from model_registry.history import events
 from model_registry.registry import champion_version, load_model
+from monitoring.dashboards import EVENT_ACTIONS, series
+from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
 from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
 from orchard.settings import Settings
@@ -107,3 +109,29 @@ def test_a_breach_retrains_through_the_gate_and_the_host_keeps_the_champions_par
         or json.loads((_host_dir(settings) / "models" / "candidate.json").read_text()).get("part_id")
         != active
     )
+
+
+def test_the_joint_models_dashboard_shows_what_its_months_recorded(settings: Settings) -> None:
+    # Given the months in which the joint model's champion was monitored
+    records = _months(settings)
+    monitored = {m: r["score_psi"] for m, r in records.items() if r.get("score_psi") is not None}
+    assert len(monitored) >= 2, records
+    # Then its Evidently project holds each month's score PSI as recorded in the month's ledger
+    assert series(settings, MODEL, PSI_METRIC_TYPE, {"scope": "score"}) == pytest.approx(monitored)
+    # And the host's CSI under its opaque labels, beside the lender's own features' CSI
+    for month, entry in records.items():
+        for feature, value in entry.get("top_feature_psi", {}).items():
+            stored = series(settings, MODEL, PSI_METRIC_TYPE, {"scope": "feature", "label": feature})
+            assert stored[month] == pytest.approx(value), (month, feature)
+    assert any(
+        f.startswith("host:host_feature_") for r in records.values() for f in r.get("top_feature_psi", {})
+    )
+    # And each monitored month's alias events, counted per action (a retrain's decision falls in its month)
+    for action in EVENT_ACTIONS:
+        counted = series(settings, MODEL, VALUE_METRIC_TYPE, {"group": "events", "label": action})
+        recorded = [e.effective_month for e in events(settings, MODEL) if e.action == action]
+        assert counted == {m: float(recorded.count(m)) for m in monitored}, action
+    # And the early estimate of every monitored month's vintage from the champion's stored PDs
+    expected = series(settings, MODEL, VALUE_METRIC_TYPE, {"group": "vintage", "label": "expected_auc"})
+    assert set(monitored) <= set(expected), expected
+    assert all(0.5 < v < 1.0 for v in expected.values()), expected

@@ -18,7 +18,8 @@ from orchard.federated import host as host_module
 from orchard.federated.channel import Message, PartyServer, PeerClient
 from orchard.federated.data import HOST_FEATURES, KEY, LABEL
 from orchard.federated.guest import GuestJob, partial_scores, train_guest
-from orchard.federated.host import HostParty, HostPolicy
+from orchard.federated.host import HostParty
+from orchard.federated.host_sessions import HostPolicy
 from orchard.federated.paillier_lr import RESIDUAL_BITS, LRConfig, signed
 from tests.federated_tables import customer_keys, synthetic_tables
 

@@ -20,11 +20,12 @@ import pytest
 
 from orchard.credit.psi import ReferenceProfile, psi
 from orchard.errors import OrchardError
-from orchard.federated import host as host_module
+from orchard.federated import host_scoring as host_module
 from orchard.federated.channel import Message, PartyServer, PeerClient
 from orchard.federated.data import HOST_FEATURES, KEY, VINTAGE
 from orchard.federated.guest import GuestJob, train_guest
-from orchard.federated.host import HostParty, HostPolicy
+from orchard.federated.host import HostParty
+from orchard.federated.host_sessions import HostPolicy
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import FeatureColumn, PartyTable
 from orchard.federated.psi_ecdh import Blinder, match

@@ -11,7 +11,8 @@ import pytest
 from orchard.errors import OrchardError
 from orchard.federated.channel import Message, PartyServer, PeerClient
 from orchard.federated.guest import GuestJob, partial_scores, train_guest
-from orchard.federated.host import HostParty, HostPolicy
+from orchard.federated.host import HostParty
+from orchard.federated.host_sessions import HostPolicy
 from orchard.federated.paillier_lr import LRConfig
 from tests.federated_tables import synthetic_tables
 

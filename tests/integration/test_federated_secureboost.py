@@ -32,7 +32,8 @@ from orchard.federated.guest import (
     train_guest,
     tree_scoring_session,
 )
-from orchard.federated.host import HostParty, HostPolicy
+from orchard.federated.host import HostParty
+from orchard.federated.host_sessions import HostPolicy
 from orchard.federated.job import free_port, host_process, joint_score, prepare_parties, run_joint_job
 from orchard.federated.paillier_lr import LRConfig, sigmoid
 from orchard.federated.secureboost import NO_ANSWER, depth_of, fill_values, filled
