@@ -91,8 +91,8 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
     policy = settings.portfolio_def.policy
     champion = champion_version(settings, joint.model)
     entry = ModelMonth(champion=champion)
-    # a month's monitoring needs the platform's snapshots of the month only; a job needs its whole history
-    split = _split(settings, month, None if champion is None else [month])
+    # a month's monitoring needs the platform's snapshots of the month only; a job those of its vintages
+    split = _split(settings, month, [month])
     guest = pd.read_parquet(split.guest_path)
     why = _why_train(settings, joint, policy, champion, month, guest, False)
     if champion is None and why is None:
@@ -103,10 +103,10 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
         with _host(settings, joint, split) as link:
             values = _monitor(settings, joint, policy, champion, month, guest, link, entry)
         why = _why_train(settings, joint, policy, champion, month, guest, entry.breach)
-        if why is not None:
-            split = _split(settings, month, None)
     if why is not None:
         entry.reasons.append(why)
+        # the job's vintages, and the month itself for the new version's score stability on its applications
+        split = _split(settings, month, [*_job_vintages(joint, guest), month])
         with _host(settings, joint, split) as link:
             _train_and_gate(settings, joint, policy, champion, month, split, link, guest, entry)
     if values:  # after the month's decision, so that the dashboard counts its alias events
@@ -254,6 +254,13 @@ def _publish(
     publish_month(settings, joint.model, month, values, drift_share, matured)
 
 
+def _job_vintages(joint: JointDef, guest: pd.DataFrame) -> list[str]:
+    """Return the labelled vintages a job fits and tests on: the latest `train_vintages` (all when unset)."""
+    spec = simulator_guest_spec()
+    months = sorted(guest.loc[guest[spec.label_column].notna(), spec.vintage_column].astype(str).unique())
+    return months if joint.train_vintages is None else months[-joint.train_vintages :]
+
+
 def _why_train(
     settings: Settings,
     joint: JointDef,
@@ -265,8 +272,9 @@ def _why_train(
 ) -> str | None:
     """Return why a joint job runs this month (first fit, or a retrain after a breach), or None."""
     spec = simulator_guest_spec()
+    months = _job_vintages(joint, guest)
     vintages = guest.loc[guest[spec.label_column].notna(), spec.vintage_column]
-    months = sorted(vintages.unique())
+    vintages = vintages[vintages.isin(months)]
     needed = max(policy.min_mature_vintages, policy.oot_months + 1)
     train_rows = int((~vintages.isin(months[-policy.oot_months :])).sum())
     if len(months) < needed or train_rows < MIN_BATCH_ROWS:

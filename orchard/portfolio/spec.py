@@ -533,6 +533,13 @@ class JointDef(Strict):
     min_rows: int = Field(
         default=200, ge=50, description="a month with fewer matched rows is not monitored (too few for PSI)"
     )
+    train_vintages: int | None = Field(
+        default=None,
+        ge=2,
+        description="a job fits and tests on the latest this many labelled vintages (the out-of-time ones "
+        "included), and the platform matches only its snapshots of those months and the job's month; none: "
+        "every labelled vintage, so the job's PSI grows with the whole history",
+    )
     host_policy: dict[str, int | float | bool] = Field(
         default_factory=dict,
         description="the simulated platform's limits (orchard.federated.host_sessions.HostPolicy); a real partner sets its own",
@@ -656,6 +663,12 @@ class Portfolio(Strict):
                 raise ValueError("joint: the guest's label is the decision PD model's: set `decision`")
             if self.joint.model in self.models:
                 raise ValueError(f"joint.model {self.joint.model!r} is also a model of the portfolio")
+            needed = max(self.policy.min_mature_vintages, self.policy.oot_months + 1)
+            if self.joint.train_vintages is not None and self.joint.train_vintages < needed:
+                raise ValueError(
+                    f"joint.train_vintages {self.joint.train_vintages} is below the {needed} labelled vintages "
+                    "a job needs (policy min_mature_vintages, and oot_months plus one to fit on)"
+                )
         return self
 
     def _check_view(self, name: str, view: ViewDef) -> None:

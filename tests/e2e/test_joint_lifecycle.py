@@ -8,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from model_registry.governance import recorded_gate
@@ -18,7 +19,7 @@ from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
 from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
 from orchard.settings import Settings
-from orchard.testing.small_lifecycle import SMALL, small_portfolio
+from orchard.testing.small_lifecycle import SMALL, SMALL_JOINT, SMALL_POLICY, small_portfolio
 
 pytestmark = pytest.mark.slow(seconds=60)  # with the session's small lifecycle (~70 s to build)
 
@@ -135,3 +136,20 @@ def test_the_joint_models_dashboard_shows_what_its_months_recorded(settings: Set
     expected = series(settings, MODEL, VALUE_METRIC_TYPE, {"group": "vintage", "label": "expected_auc"})
     assert set(monitored) <= set(expected), expected
     assert all(0.5 < v < 1.0 for v in expected.values()), expected
+
+
+def test_a_job_fits_on_its_window_of_labelled_vintages_only(settings: Settings) -> None:
+    # Given the last month's retrain and the lender's table as of that month (the last split written)
+    records = _months(settings)
+    last = max(m for m, r in records.items() if r.get("trained"))
+    guest = pd.read_parquet(settings.federated_dir / "split" / "guest.parquet")
+    labelled = guest[guest["bad"].notna()]
+    vintages = sorted(labelled["vintage"].astype(str).unique())
+    window = vintages[-SMALL_JOINT["train_vintages"] :]
+    oot = SMALL_POLICY["oot_months"]
+    assert len(vintages) > len(window), "the run is too short for the window to leave a vintage out"
+    # Then the job trained on the window's vintages before its out-of-time ones, not on the earlier vintages
+    n_train = records[last]["trained"]["metrics"]["n_train"]
+    in_window = int(labelled["vintage"].astype(str).isin(window[:-oot]).sum())
+    before_oot = int(labelled["vintage"].astype(str).isin(vintages[:-oot]).sum())
+    assert 0 < n_train <= in_window < before_oot, (n_train, in_window, before_oot)

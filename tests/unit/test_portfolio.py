@@ -502,6 +502,10 @@ def test_a_joint_model_needs_a_simulated_platform_and_its_own_name() -> None:
         ),
         ({"joint": {**demo["joint"], "min_rows": 10}}, r"min_rows"),
         ({"joint": {**demo["joint"], "modle": "x"}}, r"unknown key 'modle'"),
+        (
+            {"joint": {**demo["joint"], "train_vintages": 3}},
+            r"joint\.train_vintages 3 is below the 6 labelled vintages a job needs",
+        ),
     ):
         message = _error_of(yaml.safe_dump({**demo, **change}, sort_keys=False))
         assert "\n" not in message and re.search(expected, message), message
