@@ -274,7 +274,9 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     specs = model_specs(settings.portfolio_def)
     primary = primary_model(settings.portfolio_def)
     alias_events = [e.to_dict() for e in events(settings, primary)]
-    champions = {name: champion_version(settings, name) for name in specs}
+    # the joint model with the platform, when the portfolio has one, is listed after the portfolio's models
+    joint = [settings.portfolio_def.joint.model] if settings.portfolio_def.joint else []
+    champions = {name: champion_version(settings, name) for name in [*specs, *joint]}
     losses = {}
     for name in (n for n, s in specs.items() if s.kind == "expected_loss"):
         expected = {r.month: el for r in records if (el := r.model(name).expected_loss)}

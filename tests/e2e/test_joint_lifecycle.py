@@ -153,3 +153,13 @@ def test_a_job_fits_on_its_window_of_labelled_vintages_only(settings: Settings) 
     in_window = int(labelled["vintage"].astype(str).isin(window[:-oot]).sum())
     before_oot = int(labelled["vintage"].astype(str).isin(vintages[:-oot]).sum())
     assert 0 < n_train <= in_window < before_oot, (n_train, in_window, before_oot)
+
+
+def test_the_run_summary_lists_the_joint_models_versions(
+    small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    # Given the small lifecycle's printed summary (after its month-by-month progress lines)
+    _, result = small_lifecycle_run
+    summary = result.stdout.split("Orchard lifecycle summary", 1)[-1]
+    # Then its table of model versions and decisions lists the joint model beside the portfolio's models
+    assert MODEL in summary, summary[-3000:]
