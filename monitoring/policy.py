@@ -64,6 +64,10 @@ class Drift:
     score_psi: float
     feature_psi: dict[str, float] = field(default_factory=dict)
 
+    def drift_share(self, limit: float) -> float:
+        """Return the share of the features whose PSI exceeds limit (0 without features)."""
+        return sum(v > limit for v in self.feature_psi.values()) / max(len(self.feature_psi), 1)
+
 
 @dataclass(frozen=True)
 class Adaptation:

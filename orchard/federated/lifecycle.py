@@ -239,8 +239,7 @@ def _publish(
     of the champion's stored PDs against the lender's labels) beside their early estimate, the alias events."""
     spec = simulator_guest_spec()
     features = {k: v for k, v in values.items() if k != SCORE_COLUMN}
-    limit = policy.monitoring.feature_psi_breach
-    drift_share = sum(v > limit for v in features.values()) / max(len(features), 1)
+    drift_share = Drift(values[SCORE_COLUMN], features).drift_share(policy.monitoring.feature_psi_breach)
     labels = pd.DataFrame(
         {
             "application_id": guest[spec.id_column].to_numpy(),

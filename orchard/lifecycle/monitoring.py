@@ -84,7 +84,6 @@ def monitor_month(
     trained = trained_month(key)
     adapt = adaptation(settings, spec, model, month, is_breach(drift, limits), version, trained)
     decision = decide(month, history, limits, approval_mode(settings.governance), drift, adaptation=adapt)
-    drifted = sum(v > limits.feature_psi_breach for v in features.values())
     outcome = MonitorOutcome(
         model=spec.name,
         month=month,
@@ -92,7 +91,7 @@ def monitor_month(
         rows=len(scored),
         score_psi=round(float(values[SCORE_COLUMN]), 6),
         feature_psi={k: round(float(v), 6) for k, v in features.items()},
-        drift_share=round(drifted / max(len(features), 1), 6),
+        drift_share=round(drift.drift_share(limits.feature_psi_breach), 6),
         breach=decision.breach,
         retrain=decision.retrain,
         reasons=list(decision.reasons),
