@@ -251,6 +251,9 @@ class PartyServer:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # a reply is two writes (headers, body): with Nagle on, the body waited for the client's delayed
+            # ACK of the headers, about 40 ms a round trip
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s: " + format, server.role, *args)

@@ -28,6 +28,7 @@ from orchard.federated.data import Scaler, simulator_guest_spec
 from orchard.federated.paillier_lr import (
     X_BITS,
     Adam,
+    Helper,
     LRConfig,
     Prefetched,
     PrivateKey,
@@ -37,14 +38,13 @@ from orchard.federated.paillier_lr import (
     ciphertexts_to_bytes,
     decode_gradient,
     dequantise,
-    encrypted_column_sums,
     initial_guest_weights,
     plain_from_bytes,
     plain_to_bytes,
     quantise,
     regularised,
     residual_terms,
-    scaled_plus,
+    scaled_column_sums,
     sigmoid,
     with_intercept,
 )
@@ -379,9 +379,12 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
     opt = Adam(len(wg), config.learning_rate)
     epoch_seconds: list[float] = []
     epoch_started = time.perf_counter()
+    helper = Helper.for_session(len(train_pos), config)
     with (
-        Prefetched(key.obfuscators, min(2 * config.batch_size, len(train_pos))) as obfuscators,
-        Prefetched(host_public.noise, xq.shape[1]) as host_noise,
+        helper or contextlib.nullcontext(),
+        # two encryptions a row (its slope and offset), k_g + 1 mask encryptions, per batch
+        Prefetched(key.obfuscators, [2 * len(b) for _, b in schedule], helper) as obfuscators,
+        Prefetched(host_public.noise, [xq.shape[1]] * len(schedule), helper) as host_noise,
     ):
         for step, (epoch, batch) in enumerate(schedule):
             positions = train_pos[batch]
@@ -397,11 +400,11 @@ def train_guest(client: PeerClient, table: pd.DataFrame, job: GuestJob) -> Guest
             except ValueError as exc:
                 raise OrchardError(str(exc)) from exc
             slope, offset = residual_terms(xq[positions] @ wg, y[positions])  # 4d = slope u_h + offset
-            residuals = scaled_plus(u_h, slope, offset, host_public)
-            sums = encrypted_column_sums(residuals, qg[positions], host_public)
+            sums = scaled_column_sums(u_h, slope, offset, qg[positions], host_public, helper)
             masks, padded = _padded(sums, host_public, host_noise)
-            slopes = key.encrypt_ints(slope, obfuscators.take(len(positions)))
-            offsets = key.encrypt_ints(offset, obfuscators.take(len(positions)))
+            fresh = obfuscators.take(2 * len(positions))
+            slopes = key.encrypt_ints(slope, fresh[: len(positions)])
+            offsets = key.encrypt_ints(offset, fresh[len(positions) :])
             reply = client.call(
                 Message(
                     "gradient",

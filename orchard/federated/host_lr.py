@@ -20,6 +20,7 @@ from orchard.federated.paillier_lr import (
     MIN_BATCH_ROWS,
     X_BITS,
     Adam,
+    Helper,
     LRConfig,
     Prefetched,
     PrivateKey,
@@ -30,12 +31,11 @@ from orchard.federated.paillier_lr import (
     decode_gradient,
     dequantise,
     encode_scores,
-    encrypted_column_sums,
     plain_from_bytes,
     plain_to_bytes,
     quantise,
     regularised,
-    scaled_plus,
+    scaled_column_sums,
 )
 
 
@@ -70,8 +70,11 @@ def train_setup(session: HostSession, message: Message, data: HostData) -> Messa
     session.optimizer = Adam(len(features), config.learning_rate)
     session.schedule = [b for epoch in range(config.epochs) for b in batches(len(train), config, epoch)]
     session.close()
-    session.noise = Prefetched(session.public.noise, len(features))
-    session.obfuscators = Prefetched(session.key.obfuscators, min(2 * config.batch_size, len(train)))
+    session.helper = Helper.for_session(len(train), config)
+    session.noise = Prefetched(session.public.noise, [len(features)] * len(session.schedule), session.helper)
+    session.obfuscators = Prefetched(
+        session.key.obfuscators, [len(b) for b in session.schedule], session.helper
+    )
     session.stage = "partial"
     return Message(
         "train_setup",
@@ -121,8 +124,10 @@ def gradient(session: HostSession, message: Message) -> Message:
         except (KeyError, ValueError) as exc:
             raise OrchardError(f"gradient request rejected: {exc}") from exc
         opened = plain_to_bytes([key.decrypt_int(c) for c in guest_sums], key.public)
-        residuals = scaled_plus(slopes, session.batch_u, offsets, public)  # [[slope u_h + offset]]_G
-        sums = encrypted_column_sums(residuals, session.quantised[batch], public)
+        # [[X_h^T (slope u_h + offset)]]_G
+        sums = scaled_column_sums(
+            slopes, session.batch_u, offsets, session.quantised[batch], public, session.helper
+        )
         session.masks = [public.random_mask() for _ in sums]
         noise = session.noise.take(len(sums)) if session.noise else public.noise(len(sums))
         masked = [

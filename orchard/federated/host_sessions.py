@@ -15,7 +15,15 @@ from orchard.atomic import write_json
 from orchard.errors import OrchardError
 from orchard.federated.channel import Message
 from orchard.federated.data import Scaler
-from orchard.federated.paillier_lr import Adam, LRConfig, Prefetched, PrivateKey, PublicKey
+from orchard.federated.paillier_lr import (
+    Adam,
+    Helper,
+    LRConfig,
+    Prefetched,
+    PrivateKey,
+    PublicKey,
+    close_helper,
+)
 from orchard.federated.psi_ecdh import Blinder
 from orchard.federated.secureboost import HostModel, SecureBoostHost
 
@@ -64,6 +72,7 @@ class HostSession:
     masks: list[Any] = field(default_factory=list)
     noise: Prefetched | None = None
     obfuscators: Prefetched | None = None
+    helper: Helper | None = None  # the session's worker process (a large LR session)
     lock: threading.Lock = field(default_factory=threading.Lock)
     algorithm: str = "hetero_lr"  # a training session's algorithm, fixed by its set-up message
     sb: SecureBoostHost | None = None  # a SecureBoost training session's core (its host side)
@@ -71,10 +80,12 @@ class HostSession:
     route: RouteState | None = None  # a tree part's level-by-level answers in this session (evaluate, score)
 
     def close(self) -> None:
-        """Stop the session's background work."""
+        """Stop the session's background work (its prefetched values, then its helper process)."""
         for stream in (self.noise, self.obfuscators):
             if stream is not None:
                 stream.close()
+        close_helper(self.helper)
+        self.noise = self.obfuscators = self.helper = None
 
     @property
     def batch(self) -> np.ndarray:

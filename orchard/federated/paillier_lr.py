@@ -27,10 +27,12 @@ non-modal entry, Pippenger style), never one exponentiation per entry. The per-r
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import os
 import secrets
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +49,7 @@ WINDOW_BITS = 12
 MIN_BATCH_ROWS = 256  # a batch's aggregate gradient must never determine the rows' residuals (see batches)
 MIN_KEY_BITS = 512
 ALPHA_BITS = 192  # DJN short exponent: >= 2 x the ~80-bit security of a 1024-bit modulus, plus margin
+HELPER_MIN_ROW_PASSES = 40_960  # rows x epochs below which a party keeps its Paillier work in one process
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class LRConfig:
     l2: float = 1e-3
     seed: int = 7
     key_bits: int = 1024
+    helper_from: int = HELPER_MIN_ROW_PASSES  # rows x epochs from which each party uses a Helper (0: always)
 
     def __post_init__(self) -> None:
         if self.batch_size < MIN_BATCH_ROWS:
@@ -69,6 +73,8 @@ class LRConfig:
             raise ValueError(f"epochs must be between 1 and 1000, got {self.epochs}")
         if self.key_bits < MIN_KEY_BITS:
             raise ValueError(f"key_bits must be at least {MIN_KEY_BITS}, got {self.key_bits}")
+        if self.helper_from < 0:
+            raise ValueError(f"helper_from must be 0 or more rows x epochs, got {self.helper_from}")
 
     def as_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-ready dict."""
@@ -236,37 +242,144 @@ class PublicKey:
         return gmpy2.mpz(secrets.randbelow(int(self.n)))
 
 
-class Prefetched:
-    """Values that cost only CPU (obfuscators, mask noise), made one batch ahead in a background thread.
+class Helper:
+    """A party's second core for one training session: a spawned worker process for its CPU-only Paillier work.
 
-    A party computes the next batch's values while it waits for the other party's reply (the socket wait
-    releases the GIL), so on two cores they leave the critical path. Each value is handed out once; surplus
-    values of a short batch are dropped, never reused.
+    gmpy2 holds the GIL, so a thread making the next batch's obfuscators slowed the party's own critical work
+    2.3x (0.29 -> 0.67 s for a 4,096-row batch's guest sums, /tmp measurement in docs/federated.md); a process
+    does not. The helper makes the prefetched values and sums half of every batch's rows (`scaled_column_sums`).
+    Starting one is a Python process, so a party uses one only when the session's rows x epochs reach the
+    config's `helper_from` (HELPER_MIN_ROW_PASSES by default; `Helper.for_session`).
     """
 
-    def __init__(self, make: Callable[[int], list[Any]], batch: int) -> None:
+    def __init__(self) -> None:
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    @classmethod
+    def for_session(cls, rows: int, config: LRConfig) -> Helper | None:
+        """Return a helper for a session of rows training rows, or None when it is too small to repay one."""
+        return cls() if rows * config.epochs >= config.helper_from else None
+
+    @property
+    def executor(self) -> Executor:
+        """Return the worker's executor (tasks run one at a time, in the order submitted)."""
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker process (a task already running is finished and dropped)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Helper:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def close_helper(helper: Helper | None) -> None:
+    """Stop a session's helper process, if it has one."""
+    if helper is not None:
+        helper.close()
+
+
+class Prefetched:
+    """Values that cost only CPU (obfuscators, mask noise), made one batch ahead in the background.
+
+    A party computes the next batch's values while it waits for the other party's reply: in a background thread
+    (the socket wait releases the GIL), or in its `Helper` process when it has one (make must then pickle, as
+    `Obfuscators` and a `PublicKey`'s bound `noise` do). `sizes` is how many values each take asks for, in
+    order (the session's batch schedule), so nothing is made in vain; a take asking for more than was made gets
+    the rest made on the spot. Each value is handed out once, never reused.
+    """
+
+    def __init__(
+        self, make: Callable[[int], list[Any]], sizes: Iterable[int], helper: Helper | None = None
+    ) -> None:
         self._make = make
-        self._batch = batch
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self._next: Future[list[Any]] = self._pool.submit(make, batch)
+        self._sizes = iter(sizes)
+        self._threads = None if helper else ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._executor: Executor = helper.executor if helper else self._threads  # type: ignore[assignment]
+        self._next: Future[list[Any]] | None = None
+        self._submit()
+
+    def _submit(self) -> None:
+        size = next(self._sizes, None)
+        self._next = None if size is None else self._executor.submit(self._make, size)
 
     def take(self, count: int) -> list[Any]:
-        """Return count fresh values and start making the next batch."""
-        ready = self._next.result()
+        """Return count fresh values and start making the next take's."""
+        ready = [] if self._next is None else self._next.result()
         if len(ready) < count:
             ready = ready + self._make(count - len(ready))
-        self._next = self._pool.submit(self._make, self._batch)
+        self._submit()
         return ready[:count]
 
     def close(self) -> None:
-        """Stop the background thread (a value being made is finished and dropped)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop making values (a value being made is finished and dropped)."""
+        if self._next is not None:
+            self._next.cancel()
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Prefetched:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=2)
+def window_table(n2: int, base: int, window_bits: int) -> tuple[tuple[Any, ...], ...]:
+    """Return table[k][b] = base^(b * 2^(window_bits k)) mod n2 for the windows of an ALPHA_BITS exponent.
+
+    Cached per process (the last two keys: a party's own, and a re-randomiser's), so a pickled `Obfuscators`
+    builds its table once in a helper process.
+    """
+    modulus = gmpy2.mpz(n2)
+    step = gmpy2.mpz(base)
+    table = []
+    for _ in range(ALPHA_BITS // window_bits):
+        row = [gmpy2.mpz(1)]
+        for _ in range((1 << window_bits) - 1):
+            row.append(row[-1] * step % modulus)
+        table.append(tuple(row))
+        step = row[-1] * step % modulus
+    return tuple(table)
+
+
+def windowed_powers(n2: int, base: int, window_bits: int, count: int) -> list[Any]:
+    """Return count fresh base^alpha mod n2, alpha uniform over ALPHA_BITS bits (a product per window)."""
+    table = window_table(n2, base, window_bits)
+    windows = len(table)
+    raw = np.frombuffer(os.urandom(count * windows * 2), dtype=np.uint16).reshape(count, windows)
+    alphas = (raw & ((1 << window_bits) - 1)).tolist()
+    modulus = gmpy2.mpz(n2)
+    first = table[0]
+    out = []
+    for alpha in alphas:
+        acc = first[alpha[0]]
+        for k in range(1, windows):
+            acc = acc * table[k][alpha[k]] % modulus
+        out.append(acc)
+    return out
+
+
+def djn_base(n: Any, n2: Any) -> Any:
+    """Return a fresh DJN base h_s = (-h^2)^n mod n^2 (h uniform): its powers are encryptions of zero."""
+    h = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
+    return gmpy2.powmod(-(h * h) % n, n, n2)
+
+
+@dataclass(frozen=True)
+class Obfuscators:
+    """The picklable maker of a key's obfuscators h_s^alpha (DJN), from a per-process window table."""
+
+    n2: int
+    base: int
+
+    def __call__(self, count: int) -> list[Any]:
+        """Return count fresh obfuscators."""
+        return windowed_powers(self.n2, self.base, WINDOW_BITS, count)
 
 
 class PrivateKey:
@@ -277,32 +390,7 @@ class PrivateKey:
         self._private = private
         self.public = PublicKey.from_n(public.n)
         n, n2 = self.public.n, self.public.n2
-        h = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
-        hs = gmpy2.powmod(-(h * h) % n, n, n2)
-        # table[k][b] = hs^(b * 2^(WINDOW_BITS*k)): an obfuscator is a product of one entry per window.
-        self._table: list[list[Any]] = []
-        base = hs
-        for _ in range(ALPHA_BITS // WINDOW_BITS):
-            row = [gmpy2.mpz(1)]
-            for _ in range((1 << WINDOW_BITS) - 1):
-                row.append(row[-1] * base % n2)
-            self._table.append(row)
-            base = row[-1] * base % n2
-
-    def obfuscators(self, count: int) -> list[Any]:
-        """Return count fresh obfuscators hs^alpha with alpha uniform over ALPHA_BITS bits."""
-        windows = ALPHA_BITS // WINDOW_BITS
-        raw = np.frombuffer(os.urandom(count * windows * 2), dtype=np.uint16).reshape(count, windows)
-        alphas = (raw & ((1 << WINDOW_BITS) - 1)).tolist()
-        n2 = self.public.n2
-        table = self._table
-        out = []
-        for alpha in alphas:
-            acc = table[0][alpha[0]]
-            for k in range(1, windows):
-                acc = acc * table[k][alpha[k]] % n2
-            out.append(acc)
-        return out
+        self.obfuscators = Obfuscators(int(n2), int(djn_base(n, n2)))  # obfuscators(count): fresh h_s^alpha
 
     def encrypt_ints(self, values: np.ndarray, obfuscators: list[Any] | None = None) -> list[Any]:
         """Encrypt signed integers (|v| < n/2), one ciphertext each (with fresh or given unused obfuscators)."""
@@ -400,6 +488,39 @@ def scaled_plus(
         gmpy2.powmod(c, scale, n2) * offset % n2
         for c, scale, offset in zip(ciphertexts, scales.tolist(), offsets, strict=True)
     ]
+
+
+def _scaled_sums(
+    ciphertexts: list[Any],
+    scales: np.ndarray,
+    offsets: np.ndarray | list[Any],
+    quantised: np.ndarray,
+    public: PublicKey,
+) -> list[Any]:
+    return encrypted_column_sums(scaled_plus(ciphertexts, scales, offsets, public), quantised, public)
+
+
+def scaled_column_sums(
+    ciphertexts: list[Any],
+    scales: np.ndarray,
+    offsets: np.ndarray | list[Any],
+    quantised: np.ndarray,
+    public: PublicKey,
+    helper: Helper | None = None,
+) -> list[Any]:
+    """Return [[sum_i q_ij (s_i c_i + o_i)]] per column j (scaled_plus, then encrypted_column_sums).
+
+    With a helper, it sums the first half of the rows while this process sums the second: a column's sum is a
+    product over its rows, so the two halves multiply to the very ciphertext of the whole.
+    """
+    if helper is None or len(ciphertexts) < 2 * MIN_BATCH_ROWS:
+        return _scaled_sums(ciphertexts, scales, offsets, quantised, public)
+    half = len(ciphertexts) // 2
+    far = helper.executor.submit(
+        _scaled_sums, ciphertexts[:half], scales[:half], offsets[:half], quantised[:half], public
+    )
+    near = _scaled_sums(ciphertexts[half:], scales[half:], offsets[half:], quantised[half:], public)
+    return [a * b % public.n2 for a, b in zip(far.result(), near, strict=True)]
 
 
 def checked_ciphertexts(array: Any, public: PublicKey, count: int, what: str) -> list[Any]:

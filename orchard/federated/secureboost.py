@@ -79,7 +79,6 @@ in the LR.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -91,14 +90,15 @@ import numpy as np
 
 from orchard.federated.channel import Message
 from orchard.federated.paillier_lr import (
-    ALPHA_BITS,
     MIN_KEY_BITS,
     Prefetched,
     PrivateKey,
     PublicKey,
     checked_ciphertexts,
     ciphertexts_to_bytes,
+    djn_base,
     signed,
+    windowed_powers,
 )
 from orchard.federated.secureboost_tree import (
     GUEST,
@@ -148,29 +148,12 @@ class Rerandomiser:
     """
 
     def __init__(self, public: PublicKey) -> None:
-        n, n2 = public.n, public.n2
-        h = gmpy2.mpz(secrets.randbelow(int(n) - 2) + 2)
-        base = gmpy2.powmod(-(h * h) % n, n, n2)
-        self._n2 = n2
-        self._table: list[list[Any]] = []
-        for _ in range(ALPHA_BITS // NOISE_WINDOW_BITS):
-            row = [ONE]
-            for _ in range((1 << NOISE_WINDOW_BITS) - 1):
-                row.append(row[-1] * base % n2)
-            self._table.append(row)
-            base = row[-1] * base % n2
+        self._n2 = int(public.n2)
+        self._base = int(djn_base(public.n, public.n2))
 
     def zeros(self, count: int) -> list[Any]:
         """Return count fresh encryptions of zero."""
-        windows = len(self._table)
-        digits = np.frombuffer(os.urandom(count * windows), dtype=np.uint8).reshape(count, windows).tolist()
-        out = []
-        for alpha in digits:
-            acc = self._table[0][alpha[0]]
-            for k in range(1, windows):
-                acc = acc * self._table[k][alpha[k]] % self._n2
-            out.append(acc)
-        return out
+        return windowed_powers(self._n2, self._base, NOISE_WINDOW_BITS, count)
 
 
 # --- host ------------------------------------------------------------------------------------------
@@ -577,7 +560,9 @@ class SecureBoostGuest:
         self.score = np.full(len(self.y), self.base)
         self.trees: list[Tree] = []
         self.candidates = 0
-        self._obfuscators = Prefetched(self.key.obfuscators, len(self.y)) if prefetch else None
+        self._obfuscators = (
+            Prefetched(self.key.obfuscators, [len(self.y)] * config.trees) if prefetch else None
+        )
         self.obfuscator_seconds = 0.0
         self.decrypted = 0
         self._tree: Tree | None = None

@@ -6,13 +6,15 @@ import secrets
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from orchard.credit.metrics import auc
 from orchard.federated.channel import PartyServer, PeerClient
 from orchard.federated.data import GUEST_FEATURES, HOST_FEATURES, KEY, LABEL, VINTAGE, Scaler
 from orchard.federated.guest import GuestJob, train_guest
 from orchard.federated.host import HostParty
-from orchard.federated.paillier_lr import LRConfig, sigmoid, train_plaintext, with_intercept
+from orchard.federated.paillier_lr import Helper, LRConfig, sigmoid, train_plaintext, with_intercept
 from tests.federated_tables import synthetic_tables
 
 KEY_BYTES = secrets.token_bytes(32)
@@ -50,3 +52,39 @@ def test_federated_auc_equals_centralised_lr_within_0_005(tmp_path: Path) -> Non
     same_loss = auc(y[test], sigmoid(with_intercept(xg[test]) @ pg + xh[test] @ ph))
     assert abs(federated - same_loss) < 1e-3, f"federated {federated:.4f} vs same loss {same_loss:.4f}"
     assert np.isfinite(outcome.metrics["n_test"]) and outcome.metrics["n_test"] == test.sum(), outcome.metrics
+
+
+def _fit(
+    tmp_path: Path, guest: pd.DataFrame, host: pd.DataFrame, config: LRConfig
+) -> tuple[list[float], float]:
+    server = PartyServer(KEY_BYTES, "host", HostParty(host, tmp_path / "host", KEY_BYTES).handle).start()
+    try:
+        client = PeerClient(KEY_BYTES, "guest", "127.0.0.1", server.port, session=tmp_path.name)
+        outcome = train_guest(
+            client, guest, GuestJob(job_id=tmp_path.name, model_name="joint", config=config)
+        )
+        client.close()
+    finally:
+        server.shutdown()
+    return outcome.model.guest_weights, float(outcome.metrics["auc_test"])
+
+
+def test_helper_processes_fit_the_very_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given 1,500 matched rows, batches of 600 (each batch is split between a party and its helper)
+    guest, host = synthetic_tables(n_matched=1500, n_guest_only=50, n_host_only=200, seed=5)
+    base = {"epochs": 2, "batch_size": 600, "key_bits": 512}
+    started: list[Helper] = []
+    start = Helper.__init__
+
+    def counted(self: Helper) -> None:
+        started.append(self)
+        start(self)
+
+    monkeypatch.setattr(Helper, "__init__", counted)
+    # when the same job runs with both parties' helper processes and without
+    helped = _fit(tmp_path / "helped", guest, host, LRConfig(**base, helper_from=0))
+    assert len(started) == 2, f"the guest and the host each started a helper, got {len(started)}"
+    alone = _fit(tmp_path / "alone", guest, host, LRConfig(**base, helper_from=10**9))
+    assert len(started) == 2, "no helper below the threshold"
+    # then the fits are identical to the last bit (the halves' sums multiply to the whole's ciphertexts)
+    assert helped == alone, f"same weights and AUC with and without helpers: {helped} vs {alone}"

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from orchard.federated.paillier_lr import (
+    HELPER_MIN_ROW_PASSES,
     RESIDUAL_BITS,
+    Helper,
     LRConfig,
     Prefetched,
     PrivateKey,
@@ -19,6 +21,7 @@ from orchard.federated.paillier_lr import (
     protocol_residual,
     quantise,
     residual_terms,
+    scaled_column_sums,
     scaled_plus,
     sigmoid,
     train_plaintext,
@@ -87,16 +90,65 @@ def test_columns_with_a_nonzero_modal_level_sum_exactly() -> None:
     assert np.allclose(grad, dequantise(q).T @ d / 400, atol=1e-8), "modal shift keeps X^T d exact"
 
 
-def test_prefetched_values_are_handed_out_once() -> None:
-    # given a stream that makes values one batch of 4 ahead
+def test_prefetched_values_follow_the_schedule_and_are_handed_out_once() -> None:
+    # given a stream that makes each take's values one take ahead, on a schedule of 4, 2 and 6 values
+    made: list[int] = []
     counter = itertools.count()
-    with Prefetched(lambda k: [next(counter) for _ in range(k)], 4) as stream:
-        # when batches of 4, a short one and a long one are taken
-        taken = [stream.take(4), stream.take(2), stream.take(6)]
-    # then each batch has its size and no value is handed out twice (surplus ones are dropped)
-    assert [len(t) for t in taken] == [4, 2, 6], f"batch sizes kept, got {taken}"
+
+    def make(k: int) -> list[int]:
+        made.append(k)
+        return [next(counter) for _ in range(k)]
+
+    with Prefetched(make, [4, 2, 6]) as stream:
+        # when the scheduled takes are taken, then one beyond the schedule
+        taken = [stream.take(4), stream.take(2), stream.take(6), stream.take(3)]
+    # then each take has its size and no value is handed out twice
+    assert [len(t) for t in taken] == [4, 2, 6, 3], f"take sizes kept, got {taken}"
     flat = [v for t in taken for v in t]
     assert len(set(flat)) == len(flat), f"no value reused, got {taken}"
+    # and nothing was made in vain: the schedule, then the unscheduled take made on the spot
+    assert made == [4, 2, 6, 3], f"made per the schedule, got {made}"
+
+
+def test_a_helper_process_gives_the_same_column_sums_and_valid_obfuscators() -> None:
+    # given a batch of 600 encrypted partial scores, the guest's slopes and offsets and quantised columns
+    rng = np.random.default_rng(3)
+    host, guest = PrivateKey(512), PrivateKey(512)
+    u_h = encode_scores(rng.normal(size=600))
+    slope, offset = residual_terms(rng.normal(size=600) - 2.0, (rng.random(600) < 0.2).astype(float))
+    q = quantise(np.column_stack([np.ones(600), rng.normal(size=600), (rng.random(600) < 0.3) - 0.3]))
+    cts = host.encrypt_ints(u_h)
+    alone = scaled_column_sums(cts, slope, offset, q, host.public)
+    with Helper() as helper:
+        # when half the rows are summed in the helper process
+        split = scaled_column_sums(cts, slope, offset, q, host.public, helper)
+        # and the guest's obfuscators are made there, on a schedule
+        with Prefetched(guest.obfuscators, [600], helper) as stream:
+            fresh = stream.take(600)
+    # then the sums are the very same ciphertexts, and decrypt to the plaintext sums
+    assert [int(c) for c in split] == [int(c) for c in alone], "two halves multiply to the whole"
+    residuals = slope * u_h + offset
+    n = int(host.public.n)
+    expected = [int(v) % n for v in (q.astype(object).T @ residuals.astype(object))]
+    assert [host.decrypt_int(c) for c in split] == expected, "the sums are X^T (slope u_h + offset)"
+    # and the helper's obfuscators encrypt correctly, each one different
+    assert len({int(o) for o in fresh}) == 600, "600 distinct obfuscators"
+    values = rng.integers(-1000, 1000, 600)
+    decrypted = [guest.decrypt_int(c) for c in guest.encrypt_ints(values, fresh)]
+    assert decrypted == [int(v) % int(guest.public.n) for v in values], "encryptions with them decrypt"
+
+
+def test_a_session_gets_a_helper_only_when_large_enough() -> None:
+    # given the rows x epochs a helper process must repay, then a smaller session has none
+    config = LRConfig(epochs=5)
+    assert config.helper_from == HELPER_MIN_ROW_PASSES, "the default threshold"
+    assert Helper.for_session(HELPER_MIN_ROW_PASSES // 5 - 1, config) is None, "small session: no process"
+    helper = Helper.for_session(HELPER_MIN_ROW_PASSES // 5, config)
+    assert helper is not None, "large session: a helper"
+    helper.close()
+    # and a negative threshold is refused
+    with pytest.raises(ValueError, match="helper_from"):
+        LRConfig(helper_from=-1)
 
 
 def test_negative_values_decrypt_to_themselves() -> None:
