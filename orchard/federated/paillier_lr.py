@@ -19,7 +19,8 @@ Fixed point: u_h in multiples of 2^-U_BITS, a of 2^-A_BITS, so 4d in multiples o
 
 Speed: encryption uses the Damgård-Jurik-Nielsen obfuscator h_s^alpha (alpha 192 random bits) from a
 fixed-base window table (16 modular multiplications instead of a 1024-bit exponentiation), made one batch
-ahead while the guest waits for the host (Prefetched); the host quantises its standardised features to
+ahead while the party waits for the other (Prefetched), in a helper process when the session is large enough
+to repay one (Helper, which also sums half of each batch's rows); the host quantises its standardised features to
 multiples of 2^-8 and computes each X_h^T [[d]] column with signed buckets (one multiplication per nonzero,
 non-modal entry, Pippenger style), never one exponentiation per entry. The per-row scalings [[u_h]]^a and
 [[a]]^u_h are short exponentiations (12- and about 15-bit exponents).
@@ -246,10 +247,11 @@ class Helper:
     """A party's second core for one training session: a spawned worker process for its CPU-only Paillier work.
 
     gmpy2 holds the GIL, so a thread making the next batch's obfuscators slowed the party's own critical work
-    2.3x (0.29 -> 0.67 s for a 4,096-row batch's guest sums, /tmp measurement in docs/federated.md); a process
-    does not. The helper makes the prefetched values and sums half of every batch's rows (`scaled_column_sums`).
-    Starting one is a Python process, so a party uses one only when the session's rows x epochs reach the
-    config's `helper_from` (HELPER_MIN_ROW_PASSES by default; `Helper.for_session`).
+    2.3x (0.29 -> 0.67 s for a 4,096-row batch's guest sums: docs/federated.md); a process does not. The
+    helper makes the prefetched values and sums half of every batch's rows (`scaled_column_sums`). Its tasks
+    run one at a time in the order submitted. Starting one is a Python process, so a party uses one only when
+    the session's rows x epochs reach the config's `helper_from` (HELPER_MIN_ROW_PASSES by default;
+    `Helper.for_session`).
     """
 
     def __init__(self) -> None:
