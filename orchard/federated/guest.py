@@ -227,18 +227,18 @@ class GuestOutcome:
 def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Run ECDH PSI; return (guest rows in intersection order, positions, stats)."""
     started = time.perf_counter()
-    blinder = Blinder()
     order = shuffled(len(keys))
-    blinded = blinder.blind_ids(keys[i] for i in order.tolist())
-    reply = client.call(Message("psi_blind", arrays={"blinded": blinded}), "the intersection (PSI)")
-    double = np.asarray(reply.arrays["double"])
-    host_blinded = np.asarray(reply.arrays["host_blinded"])
-    if double.shape != blinded.shape:
-        raise OrchardError("the host answered the PSI with the wrong number of values")
-    try:
-        host_double = blinder.blind_points(host_blinded)
-    except ValueError as exc:
-        raise OrchardError(f"the host's PSI values are invalid: {exc}") from exc
+    with Blinder() as blinder:
+        blinded = blinder.blind_ids(keys[i] for i in order.tolist())
+        reply = client.call(Message("psi_blind", arrays={"blinded": blinded}), "the intersection (PSI)")
+        double = np.asarray(reply.arrays["double"])
+        host_blinded = np.asarray(reply.arrays["host_blinded"])
+        if double.shape != blinded.shape:
+            raise OrchardError("the host answered the PSI with the wrong number of values")
+        try:
+            host_double = blinder.blind_points(host_blinded)
+        except ValueError as exc:
+            raise OrchardError(f"the host's PSI values are invalid: {exc}") from exc
     guest_pos, host_pos = match(double, host_double)
     if len(set(host_pos.tolist())) != len(host_pos):
         raise OrchardError("the host's PSI values repeat: its answer is not a set")
@@ -253,7 +253,7 @@ def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, d
         "host_ids": len(host_blinded),
         "matched": len(rows),
         "seconds": round(time.perf_counter() - started, 3),
-        "protocol": "ECDH-PSI P-256",
+        "protocol": "ECDH-PSI X25519",
     }
     return rows, guest_pos, stats
 

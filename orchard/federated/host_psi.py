@@ -24,12 +24,13 @@ def psi_blind(session: HostSession, message: Message, data: HostData) -> Message
         raise OrchardError(f"PSI of {len(guest)} ids is over this session's limit of {session.max_ids}")
     rows = np.arange(len(data.keys)) if session.period is None else data.period_rows(session.period)
     session.blinder = Blinder()
-    try:
-        double = session.blinder.blind_points(guest)
-    except ValueError as exc:
-        raise OrchardError(f"PSI input rejected: {exc}") from exc
-    session.shuffle = rows[shuffled(len(rows))]  # host table rows, in the order they are sent
-    own = session.blinder.blind_ids(data.keys[i] for i in session.shuffle.tolist())
+    with session.blinder:  # both of the host's passes are here: its worker process (if any) stops after them
+        try:
+            double = session.blinder.blind_points(guest)
+        except ValueError as exc:
+            raise OrchardError(f"PSI input rejected: {exc}") from exc
+        session.shuffle = rows[shuffled(len(rows))]  # host table rows, in the order they are sent
+        own = session.blinder.blind_ids(data.keys[i] for i in session.shuffle.tolist())
     session.max_ids = len(guest)  # the matched rows can never outnumber the ids presented
     return Message("psi_blind", arrays={"double": double, "host_blinded": own})
 

@@ -98,7 +98,7 @@ def party_args(role: str, port: int, data: Path, key_file: Path, spec: Path, ext
     return [
         sys.executable,
         "-m",
-        "orchard.federated",
+        "orchard.federated.party",
         "--role",
         role,
         "--port",

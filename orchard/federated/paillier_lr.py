@@ -29,17 +29,18 @@ non-modal entry, Pippenger style), never one exponentiation per entry. The per-r
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import secrets
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gmpy2
 import numpy as np
 from phe import paillier
+
+from orchard.federated.worker import Worker
 
 U_BITS = 12  # fixed-point bits of the host's partial scores u_h
 A_BITS = 12  # fixed-point bits of the residual's slope a = 4 sigmoid'(u_g), in (0, 1]
@@ -243,8 +244,8 @@ class PublicKey:
         return gmpy2.mpz(secrets.randbelow(int(self.n)))
 
 
-class Helper:
-    """A party's second core for one training session: a spawned worker process for its CPU-only Paillier work.
+class Helper(Worker):
+    """A party's second core for one training session: a worker process for its CPU-only Paillier work.
 
     gmpy2 holds the GIL, so a thread making the next batch's obfuscators slowed the party's own critical work
     2.3x (0.29 -> 0.67 s for a 4,096-row batch's guest sums: docs/federated.md); a process does not. The
@@ -254,28 +255,14 @@ class Helper:
     `Helper.for_session`).
     """
 
-    def __init__(self) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-
     @classmethod
     def for_session(cls, rows: int, config: LRConfig) -> Helper | None:
         """Return a helper for a session of rows training rows, or None when it is too small to repay one."""
         return cls() if rows * config.epochs >= config.helper_from else None
 
-    @property
-    def executor(self) -> Executor:
-        """Return the worker's executor (tasks run one at a time, in the order submitted)."""
-        return self._pool
-
     def close(self) -> None:
         """Stop the worker process (a task already running is finished and dropped)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> Helper:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+        self.shutdown(wait=True, cancel_futures=True)
 
 
 def close_helper(helper: Helper | None) -> None:
@@ -300,7 +287,7 @@ class Prefetched:
         self._make = make
         self._sizes = iter(sizes)
         self._threads = None if helper else ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self._executor: Executor = helper.executor if helper else self._threads  # type: ignore[assignment]
+        self._executor: Executor = helper if helper else self._threads  # type: ignore[assignment]
         self._next: Future[list[Any]] | None = None
         self._submit()
 
@@ -518,7 +505,7 @@ def scaled_column_sums(
     if helper is None or len(ciphertexts) < 2 * MIN_BATCH_ROWS:
         return _scaled_sums(ciphertexts, scales, offsets, quantised, public)
     half = len(ciphertexts) // 2
-    far = helper.executor.submit(
+    far = helper.submit(
         _scaled_sums, ciphertexts[:half], scales[:half], offsets[:half], quantised[:half], public
     )
     near = _scaled_sums(ciphertexts[half:], scales[half:], offsets[half:], quantised[half:], public)

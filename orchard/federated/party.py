@@ -1,6 +1,6 @@
 """A party process: `--role host` serves the platform's side; `--role guest` runs a joint job against it.
 
-Run as `python -m orchard.federated --role host --port 8765 --data host.parquet --key-file key`
+Run as `python -m orchard.federated.party --role host --port 8765 --data host.parquet --key-file key`
 or through the CLI (`orchard party`, wired to party_command). Each party keeps its state in its own folder
 (by default settings.federated_dir / role); the coordinator gives each process its own ORCHARD_HOME.
 """

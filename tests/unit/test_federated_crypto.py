@@ -208,3 +208,24 @@ def test_both_parties_compute_the_linearised_residual_under_encryption() -> None
     at_zero = 0.25 * (u_g + u_h) + 0.5 - y
     assert np.abs(d - exact).max() < 0.1 * np.abs(u_h).max() ** 2 + 1e-4
     assert np.abs(d - exact).mean() < 0.1 * np.abs(at_zero - exact).mean()
+
+
+def test_a_pass_split_with_a_worker_process_gives_the_same_values() -> None:
+    # given one secret scalar used alone and with a worker process from 10 values up
+    ids = [f"user-{i}" for i in range(60)]
+    with Blinder(parallel_from=10) as split:
+        alone = Blinder(parallel_from=10**9)
+        alone._scalar = split._scalar  # the same party's scalar, blinding in one process
+        # when both blind the same ids and re-blind the same points
+        ids_split, ids_alone = split.blind_ids(ids), alone.blind_ids(ids)
+        points_split, points_alone = split.blind_points(ids_alone), alone.blind_points(ids_alone)
+        # then the values are identical (the two halves come back in order), and a worker was used
+        assert split._worker is not None, "the split pass started a worker process"
+        assert np.array_equal(ids_split, ids_alone), "blinded ids equal"
+        assert np.array_equal(points_split, points_alone), "re-blinded points equal"
+        # and a low-order point in the worker's half is still refused
+        bad = np.array(points_alone)
+        bad[0] = 0
+        with pytest.raises(ValueError, match="low-order"):
+            split.blind_points(bad)
+    assert split._worker is None, "the worker stops with the blinder"

@@ -1,0 +1,102 @@
+"""A party's worker process: CPU-only arithmetic of a joint job run beside the party, one task at a time.
+
+gmpy2 and `cryptography` hold the GIL while they compute, so a second core needs a second process. `Worker`
+starts `python -m orchard.federated.worker` and talks to it over its stdin and stdout: a request is a pickled
+(function, arguments), an answer a pickled (ok, value or exception), each behind its 8-byte length.
+multiprocessing's spawn would import the parent's main module again (a benchmark, a notebook, a script read
+from stdin, where it fails); this process imports only what the functions need (about 0.3 s to start). Pickle is
+safe here: both ends are the same party's processes, on a private pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import IO, Any
+
+_LENGTH = struct.Struct("<Q")
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write(stream: IO[bytes], value: Any) -> None:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(payload)) + payload)
+    stream.flush()
+
+
+class Worker(Executor):
+    """One worker process; tasks run in the order submitted, their results come back as futures."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "orchard.federated.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-io")
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run fn(*args, **kwargs) in the worker process (fn and its arguments must pickle)."""
+        return self._io.submit(self._call, fn, args, kwargs)
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("the worker process has no pipes")
+        try:
+            _write(stdin, (fn, args, kwargs))
+            header = _read_exactly(stdout, _LENGTH.size)
+            body = None if header is None else _read_exactly(stdout, _LENGTH.unpack(header)[0])
+        except OSError:  # a broken pipe: the process is gone
+            body = None
+        if body is None:
+            raise RuntimeError(f"the worker process ended (exit code {self._proc.poll()})")
+        ok, value = pickle.loads(body)  # noqa: S301 - our own child process, on a private pipe
+        if not ok:
+            raise value
+        return value
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking tasks, let the running one finish, then end the process."""
+        self._io.shutdown(wait=True, cancel_futures=cancel_futures)
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):  # (a broken pipe: it is gone already)
+                self._proc.stdin.close()  # end of input: the process exits
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """Answer requests until the input ends."""
+    while (header := _read_exactly(requests, _LENGTH.size)) is not None:
+        body = _read_exactly(requests, _LENGTH.unpack(header)[0])
+        if body is None:
+            return
+        fn, args, kwargs = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
+        try:
+            answer = (True, fn(*args, **kwargs))
+        except Exception as exc:  # the parent re-raises it
+            answer = (False, exc)
+        _write(answers, answer)
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)

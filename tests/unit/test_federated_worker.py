@@ -1,0 +1,49 @@
+"""The party's worker process: tasks in order, errors carried back, any main module, a dead worker named."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchard.federated.worker import Worker
+
+
+def test_tasks_run_in_order_and_errors_come_back_as_raised() -> None:
+    # given a worker process
+    with Worker() as worker:
+        # when tasks are submitted, one of them failing
+        futures = [worker.submit(math.factorial, n) for n in (5, 3, 10)]
+        failing = worker.submit(math.factorial, -1)
+        after = worker.submit(pow, 2, 10, 1000)
+        # then each result comes back, the failure as the same exception, and the worker goes on
+        assert [f.result() for f in futures] == [120, 6, 3628800], "results in order"
+        with pytest.raises(ValueError, match="negative"):
+            failing.result()
+        assert after.result() == 24, "the worker survives a failed task"
+
+
+def test_a_worker_that_died_is_named_in_the_error() -> None:
+    # given a worker whose process was killed
+    worker = Worker()
+    worker._proc.kill()
+    worker._proc.wait()
+    # when a task is submitted, then the error says the worker process ended
+    with pytest.raises(RuntimeError, match="the worker process ended"):
+        worker.submit(abs, -1).result()
+    worker.shutdown()
+
+
+def test_a_worker_starts_from_a_script_read_from_stdin(tmp_path: Path) -> None:
+    # given a parent program read from standard input (multiprocessing's spawn cannot re-import it)
+    script = "from orchard.federated.worker import Worker\nwith Worker() as w:\n    print(w.submit(sum, [1, 2, 3]).result())\n"
+    root = Path(__file__).resolve().parents[2]
+    # when it runs a task in a worker
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, text=True, capture_output=True, cwd=root, timeout=60, check=False
+    )
+    # then the task's result comes back
+    assert done.returncode == 0 and done.stdout.strip() == "6", f"rc {done.returncode}: {done.stderr[-500:]}"
