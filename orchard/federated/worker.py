@@ -11,6 +11,7 @@ safe here: both ends are the same party's processes, on a private pipe.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import struct
 import subprocess
@@ -99,4 +100,6 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
+    serve(sys.stdin.buffer, answers)

@@ -19,11 +19,13 @@ def test_tasks_run_in_order_and_errors_come_back_as_raised() -> None:
         futures = [worker.submit(math.factorial, n) for n in (5, 3, 10)]
         failing = worker.submit(math.factorial, -1)
         after = worker.submit(pow, 2, 10, 1000)
+        printed = worker.submit(print, "a task's own output")  # goes to stderr, not into the answers
         # then each result comes back, the failure as the same exception, and the worker goes on
         assert [f.result() for f in futures] == [120, 6, 3628800], "results in order"
         with pytest.raises(ValueError, match="negative"):
             failing.result()
         assert after.result() == 24, "the worker survives a failed task"
+        assert printed.result() is None and worker.submit(abs, -7).result() == 7, "printing breaks nothing"
 
 
 def test_a_worker_that_died_is_named_in_the_error() -> None:
