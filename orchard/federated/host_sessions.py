@@ -22,7 +22,6 @@ from orchard.federated.paillier_lr import (
     Prefetched,
     PrivateKey,
     PublicKey,
-    close_helper,
 )
 from orchard.federated.psi_ecdh import Blinder
 from orchard.federated.secureboost import HostModel, SecureBoostHost
@@ -84,7 +83,8 @@ class HostSession:
         for stream in (self.noise, self.obfuscators):
             if stream is not None:
                 stream.close()
-        close_helper(self.helper)
+        if self.helper is not None:
+            self.helper.close()
         self.noise = self.obfuscators = self.helper = None
 
     @property

@@ -20,8 +20,8 @@ Fixed point: u_h in multiples of 2^-U_BITS, a of 2^-A_BITS, so 4d in multiples o
 Speed: encryption uses the Damgård-Jurik-Nielsen obfuscator h_s^alpha (alpha 192 random bits) from a
 fixed-base window table (16 modular multiplications instead of a 1024-bit exponentiation), made one batch
 ahead while the party waits for the other (Prefetched), in a helper process when the session is large enough
-to repay one (Helper, which also sums half of each batch's rows); the host quantises its standardised features to
-multiples of 2^-8 and computes each X_h^T [[d]] column with signed buckets (one multiplication per nonzero,
+to repay one (Helper, which also sums half of each batch's rows); the host quantises its standardised features
+to multiples of 2^-8 and computes each X_h^T [[d]] column with signed buckets (one multiplication per nonzero,
 non-modal entry, Pippenger style), never one exponentiation per entry. The per-row scalings [[u_h]]^a and
 [[a]]^u_h are short exponentiations (12- and about 15-bit exponents).
 """
@@ -259,16 +259,6 @@ class Helper(Worker):
     def for_session(cls, rows: int, config: LRConfig) -> Helper | None:
         """Return a helper for a session of rows training rows, or None when it is too small to repay one."""
         return cls() if rows * config.epochs >= config.helper_from else None
-
-    def close(self) -> None:
-        """Stop the worker process (a task already running is finished and dropped)."""
-        self.shutdown(wait=True, cancel_futures=True)
-
-
-def close_helper(helper: Helper | None) -> None:
-    """Stop a session's helper process, if it has one."""
-    if helper is not None:
-        helper.close()
 
 
 class Prefetched:

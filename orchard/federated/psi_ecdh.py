@@ -47,8 +47,8 @@ class Blinder:
     """One party's secret scalar: blinds ids and re-blinds u coordinates (X25519).
 
     `cryptography` holds the GIL while it multiplies, so on a machine with a second core a pass over at least
-    `parallel_from` values is split with a worker process (orchard.federated.worker) (started on the first such pass, stopped by
-    `close`): the party's own pass then takes half the time while the other party waits. The values are the
+    `parallel_from` values is split with a worker process (orchard.federated.worker, started on the first such
+    pass, stopped by `close`): the party's own pass then takes half the time while the other party waits. The values are the
     same either way (X25519 is a function of the scalar and the input).
     """
 
@@ -83,7 +83,7 @@ class Blinder:
     def close(self) -> None:
         """Stop the worker process, if a pass started one."""
         if self._worker is not None:
-            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker.close()
             self._worker = None
 
     def __enter__(self) -> Blinder:

@@ -84,6 +84,10 @@ class Worker(Executor):
         if self._proc.stdout is not None:
             self._proc.stdout.close()
 
+    def close(self) -> None:
+        """Stop the worker: tasks not started are dropped, a running one is finished and its result dropped."""
+        self.shutdown(wait=True, cancel_futures=True)
+
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the input ends."""
