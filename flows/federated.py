@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NONE
 
 from orchard.atomic import write_json
 from orchard.federated.data import VerticalSplit, write_vertical_split
@@ -14,6 +16,7 @@ from orchard.federated.lifecycle import joint_month
 from orchard.federated.paillier_lr import LRConfig
 from orchard.lifecycle.ledger import ModelMonth
 from orchard.settings import Settings
+from orchard.worker import timed
 
 
 @task
@@ -28,10 +31,20 @@ def joint_training(settings: Settings, split: VerticalSplit, job_id: str, config
     return run_joint_job(settings, split, job_id, config)
 
 
-@task(name="joint model", task_run_name="joint model {month}")
-def joint_model_month(settings: Settings, month: str) -> ModelMonth | None:
-    """The joint model's month in the lifecycle: monitoring at both parties, then a fit or retrain if due."""
-    return joint_month(settings, month)
+@task(name="joint model", task_run_name="joint model {month}", cache_policy=NONE)
+def joint_model_month(
+    settings: Settings, month: str, lane: Executor | None = None
+) -> tuple[ModelMonth | None, float]:
+    """The joint model's month in the lifecycle (monitoring at both parties, then a fit or retrain if due): its
+    record (None: the portfolio has no joint model) and the seconds it took.
+
+    With a lane (a worker process: the lifecycle's Tools.lane) the month runs there, so the lifecycle's own
+    process goes on with the other models meanwhile: the joint month is mostly waiting on the host process and
+    gmpy2 arithmetic that holds the GIL, work a second core takes.
+    """
+    if lane is None:
+        return timed(joint_month, settings, month)
+    return lane.submit(timed, joint_month, settings, month).result()
 
 
 @task

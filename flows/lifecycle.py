@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
+from prefect.futures import PrefectFuture, wait
 
 from flows.automations import breach_metrics, emit_breach
 from flows.features import update_features
@@ -87,8 +88,9 @@ def _model_step(
 
 def _model_month(
     settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord, tools: Tools
-) -> ModelMonth:
-    """Return a model's month record: monitoring, training, promotion, and what its kind adds."""
+) -> tuple[ModelMonth, PrefectFuture | None]:
+    """Return a model's month record (monitoring, training, promotion, and what its kind adds) and its dashboard
+    snapshot, being made in the run's lane (None: the model was not monitored)."""
     outcome = step.outcome
     top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5] if outcome else []
     entry = ModelMonth(
@@ -101,7 +103,7 @@ def _model_month(
         promotion=None if step.promotion is None else asdict(step.promotion),
     )
     if step.skipped:
-        return entry
+        return entry, None
     t = time.perf_counter()
     if spec.kind == "tiers":
         entry.tiers = campaign_tiers(settings, spec.name, month, tools)
@@ -109,20 +111,20 @@ def _model_month(
     if spec.kind == "expected_loss":
         entry.expected_loss = vintage_expected_loss(settings, spec.name, month, tools)
         _timed(record, f"expected loss {spec.name}", t)
-    if outcome is not None:
-        t = time.perf_counter()
-        extra = {s.group: values for s in kind_series(spec) if (values := getattr(entry, s.group))}
-        publish_month_dashboard(settings, spec.name, month, outcome, extra)
-        _timed(record, f"dashboard {spec.name}", t)
-    return entry
+    if outcome is None:
+        return entry, None
+    extra = {s.group: values for s in kind_series(spec) if (values := getattr(entry, s.group))}
+    return entry, publish_month_dashboard.submit(settings, spec.name, month, outcome, extra, tools.lane())
 
 
-def run_month(settings: Settings, month: str, tools: Tools | None = None) -> MonthRecord:
+def run_month(settings: Settings, month: str, tools: Tools) -> MonthRecord:
     """Run one month through every stage; each step is idempotent, the record is written last.
 
-    `tools` (the Feast store, joins and loaded models) is the run's; a month run alone opens its own.
+    `tools` (the Feast store, joins, loaded models, the lane) is the run's. Work that nothing later in the month
+    reads runs in the run's lane (a second process, Tools.lane) beside the month's other steps: the joint model's
+    month (it reads only the month's validated batches) and each model's dashboard snapshot (its last step).
+    The month waits for them before its record is written; their stage times are their own, and overlap.
     """
-    tools = tools or Tools()
     record = MonthRecord(month=month)
 
     t = time.perf_counter()
@@ -142,21 +144,29 @@ def run_month(settings: Settings, month: str, tools: Tools | None = None) -> Mon
     record.warned = {o.batch_id: list(o.warnings) for o in passed if o.warnings}
     _timed(record, "validate", t)
 
-    t = time.perf_counter()
-    record.feature_rows = int(update_features(settings, month)["month_rows"])
-    _timed(record, "features", t)
-
-    for spec in model_specs(settings.portfolio_def).values():
-        step = _model_step(settings, spec, month, record, tools)
-        record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record, tools))
-
     joint = settings.portfolio_def.joint
-    if joint is not None:
+    joint_run = None if joint is None else joint_model_month.submit(settings, month, tools.lane())
+    dashboards: dict[str, PrefectFuture] = {}
+    try:
         t = time.perf_counter()
-        entry = joint_model_month(settings, month)
-        if entry is not None:
-            record.models[joint.model] = asdict(entry)
-        _timed(record, f"joint {joint.model}", t)
+        record.feature_rows = int(update_features(settings, month)["month_rows"])
+        _timed(record, "features", t)
+
+        for spec in model_specs(settings.portfolio_def).values():
+            step = _model_step(settings, spec, month, record, tools)
+            entry, dashboard = _model_month(settings, spec, step, month, record, tools)
+            record.models[spec.name] = asdict(entry)
+            if dashboard is not None:
+                dashboards[spec.name] = dashboard
+    finally:  # never leave the month's work running in the lane behind a failed stage
+        wait([f for f in (joint_run, *dashboards.values()) if f is not None])
+    tools.settle()  # the drift reports
+    for name, future in dashboards.items():
+        _, record.stage_seconds[f"dashboard {name}"] = future.result()
+    if joint is not None and joint_run is not None:
+        joint_entry, record.stage_seconds[f"joint {joint.model}"] = joint_run.result()
+        if joint_entry is not None:
+            record.models[joint.model] = asdict(joint_entry)
 
     record_month(settings, record)
     _report(record)
@@ -198,7 +208,7 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     month runs, so the simulated lender decides its applications with the champion of the month before
     (orchard.lifecycle.lender); months already done are simulated again with the decisions they logged.
     """
-    with Tools() as tools:  # opened once for the run, closed at its end
+    with Tools(lane_process=True) as tools:  # opened once for the run, closed at its end
         simulation = None
         if settings.portfolio_def.simulated:
             closed = settings.simulation.lender == "champion"

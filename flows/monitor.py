@@ -3,6 +3,8 @@ decision: first fit, retrain or hold), and what a model's kind adds to the month
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
@@ -12,6 +14,7 @@ from orchard.lifecycle.stages import month_expected_loss, month_tiers
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import model_spec
 from orchard.settings import Settings
+from orchard.worker import timed
 
 
 @task(name="monitor-model", task_run_name="monitor {model} @ {month}", cache_policy=NONE)
@@ -30,10 +33,18 @@ def publish_month_dashboard(
     month: str,
     outcome: MonitorOutcome,
     extra: dict[str, dict[str, float]] | None = None,
-) -> str:
+    lane: Executor | None = None,
+) -> tuple[str, float]:
     """Add the month's monitoring snapshot (with the month's alias events, and what the model's kind adds) to the
-    model's risk-manager dashboard."""
-    return publish_dashboard(settings, model_spec(settings.portfolio_def, model), month, outcome, extra)
+    model's risk-manager dashboard; return its run id and the seconds it took.
+
+    With a lane (the lifecycle's second process, Tools.lane) the snapshot is made there: it is the model's last
+    step of the month, nothing else in the month reads it, and the lifecycle's process goes on meanwhile.
+    """
+    spec = model_spec(settings.portfolio_def, model)
+    if lane is None:
+        return timed(publish_dashboard, settings, spec, month, outcome, extra)
+    return lane.submit(timed, publish_dashboard, settings, spec, month, outcome, extra).result()
 
 
 @task(name="campaign-tiers", task_run_name="tiers {model} @ {month}", cache_policy=NONE)

@@ -315,7 +315,7 @@ def add_month_snapshot(
 
 def series(settings: Settings, model_name: str, metric_type: str, labels: dict[str, str]) -> dict[str, float]:
     """Return {snapshot month: value} of one stored series, read back as the dashboard reads it (for checks)."""
-    workspace = open_workspace(settings)
+    workspace = open_workspace(settings, fresh=True)
     project_id = project_for_model(workspace, model_name)
     found: dict[str, float] = {}
     for run_id in workspace.list_runs(project_id):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from orchard.atomic import write_json, write_text
+from orchard.atomic import locked, write_json, write_text
 from orchard.credit.psi import ReferenceProfile
 from orchard.errors import OrchardError
 from orchard.settings import Settings
@@ -170,31 +170,35 @@ def replace_named_run(settings: Settings, workspace: Any, project_id: Any, snaps
     """
     name = snapshot.get_name()
     path = _run_index_path(settings)
-    index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    key = f"{project_id}/{name}"
-    if name and key in index:
-        try:
-            workspace.delete_run(project_id, index[key])
-        except Exception:  # already gone (e.g. the workspace was reset): nothing to replace
-            log.debug("run %s of %r was not in the workspace", index[key], name)
-    run_id = str(workspace.add_run(project_id, snapshot, include_data=False, name=name).id)
-    if name:
-        index[key] = run_id
-        write_json(index, path)
+    with locked(path):  # the lifecycle's joint model publishes from its own process (Tools.lane)
+        index: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        key = f"{project_id}/{name}"
+        if name and key in index:
+            try:
+                workspace.delete_run(project_id, index[key])
+            except Exception:  # already gone (e.g. the workspace was reset): nothing to replace
+                log.debug("run %s of %r was not in the workspace", index[key], name)
+        run_id = str(workspace.add_run(project_id, snapshot, include_data=False, name=name).id)
+        if name:
+            index[key] = run_id
+            write_json(index, path)
     return run_id
 
 
 _WORKSPACES: dict[str, Any] = {}
 
 
-def open_workspace(settings: Settings) -> Any:
+def open_workspace(settings: Settings, *, fresh: bool = False) -> Any:
     """Return this process's handle on the local Evidently workspace (opening one reads every snapshot: ~1.5 s
-    at the end of the demo, so it is opened once per process and reused)."""
+    at the end of the demo, so it is opened once per process and reused).
+
+    A handle knows the projects as they were when it opened; a reader of what another process may have written
+    since (the lifecycle's joint model publishes from its own, Tools.lane) asks for a fresh one."""
     from evidently.ui.workspace import Workspace  # deferred: Evidently takes seconds to import
 
     settings.evidently_dir.mkdir(parents=True, exist_ok=True)
     key = str(settings.evidently_dir.resolve())
-    if key not in _WORKSPACES:
+    if fresh or key not in _WORKSPACES:
         _WORKSPACES[key] = Workspace(key)
     return _WORKSPACES[key]
 

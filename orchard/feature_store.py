@@ -23,7 +23,15 @@ from orchard.atomic import atomic_path, write_json, write_text
 from orchard.errors import OrchardError
 from orchard.features import entity_key, view_features
 from orchard.lake import read_silver, silver_months, silver_path
-from orchard.months import add_months, month_end, month_index, month_start, parse_month, timestamp_months
+from orchard.months import (
+    add_months,
+    month_end,
+    month_index,
+    month_start,
+    parse_month,
+    timestamp_months,
+    utc_timestamps,
+)
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
 from orchard.production import production_repo_config
 from orchard.settings import Settings
@@ -342,7 +350,7 @@ def training_frame(
     store = store or open_store(settings)
     feature_service = _service(settings, store, service)
     entities = entity_df.copy()
-    entities[ENTITY_TIME] = pd.to_datetime(entities[ENTITY_TIME], utc=True)
+    entities[ENTITY_TIME] = utc_timestamps(entities[ENTITY_TIME])
     entities[_ROW] = range(len(entities))
     job = store.get_historical_features(entity_df=entities, features=feature_service)
     frame = job.to_df().sort_values(_ROW).set_index(_ROW)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from orchard.errors import OrchardError
-from orchard.months import month_index, timestamp_months
+from orchard.months import month_index, timestamp_month_labels, timestamp_months, utc_timestamps
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,6 @@ def _require(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise OrchardError(f"{what} is missing column(s) {', '.join(missing)}")
-
-
-def vintage_of(event_ts: pd.Series) -> pd.Series:
-    """Return the 'YYYY-MM' month of each timestamp (naive timestamps are taken as UTC)."""
-    ts = pd.to_datetime(event_ts, utc=True)
-    return ts.dt.strftime("%Y-%m")
 
 
 def event_within(
@@ -75,8 +69,8 @@ def booked_loans(applications: pd.DataFrame) -> pd.DataFrame:
         example = booked.loc[duplicated, "application_id"].iloc[0]
         raise OrchardError(f"applications has duplicate application_id {example!r} among approved rows")
     booked = booked.copy()
-    booked["event_ts"] = pd.to_datetime(booked["event_ts"], utc=True)
-    booked["vintage"] = vintage_of(booked["event_ts"])
+    booked["event_ts"] = utc_timestamps(booked["event_ts"])
+    booked["vintage"] = timestamp_month_labels(booked["event_ts"])
     booked["obs_index"] = timestamp_months(booked["event_ts"])
     return booked
 

@@ -29,6 +29,7 @@ from feast.value_type import ValueType
 from pydantic import StrictStr
 
 from orchard.errors import OrchardError
+from orchard.months import utc_timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _micros(ts: datetime | None) -> int | None:
 
 
 def _series_micros(values: pd.Series) -> list[Any]:
-    ts = pd.to_datetime(values, utc=True)
+    ts = utc_timestamps(values)
     micros = ts.astype("int64") // 1000
     # pandas-stubs take no None as where()'s other; at run time it stands for the missing value
     return micros.where(ts.notna(), None).tolist()  # type: ignore[call-overload]

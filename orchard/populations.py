@@ -42,7 +42,7 @@ from orchard.labels import (
 from orchard.lake import read_silver
 from orchard.landing import utc_times
 from orchard.model_specs import ModelSpec
-from orchard.months import add_months, month_range, timestamp_months
+from orchard.months import add_months, month_range, timestamp_months, utc_timestamps
 from orchard.portfolio.expressions import row_mask
 from orchard.portfolio.spec import LabelDef, ObservedLabel, OutcomeDateLabel, PerformanceLabel
 from orchard.settings import Settings
@@ -362,7 +362,7 @@ def population(
     frame = _BUILDERS[spec.unit](settings, spec, months, as_of, with_labels)
     frame = frame.rename(columns={EVENT_TIME: ENTITY_TIME})
     # the offline store joins at microsecond precision; a source may carry nanoseconds
-    frame[ENTITY_TIME] = pd.to_datetime(frame[ENTITY_TIME], utc=True).dt.floor("us")
+    frame[ENTITY_TIME] = utc_timestamps(frame[ENTITY_TIME]).dt.floor("us")
     keep = [spec.key, spec.entity, ENTITY_TIME, BATCH_ID, "eligible", "mature", "bad", *spec.request_features]
     if "application_id" not in keep and "application_id" in frame.columns:
         keep.insert(1, "application_id")

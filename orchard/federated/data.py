@@ -25,7 +25,7 @@ from orchard.atomic import atomic_path, frame_sha256, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.party_spec import FeatureColumn, PartyTable
 from orchard.labels import application_labels
-from orchard.months import month_index, month_range, timestamp_months
+from orchard.months import month_index, month_range, timestamp_month_labels, timestamp_months
 from orchard.portfolio.spec import LabelDef
 from orchard.settings import Settings
 
@@ -139,10 +139,6 @@ def _dummies(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     )
 
 
-def _month(ts: pd.Series) -> pd.Series:
-    return pd.to_datetime(ts, utc=True).dt.strftime("%Y-%m")
-
-
 def guest_table(
     applications: pd.DataFrame, repayments: pd.DataFrame, as_of_month: str, window_months: int, bad_dpd: int
 ) -> pd.DataFrame:
@@ -154,10 +150,12 @@ def guest_table(
     labels = application_labels(applications, repayments, as_of_month, window_months, bad_dpd)
     labels[LABEL] = labels[LABEL].where(labels["mature"].astype(bool))  # not mature yet: no label
     apps = applications.merge(labels[["application_id", LABEL]], on="application_id", how="inner")
-    apps = apps.assign(app_month=_month(apps["event_ts"])).sort_values(["event_ts", "application_id"])
+    apps = apps.assign(app_month=timestamp_month_labels(apps["event_ts"])).sort_values(
+        ["event_ts", "application_id"]
+    )
     apps = apps.drop_duplicates(["user_id", "app_month"], keep="last").reset_index(drop=True)
 
-    all_apps = applications.assign(app_month=_month(applications["event_ts"]))
+    all_apps = applications.assign(app_month=timestamp_month_labels(applications["event_ts"]))
     booked = all_apps.loc[all_apps["decision"] == "approved", ["user_id", "event_ts"]]
     prior = apps[["application_id", "user_id", "event_ts"]].merge(
         booked, on="user_id", suffixes=("", "_prev")

@@ -40,7 +40,7 @@ import gmpy2
 import numpy as np
 from phe import paillier
 
-from orchard.federated.worker import Worker
+from orchard.worker import Worker
 
 U_BITS = 12  # fixed-point bits of the host's partial scores u_h
 A_BITS = 12  # fixed-point bits of the residual's slope a = 4 sigmoid'(u_g), in (0, 1]

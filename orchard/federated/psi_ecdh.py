@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from orchard.federated.worker import Worker
+from orchard.worker import Worker
 
 POINT_BYTES = 32
 _DOMAIN = b"orchard-psi-x25519-v1"
@@ -47,7 +47,7 @@ class Blinder:
     """One party's secret scalar: blinds ids and re-blinds u coordinates (X25519).
 
     `cryptography` holds the GIL while it multiplies, so on a machine with a second core a pass over at least
-    `parallel_from` values is split with a worker process (orchard.federated.worker, started on the first such
+    `parallel_from` values is split with a worker process (orchard.worker, started on the first such
     pass, stopped by `close`): the party's own pass then takes half the time while the other party waits. The values are the
     same either way (X25519 is a function of the scalar and the input).
     """

@@ -15,7 +15,7 @@ from orchard.feature_store import service_join_keys, training_frame
 from orchard.lifecycle.partitions import map_entity_partitions
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
-from orchard.months import month_range
+from orchard.months import month_range, timestamp_month_labels
 from orchard.populations import population
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID
@@ -28,10 +28,6 @@ class ModelFrame:
     frame: pd.DataFrame
     batch_ids: list[str]
     data_sha256: str
-
-
-def _vintage(ts: pd.Series) -> pd.Series:
-    return ts.dt.strftime("%Y-%m")
 
 
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
@@ -88,7 +84,7 @@ def model_frame(
     """Return the model's cases of `months` with point-in-time features and labels known at `as_of`."""
     entity = population(settings, spec, months, as_of, with_labels=with_labels)
     frame = _point_in_time(settings, spec, entity, tools or Tools())
-    frame["vintage"] = _vintage(frame["event_timestamp"])
+    frame["vintage"] = timestamp_month_labels(frame["event_timestamp"])
     frame = frame.sort_values(spec.key).reset_index(drop=True)
     batch_ids = sorted(frame[BATCH_ID].unique().tolist())
     return ModelFrame(
@@ -124,7 +120,7 @@ def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]
 def vintage_cases(settings: Settings, spec: ModelSpec, months: list[str], as_of: str) -> pd.DataFrame:
     """Return the model's cases of `months` with labels known at `as_of` and their vintage (no features read)."""
     frame = population(settings, spec, months, as_of)
-    return frame.assign(vintage=_vintage(pd.to_datetime(frame["event_timestamp"], utc=True)))
+    return frame.assign(vintage=timestamp_month_labels(frame["event_timestamp"]))
 
 
 def population_vintages(settings: Settings, spec: ModelSpec, months: list[str], as_of: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -102,20 +103,52 @@ def monitor_month(
     top = sorted(features, key=lambda c: -features[c])[:EVIDENTLY_TOP_FEATURES]
     report_numeric = [c for c in numeric if c in top or c == SCORE_COLUMN]
     report_categorical = [c for c in categorical if c in top]
-    columns = [*report_numeric, *report_categorical]
-    reference = load_reference_sample(settings, spec.name, key)
-    snapshot = drift_report(
-        reference[columns],
-        scored[columns],
+    current = scored[[*report_numeric, *report_categorical]]
+    report = _report_file(settings, spec.name, month)
+    # nothing in the month reads the report: it is made in the run's lane (beside the next steps) when it has one
+    tools.behind(
+        publish_drift_report,
+        settings,
+        spec.name,
+        key,
+        month,
+        current,
         report_numeric,
         report_categorical,
-        name=f"{spec.name} {month}",
-        profile=profile,
-        psi_values=values,
+        values,
     )
-    report = save_report(snapshot, settings.reports_dir / spec.name / f"{month}.html")
-    add_to_workspace(settings, spec.name, snapshot)
     return replace(outcome, report_path=str(report)), decision
+
+
+def _report_file(settings: Settings, model_name: str, month: str) -> Path:
+    return settings.reports_dir / model_name / f"{month}.html"
+
+
+def publish_drift_report(
+    settings: Settings,
+    model_name: str,
+    key: str,
+    month: str,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    psi_values: dict[str, float],
+) -> Path:
+    """Write the month's Evidently drift report of a version (its reference sample vs the month's scored rows,
+    with the exact PSI of every profiled column) as HTML, and add it to the model's workspace project."""
+    reference = load_reference_sample(settings, model_name, key)
+    snapshot = drift_report(
+        reference[list(current.columns)],
+        current,
+        numeric,
+        categorical,
+        name=f"{model_name} {month}",
+        profile=load_profile(profile_path(settings, model_name, key)),
+        psi_values=psi_values,
+    )
+    report = save_report(snapshot, _report_file(settings, model_name, month))
+    add_to_workspace(settings, model_name, snapshot)
+    return report
 
 
 def _vintage_state_path(settings: Settings, model_name: str):

@@ -9,13 +9,19 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
-- the Dask cluster the settings configure, if any (orchard.lifecycle.partitions), started or joined on first use.
+- the Dask cluster the settings configure, if any (orchard.lifecycle.partitions), started or joined on first use;
+- the run's lane (`Tools(lane_process=True)`: the lifecycle's): a second process (orchard.worker), started on first use,
+  for work nothing after it in the month reads, run beside the month's other steps: the joint model's month, the
+  dashboard snapshots, the Evidently drift reports. Without it (a one-off call) that work runs in place.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +32,9 @@ from orchard.contracts import ContractTools
 from orchard.feature_store import open_store
 from orchard.lifecycle.partitions import Cluster, open_cluster
 from orchard.settings import Settings
+from orchard.worker import InPlace, Worker
+
+log = logging.getLogger(__name__)
 
 JOINED_KEEP = 6
 """Point-in-time joins kept (the models of one population share a join within a month)."""
@@ -41,6 +50,9 @@ class Tools:
     _store: tuple[str, FeatureStore] | None = None
     _contracts: tuple[str, ContractTools] | None = None
     _cluster: tuple[tuple[str | None, int], Cluster | None] | None = None
+    lane_process: bool = False
+    _lane: Executor | None = None
+    _behind: list[Future[Any]] = field(default_factory=list)
 
     def feature_store(self, settings: Settings) -> FeatureStore:
         """Return the home's Feast store, opened on first use (again if the settings name another home)."""
@@ -65,6 +77,29 @@ class Tools:
             self._cluster = (key, open_cluster(config))
         return self._cluster[1]
 
+    def lane(self) -> Executor:
+        """Return the run's lane: its second process (started on first use) when the run has one, else an
+        executor that runs each task in place when it is submitted."""
+        if self._lane is None:
+            self._lane = Worker() if self.lane_process else InPlace()
+        return self._lane
+
+    def behind(self, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Run fn(*args) in the lane; the run waits for it at `settle` (a month's end) and when it closes. Run in
+        place (no second process), its error is raised here."""
+        future = self.lane().submit(fn, *args)
+        if future.done():
+            future.result()
+        else:
+            self._behind.append(future)
+
+    def settle(self) -> None:
+        """Wait for the work left behind; raise the first error among it."""
+        pending, self._behind = self._behind, []
+        wait_all(pending)
+        for future in pending:
+            future.result()
+
     def _close_cluster(self) -> None:
         if self._cluster is not None and self._cluster[1] is not None:
             self._cluster[1].close()
@@ -80,8 +115,18 @@ class Tools:
         return self.joined[key]
 
     def close(self) -> None:
-        """Drop the store, the GE project and every cached object, close the cluster (the run is over)."""
+        """Drop the store, the GE project and every cached object, close the cluster and the lane (the run is
+        over; a month running in the lane is let finish)."""
         self._close_cluster()
+        if self._behind:  # (closed after an error: the work left behind still finishes)
+            wait_all(self._behind)
+            for future in self._behind:
+                if future.exception() is not None:
+                    log.error("work left behind failed: %r", future.exception())
+            self._behind = []
+        if self._lane is not None:
+            self._lane.shutdown()
+            self._lane = None
         self._store = None
         self._contracts = None
         self.joined.clear()
@@ -91,5 +136,7 @@ class Tools:
     def __enter__(self) -> Tools:
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
+        if error is None:
+            self.settle()  # a run that ended well raises what its work left behind raised
         self.close()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
+from pathlib import Path
+
 import pandas as pd
+import pytest
 
 from orchard.lifecycle.tools import JOINED_KEEP, Tools
+from orchard.worker import InPlace, Worker
 
 
 def test_a_join_is_made_once_per_key_and_only_the_recent_ones_are_kept() -> None:
@@ -36,3 +43,62 @@ def test_closing_the_tools_leaves_nothing_behind_and_runs_share_nothing() -> Non
         assert not other.joined and not other.models and not other.train_keys
     # And when the run ends everything it held is dropped
     assert not run.joined and not run.models and not run.train_keys
+
+
+def test_the_lane_is_one_other_process_started_on_first_use_and_stopped_with_the_run() -> None:
+    # Given a run's tools with a lane process
+    with Tools(lane_process=True) as run:
+        assert run._lane is None, "no process before it is asked for"
+        # When work is given to its lane twice
+        lane = run.lane()
+        pids = {lane.submit(os.getpid).result(), run.lane().submit(os.getpid).result()}
+        # Then it ran in one process, not this one
+        assert len(pids) == 1 and os.getpid() not in pids
+        assert isinstance(lane, Worker)
+        process = lane._proc
+    # And the process is gone when the run ends
+    assert run._lane is None and process.poll() is not None
+
+
+def test_work_left_behind_runs_beside_the_run_and_its_error_comes_back_when_the_run_settles(
+    tmp_path: Path,
+) -> None:
+    # Given a run with a lane process, work left behind: a wait, a write and a failing call
+    run = Tools(lane_process=True)
+    run.behind(time.sleep, 0.3)
+    run.behind(Path.write_text, tmp_path / "written", "done")
+    assert not (tmp_path / "written").exists(), "the run went on without waiting"
+    run.behind(math.factorial, -1)
+    # When the run settles, then the write is done and the failure is raised
+    with pytest.raises(ValueError, match="negative"):
+        run.settle()
+    assert (tmp_path / "written").read_text() == "done"
+    # And nothing is left to settle, and closing stops the lane
+    run.settle()
+    run.close()
+
+
+def test_a_run_closed_after_an_error_still_finishes_its_work_left_behind(tmp_path: Path) -> None:
+    # Given a run that fails with work left behind
+    def failing_run() -> None:
+        with Tools(lane_process=True) as run:
+            run.behind(time.sleep, 0.3)
+            run.behind(Path.write_text, tmp_path / "written", "done")
+            raise RuntimeError("a stage failed")
+
+    with pytest.raises(RuntimeError, match="a stage failed"):
+        failing_run()
+    # Then the work was finished before the lane stopped, and the stage's error is the one raised
+    assert (tmp_path / "written").exists()
+
+
+def test_without_a_lane_process_work_runs_in_place_and_raises_at_once(tmp_path: Path) -> None:
+    # Given one-off tools (no lane process)
+    tools = Tools()
+    # When work is left behind, then it has run already, here
+    tools.behind(Path.write_text, tmp_path / "written", "done")
+    assert (tmp_path / "written").read_text() == "done"
+    assert isinstance(tools.lane(), InPlace)
+    # And a failure is raised to the caller at once
+    with pytest.raises(ValueError, match="negative"):
+        tools.behind(math.factorial, -1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchard.federated.worker import Worker
+from orchard.worker import Worker
 
 
 def test_tasks_run_in_order_and_errors_come_back_as_raised() -> None:
@@ -41,7 +41,7 @@ def test_a_worker_that_died_is_named_in_the_error() -> None:
 
 def test_a_worker_starts_from_a_script_read_from_stdin(tmp_path: Path) -> None:
     # given a parent program read from standard input (multiprocessing's spawn cannot re-import it)
-    script = "from orchard.federated.worker import Worker\nwith Worker() as w:\n    print(w.submit(sum, [1, 2, 3]).result())\n"
+    script = "from orchard.worker import Worker\nwith Worker() as w:\n    print(w.submit(sum, [1, 2, 3]).result())\n"
     root = Path(__file__).resolve().parents[2]
     # when it runs a task in a worker
     done = subprocess.run(
@@ -49,3 +49,29 @@ def test_a_worker_starts_from_a_script_read_from_stdin(tmp_path: Path) -> None:
     )
     # then the task's result comes back
     assert done.returncode == 0 and done.stdout.strip() == "6", f"rc {done.returncode}: {done.stderr[-500:]}"
+
+
+class _NeedsTwoArguments(Exception):
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+def _raise_unloadable() -> None:
+    raise _NeedsTwoArguments("a month", "broken")
+
+
+def _return_unpicklable() -> object:
+    return lambda: None
+
+
+def test_an_answer_that_cannot_be_sent_back_is_named() -> None:
+    # given a worker, a task whose exception does not load back and one whose result does not pickle
+    with Worker() as worker:
+        # when they run, then each raises an error naming the task and what it gave, and the worker goes on
+        with pytest.raises(
+            RuntimeError, match=r"_raise_unloadable's error could not be sent back.*a month: broken"
+        ):
+            worker.submit(_raise_unloadable).result()
+        with pytest.raises(RuntimeError, match="_return_unpicklable's result could not be sent back"):
+            worker.submit(_return_unpicklable).result()
+        assert worker.submit(abs, -3).result() == 3, "the worker survives"

@@ -1,7 +1,8 @@
-"""A party's worker process: CPU-only arithmetic of a joint job run beside the party, one task at a time.
+"""A worker process: work run beside the caller on another core, one task at a time.
 
-gmpy2 and `cryptography` hold the GIL while they compute, so a second core needs a second process. `Worker`
-starts `python -m orchard.federated.worker` and talks to it over its stdin and stdout: a request is a pickled
+Used by a federated party for CPU-only arithmetic (gmpy2 and `cryptography` hold the GIL while they compute, so a
+second core needs a second process) and by the lifecycle for its joint model's month, run beside the other
+models' steps (orchard.lifecycle.tools.Tools.lane). `Worker` starts `python -m orchard.worker` and talks to it over its stdin and stdout: a request is a pickled
 (function, arguments), an answer a pickled (ok, value or exception), each behind its 8-byte length.
 multiprocessing's spawn would import the parent's main module again (a benchmark, a notebook, a script read
 from stdin, where it fails); this process imports only what the functions need (about 0.3 s to start). Pickle is
@@ -16,6 +17,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import IO, Any
@@ -40,12 +42,26 @@ def _write(stream: IO[bytes], value: Any) -> None:
     stream.flush()
 
 
+class InPlace(Executor):
+    """An executor that runs each task when it is submitted, in the caller's thread: the lane of a run that
+    has no second process."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run fn(*args, **kwargs) now; return its result or error as a completed future."""
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
 class Worker(Executor):
     """One worker process; tasks run in the order submitted, their results come back as futures."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "orchard.federated.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "orchard.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-io")
 
@@ -89,6 +105,14 @@ class Worker(Executor):
         self.shutdown(wait=True, cancel_futures=True)
 
 
+def timed(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """Return fn(*args, **kwargs) and the seconds it took, measured where it ran (a task's own time, without
+    the time it waited behind others in a worker)."""
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, round(time.perf_counter() - start, 4)
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the input ends."""
     while (header := _read_exactly(requests, _LENGTH.size)) is not None:
@@ -100,7 +124,18 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             answer = (True, fn(*args, **kwargs))
         except Exception as exc:  # the parent re-raises it
             answer = (False, exc)
-        _write(answers, answer)
+        try:
+            payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+            if not answer[0]:  # an exception whose class needs other arguments pickles but does not load back
+                pickle.loads(payload)  # noqa: S301 - our own answer
+        except Exception as exc:  # the parent gets an error that names what could not be sent back
+            what = "error" if not answer[0] else "result"
+            problem = RuntimeError(
+                f"{fn.__qualname__}'s {what} could not be sent back ({exc!r}): {answer[1]!r}"
+            )
+            payload = pickle.dumps((False, problem), protocol=pickle.HIGHEST_PROTOCOL)
+        answers.write(_LENGTH.pack(len(payload)) + payload)
+        answers.flush()
 
 
 if __name__ == "__main__":
