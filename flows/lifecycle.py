@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import asdict, dataclass
 
 from prefect import flow, task
@@ -117,13 +120,14 @@ def _model_month(
     return entry, publish_month_dashboard.submit(settings, spec.name, month, outcome, extra, tools.lane())
 
 
-def run_month(settings: Settings, month: str, tools: Tools) -> MonthRecord:
-    """Run one month through every stage; each step is idempotent, the record is written last.
+def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], MonthRecord]:
+    """Run one month through every stage; each step is idempotent. Return the month's finish: the call that
+    waits for what the month left in the lane, then writes its record (last) and returns it.
 
-    `tools` (the Feast store, joins, loaded models, the lane) is the run's. Work that nothing later in the month
-    reads runs in the run's lane (a second process, Tools.lane) beside the month's other steps: the joint model's
-    month (it reads only the month's validated batches) and each model's dashboard snapshot (its last step).
-    The month waits for them before its record is written; their stage times are their own, and overlap.
+    `tools` (the Feast store, joins, loaded models, the lane) is the run's. Work that nothing later in the run
+    reads runs in the run's lane (a second process, Tools.lane) beside the other steps, this month's and the
+    next's: the joint model's month (it reads only the validated batches up to the month), each model's dashboard
+    snapshot and drift report (its last steps). Their stage times are their own, and overlap.
     """
     record = MonthRecord(month=month)
 
@@ -158,19 +162,26 @@ def run_month(settings: Settings, month: str, tools: Tools) -> MonthRecord:
             record.models[spec.name] = asdict(entry)
             if dashboard is not None:
                 dashboards[spec.name] = dashboard
-    finally:  # never leave the month's work running in the lane behind a failed stage
+    except BaseException:  # never leave the month's work running in the lane behind a failed stage
         wait([f for f in (joint_run, *dashboards.values()) if f is not None])
-    tools.settle()  # the drift reports
-    for name, future in dashboards.items():
-        _, record.stage_seconds[f"dashboard {name}"] = future.result()
-    if joint is not None and joint_run is not None:
-        joint_entry, record.stage_seconds[f"joint {joint.model}"] = joint_run.result()
-        if joint_entry is not None:
-            record.models[joint.model] = asdict(joint_entry)
+        raise
+    behind = tools.hand_over()  # the drift reports
 
-    record_month(settings, record)
-    _report(record)
-    return record
+    def finish() -> MonthRecord:
+        wait_all(behind)
+        for report in behind:
+            report.result()
+        for name, future in dashboards.items():
+            _, record.stage_seconds[f"dashboard {name}"] = future.result()
+        if joint is not None and joint_run is not None:
+            joint_entry, record.stage_seconds[f"joint {joint.model}"] = joint_run.result()
+            if joint_entry is not None:
+                record.models[joint.model] = asdict(joint_entry)
+        record_month(settings, record)
+        _report(record)
+        return record
+
+    return finish
 
 
 def _report(record: MonthRecord) -> None:
@@ -200,6 +211,18 @@ def _report(record: MonthRecord) -> None:
     progress.info(" | ".join(parts))
 
 
+def _after(before: Future[MonthRecord] | None, finish: Callable[[], MonthRecord]) -> MonthRecord:
+    """Finish a month once the month before is recorded; a month before that failed fails it too (unrecorded)."""
+    if before is not None:
+        before.result()
+    return finish()
+
+
+def _read_back(record: MonthRecord) -> Callable[[], MonthRecord]:
+    """Return the finish of a month recorded before: its record as read."""
+    return lambda: record
+
+
 @flow(name="lifecycle", flow_run_name="lifecycle {settings.start_month}..{until}", validate_parameters=False)
 def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     """Live through every month up to `until`; months already done are read back, not redone.
@@ -208,16 +231,22 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     month runs, so the simulated lender decides its applications with the champion of the month before
     (orchard.lifecycle.lender); months already done are simulated again with the decisions they logged.
     """
-    with Tools(lane_process=True) as tools:  # opened once for the run, closed at its end
+    # the tools are opened once for the run and closed at its end; the recorder finishes each month in order (its
+    # lane work, then its record) while the next month runs, so a month is recorded only after every month before
+    with Tools(lane_process=True) as tools, ThreadPoolExecutor(1, "month-records") as recorder:
         simulation = None
         if settings.portfolio_def.simulated:
             closed = settings.simulation.lender == "champion"
             simulation = SimulationRun(
                 settings, ChampionLender(settings, tools) if closed else LegacyLender()
             )
-        records = []
+        records: list[Future[MonthRecord]] = []
         for month in month_range(settings.start_month, until):
+            if failed := next((f for f in records if f.done() and f.exception() is not None), None):
+                failed.result()  # a month before failed while it was finished: stop here
             if simulation is not None:
                 simulate_month(simulation, month)
-            records.append(load_month(settings, month) or run_month(settings, month, tools))
-    return [asdict(r) for r in records]
+            recorded = load_month(settings, month)
+            finish = run_month(settings, month, tools) if recorded is None else _read_back(recorded)
+            records.append(recorder.submit(_after, records[-1] if records else None, finish))
+        return [asdict(f.result()) for f in records]

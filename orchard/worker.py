@@ -12,8 +12,10 @@ safe here: both ends are the same party's processes, on a private pipe.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import IO, Any
 
 _LENGTH = struct.Struct("<Q")
+_PR_SET_PDEATHSIG = 1
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
@@ -59,10 +62,14 @@ class InPlace(Executor):
 class Worker(Executor):
     """One worker process; tasks run in the order submitted, their results come back as futures."""
 
-    def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "orchard.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+    def __init__(self, *, die_with_parent: bool = False) -> None:
+        """Start the process. `die_with_parent`: the kernel kills it when the thread that starts it ends, this
+        process killed included (Linux; create it on the main thread), so a task is never left running for a
+        parent that is gone; otherwise a worker ends at its next read, once its running task is done."""
+        command = [sys.executable, "-m", "orchard.worker"]
+        if die_with_parent:
+            command += ["--die-with", str(os.getpid())]
+        self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-io")
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -138,7 +145,17 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         answers.flush()
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent ends (Linux's PR_SET_PDEATHSIG); exit if it has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the request took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--die-with"]:
+        _die_with(int(sys.argv[2]))
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
     serve(sys.stdin.buffer, answers)

@@ -10,9 +10,10 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
 - the Dask cluster the settings configure, if any (orchard.lifecycle.partitions), started or joined on first use;
-- the run's lane (`Tools(lane_process=True)`: the lifecycle's): a second process (orchard.worker), started on first use,
-  for work nothing after it in the month reads, run beside the month's other steps: the joint model's month, the
-  dashboard snapshots, the Evidently drift reports. Without it (a one-off call) that work runs in place.
+- the run's lane (`Tools(lane_process=True)`: the lifecycle's): a second process (orchard.worker, killed with
+  this one), started on first use, for work nothing after it in the run reads, run beside the other steps: the
+  joint model's month, the dashboard snapshots, the Evidently drift reports. Without it (a one-off call) that
+  work runs in place.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Tools:
         """Return the run's lane: its second process (started on first use) when the run has one, else an
         executor that runs each task in place when it is submitted."""
         if self._lane is None:
-            self._lane = Worker() if self.lane_process else InPlace()
+            self._lane = Worker(die_with_parent=True) if self.lane_process else InPlace()
         return self._lane
 
     def behind(self, fn: Callable[..., Any], /, *args: Any) -> None:
@@ -93,9 +94,14 @@ class Tools:
         else:
             self._behind.append(future)
 
+    def hand_over(self) -> list[Future[Any]]:
+        """Return the work left behind so far, which the caller now waits for (the run no longer does)."""
+        pending, self._behind = self._behind, []
+        return pending
+
     def settle(self) -> None:
         """Wait for the work left behind; raise the first error among it."""
-        pending, self._behind = self._behind, []
+        pending = self.hand_over()
         wait_all(pending)
         for future in pending:
             future.result()

@@ -126,9 +126,11 @@ def final_state(home: Path) -> dict[str, object]:
     aliases = sorted(db.execute("select name, alias, version from registered_model_aliases").fetchall())
     db.close()
     history = sqlite3.connect(home / "registry" / "history.db")
+    # each model's events in the order they happened; the models' interleaving is not part of the state (the
+    # joint model lives its months in the lifecycle's lane, beside the others)
     events = history.execute(
         "select model, alias, version, previous_version, action, reason, approver, effective_month "
-        "from alias_events order by id"
+        "from alias_events order by model, id"
     ).fetchall()
     history.close()
     months = {}

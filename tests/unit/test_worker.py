@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,24 @@ def test_an_answer_that_cannot_be_sent_back_is_named() -> None:
         with pytest.raises(RuntimeError, match="_return_unpicklable's result could not be sent back"):
             worker.submit(_return_unpicklable).result()
         assert worker.submit(abs, -3).result() == 3, "the worker survives"
+
+
+def test_a_worker_that_dies_with_its_parent_is_gone_when_the_parent_is_killed(tmp_path: Path) -> None:
+    # given a parent process with a worker that dies with it, busy with a long task
+    script = (
+        "import sys, time\nfrom orchard.worker import Worker\nw = Worker(die_with_parent=True)\n"
+        "print(w.submit(__import__('os').getpid).result(), flush=True)\nw.submit(time.sleep, 60)\ntime.sleep(60)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=root)
+    assert parent.stdout is not None
+    worker_pid = int(parent.stdout.readline())
+    # when the parent is killed (SIGKILL: no clean-up of its own)
+    parent.kill()
+    parent.wait()
+    # then the worker does not finish its task for nobody: it is gone within seconds
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = Path(f"/proc/{worker_pid}/stat")
+    assert not status.exists() or status.read_text().split()[2] == "Z", "the worker outlived its parent"
