@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import IO, Any
@@ -81,7 +82,8 @@ class Worker(Executor):
         if stdin is None or stdout is None:
             raise RuntimeError("the worker process has no pipes")
         try:
-            _write(stdin, (fn, args, kwargs))
+            # the task runs under this process's warning filters as they are now (a CLI quiets the tools' chatter)
+            _write(stdin, (_filters(), pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)))
             header = _read_exactly(stdout, _LENGTH.size)
             body = None if header is None else _read_exactly(stdout, _LENGTH.unpack(header)[0])
         except OSError:  # a broken pipe: the process is gone
@@ -120,17 +122,39 @@ def timed(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tuple[Any, fl
     return value, round(time.perf_counter() - start, 4)
 
 
+def _filters() -> list[tuple[Any, ...]]:
+    """Return this process's warning filters, as filterwarnings' arguments (a pattern compiled or as given)."""
+    return [
+        (
+            action,
+            getattr(message, "pattern", message) or "",
+            category,
+            getattr(module, "pattern", module) or "",
+            line,
+        )
+        for action, message, category, module, line in warnings.filters
+    ]
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the input ends."""
     while (header := _read_exactly(requests, _LENGTH.size)) is not None:
         body = _read_exactly(requests, _LENGTH.unpack(header)[0])
         if body is None:
             return
-        fn, args, kwargs = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
-        try:
-            answer = (True, fn(*args, **kwargs))
-        except Exception as exc:  # the parent re-raises it
-            answer = (False, exc)
+        filters, task = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
+        with warnings.catch_warnings():
+            # what the task's function imports is imported quietly (libraries warn, and add filters, as they load),
+            # then the task runs under its caller's filters
+            warnings.simplefilter("ignore")
+            fn, args, kwargs = pickle.loads(task)  # noqa: S301 - as above
+            warnings.resetwarnings()
+            for action, message, category, module, lineno in reversed(filters):
+                warnings.filterwarnings(action, message, category, module, lineno)
+            try:
+                answer = (True, fn(*args, **kwargs))
+            except Exception as exc:  # the parent re-raises it
+                answer = (False, exc)
         try:
             payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
             if not answer[0]:  # an exception whose class needs other arguments pickles but does not load back

@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,14 @@ def test_a_worker_that_dies_with_its_parent_is_gone_when_the_parent_is_killed(tm
         time.sleep(0.05)
     status = Path(f"/proc/{worker_pid}/stat")
     assert not status.exists() or status.read_text().split()[2] == "Z", "the worker outlived its parent"
+
+
+def test_a_task_runs_under_its_callers_warning_filters() -> None:
+    # given a worker, and a caller that turns one kind of warning into errors and ignores another
+    with Worker() as worker, warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # when tasks warn in the worker, then the worker applied the caller's filters
+        with pytest.raises(UserWarning, match="as an error"):
+            worker.submit(warnings.warn, "as an error", UserWarning).result()
+        assert worker.submit(warnings.warn, "quiet", DeprecationWarning).result() is None
