@@ -14,6 +14,10 @@ from orchard.atomic import write_json
 from orchard.months import month_range
 from orchard.settings import Settings
 
+LANE_STAGES = ("joint", "dashboard")
+"""The stages (first word of a stage_seconds key) timed in the lifecycle's lane: they overlap the other stages,
+and the next month's."""
+
 
 @dataclass
 class ModelMonth:
