@@ -168,9 +168,9 @@ def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], Mont
     behind = tools.hand_over()  # the drift reports
 
     def finish() -> MonthRecord:
-        wait_all(behind)
-        for report in behind:
-            report.result()
+        wait_all(behind.values())
+        for stage, report in behind.items():
+            _, record.stage_seconds[stage] = report.result()
         for name, future in dashboards.items():
             _, record.stage_seconds[f"dashboard {name}"] = future.result()
         if joint is not None and joint_run is not None:

@@ -14,7 +14,7 @@ from orchard.atomic import write_json
 from orchard.months import month_range
 from orchard.settings import Settings
 
-LANE_STAGES = ("joint", "dashboard")
+LANE_STAGES = ("joint", "dashboard", "report")
 """The stages (first word of a stage_seconds key) timed in the lifecycle's lane: they overlap the other stages,
 and the next month's."""
 

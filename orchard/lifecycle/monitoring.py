@@ -107,6 +107,7 @@ def monitor_month(
     report = _report_file(settings, spec.name, month)
     # nothing in the month reads the report: it is made in the run's lane (beside the next steps) when it has one
     tools.behind(
+        f"report {spec.name}",
         publish_drift_report,
         settings,
         spec.name,

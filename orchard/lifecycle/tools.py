@@ -33,7 +33,7 @@ from orchard.contracts import ContractTools
 from orchard.feature_store import open_store
 from orchard.lifecycle.partitions import Cluster, open_cluster
 from orchard.settings import Settings
-from orchard.worker import InPlace, Worker
+from orchard.worker import InPlace, Worker, timed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Tools:
     _cluster: tuple[tuple[str | None, int], Cluster | None] | None = None
     lane_process: bool = False
     _lane: Executor | None = None
-    _behind: list[Future[Any]] = field(default_factory=list)
+    _behind: dict[str, Future[tuple[Any, float]]] = field(default_factory=dict)
 
     def feature_store(self, settings: Settings) -> FeatureStore:
         """Return the home's Feast store, opened on first use (again if the settings name another home)."""
@@ -85,23 +85,23 @@ class Tools:
             self._lane = Worker(die_with_parent=True) if self.lane_process else InPlace()
         return self._lane
 
-    def behind(self, fn: Callable[..., Any], /, *args: Any) -> None:
-        """Run fn(*args) in the lane; the run waits for it at `settle` (a month's end) and when it closes. Run in
-        place (no second process), its error is raised here."""
-        future = self.lane().submit(fn, *args)
+    def behind(self, stage: str, fn: Callable[..., Any], /, *args: Any) -> None:
+        """Run fn(*args) in the lane as the named stage, timed there (orchard.worker.timed); the run waits for it
+        at `settle` and when it closes. Run in place (no second process), its error is raised here."""
+        future = self.lane().submit(timed, fn, *args)
         if future.done():
             future.result()
-        else:
-            self._behind.append(future)
+        self._behind[stage] = future
 
-    def hand_over(self) -> list[Future[Any]]:
-        """Return the work left behind so far, which the caller now waits for (the run no longer does)."""
-        pending, self._behind = self._behind, []
+    def hand_over(self) -> dict[str, Future[tuple[Any, float]]]:
+        """Return the work left behind so far by stage, each future's result (value, seconds); the caller now
+        waits for it (the run no longer does)."""
+        pending, self._behind = self._behind, {}
         return pending
 
     def settle(self) -> None:
         """Wait for the work left behind; raise the first error among it."""
-        pending = self.hand_over()
+        pending = list(self.hand_over().values())
         wait_all(pending)
         for future in pending:
             future.result()
@@ -125,11 +125,11 @@ class Tools:
         over; a month running in the lane is let finish)."""
         self._close_cluster()
         if self._behind:  # (closed after an error: the work left behind still finishes)
-            wait_all(self._behind)
-            for future in self._behind:
+            wait_all(self._behind.values())
+            for future in self._behind.values():
                 if future.exception() is not None:
                     log.error("work left behind failed: %r", future.exception())
-            self._behind = []
+            self._behind = {}
         if self._lane is not None:
             self._lane.shutdown()
             self._lane = None

@@ -65,10 +65,10 @@ def test_work_left_behind_runs_beside_the_run_and_its_error_comes_back_when_the_
 ) -> None:
     # Given a run with a lane process, work left behind: a wait, a write and a failing call
     run = Tools(lane_process=True)
-    run.behind(time.sleep, 0.3)
-    run.behind(Path.write_text, tmp_path / "written", "done")
+    run.behind("wait", time.sleep, 0.3)
+    run.behind("write", Path.write_text, tmp_path / "written", "done")
     assert not (tmp_path / "written").exists(), "the run went on without waiting"
-    run.behind(math.factorial, -1)
+    run.behind("fail", math.factorial, -1)
     # When the run settles, then the write is done and the failure is raised
     with pytest.raises(ValueError, match="negative"):
         run.settle()
@@ -82,8 +82,8 @@ def test_a_run_closed_after_an_error_still_finishes_its_work_left_behind(tmp_pat
     # Given a run that fails with work left behind
     def failing_run() -> None:
         with Tools(lane_process=True) as run:
-            run.behind(time.sleep, 0.3)
-            run.behind(Path.write_text, tmp_path / "written", "done")
+            run.behind("wait", time.sleep, 0.3)
+            run.behind("write", Path.write_text, tmp_path / "written", "done")
             raise RuntimeError("a stage failed")
 
     with pytest.raises(RuntimeError, match="a stage failed"):
@@ -96,9 +96,9 @@ def test_without_a_lane_process_work_runs_in_place_and_raises_at_once(tmp_path: 
     # Given one-off tools (no lane process)
     tools = Tools()
     # When work is left behind, then it has run already, here
-    tools.behind(Path.write_text, tmp_path / "written", "done")
+    tools.behind("write", Path.write_text, tmp_path / "written", "done")
     assert (tmp_path / "written").read_text() == "done"
     assert isinstance(tools.lane(), InPlace)
     # And a failure is raised to the caller at once
     with pytest.raises(ValueError, match="negative"):
-        tools.behind(math.factorial, -1)
+        tools.behind("fail", math.factorial, -1)
