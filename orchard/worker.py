@@ -1,12 +1,13 @@
 """A worker process: work run beside the caller on another core, one task at a time.
 
 Used by a federated party for CPU-only arithmetic (gmpy2 and `cryptography` hold the GIL while they compute, so a
-second core needs a second process) and by the lifecycle for its joint model's month, run beside the other
-models' steps (orchard.lifecycle.tools.Tools.lane). `Worker` starts `python -m orchard.worker` and talks to it over its stdin and stdout: a request is a pickled
-(function, arguments), an answer a pickled (ok, value or exception), each behind its 8-byte length.
+second core needs a second process) and by the lifecycle for the work it runs beside its own steps
+(orchard.lifecycle.tools.Tools.lane). `Worker` starts `python -m orchard.worker` and talks to it over its stdin
+and stdout: a request is a pickled (warning filters, pickled (function, arguments)), an answer a pickled (ok,
+value or exception), each behind its 8-byte length.
 multiprocessing's spawn would import the parent's main module again (a benchmark, a notebook, a script read
 from stdin, where it fails); this process imports only what the functions need (about 0.3 s to start). Pickle is
-safe here: both ends are the same party's processes, on a private pipe.
+safe here: both ends are the same program's processes, on a private pipe.
 """
 
 from __future__ import annotations
