@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -101,11 +102,13 @@ def _quiet_tools() -> None:
     logger.propagate = False
 
 
-def _before_flows() -> None:
-    """Quiet Prefect's run loggers (read when it is imported) and the tools' import-time warnings.
+def _before_flows(*, start_server: bool = False) -> Callable[[], None]:
+    """Quiet Prefect's run loggers (read when it is imported) and the tools' import-time warnings; import them.
 
     A quarantined batch fails its task on purpose and Orchard prints one line naming the broken
     expectations; a user's error is printed as one line too, so Prefect's tracebacks would only be noise.
+    With `start_server`, Prefect's temporary server (when no Prefect API is configured) starts while the tools
+    are imported; the call returned waits until it answers (it raises what the start raised).
     """
     for logger in ("TASK_RUNS", "FLOW_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
@@ -117,12 +120,47 @@ def _before_flows() -> None:
     # with every warning off, then keep their deprecation chatter off for the run.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import evidently  # noqa: F401
         import prefect  # noqa: F401
+
+        server = _temporary_prefect_server() if start_server else lambda: None
+        import evidently  # noqa: F401
 
         import monitoring.dashboards  # noqa: F401
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, SyntaxWarning):
         warnings.filterwarnings("ignore", category=category)
+    return server
+
+
+def _temporary_prefect_server() -> Callable[[], None]:
+    """Start Prefect's temporary server in a thread, when no Prefect API is configured; return the wait for it.
+
+    Its process imports Prefect's server and sets up its database (about 10 s on the reference machine) while
+    this one imports the stack; the flow's client then finds it running (Prefect keeps one per process).
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return lambda: None
+    console.print("starting a temporary Prefect server…", highlight=False)
+    server = SubprocessASGIServer()
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # handed to the caller's thread by the wait
+            failed.append(exc)
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 @contextmanager
@@ -251,7 +289,7 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     recorded = [load_month(settings, month) for month in month_range(settings.start_month, last)]
     done = [r for r in recorded if r is not None]
     pending = len(done) < len(recorded)
-    _before_flows()
+    server_started = _before_flows(start_server=pending)
     from model_registry.history import events
     from model_registry.registry import champion_version
     from orchard.lifecycle.monitoring import matured_vintages
@@ -264,8 +302,7 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
     _quiet_tools()  # after the imports (Prefect and MLflow configure their loggers when imported), before the run
 
     if pending:
-        if not settings.prefect_api_url:
-            console.print("starting a temporary Prefect server…", highlight=False)
+        server_started()
         records = [MonthRecord(**r) for r in lifecycle_flow(settings, last)]
     else:  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed
         records = done

@@ -23,7 +23,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -41,19 +40,23 @@ JOINED_KEEP = 6
 """Point-in-time joins kept (the models of one population share a join within a month)."""
 
 
-@dataclass
 class Tools:
-    """The open Feast store, GE project and caches of one run (see the module docstring)."""
+    """The open Feast store, GE project and caches of one run (see the module docstring).
 
-    joined: OrderedDict[tuple, pd.DataFrame] = field(default_factory=OrderedDict)
-    models: dict[tuple[str, str, int], Any] = field(default_factory=dict)
-    train_keys: dict[tuple[str, str, int], str] = field(default_factory=dict)
-    _store: tuple[str, FeatureStore] | None = None
-    _contracts: tuple[str, ContractTools] | None = None
-    _cluster: tuple[tuple[str | None, int], Cluster | None] | None = None
-    lane_process: bool = False
-    _lane: Executor | None = None
-    _behind: dict[str, Future[tuple[Any, float]]] = field(default_factory=dict)
+    A plain class, not a dataclass: Prefect looks for futures in a task's parameters, through every field of a
+    dataclass and every value of a dict, and the run's loaded models made that 10-20 ms per task call.
+    """
+
+    def __init__(self, lane_process: bool = False) -> None:
+        self.lane_process = lane_process
+        self.joined: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self.models: dict[tuple[str, str, int], Any] = {}
+        self.train_keys: dict[tuple[str, str, int], str] = {}
+        self._store: tuple[str, FeatureStore] | None = None
+        self._contracts: tuple[str, ContractTools] | None = None
+        self._cluster: tuple[tuple[str | None, int], Cluster | None] | None = None
+        self._lane: Executor | None = None
+        self._behind: dict[str, Future[tuple[Any, float]]] = {}
 
     def feature_store(self, settings: Settings) -> FeatureStore:
         """Return the home's Feast store, opened on first use (again if the settings name another home)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -43,6 +44,24 @@ def test_closing_the_tools_leaves_nothing_behind_and_runs_share_nothing() -> Non
         assert not other.joined and not other.models and not other.train_keys
     # And when the run ends everything it held is dropped
     assert not run.joined and not run.models and not run.train_keys
+
+
+def test_prefect_does_not_walk_the_tools_caches_when_they_are_a_task_parameter() -> None:
+    from prefect.utilities.collections import visit_collection
+
+    # Given a run's tools holding loaded models (a dataclass each: Prefect walks a dataclass field by field)
+    @dataclasses.dataclass
+    class Model:
+        weights: list[float]
+
+    tools = Tools()
+    tools.models[("uri", "m", 1)] = Model([0.1, 0.2])
+    seen: list[object] = []
+    # When Prefect looks for futures in a task's parameters as it does for every task call
+    visit_collection({"tools": tools}, visit_fn=lambda x: seen.append(x) or x, return_data=False)
+    # Then the tools are one value to it: nothing they hold is visited
+    assert any(x is tools for x in seen)
+    assert not any(isinstance(x, Model) for x in seen) and 0.1 not in seen
 
 
 def test_the_lane_is_one_other_process_started_on_first_use_and_stopped_with_the_run() -> None:
