@@ -233,7 +233,10 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
     """
     # the tools are opened once for the run and closed at its end; the recorder finishes each month in order (its
     # lane work, then its record) while the next month runs, so a month is recorded only after every month before
-    with Tools(lane_process=True) as tools, ThreadPoolExecutor(1, "month-records") as recorder:
+    with (
+        Tools(lane_process=settings.lane_process) as tools,
+        ThreadPoolExecutor(1, "month-records") as recorder,
+    ):
         simulation = None
         if settings.portfolio_def.simulated:
             closed = settings.simulation.lender == "champion"

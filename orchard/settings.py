@@ -232,6 +232,11 @@ class Settings(BaseSettings):
     seed: int = Field(default=7, description="seed of the simulator and of every model fit")
     start_month: str = "2019-01"
     end_month: str = "2021-12"
+    lane_process: bool = Field(
+        default=True,
+        description="run the work nothing after it reads (the joint model's month, dashboards, drift reports) in "
+        "a second process beside the lifecycle; false: in place, for a machine with no core to spare",
+    )
     # sources read through SQL: connection name (the portfolio's sql.connection) -> SQLAlchemy URL
     sql_urls: dict[str, SecretStr] = Field(default_factory=dict, description="secret URLs of SQL sources")
 

@@ -61,7 +61,9 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
 def _small_lifecycle(folder: Path) -> None:
     from orchard.testing.small_lifecycle import run_demo
 
-    result = run_demo(folder / "orchard")
+    result = run_demo(
+        folder / "orchard", ORCHARD_LANE_PROCESS="true"
+    )  # the demo's way: the lane in its process
     assert result.returncode == 0, f"demo failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     (folder / "result.json").write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
 

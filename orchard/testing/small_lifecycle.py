@@ -64,13 +64,20 @@ def small_portfolio(home: Path) -> Path:
 
 
 def orchard_env(home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a subprocess: the small lifecycle rooted at home, no inherited ORCHARD_ values."""
+    """Environment of a subprocess: the small lifecycle rooted at home, no inherited ORCHARD_ values.
+
+    The lifecycle's lane runs in place (ORCHARD_LANE_PROCESS=false) unless `extra` says otherwise: the test suite
+    runs two workers on the reference machine's two cores, so a second process per run would only add its imports
+    (about 12 s of CPU per small lifecycle). The shared reference run (tests/conftest.py) keeps the demo's lane
+    process, and the scenarios compared with it check both ways end in the same state.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
     env.update(SMALL_LIFECYCLE)
     env.update(
         {
             "ORCHARD_HOME": str(home),
             "ORCHARD_PORTFOLIO": str(small_portfolio(home)),
+            "ORCHARD_LANE_PROCESS": "false",
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         }
     )
