@@ -170,7 +170,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         answers.flush()
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Have the kernel kill this process when its parent ends (Linux's PR_SET_PDEATHSIG); exit if it has."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -180,7 +180,7 @@ def _die_with(parent: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--die-with"]:
-        _die_with(int(sys.argv[2]))
+        die_with(int(sys.argv[2]))
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
     serve(sys.stdin.buffer, answers)

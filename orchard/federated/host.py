@@ -29,6 +29,9 @@ with the reference bins, as for the LR. A scoring session of a SecureBoost part 
 same way over the session's matched positions and closes on `final: true` (the CSI, when monitoring, is over
 the rows whose routing was answered in the session).
 
+The table: the host reads its table file again when the file was replaced (the platform's next month) and no
+session is open, before it opens the next one, so one host process can serve a run month after month.
+
 HostParty keeps the sessions and dispatches each message kind to the module of its concern: host_psi (PSI),
 host_lr (hetero-LR), host_secureboost (SecureBoost and a tree part's routing), host_parts (stored model
 parts), host_scoring (scoring sessions and their CSI); host_sessions holds the state they share.
@@ -60,6 +63,17 @@ from orchard.federated.party_spec import PartyTable
 log = logging.getLogger(__name__)
 
 
+def _file_stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """Return what tells a replaced file from the one read (inode, size, modification time), None if absent."""
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
 class HostParty:
     """The platform's side of the protocol, over its own table described by its own spec."""
 
@@ -71,12 +85,12 @@ class HostParty:
         idle_timeout_seconds: float = 120.0,
         policy: HostPolicy | None = None,
         spec: PartyTable | None = None,
+        source: Path | None = None,
     ) -> None:
+        """`source`: the file the table was read from; the host reads it again when it changes (`_refresh`)."""
         self.spec = spec or simulator_host_spec()
         if self.spec.role != "host":
             raise OrchardError("the host party needs a host table spec")
-        checked = self.spec.check(table)
-        vintage = self.spec.vintage_column
         self.state_dir = Path(state_dir)
         self.channel_key = channel_key
         self.idle_timeout_seconds = idle_timeout_seconds
@@ -85,6 +99,15 @@ class HostParty:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.ledger = RevealLedger(self.state_dir / "reveals.json")
+        self.parts = PartStore(self.state_dir)
+        self._source = None if source is None else Path(source)
+        self._stamp = _file_stamp(self._source)
+        self._load(table)
+
+    def _load(self, table: pd.DataFrame) -> None:
+        """Serve this table from now on (checked against the host's spec first: a bad table changes nothing)."""
+        checked = self.spec.check(table)
+        vintage = self.spec.vintage_column
         self.data = HostData(
             table=checked,
             features=self.spec.feature_names,
@@ -93,8 +116,30 @@ class HostParty:
             ledger=self.ledger,
             max_reveals_per_row=self.policy.max_reveals_per_row,
         )
-        self.parts = PartStore(self.state_dir)
         self.scoring = ScoringSessions(self.data, self.policy, self.parts, self.state_dir)
+
+    def _refresh(self) -> None:
+        """Read the table file again if it was replaced since it was read (the platform's next month).
+
+        Asked before a session opens, and done only while no session is open: a session's row positions always
+        refer to the table it started with. The reveal ledger, the model parts and the session log are the
+        host's state, not the table's, and carry over.
+        """
+        with self._lock:
+            if not self.sessions:
+                self._reload_if_replaced()
+
+    def _reload_if_replaced(self) -> None:
+        stamp = _file_stamp(self._source)
+        if self._source is None or stamp == self._stamp:
+            return
+        try:
+            table = pd.read_parquet(self._source)
+        except (OSError, ValueError) as exc:
+            raise OrchardError(f"the host cannot read its table {self._source}: {exc}") from exc
+        self._load(table)
+        self._stamp = stamp
+        log.info("host table %s read again: %d rows", self._source, len(self.data.keys))
 
     @property
     def keys(self) -> list[str]:
@@ -189,6 +234,7 @@ class HostParty:
         return reply
 
     def _on_hello(self, message: Message) -> Message:
+        self._refresh()
         session = self._open(message, "train")
         session.max_ids = self.policy.max_psi_ids
         self._record(
@@ -283,6 +329,7 @@ class HostParty:
 
     def _on_score_open(self, message: Message) -> Message:
         """Open a logged, rate-limited scoring session for the active part or the candidate (see request)."""
+        self._refresh()
         request = self.scoring.request(message)
         return self.scoring.start(self._open(message, "score"), message.session, request)
 

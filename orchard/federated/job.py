@@ -113,21 +113,26 @@ def party_args(role: str, port: int, data: Path, key_file: Path, spec: Path, ext
     ]
 
 
-@contextmanager
-def host_process(
+def start_host(
     settings: Settings,
     homes: PartyHomes,
     port: int,
     record_dir: Path | None = None,
     idle_timeout_seconds: float = 120.0,
     policy: dict[str, Any] | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the host party process and stop it (by its own pid) on exit."""
+    die_with_parent: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start the host party process and return it once it answers (stopped again if it never does).
+
+    `die_with_parent`: the kernel kills it when the thread that starts it ends, this process included (Linux).
+    """
     extra = ["--idle-timeout", str(idle_timeout_seconds)]
     if record_dir:
         extra += ["--record-dir", str(record_dir)]
     if policy:
         extra += ["--policy", str(write_json(policy, homes.host_home / "federated" / "host" / "policy.json"))]
+    if die_with_parent:
+        extra += ["--die-with", str(os.getpid())]
     host_key = homes.host_home / "federated" / "host" / "channel.key"
     log_path = homes.host_home / "federated" / "host" / "party.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,15 +145,38 @@ def host_process(
         )
     try:
         wait_until_healthy("127.0.0.1", port, timeout_seconds=60)
+    except BaseException:
+        stop_host(proc)
+        raise
+    return proc
+
+
+def stop_host(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a host party process (by its own pid): SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def host_process(
+    settings: Settings,
+    homes: PartyHomes,
+    port: int,
+    record_dir: Path | None = None,
+    idle_timeout_seconds: float = 120.0,
+    policy: dict[str, Any] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the host party process and stop it (by its own pid) on exit."""
+    proc = start_host(settings, homes, port, record_dir, idle_timeout_seconds, policy)
+    try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_host(proc)
 
 
 def write_job(settings: Settings, job: dict[str, Any]) -> tuple[Path, Path]:

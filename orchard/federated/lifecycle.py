@@ -16,12 +16,13 @@ runs on its own table and home):
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
+import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,9 +50,10 @@ from orchard.federated.guest import HOST_SCORE, joint_score_frame, scoring_sessi
 from orchard.federated.job import (
     PartyHomes,
     free_port,
-    host_process,
     job_spec,
     prepare_parties,
+    start_host,
+    stop_host,
     write_job,
 )
 from orchard.federated.paillier_lr import MIN_BATCH_ROWS, LRConfig
@@ -100,15 +102,15 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
         return entry
     values: dict[str, float] = {}
     if champion is not None:
-        with _host(settings, joint, split) as link:
-            values = _monitor(settings, joint, policy, champion, month, guest, link, entry)
+        link = _host(settings, joint, split)
+        values = _monitor(settings, joint, policy, champion, month, guest, link, entry)
         why = _why_train(settings, joint, policy, champion, month, guest, entry.breach)
     if why is not None:
         entry.reasons.append(why)
         # the job's vintages, and the month itself for the new version's score stability on its applications
         split = _split(settings, month, [*_job_vintages(joint, guest), month])
-        with _host(settings, joint, split) as link:
-            _train_and_gate(settings, joint, policy, champion, month, split, link, guest, entry)
+        link = _host(settings, joint, split)
+        _train_and_gate(settings, joint, policy, champion, month, split, link, guest, entry)
     if values:  # after the month's decision, so that the dashboard counts its alias events
         _publish(settings, joint, policy, month, guest, values)
     return entry
@@ -126,15 +128,48 @@ def _split(settings: Settings, month: str, host_months: list[str] | None) -> Ver
     )
 
 
-@contextmanager
-def _host(settings: Settings, joint: JointDef, split: VerticalSplit) -> Iterator[Link]:
-    """Run the platform's host process on its table of the split; yield the guest's link to it."""
+@dataclass(frozen=True)
+class _KeptHost:
+    """A platform host process this process started for a host home, and what it was started with."""
+
+    started_with: tuple[str, ...]
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+_kept: dict[Path, _KeptHost] = {}
+"""The platform's host process of each host home, kept for the run (see _host)."""
+
+
+def _host(settings: Settings, joint: JointDef, split: VerticalSplit) -> Link:
+    """Return the guest's link to the platform's host process serving the split's host table.
+
+    One process serves the run, month after month: each month's split replaces the table file it was started
+    on, and the host reads the file again before its next session opens (HostParty._refresh), instead of a
+    process start per month (its imports and health check, about 1.5 s). It is stopped when this process
+    exits, and the kernel kills it if this process (or the thread that started it) ends first.
+    """
     homes = prepare_parties(settings, split)
-    link = Link(homes, free_port())
     # the simulated platform's CSI noise is keyed by the simulation's seed: a rerun answers the same
     policy = {"noise_seed": settings.seed, **joint.host_policy}
-    with host_process(settings, homes, link.port, policy=policy):
-        yield link
+    started_with = (str(homes.host_data.resolve()), str(homes.host_spec), json.dumps(policy, sort_keys=True))
+    kept = _kept.get(homes.host_home)
+    if kept is not None and kept.started_with == started_with and kept.proc.poll() is None:
+        return Link(homes, kept.port)
+    if kept is not None:
+        stop_host(kept.proc)
+    port = free_port()
+    proc = start_host(settings, homes, port, policy=policy, die_with_parent=True)
+    if not _kept:
+        atexit.register(_stop_kept)
+    _kept[homes.host_home] = _KeptHost(started_with, proc, port)
+    return Link(homes, port)
+
+
+def _stop_kept() -> None:
+    """Stop the host processes this process kept."""
+    while _kept:
+        stop_host(_kept.popitem()[1].proc)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from orchard.federated.party_spec import PartyTable, load_party_table
 from orchard.federated.secureboost_tree import SBConfig
 from orchard.runtime import load_settings
 from orchard.settings import Settings
+from orchard.worker import die_with
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def run_host(
         idle_timeout_seconds,
         spec=spec,
         policy=policy,
+        source=Path(data_path),
     )
     recorder = file_recorder(record_dir) if record_dir else None
     server = PartyServer(
@@ -216,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, help="this party's table spec (YAML/JSON PartyTable)")
     parser.add_argument("--idle-timeout", type=float, default=120.0, help="host: abort a silent session")
     parser.add_argument("--policy", type=Path, help="host: its limits (JSON of HostPolicy fields)")
+    parser.add_argument("--die-with", type=int, metavar="PID", help="end with this parent process (Linux)")
     args = parser.parse_args(argv)
+    if args.die_with is not None:
+        die_with(args.die_with)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         summary = party_command(

@@ -82,6 +82,10 @@ def test_every_month_after_the_first_fit_is_monitored_at_both_parties(settings: 
     text = json.dumps(records)
     assert not any(f'"host:{f["name"]}"' in text for f in host_names)
     assert "host:host_feature_" in text
+    # And one host process served every month: started once, it read each month's replaced table again
+    log = (_host_dir(settings) / "party.log").read_text()
+    assert log.count("host party listening") == 1, log[-3000:]
+    assert log.count("read again") >= len(after), log[-3000:]
 
 
 def test_a_breach_retrains_through_the_gate_and_the_host_keeps_the_champions_part(settings: Settings) -> None:
