@@ -74,6 +74,14 @@ def _file_stamp(path: Path | None) -> tuple[int, int, int] | None:
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read the host's table file, or raise naming the file and the problem."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise OrchardError(f"the host cannot read its table {path}: {exc}") from exc
+
+
 class HostParty:
     """The platform's side of the protocol, over its own table described by its own spec."""
 
@@ -85,9 +93,7 @@ class HostParty:
         idle_timeout_seconds: float = 120.0,
         policy: HostPolicy | None = None,
         spec: PartyTable | None = None,
-        source: Path | None = None,
     ) -> None:
-        """`source`: the file the table was read from; the host reads it again when it changes (`_refresh`)."""
         self.spec = spec or simulator_host_spec()
         if self.spec.role != "host":
             raise OrchardError("the host party needs a host table spec")
@@ -100,9 +106,20 @@ class HostParty:
         self._stop = threading.Event()
         self.ledger = RevealLedger(self.state_dir / "reveals.json")
         self.parts = PartStore(self.state_dir)
-        self._source = None if source is None else Path(source)
-        self._stamp = _file_stamp(self._source)
+        self._source: Path | None = None  # the table's file, read again when replaced (from_file)
+        self._stamp: tuple[int, int, int] | None = None
         self._load(table)
+
+    @classmethod
+    def from_file(cls, path: Path, state_dir: Path, channel_key: bytes, **options: Any) -> HostParty:
+        """Return a host serving the table in a Parquet file, which it reads again when the file is replaced
+        (`_refresh`); `options` as for the constructor."""
+        stamp = _file_stamp(
+            path
+        )  # before the read: a file replaced meanwhile is read again at the next session
+        party = cls(_read_table(path), state_dir, channel_key, **options)
+        party._source, party._stamp = Path(path), stamp
+        return party
 
     def _load(self, table: pd.DataFrame) -> None:
         """Serve this table from now on (checked against the host's spec first: a bad table changes nothing)."""
@@ -133,11 +150,7 @@ class HostParty:
         stamp = _file_stamp(self._source)
         if self._source is None or stamp == self._stamp:
             return
-        try:
-            table = pd.read_parquet(self._source)
-        except (OSError, ValueError) as exc:
-            raise OrchardError(f"the host cannot read its table {self._source}: {exc}") from exc
-        self._load(table)
+        self._load(_read_table(self._source))
         self._stamp = stamp
         log.info("host table %s read again: %d rows", self._source, len(self.data.keys))
 

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from orchard.atomic import write_json, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.channel import DEFAULT_MAX_BYTES, PartyServer, PeerClient, file_recorder, load_key
@@ -59,14 +57,13 @@ def run_host(
     if not Path(data_path).exists():
         raise OrchardError(f"host data {data_path} does not exist")
     key = load_key(key_file)
-    party = HostParty(
-        pd.read_parquet(data_path),
+    party = HostParty.from_file(
+        Path(data_path),
         party_state_dir(settings, "host"),
         key,
-        idle_timeout_seconds,
+        idle_timeout_seconds=idle_timeout_seconds,
         spec=spec,
         policy=policy,
-        source=Path(data_path),
     )
     recorder = file_recorder(record_dir) if record_dir else None
     server = PartyServer(

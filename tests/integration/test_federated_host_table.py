@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from orchard.atomic import write_parquet
@@ -26,7 +25,7 @@ def test_a_replaced_table_is_read_before_the_next_session_and_never_under_an_ope
     # Given a host started on the first 200 rows of its table file
     _, host = synthetic_tables(n_matched=300, seed=3)
     path = write_parquet(host.iloc[:200], tmp_path / "host.parquet")
-    party = HostParty(pd.read_parquet(path), tmp_path / "host", KEY, source=path)
+    party = HostParty.from_file(path, tmp_path / "host", KEY)
     assert _hello(party, "s1") == 200
     # When the platform replaces the file (its next month) while a session is open
     write_parquet(host, path)
