@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 
 from orchard.errors import OrchardError, ServiceUnreachable
+from orchard.feast_typecheck import skip_feast_typechecks
 
 if TYPE_CHECKING:
     from orchard.settings import Settings
@@ -631,6 +632,7 @@ def audit_migrate(
 
 def main() -> None:
     """Entry point used by `python -m orchard`."""
+    skip_feast_typechecks()  # before anything imports Feast (orchard.feast_typecheck)
     app(prog_name="orchard")
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from orchard.feast_typecheck import skip_feast_typechecks
 from orchard.settings import Settings, tool_environment
+
+skip_feast_typechecks()  # as the CLI does: each test worker imports Feast (orchard.feast_typecheck)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GERMAN_CREDIT = REPO_ROOT / "examples" / "data" / "german_credit.csv"
