@@ -12,8 +12,9 @@ Each point runs twice: in one process, and with its joins and batch scoring spli
 LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.lifecycle.partitions). The
 peak memory is then the largest process of the run, the lifecycle's own or a worker's.
 
-A million simulated customers: `python -m benchmarks.scale --multiples 84 --end 2019-06` (about 1.0M users;
-expect hours and tens of GB on a 2-core machine: see docs/performance.md for the measured curve).
+A million simulated customers, through the first fits: `python -m benchmarks.scale --multiples 84 --end 2019-08
+--dask-workers 0` (1,008,000 users; on the 2-core reference machine 888 s, 113 s per month after the first,
+6.0 GB at the peak: see docs/performance.md for the measured curve).
 """
 
 from __future__ import annotations
