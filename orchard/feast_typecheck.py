@@ -14,7 +14,6 @@ uses typeguard. A process that imported Feast before the call keeps its instrume
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 
@@ -27,13 +26,10 @@ def _unchecked(target: Any = None, **_: Any) -> Any:
 
 def skip_feast_typechecks() -> bool:
     """Make typeguard's `@typechecked` return what it decorates, before Feast is imported; return whether it
-    took effect (False: Feast was imported already, or typeguard is not installed)."""
+    took effect (False: Feast was imported already)."""
     if "feast" in sys.modules:
         return False
-    try:
-        import typeguard
-    except ImportError:  # pragma: no cover - the lock installs it with Feast
-        return False
-    decorator: Callable[..., Any] = _unchecked
-    setattr(typeguard, "typechecked", decorator)  # noqa: B010 - typeguard's own annotation is narrower
+    import typeguard  # installed with Feast
+
+    setattr(typeguard, "typechecked", _unchecked)  # noqa: B010 - typeguard's own annotation is narrower
     return True

@@ -114,9 +114,8 @@ class HostParty:
     def from_file(cls, path: Path, state_dir: Path, channel_key: bytes, **options: Any) -> HostParty:
         """Return a host serving the table in a Parquet file, which it reads again when the file is replaced
         (`_refresh`); `options` as for the constructor."""
-        stamp = _file_stamp(
-            path
-        )  # before the read: a file replaced meanwhile is read again at the next session
+        # stamped before the read: a file replaced meanwhile is read again at the next session
+        stamp = _file_stamp(path)
         party = cls(_read_table(path), state_dir, channel_key, **options)
         party._source, party._stamp = Path(path), stamp
         return party

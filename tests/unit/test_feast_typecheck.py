@@ -8,7 +8,6 @@ import textwrap
 
 PROBE = textwrap.dedent(
     """
-    import sys
     {before}
     import feast.on_demand_feature_view as m
     names = m.OnDemandFeatureView.__init__.__code__.co_names
