@@ -287,6 +287,7 @@ def write_vertical_split(
     require_labels: bool = True,
     validated: bool = False,
     host_months: list[str] | None = None,
+    guest_from: str | None = None,
 ) -> VerticalSplit:
     """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir.
 
@@ -294,14 +295,16 @@ def write_vertical_split(
     used) up to `as_of_month`, as the lifecycle does, instead of the landing files.
     `require_labels`: refuse a guest table without both classes among its mature labels (a job would fail).
     `host_months`: the platform's snapshots of these months only (a month's monitoring needs no other).
+    `guest_from`: the lender's applications (and their statements) from this month on only.
     """
     # deferred: the lake pulls in SQLAlchemy, which a party process (importing this module) never needs
     from orchard.lake import read_silver, silver_months
 
     as_of = as_of_month or settings.end_month
     months = month_range(settings.start_month, as_of if validated else settings.end_month)
+    guest_months = [m for m in months if guest_from is None or m >= guest_from]
 
-    def read(source: str, wanted: list[str] = months) -> pd.DataFrame:
+    def read(source: str, wanted: list[str] = guest_months) -> pd.DataFrame:
         return read_silver(settings, source, wanted) if validated else _read_landing(settings, source, wanted)
 
     applications = read("applications")
@@ -325,7 +328,7 @@ def write_vertical_split(
         f"{s}-{m}"
         for s in sources
         for m in (silver_months(settings, s) if validated else months)
-        if m in months
+        if m in guest_months
     )
     return VerticalSplit(
         guest_path=guest_path,

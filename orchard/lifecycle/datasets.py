@@ -96,17 +96,59 @@ MIN_CLASS_ROWS = 10
 """Events and non-events each sample (development, out-of-time) needs before a model is trained."""
 
 
+LOOKBACK_MONTHS = 12
+"""With train_vintages, a fit's cases are first read for the window and this many months more (a year: most
+labels mature within it), then over twice the span until it holds enough mature vintages."""
+
+
+def _fit_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.DataFrame, list[str]]:
+    """Return the cases read for a fit at `as_of` (labels, no features) and the mature vintages it uses.
+
+    Every mature vintage since the first period, or with the policy's `train_vintages` the latest that many,
+    read back from `as_of` a span at a time: the months read are bounded by the window and its labels'
+    maturity, not by the length of the history.
+    """
+    months = month_range(settings.start_month, as_of)
+    wanted = spec.policy.train_vintages
+    span = len(months) if wanted is None else wanted + LOOKBACK_MONTHS
+    while True:
+        window = months[-span:]
+        whole = len(window) == len(months)
+        try:
+            frame = vintage_cases(settings, spec, window, as_of)
+        except OrchardError:  # nothing validated (or still warming up) in the window: read further back
+            if whole:
+                raise
+            span *= 2
+            continue
+        vintages = mature_vintages(frame)
+        if wanted is None or len(vintages) >= wanted or whole:
+            return frame, vintages if wanted is None else vintages[-wanted:]
+        span *= 2
+
+
+def fit_months(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
+    """Return the months a fit at `as_of` reads: from the first period, or with the policy's `train_vintages`
+    from the oldest of the vintages it develops and tests on (orchard.lifecycle.datasets._fit_cases)."""
+    if spec.policy.train_vintages is None:
+        return month_range(settings.start_month, as_of)
+    _, vintages = _fit_cases(settings, spec, as_of)
+    if not vintages:
+        raise OrchardError(f"model {spec.name}: no mature vintage at {as_of} to fit on")
+    return month_range(vintages[0], as_of)
+
+
 def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
-    """Return the mature vintages at `as_of` if a model can be trained on them, else [] (no features needed).
+    """Return the mature vintages a fit at `as_of` would use if a model can be trained on them, else [] (no
+    features needed).
 
     Trainable: at least the policy's min_mature_vintages mature vintages, and both the development and the
     out-of-time vintages hold MIN_CLASS_ROWS events and non-events.
     """
     try:
-        frame = vintage_cases(settings, spec, month_range(settings.start_month, as_of), as_of)
+        frame, vintages = _fit_cases(settings, spec, as_of)
     except OrchardError:  # nothing validated yet
         return []
-    vintages = mature_vintages(frame)
     policy = spec.policy
     if len(vintages) < max(policy.min_mature_vintages, policy.oot_months + 1):
         return []

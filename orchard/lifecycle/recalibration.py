@@ -26,6 +26,7 @@ from orchard.credit.metrics import evaluate
 from orchard.credit.recalibration import MIN_EVENTS, Recalibration, fit_recalibration, logit, recalibrated
 from orchard.errors import OrchardError
 from orchard.lifecycle.datasets import (
+    fit_months,
     labelled,
     mature_vintages,
     model_frame,
@@ -162,6 +163,14 @@ class Plan:
     bridge: list[str]
 
 
+def plan_months(settings: Settings, spec: ModelSpec, since: str, month: str) -> list[str]:
+    """Return the months a recalibration's plan reads at `month`: from the first period, or with the policy's
+    `train_vintages` from the oldest of the fit's window (its bridge vintages are the window's) or the breach."""
+    if spec.policy.train_vintages is None:
+        return month_range(settings.start_month, month)
+    return month_range(min(fit_months(settings, spec, month)[0], since), month)
+
+
 def plan(target: pd.DataFrame, early: pd.DataFrame, since: str, needed: int) -> Plan | str:
     """Return the recalibration's vintages, or why it cannot be fitted yet (a sentence for the policy's reason).
 
@@ -247,7 +256,7 @@ def adaptation(
     early = _since(mature_vintages(early_cases), since)
     shortfall = None
     if len(early) >= needed and answered != since:  # enough vintages: can they be fitted on (and bridged)?
-        history = month_range(settings.start_month, month)
+        history = plan_months(settings, spec, since, month)
         planned = plan(
             vintage_cases(settings, spec, history, month),
             vintage_cases(settings, spec.with_early_label(), history, month),
@@ -285,7 +294,7 @@ def recalibrate_and_register(
     since = recorded_open_breach(settings, spec, month)
     if since is None:
         raise OrchardError(f"{spec.name} has no open breach at {month}: there is nothing to recalibrate for")
-    months = month_range(settings.start_month, month)
+    months = plan_months(settings, spec, since, month)
     target = model_frame(settings, spec, months, month, tools=tools)
     early = model_frame(settings, spec.with_early_label(), months, month, tools=tools).frame
     found = plan(target.frame, early, since, spec.policy.recalibration_vintages + 1)

@@ -26,6 +26,7 @@ from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
     declined,
+    fit_months,
     labelled,
     mature_vintages,
     model_frame,
@@ -100,9 +101,7 @@ def _precredit(
 ) -> Fitted:
     """Add the pre-credit risk axis (the risk model's labels on the customer's features) and the tier cuts."""
     risk_spec = _risk_model(settings, spec)
-    apps = model_frame(
-        settings, risk_spec, month_range(settings.start_month, as_of), as_of, tools=tools
-    ).frame
+    apps = model_frame(settings, risk_spec, fit_months(settings, risk_spec, as_of), as_of, tools=tools).frame
     booked = labelled(apps, mature_vintages(apps))
     features = list(spec.feast_features)
     categorical = [c for c in spec.categorical if c in features]
@@ -145,8 +144,15 @@ def _loss_forecast(
     oot: pd.DataFrame,
     as_of: str,
 ) -> Fitted:
-    """Estimate LGD and EAD on the development charge-offs; set EL beside realised losses by vintage."""
-    losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
+    """Estimate LGD and EAD on the development charge-offs; set EL beside realised losses by vintage.
+
+    The charge-offs are read from the statements and collections since the frame's first vintage up to `as_of`
+    (the frame's loans were booked in it; nothing later is known at `as_of`).
+    """
+    months = month_range(str(data.frame["vintage"].min()), as_of)
+    losses = realised_losses(
+        read_silver(settings, "repayments", months), read_silver(settings, "collections", months)
+    )
     lgd, ead, n_used = loss_parameters(dev, losses)
     model = LossForecastModel(spec.name, pd_model, lgd=lgd, ead_ratio=ead)
     booked = data.frame[data.frame["eligible"].astype(bool)].copy()
@@ -292,8 +298,7 @@ def train_and_register(
     and EAD (see Fitted).
     """
     tools = tools or Tools()
-    months = month_range(settings.start_month, as_of)
-    data = model_frame(settings, spec, months, as_of, tools=tools)
+    data = model_frame(settings, spec, fit_months(settings, spec, as_of), as_of, tools=tools)
     dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), spec.policy.oot_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)

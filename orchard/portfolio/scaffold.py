@@ -192,6 +192,7 @@ _TEMPLATE = """
 #   min_mature_vintages: 6
 #   oot_months: 2
 #   promotion_margin_auc: 0.005
+#   train_vintages: 24    # a fit reads the latest 24 mature vintages only (default: every one)
 #   gates: {max_auc_drop: 0.01, max_ks_drop: 0.02, max_score_psi: 0.25}
 #   monitoring: {score_psi_breach: 0.25, feature_psi_breach: 0.25, retrain_cooldown_months: 3}
 """

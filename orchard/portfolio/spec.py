@@ -382,8 +382,25 @@ class PolicyDef(Strict):
         description="a model with an early_label: vintages since a breach a recalibration is fitted on "
         "(one more is held out for its gate)",
     )
+    train_vintages: int | None = Field(
+        default=None,
+        ge=2,
+        description="a fit develops and tests on the latest this many mature vintages (the out-of-time ones "
+        "included) and reads only their months; none: every mature vintage since the first period, so a fit's "
+        "time and memory grow with the whole history",
+    )
     gates: GatesDef = Field(default_factory=GatesDef)
     monitoring: MonitoringDef = Field(default_factory=MonitoringDef)
+
+    @model_validator(mode="after")
+    def _window_holds_a_fit(self) -> PolicyDef:
+        needed = max(self.min_mature_vintages, self.oot_months + 1)
+        if self.train_vintages is not None and self.train_vintages < needed:
+            raise ValueError(
+                f"train_vintages {self.train_vintages} is below the {needed} mature vintages a fit needs "
+                "(min_mature_vintages, and oot_months plus one to develop on)"
+            )
+        return self
 
 
 class PopulationDef(Strict):

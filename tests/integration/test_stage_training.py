@@ -16,6 +16,7 @@ from model_registry.tracking import mlflow_client, read_run_json
 from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
 from orchard.lake import read_silver
+from orchard.lifecycle.datasets import ready_vintages
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.months import month_range
 from orchard.portfolio.spec import RejectInferenceDef
@@ -118,3 +119,22 @@ def test_reject_inference_adds_the_declined_development_cases_with_parcelled_lab
     oot = read_silver(lake, "applications", month_range(*trained.oot_window.split("..")))
     assert int(params["n_oot"]) <= int((oot["decision"] == "approved").sum())
     assert 0.6 < trained.metrics["oot_auc"] < 1.0
+
+
+def test_a_training_window_fits_and_reads_only_the_latest_mature_vintages(lake: Settings) -> None:
+    # Given application_fraud fitting on every mature vintage, and the same with a window of 5 (4 + 1 held out)
+    # (a model no other test here registers: a version is kept per model and month)
+    every = ready_vintages(lake, demo_model_with("application_fraud", policy=SMALL_POLICY), AS_OF)
+    windowed = demo_model_with("application_fraud", policy={**SMALL_POLICY, "train_vintages": 5})
+    assert len(every) > 5
+    # Then its readiness is judged on the window: the latest 5 mature vintages
+    assert ready_vintages(lake, windowed, AS_OF) == every[-5:]
+    # When it is trained
+    trained = train_and_register(lake, windowed, AS_OF)
+    # Then it develops on the window's first 4 vintages and holds out the last
+    assert trained.train_window == f"{every[-5]}..{every[-2]}"
+    assert trained.oot_window == f"{every[-1]}..{every[-1]}"
+    # And its lineage names no batch before the window: nothing older was read
+    lineage = _run_json(lake, windowed.name, trained.version, "lineage.json")
+    months = sorted(b[-7:] for b in lineage["batch_ids"])
+    assert months[0] == every[-5] and months[-1] == AS_OF, months

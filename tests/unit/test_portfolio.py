@@ -509,3 +509,21 @@ def test_a_joint_model_needs_a_simulated_platform_and_its_own_name() -> None:
     ):
         message = _error_of(yaml.safe_dump({**demo, **change}, sort_keys=False))
         assert "\n" not in message and re.search(expected, message), message
+
+
+def test_a_training_window_must_hold_a_fit() -> None:
+    # Given the demo, whose policy needs 6 mature vintages for a first fit and holds 2 out
+    demo = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    policy = demo["policy"]
+    # When a window of 8 vintages is set for every model, then each model reads it
+    windowed = parse_portfolio(
+        yaml.safe_dump({**demo, "policy": {**policy, "train_vintages": 8}}, sort_keys=False), DEMO_PORTFOLIO
+    )
+    assert {m.policy.train_vintages for m in windowed.models.values()} == {8}
+    # When a model's window is below what a fit needs, then one line names the model's key and the need
+    models = {**demo["models"]}
+    models["application_pd"] = {**models["application_pd"], "policy": {"train_vintages": 5}}
+    message = _error_of(yaml.safe_dump({**demo, "models": models}, sort_keys=False))
+    assert "\n" not in message and re.search(r"train_vintages 5 is below the 6 mature vintages", message), (
+        message
+    )
