@@ -16,8 +16,19 @@ _FEAST_TYPES: dict[FeatureDtype, PrimitiveFeastType] = {"int": Int64, "float": F
 
 
 def offline_table(features_dir: Path, view: str) -> Path:
-    """Return the offline parquet table of a view (absolute: the duckdb store resolves against the cwd)."""
-    return (Path(features_dir) / f"{view}.parquet").resolve()
+    """Return the folder of a view's offline table: one parquet file per period of its rows' event times
+    (absolute: the duckdb store resolves against the cwd)."""
+    return (Path(features_dir) / view).resolve()
+
+
+def offline_period(features_dir: Path, view: str, period: str) -> Path:
+    """Return the file of a view's offline rows whose event time falls in a period (YYYY-MM)."""
+    return offline_table(features_dir, view) / f"{period}.parquet"
+
+
+def offline_files(features_dir: Path, view: str) -> list[Path]:
+    """Return the files of a view's offline table, in period order."""
+    return sorted(offline_table(features_dir, view).glob("*.parquet"))
 
 
 def feature_fields(name: str, view: ViewDef) -> list[Field]:
@@ -32,7 +43,7 @@ def file_source(features_dir: Path, view: str) -> FileSource:
     """Return the parquet FileSource of a view."""
     return FileSource(
         name=f"{view}_source",
-        path=str(offline_table(features_dir, view)),
+        path=str(offline_table(features_dir, view) / "*.parquet"),  # every period's file (a DuckDB glob)
         timestamp_field=EVENT_TIME,
         description=f"offline table of {view} (written by orchard.feature_store.update_offline_tables)",
         owner="risk-data@orchard",

@@ -18,8 +18,8 @@ from feast.errors import FeatureServiceNotFoundException
 
 from feature_repo.definitions import definitions
 from feature_repo.services import service_views
-from feature_repo.views import offline_table
-from orchard.atomic import atomic_path, write_json, write_text
+from feature_repo.views import offline_files, offline_period, offline_table
+from orchard.atomic import atomic_folder, atomic_path, write_json, write_text
 from orchard.errors import OrchardError
 from orchard.features import entity_key, view_features
 from orchard.lake import read_silver, silver_months, silver_path
@@ -29,6 +29,7 @@ from orchard.months import (
     month_index,
     month_start,
     parse_month,
+    timestamp_month_labels,
     timestamp_months,
     utc_timestamps,
 )
@@ -99,28 +100,38 @@ def open_store(settings: Settings, *, stock_online_store: bool = False) -> Featu
     return FeatureStore(config=repo_config(settings, stock_online_store=stock_online_store))
 
 
-def _snapshot_table(
-    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
-) -> tuple[pa.Table, bool]:
-    """Return a snapshot view's table and whether it changed; only new silver months are featurized.
+EMPTY_TABLE = "empty.parquet"
+"""The file a view's offline table holds when it has no rows at all (its schema, so the store can read it)."""
 
-    A month's snapshot rows depend on that month alone: they are appended while every month already featurized
-    is still there with the same rows and the new months come after them (the table stays in time order, as a
-    whole-history table is); otherwise the whole history is featurized again.
+
+@dataclass(frozen=True)
+class _Rows:
+    """A view's featurized rows to write: every period's (`rebuild`, replacing the table) or new periods'."""
+
+    frame: pd.DataFrame
+    rebuild: bool
+
+
+def _snapshot_rows(
+    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
+) -> _Rows | None:
+    """Return a snapshot view's rows to write (None: nothing changed); only new silver months are featurized.
+
+    A month's snapshot rows depend on that month alone: they are added while every month already featurized
+    is still there with the same rows and the new months come after them; otherwise the whole history is
+    featurized again.
     """
     source = settings.portfolio_def.views[view].source
     seen: dict[str, int] = state.get(view, {}).get("months", {})
     target = offline_table(settings.features_dir, view)
     state[view] = {"months": counts}
     new = [m for m in counts if m not in seen]
-    unchanged = bool(seen) and target.exists() and all(counts.get(m) == n for m, n in seen.items())
+    unchanged = bool(seen) and target.is_dir() and all(counts.get(m) == n for m, n in seen.items())
     if unchanged and (not new or new[0] > max(seen)):
-        existing = pq.read_table(target)
         if not new:
-            return existing, False
-        fresh = _to_arrow(view_features(settings.portfolio_def, view, read_silver(settings, source, new)))
-        return pa.concat_tables([existing, fresh.cast(existing.schema)]), True
-    return _to_arrow(view_features(settings.portfolio_def, view, read_silver(settings, source))), True
+            return None
+        return _Rows(view_features(settings.portfolio_def, view, read_silver(settings, source, new)), False)
+    return _Rows(view_features(settings.portfolio_def, view, read_silver(settings, source)), True)
 
 
 def _event_months(rows: pd.DataFrame) -> tuple[int, int]:
@@ -131,13 +142,13 @@ def _event_months(rows: pd.DataFrame) -> tuple[int, int]:
     return int(months.min()), int(months.max())
 
 
-def _aggregation_table(
+def _aggregation_rows(
     settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
-) -> tuple[pa.Table, bool]:
-    """Return an aggregation view's table and whether it changed; it reads what the new months' windows need.
+) -> _Rows | None:
+    """Return an aggregation view's rows to write (None: nothing changed); it reads what new months' windows need.
 
     A row's trailing windows reach back at most the view's longest window, so the rows of new silver months are
-    computed from their own events and those of the months inside that window, and appended: the table is the
+    computed from their own events and those of the months inside that window, and added: the table is the
     one the whole history gives, row for row. That holds while the months already featurized are unchanged,
     the new months come after them, the new months' events fall in them or later, and no earlier month holds
     events inside the window. Otherwise (a late batch accepted, a changed file, a late event) the whole history
@@ -148,9 +159,9 @@ def _aggregation_table(
     seen: dict[str, dict[str, int]] = state.get(view, {}).get("months", {})
     target = offline_table(settings.features_dir, view)
     new = [m for m in counts if m not in seen]
-    unchanged = bool(seen) and target.exists() and all(counts.get(m) == v["rows"] for m, v in seen.items())
+    unchanged = bool(seen) and target.is_dir() and all(counts.get(m) == v["rows"] for m, v in seen.items())
     if unchanged and not new:
-        return pq.read_table(target), False
+        return None
     if unchanged and new[0] > max(seen):
         start = add_months(new[0], -(max(a.window_months for a in definition.aggregations.values()) - 1))
         first_new, window_start = month_index(new[0]), month_index(start)
@@ -164,8 +175,7 @@ def _aggregation_table(
             fresh = frame[(timestamp_months(frame[EVENT_TIME]) >= first_new).to_numpy()]
             added = {m: {"rows": counts[m], "last_event_month": spans[m][1]} for m in new}
             state[view] = {"months": {**seen, **added}}
-            existing = pq.read_table(target)
-            return pa.concat_tables([existing, _to_arrow(fresh).cast(existing.schema)]), True
+            return _Rows(fresh, False)
     read = {m: read_silver(settings, definition.source, [m]) for m in counts}
     history = (
         pd.concat(list(read.values()), ignore_index=True)
@@ -177,7 +187,7 @@ def _aggregation_table(
             m: {"rows": len(rows), "last_event_month": _event_months(rows)[1]} for m, rows in read.items()
         }
     }
-    return _to_arrow(view_features(portfolio, view, history)), True
+    return _Rows(view_features(portfolio, view, history), True)
 
 
 def _silver_counts(settings: Settings, source: str) -> dict[str, int]:
@@ -195,25 +205,59 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+def _write_periods(folder: Path, frame: pd.DataFrame, schema: pa.Schema | None = None) -> None:
+    """Write a view's rows into folder, one file per period of their event time (each file atomically), cast to
+    `schema` (the table's, when rows are added to it) so that every file reads with the same types."""
+    table = _to_arrow(frame)
+    if schema is not None:
+        table = table.cast(schema)
+    if not len(frame):
+        if not any(folder.glob("*.parquet")):  # the store reads every file of the folder: keep one
+            with atomic_path(folder / EMPTY_TABLE) as tmp:
+                pq.write_table(table, tmp)
+        return
+    periods = timestamp_month_labels(frame[EVENT_TIME]).to_numpy()
+    if any(p is None for p in periods):
+        raise OrchardError(f"feature rows without {EVENT_TIME} cannot be written to {folder}")
+    for period in sorted(set(periods)):
+        with atomic_path(folder / f"{period}.parquet") as tmp:
+            pq.write_table(table.filter(pa.array(periods == period)), tmp)
+    (folder / EMPTY_TABLE).unlink(missing_ok=True)
+
+
 def update_offline_tables(settings: Settings) -> dict[str, int]:
     """Bring every view's offline table up to date with the silver history; write only what changed.
 
+    A view's table is a folder of one parquet file per period (orchard's feature_repo.views.offline_table).
     Each view reads the silver months it needs: a snapshot view the new months, an aggregation view the new
-    months and those their trailing windows reach back to; a changed history featurizes everything again.
+    months and those their trailing windows reach back to; their rows are written as new periods' files, and
+    no earlier period's file is read or written again. A changed history featurizes everything again, written
+    into a new folder that replaces the table whole.
     """
     state = _read_json(_tables_state(settings))
     counts: dict[str, int] = {}
     changed_any = False
     for view, definition in settings.portfolio_def.views.items():
         landed = _silver_counts(settings, definition.source)
-        build = _snapshot_table if definition.snapshot else _aggregation_table
-        table, changed = build(settings, view, landed, state)
-        if changed:
-            with atomic_path(offline_table(settings.features_dir, view)) as tmp:
-                pq.write_table(table, tmp)
-            logger.info("offline table %s written: %d rows", view, table.num_rows)
-        state[view]["rows"] = counts[view] = table.num_rows
-        changed_any = changed_any or changed
+        build = _snapshot_rows if definition.snapshot else _aggregation_rows
+        before = int(state.get(view, {}).get("rows", 0))
+        rows = build(settings, view, landed, state)
+        target = offline_table(settings.features_dir, view)
+        if rows is None:
+            state[view]["rows"] = counts[view] = before
+            continue
+        if rows.rebuild:
+            with atomic_folder(target) as tmp:
+                _write_periods(tmp, rows.frame)
+            (settings.features_dir / f"{view}.parquet").unlink(missing_ok=True)  # a single-file table of old
+            total = len(rows.frame)
+        else:
+            rows_files = [f for f in offline_files(settings.features_dir, view) if f.name != EMPTY_TABLE]
+            _write_periods(target, rows.frame, pq.read_schema(rows_files[0]) if rows_files else None)
+            total = before + len(rows.frame)
+        logger.info("offline table %s: %d rows written, %d in all", view, len(rows.frame), total)
+        state[view]["rows"] = counts[view] = total
+        changed_any = True
     if changed_any:
         write_json(state, _tables_state(settings))
     return counts
@@ -273,13 +317,13 @@ def apply_definitions(settings: Settings, *, store: FeatureStore | None = None) 
 
 def month_rows(settings: Settings, view: str, month: str) -> pd.DataFrame:
     """Return the latest offline row per entity of a view whose event time falls in the month."""
-    path = offline_table(settings.features_dir, view)
-    if not path.exists():
-        raise OrchardError(f"offline table {path} is missing: run update_offline_tables first")
-    start, end = month_start(month), month_end(month)
-    frame = pq.read_table(
-        path, filters=[(EVENT_TIME, ">=", start.to_pydatetime()), (EVENT_TIME, "<", end.to_pydatetime())]
-    ).to_pandas()
+    folder = offline_table(settings.features_dir, view)
+    if not folder.is_dir():
+        raise OrchardError(f"offline table {folder} is missing: run update_offline_tables first")
+    path = offline_period(settings.features_dir, view, parse_month(month))
+    if not path.exists():  # no row of the view's has its event time in the month
+        return pd.DataFrame()
+    frame = pq.read_table(path).to_pandas()
     key = entity_key(settings.portfolio_def, view)
     frame = frame.sort_values([key, EVENT_TIME], kind="stable")
     return frame.drop_duplicates(key, keep="last").reset_index(drop=True)

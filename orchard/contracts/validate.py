@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchard.atomic import write_json, write_json_if_changed
+from orchard.atomic import atomic_folder, write_json, write_json_if_changed
 from orchard.contracts.bounds import History, learn_checks
 from orchard.contracts.gx_project import GxProject
 from orchard.contracts.history_store import accepted_history, forget_rejected, record_accepted
@@ -83,25 +79,6 @@ class ValidationOutcome:
 def result_path(settings: Settings, source: str, month: str) -> Path:
     """Return where the validation result of a passing batch is kept."""
     return settings.gx_dir / "results" / source / f"{batch_id(source, month)}.json"
-
-
-@contextmanager
-def _atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to target; swap it into place only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _references(
@@ -220,7 +197,7 @@ def check_batch(
             )
 
     docs = tools.project.publish(suite, result, bid, run_time)
-    with _atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp:
         shutil.copyfile(bronze_dir(settings, source, month) / DATA, tmp / DATA)
         write_json(result_json, tmp / VALIDATION)
         write_json({**record, "data_docs": str(docs)}, tmp / MANIFEST)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from feature_repo.services import service_views
-from feature_repo.views import offline_table
+from feature_repo.views import offline_files
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
 from orchard.feature_store import service_join_keys, training_frame
@@ -33,8 +33,8 @@ class ModelFrame:
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     """Return what identifies the offline tables a service reads (a rewritten table changes it)."""
     views = service_views(settings.portfolio_def)[service]
-    stats = [offline_table(settings.features_dir, view).stat() for view in views]
-    return tuple(views), tuple((st.st_mtime_ns, st.st_size) for st in stats)
+    files = [path for view in views for path in offline_files(settings.features_dir, view)]
+    return tuple(views), tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files)
 
 
 def _join_part(times: pd.DataFrame, settings: Settings, service: str) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from feature_repo.views import offline_files, offline_table
 from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.feature_store import (
@@ -214,11 +215,12 @@ def test_views_are_described_tagged_and_owned(store_settings: Settings) -> None:
 def test_update_offline_tables_is_idempotent(settings: Settings) -> None:
     # Given the offline tables written once
     counts = _offline_tables(settings, _partner_users(), _repayments())
-    table = settings.features_dir / "partner_activity.parquet"
-    mtime = table.stat().st_mtime_ns
-    # When writing the same silver again, then counts are equal and the file is not rewritten
+    files = {p: p.stat().st_mtime_ns for v in counts for p in offline_files(settings.features_dir, v)}
+    assert len(files) >= 3, files  # a file per period of each view (partner_activity holds three months)
+    # When writing the same silver again, then counts are equal and no file is rewritten
     assert _offline_tables(settings, _partner_users(), _repayments()) == counts
-    assert table.stat().st_mtime_ns == mtime, "unchanged features rewrote the offline table"
+    again = {p: p.stat().st_mtime_ns for v in counts for p in offline_files(settings.features_dir, v)}
+    assert again == files, "unchanged features rewrote the offline table"
     assert counts == {"partner_activity": 4, "credit_history": 2}, f"unexpected counts {counts}"
 
 
@@ -227,14 +229,30 @@ def test_new_partner_batches_are_appended_like_a_full_recompute(settings: Settin
     users = _partner_users()
     _offline_tables(settings, users[users["batch_id"] == "partner_users-2020-01"], _repayments())
     _offline_tables(settings, users, _repayments())
-    appended = pd.read_parquet(settings.features_dir / "partner_activity.parquet")
+    appended = pd.read_parquet(offline_table(settings.features_dir, "partner_activity"))
     # When another state folder featurizes everything at once
     fresh = settings.model_copy(update={"home": tmp_path / "fresh"})
     _offline_tables(fresh, users, _repayments())
-    full = pd.read_parquet(fresh.features_dir / "partner_activity.parquet")
+    full = pd.read_parquet(offline_table(fresh.features_dir, "partner_activity"))
     # Then the appended table holds the same rows as the full recompute
     key = ["user_id", "event_ts"]
     pd.testing.assert_frame_equal(
         appended.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True)
     )
     assert len(appended) == 4, "every snapshot appears exactly once"
+
+
+def test_a_view_without_rows_is_an_empty_table_the_store_reads(settings: Settings) -> None:
+    # Given partner snapshots but no repayment statement yet (no loan booked): credit_history has no rows
+    counts = _offline_tables(settings, _partner_users(), _repayments().iloc[:0])
+    assert counts["credit_history"] == 0
+    assert [p.name for p in offline_files(settings.features_dir, "credit_history")] == ["empty.parquet"]
+    apply_definitions(settings)
+    # When an application is joined point in time, then its credit history is missing, its snapshot found
+    entity_df = pd.DataFrame({"user_id": ["u2"], "event_timestamp": [_ts("2020-02-01")]})
+    frame = training_frame(settings, entity_df, "application_pd_v1")
+    assert pd.isna(frame.loc[0, "max_dpd_3m"]) and frame.loc[0, "txn_amount_30d"] == 200.0
+    # And once statements land, the table holds their periods and the empty file is gone
+    counts = _offline_tables(settings, _partner_users(), _repayments())
+    assert counts["credit_history"] == 2
+    assert "empty.parquet" not in [p.name for p in offline_files(settings.features_dir, "credit_history")]

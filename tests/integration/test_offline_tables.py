@@ -6,10 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from feature_repo.views import offline_table
+from feature_repo.views import offline_files
 from orchard.feature_store import update_offline_tables
 from orchard.lake import silver_months, silver_path
 from orchard.settings import Settings
@@ -20,8 +21,17 @@ pytestmark = pytest.mark.slow(seconds=20)
 
 def _tables(settings: Settings) -> dict[str, object]:
     return {
-        view: pq.read_table(offline_table(settings.features_dir, view))
+        view: pa.concat_tables([pq.read_table(f) for f in offline_files(settings.features_dir, view)])
         for view in settings.portfolio_def.views
+    }
+
+
+def _files(settings: Settings) -> dict[str, tuple[int, int]]:
+    """Return each offline table file's (modification time, size), by path."""
+    return {
+        str(path): (path.stat().st_mtime_ns, path.stat().st_size)
+        for view in settings.portfolio_def.views
+        for path in offline_files(settings.features_dir, view)
     }
 
 
@@ -52,8 +62,17 @@ def test_tables_built_month_by_month_equal_the_whole_historys_and_a_late_month_r
     update_offline_tables(whole)
     late = months[3]
     for month in (m for m in months if m != late):
+        before = _files(stepwise)
         _reveal(reference, stepwise, [month])
         update_offline_tables(stepwise)
+        # each month adds its period's files; no earlier period's file is written again
+        after = _files(stepwise)
+        assert {p: after[p] for p in before} == before, month
+        added = set(after) - set(before)
+        assert added and all(p.endswith((f"/{month}.parquet", "/empty.parquet")) for p in added), (
+            month,
+            added,
+        )
     # Then before the late month lands, the month-by-month tables equal the whole history's of the same months
     partial = Settings(_env_file=None, home=tmp_path / "partial", **fields)  # type: ignore[arg-type]
     _reveal(reference, partial, [m for m in months if m != late])
