@@ -137,6 +137,10 @@ def _filters() -> list[tuple[Any, ...]]:
     ]
 
 
+def _unshown(*_: object, **__: object) -> None:
+    """Show no warning (what a task's imports warn of while they load)."""
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the input ends."""
     while (header := _read_exactly(requests, _LENGTH.size)) is not None:
@@ -145,10 +149,14 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             return
         filters, task = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
         with warnings.catch_warnings():
-            # what the task's function imports is imported quietly (libraries warn, and add filters, as they load),
-            # then the task runs under its caller's filters
+            # what the task's function imports is imported quietly (libraries warn, and add filters, as they load:
+            # Feast puts DeprecationWarning to "once" in front of the ignore, so nothing is shown at all), then the
+            # task runs under its caller's filters
             warnings.simplefilter("ignore")
+            shown = warnings.showwarning
+            warnings.showwarning = _unshown
             fn, args, kwargs = pickle.loads(task)  # noqa: S301 - as above
+            warnings.showwarning = shown
             warnings.resetwarnings()
             for action, message, category, module, lineno in reversed(filters):
                 warnings.filterwarnings(action, message, category, module, lineno)

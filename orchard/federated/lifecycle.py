@@ -58,13 +58,12 @@ from orchard.federated.job import (
 )
 from orchard.federated.paillier_lr import MIN_BATCH_ROWS, LRConfig
 from orchard.federated.party import party_state_dir, run_guest
-from orchard.lifecycle.datasets import LOOKBACK_MONTHS
 from orchard.lifecycle.ledger import ModelMonth
 from orchard.lifecycle.monitoring import publish_month, report_vintages, unreported_scores
 from orchard.lifecycle.promotion import gate_policy
 from orchard.lifecycle.references import profile_path
 from orchard.months import add_months, months_between
-from orchard.portfolio.spec import JointDef, PolicyDef
+from orchard.portfolio.spec import TRAIN_LOOKBACK_MONTHS, JointDef, PolicyDef
 from orchard.serving.batch import scores_path
 from orchard.settings import Settings
 
@@ -121,7 +120,7 @@ def _split(settings: Settings, month: str, host_months: list[str] | None) -> Ver
     """Write each party's table as of the month from the lake's silver batches (the host's of host_months).
 
     With the joint model's `train_vintages`, the lender's table holds the applications of that many months and
-    a year more (LOOKBACK_MONTHS: the labels of the job's vintages have matured within it) up to the month, not
+    a year more (TRAIN_LOOKBACK_MONTHS: the labels of the job's vintages have matured within it) up to the month, not
     of the whole history: what a month's monitoring, its matured vintages and a job read.
     """
     joint = settings.portfolio_def.joint
@@ -133,7 +132,7 @@ def _split(settings: Settings, month: str, host_months: list[str] | None) -> Ver
         require_labels=False,
         validated=True,
         host_months=host_months,
-        guest_from=None if window is None else add_months(month, 1 - window - LOOKBACK_MONTHS),
+        guest_from=None if window is None else add_months(month, 1 - window - TRAIN_LOOKBACK_MONTHS),
     )
 
 

@@ -17,6 +17,7 @@ from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range, timestamp_month_labels
 from orchard.populations import population
+from orchard.portfolio.spec import TRAIN_LOOKBACK_MONTHS
 from orchard.settings import Settings
 from orchard.sources import BATCH_ID
 
@@ -96,11 +97,6 @@ MIN_CLASS_ROWS = 10
 """Events and non-events each sample (development, out-of-time) needs before a model is trained."""
 
 
-LOOKBACK_MONTHS = 12
-"""With train_vintages, a fit's cases are first read for the window and this many months more (a year: most
-labels mature within it), then over twice the span until it holds enough mature vintages."""
-
-
 def _fit_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.DataFrame, list[str]]:
     """Return the cases read for a fit at `as_of` (labels, no features) and the mature vintages it uses.
 
@@ -110,7 +106,7 @@ def _fit_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.Data
     """
     months = month_range(settings.start_month, as_of)
     wanted = spec.policy.train_vintages
-    span = len(months) if wanted is None else wanted + LOOKBACK_MONTHS
+    span = len(months) if wanted is None else wanted + TRAIN_LOOKBACK_MONTHS
     while True:
         window = months[-span:]
         whole = len(window) == len(months)

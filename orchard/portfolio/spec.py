@@ -366,6 +366,11 @@ class MonitoringDef(Strict):
     retrain_cooldown_months: int = Field(default=3, ge=0, description="minimum months between retrains")
 
 
+TRAIN_LOOKBACK_MONTHS = 12
+"""With `train_vintages`, a fit's cases are read for the window and this many months more (a year: most labels
+mature within it), then over twice the span until it holds enough mature vintages (orchard.lifecycle.datasets)."""
+
+
 class PolicyDef(Strict):
     """A model's training, promotion and monitoring policy (the portfolio's `policy`, overridden per model)."""
 

@@ -109,3 +109,16 @@ def test_a_task_runs_under_its_callers_warning_filters() -> None:
         with pytest.raises(UserWarning, match="as an error"):
             worker.submit(warnings.warn, "as an error", UserWarning).result()
         assert worker.submit(warnings.warn, "quiet", DeprecationWarning).result() is None
+
+
+def test_what_a_task_imports_stays_quiet_even_if_it_changes_the_filters(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # given a task from a module that puts an "always" filter in front while it is imported, then warns
+    with warnings.catch_warnings(record=True):  # its import here records the warning instead of printing it
+        from tests.noisy_import import quiet
+    # when a worker runs it (the worker imports the module as it reads the task), then the task ran and the
+    # worker printed nothing of the import's warning
+    with Worker() as worker:
+        assert worker.submit(quiet).result() == "ran"
+    assert "imported noisily" not in capfd.readouterr().err
