@@ -84,7 +84,12 @@ def model_frame(
 ) -> ModelFrame:
     """Return the model's cases of `months` with point-in-time features and labels known at `as_of`."""
     entity = population(settings, spec, months, as_of, with_labels=with_labels)
-    frame = _point_in_time(settings, spec, entity, tools or Tools())
+    return _with_features(settings, spec, entity, tools or Tools())
+
+
+def _with_features(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> ModelFrame:
+    """Return a population's cases joined point in time with their features, sorted by key, and their lineage."""
+    frame = _point_in_time(settings, spec, entity, tools)
     frame["vintage"] = timestamp_month_labels(frame["event_timestamp"])
     frame = frame.sort_values(spec.key).reset_index(drop=True)
     batch_ids = sorted(frame[BATCH_ID].unique().tolist())
@@ -106,7 +111,7 @@ def _fit_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.Data
     """
     months = month_range(settings.start_month, as_of)
     wanted = spec.policy.train_vintages
-    span = len(months) if wanted is None else wanted + TRAIN_LOOKBACK_MONTHS
+    span = len(months) if wanted is None else wanted + _maturity_months(spec)
     while True:
         window = months[-span:]
         whole = len(window) == len(months)
@@ -121,6 +126,34 @@ def _fit_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.Data
         if wanted is None or len(vintages) >= wanted or whole:
             return frame, vintages if wanted is None else vintages[-wanted:]
         span *= 2
+
+
+def _maturity_months(spec: ModelSpec) -> int:
+    """Return how many months past a vintage its label needs to mature: its window and the month itself, or
+    TRAIN_LOOKBACK_MONTHS for a label without one (an outcome observed whenever it is set)."""
+    rule = spec.label_rule
+    windows = (
+        []
+        if rule is None
+        else [
+            rule.within_months,
+            rule.performance.within_months if rule.performance else None,
+            rule.outcome_date.within_months if rule.outcome_date else None,
+        ]
+    )
+    return next((w + 1 for w in windows if w is not None), TRAIN_LOOKBACK_MONTHS)
+
+
+def fit_frame(settings: Settings, spec: ModelSpec, as_of: str, *, tools: Tools | None = None) -> ModelFrame:
+    """Return the model frame a fit at `as_of` develops and tests on: its cases of fit_months, with features;
+    with a window, the cases found while looking for its vintages are the ones joined (read once)."""
+    if spec.policy.train_vintages is None:
+        return model_frame(settings, spec, fit_months(settings, spec, as_of), as_of, tools=tools)
+    cases, vintages = _fit_cases(settings, spec, as_of)
+    if not vintages:
+        raise OrchardError(f"model {spec.name}: no mature vintage at {as_of} to fit on")
+    entity = cases[cases["vintage"] >= vintages[0]].drop(columns="vintage").reset_index(drop=True)
+    return _with_features(settings, spec, entity, tools or Tools())
 
 
 def fit_months(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:

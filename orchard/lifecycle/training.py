@@ -26,10 +26,9 @@ from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
     declined,
-    fit_months,
+    fit_frame,
     labelled,
     mature_vintages,
-    model_frame,
     ready_vintages,
     split_vintages,
 )
@@ -101,7 +100,7 @@ def _precredit(
 ) -> Fitted:
     """Add the pre-credit risk axis (the risk model's labels on the customer's features) and the tier cuts."""
     risk_spec = _risk_model(settings, spec)
-    apps = model_frame(settings, risk_spec, fit_months(settings, risk_spec, as_of), as_of, tools=tools).frame
+    apps = fit_frame(settings, risk_spec, as_of, tools=tools).frame
     booked = labelled(apps, mature_vintages(apps))
     features = list(spec.feast_features)
     categorical = [c for c in spec.categorical if c in features]
@@ -298,7 +297,7 @@ def train_and_register(
     and EAD (see Fitted).
     """
     tools = tools or Tools()
-    data = model_frame(settings, spec, fit_months(settings, spec, as_of), as_of, tools=tools)
+    data = fit_frame(settings, spec, as_of, tools=tools)
     dev_vintages, oot_vintages = split_vintages(mature_vintages(data.frame), spec.policy.oot_months)
     dev, oot = labelled(data.frame, dev_vintages), labelled(data.frame, oot_vintages)
     train, test = split_test(dev, spec.key, settings.seed)

@@ -367,8 +367,9 @@ class MonitoringDef(Strict):
 
 
 TRAIN_LOOKBACK_MONTHS = 12
-"""With `train_vintages`, a fit's cases are read for the window and this many months more (a year: most labels
-mature within it), then over twice the span until it holds enough mature vintages (orchard.lifecycle.datasets)."""
+"""With `train_vintages`, a fit's cases are read for the window and the months its label takes to mature (this
+many, a year, for a label without a window), then over twice the span until it holds enough mature vintages
+(orchard.lifecycle.datasets)."""
 
 
 class PolicyDef(Strict):

@@ -16,7 +16,7 @@ from model_registry.tracking import mlflow_client, read_run_json
 from orchard.credit.stratification import TIERS
 from orchard.feature_store import apply_definitions, update_offline_tables
 from orchard.lake import read_silver
-from orchard.lifecycle.datasets import ready_vintages
+from orchard.lifecycle.datasets import fit_frame, model_frame, ready_vintages
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.months import month_range
 from orchard.portfolio.spec import RejectInferenceDef
@@ -129,6 +129,11 @@ def test_a_training_window_fits_and_reads_only_the_latest_mature_vintages(lake: 
     assert len(every) > 5
     # Then its readiness is judged on the window: the latest 5 mature vintages
     assert ready_vintages(lake, windowed, AS_OF) == every[-5:]
+    # And the frame it fits on, its cases read once while its vintages were looked for, is the frame of its months
+    frame = fit_frame(lake, windowed, AS_OF)
+    expected = model_frame(lake, windowed, month_range(every[-5], AS_OF), AS_OF)
+    pd.testing.assert_frame_equal(frame.frame, expected.frame)
+    assert frame.data_sha256 == expected.data_sha256 and frame.batch_ids == expected.batch_ids
     # When it is trained
     trained = train_and_register(lake, windowed, AS_OF)
     # Then it develops on the window's first 4 vintages and holds out the last
