@@ -34,8 +34,8 @@ class ModelFrame:
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
     """Return what identifies the offline tables a service reads (a rewritten table changes it)."""
     views = service_views(settings.portfolio_def)[service]
-    files = [path for view in views for path in offline_files(settings.features_dir, view)]
-    return tuple(views), tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+    files = {str(path): path.stat() for view in views for path in offline_files(settings.features_dir, view)}
+    return tuple(views), tuple((path, st.st_mtime_ns, st.st_size) for path, st in files.items())
 
 
 def _join_part(times: pd.DataFrame, settings: Settings, service: str) -> pd.DataFrame:
@@ -144,15 +144,21 @@ def _maturity_months(spec: ModelSpec) -> int:
     return next((w + 1 for w in windows if w is not None), TRAIN_LOOKBACK_MONTHS)
 
 
+def _windowed_cases(settings: Settings, spec: ModelSpec, as_of: str) -> tuple[pd.DataFrame, str]:
+    """Return a windowed fit's cases (_fit_cases) and its oldest vintage; raise when it has none."""
+    cases, vintages = _fit_cases(settings, spec, as_of)
+    if not vintages:
+        raise OrchardError(f"model {spec.name}: no mature vintage at {as_of} to fit on")
+    return cases, vintages[0]
+
+
 def fit_frame(settings: Settings, spec: ModelSpec, as_of: str, *, tools: Tools | None = None) -> ModelFrame:
     """Return the model frame a fit at `as_of` develops and tests on: its cases of fit_months, with features;
     with a window, the cases found while looking for its vintages are the ones joined (read once)."""
     if spec.policy.train_vintages is None:
         return model_frame(settings, spec, fit_months(settings, spec, as_of), as_of, tools=tools)
-    cases, vintages = _fit_cases(settings, spec, as_of)
-    if not vintages:
-        raise OrchardError(f"model {spec.name}: no mature vintage at {as_of} to fit on")
-    entity = cases[cases["vintage"] >= vintages[0]].drop(columns="vintage").reset_index(drop=True)
+    cases, first = _windowed_cases(settings, spec, as_of)
+    entity = cases[cases["vintage"] >= first].drop(columns="vintage").reset_index(drop=True)
     return _with_features(settings, spec, entity, tools or Tools())
 
 
@@ -161,10 +167,7 @@ def fit_months(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
     from the oldest of the vintages it develops and tests on (orchard.lifecycle.datasets._fit_cases)."""
     if spec.policy.train_vintages is None:
         return month_range(settings.start_month, as_of)
-    _, vintages = _fit_cases(settings, spec, as_of)
-    if not vintages:
-        raise OrchardError(f"model {spec.name}: no mature vintage at {as_of} to fit on")
-    return month_range(vintages[0], as_of)
+    return month_range(_windowed_cases(settings, spec, as_of)[1], as_of)
 
 
 def ready_vintages(settings: Settings, spec: ModelSpec, as_of: str) -> list[str]:
