@@ -20,7 +20,7 @@ from orchard.months import month_index, timestamp_month_labels, timestamp_months
 log = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ["application_id", "user_id", "event_ts", "vintage", "mature", "bad"]
-_APPLICATION_COLUMNS = ("application_id", "user_id", "event_ts", "decision")
+APPLICATION_COLUMNS = ("application_id", "user_id", "event_ts", "decision")
 _REPAYMENT_COLUMNS = ("application_id", "months_on_book", "dpd", "status")
 
 
@@ -60,7 +60,7 @@ def event_within(
 
 def booked_loans(applications: pd.DataFrame) -> pd.DataFrame:
     """Return the approved applications (booked loans) with their vintage and booking month index."""
-    _require(applications, _APPLICATION_COLUMNS, "applications")
+    _require(applications, APPLICATION_COLUMNS, "applications")
     booked = applications.loc[
         applications["decision"] == "approved", ["application_id", "user_id", "event_ts"]
     ]

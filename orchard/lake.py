@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,13 @@ def _check(settings: Settings, source: str, month: str) -> None:
     parse_month(month)
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
-    """Read a Parquet file, raising OrchardError naming the file if it is missing or corrupt."""
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file (all columns, or those given), raising OrchardError naming the file if it is missing
+    or corrupt."""
     if not path.is_file():
         raise OrchardError(f"file not found: {path}")
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise OrchardError(f"cannot read Parquet file {path}: {exc}") from exc
 
@@ -198,17 +200,46 @@ def silver_months(settings: Settings, source: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.parquet") if not p.name.startswith("."))
 
 
-def read_silver(settings: Settings, source: str, months: list[str] | None = None) -> pd.DataFrame:
-    """Concatenate the silver files of a source (all, or the given months that exist)."""
+def silver_frames(
+    settings: Settings, source: str, months: list[str] | None = None, columns: list[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Yield the silver file of each month of a source (all, or the given months that exist), one at a time,
+    with the source's columns or only those given (in the source's order): a caller that filters or reduces
+    each month holds one month's rows at a time, not the whole span."""
     spec = get_source(settings, source)
+    names = _columns(spec, columns)
     available = silver_months(settings, source)
     wanted = available if months is None else [m for m in (parse_month(m) for m in months) if m in available]
-    frames = [read_parquet(silver_path(settings, source, m)) for m in wanted]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return _empty_frame(spec)
-    out = pd.concat(frames, ignore_index=True)
-    return out[spec.column_names]
+    for month in wanted:
+        yield read_parquet(silver_path(settings, source, month), names)[names]
+
+
+def read_silver(
+    settings: Settings,
+    source: str,
+    months: list[str] | None = None,
+    columns: list[str] | None = None,
+    where: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> pd.DataFrame:
+    """Concatenate the silver files of a source (all, or the given months that exist; every column or those
+    given). `where` selects rows of each month's frame as it is read: the memory is then one month's rows and
+    the rows kept, not the whole span's. With no row, the source's empty frame with the columns asked for."""
+    frames = silver_frames(settings, source, months, columns)
+    kept = [f for f in (frames if where is None else (f.loc[where(f)] for f in frames)) if len(f)]
+    if kept:
+        return pd.concat(kept, ignore_index=True)
+    spec = get_source(settings, source)
+    return _empty_frame(spec)[_columns(spec, columns)]
+
+
+def _columns(spec: SourceSpec, columns: list[str] | None) -> list[str]:
+    """Return the columns to read, in the source's order; refuse a column the source does not have."""
+    if columns is None:
+        return list(spec.column_names)
+    unknown = sorted(set(columns) - set(spec.column_names))
+    if unknown:
+        raise OrchardError(f"source {spec.name} has no column(s) {', '.join(unknown)}")
+    return [c for c in spec.column_names if c in set(columns)]
 
 
 def _empty_frame(spec: SourceSpec) -> pd.DataFrame:

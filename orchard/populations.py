@@ -31,6 +31,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from orchard.credit.expected_loss import realised_losses
 from orchard.errors import OrchardError
 from orchard.labels import (
     application_labels,
@@ -39,7 +40,7 @@ from orchard.labels import (
     first_payment_default_labels,
     month_index,
 )
-from orchard.lake import read_silver
+from orchard.lake import get_source, read_silver, silver_frames
 from orchard.landing import utc_times
 from orchard.model_specs import ModelSpec
 from orchard.months import add_months, month_range, timestamp_months, utc_timestamps
@@ -76,7 +77,8 @@ def _loan_labels(
     Only the statements a label can see are read: a loan's statements follow its booking, and none after
     `as_of` is observable at `as_of`.
     """
-    return strategy_labels(spec, apps, _later_statements(settings, months, as_of), as_of)
+    statements = _later_statements(settings, apps["application_id"], months, as_of)
+    return strategy_labels(spec, apps, statements, as_of)
 
 
 def strategy_labels(
@@ -217,7 +219,7 @@ def _offers(
     frame = _capped(frame, spec)
     if not with_labels:
         return _unlabelled(frame)
-    decisions = read_silver(settings, "applications", months)[["application_id", "decision"]]
+    decisions = read_silver(settings, "applications", months, columns=["application_id", "decision"])
     approved = set(decisions.loc[decisions["decision"] == "approved", "application_id"])
     frame = frame.assign(mature=_index(frame[EVENT_TIME]) <= month_index(as_of))
     event = (frame["responded"] == 1) & frame["application_id"].isin(approved)
@@ -251,9 +253,47 @@ def _statement_events(
     return events
 
 
-def _later_statements(settings: Settings, months: list[str], as_of: str) -> pd.DataFrame:
-    """Return the statements issued from the first of `months` to `as_of` (what outcomes can be seen in)."""
-    return read_silver(settings, "repayments", month_range(min(months), as_of))
+_STATEMENT_COLUMNS = ["application_id", "months_on_book", "dpd", "status", "amount_paid", EVENT_TIME]
+"""The statement columns a label reads (amount_paid: a first payment default's; event time: a case's events)."""
+
+
+def _loan_statements(
+    settings: Settings, loans: pd.Series, months: list[str], columns: list[str]
+) -> pd.DataFrame:
+    """Return the given loans' statements of `months` (those columns): read a month at a time, only the loans'
+    rows kept, so that the memory is the loans' statements, not the whole book's."""
+    ids = pd.Index(loans.unique())
+    return read_silver(
+        settings, "repayments", months, columns, where=lambda rows: rows["application_id"].isin(ids)
+    )
+
+
+def _later_statements(settings: Settings, loans: pd.Series, months: list[str], as_of: str) -> pd.DataFrame:
+    """Return the loans' statements issued from the first of `months` to `as_of` (what their outcomes can be
+    seen in), with the columns labels read."""
+    have = set(get_source(settings, "repayments").column_names)
+    columns = [c for c in _STATEMENT_COLUMNS if c in have]
+    return _loan_statements(settings, loans, month_range(min(months), as_of), columns)
+
+
+def realised_charge_offs(settings: Settings, months: list[str] | None = None) -> pd.DataFrame:
+    """Return the charged-off loans' realised losses (orchard.credit.expected_loss) over `months` (all when
+    None): a month at a time, only the charged-off statements and the write-offs are kept."""
+    charged_off = read_silver(
+        settings,
+        "repayments",
+        months,
+        ["application_id", "status", EVENT_TIME, "balance"],
+        where=lambda rows: rows["status"] == "charged_off",
+    )
+    written_off = read_silver(
+        settings,
+        "collections",
+        months,
+        ["application_id", "action", "recovered_amount"],
+        where=lambda rows: rows["action"] == "write_off",
+    )
+    return realised_losses(charged_off, written_off)
 
 
 def _labelled_cases(frame: pd.DataFrame, events: pd.DataFrame, as_of: str, window: int) -> pd.DataFrame:
@@ -277,15 +317,9 @@ def after_warm_up(settings: Settings, months: list[str]) -> list[str]:
     return kept
 
 
-def _accounts(
-    settings: Settings, spec: ModelSpec, months: list[str], as_of: str, with_labels: bool
-) -> pd.DataFrame:
-    months = after_warm_up(settings, months)
-    rule = strategy_label(spec)
-    repayments = read_silver(settings, "repayments", months)
-    snap = repayments.loc[repayments["status"].isin(OPEN_STATUSES) & (repayments["dpd"] < rule.bad_dpd)]
-    if snap.empty:
-        raise OrchardError(f"no validated open-account statements for {months[0]}..{months[-1]}")
+def _open_statements(rows: pd.DataFrame, rule: LabelDef, spec: ModelSpec) -> pd.DataFrame:
+    """Return one month file's account cases (open statements below the bad dpd), capped like the population."""
+    snap = rows.loc[rows["status"].isin(OPEN_STATUSES) & (rows["dpd"] < rule.bad_dpd)]
     # statement fields only: loans booked before the lake began (no application row) are in the book too
     frame = pd.DataFrame(
         {
@@ -304,11 +338,27 @@ def _accounts(
             ),
             "eligible": True,
         }
-    ).reset_index(drop=True)
-    frame = _capped(frame, spec)
+    )
+    return _capped(frame, spec)
+
+
+def _accounts(
+    settings: Settings, spec: ModelSpec, months: list[str], as_of: str, with_labels: bool
+) -> pd.DataFrame:
+    months = after_warm_up(settings, months)
+    rule = strategy_label(spec)
+    # each month's file capped as it is read: a case kept from all of them is kept from its own month's
+    # (the cap ranks the rows of each event month by a hash of the key), so capping the kept rows again gives
+    # the population the whole span gives, in the same order, with one month's statements in memory at a time
+    parts = [_open_statements(rows, rule, spec) for rows in silver_frames(settings, "repayments", months)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise OrchardError(f"no validated open-account statements for {months[0]}..{months[-1]}")
+    frame = _capped(pd.concat(parts, ignore_index=True), spec).reset_index(drop=True)
     if not with_labels:
         return _unlabelled(frame)
-    events = _statement_events(_later_statements(settings, months, as_of), (), rule.bad_dpd)
+    statements = _later_statements(settings, frame["application_id"], months, as_of)
+    events = _statement_events(statements, (), rule.bad_dpd)
     return _labelled_cases(frame, events, as_of, rule.window_months)
 
 
@@ -318,8 +368,8 @@ def _delinquencies(
     months = after_warm_up(settings, months)
     cases = _cases(settings, "collections", months, "collection cases")
     cases = cases.loc[cases["action"] != "write_off"]
-    repayments = read_silver(settings, "repayments", months)
-    statement = repayments[["application_id", "months_on_book", "balance", EVENT_TIME]].rename(
+    columns = ["application_id", "months_on_book", "balance", EVENT_TIME]
+    statement = _loan_statements(settings, cases["application_id"], months, columns).rename(
         columns={EVENT_TIME: "_statement_ts"}
     )
     cases = cases.merge(statement, on=["application_id", "months_on_book"], how="inner")
@@ -343,7 +393,8 @@ def _delinquencies(
     frame = _capped(frame, spec)
     if not with_labels:
         return _unlabelled(frame)
-    events = _statement_events(_later_statements(settings, months, as_of), CURED_STATUSES, None)
+    statements = _later_statements(settings, frame["application_id"], months, as_of)
+    events = _statement_events(statements, CURED_STATUSES, None)
     return _labelled_cases(frame, events, as_of, strategy_label(spec).window_months)
 
 

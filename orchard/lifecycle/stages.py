@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 
 from model_registry.registry import champion_version, load_model
-from orchard.credit.expected_loss import loss_by_vintage, realised_losses
+from orchard.credit.expected_loss import loss_by_vintage
 from orchard.credit.stratification import tier_counts
-from orchard.labels import booked_loans
+from orchard.labels import APPLICATION_COLUMNS, booked_loans
 from orchard.lake import read_silver
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_index
-from orchard.populations import strategy_label
+from orchard.populations import realised_charge_offs, strategy_label
 from orchard.serving.batch import score_month, scores_path
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
@@ -58,7 +58,7 @@ def month_expected_loss(
     if found is None:
         return None
     model, scores = found
-    decisions = read_silver(settings, "applications", [month])[["application_id", "decision"]]
+    decisions = read_silver(settings, "applications", [month], columns=["application_id", "decision"])
     booked = scores.merge(decisions, on="application_id")
     booked = booked[booked["decision"] == "approved"]
     return {
@@ -75,8 +75,8 @@ def vintage_losses(
 
     A vintage is mature once its whole loss window has passed by `as_of` (only then is the comparison final).
     """
-    booked = booked_loans(read_silver(settings, "applications"))
-    losses = realised_losses(read_silver(settings, "repayments"), read_silver(settings, "collections"))
+    booked = booked_loans(read_silver(settings, "applications", columns=list(APPLICATION_COLUMNS)))
+    losses = realised_charge_offs(settings)
     table = loss_by_vintage(
         booked, np.zeros(len(booked)), losses, month_index(as_of), strategy_label(spec).window_months
     )

@@ -13,7 +13,7 @@ import pandas as pd
 from model_registry.registry import Lineage, ModelVersionRef, register_model
 from orchard import __version__
 from orchard.atomic import write_json
-from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters, realised_losses
+from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters
 from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.psi import ReferenceProfile
@@ -22,7 +22,6 @@ from orchard.credit.scorecard import scorecard_of, train_scorecard
 from orchard.credit.selection import SelectionConfig
 from orchard.credit.stratification import PrecreditModel, tier_counts
 from orchard.errors import OrchardError
-from orchard.lake import read_silver
 from orchard.lifecycle.datasets import (
     ModelFrame,
     declined,
@@ -36,7 +35,7 @@ from orchard.lifecycle.references import profile_path, reference_columns, save_r
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec, model_spec
 from orchard.months import month_index, month_range, timestamp_months
-from orchard.populations import strategy_label
+from orchard.populations import realised_charge_offs, strategy_label
 from orchard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,9 +148,7 @@ def _loss_forecast(
     (the frame's loans were booked in it; nothing later is known at `as_of`).
     """
     months = month_range(str(data.frame["vintage"].min()), as_of)
-    losses = realised_losses(
-        read_silver(settings, "repayments", months), read_silver(settings, "collections", months)
-    )
+    losses = realised_charge_offs(settings, months)
     lgd, ead, n_used = loss_parameters(dev, losses)
     model = LossForecastModel(spec.name, pd_model, lgd=lgd, ead_ratio=ead)
     booked = data.frame[data.frame["eligible"].astype(bool)].copy()

@@ -16,6 +16,7 @@ from orchard.lake import (
     quarantined_batches,
     read_bronze,
     read_silver,
+    silver_frames,
     silver_months,
     silver_path,
     write_silver,
@@ -160,6 +161,26 @@ def test_read_silver_concatenates_selected_months(settings: Settings) -> None:
     assert len(everything) == 5 and everything["application_id"].iloc[-1] == "a12", "all months"
     assert len(february) == 3, "month selection"
     assert silver_months(settings, "applications") == ["2019-01", "2019-02"], "silver months"
+
+
+def test_read_silver_reads_only_the_columns_and_rows_asked_for(settings: Settings) -> None:
+    # Given silver files for two months
+    write_silver(_rows(2), silver_path(settings, "applications", "2019-01"), "sha-a")
+    write_silver(_rows(3, offset=10), silver_path(settings, "applications", "2019-02"), "sha-b")
+    # When reading some columns (asked in any order), then they come in the source's order, month by month too
+    frame = read_silver(settings, "applications", columns=["decision", "application_id"])
+    assert list(frame.columns) == ["application_id", "decision"] and len(frame) == 5, list(frame.columns)
+    months = [len(f) for f in silver_frames(settings, "applications", None, ["decision"])]
+    assert months == [2, 3], "one frame per month"
+    # rows chosen as each month is read
+    kept = read_silver(settings, "applications", where=lambda f: f["application_id"].isin(["a1", "a11"]))
+    assert kept["application_id"].tolist() == ["a1", "a11"], kept["application_id"].tolist()
+    assert list(kept.columns) == APPLICATIONS.column_names, "every column without `columns`"
+    # an empty read keeps the columns asked for; an unknown column is named
+    empty = read_silver(settings, "applications", ["2020-01"], columns=["decision"])
+    assert empty.empty and list(empty.columns) == ["decision"], list(empty.columns)
+    with pytest.raises(OrchardError, match=r"applications has no column.*loan_amount"):
+        read_silver(settings, "applications", columns=["decision", "loan_amount"])
 
 
 def test_write_silver_skips_the_same_bronze(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +195,29 @@ def test_account_populations_skip_the_credit_history_warm_up(settings: Settings)
     assert set(
         population(early, BEHAVIOR_PD, ["2019-02", "2019-03"], "2019-04")["account_month_id"]
     ).isdisjoint({"good-01", "rolls-01"})
+
+
+def test_account_cap_read_month_by_month_is_the_cap_over_the_span(settings: Settings) -> None:
+    # Given two months of open statements, the 2019-03 file also holding late statements of 2019-02 events
+    def statements(n: int, month: str, day: str) -> pd.DataFrame:
+        rows = pd.DataFrame([_statement(f"L{month[-2:]}{i:03d}", 1, month, 0, "current") for i in range(n)])
+        return rows.assign(event_ts=pd.Timestamp(f"{month}-{day}", tz="UTC"))
+
+    columns = SOURCES["repayments"].column_names
+    february = statements(40, "2019-02", "05")
+    march = pd.concat([statements(40, "2019-03", "05"), statements(30, "2019-02", "27")], ignore_index=True)
+    for month, rows in (("2019-02", february), ("2019-03", march)):
+        rows = rows.assign(batch_id=batch_id("repayments", month))
+        write_parquet(rows[columns], silver_path(settings, "repayments", month))
+    capped = replace(BEHAVIOR_PD, max_per_month=12)
+    # When the population is read (one month's file at a time, each capped as it is read)
+    frame = population(settings, capped, ["2019-02", "2019-03"], "2019-04", with_labels=False)
+    # Then it holds the cases, in the order, that capping every statement of the span at once keeps
+    every = pd.concat([february, march], ignore_index=True)
+    every["account_month_id"] = every["application_id"] + "-01"
+    expected = _sample(every, "account_month_id", 12)["account_month_id"].tolist()
+    assert frame["account_month_id"].tolist() == expected
+    assert len(expected) == 24 and sum(a.startswith("L02") for a in expected) == 12, "cap per event month"
 
 
 LOANS_PORTFOLIO = """
