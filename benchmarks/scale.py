@@ -9,7 +9,7 @@ of the run (the lifecycle's own, its lane, or the Prefect server), read with get
 "time x" column compares the wall time per month.
 
 Each point runs twice: in one process, and with its joins and batch scoring split by entity over a Dask
-LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.lifecycle.partitions). The
+LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.partitions). The
 peak memory is then the largest process of the run, the lifecycle's own or a worker's.
 
 A million simulated customers, through the first fits: `python -m benchmarks.scale --multiples 84 --end 2019-08

@@ -8,14 +8,16 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from orchard.feature_store import apply_definitions, materialize_month, month_rows, update_offline_tables
+from orchard.lifecycle.tools import Tools
 from orchard.settings import Settings
 
 
 @task(name="update-features", cache_policy=NONE)
-def update_features(settings: Settings, month: str) -> dict[str, float]:
-    """Recompute the offline tables from silver, apply definitions, materialize the month online."""
+def update_features(settings: Settings, month: str, tools: Tools) -> dict[str, float]:
+    """Recompute the offline tables from silver (on the run's Dask cluster, if the settings name one), apply
+    definitions, materialize the month online."""
     start = time.perf_counter()
-    tables = update_offline_tables(settings)
+    tables = update_offline_tables(settings, tools.cluster(settings))
     apply_definitions(settings)
     result = materialize_month(settings, month)
     # rows of the month in the feature tables: the state, the same however many attempts materialized it
@@ -31,4 +33,5 @@ def update_features(settings: Settings, month: str) -> dict[str, float]:
 @flow(name="features", flow_run_name="features {month}", validate_parameters=False)
 def features_flow(settings: Settings, month: str) -> dict[str, float]:
     """Build and materialize the features of one month."""
-    return update_features(settings, month)
+    with Tools() as tools:
+        return update_features(settings, month, tools)

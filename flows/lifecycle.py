@@ -153,7 +153,7 @@ def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], Mont
     dashboards: dict[str, PrefectFuture] = {}
     try:
         t = time.perf_counter()
-        record.feature_rows = int(update_features(settings, month)["month_rows"])
+        record.feature_rows = int(update_features(settings, month, tools)["month_rows"])
         _timed(record, "features", t)
 
         for spec in model_specs(settings.portfolio_def).values():

@@ -113,7 +113,7 @@ def _before_flows(*, start_server: bool = False) -> Callable[[], None]:
     """
     for logger in ("TASK_RUNS", "FLOW_RUNS"):
         os.environ.setdefault(f"PREFECT_LOGGING_LOGGERS_PREFECT_{logger}_LEVEL", "CRITICAL")
-    # A configured Dask LocalCluster (orchard.lifecycle.partitions) logs its scheduler's and workers' comings and
+    # A configured Dask LocalCluster (orchard.partitions) logs its scheduler's and workers' comings and
     # goings at INFO, and its worker processes warn as the tools do: read by Dask and Python when they start.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -21,7 +21,7 @@ from feature_repo.services import service_views
 from feature_repo.views import offline_files, offline_period, offline_table
 from orchard.atomic import atomic_folder, atomic_path, write_json, write_text
 from orchard.errors import OrchardError
-from orchard.features import entity_key, view_features
+from orchard.features import combined_features, entity_key, view_features
 from orchard.lake import read_silver, silver_months, silver_path
 from orchard.months import (
     add_months,
@@ -34,9 +34,13 @@ from orchard.months import (
     utc_timestamps,
 )
 from orchard.online_store import PROVIDER_CLASS, STORE_CLASS
+from orchard.partitions import entity_partitions
 from orchard.production import production_repo_config
 from orchard.settings import Settings
 from orchard.sources import EVENT_TIME
+
+if TYPE_CHECKING:
+    from orchard.partitions import Cluster
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +116,44 @@ class _Rows:
     rebuild: bool
 
 
+def _featurize_part(
+    settings: Settings, view: str, months: list[str] | None, part: int, parts: int
+) -> pd.DataFrame:
+    """view_features of one entity partition of the view's source rows of `months` (all when None): a Dask
+    task, which reads its own rows (a month at a time, its entities' rows kept)."""
+    portfolio = settings.portfolio_def
+    key = entity_key(portfolio, view)
+    rows = read_silver(
+        settings,
+        portfolio.views[view].source,
+        months,
+        where=lambda frame: entity_partitions(frame[key], parts) == part,
+    )
+    return view_features(portfolio, view, rows)
+
+
+def _featurize(
+    settings: Settings, view: str, months: list[str] | None, cluster: Cluster | None
+) -> pd.DataFrame:
+    """Return view_features of the view's source rows of `months` (all when None).
+
+    On a cluster, one task per entity partition reads and featurizes its entities' rows (a view's rows are each
+    computed from one entity's rows), and the partitions' rows are combined as one run returns them: this
+    process holds the features, never the source rows.
+    """
+    if cluster is None:
+        source = settings.portfolio_def.views[view].source
+        return view_features(settings.portfolio_def, view, read_silver(settings, source, months))
+    parts = cluster.workers
+    futures = [
+        cluster.client.submit(_featurize_part, settings, view, months, part, parts, pure=False)
+        for part in range(parts)
+    ]
+    return combined_features(settings.portfolio_def, view, cluster.client.gather(futures))
+
+
 def _snapshot_rows(
-    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
+    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any], cluster: Cluster | None
 ) -> _Rows | None:
     """Return a snapshot view's rows to write (None: nothing changed); only new silver months are featurized.
 
@@ -121,7 +161,6 @@ def _snapshot_rows(
     is still there with the same rows and the new months come after them; otherwise the whole history is
     featurized again.
     """
-    source = settings.portfolio_def.views[view].source
     seen: dict[str, int] = state.get(view, {}).get("months", {})
     target = offline_table(settings.features_dir, view)
     state[view] = {"months": counts}
@@ -130,8 +169,8 @@ def _snapshot_rows(
     if unchanged and (not new or new[0] > max(seen)):
         if not new:
             return None
-        return _Rows(view_features(settings.portfolio_def, view, read_silver(settings, source, new)), False)
-    return _Rows(view_features(settings.portfolio_def, view, read_silver(settings, source)), True)
+        return _Rows(_featurize(settings, view, new, cluster), False)
+    return _Rows(_featurize(settings, view, None, cluster), True)
 
 
 def _event_months(rows: pd.DataFrame) -> tuple[int, int]:
@@ -142,8 +181,13 @@ def _event_months(rows: pd.DataFrame) -> tuple[int, int]:
     return int(months.min()), int(months.max())
 
 
+def _event_spans(settings: Settings, source: str, months: list[str]) -> dict[str, tuple[int, int]]:
+    """Return the first and last event month of each silver month (read from its event times alone)."""
+    return {m: _event_months(read_silver(settings, source, [m], columns=[EVENT_TIME])) for m in months}
+
+
 def _aggregation_rows(
-    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any]
+    settings: Settings, view: str, counts: dict[str, int], state: dict[str, Any], cluster: Cluster | None
 ) -> _Rows | None:
     """Return an aggregation view's rows to write (None: nothing changed); it reads what new months' windows need.
 
@@ -154,8 +198,7 @@ def _aggregation_rows(
     events inside the window. Otherwise (a late batch accepted, a changed file, a late event) the whole history
     is featurized again.
     """
-    portfolio = settings.portfolio_def
-    definition = portfolio.views[view]
+    definition = settings.portfolio_def.views[view]
     seen: dict[str, dict[str, int]] = state.get(view, {}).get("months", {})
     target = offline_table(settings.features_dir, view)
     new = [m for m in counts if m not in seen]
@@ -165,29 +208,19 @@ def _aggregation_rows(
     if unchanged and new[0] > max(seen):
         start = add_months(new[0], -(max(a.window_months for a in definition.aggregations.values()) - 1))
         first_new, window_start = month_index(new[0]), month_index(start)
-        read = {m: read_silver(settings, definition.source, [m]) for m in counts if m >= start}
-        spans = {m: _event_months(rows) for m, rows in read.items()}
+        spans = _event_spans(settings, definition.source, new)
         appendable = all(v["last_event_month"] < window_start for m, v in seen.items() if m < start) and all(
             spans[m][0] >= first_new or spans[m][0] < 0 for m in new
         )
         if appendable:
-            frame = view_features(portfolio, view, pd.concat(list(read.values()), ignore_index=True))
+            frame = _featurize(settings, view, [m for m in counts if m >= start], cluster)
             fresh = frame[(timestamp_months(frame[EVENT_TIME]) >= first_new).to_numpy()]
             added = {m: {"rows": counts[m], "last_event_month": spans[m][1]} for m in new}
             state[view] = {"months": {**seen, **added}}
             return _Rows(fresh, False)
-    read = {m: read_silver(settings, definition.source, [m]) for m in counts}
-    history = (
-        pd.concat(list(read.values()), ignore_index=True)
-        if read
-        else read_silver(settings, definition.source)
-    )
-    state[view] = {
-        "months": {
-            m: {"rows": len(rows), "last_event_month": _event_months(rows)[1]} for m, rows in read.items()
-        }
-    }
-    return _Rows(view_features(portfolio, view, history), True)
+    spans = _event_spans(settings, definition.source, list(counts))
+    state[view] = {"months": {m: {"rows": counts[m], "last_event_month": spans[m][1]} for m in counts}}
+    return _Rows(_featurize(settings, view, list(counts), cluster), True)
 
 
 def _silver_counts(settings: Settings, source: str) -> dict[str, int]:
@@ -225,14 +258,15 @@ def _write_periods(folder: Path, frame: pd.DataFrame, schema: pa.Schema | None =
     (folder / EMPTY_TABLE).unlink(missing_ok=True)
 
 
-def update_offline_tables(settings: Settings) -> dict[str, int]:
+def update_offline_tables(settings: Settings, cluster: Cluster | None = None) -> dict[str, int]:
     """Bring every view's offline table up to date with the silver history; write only what changed.
 
     A view's table is a folder of one parquet file per period (orchard's feature_repo.views.offline_table).
     Each view reads the silver months it needs: a snapshot view the new months, an aggregation view the new
     months and those their trailing windows reach back to; their rows are written as new periods' files, and
     no earlier period's file is read or written again. A changed history featurizes everything again, written
-    into a new folder that replaces the table whole.
+    into a new folder that replaces the table whole. With a Dask cluster, each view's rows are featurized one
+    entity partition per worker (the same rows, in the same order).
     """
     state = _read_json(_tables_state(settings))
     counts: dict[str, int] = {}
@@ -241,7 +275,7 @@ def update_offline_tables(settings: Settings) -> dict[str, int]:
         landed = _silver_counts(settings, definition.source)
         build = _snapshot_rows if definition.snapshot else _aggregation_rows
         before = int(state.get(view, {}).get("rows", 0))
-        rows = build(settings, view, landed, state)
+        rows = build(settings, view, landed, state, cluster)
         target = offline_table(settings.features_dir, view)
         if rows is None:
             state[view]["rows"] = counts[view] = before

@@ -105,8 +105,9 @@ def _typed(frame: pd.DataFrame, key: str, specs: list[FeatureSpec]) -> pd.DataFr
             out[spec.name] = values.astype("Int64")  # an aggregation with no matching row is unknown, not 0
         else:
             out[spec.name] = values.astype(_PANDAS_DTYPES[spec.dtype], copy=False)
-    # a stable sort on time alone keeps the (deterministic) input order among ties and is much cheaper
-    return out.sort_values(EVENT_TIME, kind="stable").reset_index(drop=True)
+    # a total order (a view has one row per entity and time): the same rows come out in the same order whatever
+    # the order of the input rows, or the entity partitions they were computed in (combined_features)
+    return out.sort_values([EVENT_TIME, key], kind="stable").reset_index(drop=True)
 
 
 def snapshot_features(name: str, view: ViewDef, key: str, rows: pd.DataFrame) -> pd.DataFrame:
@@ -213,3 +214,13 @@ def view_features(portfolio: Portfolio, view: str, rows: pd.DataFrame) -> pd.Dat
     if definition.snapshot:
         return snapshot_features(view, definition, key, rows)
     return aggregation_features(view, definition, key, rows)
+
+
+def combined_features(portfolio: Portfolio, view: str, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Return the view's feature rows computed in entity partitions (view_features of each), as view_features
+    of all the rows at once returns them: the same types, the same order."""
+    kept = [part for part in parts if len(part)] or parts[:1]
+    if not kept:
+        raise OrchardError(f"view {view}: no partition to combine")
+    frame = pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0]
+    return _typed(frame, entity_key(portfolio, view), view_feature_specs(view, portfolio.views[view]))

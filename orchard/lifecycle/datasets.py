@@ -12,10 +12,10 @@ from feature_repo.views import offline_files
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
 from orchard.feature_store import service_join_keys, training_frame
-from orchard.lifecycle.partitions import map_entity_partitions
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import month_range, timestamp_month_labels
+from orchard.partitions import map_entity_partitions
 from orchard.populations import population
 from orchard.portfolio.spec import TRAIN_LOOKBACK_MONTHS
 from orchard.settings import Settings

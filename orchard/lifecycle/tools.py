@@ -9,7 +9,7 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
-- the Dask cluster the settings configure, if any (orchard.lifecycle.partitions), started or joined on first use;
+- the Dask cluster the settings configure, if any (orchard.partitions), started or joined on first use;
 - the run's lane (`Tools(lane_process=True)`: the lifecycle's): a second process (orchard.worker, killed with
   this one), started on first use, for work nothing after it in the run reads, run beside the other steps: the
   joint model's month, the dashboard snapshots, the Evidently drift reports. Without it (a one-off call) that
@@ -30,7 +30,7 @@ from feast import FeatureStore
 
 from orchard.contracts import ContractTools
 from orchard.feature_store import open_store
-from orchard.lifecycle.partitions import Cluster, open_cluster
+from orchard.partitions import Cluster, open_cluster
 from orchard.settings import Settings
 from orchard.worker import InPlace, Worker, timed
 

@@ -10,10 +10,10 @@ import pandas as pd
 from orchard.atomic import write_parquet
 from orchard.credit.reason_codes import TOP_REASONS
 from orchard.lifecycle.datasets import model_frame
-from orchard.lifecycle.partitions import map_entity_partitions
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
 from orchard.months import parse_month
+from orchard.partitions import map_entity_partitions
 from orchard.serving.scoring import ServedModel, score_frame
 from orchard.settings import Settings
 

@@ -13,6 +13,7 @@ import pytest
 from feature_repo.views import offline_files
 from orchard.feature_store import update_offline_tables
 from orchard.lake import silver_months, silver_path
+from orchard.partitions import open_cluster
 from orchard.settings import Settings
 from orchard.testing.small_lifecycle import SMALL, copy_home, small_portfolio
 
@@ -45,17 +46,22 @@ def _reveal(source_home: Settings, target: Settings, months: list[str]) -> None:
                 shutil.copy2(silver_path(source_home, source, month), path)
 
 
-def test_tables_built_month_by_month_equal_the_whole_historys_and_a_late_month_rebuilds_them(
-    tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
-) -> None:
-    # Given the silver months of the small lifecycle, and two empty homes on the same portfolio
-    lifecycle = copy_home(small_lifecycle_run[0], tmp_path / "lifecycle")
+def _homes(tmp_path: Path, lifecycle_home: Path) -> tuple[Settings, list[str], Settings, Settings]:
+    """Return the small lifecycle's home (a copy), its silver months, and two empty homes on its portfolio."""
+    lifecycle = copy_home(lifecycle_home, tmp_path / "lifecycle")
     fields = {**SMALL, "portfolio": small_portfolio(lifecycle)}
     reference = Settings(_env_file=None, home=lifecycle, **fields)  # type: ignore[arg-type]
     months = sorted({m for s in reference.portfolio_def.sources for m in silver_months(reference, s)})
     assert len(months) >= 8, months
-    whole = Settings(_env_file=None, home=tmp_path / "whole", **fields)  # type: ignore[arg-type]
-    stepwise = Settings(_env_file=None, home=tmp_path / "stepwise", **fields)  # type: ignore[arg-type]
+    homes = [Settings(_env_file=None, home=tmp_path / n, **fields) for n in ("whole", "stepwise")]  # type: ignore[arg-type]
+    return reference, months, homes[0], homes[1]
+
+
+def test_tables_built_month_by_month_equal_the_whole_historys_and_a_late_month_rebuilds_them(
+    tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    # Given the silver months of the small lifecycle, and two empty homes on the same portfolio
+    reference, months, whole, stepwise = _homes(tmp_path, small_lifecycle_run[0])
     # When one home gets every month at once and the other one month at a time, its tables updated after each
     # month (one month held back and landed last, as a quarantined batch fixed later would be)
     _reveal(reference, whole, months)
@@ -74,7 +80,7 @@ def test_tables_built_month_by_month_equal_the_whole_historys_and_a_late_month_r
             added,
         )
     # Then before the late month lands, the month-by-month tables equal the whole history's of the same months
-    partial = Settings(_env_file=None, home=tmp_path / "partial", **fields)  # type: ignore[arg-type]
+    partial = Settings(_env_file=None, home=tmp_path / "partial", portfolio=reference.portfolio, **SMALL)  # type: ignore[arg-type]
     _reveal(reference, partial, [m for m in months if m != late])
     update_offline_tables(partial)
     assert _tables(stepwise) == _tables(partial)
@@ -89,3 +95,39 @@ def test_tables_built_month_by_month_equal_the_whole_historys_and_a_late_month_r
     assert all(table.num_rows > 100 for table in expected.values()), {
         v: t.num_rows for v, t in expected.items()
     }
+
+
+def test_tables_featurized_on_a_dask_local_cluster_equal_the_single_process_ones(
+    tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    # Given the small lifecycle's silver months, two empty homes on its portfolio, a 2-worker Dask LocalCluster
+    reference, months, whole, stepwise = _homes(tmp_path, small_lifecycle_run[0])
+    cluster = open_cluster(Settings(_env_file=None, dask_workers=2).production)  # type: ignore[call-arg]
+    assert cluster is not None
+    try:
+        # When one home's tables are featurized on the cluster from every month at once (a rebuild) and the
+        # other's month by month (rows added to the tables), each view's rows by entity partition
+        _reveal(reference, whole, months)
+        update_offline_tables(whole, cluster)
+        for month in months:
+            _reveal(reference, stepwise, [month])
+            update_offline_tables(stepwise, cluster)
+        ran = cluster.client.run_on_scheduler(_task_prefixes)
+    finally:
+        cluster.close()
+    # Then both equal the tables the lifecycle built in one process, file for file and row for row
+    expected = _tables(reference)
+    assert _tables(whole) == expected and _tables(stepwise) == expected
+    names = sorted(p.relative_to(reference.features_dir).as_posix() for p in _all_files(reference))
+    assert sorted(p.relative_to(whole.features_dir).as_posix() for p in _all_files(whole)) == names
+    assert "featurize_part" in ran, ran  # (Dask keys drop the leading _)
+
+
+def _all_files(settings: Settings) -> list[Path]:
+    return [
+        path for view in settings.portfolio_def.views for path in offline_files(settings.features_dir, view)
+    ]
+
+
+def _task_prefixes(dask_scheduler: object) -> list[str]:
+    return list(dask_scheduler.task_prefixes)  # type: ignore[attr-defined]

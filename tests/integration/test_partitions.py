@@ -12,10 +12,10 @@ import pytest
 from model_registry.registry import champion_version, load_model
 from orchard.errors import OrchardError
 from orchard.lifecycle.datasets import model_frame
-from orchard.lifecycle.partitions import Cluster, entity_partitions, map_entity_partitions, open_cluster
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import model_specs
 from orchard.months import month_range
+from orchard.partitions import Cluster, entity_partitions, map_entity_partitions, open_cluster
 from orchard.serving.batch import score_month
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings

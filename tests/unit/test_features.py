@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from orchard.errors import OrchardError
-from orchard.features import feature_names, feature_specs, view_features
+from orchard.features import combined_features, feature_names, feature_specs, view_features
 from orchard.portfolio.load import parse_portfolio
 from orchard.testing.demo import demo_portfolio
 
@@ -191,6 +191,28 @@ def test_users_do_not_leak_into_each_other() -> None:
     # When computing credit history, then the clean user's window holds only their own statements
     out = _history(rows)
     assert _at(out, "b", "2020-02")["max_dpd_3m"] == 0, "user b must not inherit user a's dpd"
+
+
+def test_rows_come_out_in_one_order_whatever_the_input_order_and_partitions() -> None:
+    # Given snapshots and statements of several users at the same times, in two input orders
+    snapshots = _partner(
+        [{"user_id": f"u{i}", "event_ts": _ts(f"2020-0{1 + i % 2}-01")} for i in (3, 1, 4, 0, 2, 5)]
+    )
+    statements = pd.DataFrame(
+        [_statement(f"u{i}", f"L{i}", f"2020-0{1 + i % 3}-15", dpd=10 * i) for i in (2, 5, 0, 4, 1, 3)]
+    )
+    portfolio = demo_portfolio()
+    for view, rows in ((PARTNER_ACTIVITY, snapshots), (CREDIT_HISTORY, statements)):
+        features = view_features(portfolio, view, rows)
+        # When the rows are featurized reversed, or in two entity partitions combined afterwards
+        reversed_rows = view_features(portfolio, view, rows.iloc[::-1].reset_index(drop=True))
+        odd = rows["user_id"].str[-1].astype(int) % 2 == 1
+        parts = [view_features(portfolio, view, rows[odd]), view_features(portfolio, view, rows[~odd])]
+        # Then every way gives the same rows in the same order (event time, then entity) and the same types
+        pd.testing.assert_frame_equal(reversed_rows, features)
+        pd.testing.assert_frame_equal(combined_features(portfolio, view, parts), features)
+        ordered = features.sort_values(["event_ts", "user_id"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(features, ordered)
 
 
 def test_empty_repayments_give_typed_empty_frame() -> None:
