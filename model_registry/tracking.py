@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import tempfile
@@ -24,12 +25,39 @@ from orchard.settings import Settings
 log = logging.getLogger(__name__)
 
 
+_opened: set[str] = set()
+"""The sqlite stores this process has opened (their tables exist)."""
+
+
 def mlflow_client(settings: Settings) -> MlflowClient:
     """Return a client on the settings' tracking store, also used as the model registry."""
-    if settings.tracking_uri.startswith("sqlite:///"):
-        # sqlite needs its folder; a server URI needs nothing local.
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.tracking_uri.startswith("sqlite:///") or settings.tracking_uri in _opened:
+        return _client(settings)
+    # sqlite needs its folder (a server URI needs nothing local), and its tables made once
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    return _open_store(settings)
+
+
+def _client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def _open_store(settings: Settings) -> MlflowClient:
+    """Open a sqlite store (MLflow creates and migrates its tables as a client is made) under a file lock.
+
+    Processes that open a new store at once (the lifecycle and its lane, Dask workers, two CLI calls) would each
+    create the tables, and all but one fail ("table experiment_tags already exists", or a migration that finds
+    its version row gone): the first to hold the lock creates them, the others then find them.
+    """
+    with (settings.mlflow_dir / ".open.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = _client(settings)
+            client.search_registered_models(max_results=1)  # the registry's store, on the same database
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _opened.add(settings.tracking_uri)
+    return client
 
 
 def read_run_json(client: MlflowClient, run_id: str, artifact: str) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -368,3 +371,56 @@ def test_lineage_and_requirements_helpers() -> None:
     assert "scikit-learn==1.9.1" in pip_requirements(TinyPd(NAME, 1)), pip_requirements(TinyPd(NAME, 1))
     with pytest.raises(OrchardError, match="feature_service"):
         Lineage([], "b", [], "", "v", "w")
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from model_registry.tracking import mlflow_client
+from tests.conftest import make_settings
+home, ready, go = (Path(a) for a in sys.argv[1:4])
+settings = make_settings(home)
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+client = mlflow_client(settings)
+client.search_experiments(max_results=1)
+print("opened")
+"""
+
+
+@pytest.mark.slow(seconds=10)
+def test_processes_opening_a_new_store_at_once_all_open_it(tmp_path: Path) -> None:
+    # Given three processes about to open the same new sqlite store (the lifecycle, its lane, a Dask worker)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _OPEN_AT_ONCE,
+                str(tmp_path / "home"),
+                str(tmp_path / f"ready{i}"),
+                str(go),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for i in range(3)
+    ]
+    try:
+        while not all((tmp_path / f"ready{i}").exists() for i in range(3)):
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            time.sleep(0.01)
+        # When they open it at the same moment
+        go.touch()
+        outcomes = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    # Then every one opens it (before the lock, all but one failed creating its tables)
+    assert all(
+        p.returncode == 0 and out.strip() == "opened" for p, (out, _) in zip(procs, outcomes, strict=True)
+    ), outcomes
