@@ -9,12 +9,15 @@ of the run (the lifecycle's own, its lane, or the Prefect server), read with get
 "time x" column compares the wall time per month.
 
 Each point runs twice: in one process, and with its joins and batch scoring split by entity over a Dask
-LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.partitions). The
-peak memory is then the largest process of the run, the lifecycle's own or a worker's.
+LocalCluster of `--dask-workers` worker processes (ORCHARD_DASK_WORKERS; orchard.partitions): the feature
+tables, the joins and the batch scoring split by entity. The peak memory is then the largest process of the run,
+the lifecycle's own or a worker's.
 
-A million simulated customers, through the first fits: `python -m benchmarks.scale --multiples 84 --end 2019-08
---dask-workers 0` (1,008,000 users; on the 2-core reference machine 888 s, 113 s per month after the first,
-6.0 GB at the peak: see docs/performance.md for the measured curve).
+A million simulated customers (1,008,000 users), both engines: `python -m benchmarks.scale --multiples 84 --end
+2019-03 --dask-workers 2` (on the 2-core reference machine, session 19: 49.5 s per month after the first and
+3.7 GB at the peak in one process, 63.2 s and 3.2 GB on the LocalCluster); `--end 2019-08 --dask-workers 0`
+runs through the first fits in one process (session 17: 113 s per month, 6.0 GB). docs/performance.md has the
+measured curves.
 """
 
 from __future__ import annotations

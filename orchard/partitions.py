@@ -4,9 +4,11 @@ With `dask_address` (an existing scheduler) or `dask_workers` > 0 (a LocalCluste
 worker processes), the point-in-time joins (batch scoring's and training's) and the batch scoring itself run as
 one Dask task per entity partition: a stable hash of the entity key picks each row's partition, every partition
 goes to a worker, and the results come back in the rows' original order. A row's join and score depend on that
-row alone, so the result is the single-process result, value for value and in the same order.
+row alone, so the result is the single-process result, value for value and in the same order. The offline
+feature tables' rows are computed the same way (orchard.feature_store: each task reads its entities' silver rows
+itself, and the rows are combined in the order one process gives).
 
-Every worker reads the feature store through the paths of the settings it is given: a remote cluster needs the
+Every worker reads the lake and the feature store through the paths of the settings it is given: a remote cluster needs the
 home on storage its workers share (a LocalCluster shares the machine).
 """
 
