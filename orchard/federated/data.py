@@ -121,6 +121,10 @@ class VerticalSplit:
     batch_ids: list[str] = field(default_factory=list)
 
 
+_STATEMENT_COLUMNS = ["application_id", "user_id", "event_ts", "months_on_book", "dpd", "status"]
+"""The statement columns the guest's table reads: its labels' and the borrower's prior worst dpd."""
+
+
 def _read_landing(settings: Settings, source: str, months: list[str]) -> pd.DataFrame:
     paths = [settings.landing_dir / source / f"{m}.parquet" for m in months]
     present = [p for p in paths if p.exists()]
@@ -304,11 +308,14 @@ def write_vertical_split(
     months = month_range(settings.start_month, as_of if validated else settings.end_month)
     guest_months = [m for m in months if guest_from is None or m >= guest_from]
 
-    def read(source: str, wanted: list[str] = guest_months) -> pd.DataFrame:
-        return read_silver(settings, source, wanted) if validated else _read_landing(settings, source, wanted)
+    def read(source: str, wanted: list[str] = guest_months, columns: list[str] | None = None) -> pd.DataFrame:
+        if validated:
+            return read_silver(settings, source, wanted, columns)
+        frame = _read_landing(settings, source, wanted)
+        return frame if columns is None else frame[columns]
 
     applications = read("applications")
-    repayments = read("repayments")
+    repayments = read("repayments", columns=_STATEMENT_COLUMNS)
     rule = _guest_label(settings)
     guest = guest_table(applications, repayments, as_of, rule.window_months, rule.bad_dpd)
     if require_labels and guest[LABEL].dropna().nunique() < 2:
