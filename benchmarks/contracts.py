@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
 from orchard.contracts import check_batch
+from orchard.contracts.validate import ContractTools
 from orchard.lake import ingest_batch
 from orchard.months import month_range
 from orchard.settings import Settings
@@ -25,6 +27,7 @@ def run(settings: Settings, simulated: bool) -> dict[str, object]:
     if not simulated:
         simulate(settings)
     months = month_range(settings.start_month, settings.end_month)
+    tools = ContractTools.of(settings)  # the run's, as the lifecycle holds them
     seconds: dict[str, float] = {}
     cpu_seconds: dict[str, float] = {}
     failed: dict[str, list[str]] = {}
@@ -34,15 +37,19 @@ def run(settings: Settings, simulated: bool) -> dict[str, object]:
             ingest_batch(settings, source, month)
         started, cpu_started = time.perf_counter(), time.process_time()
         for source in settings.portfolio_def.sources:
-            outcome = check_batch(settings, source, month)
+            outcome = check_batch(settings, source, month, tools)
             if not outcome.success:
                 failed[outcome.batch_id] = outcome.broken
             elif getattr(outcome, "warnings", None):
                 warned[outcome.batch_id] = list(outcome.warnings)
         seconds[month] = round(time.perf_counter() - started, 3)
         cpu_seconds[month] = round(time.process_time() - cpu_started, 3)
+    references = settings.gx_dir / "references"
     return {
         "months": len(months),
+        "reference_mb": round(sum(p.stat().st_size for p in references.rglob("*") if p.is_file()) / 1e6, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "last_months_validation_s": {m: seconds[m] for m in months[-3:]},
         "median_validation_s_per_month": _median(seconds),
         "median_validation_cpu_s_per_month": _median(cpu_seconds),
         "seconds": seconds,

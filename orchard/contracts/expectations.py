@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -22,7 +23,7 @@ from great_expectations.expectations.metrics.table_metric_provider import TableM
 
 from orchard.contracts.bounds import MIN_ROWS, MIN_VALUES, bound
 from orchard.contracts.profile import batch_profile, parse_profile_columns
-from orchard.contracts.reference import key_share, read_reference
+from orchard.contracts.reference import key_share
 from orchard.portfolio.expressions import row_mask
 
 PROFILE_METRIC = "orchard.batch_profile"
@@ -66,7 +67,7 @@ class KeyShareMetric(_FrameMetric):
 
     @classmethod
     def compute(cls, df: pd.DataFrame, kwargs: dict[str, Any]) -> Any:
-        share = key_share(df, list(kwargs["key_columns"]), read_reference(kwargs["reference"]))
+        share = key_share(df, list(kwargs["key_columns"]), Path(kwargs["reference"]))
         return {"rows": share.rows, "found": share.found, "missing_examples": share.missing_examples}
 
 

@@ -1,11 +1,18 @@
 """Keys the lake holds, as hashes: what foreign keys and keys repeated across batches are checked against.
 
-A reference key set is written beside the suites (gx/references/<source>/<batch>/<name>.parquet) so a result can
-always be traced to the keys its batch was checked against; the Great Expectations metric reads it by path.
+Each lake file's key hashes are stored once (gx/references/keys/<source>/, a sorted NumPy array), named by the
+batch, the key columns and the bronze content the file holds, so a stored key set never changes. A batch's reference is a small list of
+those files (gx/references/<source>/<batch>/<name>.json), the files of the months it is checked against: a
+result can always be traced to the keys its batch was checked against, the Great Expectations metric reads them
+by path one file at a time, and the disk grows with the lake (each file's keys once), not with the lake times
+its months (a union of every earlier month's keys per batch, as before).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +20,16 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from orchard.atomic import write_parquet
-from orchard.lake import DATA, quarantine_dir, silver_months, silver_path
+from orchard.atomic import atomic_path, write_json_if_changed
+from orchard.lake import (
+    DATA,
+    MANIFEST,
+    quarantine_dir,
+    read_manifest,
+    silver_lineage,
+    silver_months,
+    silver_path,
+)
 from orchard.settings import Settings
 from orchard.sources import batch_id
 
@@ -42,53 +57,87 @@ def key_hashes(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.
     return pd.util.hash_pandas_object(keys, index=False).to_numpy(dtype=np.uint64), keys
 
 
-def key_share(frame: pd.DataFrame, columns: list[str], reference: np.ndarray) -> KeyShare:
-    """Return how many of a batch's keys are in a reference (sorted unique hashes)."""
+def key_share(frame: pd.DataFrame, columns: list[str], reference: Path) -> KeyShare:
+    """Return how many of a batch's keys a stored reference holds (its sorted key sets read one at a time)."""
     hashes, keys = key_hashes(frame, columns)
-    found = np.isin(hashes, reference, assume_unique=False)
+    found = np.zeros(hashes.size, dtype=bool)
+    for part in reference_parts(reference):
+        todo = np.flatnonzero(~found)
+        if not todo.size:
+            break
+        known = read_hashes(part)
+        if known.size:
+            at = np.minimum(np.searchsorted(known, hashes[todo]), known.size - 1)
+            found[todo] = known[at] == hashes[todo]
     missing = keys[~found].head(5)
     examples = ["|".join(str(v) for v in row) for row in missing.itertuples(index=False)]
     return KeyShare(rows=int(hashes.size), found=int(found.sum()), missing_examples=examples)
 
 
-def read_reference(path: Path) -> np.ndarray:
-    """Return the hashes of a reference key set."""
-    return pq.read_table(path, columns=[HASH]).column(HASH).to_numpy()
+def read_hashes(path: Path) -> np.ndarray:
+    """Return the hashes of a stored key set (a NumPy file; a Parquet one: a reference stored whole, before)."""
+    if Path(path).suffix == ".parquet":
+        return pq.read_table(path, columns=[HASH]).column(HASH).to_numpy()
+    return np.load(path, allow_pickle=False)
 
 
-def _file_keys(path: Path, columns: list[str]) -> np.ndarray:
-    frame = pq.read_table(path, columns=columns).to_pandas()
-    return key_hashes(frame, columns)[0]
+def reference_parts(reference: Path) -> list[Path]:
+    """Return the key set files of a batch's reference (one file: a reference stored whole, before the lists)."""
+    reference = Path(reference)
+    if reference.suffix == ".parquet":
+        return [reference]
+    try:
+        listed = json.loads(reference.read_text())["key_sets"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"reference key sets {reference} cannot be read: {exc}") from exc
+    return [Path(os.path.normpath(reference.parent / name)) for name in listed]
 
 
-def _batch_keys(path: Path, columns: list[str], cache: dict[tuple, np.ndarray]) -> np.ndarray:
-    """Return the key hashes of a lake file, kept in cache by path, columns, mtime and size (files are immutable)."""
+def _identity(path: Path, quarantined: bool) -> str | None:
+    """Return what a lake file holds, as the sha256 of the bronze batch it came from (None: no such file)."""
     if not path.is_file():
-        return np.zeros(0, dtype=np.uint64)
-    stat = path.stat()
-    key = (str(path.resolve()), tuple(columns), stat.st_mtime_ns, stat.st_size)
-    if key not in cache:
-        cache[key] = _file_keys(path, columns)
-    return cache[key]
-
-
-def lake_keys(
-    settings: Settings,
-    source: str,
-    columns: list[str],
-    months: list[str],
-    quarantined: bool,
-    cache: dict[tuple, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Return the unique key hashes of a source's batches of the given months in silver (and quarantine).
-
-    `cache` keeps each file's hashes for the caller's run (a run validates every month against all earlier ones).
-    """
-    cache = {} if cache is None else cache
-    parts = [_batch_keys(silver_path(settings, source, m), columns, cache) for m in months]
+        return None
     if quarantined:
-        parts += [_batch_keys(quarantine_dir(settings, source, m) / DATA, columns, cache) for m in months]
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+        manifest = read_manifest(path.parent / MANIFEST) or {}
+        sha = manifest.get("bronze_sha256")
+    else:
+        sha = silver_lineage(path)
+    if not sha:  # a file without its lineage: its own bytes name it
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return str(sha)
+
+
+def _key_set(
+    settings: Settings, source: str, month: str, columns: list[str], quarantined: bool
+) -> Path | None:
+    """Return the stored key set of a source's lake file of a month (written on first use; None: no file)."""
+    path = (
+        quarantine_dir(settings, source, month) / DATA
+        if quarantined
+        else silver_path(settings, source, month)
+    )
+    identity = _identity(path, quarantined)
+    if identity is None:
+        return None
+    named = hashlib.sha256("\0".join(columns).encode()).hexdigest()[:8]
+    kind = "quarantine" if quarantined else "silver"
+    name = f"{batch_id(source, month)}.{kind}.{named}.{identity[:16]}.npy"
+    target = settings.gx_dir / "references" / "keys" / source / name
+    if not target.is_file():
+        frame = pq.read_table(path, columns=columns).to_pandas()
+        with atomic_path(target) as tmp, open(tmp, "wb") as out:
+            np.save(out, np.unique(key_hashes(frame, columns)[0]))
+    return target
+
+
+def lake_key_sets(
+    settings: Settings, source: str, columns: list[str], months: list[str], quarantined: bool
+) -> list[Path]:
+    """Return the stored key sets of a source's batches of the given months in silver (and quarantine)."""
+    parts = [_key_set(settings, source, m, columns, quarantined=False) for m in months]
+    if quarantined:
+        parts += [_key_set(settings, source, m, columns, quarantined=True) for m in months]
+    return [p for p in parts if p is not None]
 
 
 def lake_months(settings: Settings, source: str, until: str) -> list[str]:
@@ -99,12 +148,8 @@ def lake_months(settings: Settings, source: str, until: str) -> list[str]:
     return sorted(m for m in {*silver_months(settings, source), *quarantined} if m <= until)
 
 
-def write_reference(settings: Settings, source: str, month: str, name: str, hashes: np.ndarray) -> Path:
-    """Store a reference key set of a batch beside the suites; return its path."""
-    target = settings.gx_dir / "references" / source / batch_id(source, month) / f"{name}.parquet"
-    hashes = hashes.astype(np.uint64)
-    if not (
-        target.is_file() and np.array_equal(read_reference(target), hashes)
-    ):  # re-runs leave it untouched
-        write_parquet(pd.DataFrame({HASH: hashes}), target)
-    return target.resolve()
+def write_reference(settings: Settings, source: str, month: str, name: str, key_sets: list[Path]) -> Path:
+    """Store a batch's reference (the list of its key set files, relative to it); return its path."""
+    target = settings.gx_dir / "references" / source / batch_id(source, month) / f"{name}.json"
+    listed = [os.path.relpath(p, target.parent) for p in key_sets]
+    return write_json_if_changed({"key_sets": listed}, target).resolve()

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from orchard.atomic import atomic_folder, write_json, write_json_if_changed
@@ -17,7 +16,7 @@ from orchard.contracts.bounds import History, learn_checks
 from orchard.contracts.gx_project import GxProject
 from orchard.contracts.history_store import accepted_history, forget_rejected, record_accepted
 from orchard.contracts.profile import batch_profile, profile_columns
-from orchard.contracts.reference import key_share, lake_keys, lake_months, read_reference, write_reference
+from orchard.contracts.reference import key_share, lake_key_sets, lake_months, write_reference
 from orchard.contracts.report import broken_expectations, stable_result
 from orchard.contracts.suites import KEY_REUSE, HistoryContract, build_suite
 from orchard.errors import ContractViolation
@@ -44,10 +43,9 @@ VALIDATION = "validation.json"
 
 @dataclass
 class ContractTools:
-    """What validating batches reuses within a run: the home's GE project and the key hashes of lake files."""
+    """What validating batches reuses within a run: the home's GE project."""
 
     project: GxProject
-    file_keys: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings) -> ContractTools:
@@ -81,17 +79,15 @@ def result_path(settings: Settings, source: str, month: str) -> Path:
     return settings.gx_dir / "results" / source / f"{batch_id(source, month)}.json"
 
 
-def _references(
-    settings: Settings, spec: SourceSpec, month: str, history: History, cache: dict[tuple, np.ndarray]
-) -> dict[str, str]:
-    """Store the key sets the batch is checked against: its own earlier accepted keys and each foreign key's."""
+def _references(settings: Settings, spec: SourceSpec, month: str, history: History) -> dict[str, str]:
+    """Store the references the batch is checked against: its own earlier accepted keys and each foreign key's."""
     accepted = [b[len(spec.name) + 1 :] for b in history.batches]
-    own = lake_keys(settings, spec.name, list(spec.key), accepted, quarantined=False, cache=cache)
+    own = lake_key_sets(settings, spec.name, list(spec.key), accepted, quarantined=False)
     paths = {KEY_REUSE: str(write_reference(settings, spec.name, month, KEY_REUSE, own))}
     for column, target in spec.foreign_keys:
         source, target_column = target.split(".")
         months = lake_months(settings, source, month)
-        keys = lake_keys(settings, source, [target_column], months, quarantined=True, cache=cache)
+        keys = lake_key_sets(settings, source, [target_column], months, quarantined=True)
         paths[column] = str(write_reference(settings, spec.name, month, f"fk_{column}", keys))
     return paths
 
@@ -100,9 +96,9 @@ def _observations(spec: SourceSpec, df: pd.DataFrame, references: dict[str, str]
     """Return what an accepted batch adds to its source's history: profile, key reuse, orphan shares."""
     orphans = {}
     for column, _ in spec.foreign_keys:
-        share = key_share(df, [column], read_reference(Path(references[column])))
+        share = key_share(df, [column], Path(references[column]))
         orphans[column] = 1.0 - share.found_share if share.rows else 0.0
-    reuse = key_share(df, list(spec.key), read_reference(Path(references[KEY_REUSE])))
+    reuse = key_share(df, list(spec.key), Path(references[KEY_REUSE]))
     return {
         "profile": batch_profile(df, profile_columns(spec)),
         "key_reuse": reuse.found_share,
@@ -135,7 +131,7 @@ def check_batch(
     nullable = {c.name for c in spec.columns if c.nullable}
     fk_columns = [column for column, _ in spec.foreign_keys]
     learnt = learn_checks(profile_columns(spec), nullable, fk_columns, history, spec.contract)
-    references = _references(settings, spec, month, history, tools.file_keys)
+    references = _references(settings, spec, month, history)
     suite = build_suite(spec, month, settings.simulation.n_users, HistoryContract(learnt, references))
 
     result = tools.project.validate(source, df, suite)
