@@ -75,15 +75,16 @@ def capture(
                 for name, project in (dashboards or {}).items()
             },
         }
+        shots = ("prefect_runs", "mlflow_models")
         doms = {}
         for name, (url, expected) in pages.items():
-            # the single-page apps fill in from their APIs after loading: give a slow load more tries
+            # one Chromium run per load: the DOM and, for the README's pages, the screenshot of the same load.
+            # The single-page apps fill in from their APIs after loading: give a slow load more tries
+            shot = [f"--screenshot={out_dir / f'{name}.png'}"] if name in shots else []
             for attempt in range(3):
-                doms[name] = chromium(url, work / f"{name}-dom-{attempt}", "--dump-dom").stdout
+                doms[name] = chromium(url, work / f"{name}-dom-{attempt}", "--dump-dom", *shot).stdout
                 if expected is None or expected in doms[name]:
                     break
-            if name in ("prefect_runs", "mlflow_models"):
-                chromium(url, work / f"{name}-shot", f"--screenshot={out_dir / f'{name}.png'}")
     return doms
 
 
