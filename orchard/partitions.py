@@ -8,8 +8,8 @@ row alone, so the result is the single-process result, value for value and in th
 feature tables' rows are computed the same way (orchard.feature_store: each task reads its entities' silver rows
 itself, and the rows are combined in the order one process gives).
 
-Every worker reads the lake and the feature store through the paths of the settings it is given: a remote cluster needs the
-home on storage its workers share (a LocalCluster shares the machine).
+Every worker reads the lake and the feature store through the paths of the settings it is given: a remote cluster
+needs the home on storage its workers share (a LocalCluster shares the machine).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Keys the lake holds, as hashes: what foreign keys and keys repeated across batches are checked against.
 
 Each lake file's key hashes are stored once (gx/references/keys/<source>/, a sorted NumPy array), named by the
-batch, the key columns and the bronze content the file holds, so a stored key set never changes. A batch's reference is a small list of
-those files (gx/references/<source>/<batch>/<name>.json), the files of the months it is checked against: a
-result can always be traced to the keys its batch was checked against, the Great Expectations metric reads them
-by path one file at a time, and the disk grows with the lake (each file's keys once), not with the lake times
-its months (a union of every earlier month's keys per batch, as before).
+batch, the key columns and the bronze content the file holds, so a stored key set never changes. A batch's
+reference is a small list of those files (gx/references/<source>/<batch>/<name>.json), the files of the months it
+is checked against: a result can always be traced to the keys its batch was checked against, the Great
+Expectations metric reads them by path one file at a time, and the disk grows with the lake (each file's keys
+once), not with the lake times its months (a union of every earlier month's keys per batch, as before).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def key_hashes(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.
 
 
 def key_share(frame: pd.DataFrame, columns: list[str], reference: Path) -> KeyShare:
-    """Return how many of a batch's keys a stored reference holds (its sorted key sets read one at a time)."""
+    """Return how many of a batch's keys a stored reference holds (its sorted key sets read one by one)."""
     hashes, keys = key_hashes(frame, columns)
     found = np.zeros(hashes.size, dtype=bool)
     for part in reference_parts(reference):
@@ -82,7 +82,7 @@ def read_hashes(path: Path) -> np.ndarray:
 
 
 def reference_parts(reference: Path) -> list[Path]:
-    """Return the key set files of a batch's reference (one file: a reference stored whole, before the lists)."""
+    """Return the key set files of a batch's reference (one file: a reference stored whole, as before)."""
     reference = Path(reference)
     if reference.suffix == ".parquet":
         return [reference]
