@@ -109,7 +109,8 @@ class Server:
     """A decision API in its own process (group) on loopback: one code tree, one worker count."""
 
     def __init__(self, home: Path, code: Path | None, workers: int) -> None:
-        from orchard.testing.serving_home import API_KEY, container_command, free_port, server_env
+        from orchard.ports import free_port
+        from orchard.testing.serving_home import API_KEY, container_command, server_env
 
         self.port, self.key = free_port(), API_KEY
         self.url = f"http://127.0.0.1:{self.port}"

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party import party_state_dir
 from orchard.federated.party_spec import PartyTable
 from orchard.federated.secureboost_tree import SBConfig
+from orchard.ports import free_port
 from orchard.settings import Settings, tool_environment
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ class PartyHomes:
     host_data: Path
     guest_spec: Path
     host_spec: Path
-
-
-def free_port() -> int:
-    """Return a free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare_parties(

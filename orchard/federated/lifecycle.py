@@ -49,7 +49,6 @@ from orchard.federated.data import VerticalSplit, simulator_guest_spec, write_ve
 from orchard.federated.guest import HOST_SCORE, joint_score_frame, scoring_session
 from orchard.federated.job import (
     PartyHomes,
-    free_port,
     job_spec,
     prepare_parties,
     start_host,
@@ -64,6 +63,7 @@ from orchard.lifecycle.promotion import gate_policy
 from orchard.lifecycle.references import profile_path
 from orchard.months import add_months, months_between
 from orchard.portfolio.spec import TRAIN_LOOKBACK_MONTHS, JointDef, PolicyDef
+from orchard.ports import free_port
 from orchard.serving.batch import scores_path
 from orchard.settings import Settings
 

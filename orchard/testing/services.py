@@ -3,19 +3,10 @@ tests and benchmarks: loopback ports, and databases created and dropped under a 
 
 from __future__ import annotations
 
-import socket
-
 import psycopg
 
 PG_HOST, PG_PORT, REDIS_PORT = "127.0.0.1", 5432, 6379
 PG_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}"
-
-
-def free_port() -> int:
-    """Return a free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind((PG_HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def drop_databases(prefix: str, port: int = PG_PORT) -> None:

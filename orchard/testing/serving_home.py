@@ -24,10 +24,10 @@ from pydantic import SecretStr
 from model_registry.governance import request_promotion
 from model_registry.registry import champion_version, trained_months
 from orchard.lake import read_silver
+from orchard.ports import free_port
 from orchard.runtime import environment
 from orchard.settings import ServingConfig, Settings, tool_environment
 from orchard.testing.demo import demo_model
-from orchard.testing.services import free_port
 from orchard.testing.small_lifecycle import SMALL, copy_home, flat_environment, run_demo
 
 APPLICATION_FRAUD = demo_model("application_fraud")

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from model_registry.alerts import read_alerts
+from orchard.ports import free_port
 from orchard.serving.app import create_app
 from orchard.serving.decision_log import ParquetDecisionSink, first_broken_row
 from orchard.settings import Settings
@@ -29,7 +30,6 @@ from orchard.testing.serving_home import (
     HEADERS,
     applications,
     container_command,
-    free_port,
     promote,
     server_env,
     serving_config,

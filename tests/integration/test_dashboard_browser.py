@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from monitoring.dashboards import add_month_snapshot, ensure_dashboard
 from monitoring.vintages import early_estimate, matured_performance, performance_by_vintage
 from orchard.credit.psi import ReferenceProfile, psi
 from orchard.months import add_months, month_range, months_between
+from orchard.ports import free_port
 from orchard.settings import Settings, tool_environment
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -115,16 +115,10 @@ def build_workspace(settings: Settings, start: str, end: str, shock_month: str, 
     return project_id
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def evidently_ui(workspace: Path, log_path: Path) -> Iterator[str]:
     """Start `evidently ui` on a free loopback port; yield its base URL; stop that process afterwards."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "EVIDENTLY_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
     command = [str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", str(workspace)]
     with open(log_path, "wb") as log:

@@ -14,7 +14,6 @@ from orchard.errors import OrchardError
 from orchard.federated.channel import decode
 from orchard.federated.data import GUEST_FEATURES, HOST_FEATURES, KEY, LABEL, Scaler, write_vertical_split
 from orchard.federated.job import (
-    free_port,
     host_process,
     job_spec,
     joint_score,
@@ -24,6 +23,7 @@ from orchard.federated.job import (
     start_guest,
 )
 from orchard.federated.paillier_lr import LRConfig
+from orchard.ports import free_port
 from orchard.settings import Settings
 from orchard.simulate import simulate
 from tests.conftest import make_settings

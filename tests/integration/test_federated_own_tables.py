@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from orchard.atomic import frame_sha256, write_parquet
 from orchard.errors import OrchardError
 from orchard.federated.data import VerticalSplit
-from orchard.federated.job import free_port, host_process, joint_score, prepare_parties, run_joint_job
+from orchard.federated.job import host_process, joint_score, prepare_parties, run_joint_job
 from orchard.federated.paillier_lr import LRConfig
 from orchard.federated.party_spec import PartyTable
+from orchard.ports import free_port
 from orchard.settings import Settings
 from tests.federated_tables import customer_keys
 

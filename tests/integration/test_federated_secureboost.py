@@ -34,10 +34,11 @@ from orchard.federated.guest import (
 )
 from orchard.federated.host import HostParty
 from orchard.federated.host_sessions import HostPolicy
-from orchard.federated.job import free_port, host_process, joint_score, prepare_parties, run_joint_job
+from orchard.federated.job import host_process, joint_score, prepare_parties, run_joint_job
 from orchard.federated.paillier_lr import LRConfig, sigmoid
 from orchard.federated.secureboost import NO_ANSWER, depth_of, fill_values, filled
 from orchard.federated.secureboost_tree import SBConfig, train_reference
+from orchard.ports import free_port
 from orchard.settings import Settings
 from tests.federated_tables import synthetic_tables
 from tests.integration.test_federated_job import _forbidden_patterns

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchard.ports import free_port
 from orchard.settings import Settings
-from orchard.testing.services import PG_HOST, PG_PORT, PG_URL, REDIS_PORT, drop_databases, free_port
+from orchard.testing.services import PG_HOST, PG_PORT, PG_URL, REDIS_PORT, drop_databases
 
 ProductionSettings = Settings  # the production fields live on the one Settings object
 

@@ -28,10 +28,10 @@ from model_registry.registry import TRAIN_KEY_TAG
 from model_registry.tracking import mlflow_client
 from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
+from orchard.ports import free_port
 from orchard.production import governance_db_url, mlflow_tracking_uri, prefect_api_url
 from orchard.services import down, up
 from orchard.settings import GROUPS, Settings, mlflow_credentials
-from orchard.testing.services import free_port
 from orchard.testing.small_lifecycle import SMALL, demo_cmd, orchard_env, small_portfolio
 from tests.services.conftest import production_settings
 from tests.services.throwaway_postgres import throwaway_postgres

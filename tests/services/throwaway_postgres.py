@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchard.testing.services import PG_HOST, free_port
+from orchard.ports import free_port
+from orchard.testing.services import PG_HOST
 
 
 def _bin_dir() -> Path | None:
