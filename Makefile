@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 # compiles MLflow, Prefect, Great Expectations, Feast... from source again, about 25 s of CPU each.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test test-fast bench bench-scale bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate bench-secureboost lint ui clean
+.PHONY: help setup demo test test-fast bench bench-scale bench-lightgbm-dask bench-psi bench-api bench-binning bench-real bench-federated bench-federated-fate bench-secureboost lint ui clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: setup ## Demo wall time per stage + Prefect overhead share; materializati
 
 bench-scale: setup ## Lifecycle 2019 at 1x, 4x, 10x the demo's users, one process and a Dask LocalCluster: time per month, peak memory (slow: ~16 min)
 	$(PY) -m benchmarks.scale
+
+bench-lightgbm-dask: setup ## A LightGBM fit on 1M rows in one process vs LightGBM's Dask estimator on a 2-worker LocalCluster
+	$(PY) -m benchmarks.lightgbm_dask
 
 bench-psi: setup ## PSI/CSI on 1M rows x 50 columns vs Evidently's PSI preset (slow: ~10-20 min)
 	$(PY) -m benchmarks.psi

@@ -151,6 +151,11 @@ class ProductionConfig(_Group):
     artifact_root: str | None = Field(default=None, description="shared artifact store (S3 URL or path)")
     dask_address: str | None = Field(default=None, description="existing Dask scheduler (tcp://...)")
     dask_workers: int = Field(default=0, ge=0, description="> 0: a Dask LocalCluster with that many workers")
+    dask_lightgbm_min_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="with a Dask cluster: the fewest training rows LightGBM's Dask estimator fits on the cluster",
+    )
     prefect_server_port: int = Field(default=4200, ge=1, le=65535)
     mlflow_server_port: int = Field(default=5000, ge=1, le=65535)
     database_prefix: str = Field(default="", description="prefix of the per-service database names")

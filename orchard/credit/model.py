@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
 from orchard.credit.metrics import auc
 from orchard.errors import OrchardError
+
+if TYPE_CHECKING:
+    from orchard.credit.lightgbm_dask import ClusterFit
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +238,15 @@ TUNING_MIN_TREES = 10
 
 @dataclass(frozen=True)
 class Tuned:
-    """The search's outcome: the winning fitted booster, its validation scores and every candidate's AUC."""
+    """The search's outcome: the winning fitted booster, its trees, its validation scores and every candidate's
+    AUC; `fit` says where the kept booster was fitted (orchard.credit.lightgbm_dask adds the cluster's fit)."""
 
     model: Any
+    trees: int
     raw_valid: np.ndarray
     y_valid: np.ndarray
     trials: list[dict[str, Any]]
+    fit: dict[str, Any] = field(default_factory=dict)
 
 
 def _booster(params: dict[str, Any]) -> Any:
@@ -249,17 +255,26 @@ def _booster(params: dict[str, Any]) -> Any:
     return lgb.LGBMClassifier(**params, deterministic=True, force_row_wise=True, n_jobs=1, verbose=-1)
 
 
-def tune_lightgbm(
-    x: pd.DataFrame, y: np.ndarray, categorical: list[str], base: dict[str, Any], seed: int
-) -> Tuned:
-    """Early-stop every TUNING_GRID candidate on a seeded stratified validation cut; return the best."""
-    import lightgbm as lgb  # deferred: heavy to import, only a fit needs it
-    from sklearn.model_selection import train_test_split
+def validation_cut(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return the (fitting, validation) row positions of the search: a seeded stratified VALIDATION_SHARE cut."""
+    from sklearn.model_selection import train_test_split  # deferred: heavy to import, only a fit needs it
 
     fit_rows, valid_rows = train_test_split(
         np.arange(len(y)), test_size=VALIDATION_SHARE, stratify=y, random_state=seed
     )
-    x_fit, y_fit, x_valid, y_valid = x.iloc[fit_rows], y[fit_rows], x.iloc[valid_rows], y[valid_rows]
+    return np.asarray(fit_rows), np.asarray(valid_rows)
+
+
+def search_lightgbm(
+    fitting: tuple[pd.DataFrame, np.ndarray],
+    validation: tuple[pd.DataFrame, np.ndarray],
+    categorical: list[str],
+    base: dict[str, Any],
+) -> Tuned:
+    """Early-stop every TUNING_GRID candidate fitted on `fitting` against `validation`; return the best."""
+    import lightgbm as lgb  # deferred: heavy to import, only a fit needs it
+
+    (x_fit, y_fit), (x_valid, y_valid) = fitting, validation
     best: tuple[float, Any, np.ndarray] | None = None
     trials: list[dict[str, Any]] = []
     for candidate in TUNING_GRID:
@@ -280,7 +295,17 @@ def tune_lightgbm(
             best = (value, model, raw)
     if best is None:
         raise OrchardError("the LightGBM tuning grid is empty: nothing was fitted")
-    return Tuned(model=best[1], raw_valid=best[2], y_valid=y_valid, trials=trials)
+    return Tuned(best[1], int(best[1].best_iteration_ or 0), best[2], y_valid, trials)
+
+
+def tune_lightgbm(
+    x: pd.DataFrame, y: np.ndarray, categorical: list[str], base: dict[str, Any], seed: int
+) -> Tuned:
+    """Early-stop every TUNING_GRID candidate on a seeded stratified validation cut; return the best."""
+    fit_rows, valid_rows = validation_cut(y, seed)
+    return search_lightgbm(
+        (x.iloc[fit_rows], y[fit_rows]), (x.iloc[valid_rows], y[valid_rows]), categorical, base
+    )
 
 
 def platt_of(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -304,6 +329,7 @@ def train_lightgbm(
     seed: int,
     name: str = "lightgbm",
     increasing: tuple[str, ...] = (),
+    cluster: ClusterFit | None = None,
 ) -> CreditModel:
     """Fit a deterministic, Platt-calibrated LightGBM PD model on one thread, tuned per fit.
 
@@ -319,6 +345,9 @@ def train_lightgbm(
 
     Features in `increasing` are constrained so that a larger value never lowers the predicted probability
     (e.g. more missed payments never make a borrower look safer).
+
+    With a `cluster` and at least its `min_rows` rows, the winner is fitted again on every fitting row by
+    LightGBM's Dask estimator over the cluster (orchard.credit.lightgbm_dask), the search running on a sample.
     """
     y = check_training_frame(train, label, features, categorical)
     unknown = [f for f in increasing if f not in features or f in categorical]
@@ -334,9 +363,16 @@ def train_lightgbm(
     trials: list[dict[str, Any]] = []
     tuned = None
     if int(np.bincount(y).min()) >= TUNING_MIN_BADS:
-        tuned = tune_lightgbm(x, y, categorical, base, seed)
-    if tuned is not None and int(tuned.model.best_iteration_ or 0) > TUNING_MIN_TREES:
-        model, trials = tuned.model, tuned.trials
+        if cluster is not None and len(x) >= cluster.min_rows:
+            # deferred: only a fit on a cluster needs Dask
+            from orchard.credit.lightgbm_dask import tune_on_cluster
+
+            tuned = tune_on_cluster(cluster, x, y, categorical, base, seed)
+        else:
+            tuned = tune_lightgbm(x, y, categorical, base, seed)
+    fit: dict[str, Any] = {}
+    if tuned is not None and tuned.trees > TUNING_MIN_TREES:
+        model, trials, fit = tuned.model, tuned.trials, tuned.fit
         estimator.calibration = platt_of(tuned.raw_valid, tuned.y_valid)
     else:
         if tuned is not None:  # a search without signal is recorded, not used
@@ -344,7 +380,7 @@ def train_lightgbm(
             log.info(
                 "LightGBM %s: the search's winner stopped at %d trees (at most %d): fixed parameters instead",
                 name,
-                int(tuned.model.best_iteration_ or 0),
+                tuned.trees,
                 TUNING_MIN_TREES,
             )
         model = _booster({**LIGHTGBM_PARAMS, **base})
@@ -353,6 +389,7 @@ def train_lightgbm(
     estimator.model = model
     params = {k: v for k, v in model.get_params().items() if k in {*LIGHTGBM_PARAMS, *base}}
     params["trees"] = int(model.best_iteration_ or model.n_estimators)
+    params.update(fit)  # where a cluster fitted it: its engine, workers and the search's sample
     log.info(
         "trained LightGBM %s on %d rows x %d features (%d trees)",
         name,

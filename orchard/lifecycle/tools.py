@@ -9,7 +9,8 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
-- the Dask cluster the settings configure, if any (orchard.partitions), started or joined on first use;
+- the Dask cluster the settings configure, if any (orchard.partitions), started or joined on first use (the
+  joins, scoring and feature tables partitioned over it; LightGBM's large fits on it, orchard.credit.lightgbm_dask);
 - the run's lane (`Tools(lane_process=True)`: the lifecycle's): a second process (orchard.worker, killed with
   this one), started on first use, for work nothing after it in the run reads, run beside the other steps: the
   joint model's month, the dashboard snapshots, the Evidently drift reports. Without it (a one-off call) that
@@ -29,6 +30,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from orchard.contracts import ContractTools
+from orchard.credit.lightgbm_dask import ClusterFit
 from orchard.feature_store import open_store
 from orchard.partitions import Cluster, open_cluster
 from orchard.settings import Settings
@@ -80,6 +82,14 @@ class Tools:
             self._close_cluster()
             self._cluster = (key, open_cluster(config))
         return self._cluster[1]
+
+    def cluster_fit(self, settings: Settings) -> ClusterFit | None:
+        """Return how a LightGBM fit of settings.production.dask_lightgbm_min_rows rows or more goes to the
+        configured Dask cluster (orchard.credit.lightgbm_dask); None when no cluster is configured."""
+        cluster = self.cluster(settings)
+        if cluster is None:
+            return None
+        return ClusterFit(cluster.client, cluster.workers, settings.production.dask_lightgbm_min_rows)
 
     def lane(self) -> Executor:
         """Return the run's lane: its second process (started on first use) when the run has one, else an

@@ -14,6 +14,7 @@ from model_registry.registry import Lineage, ModelVersionRef, register_model
 from orchard import __version__
 from orchard.atomic import write_json
 from orchard.credit.expected_loss import LossForecastModel, loss_by_vintage, loss_parameters
+from orchard.credit.lightgbm_dask import ClusterFit
 from orchard.credit.metrics import EvaluationResult, evaluate, score_psi
 from orchard.credit.model import CreditModel, train_lightgbm
 from orchard.credit.psi import ReferenceProfile
@@ -105,7 +106,14 @@ def _precredit(
     categorical = [c for c in spec.categorical if c in features]
     increasing = tuple(c for c in risk_spec.increasing if c in features)
     risk = train_lightgbm(
-        booked, "bad", features, categorical, settings.seed, f"{spec.name}_risk", increasing
+        booked,
+        "bad",
+        features,
+        categorical,
+        settings.seed,
+        f"{spec.name}_risk",
+        increasing,
+        tools.cluster_fit(settings),
     )
     cut = float(pd.Series(response.predict_pd(dev)).median())
     model = PrecreditModel(
@@ -255,17 +263,25 @@ class Candidates:
 
 
 def fit_candidates(
-    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame, seed: int, names: tuple[str, str] | None = None
+    spec: ModelSpec,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    seed: int,
+    names: tuple[str, str] | None = None,
+    cluster: ClusterFit | None = None,
 ) -> Candidates:
     """Fit LightGBM and the WOE scorecard on `train` (label `bad`) and choose one by the model's `algorithm`.
 
     LightGBM is constrained by `increasing`; the scorecard bins by `trends` and selects by `selection`. `names`
     (LightGBM's, the scorecard's) default to the model's name. The embedded lifecycle, the deployed training flow
-    and `orchard byod` all fit here.
+    and `orchard byod` all fit here; with a `cluster`, a large LightGBM fit runs on it
+    (orchard.credit.lightgbm_dask).
     """
     features, categorical = spec.features, list(spec.categorical)
     lightgbm_name, scorecard_name = names or (spec.name, spec.name)
-    lightgbm = train_lightgbm(train, "bad", features, categorical, seed, lightgbm_name, spec.increasing)
+    lightgbm = train_lightgbm(
+        train, "bad", features, categorical, seed, lightgbm_name, spec.increasing, cluster
+    )
     selection = SelectionConfig(**spec.selection.model_dump()) if spec.selection is not None else None
     scorecard = train_scorecard(
         train, "bad", features, categorical, seed, scorecard_name, monotone=spec.trends, selection=selection
@@ -275,14 +291,20 @@ def fit_candidates(
 
 
 def fit_with_rejects(
-    spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame, rejects: pd.DataFrame, seed: int, factor: float
+    spec: ModelSpec,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    rejects: pd.DataFrame,
+    seed: int,
+    factor: float,
+    cluster: ClusterFit | None = None,
 ) -> tuple[Candidates, pd.DataFrame]:
     """Fit on the booked rows, parcel the declined ones with that fit, fit again on both; return the second fit
     and its training rows (orchard.credit.reject_inference)."""
-    booked_only = fit_candidates(spec, train, test, seed)
+    booked_only = fit_candidates(spec, train, test, seed, cluster=cluster)
     reject_pd = booked_only.chosen.predict_pd(rejects) if len(rejects) else np.empty(0)
     augmented = with_parcelled_rejects(train, rejects, reject_pd, factor, seed)
-    return fit_candidates(spec, augmented, test, seed), augmented
+    return fit_candidates(spec, augmented, test, seed, cluster=cluster), augmented
 
 
 def train_and_register(
@@ -300,12 +322,13 @@ def train_and_register(
     train, test = split_test(dev, spec.key, settings.seed)
     features = spec.features
     inferred = 0
+    cluster = tools.cluster_fit(settings)
     if spec.reject_inference is None:
-        candidates = fit_candidates(spec, train, test, settings.seed)
+        candidates = fit_candidates(spec, train, test, settings.seed, cluster=cluster)
     else:
         rejects = declined(data.frame, dev_vintages)
         factor = spec.reject_inference.factor
-        candidates, train = fit_with_rejects(spec, train, test, rejects, settings.seed, factor)
+        candidates, train = fit_with_rejects(spec, train, test, rejects, settings.seed, factor, cluster)
         inferred = len(rejects)
         log.info("%s: %d declined cases parcelled into training (factor %.2f)", spec.name, inferred, factor)
     core, baseline, scorecard = candidates.chosen, candidates.baseline, candidates.scorecard
@@ -349,6 +372,8 @@ def train_and_register(
             "algorithm": spec.algorithm,
             "baseline": baseline.kind,
             "algorithm_choice": candidates.reason[:250],
+            # where LightGBM was fitted: in this process, or by its Dask estimator on the cluster
+            "lightgbm_engine": candidates.lightgbm.params.get("engine", "process"),
             "seed": settings.seed,
             "n_train": len(train),
             "n_test": len(test),

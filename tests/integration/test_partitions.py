@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from model_registry.registry import champion_version, load_model
+from model_registry.registry import champion_version, load_model, trained_months
+from model_registry.tracking import mlflow_client
+from orchard.credit.model import TUNING_MIN_TREES
 from orchard.errors import OrchardError
 from orchard.lifecycle.datasets import model_frame
 from orchard.lifecycle.tools import Tools
+from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.model_specs import model_specs
 from orchard.months import month_range
 from orchard.partitions import Cluster, entity_partitions, map_entity_partitions, open_cluster
@@ -57,13 +60,18 @@ def _task_prefixes(dask_scheduler: object) -> list[str]:
     return list(dask_scheduler.task_prefixes)  # type: ignore[attr-defined]
 
 
+def _copied_home(home: Path, tmp_path: Path) -> dict[str, object]:
+    """Copy the small lifecycle's home into tmp_path; return the settings fields of the copy."""
+    copied = copy_home(home, tmp_path / "orchard")
+    return {**SMALL, "home": copied, "portfolio": small_portfolio(copied)}
+
+
 @pytest.mark.slow(seconds=40)
 def test_joins_and_scores_on_a_dask_local_cluster_equal_the_single_process_run(
     tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
 ) -> None:
     # Given the small lifecycle's home, read in one process and with a 2-worker Dask LocalCluster
-    home = copy_home(small_lifecycle_run[0], tmp_path / "orchard")
-    fields = {**SMALL, "home": home, "portfolio": small_portfolio(home)}
+    fields = _copied_home(small_lifecycle_run[0], tmp_path)
     single = Settings(_env_file=None, **fields)  # type: ignore[arg-type]
     on_dask = Settings(_env_file=None, dask_workers=2, **fields)  # type: ignore[arg-type]
     month = str(SMALL["end_month"])
@@ -96,3 +104,46 @@ def test_joins_and_scores_on_a_dask_local_cluster_equal_the_single_process_run(
         ran = cluster.client.run_on_scheduler(_task_prefixes)
         assert {"join_part", "score_part"} <= set(ran), ran  # Dask keys drop the leading _
     assert len(compared) >= 4 and all(rows > 100 for _, rows, _ in compared), compared
+
+
+def _searched(settings: Settings, name: str) -> bool:
+    """Whether the latest version of a model is a LightGBM whose fit kept its search's winner."""
+    versions = trained_months(settings, name)
+    if not versions:
+        return False
+    trials = getattr(load_model(settings, name, max(versions)), "params", {}).get("tuning", [])
+    return bool(trials) and max(trials, key=lambda t: t["valid_auc"])["trees"] > TUNING_MIN_TREES
+
+
+@pytest.mark.slow(seconds=30)
+def test_a_lifecycle_fit_above_the_threshold_is_made_by_lightgbms_dask_estimator(
+    tmp_path: Path, small_lifecycle_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    # Given the small lifecycle's home on a 2-worker LocalCluster that takes every LightGBM fit (from 1 row)
+    fields = _copied_home(small_lifecycle_run[0], tmp_path)
+    settings = Settings(_env_file=None, dask_workers=2, dask_lightgbm_min_rows=1, **fields)  # type: ignore[arg-type]
+    # a model whose last fit searched its parameters (enough bads and signal: orchard.credit.model), and a month
+    # it has no version of, with enough matured vintages to train
+    spec, month = next(
+        (s, m)
+        for s in model_specs(settings.portfolio_def).values()
+        if s.kind == "pd" and _searched(settings, s.name)
+        for m in reversed(month_range(str(SMALL["start_month"]), str(SMALL["end_month"])))
+        if m not in trained_months(settings, s.name).values() and ready_to_train(settings, s, m)
+    )
+    with Tools() as tools:
+        # When the lifecycle trains that model at that month
+        outcome = train_and_register(settings, spec, month, tools)
+        cluster = tools.cluster(settings)
+        assert cluster is not None
+        ran = cluster.client.run_on_scheduler(_task_prefixes)
+        frame = model_frame(settings, spec, [month], month, tools=tools).frame
+    # Then LightGBM was fitted by its Dask estimator on the cluster, and MLflow says so
+    assert "train_part" in ran, ran
+    client = mlflow_client(settings)
+    run = client.get_run(str(client.get_model_version(spec.name, str(outcome.version)).run_id))
+    assert run.data.params["lightgbm_engine"] == "dask"
+    # And the registered version loads and scores the month's cases like any other
+    scores = load_model(settings, spec.name, outcome.version).predict_pd(frame)
+    assert len(scores) == len(frame) > 100 and np.isfinite(scores).all() and 0 < scores.mean() < 1
+    assert outcome.metrics["oot_auc"] > 0.55, outcome.metrics
