@@ -1,6 +1,6 @@
 """Benchmark: federated (two processes, PSI + Paillier hetero LR) vs centralised training on the same rows.
 
-Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K] [--host-decoys R]
+Run: python -m benchmarks.federated [--users N] [--epochs E] [--psi-ids K] [--psi-host-ids H] [--host-decoys R]
 [--fate-python PATH [--fate-epochs E | --fate-trees T]]
 [--algorithm secureboost --trees T --depth D --bins B --key-bits K].
 --algorithm secureboost runs the real two-process hetero SecureBoost job instead of the LR and prints its wall
@@ -48,7 +48,7 @@ from orchard.federated.data import (
 )
 from orchard.federated.job import run_joint_job
 from orchard.federated.paillier_lr import LRConfig, sigmoid, train_plaintext, with_intercept
-from orchard.federated.psi_ecdh import PARALLEL_FROM, Blinder, match
+from orchard.federated.psi_ecdh import PARALLEL_FROM, Blinder, UnblindingBlinder, match
 from orchard.federated.secureboost import fill_values, filled
 from orchard.federated.secureboost_tree import SBConfig, centralised_twin, train_reference
 from orchard.settings import Settings
@@ -165,25 +165,27 @@ def run_fate(
     return {**json.loads(result_file.read_text()), "wall_seconds": wall, "bytes_pushed": bytes_pushed}
 
 
-def psi_throughput(n_ids: int, parallel_from: int) -> dict[str, float]:
-    """Return the seconds of an ECDH PSI of n_ids x n_ids ids (half overlap), all four blinding passes, each
-    party's passes timed apart (a pass over parallel_from values or more is split with a worker process)."""
+def psi_throughput(n_ids: int, n_host: int, parallel_from: int, unblind: bool = True) -> dict[str, float]:
+    """Return the seconds of an ECDH PSI of n_ids guest x n_host host ids (n_ids // 2 of them shared), each
+    party's passes timed apart (a pass over parallel_from values or more is split with a worker process).
+
+    `unblind`: the guest takes its own blinding off its doubly-blinded ids (UnblindingBlinder, what the guest
+    runs); otherwise it blinds the host's values again (the double-blind match it ran before session 21)."""
     guest_ids = [f"U{i:08d}" for i in range(n_ids)]
-    host_ids = [f"U{i:08d}" for i in range(n_ids // 2, n_ids // 2 + n_ids)]
-    with Blinder(parallel_from) as a, Blinder(parallel_from) as b:
+    host_ids = [f"U{i:08d}" for i in range(n_ids // 2, n_ids // 2 + n_host)]
+    with UnblindingBlinder(parallel_from) as a, Blinder(parallel_from) as b:
         started = time.perf_counter()
-        ga = a.blind_ids(guest_ids)
+        ga, curve = a.blind_ids_on_curve(guest_ids)
         guest_s = time.perf_counter() - started
         mark = time.perf_counter()
         gab = b.blind_points(ga)
         hb = b.blind_ids(host_ids)
         host_s = time.perf_counter() - mark
         mark = time.perf_counter()
-        hba = a.blind_points(hb)
-        g, _ = match(gab, hba)
+        g, _ = match(a.unblind(gab, curve), hb) if unblind else match(gab, a.blind_points(hb))
         guest_s += time.perf_counter() - mark
         seconds = time.perf_counter() - started
-    assert len(g) == n_ids - n_ids // 2, "PSI found the overlap"
+    assert len(g) == min(n_ids - n_ids // 2, n_host), "PSI found the overlap"
     return {
         "seconds": seconds,
         "guest_seconds": guest_s,
@@ -199,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--end-month", default="2021-12")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--psi-ids", type=int, default=100_000)
+    parser.add_argument(
+        "--psi-host-ids", type=int, default=0, help="the host's ids in the PSI run (default: --psi-ids)"
+    )
     parser.add_argument(
         "--host-decoys",
         type=float,
@@ -487,13 +492,15 @@ def main() -> None:
         + f" ({os.cpu_count()} cores)"
     )
     if args.psi_ids:
-        for label, parallel_from in (
-            ("one process per party", 10**12),
-            ("a worker per party", PARALLEL_FROM),
+        n_host = args.psi_host_ids or args.psi_ids
+        for label, parallel_from, unblind in (
+            ("one process per party, the guest blinds the host's ids again", 10**12, False),
+            ("a worker per party, the guest blinds the host's ids again", PARALLEL_FROM, False),
+            ("a worker per party, the guest unblinds its own ids", PARALLEL_FROM, True),
         ):
-            psi = psi_throughput(args.psi_ids, parallel_from)
+            psi = psi_throughput(args.psi_ids, n_host, parallel_from, unblind)
             print(
-                f"ECDH-PSI (X25519) {args.psi_ids} x {args.psi_ids} ids, 4 blinding passes, {label}: "
+                f"ECDH-PSI (X25519) {args.psi_ids} x {n_host} ids, {label}: "
                 f"{psi['seconds']:.1f} s (guest {psi['guest_seconds']:.1f} s, host {psi['host_seconds']:.1f} s), "
                 f"{psi['bytes'] / 1e6:.1f} MB of blinded points"
             )

@@ -49,7 +49,7 @@ from orchard.federated.paillier_lr import (
     with_intercept,
 )
 from orchard.federated.party_spec import PartyTable
-from orchard.federated.psi_ecdh import Blinder, match, shuffled
+from orchard.federated.psi_ecdh import POINT_BYTES, UnblindingBlinder, match, shuffled
 from orchard.federated.secureboost import (
     NO_ANSWER,
     GuestModel,
@@ -228,18 +228,20 @@ def _psi(client: PeerClient, keys: list[str]) -> tuple[np.ndarray, np.ndarray, d
     """Run ECDH PSI; return (guest rows in intersection order, positions, stats)."""
     started = time.perf_counter()
     order = shuffled(len(keys))
-    with Blinder() as blinder:
-        blinded = blinder.blind_ids(keys[i] for i in order.tolist())
+    with UnblindingBlinder() as blinder:
+        blinded, curve = blinder.blind_ids_on_curve(keys[i] for i in order.tolist())
         reply = client.call(Message("psi_blind", arrays={"blinded": blinded}), "the intersection (PSI)")
         double = np.asarray(reply.arrays["double"])
         host_blinded = np.asarray(reply.arrays["host_blinded"])
         if double.shape != blinded.shape:
             raise OrchardError("the host answered the PSI with the wrong number of values")
-        try:
-            host_double = blinder.blind_points(host_blinded)
+        if host_blinded.ndim != 2 or host_blinded.shape[1] != POINT_BYTES:
+            raise OrchardError(f"the host's PSI values are not an (n, {POINT_BYTES}) byte array")
+        try:  # its own blinding taken off: X25519(b, H(id)), as the host's own ids came
+            single = blinder.unblind(double, curve)
         except ValueError as exc:
-            raise OrchardError(f"the host's PSI values are invalid: {exc}") from exc
-    guest_pos, host_pos = match(double, host_double)
+            raise OrchardError(f"the host's PSI answer is invalid: {exc}") from exc
+    guest_pos, host_pos = match(single, host_blinded)
     if len(set(host_pos.tolist())) != len(host_pos):
         raise OrchardError("the host's PSI values repeat: its answer is not a set")
     # Both parties know the matched ids, so ordering them by key reveals nothing new and makes the batch

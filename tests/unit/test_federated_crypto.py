@@ -26,7 +26,16 @@ from orchard.federated.paillier_lr import (
     sigmoid,
     train_plaintext,
 )
-from orchard.federated.psi_ecdh import Blinder, match
+from orchard.federated.psi_ecdh import (
+    CURVE_ORDER,
+    TWIST_ORDER,
+    Blinder,
+    UnblindingBlinder,
+    clamp,
+    clamped_inverse,
+    match,
+    on_curve,
+)
 
 
 def test_psi_finds_exactly_the_common_ids() -> None:
@@ -45,6 +54,54 @@ def test_psi_finds_exactly_the_common_ids() -> None:
     assert not set(map(bytes, guest.blind_ids(["u1"]))) & set(map(bytes, host.blind_ids(["u1"]))), (
         "keys differ"
     )
+
+
+def test_the_guest_unblinds_its_ids_to_the_hosts_single_blinding_on_the_curve_and_the_twist() -> None:
+    # given 400 ids (about half hash onto the curve, half onto its twist) and a host holding every other one
+    ids = [f"customer-{i}" for i in range(400)]
+    host_ids = ids[::2] + [f"host-only-{i}" for i in range(300)]
+    guest, host = UnblindingBlinder(), Blinder()
+    blinded, curve = guest.blind_ids_on_curve(ids)
+    assert 150 < curve.sum() < 250, "both groups are present"
+    # when the host blinds the guest's values again and the guest takes its own blinding off
+    single = guest.unblind(host.blind_points(blinded), curve)
+    # then each value is the host's own single blinding of that id, whichever group its hash is in
+    assert (single == host.blind_ids(ids)).all()
+    # and matching them against the host's values finds the intersection the double-blinded match finds
+    g, h = match(single, host.blind_ids(host_ids))
+    g2, h2 = match(host.blind_points(blinded), guest.blind_points(host.blind_ids(host_ids)))
+    assert sorted(ids[i] for i in g) == sorted(ids[::2]) == sorted(ids[i] for i in g2)
+    assert [ids[i] for i in g] == [host_ids[i] for i in h]
+    assert sorted(zip(g2.tolist(), h2.tolist(), strict=True)) == sorted(
+        zip(g.tolist(), h.tolist(), strict=True)
+    )
+
+
+def test_a_clamped_inverse_is_clamped_and_inverts_modulo_the_order() -> None:
+    import secrets
+
+    found = 0
+    for _ in range(200):
+        c = clamp(secrets.token_bytes(32))
+        assert c % 8 == 0 and 1 << 254 <= c < 1 << 255
+        for order in (CURVE_ORDER, TWIST_ORDER):
+            inverse = clamped_inverse(c, order)
+            if inverse is not None:
+                found += 1
+                s = int.from_bytes(inverse, "little")
+                assert clamp(inverse) == s and s * c % order == 1
+    assert 100 < found < 300, "about three in eight (curve: one in two, twist: one in four) have one"
+    # the base point u = 9 is on the curve; u = 2 lies on the twist (2^3 + A 2^2 + 2 is not a square mod p)
+    assert on_curve((9).to_bytes(32, "little")) and not on_curve((2).to_bytes(32, "little"))
+
+
+def test_unblinding_refuses_misshapen_values() -> None:
+    guest = UnblindingBlinder()
+    blinded, curve = guest.blind_ids_on_curve(["a", "b"])
+    with pytest.raises(ValueError, match="one per id"):
+        guest.unblind(blinded[:1], curve)
+    with pytest.raises(ValueError, match="low-order"):
+        guest.unblind(np.zeros((2, 32), dtype=np.uint8), curve)
 
 
 def _encoded(d: np.ndarray) -> np.ndarray:
