@@ -21,8 +21,13 @@ from typing import Any
 
 import pandas as pd
 
-from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE, OrchardPSI, OrchardValue
-from monitoring.reports import open_workspace, project_for_model, replace_named_run
+from monitoring.reports import (
+    PSI_METRIC_TYPE,
+    VALUE_METRIC_TYPE,
+    open_workspace,
+    project_for_model,
+    replace_named_run,
+)
 from orchard.alias_actions import ACTIONS
 from orchard.credit.psi import SCORE_COLUMN
 from orchard.errors import OrchardError
@@ -274,6 +279,10 @@ def add_month_snapshot(
         raise OrchardError(f"the month's values must be finite: {extra}")
     if matured is not None and len(matured) and "vintage" not in matured.columns:
         raise OrchardError("matured performance needs a 'vintage' column")
+
+    # deferred: Evidently takes seconds to import, and the lifecycle's process only reads this module's series
+    # (its lane makes the snapshots)
+    from monitoring.evidently_metric import OrchardPSI, OrchardValue
 
     workspace = open_workspace(settings)
     project_id = project_for_model(workspace, model_name)  # the dashboard is the caller's (ensure_dashboard)

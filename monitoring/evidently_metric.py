@@ -31,11 +31,10 @@ from evidently.core.report import Context
 from evidently.legacy.model.widget import BaseWidgetInfo
 from evidently.legacy.renderers.html_widgets import WidgetSize, table_data
 
+from monitoring.reports import PSI_METRIC_TYPE
 from orchard.credit.psi import DEFAULT_BINS, PSI_EPSILON, ReferenceProfile, psi
 from orchard.errors import OrchardError
 
-PSI_METRIC_TYPE = "evidently:metric_v2:OrchardPSI"
-VALUE_METRIC_TYPE = "evidently:metric_v2:OrchardValue"
 _LABEL_PARAMS = ("type", "scope", "group")  # the only metric parameters stored as dashboard series labels
 
 

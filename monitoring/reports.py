@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 DRIFTED_COLUMNS_METRIC = "evidently:metric_v2:DriftedColumnsCount"
 VALUE_DRIFT_METRIC = "evidently:metric_v2:ValueDrift"
+PSI_METRIC_TYPE = "evidently:metric_v2:OrchardPSI"
+"""Orchard's PSI/CSI metric (monitoring/evidently_metric.OrchardPSI), as stored in snapshots and panels."""
+VALUE_METRIC_TYPE = "evidently:metric_v2:OrchardValue"
+"""Orchard's value metric (monitoring/evidently_metric.OrchardValue), as stored in snapshots and panels."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from model_registry.governance import recorded_gate
 from model_registry.history import events
 from model_registry.registry import champion_version, load_model
 from monitoring.dashboards import EVENT_ACTIONS, series
-from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
+from monitoring.reports import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
 from orchard.lifecycle.ledger import load_month
 from orchard.months import month_range
 from orchard.settings import Settings

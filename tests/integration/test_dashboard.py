@@ -14,7 +14,7 @@ from monitoring.dashboards import (
     ensure_dashboard,
     series,
 )
-from monitoring.evidently_metric import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
+from monitoring.reports import PSI_METRIC_TYPE, VALUE_METRIC_TYPE
 from orchard.errors import OrchardError
 from orchard.settings import Settings
 

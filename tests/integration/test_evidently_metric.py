@@ -8,13 +8,12 @@ import pytest
 from evidently import DataDefinition, Dataset, Report
 
 from monitoring.evidently_metric import (
-    PSI_METRIC_TYPE,
     OrchardPSI,
     OrchardValue,
     psi_report_metrics,
     read_psi,
 )
-from monitoring.reports import drift_report, save_report
+from monitoring.reports import PSI_METRIC_TYPE, drift_report, save_report
 from orchard.credit.psi import ReferenceProfile, psi
 from orchard.errors import OrchardError
 
