@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from orchard.credit.model import Tuned, search_lightgbm, validation_cut
+from orchard.credit.model import TUNING_MIN_TREES, Tuned, search_lightgbm, validation_cut
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -65,8 +65,6 @@ def tune_on_cluster(
     """
     import dask.dataframe as dd  # deferred: only a cluster fit needs Dask
     import lightgbm as lgb
-
-    from orchard.credit.model import TUNING_MIN_TREES
 
     fit_rows, valid_rows = validation_cut(y, seed)
     sample = search_sample(y, fit_rows, cluster.search_rows, seed)

@@ -364,7 +364,7 @@ def train_lightgbm(
     tuned = None
     if int(np.bincount(y).min()) >= TUNING_MIN_BADS:
         if cluster is not None and len(x) >= cluster.min_rows:
-            # deferred: only a fit on a cluster needs Dask
+            # deferred: orchard.credit.lightgbm_dask imports this module
             from orchard.credit.lightgbm_dask import tune_on_cluster
 
             tuned = tune_on_cluster(cluster, x, y, categorical, base, seed)
