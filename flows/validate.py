@@ -5,7 +5,9 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from orchard.contracts import ValidationOutcome, validate_batch
+from orchard.contracts import ValidationOutcome
+from orchard.contracts.validate import check_batch, check_batch_apart, route_batch
+from orchard.contracts.waves import validation_waves
 from orchard.errors import ContractViolation, OrchardError
 from orchard.lifecycle.tools import Tools
 from orchard.settings import Settings
@@ -26,22 +28,45 @@ class MonthQuarantined(OrchardError):
 def validate_month(settings: Settings, month: str, tools: Tools | None = None) -> list[ValidationOutcome]:
     """Validate every source of the month; raise naming each broken expectation if any batch failed.
 
+    The batches are checked in waves, each after the batches its foreign keys point to (orchard.contracts.waves);
+    with a Dask cluster configured, the batches of a wave are checked at the same time on its workers (the Data
+    Docs of a failed batch, or of one passed with warnings, are built here: one process writes the GE project).
     A batch that passed with warnings (checks of severity warn) is in silver; its warnings are in its outcome.
-    `tools` are the run's (a month validated alone opens the GE project for itself).
+    `tools` are the run's (a month validated alone opens the GE project, and the cluster, for itself).
     """
-    contracts = (tools or Tools()).contracts(settings)
-    outcomes, violations = [], []
-    for source in settings.portfolio_def.sources:
-        try:
-            outcomes.append(validate_batch(settings, source, month, contracts))
-        except ContractViolation as violation:
-            violations.append(violation)
+    if tools is None:
+        with Tools() as own:
+            return validate_month.fn(settings, month, own)
+    portfolio = settings.portfolio_def
+    targets = {
+        name: [target.split(".")[0] for target in source.foreign_keys.values()]
+        for name, source in portfolio.sources.items()
+    }
+    contracts, cluster = tools.contracts(settings), tools.cluster(settings)
+    outcomes: list[ValidationOutcome] = []
+    for wave in validation_waves(targets):
+        if cluster is None:
+            checked = [check_batch(settings, source, month, contracts) for source in wave]
+        else:
+            futures = [
+                cluster.client.submit(check_batch_apart, settings, source, month, pure=False)
+                for source in wave
+            ]
+            checked = [
+                done
+                if isinstance(done, ValidationOutcome)
+                else route_batch(settings, done, contracts.project)
+                for done in cluster.client.gather(futures)
+            ]
+        outcomes.extend(checked)
+    violations = [o.violation() for o in outcomes if not o.success]
     if violations:
-        raise MonthQuarantined(violations, outcomes)
-    return outcomes
+        raise MonthQuarantined(violations, [o for o in outcomes if o.success])
+    return [o for o in outcomes if o.success]
 
 
 @flow(name="validate", flow_run_name="validate {month}", validate_parameters=False)
 def validate_flow(settings: Settings, month: str) -> list[ValidationOutcome]:
     """Validate one month; the run fails (naming the broken expectations) if a batch is quarantined."""
-    return validate_month(settings, month)
+    with Tools() as tools:
+        return validate_month(settings, month, tools)

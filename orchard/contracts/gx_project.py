@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.core.batch_definition import BatchDefinition
-    from great_expectations.data_context import FileDataContext
+    from great_expectations.data_context import AbstractDataContext
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,24 @@ class GxProject:
     A run's tools hold one for the run (orchard.lifecycle.tools); a call without one opens the project for
     that call. Nothing is kept in the process beyond the object. GE contexts are not thread-safe for writes
     (stores, great_expectations.yml, Data Docs), so the object serialises them.
+
+    `GxProject.ephemeral()` validates on an in-memory context of the same datasource, asset and batch definition
+    names (so its results are the file project's) and writes nothing: what a process that shares the home with
+    others (a Dask worker) validates with; it cannot publish.
     """
 
-    def __init__(self, gx_dir: Path) -> None:
-        self.root = Path(gx_dir).resolve()
-        self._context: FileDataContext | None = None
+    def __init__(self, gx_dir: Path | None) -> None:
+        self.root = None if gx_dir is None else Path(gx_dir).resolve()
+        self._context: AbstractDataContext | None = None
         self._definitions: dict[str, BatchDefinition] = {}
         self._lock = threading.RLock()
 
-    def context(self) -> FileDataContext:
+    @classmethod
+    def ephemeral(cls) -> GxProject:
+        """Return a project that validates in memory and writes nothing (see the class docstring)."""
+        return cls(None)
+
+    def context(self) -> AbstractDataContext:
         """Return the project's context, created (or read back) on first use."""
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -49,7 +58,11 @@ class GxProject:
         with self._lock:
             if self._context is not None:
                 return self._context
-            context = gx.get_context(mode="file", project_root_dir=str(self.root))
+            context = (
+                gx.get_context(mode="ephemeral")
+                if self.root is None
+                else gx.get_context(mode="file", project_root_dir=str(self.root))
+            )
             bars = context.variables.progress_bars
             # a fresh context holds a ProgressBarsConfig; one read back from great_expectations.yml holds a dict
             globally = bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)
@@ -57,7 +70,8 @@ class GxProject:
                 context.variables.progress_bars = ProgressBarsConfig(
                     globally=False, metric_calculations=False
                 )
-                context.variables.save()
+                if self.root is not None:
+                    context.variables.save()
             if (
                 DATASOURCE not in context.data_sources.all()
             ):  # reopening writes nothing (reruns change no file)
@@ -116,6 +130,8 @@ class GxProject:
             ValidationResultIdentifier,
         )
 
+        if self.root is None:
+            raise RuntimeError(f"an ephemeral GE project cannot publish the result of {batch_id}")
         with self._lock:
             context = self.context()
             context.suites.add_or_update(suite)

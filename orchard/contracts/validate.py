@@ -7,7 +7,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +35,10 @@ from orchard.lake import (
 from orchard.months import parse_month
 from orchard.settings import Settings
 from orchard.sources import SourceSpec, batch_id
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+    from great_expectations.core import ExpectationSuiteValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,10 @@ class ValidationOutcome:
     quarantine_path: Path | None
     warnings: list[str] = field(default_factory=list)
     history_note: str = ""
+
+    def violation(self) -> ContractViolation:
+        """Return the error naming what a failed batch broke and where it was quarantined."""
+        return ContractViolation(self.source, self.batch_id, self.broken, str(self.quarantine_path))
 
 
 def result_path(settings: Settings, source: str, month: str) -> Path:
@@ -114,17 +122,36 @@ def _failed_by_severity(result_json: dict[str, Any]) -> tuple[dict[str, Any], di
     return {"results": blocking}, {"results": warning}
 
 
-def check_batch(
-    settings: Settings, source: str, month: str, tools: ContractTools | None = None
-) -> ValidationOutcome:
-    """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising.
+@dataclass
+class Assessment:
+    """What checking a batch against its contract found, before the batch is routed to silver or quarantine."""
 
-    `tools` (the GE project, lake key hashes) are the run's; a batch validated alone opens its own.
-    """
-    tools = tools or ContractTools.of(settings)
+    spec: SourceSpec
+    month: str
+    manifest: dict[str, Any]
+    frame: pd.DataFrame
+    suite: ExpectationSuite
+    result: ExpectationSuiteValidationResult
+    result_json: dict[str, Any]
+    broken: list[str]
+    warnings: list[str]
+    references: dict[str, str]
+    note: str
+
+    @property
+    def batch_id(self) -> str:
+        return batch_id(self.spec.name, self.month)
+
+    @property
+    def needs_docs(self) -> bool:
+        """Whether routing it may build a Data Docs page (failed, or passed with warnings)."""
+        return bool(self.broken or self.warnings)
+
+
+def assess_batch(settings: Settings, source: str, month: str, project: GxProject) -> Assessment:
+    """Check an ingested batch against its contract (its history checks' references stored) without routing it."""
     spec = get_source(settings, source)
     parse_month(month)
-    bid = batch_id(source, month)
     manifest = bronze_manifest(settings, source, month)
     df = read_bronze(settings, source, month)
     history = accepted_history(settings, source, month, spec.contract.history_window)
@@ -133,31 +160,47 @@ def check_batch(
     learnt = learn_checks(profile_columns(spec), nullable, fk_columns, history, spec.contract)
     references = _references(settings, spec, month, history)
     suite = build_suite(spec, month, settings.simulation.n_users, HistoryContract(learnt, references))
-
-    result = tools.project.validate(source, df, suite)
+    result = project.validate(source, df, suite)
     result_json = stable_result(result.to_json_dict())
     blocking, warning = _failed_by_severity(result_json)
-    broken = broken_expectations(blocking)
-    warnings = broken_expectations(warning)
-    run_time = dt.datetime.fromisoformat(manifest["ingested_at"])
+    return Assessment(
+        spec,
+        month,
+        manifest,
+        df,
+        suite,
+        result,
+        result_json,
+        broken_expectations(blocking),
+        broken_expectations(warning),
+        references,
+        learnt.note,
+    )
+
+
+def route_batch(settings: Settings, checked: Assessment, project: GxProject) -> ValidationOutcome:
+    """Route a checked batch: pass -> silver, its result and its history record; fail -> quarantine. Return the
+    outcome without raising. A result that needs Data Docs is published on `project`."""
+    source, month, bid, df = checked.spec.name, checked.month, checked.batch_id, checked.frame
+    broken, warnings, note = checked.broken, checked.warnings, checked.note
+    run_time = dt.datetime.fromisoformat(checked.manifest["ingested_at"])
     if not broken:
         silver = silver_path(settings, source, month)
-        if write_silver(df, silver, manifest["sha256"]):
+        if write_silver(df, silver, checked.manifest["sha256"]):
             logger.info("batch %s passed its contract: %d rows to %s", bid, len(df), silver)
         stale = quarantine_dir(settings, source, month)
         if stale.exists():
             logger.warning("batch %s now passes its contract; removing its old quarantine %s", bid, stale)
             shutil.rmtree(stale)
         target = result_path(settings, source, month)
-        write_json_if_changed(result_json, target)
-        record_accepted(settings, source, month, {"month": month, **_observations(spec, df, references)})
+        write_json_if_changed(checked.result_json, target)
+        observed = _observations(checked.spec, df, checked.references)
+        record_accepted(settings, source, month, {"month": month, **observed})
         docs = None
         if warnings:
             logger.warning("batch %s passed with warnings: %s", bid, "; ".join(warnings))
-            docs = tools.project.publish(suite, result, bid, run_time)
-        return ValidationOutcome(
-            source, month, bid, True, [], target, docs, silver, None, warnings, learnt.note
-        )
+            docs = project.publish(checked.suite, checked.result, bid, run_time)
+        return ValidationOutcome(source, month, bid, True, [], target, docs, silver, None, warnings, note)
 
     forget_rejected(settings, source, month)
     folder = quarantine_dir(settings, source, month)
@@ -166,9 +209,9 @@ def check_batch(
         "source": source,
         "month": month,
         "batch_id": bid,
-        "bronze_sha256": manifest["sha256"],
+        "bronze_sha256": checked.manifest["sha256"],
         "rows": len(df),
-        "suite": suite.name,
+        "suite": checked.suite.name,
         "broken": broken,
         "warnings": warnings,
         "data": DATA,
@@ -179,28 +222,41 @@ def check_batch(
         if docs.is_file():
             logger.info("batch %s is already quarantined with the same findings", bid)
             return ValidationOutcome(
-                source,
-                month,
-                bid,
-                False,
-                broken,
-                folder / VALIDATION,
-                docs,
-                None,
-                folder,
-                warnings,
-                learnt.note,
+                source, month, bid, False, broken, folder / VALIDATION, docs, None, folder, warnings, note
             )
 
-    docs = tools.project.publish(suite, result, bid, run_time)
+    docs = project.publish(checked.suite, checked.result, bid, run_time)
     with atomic_folder(folder) as tmp:
         shutil.copyfile(bronze_dir(settings, source, month) / DATA, tmp / DATA)
-        write_json(result_json, tmp / VALIDATION)
+        write_json(checked.result_json, tmp / VALIDATION)
         write_json({**record, "data_docs": str(docs)}, tmp / MANIFEST)
     logger.warning("batch %s broke its contract and was quarantined at %s", bid, folder)
     return ValidationOutcome(
-        source, month, bid, False, broken, folder / VALIDATION, docs, None, folder, warnings, learnt.note
+        source, month, bid, False, broken, folder / VALIDATION, docs, None, folder, warnings, note
     )
+
+
+def check_batch(
+    settings: Settings, source: str, month: str, tools: ContractTools | None = None
+) -> ValidationOutcome:
+    """Validate an ingested batch and route it to silver or quarantine; return the outcome without raising.
+
+    `tools` (the GE project) are the run's; a batch validated alone opens its own.
+    """
+    tools = tools or ContractTools.of(settings)
+    return route_batch(settings, assess_batch(settings, source, month, tools.project), tools.project)
+
+
+def check_batch_apart(settings: Settings, source: str, month: str) -> ValidationOutcome | Assessment:
+    """check_batch in a process that shares the home with others (a Dask worker), writing only its batch's files.
+
+    The batch is validated on an ephemeral GE project, and routed here unless routing may publish to the home's
+    GE project (stores and Data Docs, which one process writes): such a batch (failed, or passed with warnings)
+    comes back checked but not routed, for that process to route (`route_batch`).
+    """
+    project = GxProject.ephemeral()
+    checked = assess_batch(settings, source, month, project)
+    return checked if checked.needs_docs else route_batch(settings, checked, project)
 
 
 def validate_batch(
@@ -209,5 +265,5 @@ def validate_batch(
     """Validate an ingested batch: pass -> silver and the outcome; fail -> quarantine and ContractViolation."""
     outcome = check_batch(settings, source, month, tools)
     if not outcome.success:
-        raise ContractViolation(source, outcome.batch_id, outcome.broken, str(outcome.quarantine_path))
+        raise outcome.violation()
     return outcome

@@ -22,12 +22,26 @@ from flows.validate import MonthQuarantined, validate_month
 from orchard.contracts import check_batch
 from orchard.contracts.history_store import profile_path
 from orchard.feature_store import update_offline_tables
-from orchard.lake import bronze_dir, ingest_batch, landing_path, read_bronze, silver_path
+from orchard.lake import (
+    MANIFEST,
+    bronze_dir,
+    ingest_batch,
+    landing_path,
+    read_bronze,
+    read_manifest,
+    silver_path,
+)
+from orchard.lifecycle.tools import Tools
 from orchard.months import month_range
 from orchard.settings import Settings
 from orchard.simulate import simulate
 from orchard.sources import BATCH_ID, EVENT_TIME
 from tests.conftest import make_settings
+
+
+def _task_prefixes(dask_scheduler: object) -> list[str]:
+    return list(dask_scheduler.task_prefixes)  # type: ignore[attr-defined]
+
 
 pytestmark = pytest.mark.slow(seconds=50)
 
@@ -342,10 +356,15 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def _settings(home: Path) -> Settings:
-    """Settings of a corpus lake: demo scale, no planted corruption."""
+def _settings(home: Path, dask_workers: int = 0) -> Settings:
+    """Settings of a corpus lake: demo scale, no planted corruption (a Dask LocalCluster of dask_workers)."""
     return make_settings(
-        home, n_users=N_USERS, end_month=MONTH, corrupt_batches=[], silent_corrupt_batches=[]
+        home,
+        n_users=N_USERS,
+        end_month=MONTH,
+        corrupt_batches=[],
+        silent_corrupt_batches=[],
+        dask_workers=dask_workers,
     )
 
 
@@ -472,3 +491,68 @@ def test_a_stopped_batch_never_reaches_silver_or_features_through_the_flow(
         twin = corrupted.features_dir / path.relative_to(without.features_dir)
         assert twin.read_bytes() == path.read_bytes(), f"feature table {path.name} differs"
     assert any(without.features_dir.rglob("*.parquet")), "the comparison covers feature tables"
+
+
+def _validation_files(settings: Settings) -> dict[str, bytes]:
+    """Every file validating a month writes (silver, quarantine, results, history records, references), its home
+    written as HOME."""
+    folders = [settings.silver_dir, settings.quarantine_dir]
+    folders += [settings.gx_dir / name for name in ("results", "profiles", "references")]
+    home = str(settings.home.resolve()).encode()
+    return {
+        str(p.relative_to(settings.home)): p.read_bytes().replace(home, b"HOME")
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_month_checked_on_a_dask_local_cluster_equals_the_single_process_run(
+    clean_lakes: dict[str, Settings], tmp_path: Path
+) -> None:
+    before, after = clean_lakes["before"], clean_lakes["after"]
+    # Given the month landed with a parent batch that will be stopped (every application declined) and a batch
+    # that will pass with a warning (collections' contact results jump), in two copies of the lake
+    corrupted = {
+        "applications": KINDS["applications: every application declined"],
+        "collections": KINDS["collections: contact results jump"],
+    }
+    lakes = {
+        "one process": _settings(tmp_path / "one"),
+        "cluster": _settings(tmp_path / "many", dask_workers=2),
+    }
+    landed = lakes["one process"]
+    shutil.copytree(before.home, landed.home)
+    for source, kind in corrupted.items():
+        frame = kind.corrupt(read_bronze(after, source, MONTH), read_bronze(before, source, PREVIOUS))
+        frame.to_parquet(landing_path(landed, source, MONTH), index=False)
+    for source in landed.portfolio_def.sources:
+        ingest_batch(landed, source, MONTH)
+    shutil.copytree(landed.home, lakes["cluster"].home)
+    # When one copy's month is validated in this process, and the other's on a 2-worker LocalCluster
+    found, ran = {}, {}
+    for name, settings in lakes.items():
+        with Tools() as tools:
+            with pytest.raises(MonthQuarantined) as info:
+                validate_month.fn(settings, MONTH, tools)
+            found[name] = info.value
+            cluster = tools.cluster(settings)
+            ran[name] = set() if cluster is None else set(cluster.client.run_on_scheduler(_task_prefixes))
+    assert "check_batch_apart" in ran["cluster"] and not ran["one process"], (
+        ran
+    )  # the batches ran on the workers
+    # Then the same batch is stopped for the same findings, the same batch passes with the same warnings
+    stopped = {n: [(v.batch_id, v.broken) for v in e.violations] for n, e in found.items()}
+    assert stopped["cluster"] == stopped["one process"]
+    assert [b for b, _ in stopped["cluster"]] == [f"applications-{MONTH}"]
+    passed = {n: [(o.batch_id, o.warnings, o.history_note) for o in e.passed] for n, e in found.items()}
+    assert passed["cluster"] == passed["one process"]
+    assert [b for b, w, _ in passed["cluster"] if w] == [f"collections-{MONTH}"]
+    # And every file the validation wrote is the same, byte for byte (the Data Docs pages built in both)
+    files = {name: _validation_files(settings) for name, settings in lakes.items()}
+    assert files["cluster"] == files["one process"]
+    assert any("quarantine" in f for f in files["cluster"]) and any("profiles" in f for f in files["cluster"])
+    for error in found.values():
+        docs = [o.docs_path for o in error.passed if o.warnings]
+        docs += [read_manifest(Path(v.quarantine_path) / MANIFEST)["data_docs"] for v in error.violations]
+        assert len(docs) == 2 and all(Path(p).is_file() for p in docs), docs

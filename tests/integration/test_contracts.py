@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from rich.console import Console
 
+from flows.validate import validate_month
 from orchard.contracts import build_suite, check_batch, validate_batch
 from orchard.contracts.history_store import profile_path
 from orchard.contracts.report import broken_expectations, describe_failure
@@ -28,7 +30,7 @@ from orchard.lifecycle.ledger import MonthRecord
 from orchard.lifecycle.summary import render_summary
 from orchard.months import month_end, month_start
 from orchard.portfolio.expressions import row_mask
-from orchard.settings import Settings
+from orchard.settings import DEMO_PORTFOLIO, Settings
 from orchard.simulate import simulate
 from orchard.sources import SourceSpec, batch_id
 from orchard.testing.demo import demo_source
@@ -452,3 +454,41 @@ def test_the_summary_shows_stopped_and_warned_batches() -> None:
     # Then both batches are listed, the stopped one with the check that stopped it
     assert "applications-2020-10 (expect_column_variety_to_match_history(decision))" in text, text
     assert "batches passed with warnings" in text and "campaigns-2020-10" in text, text
+
+
+@pytest.mark.slow(seconds=15)
+def test_a_month_is_checked_parents_first_whatever_order_the_portfolio_lists_its_sources_in(
+    tmp_path: Path,
+) -> None:
+    # Given the demo portfolio as it is, and the same portfolio listing its sources the other way round
+    document = yaml.safe_load((DEMO_PORTFOLIO / "portfolio.yaml").read_text())
+    homes = {}
+    for name, sources in [
+        ("listed", document["sources"]),
+        ("reversed", dict(reversed(document["sources"].items()))),
+    ]:
+        folder = tmp_path / name / "portfolio"
+        folder.mkdir(parents=True)
+        (folder / "portfolio.yaml").write_text(
+            yaml.safe_dump({**document, "sources": sources}, sort_keys=False)
+        )
+        settings = make_settings(
+            tmp_path / name / "home", n_users=1_000, end_month="2019-01", portfolio=folder
+        )
+        assert list(settings.portfolio_def.sources) == list(sources), "the listing order is kept"
+        simulate(settings)
+        for source in settings.portfolio_def.sources:
+            ingest_batch(settings, source, "2019-01")
+        # When the month is validated
+        outcomes = validate_month.fn(settings, "2019-01")
+        assert all(o.success for o in outcomes), [o.broken for o in outcomes]
+        homes[name] = settings
+    # Then every batch's history record (its orphan shares included: an applicant's user id is found among the
+    # same month's partner users, whichever source is listed first) is the same
+    records = {
+        name: {p.name: json.loads(p.read_text()) for p in sorted((s.gx_dir / "profiles").rglob("*.json"))}
+        for name, s in homes.items()
+    }
+    assert len(records["listed"]) == 5, sorted(records["listed"])
+    assert records["reversed"] == records["listed"]
+    assert records["listed"]["applications-2019-01.json"]["orphan_share"] == {"user_id": 0.0}
