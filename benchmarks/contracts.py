@@ -4,6 +4,10 @@ Runs only the simulator, ingest and validation (no features, models or Prefect),
 contracts over every clean month is cheap to reproduce:
 
     python -m benchmarks.contracts --home /tmp/contracts-demo --n-users 12000 --end 2021-12
+
+With `--dask-workers N`, a second lake (HOME-dask, the same landing files) is validated month by month beside the
+first on a Dask LocalCluster of N workers (the batches of a wave checked at the same time, flows.validate), each
+month timed in one process and then on the cluster, and the two runs' findings compared.
 """
 
 from __future__ import annotations
@@ -11,52 +15,83 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import time
 from pathlib import Path
 
-from orchard.contracts import check_batch
-from orchard.contracts.validate import ContractTools
+from flows.validate import MonthQuarantined, validate_month
+from orchard.contracts import ValidationOutcome
 from orchard.lake import ingest_batch
+from orchard.lifecycle.tools import Tools
 from orchard.months import month_range
 from orchard.settings import Settings
 from orchard.simulate import simulate
 
 
-def run(settings: Settings, simulated: bool) -> dict[str, object]:
-    """Ingest and validate every month; return seconds per month and the batches failed or warned."""
-    if not simulated:
-        simulate(settings)
-    months = month_range(settings.start_month, settings.end_month)
-    tools = ContractTools.of(settings)  # the run's, as the lifecycle holds them
-    seconds: dict[str, float] = {}
-    cpu_seconds: dict[str, float] = {}
-    failed: dict[str, list[str]] = {}
-    warned: dict[str, list[str]] = {}
-    for month in months:
-        for source in settings.portfolio_def.sources:
-            ingest_batch(settings, source, month)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for source in settings.portfolio_def.sources:
-            outcome = check_batch(settings, source, month, tools)
-            if not outcome.success:
-                failed[outcome.batch_id] = outcome.broken
-            elif getattr(outcome, "warnings", None):
-                warned[outcome.batch_id] = list(outcome.warnings)
-        seconds[month] = round(time.perf_counter() - started, 3)
-        cpu_seconds[month] = round(time.process_time() - cpu_started, 3)
-    references = settings.gx_dir / "references"
-    return {
+def _validate(settings: Settings, month: str, tools: Tools) -> list[ValidationOutcome]:
+    """Validate a month as the lifecycle does; return every batch's outcome, stopped or not."""
+    try:
+        return validate_month.fn(settings, month, tools)
+    except MonthQuarantined as stopped:
+        return stopped.passed + [
+            ValidationOutcome(v.source, "", v.batch_id, False, v.broken, Path(), None, None, None)
+            for v in stopped.violations
+        ]
+
+
+def run(engines: dict[str, Settings]) -> dict[str, object]:
+    """Ingest and validate every month with each engine in turn; return seconds per month and the findings."""
+    first = next(iter(engines.values()))
+    months = month_range(first.start_month, first.end_month)
+    figures: dict[str, dict[str, object]] = {}
+    tools = {name: Tools() for name in engines}
+    seconds: dict[str, dict[str, float]] = {name: {} for name in engines}
+    cpu_seconds: dict[str, dict[str, float]] = {name: {} for name in engines}
+    failed: dict[str, dict[str, list[str]]] = {name: {} for name in engines}
+    warned: dict[str, dict[str, list[str]]] = {name: {} for name in engines}
+    try:
+        for month in months:
+            for name, settings in engines.items():
+                for source in settings.portfolio_def.sources:
+                    ingest_batch(settings, source, month)
+                tools[name].cluster(settings)  # a LocalCluster's start is not a month's validation
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for outcome in _validate(settings, month, tools[name]):
+                    if not outcome.success:
+                        failed[name][outcome.batch_id] = outcome.broken
+                    elif outcome.warnings:
+                        warned[name][outcome.batch_id] = list(outcome.warnings)
+                seconds[name][month] = round(time.perf_counter() - started, 3)
+                cpu_seconds[name][month] = round(time.process_time() - cpu_started, 3)
+    finally:
+        for held in tools.values():
+            held.close()
+    for name, settings in engines.items():
+        references = settings.gx_dir / "references"
+        figures[name] = {
+            "reference_mb": round(
+                sum(p.stat().st_size for p in references.rglob("*") if p.is_file()) / 1e6, 2
+            ),
+            "last_months_validation_s": {m: seconds[name][m] for m in months[-3:]},
+            "median_validation_s_per_month": _median(seconds[name]),
+            "median_validation_cpu_s_per_month": _median(cpu_seconds[name]),  # this process only
+            "seconds": seconds[name],
+            "cpu_seconds": cpu_seconds[name],
+            "failed": failed[name],
+            "warned": warned[name],
+        }
+    report: dict[str, object] = {
         "months": len(months),
-        "reference_mb": round(sum(p.stat().st_size for p in references.rglob("*") if p.is_file()) / 1e6, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "last_months_validation_s": {m: seconds[m] for m in months[-3:]},
-        "median_validation_s_per_month": _median(seconds),
-        "median_validation_cpu_s_per_month": _median(cpu_seconds),
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "failed": failed,
-        "warned": warned,
+        **(figures if len(figures) > 1 else next(iter(figures.values()))),
     }
+    if len(figures) > 1:
+        one, dask = (figures[name] for name in engines)
+        report["dask_over_one_process_wall"] = round(
+            sum(seconds["dask"].values()) / sum(seconds["one process"].values()), 3
+        )
+        report["same_findings"] = (one["failed"], one["warned"]) == (dask["failed"], dask["warned"])
+    return report
 
 
 def _median(values: dict[str, float]) -> float:
@@ -72,13 +107,26 @@ def main() -> None:
     parser.add_argument("--end", default="2021-12")
     parser.add_argument("--clean", action="store_true", help="no planted corruption")
     parser.add_argument("--reuse-landing", action="store_true", help="the landing files are already there")
+    parser.add_argument(
+        "--dask-workers", type=int, default=0, help="also validate a copy on a LocalCluster of N workers"
+    )
     args = parser.parse_args()
     overrides: dict[str, object] = {"home": args.home, "n_users": args.n_users, "end_month": args.end}
     if args.clean:
         overrides["corrupt_batches"] = []
         overrides["silent_corrupt_batches"] = []
     settings = Settings(_env_file=None, **overrides)  # type: ignore[arg-type]
-    print(json.dumps(run(settings, args.reuse_landing), indent=1))
+    if not args.reuse_landing:
+        simulate(settings)
+    engines = {"one process": settings}
+    if args.dask_workers:
+        twin = Settings(
+            _env_file=None,
+            **{**overrides, "home": Path(f"{args.home}-dask"), "dask_workers": args.dask_workers},
+        )
+        shutil.copytree(settings.landing_dir, twin.landing_dir, dirs_exist_ok=True)
+        engines["dask"] = twin
+    print(json.dumps(run(engines), indent=1))
 
 
 if __name__ == "__main__":

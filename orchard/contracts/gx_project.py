@@ -53,16 +53,22 @@ class GxProject:
     def context(self) -> AbstractDataContext:
         """Return the project's context, created (or read back) on first use."""
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
 
         with self._lock:
             if self._context is not None:
                 return self._context
-            context = (
-                gx.get_context(mode="ephemeral")
-                if self.root is None
-                else gx.get_context(mode="file", project_root_dir=str(self.root))
-            )
+            context: AbstractDataContext
+            if self.root is None:  # no Data Docs site: it never publishes
+                stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+                config = DataContextConfig(store_backend_defaults=stores)
+                context = gx.get_context(mode="ephemeral", project_config=config)
+            else:
+                context = gx.get_context(mode="file", project_root_dir=str(self.root))
             bars = context.variables.progress_bars
             # a fresh context holds a ProgressBarsConfig; one read back from great_expectations.yml holds a dict
             globally = bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from rich.console import Console
 
 from flows.validate import validate_month
 from orchard.contracts import build_suite, check_batch, validate_batch
+from orchard.contracts.gx_project import GxProject
 from orchard.contracts.history_store import profile_path
-from orchard.contracts.report import broken_expectations, describe_failure
+from orchard.contracts.report import broken_expectations, describe_failure, stable_result
 from orchard.errors import ContractViolation, OrchardError
 from orchard.lake import (
     ingest_batch,
@@ -492,3 +495,24 @@ def test_a_month_is_checked_parents_first_whatever_order_the_portfolio_lists_its
     assert len(records["listed"]) == 5, sorted(records["listed"])
     assert records["reversed"] == records["listed"]
     assert records["listed"]["applications-2019-01.json"]["orphan_share"] == {"user_id": 0.0}
+
+
+def test_an_ephemeral_project_validates_as_the_homes_and_writes_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a batch and its suite, and a temporary folder that must stay empty
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    frame = valid_frame(APPLICATIONS, MONTH, 200)
+    suite = build_suite(APPLICATIONS, MONTH, settings.simulation.n_users)
+    # When it is validated on an ephemeral project (a Dask worker's) and on the home's
+    ephemeral = GxProject.ephemeral()
+    results = [p.validate("applications", frame, suite) for p in (ephemeral, GxProject(settings.gx_dir))]
+    # Then the results are the same, and the ephemeral project wrote no file and cannot publish
+    assert results[0].success and stable_result(results[0].to_json_dict()) == stable_result(
+        results[1].to_json_dict()
+    )
+    assert list(scratch.iterdir()) == []
+    with pytest.raises(RuntimeError, match="cannot publish"):
+        ephemeral.publish(suite, results[0], batch_id("applications", MONTH), dt.datetime(2019, 4, 1))
