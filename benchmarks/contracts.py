@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from flows.validate import MonthQuarantined, validate_month
-from orchard.contracts import ValidationOutcome
 from orchard.lake import ingest_batch
 from orchard.lifecycle.tools import Tools
 from orchard.months import month_range
@@ -28,15 +27,18 @@ from orchard.settings import Settings
 from orchard.simulate import simulate
 
 
-def _validate(settings: Settings, month: str, tools: Tools) -> list[ValidationOutcome]:
-    """Validate a month as the lifecycle does; return every batch's outcome, stopped or not."""
+def _findings(
+    settings: Settings, month: str, tools: Tools
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Validate a month as the lifecycle does; return its (stopped, warned) batches with their findings."""
     try:
-        return validate_month.fn(settings, month, tools)
-    except MonthQuarantined as stopped:
-        return stopped.passed + [
-            ValidationOutcome(v.source, "", v.batch_id, False, v.broken, Path(), None, None, None)
-            for v in stopped.violations
-        ]
+        passed, stopped = validate_month.fn(settings, month, tools), []
+    except MonthQuarantined as error:
+        passed, stopped = error.passed, error.violations
+    return (
+        {v.batch_id: v.broken for v in stopped},
+        {o.batch_id: list(o.warnings) for o in passed if o.warnings},
+    )
 
 
 def run(engines: dict[str, Settings]) -> dict[str, object]:
@@ -56,11 +58,9 @@ def run(engines: dict[str, Settings]) -> dict[str, object]:
                     ingest_batch(settings, source, month)
                 tools[name].cluster(settings)  # a LocalCluster's start is not a month's validation
                 started, cpu_started = time.perf_counter(), time.process_time()
-                for outcome in _validate(settings, month, tools[name]):
-                    if not outcome.success:
-                        failed[name][outcome.batch_id] = outcome.broken
-                    elif outcome.warnings:
-                        warned[name][outcome.batch_id] = list(outcome.warnings)
+                stopped, warnings = _findings(settings, month, tools[name])
+                failed[name].update(stopped)
+                warned[name].update(warnings)
                 seconds[name][month] = round(time.perf_counter() - started, 3)
                 cpu_seconds[name][month] = round(time.process_time() - cpu_started, 3)
     finally:
