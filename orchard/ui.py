@@ -57,6 +57,9 @@ def ui_services(settings: Settings, host: str = "127.0.0.1", base_port: int = 42
             ],
             f"http://{host}:{mlflow_port}/#/models",
             f"http://{host}:{mlflow_port}/health",
+            # no job runners: MLflow would start seven Huey consumers (about 3 s of CPU each) for its GenAI jobs,
+            # which Orchard's models never use; the production server runs without them too (orchard.services)
+            {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         ),
         UiService(
             "Evidently",
@@ -99,7 +102,7 @@ def start_uis(settings: Settings, services: list[UiService], log_dir: Path) -> l
     try:
         for service in services:
             log = open(log_dir / f"{service.name.lower()}-ui.log", "ab")  # noqa: SIM115 (owned by the child)
-            # each UI in its own session: stopping it stops its own children (MLflow's job runners)
+            # each UI in its own session: stopping it stops its own children
             processes.append(
                 subprocess.Popen(
                     service.command,
