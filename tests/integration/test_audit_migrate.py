@@ -10,7 +10,6 @@ tests/services/test_audit_migrate_production.py.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import stat
 import subprocess
@@ -22,14 +21,13 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
 from model_registry import history
-from orchard.cli import app
 from orchard.errors import OrchardError
 from orchard.serving.decision_log import SCHEMA, ParquetDecisionSink
 from orchard.settings import Settings
 from orchard.testing.services import PG_HOST, PG_PORT, create_database
+from tests.cli import run_cli
 from tests.conftest import make_settings
 from tests.integration.test_decision_log_tamper import record
 from tests.services.conftest import postgres  # noqa: F401 (fixture)
@@ -92,24 +90,12 @@ LEGACY_ROWS = [
 def orchard(
     settings: Settings, *args: str, db_url: str | None = None, extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI on a home as a user does (the configured operator; the history in db_url; extra environment).
-
-    In this process (the CLI's own parsing and one-line errors; seconds of start-up saved per run), with the
-    process environment restored afterwards: the commands only point the tools at the home through it.
-    """
+    """Run the CLI on a home as a user does (the configured operator; the history in db_url; extra environment),
+    in this process (tests/cli.py)."""
     env = {"ORCHARD_HOME": str(settings.home), "ORCHARD_IDENTITY": OPERATOR, **(extra or {})}
     if db_url:
         env["ORCHARD_GOVERNANCE_DB_URL"] = db_url
-    saved = dict(os.environ)
-    try:
-        for key in [k for k in os.environ if k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))]:
-            del os.environ[key]
-        os.environ.update(env)
-        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess(["orchard", *args], result.exit_code, result.stdout, result.stderr)
+    return run_cli(env, *args)
 
 
 def legacy_decision_log(settings: Settings) -> Path:

@@ -4,9 +4,7 @@ refuses it instead of calling the edit "identical"."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from orchard.errors import OrchardError
 from orchard.serving.decision_log import DecisionRecord, ParquetDecisionSink, find_decision
 from orchard.serving.replay import replay_record
+from tests.cli import run_cli
 from tests.conftest import make_settings
 from tests.decision_records import decision_record
 
@@ -33,16 +32,8 @@ def record(i: int) -> DecisionRecord:
 
 
 def audit(home: Path) -> subprocess.CompletedProcess[str]:
-    """Run `orchard audit verify` on a home as a user does."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
-    env["ORCHARD_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "orchard", "audit", "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """Run `orchard audit verify` on a home as a user does (in this process: tests/cli.py)."""
+    return run_cli({"ORCHARD_HOME": str(home)}, "audit", "verify")
 
 
 def test_an_edited_decision_is_named_by_audit_and_refused_by_replay(tmp_path: Path) -> None:

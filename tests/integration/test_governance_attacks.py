@@ -1,15 +1,14 @@
 """Attacks on governance: forged aliases and gate tags, self-approval, typed identities, future months, tampering.
 
 Each test is an attack that worked on the earlier code; real MLflow (sqlite in tmp_path), the real history
-database, and `orchard audit verify` run as a user runs it (a subprocess of the CLI).
+database, and `orchard audit verify` run as a user runs it (the CLI's parsing, exit code and output, in this
+process: tests/cli.py).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from model_registry.gates import GateResult, log_gate_result
 from model_registry.tracking import mlflow_client
 from orchard.errors import OrchardError
 from orchard.settings import Settings
+from tests.cli import run_cli
 from tests.conftest import make_settings
 from tests.integration.test_governance import WINDOW, log_gate, register
 
@@ -55,11 +55,7 @@ def raw_alias(settings: Settings, name: str, version: int) -> None:
 
 
 def _orchard(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHARD_", "PREFECT_", "MLFLOW_"))}
-    env.update({"ORCHARD_HOME": str(settings.home), "ORCHARD_END_MONTH": settings.end_month})
-    return subprocess.run(
-        [sys.executable, "-m", "orchard", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_cli({"ORCHARD_HOME": str(settings.home), "ORCHARD_END_MONTH": settings.end_month}, *args)
 
 
 def test_forged_alias_is_not_served_and_raises_an_alert(store: Settings, name: str) -> None:
