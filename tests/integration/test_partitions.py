@@ -18,7 +18,7 @@ from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import ready_to_train, train_and_register
 from orchard.model_specs import model_specs
 from orchard.months import month_range
-from orchard.partitions import Cluster, entity_partitions, map_entity_partitions, open_cluster
+from orchard.partitions import Cluster, entity_partitions, map_entity_partitions
 from orchard.serving.batch import score_month
 from orchard.serving.scoring import ServedModel
 from orchard.settings import Settings
@@ -40,10 +40,14 @@ def test_entity_partitions_are_a_stable_hash_of_the_key() -> None:
 
 
 def test_partition_results_come_back_in_the_frames_row_order() -> None:
-    # Given a frame whose entities repeat and are not sorted, on a 3-worker LocalCluster
+    # Given a frame whose entities repeat and are not sorted, on a 3-worker LocalCluster (of threads: the rows'
+    # order is the point here; the scenarios below run the settings' LocalCluster of processes)
+    from distributed import Client, LocalCluster
+
     frame = pd.DataFrame({"user_id": [f"U{i % 17}" for i in range(100)][::-1], "x": range(100)})
-    cluster = open_cluster(Settings(_env_file=None, dask_workers=3).production)  # type: ignore[call-arg]
-    assert isinstance(cluster, Cluster) and cluster.workers == 3
+    local = LocalCluster(n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None)
+    cluster = Cluster(Client(local), local)
+    assert cluster.workers == 3
     try:
         # When a row-wise step runs per entity partition
         out = map_entity_partitions(cluster, tag_rows, frame, "user_id", "!")
