@@ -141,28 +141,22 @@ SLOW_DEFAULT_SECONDS = 30
 """What a slow scenario that does not say (pytest.mark.slow(seconds=N)) is taken to cost on the reference machine."""
 
 
-BUILDS_THE_SMALL_LIFECYCLE = "tests/e2e/test_lifecycle.py"
-"""The module that asks for the session's small lifecycle at its start, so builds it (built_once)."""
-
-
-def _run_order(item: pytest.Item) -> tuple[int, float, bool]:
+def _run_order(item: pytest.Item) -> tuple[int, float]:
     """Longest first, so the two workers finish together: the slow scenarios by their declared cost
     (pytest.mark.slow(seconds=N), measured on the reference machine), then the rest in collection order.
 
     The session's small lifecycle is built by the first test to ask for it (built_once). The end-to-end lifecycle
-    module asks at its start and goes out among the first, ahead of the scenarios of the same cost: the longest
-    two (the production lifecycle, the killed run) ask for it only when they compare, so it is built beside the
-    first of them rather than after both, when the one that did not build it would wait for the other. Other
-    scenarios that need it at their start go after the scenarios that run on their own, so that they rarely wait
-    for a build in progress on the other worker.
+    module asks at its start and goes out among the first; other scenarios that need it at their start go after
+    the scenarios that run on their own, so that they rarely wait for a build in progress on the other worker.
     """
     slow = item.get_closest_marker("slow")
     if slow is None:
-        return 2, 0.0, True
+        return 2, 0.0
     seconds = float(slow.kwargs.get("seconds", SLOW_DEFAULT_SECONDS))
-    builds = item.nodeid.startswith(BUILDS_THE_SMALL_LIFECYCLE)
-    waits = "small_lifecycle_run" in item.fixturenames and not builds
-    return int(waits), -seconds, not builds
+    waits = "small_lifecycle_run" in item.fixturenames and not item.nodeid.startswith(
+        "tests/e2e/test_lifecycle.py"
+    )
+    return int(waits), -seconds
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
