@@ -1,7 +1,7 @@
 """The orchard CLI run in the test's own process, as a user's shell would run it: its parsing, exit code and output.
 
-A new interpreter would spend seconds importing the stack for each call; the commands here (audits, migrations,
-histories) only point the tools at a home through the environment, which is restored afterwards.
+A new interpreter would spend seconds importing the stack for each call; the commands run so (`orchard audit`:
+verify, migrate) only point the tools at a home through the environment, which is restored afterwards.
 """
 
 from __future__ import annotations
