@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from orchard.atomic import atomic_path, write_json
 from orchard.errors import OrchardError
+from orchard.frame_cache import FrameCache
 from orchard.landing import landing_file, read_landed
 from orchard.months import parse_month
 from orchard.settings import Settings
@@ -27,6 +28,9 @@ MANIFEST = "manifest.json"
 DATA = "data.parquet"
 # Key of the silver file's Parquet metadata that records which bronze bytes it was validated from.
 SILVER_LINEAGE_KEY = b"orchard.bronze_sha256"
+
+silver_cache = FrameCache()
+"""The silver months this process read, kept for re-reads (settings.lake_cache_mb; orchard.frame_cache)."""
 
 
 @dataclass(frozen=True)
@@ -205,13 +209,15 @@ def silver_frames(
 ) -> Iterator[pd.DataFrame]:
     """Yield the silver file of each month of a source (all, or the given months that exist), one at a time,
     with the source's columns or only those given (in the source's order): a caller that filters or reduces
-    each month holds one month's rows at a time, not the whole span."""
+    each month holds one month's rows at a time, not the whole span (besides the months the process keeps,
+    settings.lake_cache_mb of them at most: `silver_cache`)."""
     spec = get_source(settings, source)
     names = _columns(spec, columns)
     available = silver_months(settings, source)
     wanted = available if months is None else [m for m in (parse_month(m) for m in months) if m in available]
+    cap = settings.lake_cache_mb << 20
     for month in wanted:
-        yield read_parquet(silver_path(settings, source, month), names)[names]
+        yield silver_cache.read(silver_path(settings, source, month), read_parquet, names, cap)
 
 
 def read_silver(

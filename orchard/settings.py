@@ -242,6 +242,12 @@ class Settings(BaseSettings):
         description="run the work nothing after it reads (the joint model's month, dashboards, drift reports) in "
         "a second process beside the lifecycle; false: in place, for a machine with no core to spare",
     )
+    lake_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="MB of silver months a process keeps once read (a file written once; the lifecycle reads the "
+        "same months every month); 0: read every time",
+    )
     # sources read through SQL: connection name (the portfolio's sql.connection) -> SQLAlchemy URL
     sql_urls: dict[str, SecretStr] = Field(default_factory=dict, description="secret URLs of SQL sources")
 
