@@ -303,9 +303,13 @@ def _run_lifecycle(settings: Any, last: str, *, shock_month: str | None) -> None
 
     if pending:
         from flows.lifecycle import lifecycle_flow
+        from orchard.lifecycle.warmup import warm_up
     _quiet_tools()  # after the imports (Prefect and MLflow configure their loggers when imported), before the run
 
     if pending:
+        with warnings.catch_warnings():  # libraries that warn as they import (see _before_flows)
+            warnings.simplefilter("ignore")
+            warm_up(settings)  # while the temporary server starts, if one does
         server_started()
         records = [MonthRecord(**r) for r in lifecycle_flow(settings, last)]
     else:  # every month is recorded: read back, no flow run (and no temporary Prefect server) needed

@@ -1,0 +1,35 @@
+"""What a lifecycle run's months will need first, made ready while Prefect's temporary server starts.
+
+Orchard's modules import their heavy libraries where a step first needs them (a CLI command that validates
+nothing never pays for Great Expectations), so the run's first validation, first fit and first point-in-time
+join each start by importing them, about 2,600 modules, and the first registration by creating the MLflow
+store's tables. A run that starts Prefect's temporary server waits several seconds for it with a core free (the
+server's process takes the other): `warm_up` does that work then, and the months find it done.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from model_registry.tracking import mlflow_client
+from orchard.settings import Settings
+
+MONTH_LIBRARIES = (
+    "great_expectations",  # each month's contracts (orchard.contracts)
+    "great_expectations.expectations",
+    "ibis.backends.duckdb",  # Feast's point-in-time joins (the duckdb offline store)
+    "feast.infra.offline_stores.duckdb",
+    "sklearn.linear_model",  # the fits (orchard.credit)
+    "sklearn.model_selection",
+    "lightgbm",
+    "optbinning",
+    "git",  # MLflow records a run's source version with it
+)
+"""Libraries a month's steps import on first use, in the order the first months need them."""
+
+
+def warm_up(settings: Settings) -> None:
+    """Import the month steps' libraries and open the run's MLflow store (its tables made, once)."""
+    for name in MONTH_LIBRARIES:
+        importlib.import_module(name)
+    mlflow_client(settings)
