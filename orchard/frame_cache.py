@@ -3,8 +3,9 @@ out, bounded in bytes).
 
 The lake's silver files are written once, atomically (a new file replaces an old one by rename), and the
 lifecycle reads the same months again and again: every model's population, labels and fit window each month.
-An entry is keyed by the file's path and identity (inode, modification time, size), so a file replaced since it
-was read is read again; the frames handed out are copies, so a caller's changes never reach the cache.
+An entry is the columns of a file read so far, keyed by the file's path and identity (inode, modification time,
+size), so a file replaced since it was read is read again; the frames handed out are copies, so a caller's
+changes never reach the cache.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 _Key = tuple[str, int, int, int]
-Reader = Callable[[Path, list[str] | None], pd.DataFrame]
-"""Reads a file's frame: every column (None) or those given."""
+Reader = Callable[[Path, list[str]], pd.DataFrame]
+"""Reads the given columns of a file, in that order."""
 
 
 class FrameCache:
@@ -32,30 +33,35 @@ class FrameCache:
         self.misses = 0
 
     def read(self, path: Path, read: Reader, columns: list[str], max_bytes: int) -> pd.DataFrame:
-        """Return a copy of `columns` of the file's frame: kept, or read whole (`read(path, None)`) and kept if it
-        fits. With max_bytes 0 nothing is kept: only the columns are read (`read(path, columns)`).
+        """Return a copy of the file's `columns`: from memory when an earlier read kept them all, else the kept
+        ones plus those read now (`read(path, missing columns)`), kept together if they fit. With max_bytes 0
+        nothing is kept. A read the cache cannot serve reads no more than it would without the cache.
         """
         if max_bytes <= 0:
-            return read(path, columns)[columns]
+            return read(path, columns)
         try:
             stat = path.stat()
         except OSError:  # missing: `read` names the problem
-            return read(path, columns)[columns]
+            return read(path, columns)
         key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             kept = self._frames.get(key)
             if kept is not None:
                 self._frames.move_to_end(key)
+        held = None if kept is None else kept[0]
+        missing = columns if held is None else [c for c in columns if c not in held.columns]
+        if not missing and held is not None:
+            with self._lock:
                 self.hits += 1
-        if kept is not None:
-            return kept[0][columns]
-        frame = read(path, None)
+            return held[columns]  # selecting a list of columns copies them
+        new = read(path, missing)
+        frame = new if held is None else pd.concat([held, new], axis=1)
         size = int(frame.memory_usage(deep=True).sum())
         with self._lock:
             self.misses += 1
-            for stale in [k for k in self._frames if k[0] == key[0] and k != key]:
+            for stale in [k for k in self._frames if k[0] == key[0]]:
                 self._drop(stale)
-            if size <= max_bytes and key not in self._frames:
+            if size <= max_bytes:
                 self._frames[key] = (frame, size)
                 self._bytes += size
             while self._bytes > max_bytes:

@@ -217,7 +217,11 @@ def silver_frames(
     wanted = available if months is None else [m for m in (parse_month(m) for m in months) if m in available]
     cap = settings.lake_cache_mb << 20
     for month in wanted:
-        yield silver_cache.read(silver_path(settings, source, month), read_parquet, names, cap)
+        yield silver_cache.read(silver_path(settings, source, month), _read_columns, names, cap)
+
+
+def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
+    return read_parquet(path, columns)[columns]
 
 
 def read_silver(
