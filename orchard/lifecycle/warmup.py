@@ -29,7 +29,14 @@ MONTH_LIBRARIES = (
 
 
 def warm_up(settings: Settings) -> None:
-    """Import the month steps' libraries and open the run's MLflow store (its tables made, once)."""
+    """Import the month steps' libraries and open the run's MLflow store (its tables made, once).
+
+    A library that does not import is left to the step that needs it, which fails with its own error (GitPython
+    without a git executable: MLflow runs without it).
+    """
     for name in MONTH_LIBRARIES:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
     mlflow_client(settings)
