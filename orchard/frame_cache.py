@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-_Key = tuple[str, int, int, int]
 Reader = Callable[[Path, list[str]], pd.DataFrame]
 """Reads the given columns of a file, in that order."""
 
@@ -26,7 +25,8 @@ class FrameCache:
     """The frames of recently read files, at most `max_bytes` of them in all (pandas' deep memory usage)."""
 
     def __init__(self) -> None:
-        self._frames: OrderedDict[_Key, tuple[pd.DataFrame, int]] = OrderedDict()
+        # path -> (the file's inode, modification time and size when read, its columns read so far, their bytes)
+        self._frames: OrderedDict[str, tuple[tuple[int, int, int], pd.DataFrame, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -43,34 +43,33 @@ class FrameCache:
             stat = path.stat()
         except OSError:  # missing: `read` names the problem
             return read(path, columns)
-        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        key, identity = str(path), (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             kept = self._frames.get(key)
-            if kept is not None:
+            held = kept[1] if kept is not None and kept[0] == identity else None
+            missing = columns if held is None else [c for c in columns if c not in held.columns]
+            if held is not None:
                 self._frames.move_to_end(key)
-        held = None if kept is None else kept[0]
-        missing = columns if held is None else [c for c in columns if c not in held.columns]
-        if not missing and held is not None:
-            with self._lock:
-                self.hits += 1
+                if not missing:
+                    self.hits += 1
+        if held is not None and not missing:
             return held[columns]  # selecting a list of columns copies them
         new = read(path, missing)
         frame = new if held is None else pd.concat([held, new], axis=1)
         size = int(frame.memory_usage(deep=True).sum())
         with self._lock:
             self.misses += 1
-            for stale in [k for k in self._frames if k[0] == key[0]]:
-                self._drop(stale)
+            if key in self._frames:  # the columns kept before, or a replaced file's
+                self._drop(key)
             if size <= max_bytes:
-                self._frames[key] = (frame, size)
+                self._frames[key] = (identity, frame, size)
                 self._bytes += size
             while self._bytes > max_bytes:
                 self._drop(next(iter(self._frames)))
         return frame[columns]
 
-    def _drop(self, key: _Key) -> None:
-        _, size = self._frames.pop(key)
-        self._bytes -= size
+    def _drop(self, key: str) -> None:
+        self._bytes -= self._frames.pop(key)[2]
 
     @property
     def size_bytes(self) -> int:
