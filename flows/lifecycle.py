@@ -21,10 +21,12 @@ from flows.monitor import campaign_tiers, monitor_model, publish_month_dashboard
 from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from orchard.lake import silver_months
+from orchard.lifecycle.datasets import join_month_cases
 from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
 from orchard.lifecycle.lender import ChampionLender
 from orchard.lifecycle.monitoring import MonitorOutcome, kind_series
 from orchard.lifecycle.promotion import PromotionOutcome
+from orchard.lifecycle.retraining import monitored_models
 from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import TrainOutcome
 from orchard.model_specs import ModelSpec, model_specs, primary_model
@@ -155,6 +157,9 @@ def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], Mont
         t = time.perf_counter()
         record.feature_rows = int(update_features(settings, month, tools)["month_rows"])
         _timed(record, "features", t)
+        t = time.perf_counter()
+        join_month_cases(settings, monitored_models(settings, month), month, tools)
+        _timed(record, "join", t)
 
         for spec in model_specs(settings.portfolio_def).values():
             step = _model_step(settings, spec, month, record, tools)

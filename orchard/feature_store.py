@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from feast import FeatureService, FeatureStore, RepoConfig
 from feast.errors import FeatureServiceNotFoundException
@@ -414,14 +415,10 @@ def service_join_keys(settings: Settings, service: str) -> list[str]:
     return list(dict.fromkeys(entity_key(portfolio, view) for view in views))
 
 
-def training_frame(
-    settings: Settings,
-    entity_df: pd.DataFrame,
-    service: str,
-    *,
-    store: FeatureStore | None = None,
-) -> pd.DataFrame:
-    """Return entity_df (row order and extra columns kept) joined point-in-time with the service's features."""
+def _retrieve(
+    settings: Settings, entity_df: pd.DataFrame, service: str, store: FeatureStore | None
+) -> tuple[pd.DataFrame, pa.Table]:
+    """Return the entity rows as sent to Feast and its point-in-time join of them (Arrow), in their order."""
     missing = [c for c in (*service_join_keys(settings, service), ENTITY_TIME) if c not in entity_df.columns]
     if missing:
         raise OrchardError(f"entity_df is missing column(s) {', '.join(missing)} for the point-in-time join")
@@ -430,12 +427,39 @@ def training_frame(
     entities = entity_df.copy()
     entities[ENTITY_TIME] = utc_timestamps(entities[ENTITY_TIME])
     entities[_ROW] = range(len(entities))
-    job = store.get_historical_features(entity_df=entities, features=feature_service)
-    frame = job.to_df().sort_values(_ROW).set_index(_ROW)
-    frame.index.name = None
-    frame = frame.reset_index(drop=True)
+    table = store.get_historical_features(entity_df=entities, features=feature_service).to_arrow()
+    return entities, table.take(pc.sort_indices(table[_ROW]))
+
+
+def training_frame(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    service: str,
+    *,
+    store: FeatureStore | None = None,
+) -> pd.DataFrame:
+    """Return entity_df (row order and extra columns kept) joined point-in-time with the service's features."""
+    entities, table = _retrieve(settings, entity_df, service, store)
+    frame = table.to_pandas()
     extra = [c for c in frame.columns if c not in entities.columns]
     return frame[[*(c for c in entity_df.columns), *extra]]
+
+
+def feature_table(
+    settings: Settings,
+    entity_df: pd.DataFrame,
+    service: str,
+    *,
+    store: FeatureStore | None = None,
+) -> pa.Table:
+    """Return the service's features of each entity_df row, as Feast gives them (Arrow), in the rows' order.
+
+    Its rows converted with `to_pandas()` are training_frame's feature columns: a subset of its rows taken
+    (`take`) converts as the join of those rows alone would (an integer column with a missing value becomes
+    float64 only where one of the rows taken lacks it).
+    """
+    entities, table = _retrieve(settings, entity_df, service, store)
+    return table.select([c for c in table.column_names if c not in entities.columns])
 
 
 def online_features(

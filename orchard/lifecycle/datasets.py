@@ -6,15 +6,16 @@ import hashlib
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 
 from feature_repo.services import service_views
 from feature_repo.views import offline_files
 from orchard.atomic import frame_sha256
 from orchard.errors import OrchardError
-from orchard.feature_store import service_join_keys, training_frame
+from orchard.feature_store import ENTITY_TIME, feature_table, service_join_keys, training_frame
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import ModelSpec
-from orchard.months import month_range, timestamp_month_labels
+from orchard.months import month_range, timestamp_month_labels, utc_timestamps
 from orchard.partitions import map_entity_partitions
 from orchard.populations import population
 from orchard.portfolio.spec import TRAIN_LOOKBACK_MONTHS
@@ -43,30 +44,89 @@ def _join_part(times: pd.DataFrame, settings: Settings, service: str) -> pd.Data
     return training_frame(settings, times, service)
 
 
+@dataclass(frozen=True)
+class MonthJoin:
+    """One point-in-time join of the month's cases of several models whose services read the same views (in
+    the same order): each model's rows are taken from it instead of a join of their own (join_month_cases)."""
+
+    views: tuple[str, ...]
+    tables: tuple  # the offline tables' state it was joined on (_tables_fingerprint)
+    rows: pd.MultiIndex  # (entity key, event time) of each row, unique
+    features: pa.Table  # each row's features, as Feast gives them
+
+    def take(self, times: pd.DataFrame) -> pd.DataFrame | None:
+        """Return the features of the given (key, time) rows in their order, as their own join would give
+        them; None when a row is not in this join."""
+        wanted = pd.MultiIndex.from_arrays([times.iloc[:, 0], utc_timestamps(times.iloc[:, 1])])
+        positions = self.rows.get_indexer(wanted)
+        if (positions < 0).any():
+            return None
+        return self.features.take(positions).to_pandas()
+
+
+def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, tools: Tools) -> int:
+    """Join the month's cases of the given models (their monitoring populations) with Feast at once: one join per
+    set of views their services read, kept in the run's tools, instead of one join per model (a join costs about
+    the same for 500 rows as for 5,000). Return the rows joined.
+
+    Each model's rows taken from it equal its own join (orchard.feature_store.feature_table). With a Dask
+    cluster nothing is joined here: each model's join is partitioned over the cluster as before.
+    """
+    tools.month_joins.clear()
+    if tools.cluster(settings) is not None:
+        return 0
+    groups: dict[tuple[str, ...], list[tuple[ModelSpec, pd.DataFrame]]] = {}
+    for spec in specs:
+        keys = service_join_keys(settings, spec.feature_service)
+        if len(keys) != 1:
+            continue  # refused when the model joins (_point_in_time)
+        cases = population(settings, spec, [month], month, with_labels=False)
+        times = cases[[spec.entity, ENTITY_TIME]].set_axis([keys[0], ENTITY_TIME], axis=1)
+        groups.setdefault(tuple(spec.views), []).append((spec, times))
+    joined = 0
+    for views, members in groups.items():
+        if len(members) < 2:
+            continue  # one model's join is made when it asks
+        times = pd.concat([t for _, t in members], ignore_index=True)
+        times[ENTITY_TIME] = utc_timestamps(times[ENTITY_TIME])
+        times = times.drop_duplicates(ignore_index=True)
+        service = members[0][0].feature_service
+        features = feature_table(settings, times, service, store=tools.feature_store(settings))
+        tools.month_joins[views] = MonthJoin(
+            views, _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(times), features
+        )
+        joined += len(times)
+    return joined
+
+
 def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> pd.DataFrame:
     """Return the entity rows joined point in time with the service's features.
 
-    Models of the same population (application_pd, application_fraud, loss_forecast) join the same rows at
-    the same times with the same views: the run's tools keep the join (a few recent ones), keyed by the
-    customers, times and the offline tables' state, and reuse it.
+    Rows the month's join holds (join_month_cases) are taken from it. Models of the same population
+    (application_pd, application_fraud, loss_forecast) join the same rows at the same times with the same
+    views: the run's tools keep the join (a few recent ones), keyed by the customers, times and the offline
+    tables' state, and reuse it.
     """
     keys = service_join_keys(settings, spec.feature_service)
     if len(keys) != 1:
         raise OrchardError(f"model {spec.name}: its views must share one entity, not {keys}")
-    times = entity[[spec.entity, "event_timestamp"]].rename(columns={spec.entity: keys[0]})
+    times = entity[[spec.entity, ENTITY_TIME]].rename(columns={spec.entity: keys[0]})
+    tables = _tables_fingerprint(settings, spec.feature_service)
+    month_join = tools.month_joins.get(tuple(spec.views))
+    taken = None if month_join is None or month_join.tables != tables else month_join.take(times)
+    if taken is not None:
+        return pd.concat([entity.reset_index(drop=True), taken], axis=1)
     digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
-    key = (str(settings.features_dir.resolve()), _tables_fingerprint(settings, spec.feature_service), digest)
+    key = (str(settings.features_dir.resolve()), tables, digest)
 
     def join() -> pd.DataFrame:
         cluster = tools.cluster(settings)
         if cluster is None:
-            joined = training_frame(
+            return feature_table(
                 settings, times, spec.feature_service, store=tools.feature_store(settings)
-            )
-        else:  # each entity partition joined by a worker, on its own store
-            joined = map_entity_partitions(
-                cluster, _join_part, times, keys[0], settings, spec.feature_service
-            )
+            ).to_pandas()
+        # each entity partition joined by a worker, on its own store
+        joined = map_entity_partitions(cluster, _join_part, times, keys[0], settings, spec.feature_service)
         return joined.drop(columns=list(times.columns))
 
     features = tools.joined_frame(key, join)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from model_registry.history import CHAMPION_ALIAS, approvals_of, event_in_force_by_month, events
 from model_registry.registry import trained_months
 from monitoring.policy import ModelHistory, PolicyDecision, approval_mode, decide
+from orchard.lake import silver_months
 from orchard.lifecycle.monitoring import MonitorOutcome, monitor_month
 from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import ready_to_train
-from orchard.model_specs import ModelSpec
+from orchard.model_specs import ModelSpec, model_specs
 from orchard.months import add_months
 from orchard.settings import Settings
 
@@ -49,6 +50,17 @@ def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory
         last_trained=max(trained.values(), default=None),
         awaiting_approval=max(waiting, default=None),
     )
+
+
+def monitored_models(settings: Settings, month: str) -> list[ModelSpec]:
+    """Return the models whose champion is monitored on a month: each with a champion in force when the month
+    began and a validated batch of its source in the month (what policy_month scores)."""
+    return [
+        spec
+        for spec in model_specs(settings.portfolio_def).values()
+        if month in silver_months(settings, spec.source)
+        and recorded_history(settings, spec.name, month).champion is not None
+    ]
 
 
 def policy_month(

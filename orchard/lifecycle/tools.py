@@ -6,7 +6,8 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - the Feast store of the home (opening one costs ~0.2 s; training and scoring read through it every month);
 - the Great Expectations project (its context and batch definitions) and the key hashes of lake files its
   reference checks read (every month's batches are checked against the keys of all earlier ones);
-- the point-in-time joins of recent calls (the models of one population join the same rows at the same times);
+- the point-in-time joins of recent calls (the models of one population join the same rows at the same times),
+  and the month's join of every monitored model's cases (orchard.lifecycle.datasets.join_month_cases);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
 - the Dask cluster the settings configure, if any (orchard.partitions), started or joined on first use (the
@@ -24,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_all
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from feast import FeatureStore
@@ -35,6 +36,9 @@ from orchard.feature_store import open_store
 from orchard.partitions import Cluster, open_cluster
 from orchard.settings import Settings
 from orchard.worker import InPlace, Worker, timed
+
+if TYPE_CHECKING:
+    from orchard.lifecycle.datasets import MonthJoin
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ class Tools:
     def __init__(self, lane_process: bool = False) -> None:
         self.lane_process = lane_process
         self.joined: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+        self.month_joins: dict[tuple[str, ...], MonthJoin] = {}
         self.models: dict[tuple[str, str, int], Any] = {}
         self.train_keys: dict[tuple[str, str, int], str] = {}
         self._store: tuple[str, FeatureStore] | None = None
@@ -149,6 +154,7 @@ class Tools:
         self._store = None
         self._contracts = None
         self.joined.clear()
+        self.month_joins.clear()
         self.models.clear()
         self.train_keys.clear()
 

@@ -13,6 +13,7 @@ from orchard.atomic import write_parquet
 from orchard.errors import OrchardError
 from orchard.feature_store import (
     apply_definitions,
+    feature_table,
     materialize_month,
     online_features,
     open_store,
@@ -114,6 +115,29 @@ def test_training_frame_is_point_in_time_correct(store_settings: Settings) -> No
     assert after["txn_amount_30d"] == 9999.0 and after["max_dpd_3m"] == 90, "the later row sees the new facts"
     assert other["txn_amount_30d"] == 200.0, "u2's own snapshot"
     assert pd.isna(other["max_dpd_3m"]), "u2 has no credit history"
+
+
+def test_rows_taken_from_a_larger_join_convert_as_their_own_join(store_settings: Settings) -> None:
+    # Given one join of u1's rows and u2's (u2 has no credit history: its integer max_dpd_3m is missing)
+    entity_df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1"],
+            "event_timestamp": [_ts("2020-03-28"), _ts("2020-02-01"), _ts("2020-02-15")],
+        }
+    )
+    store = open_store(store_settings)
+    joined = feature_table(store_settings, entity_df, "application_pd_v1", store=store)
+    assert pd.isna(joined.to_pandas()["max_dpd_3m"]).any(), "the larger join holds a missing integer"
+    # When u1's rows are taken from it, in another order
+    taken = joined.take([2, 0]).to_pandas()
+    # Then they equal u1's own join column for column, dtype for dtype (an integer column without a missing
+    # value stays int64; float64 only where a missing value was taken)
+    alone = training_frame(store_settings, entity_df.iloc[[2, 0]], "application_pd_v1", store=store)
+    own = alone.drop(columns=list(entity_df.columns))
+    assert own["max_dpd_3m"].dtype == "int64", own.dtypes
+    pd.testing.assert_frame_equal(taken, own)
+    with_u2 = joined.take([1]).to_pandas()
+    assert with_u2["max_dpd_3m"].dtype == "float64" and with_u2["max_dpd_3m"].isna().all()
 
 
 def test_training_frame_errors_name_the_problem(store_settings: Settings) -> None:
