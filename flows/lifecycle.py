@@ -11,20 +11,20 @@ from dataclasses import asdict, dataclass
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import wait
 
 from flows.automations import breach_metrics, emit_breach
 from flows.features import update_features
 from flows.federated import joint_model_month
 from flows.ingest import ingest_month
-from flows.monitor import campaign_tiers, monitor_model, publish_month_dashboard, vintage_expected_loss
+from flows.monitor import campaign_tiers, monitor_model, vintage_expected_loss
 from flows.train import promotion_decision, train_model
 from flows.validate import MonthQuarantined, validate_month
 from orchard.lake import silver_months
 from orchard.lifecycle.datasets import join_month_cases
 from orchard.lifecycle.ledger import ModelMonth, MonthRecord, load_month, record_month
 from orchard.lifecycle.lender import ChampionLender
-from orchard.lifecycle.monitoring import MonitorOutcome, kind_series
+from orchard.lifecycle.monitoring import MonitorOutcome, kind_series, publish_dashboard
 from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.lifecycle.retraining import monitored_models
 from orchard.lifecycle.tools import Tools
@@ -93,9 +93,9 @@ def _model_step(
 
 def _model_month(
     settings: Settings, spec: ModelSpec, step: ModelStep, month: str, record: MonthRecord, tools: Tools
-) -> tuple[ModelMonth, PrefectFuture | None]:
-    """Return a model's month record (monitoring, training, promotion, and what its kind adds) and its dashboard
-    snapshot, being made in the run's lane (None: the model was not monitored)."""
+) -> ModelMonth:
+    """Return a model's month record (monitoring, training, promotion, and what its kind adds); a monitored
+    model's dashboard snapshot is left to the run's lane (its last step: nothing in the month reads it)."""
     outcome = step.outcome
     top = sorted(outcome.feature_psi.items(), key=lambda kv: -kv[1])[:5] if outcome else []
     entry = ModelMonth(
@@ -108,7 +108,7 @@ def _model_month(
         promotion=None if step.promotion is None else asdict(step.promotion),
     )
     if step.skipped:
-        return entry, None
+        return entry
     t = time.perf_counter()
     if spec.kind == "tiers":
         entry.tiers = campaign_tiers(settings, spec.name, month, tools)
@@ -116,10 +116,10 @@ def _model_month(
     if spec.kind == "expected_loss":
         entry.expected_loss = vintage_expected_loss(settings, spec.name, month, tools)
         _timed(record, f"expected loss {spec.name}", t)
-    if outcome is None:
-        return entry, None
-    extra = {s.group: values for s in kind_series(spec) if (values := getattr(entry, s.group))}
-    return entry, publish_month_dashboard.submit(settings, spec.name, month, outcome, extra, tools.lane())
+    if outcome is not None:
+        extra = {s.group: values for s in kind_series(spec) if (values := getattr(entry, s.group))}
+        tools.behind(f"dashboard {spec.name}", publish_dashboard, settings, spec, month, outcome, extra)
+    return entry
 
 
 def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], MonthRecord]:
@@ -152,7 +152,6 @@ def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], Mont
 
     joint = settings.portfolio_def.joint
     joint_run = None if joint is None else joint_model_month.submit(settings, month, tools.lane())
-    dashboards: dict[str, PrefectFuture] = {}
     try:
         t = time.perf_counter()
         record.feature_rows = int(update_features(settings, month, tools)["month_rows"])
@@ -163,21 +162,17 @@ def run_month(settings: Settings, month: str, tools: Tools) -> Callable[[], Mont
 
         for spec in model_specs(settings.portfolio_def).values():
             step = _model_step(settings, spec, month, record, tools)
-            entry, dashboard = _model_month(settings, spec, step, month, record, tools)
-            record.models[spec.name] = asdict(entry)
-            if dashboard is not None:
-                dashboards[spec.name] = dashboard
+            record.models[spec.name] = asdict(_model_month(settings, spec, step, month, record, tools))
     except BaseException:  # never leave the month's work running in the lane behind a failed stage
-        wait([f for f in (joint_run, *dashboards.values()) if f is not None])
-        raise
-    behind = tools.hand_over()  # the drift reports
+        if joint_run is not None:
+            wait([joint_run])
+        raise  # (the tools wait for the reports and dashboards as they close)
+    behind = tools.hand_over()  # the drift reports and dashboard snapshots
 
     def finish() -> MonthRecord:
         wait_all(behind.values())
         for stage, report in behind.items():
             _, record.stage_seconds[stage] = report.result()
-        for name, future in dashboards.items():
-            _, record.stage_seconds[f"dashboard {name}"] = future.result()
         if joint is not None and joint_run is not None:
             joint_entry, record.stage_seconds[f"joint {joint.model}"] = joint_run.result()
             if joint_entry is not None:

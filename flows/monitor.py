@@ -3,18 +3,14 @@ decision: first fit, retrain or hold), and what a model's kind adds to the month
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from orchard.lifecycle.monitoring import MonitorOutcome, publish_dashboard
 from orchard.lifecycle.retraining import MonthPolicy, policy_month
 from orchard.lifecycle.stages import month_expected_loss, month_tiers
 from orchard.lifecycle.tools import Tools
 from orchard.model_specs import model_spec
 from orchard.settings import Settings
-from orchard.worker import timed
 
 
 @task(name="monitor-model", task_run_name="monitor {model} @ {month}", cache_policy=NONE)
@@ -24,27 +20,6 @@ def monitor_model(
     """Monitor the champion in force when the month began (if any) and decide from the recorded history."""
     spec = model_spec(settings.portfolio_def, model)
     return policy_month(settings, spec, month, always_report=always_report, tools=tools)
-
-
-@task(name="dashboard", task_run_name="dashboard {model} @ {month}", cache_policy=NONE)
-def publish_month_dashboard(
-    settings: Settings,
-    model: str,
-    month: str,
-    outcome: MonitorOutcome,
-    extra: dict[str, dict[str, float]] | None = None,
-    lane: Executor | None = None,
-) -> tuple[str, float]:
-    """Add the month's monitoring snapshot (with the month's alias events, and what the model's kind adds) to the
-    model's risk-manager dashboard; return its run id and the seconds it took.
-
-    With a lane (the lifecycle's second process, Tools.lane) the snapshot is made there: it is the model's last
-    step of the month, nothing else in the month reads it, and the lifecycle's process goes on meanwhile.
-    """
-    spec = model_spec(settings.portfolio_def, model)
-    if lane is None:
-        return timed(publish_dashboard, settings, spec, month, outcome, extra)
-    return lane.submit(timed, publish_dashboard, settings, spec, month, outcome, extra).result()
 
 
 @task(name="campaign-tiers", task_run_name="tiers {model} @ {month}", cache_policy=NONE)

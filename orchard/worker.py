@@ -20,6 +20,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -73,10 +74,26 @@ class Worker(Executor):
             command += ["--die-with", str(os.getpid())]
         self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="worker-io")
+        self._lock = threading.Lock()
+        self._unfinished = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run fn(*args, **kwargs) in the worker process (fn and its arguments must pickle)."""
-        return self._io.submit(self._call, fn, args, kwargs)
+        with self._lock:
+            self._unfinished += 1
+        future = self._io.submit(self._call, fn, args, kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._unfinished -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Whether every task submitted so far has finished (one submitted now would start at once)."""
+        with self._lock:
+            return self._unfinished == 0
 
     def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         stdin, stdout = self._proc.stdin, self._proc.stdout

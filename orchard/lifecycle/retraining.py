@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model_registry.history import CHAMPION_ALIAS, approvals_of, event_in_force_by_month, events
+from model_registry.history import (
+    CHAMPION_ALIAS,
+    AliasEvent,
+    approvals_of,
+    event_in_force_by_month,
+    events,
+)
 from model_registry.registry import trained_months
 from monitoring.policy import ModelHistory, PolicyDecision, approval_mode, decide
 from orchard.lake import silver_months
@@ -33,10 +39,7 @@ class MonthPolicy:
 def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory:
     """Return what the registry and the governance store recorded about a model before a month."""
     recorded = events(settings, model)
-    in_force = event_in_force_by_month(
-        [e for e in recorded if e.alias == CHAMPION_ALIAS], add_months(month, -1)
-    )
-    champion = in_force.version if in_force else None
+    champion = _champion_in_force(recorded, month)
     trained = {version: at for version, at in trained_months(settings, model).items() if at < month}
     waiting: list[int] = []
     # only a person's approval is ever awaited (the policy decides as it trains): skip the read otherwise
@@ -52,6 +55,14 @@ def recorded_history(settings: Settings, model: str, month: str) -> ModelHistory
     )
 
 
+def _champion_in_force(recorded: list[AliasEvent], month: str) -> int | None:
+    """Return the champion version in force when the month began (None: none yet), from the alias events."""
+    in_force = event_in_force_by_month(
+        [e for e in recorded if e.alias == CHAMPION_ALIAS], add_months(month, -1)
+    )
+    return in_force.version if in_force else None
+
+
 def monitored_models(settings: Settings, month: str) -> list[ModelSpec]:
     """Return the models whose champion is monitored on a month: each with a champion in force when the month
     began and a validated batch of its source in the month (what policy_month scores)."""
@@ -59,7 +70,7 @@ def monitored_models(settings: Settings, month: str) -> list[ModelSpec]:
         spec
         for spec in model_specs(settings.portfolio_def).values()
         if month in silver_months(settings, spec.source)
-        and recorded_history(settings, spec.name, month).champion is not None
+        and _champion_in_force(events(settings, spec.name, CHAMPION_ALIAS), month) is not None
     ]
 
 

@@ -103,6 +103,14 @@ class Tools:
             self._lane = Worker(die_with_parent=True) if self.lane_process else InPlace()
         return self._lane
 
+    def idle_lane(self) -> Executor | None:
+        """Return the run's lane process if it has nothing to do now (None: the run has none, or it is busy), for
+        work the run waits for that would otherwise run in its own process."""
+        if not self.lane_process:
+            return None
+        lane = self.lane()
+        return lane if isinstance(lane, Worker) and lane.idle else None
+
     def behind(self, stage: str, fn: Callable[..., Any], /, *args: Any) -> None:
         """Run fn(*args) in the lane as the named stage, timed there (orchard.worker.timed); the run waits for it
         at `settle` and when it closes. Run in place (no second process), its error is raised here."""

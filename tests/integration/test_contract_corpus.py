@@ -21,6 +21,7 @@ import pytest
 from flows.validate import MonthQuarantined, validate_month
 from orchard.contracts import check_batch
 from orchard.contracts.history_store import profile_path
+from orchard.contracts.waves import validation_waves
 from orchard.feature_store import update_offline_tables
 from orchard.lake import (
     MANIFEST,
@@ -507,7 +508,7 @@ def _validation_files(settings: Settings) -> dict[str, bytes]:
     }
 
 
-def test_a_month_checked_on_a_dask_local_cluster_equals_the_single_process_run(
+def test_a_month_checked_on_a_dask_local_cluster_or_beside_the_lane_equals_the_single_process_run(
     clean_lakes: dict[str, Settings], tmp_path: Path
 ) -> None:
     before, after = clean_lakes["before"], clean_lakes["after"]
@@ -520,6 +521,7 @@ def test_a_month_checked_on_a_dask_local_cluster_equals_the_single_process_run(
     lakes = {
         "one process": _settings(tmp_path / "one"),
         "cluster": _settings(tmp_path / "many", dask_workers=2),
+        "lane": _settings(tmp_path / "lane"),
     }
     landed = lakes["one process"]
     shutil.copytree(before.home, landed.home)
@@ -529,30 +531,42 @@ def test_a_month_checked_on_a_dask_local_cluster_equals_the_single_process_run(
     for source in landed.portfolio_def.sources:
         ingest_batch(landed, source, MONTH)
     shutil.copytree(landed.home, lakes["cluster"].home)
-    # When one copy's month is validated in this process, and the other's on a 2-worker LocalCluster
-    found, ran = {}, {}
+    shutil.copytree(landed.home, lakes["lane"].home)
+    # When one copy's month is validated in this process, another's on a 2-worker LocalCluster, and the third's in a
+    # run with a lane process (the lifecycle's), which checks all but the first batch of a wave
+    found, ran, lanes = {}, {}, {}
     for name, settings in lakes.items():
-        with Tools() as tools:
+        with Tools(lane_process=name == "lane") as tools:
             with pytest.raises(MonthQuarantined) as info:
                 validate_month.fn(settings, MONTH, tools)
             found[name] = info.value
             cluster = tools.cluster(settings)
             ran[name] = set() if cluster is None else set(cluster.client.run_on_scheduler(_task_prefixes))
+            lanes[name] = tools._lane is not None  # started by the validation alone
     assert "check_batch_apart" in ran["cluster"] and not ran["one process"], (
         ran
     )  # the batches ran on the workers
+    assert lanes == {"one process": False, "cluster": False, "lane": True}, lanes
     # Then the same batch is stopped for the same findings, the same batch passes with the same warnings
     stopped = {n: [(v.batch_id, v.broken) for v in e.violations] for n, e in found.items()}
-    assert stopped["cluster"] == stopped["one process"]
+    assert stopped["cluster"] == stopped["one process"] == stopped["lane"]
     assert [b for b, _ in stopped["cluster"]] == [f"applications-{MONTH}"]
     passed = {n: [(o.batch_id, o.warnings, o.history_note) for o in e.passed] for n, e in found.items()}
-    assert passed["cluster"] == passed["one process"]
+    assert passed["cluster"] == passed["one process"] == passed["lane"]
     assert [b for b, w, _ in passed["cluster"] if w] == [f"collections-{MONTH}"]
     # And every file the validation wrote is the same, byte for byte (the Data Docs pages built in both)
     files = {name: _validation_files(settings) for name, settings in lakes.items()}
-    assert files["cluster"] == files["one process"]
+    assert files["cluster"] == files["one process"] == files["lane"]
     assert any("quarantine" in f for f in files["cluster"]) and any("profiles" in f for f in files["cluster"])
     for error in found.values():
         docs = [o.docs_path for o in error.passed if o.warnings]
         docs += [read_manifest(Path(v.quarantine_path) / MANIFEST)["data_docs"] for v in error.violations]
         assert len(docs) == 2 and all(Path(p).is_file() for p in docs), docs
+    # (the wave the collections batch is in has more than one batch: it was checked in the lane)
+    waves = validation_waves(
+        {
+            n: [t.split(".")[0] for t in s.foreign_keys.values()]
+            for n, s in landed.portfolio_def.sources.items()
+        }
+    )
+    assert any(len(w) > 1 and "collections" in w[1:] for w in waves), waves

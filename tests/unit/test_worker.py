@@ -122,3 +122,20 @@ def test_what_a_task_imports_stays_quiet_even_if_it_changes_the_filters(
     with Worker() as worker:
         assert worker.submit(quiet).result() == "ran"
     assert "imported noisily" not in capfd.readouterr().err
+
+
+def test_a_worker_is_idle_only_when_every_task_submitted_has_finished() -> None:
+    # given a worker process with nothing submitted
+    with Worker() as worker:
+        assert worker.idle
+        # when a task is running, and another waits behind it, then it is not idle
+        running = worker.submit(time.sleep, 0.5)
+        waiting = worker.submit(abs, -3)
+        assert not worker.idle
+        running.result()
+        assert waiting.result() == 3
+        # and once both have finished it is idle again (the count drops as each future is done)
+        deadline = time.monotonic() + 10
+        while not worker.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.idle
