@@ -364,8 +364,12 @@ def load_model(
     """Load the original Orchard model object of a version (by alias name or version number).
 
     A registered version never changes, so a run keeps what it loaded in its `cache` (the lifecycle scores with
-    each champion every month: unpickling it again each time cost ~0.2 s); without one, it is loaded afresh.
+    each champion every month: unpickling it again each time cost ~0.2 s); without one, it is loaded afresh. A
+    version number found in the cache is not looked up in the registry again.
     """
+    numbered = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
+    if cache is not None and numbered and (key := (settings.tracking_uri, name, int(ref))) in cache:
+        return cache[key]
     version = resolve_version(settings, name, ref)
     key = (settings.tracking_uri, name, version)
     if cache is not None and key in cache:

@@ -227,10 +227,15 @@ def _offers(
 
 
 def _sample(frame: pd.DataFrame, key: str, per_month: int) -> pd.DataFrame:
-    """Keep at most per_month rows of each month, chosen by a hash of the key (stable across runs)."""
-    rank = frame[key].map(lambda k: hashlib.blake2b(str(k).encode(), digest_size=8).hexdigest())
+    """Keep at most per_month rows of each month, chosen by a hash of the key (stable across runs): the 8-byte
+    BLAKE2b digest, ranked as a big-endian integer (the order of its hex digest)."""
+    rank = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") for k in frame[key]),
+        dtype=np.uint64,
+        count=len(frame),
+    )
     month = _index(frame[EVENT_TIME])
-    order = pd.DataFrame({"month": month, "rank": rank.to_numpy()}).sort_values(["month", "rank"])
+    order = pd.DataFrame({"month": month, "rank": rank}).sort_values(["month", "rank"])
     keep = (order.groupby("month").cumcount() < per_month).to_numpy()
     return frame.iloc[np.sort(order.index.to_numpy()[keep])]
 

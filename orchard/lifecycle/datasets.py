@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 import pyarrow as pa
@@ -29,7 +30,13 @@ class ModelFrame:
 
     frame: pd.DataFrame
     batch_ids: list[str]
-    data_sha256: str
+    columns: tuple[str, ...]  # what data_sha256 hashes: the model's features and its label
+
+    @cached_property
+    def data_sha256(self) -> str:
+        """The lineage hash of the frame's features and labels (computed when asked: a month's scoring never
+        reads it)."""
+        return frame_sha256(self.frame[list(self.columns)])
 
 
 def _tables_fingerprint(settings: Settings, service: str) -> tuple:
@@ -153,9 +160,7 @@ def _with_features(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, to
     frame["vintage"] = timestamp_month_labels(frame["event_timestamp"])
     frame = frame.sort_values(spec.key).reset_index(drop=True)
     batch_ids = sorted(frame[BATCH_ID].unique().tolist())
-    return ModelFrame(
-        frame=frame, batch_ids=batch_ids, data_sha256=frame_sha256(frame[[*spec.features, "bad"]])
-    )
+    return ModelFrame(frame=frame, batch_ids=batch_ids, columns=(*spec.features, "bad"))
 
 
 MIN_CLASS_ROWS = 10
