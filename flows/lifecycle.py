@@ -29,6 +29,7 @@ from orchard.lifecycle.promotion import PromotionOutcome
 from orchard.lifecycle.retraining import monitored_models
 from orchard.lifecycle.tools import Tools
 from orchard.lifecycle.training import TrainOutcome
+from orchard.lifecycle.warmup import LANE_LIBRARIES, import_libraries
 from orchard.model_specs import ModelSpec, model_specs, primary_model
 from orchard.months import month_range
 from orchard.settings import Settings
@@ -237,6 +238,8 @@ def lifecycle_flow(settings: Settings, until: str) -> list[dict]:
         Tools(lane_process=settings.lane_process) as tools,
         ThreadPoolExecutor(1, "month-records") as recorder,
     ):
+        if settings.lane_process:  # the lane starts now, importing what its first tasks need meanwhile
+            tools.lane().submit(import_libraries, LANE_LIBRARIES)
         simulation = None
         if settings.portfolio_def.simulated:
             closed = settings.simulation.lender == "champion"

@@ -104,11 +104,9 @@ class Tools:
         return self._lane
 
     def idle_lane(self) -> Executor | None:
-        """Return the run's lane process if it has nothing to do now (None: the run has none, or it is busy), for
-        work the run waits for that would otherwise run in its own process."""
-        if not self.lane_process:
-            return None
-        lane = self.lane()
+        """Return the run's lane process if it has started and has nothing to do now (None: the run has none, or
+        it is busy), for work the run waits for that would otherwise run in its own process."""
+        lane = self._lane  # (not started for it: a lane starting up is busy)
         return lane if isinstance(lane, Worker) and lane.idle else None
 
     def behind(self, stage: str, fn: Callable[..., Any], /, *args: Any) -> None:

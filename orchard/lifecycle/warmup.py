@@ -27,6 +27,23 @@ MONTH_LIBRARIES = (
 )
 """Libraries a month's steps import on first use, in the order the first months need them."""
 
+LANE_LIBRARIES = (
+    "great_expectations",  # the batches it checks beside the run's process (flows.validate)
+    "great_expectations.expectations",
+    "evidently",  # the drift reports and dashboards (monitoring)
+    "evidently.presets",
+)
+"""Libraries the run's lane (orchard.lifecycle.tools) imports as it starts, before its first task needs them."""
+
+
+def import_libraries(names: tuple[str, ...]) -> None:
+    """Import the named libraries, in order; one that does not import is left to the step that needs it."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
 
 def warm_up(settings: Settings) -> None:
     """Import the month steps' libraries and open the run's MLflow store (its tables made, once).
@@ -34,9 +51,5 @@ def warm_up(settings: Settings) -> None:
     A library that does not import is left to the step that needs it, which fails with its own error (GitPython
     without a git executable: MLflow runs without it).
     """
-    for name in MONTH_LIBRARIES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
+    import_libraries(MONTH_LIBRARIES)
     mlflow_client(settings)
