@@ -3,8 +3,9 @@
 Used by a federated party for CPU-only arithmetic (gmpy2 and `cryptography` hold the GIL while they compute, so a
 second core needs a second process) and by the lifecycle for the work it runs beside its own steps
 (orchard.lifecycle.tools.Tools.lane). `Worker` starts `python -m orchard.worker` and talks to it over its stdin
-and stdout: a request is a pickled (warning filters, pickled (function, arguments)), an answer a pickled (ok,
-value or exception), each behind its 8-byte length.
+and stdout: a request is a pickled (warning filters, logger levels, pickled (function, arguments)), an answer a
+pickled (ok, value or exception), each behind its 8-byte length: a task runs under its caller's warning filters
+and logger levels.
 multiprocessing's spawn would import the parent's main module again (a benchmark, a notebook, a script read
 from stdin, where it fails); this process imports only what the functions need (about 0.3 s to start). Pickle is
 safe here: both ends are the same program's processes, on a private pipe.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import pickle
 import signal
@@ -100,8 +102,10 @@ class Worker(Executor):
         if stdin is None or stdout is None:
             raise RuntimeError("the worker process has no pipes")
         try:
-            # the task runs under this process's warning filters as they are now (a CLI quiets the tools' chatter)
-            _write(stdin, (_filters(), pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)))
+            # the task runs under this process's warning filters and logger levels as they are now (a CLI quiets
+            # the tools' chatter)
+            task = pickle.dumps((fn, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            _write(stdin, (_filters(), _levels(), task))
             header = _read_exactly(stdout, _LENGTH.size)
             body = None if header is None else _read_exactly(stdout, _LENGTH.unpack(header)[0])
         except OSError:  # a broken pipe: the process is gone
@@ -154,6 +158,13 @@ def _filters() -> list[tuple[Any, ...]]:
     ]
 
 
+def _levels() -> dict[str, int]:
+    """Return the levels this process's loggers were set to (the root logger's under ""), by name."""
+    loggers = logging.Logger.manager.loggerDict.items()
+    levels = {name: lg.level for name, lg in loggers if isinstance(lg, logging.Logger) and lg.level}
+    return {**levels, "": logging.getLogger().level}
+
+
 def _unshown(*_: object, **__: object) -> None:
     """Show no warning (what a task's imports warn of while they load)."""
 
@@ -164,7 +175,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         body = _read_exactly(requests, _LENGTH.unpack(header)[0])
         if body is None:
             return
-        filters, task = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
+        filters, levels, task = pickle.loads(body)  # noqa: S301 - our own parent process, on a private pipe
+        for name, level in levels.items():
+            logging.getLogger(name or None).setLevel(level)
         with warnings.catch_warnings():
             # what the task's function imports is imported quietly (libraries warn, and add filters, as they load:
             # Feast puts DeprecationWarning to "once" in front of the ignore, so nothing is shown at all), then the

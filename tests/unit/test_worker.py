@@ -139,3 +139,22 @@ def test_a_worker_is_idle_only_when_every_task_submitted_has_finished() -> None:
         while not worker.idle and time.monotonic() < deadline:
             time.sleep(0.01)
         assert worker.idle
+
+
+def test_a_task_logs_under_its_callers_logger_levels(capfd: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    # given a logger this process quieted (as the CLI quiets the tools' and Orchard's own warnings)
+    quiet, loud = logging.getLogger("orchard.test_quiet"), logging.getLogger("orchard_test_loud")
+    before = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with Worker() as worker:
+            # when tasks in the worker log a warning on it, and on a logger left as it is
+            worker.submit(quiet.warning, "a quieted warning").result()
+            worker.submit(loud.warning, "a warning shown").result()
+    finally:
+        quiet.setLevel(before)
+    # then only the warning on the logger left as it is reaches the terminal
+    err = capfd.readouterr().err
+    assert "a warning shown" in err and "a quieted warning" not in err, err
