@@ -95,6 +95,9 @@ def _quiet_tools() -> None:
     """Keep the demo's output to Orchard's own lines: the tools' deprecation chatter and INFO logs off."""
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
+    # MLflow's hint on a logged model's integer columns concerns its pyfunc schema enforcement; Orchard scores the
+    # model object itself (orchard.serving), which reads a missing value in any column
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
     for name in ("mlflow", "feast", "great_expectations", "evidently", "alembic", "py.warnings", "orchard"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logger = logging.getLogger("orchard.progress")
