@@ -368,12 +368,12 @@ def load_model(
     version number found in the cache is not looked up in the registry again.
     """
     numbered = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
-    if cache is not None and numbered and (key := (settings.tracking_uri, name, int(ref))) in cache:
-        return cache[key]
-    version = resolve_version(settings, name, ref)
+    version = int(ref) if numbered else resolve_version(settings, name, ref)
     key = (settings.tracking_uri, name, version)
     if cache is not None and key in cache:
         return cache[key]
+    if numbered:
+        resolve_version(settings, name, version)  # a version the registry lacks is refused by name
     uri = mlflow_client(settings).get_model_version_download_uri(name, str(version))
     model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
     if cache is not None:

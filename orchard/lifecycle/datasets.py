@@ -56,7 +56,6 @@ class MonthJoin:
     """One point-in-time join of the month's cases of several models whose services read the same views (in
     the same order): each model's rows are taken from it instead of a join of their own (join_month_cases)."""
 
-    views: tuple[str, ...]
     tables: tuple  # the offline tables' state it was joined on (_tables_fingerprint)
     rows: pd.MultiIndex  # (entity key, event time) of each row, unique
     features: pa.Table  # each row's features, as Feast gives them
@@ -84,11 +83,9 @@ def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, too
         return 0
     groups: dict[tuple[str, ...], list[tuple[ModelSpec, pd.DataFrame]]] = {}
     for spec in specs:
-        keys = service_join_keys(settings, spec.feature_service)
-        if len(keys) != 1:
-            continue  # refused when the model joins (_point_in_time)
-        cases = population(settings, spec, [month], month, with_labels=False)
-        times = cases[[spec.entity, ENTITY_TIME]].set_axis([keys[0], ENTITY_TIME], axis=1)
+        if len(service_join_keys(settings, spec.feature_service)) != 1:
+            continue  # refused when the model joins (_join_times)
+        times = _join_times(settings, spec, population(settings, spec, [month], month, with_labels=False))
         groups.setdefault(tuple(spec.views), []).append((spec, times))
     joined = 0
     for views, members in groups.items():
@@ -100,10 +97,18 @@ def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, too
         service = members[0][0].feature_service
         features = feature_table(settings, times, service, store=tools.feature_store(settings))
         tools.month_joins[views] = MonthJoin(
-            views, _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(times), features
+            _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(times), features
         )
         joined += len(times)
     return joined
+
+
+def _join_times(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) -> pd.DataFrame:
+    """Return the (join key, event time) of each case, as the model's point-in-time join takes them."""
+    keys = service_join_keys(settings, spec.feature_service)
+    if len(keys) != 1:
+        raise OrchardError(f"model {spec.name}: its views must share one entity, not {keys}")
+    return entity[[spec.entity, ENTITY_TIME]].rename(columns={spec.entity: keys[0]})
 
 
 def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> pd.DataFrame:
@@ -114,10 +119,7 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, to
     views: the run's tools keep the join (a few recent ones), keyed by the customers, times and the offline
     tables' state, and reuse it.
     """
-    keys = service_join_keys(settings, spec.feature_service)
-    if len(keys) != 1:
-        raise OrchardError(f"model {spec.name}: its views must share one entity, not {keys}")
-    times = entity[[spec.entity, ENTITY_TIME]].rename(columns={spec.entity: keys[0]})
+    times = _join_times(settings, spec, entity)
     tables = _tables_fingerprint(settings, spec.feature_service)
     month_join = tools.month_joins.get(tuple(spec.views))
     taken = None if month_join is None or month_join.tables != tables else month_join.take(times)
@@ -133,7 +135,8 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, to
                 settings, times, spec.feature_service, store=tools.feature_store(settings)
             ).to_pandas()
         # each entity partition joined by a worker, on its own store
-        joined = map_entity_partitions(cluster, _join_part, times, keys[0], settings, spec.feature_service)
+        key_column = str(times.columns[0])
+        joined = map_entity_partitions(cluster, _join_part, times, key_column, settings, spec.feature_service)
         return joined.drop(columns=list(times.columns))
 
     features = tools.joined_frame(key, join)
