@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from orchard.contracts.expectation_memo import keep_expectations
+
 if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.core import ExpectationSuiteValidationResult
@@ -115,6 +117,7 @@ class GxProject:
         self, source: str, df: pd.DataFrame, suite: gx.ExpectationSuite
     ) -> ExpectationSuiteValidationResult:
         """Validate a dataframe against a suite (nothing is stored: passing batches leave no GE artefacts)."""
+        keep_expectations()
         batch = self._batch_definition(source).get_batch(batch_parameters={"dataframe": df})
         return batch.validate(suite, result_format=RESULT_FORMAT)
 
