@@ -96,11 +96,16 @@ def repo_config(settings: Settings, *, stock_online_store: bool = False) -> Repo
         online_store=online,
         entity_key_serialization_version=3,
         repo_path=feast_dir,
+        coerce_tz_aware=False,  # _retrieve sends UTC timestamps (see there)
     )
 
 
 def open_store(settings: Settings, *, stock_online_store: bool = False) -> FeatureStore:
-    """Return a FeatureStore over Orchard's state folder (Orchard's online store unless stock is asked)."""
+    """Return a FeatureStore over Orchard's state folder (Orchard's online store unless stock is asked).
+
+    Its historical retrieval takes the entity frame's timestamps as they are (`coerce_tz_aware` off): send them
+    as UTC, as Orchard's own retrieval does (training_frame, feature_table).
+    """
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     return FeatureStore(config=repo_config(settings, stock_online_store=stock_online_store))
 
@@ -425,7 +430,11 @@ def _retrieve(
     store = store or open_store(settings)
     feature_service = _service(settings, store, service)
     entities = entity_df.copy()
-    entities[ENTITY_TIME] = utc_timestamps(entities[ENTITY_TIME])
+    # every timestamp column as UTC, what Feast's coerce_tz_aware would make of it with pd.to_datetime, which
+    # builds a Timestamp object per value first (4.3 s of the demo's 26 s of joins): the configs turn it off
+    for column in entities.columns:
+        if column == ENTITY_TIME or pd.api.types.is_datetime64_any_dtype(entities[column]):
+            entities[column] = utc_timestamps(entities[column])
     entities[_ROW] = range(len(entities))
     table = store.get_historical_features(entity_df=entities, features=feature_service).to_arrow()
     return entities, table.take(pc.sort_indices(table[_ROW]))

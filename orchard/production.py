@@ -110,6 +110,7 @@ def production_repo_config(settings: Settings) -> RepoConfig:
         online_store={"type": "redis", "connection_string": redis_connection_string(config.redis_url)},
         entity_key_serialization_version=3,
         repo_path=feast_dir,
+        coerce_tz_aware=False,  # orchard.feature_store._retrieve sends UTC timestamps
     )
 
 
