@@ -52,10 +52,12 @@ def _join_part(times: pd.DataFrame, settings: Settings, service: str) -> pd.Data
 
 
 @dataclass(frozen=True)
-class MonthJoin:
-    """One point-in-time join of the month's cases of several models whose services read the same views (in
-    the same order): each model's rows are taken from it instead of a join of their own (join_month_cases)."""
+class KeptJoin:
+    """A point-in-time join the run keeps, as Feast gave it (Arrow), and the (key, time) rows it joined: any set of
+    its rows is taken from it instead of a join of their own. The month's join of every monitored model's cases
+    (join_month_cases) is one; the run's recent joins are others (a gate's out-of-time rows are among the fit's)."""
 
+    views: tuple[str, ...]  # the views joined, in their order (a service reading the same ones takes rows)
     tables: tuple  # the offline tables' state it was joined on (_tables_fingerprint)
     rows: pd.MultiIndex  # (entity key, event time) of each row, unique
     features: pa.Table  # each row's features, as Feast gives them
@@ -63,11 +65,25 @@ class MonthJoin:
     def take(self, times: pd.DataFrame) -> pd.DataFrame | None:
         """Return the features of the given (key, time) rows in their order, as their own join would give
         them; None when a row is not in this join."""
+        if len(times) and len(self.rows) == 0:
+            return None
         wanted = pd.MultiIndex.from_arrays([times.iloc[:, 0], utc_timestamps(times.iloc[:, 1])])
         positions = self.rows.get_indexer(wanted)
         if (positions < 0).any():
             return None
         return self.features.take(positions).to_pandas()
+
+
+def _kept_join(settings: Settings, service: str, times: pd.DataFrame, tools: Tools) -> KeptJoin:
+    """Join the distinct (key, time) rows of `times` with the service's features, to keep."""
+    unique = times.assign(**{ENTITY_TIME: utc_timestamps(times[ENTITY_TIME])}).drop_duplicates(
+        ignore_index=True
+    )
+    features = feature_table(settings, unique, service, store=tools.feature_store(settings))
+    views = service_views(settings.portfolio_def)[service]
+    return KeptJoin(
+        tuple(views), _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(unique), features
+    )
 
 
 def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, tools: Tools) -> int:
@@ -92,14 +108,8 @@ def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, too
         if len(members) < 2:
             continue  # one model's join is made when it asks
         times = pd.concat([t for _, t in members], ignore_index=True)
-        times[ENTITY_TIME] = utc_timestamps(times[ENTITY_TIME])
-        times = times.drop_duplicates(ignore_index=True)
-        service = members[0][0].feature_service
-        features = feature_table(settings, times, service, store=tools.feature_store(settings))
-        tools.month_joins[views] = MonthJoin(
-            _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(times), features
-        )
-        joined += len(times)
+        tools.month_joins[views] = kept = _kept_join(settings, members[0][0].feature_service, times, tools)
+        joined += len(kept.rows)
     return joined
 
 
@@ -114,26 +124,28 @@ def _join_times(settings: Settings, spec: ModelSpec, entity: pd.DataFrame) -> pd
 def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, tools: Tools) -> pd.DataFrame:
     """Return the entity rows joined point in time with the service's features.
 
-    Rows the month's join holds (join_month_cases) are taken from it. Models of the same population
-    (application_pd, application_fraud, loss_forecast) join the same rows at the same times with the same
-    views: the run's tools keep the join (a few recent ones), keyed by the customers, times and the offline
-    tables' state, and reuse it.
+    Rows a join the run keeps holds (the month's join of every monitored model's cases, the recent joins) are
+    taken from it, as their own join would give them: models of the same population (application_pd,
+    application_fraud, loss_forecast) join the same rows at the same times with the same views, and a gate's
+    out-of-time rows were joined with the fit's. A kept join serves only while the offline tables are as they
+    were joined. With a Dask cluster each join is partitioned over it and kept as it came, for the same rows.
     """
     times = _join_times(settings, spec, entity)
     tables = _tables_fingerprint(settings, spec.feature_service)
-    month_join = tools.month_joins.get(tuple(spec.views))
-    taken = None if month_join is None or month_join.tables != tables else month_join.take(times)
-    if taken is not None:
-        return pd.concat([entity.reset_index(drop=True), taken], axis=1)
+    views = tuple(spec.views)
+    for kept in tools.kept_joins():
+        taken = kept.take(times) if kept.views == views and kept.tables == tables else None
+        if taken is not None:
+            return pd.concat([entity.reset_index(drop=True), taken], axis=1)
+    cluster = tools.cluster(settings)
+    if cluster is None:
+        kept = _kept_join(settings, spec.feature_service, times, tools)
+        tools.keep_join(kept)
+        return pd.concat([entity.reset_index(drop=True), kept.take(times)], axis=1)
     digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
     key = (str(settings.features_dir.resolve()), tables, digest)
 
     def join() -> pd.DataFrame:
-        cluster = tools.cluster(settings)
-        if cluster is None:
-            return feature_table(
-                settings, times, spec.feature_service, store=tools.feature_store(settings)
-            ).to_pandas()
         # each entity partition joined by a worker, on its own store
         key_column = str(times.columns[0])
         joined = map_entity_partitions(cluster, _join_part, times, key_column, settings, spec.feature_service)

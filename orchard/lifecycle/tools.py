@@ -6,8 +6,8 @@ process. A use case called without one (a test, a one-off call) makes its own fo
 - the Feast store of the home (opening one costs ~0.2 s; training and scoring read through it every month);
 - the Great Expectations project (its context and batch definitions) and the key hashes of lake files its
   reference checks read (every month's batches are checked against the keys of all earlier ones);
-- the point-in-time joins of recent calls (the models of one population join the same rows at the same times),
-  and the month's join of every monitored model's cases (orchard.lifecycle.datasets.join_month_cases);
+- the point-in-time joins of recent calls, and the month's join of every monitored model's cases
+  (orchard.lifecycle.datasets.KeptJoin: rows are taken from them instead of joined again);
 - loaded model objects (a registered version never changes; unpickling one costs ~0.2 s);
 - the train keys of registered versions;
 - the Dask cluster the settings configure, if any (orchard.partitions), started or joined on first use (the
@@ -38,12 +38,13 @@ from orchard.settings import Settings
 from orchard.worker import InPlace, Worker, timed
 
 if TYPE_CHECKING:
-    from orchard.lifecycle.datasets import MonthJoin
+    from orchard.lifecycle.datasets import KeptJoin
 
 log = logging.getLogger(__name__)
 
 JOINED_KEEP = 6
-"""Point-in-time joins kept (the models of one population share a join within a month)."""
+"""Recent point-in-time joins kept (the models of one population share a join within a month, a gate's rows are
+among its fit's)."""
 
 
 class Tools:
@@ -56,7 +57,8 @@ class Tools:
     def __init__(self, lane_process: bool = False) -> None:
         self.lane_process = lane_process
         self.joined: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-        self.month_joins: dict[tuple[str, ...], MonthJoin] = {}
+        self.month_joins: dict[tuple[str, ...], KeptJoin] = {}
+        self.recent_joins: list[KeptJoin] = []
         self.models: dict[tuple[str, str, int], Any] = {}
         self.train_keys: dict[tuple[str, str, int], str] = {}
         self._store: tuple[str, FeatureStore] | None = None
@@ -135,8 +137,17 @@ class Tools:
             self._cluster[1].close()
         self._cluster = None
 
+    def kept_joins(self) -> list[KeptJoin]:
+        """Return the joins kept: the month's first, then the recent ones, the latest first."""
+        return [*self.month_joins.values(), *self.recent_joins]
+
+    def keep_join(self, join: KeptJoin) -> None:
+        """Keep a join, first among the recent ones (the JOINED_KEEP latest are kept)."""
+        self.recent_joins = [join, *self.recent_joins][:JOINED_KEEP]
+
     def joined_frame(self, key: tuple, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-        """Return the join kept under key, or make, keep (the JOINED_KEEP most recent) and return it."""
+        """Return the join kept under key, or make, keep (the JOINED_KEEP most recent) and return it: a join
+        partitioned over a Dask cluster, kept as it came for the same rows."""
         if key not in self.joined:
             self.joined[key] = make()
             while len(self.joined) > JOINED_KEEP:
@@ -161,6 +172,7 @@ class Tools:
         self._contracts = None
         self.joined.clear()
         self.month_joins.clear()
+        self.recent_joins.clear()
         self.models.clear()
         self.train_keys.clear()
 

@@ -43,10 +43,16 @@ def test_each_model_taken_from_the_months_join_equals_its_own_join(
                 assert taken.data_sha256 == alone.data_sha256
                 compared.append((month, spec.name, len(taken.frame)))
             # And none of them joined again (the rows came from the month's join)
-            assert not month_join.joined, list(month_join.joined)
-            # And rows the month's join does not hold (an earlier month) are joined on their own, as before
-            earlier = model_frame(
-                settings, specs[0], [month_range(SMALL["start_month"], month)[-2]], month, tools=month_join
-            )
-            assert len(month_join.joined) == 1 and len(earlier.frame) > 0
+            assert not month_join.recent_joins
+            # And rows the month's join does not hold (two earlier months) are joined on their own, and kept
+            months = month_range(SMALL["start_month"], month)[-3:-1]
+            earlier = model_frame(settings, specs[0], months, month, tools=month_join)
+            assert len(month_join.recent_joins) == 1 and len(earlier.frame) > 0
+            # And a part of those rows (one of the months, as a gate asks for a fit's out-of-time rows) is taken
+            # from that join, equal to its own join
+            part = model_frame(settings, specs[0], months[-1:], month, tools=month_join)
+            alone = model_frame(settings, specs[0], months[-1:], month, tools=own)
+            assert len(month_join.recent_joins) == 1 and 0 < len(part.frame) < len(earlier.frame)
+            pd.testing.assert_frame_equal(part.frame, alone.frame)
+            assert part.data_sha256 == alone.data_sha256
     assert len({name for _, name, _ in compared}) >= 3, compared

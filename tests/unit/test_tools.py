@@ -33,17 +33,27 @@ def test_a_join_is_made_once_per_key_and_only_the_recent_ones_are_kept() -> None
     assert ("k", 0) not in tools.joined and ("k", JOINED_KEEP + 1) in tools.joined
 
 
+def test_the_month_joins_come_first_then_the_recent_joins_the_latest_first() -> None:
+    tools = Tools()
+    joins = [object() for _ in range(JOINED_KEEP + 2)]
+    tools.month_joins[("v",)] = joins[0]  # type: ignore[assignment]
+    for join in joins[1:]:
+        tools.keep_join(join)  # type: ignore[arg-type]
+    assert tools.kept_joins() == [joins[0], *reversed(joins[-JOINED_KEEP:])]
+
+
 def test_closing_the_tools_leaves_nothing_behind_and_runs_share_nothing() -> None:
     # Given two runs' tools, one holding a join, a loaded model and a train key
     with Tools() as run:
         run.joined_frame(("k",), lambda: pd.DataFrame({"x": [1]}))
+        run.keep_join(object())  # type: ignore[arg-type]
         run.models[("uri", "m", 1)] = object()
         run.train_keys[("uri", "m", 1)] = "m@2019-07"
         other = Tools()
         # Then the other run sees none of it
         assert not other.joined and not other.models and not other.train_keys
     # And when the run ends everything it held is dropped
-    assert not run.joined and not run.models and not run.train_keys
+    assert not run.joined and not run.recent_joins and not run.models and not run.train_keys
 
 
 def test_prefect_does_not_walk_the_tools_caches_when_they_are_a_task_parameter() -> None:
