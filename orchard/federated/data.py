@@ -116,7 +116,7 @@ class VerticalSplit:
     host_path: Path
     guest_rows: int
     host_rows: int
-    guest_sha256: str
+    guest_sha256: str  # "" when not asked for (digest=False)
     host_sha256: str
     batch_ids: list[str] = field(default_factory=list)
 
@@ -236,13 +236,13 @@ def host_table(partner_users: pd.DataFrame) -> pd.DataFrame:
     return out.loc[~out[KEY].duplicated(), [KEY, VINTAGE, *HOST_FEATURES]].reset_index(drop=True)
 
 
-def _write_host_table(months: Iterator[pd.DataFrame], path: Path) -> tuple[int, str]:
+def _write_host_table(months: Iterator[pd.DataFrame], path: Path, digest: bool = True) -> tuple[int, str]:
     """Write the platform's table month by month (a Parquet row group each), atomically; return its rows and
-    digest (SHA-256 over the months' frame digests, in order).
+    digest (SHA-256 over the months' frame digests, in order; "" unless `digest`).
 
     Memory is one month's snapshots, whatever the length of the history.
     """
-    digest, rows = hashlib.sha256(), 0
+    hashed, rows = hashlib.sha256(), 0
     with atomic_path(path) as tmp:
         writer: pq.ParquetWriter | None = None
         try:
@@ -254,7 +254,8 @@ def _write_host_table(months: Iterator[pd.DataFrame], path: Path) -> tuple[int, 
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, arrow.schema)
                 writer.write_table(arrow.cast(writer.schema))
-                digest.update(frame_sha256(table).encode())
+                if digest:
+                    hashed.update(frame_sha256(table).encode())
                 rows += len(table)
         finally:
             if writer is not None:
@@ -264,7 +265,7 @@ def _write_host_table(months: Iterator[pd.DataFrame], path: Path) -> tuple[int, 
             pd.DataFrame({**empty, **{f: pd.Series(dtype=float) for f in HOST_FEATURES}}).to_parquet(
                 tmp, index=False
             )
-    return rows, digest.hexdigest()
+    return rows, hashed.hexdigest() if digest else ""
 
 
 def _guest_label(settings: Settings) -> LabelDef:
@@ -292,6 +293,7 @@ def write_vertical_split(
     validated: bool = False,
     host_months: list[str] | None = None,
     guest_from: str | None = None,
+    digest: bool = True,
 ) -> VerticalSplit:
     """Read the simulator's landing files and write guest.parquet and host.parquet into out_dir.
 
@@ -300,6 +302,7 @@ def write_vertical_split(
     `require_labels`: refuse a guest table without both classes among its mature labels (a job would fail).
     `host_months`: the platform's snapshots of these months only (a month's monitoring needs no other).
     `guest_from`: the lender's applications (and their statements) from this month on only.
+    `digest`: hash each table (a job's lineage); a split only scored through leaves both digests "".
     """
     # deferred: the lake pulls in SQLAlchemy, which a party process (importing this module) never needs
     from orchard.lake import read_silver, silver_months
@@ -328,7 +331,9 @@ def write_vertical_split(
     if not validated:
         wanted = [m for m in wanted if (settings.landing_dir / "partner_users" / f"{m}.parquet").exists()]
     host_path = out_dir / "host.parquet"
-    host_rows, host_sha256 = _write_host_table((read("partner_users", [m]) for m in wanted), host_path)
+    host_rows, host_sha256 = _write_host_table(
+        (read("partner_users", [m]) for m in wanted), host_path, digest
+    )
     log.info("vertical split: guest %d rows, host %d rows", len(guest), host_rows)
     sources = ("applications", "repayments")
     batch_ids = sorted(
@@ -342,7 +347,7 @@ def write_vertical_split(
         host_path=host_path,
         guest_rows=len(guest),
         host_rows=host_rows,
-        guest_sha256=frame_sha256(guest),
+        guest_sha256=frame_sha256(guest) if digest else "",
         host_sha256=host_sha256,
         batch_ids=batch_ids,
     )

@@ -93,8 +93,9 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
     policy = settings.portfolio_def.policy
     champion = champion_version(settings, joint.model)
     entry = ModelMonth(champion=champion)
-    # a month's monitoring needs the platform's snapshots of the month only; a job those of its vintages
-    split = _split(settings, month, [month])
+    # a month's monitoring needs the platform's snapshots of the month only (and no digest); a job those of its
+    # vintages
+    split = _split(settings, month, [month], digest=False)
     guest = pd.read_parquet(split.guest_path)
     why = _why_train(settings, joint, policy, champion, month, guest, False)
     if champion is None and why is None:
@@ -116,7 +117,9 @@ def joint_month(settings: Settings, month: str) -> ModelMonth | None:
     return entry
 
 
-def _split(settings: Settings, month: str, host_months: list[str] | None) -> VerticalSplit:
+def _split(
+    settings: Settings, month: str, host_months: list[str] | None, *, digest: bool = True
+) -> VerticalSplit:
     """Write each party's table as of the month from the lake's silver batches (the host's of host_months).
 
     With the joint model's `train_vintages`, the lender's table holds the applications of that many months and
@@ -133,6 +136,7 @@ def _split(settings: Settings, month: str, host_months: list[str] | None) -> Ver
         validated=True,
         host_months=host_months,
         guest_from=None if window is None else add_months(month, 1 - window - TRAIN_LOOKBACK_MONTHS),
+        digest=digest,
     )
 
 

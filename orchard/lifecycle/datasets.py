@@ -62,16 +62,18 @@ class KeptJoin:
     rows: pd.MultiIndex  # (entity key, event time) of each row, unique
     features: pa.Table  # each row's features, as Feast gives them
 
-    def take(self, times: pd.DataFrame) -> pd.DataFrame | None:
-        """Return the features of the given (key, time) rows in their order, as their own join would give
-        them; None when a row is not in this join."""
-        if len(times) and len(self.rows) == 0:
-            return None
-        wanted = pd.MultiIndex.from_arrays([times.iloc[:, 0], utc_timestamps(times.iloc[:, 1])])
+    def take(self, wanted: pd.MultiIndex) -> pd.DataFrame | None:
+        """Return the features of the given (key, UTC time) rows (_join_rows) in their order, as their own join
+        would give them; None when a row is not in this join."""
         positions = self.rows.get_indexer(wanted)
         if (positions < 0).any():
             return None
         return self.features.take(positions).to_pandas()
+
+
+def _join_rows(times: pd.DataFrame) -> pd.MultiIndex:
+    """Return the (key, UTC time) of each row of a join's entity times, as a kept join is asked for them."""
+    return pd.MultiIndex.from_arrays([times.iloc[:, 0], utc_timestamps(times.iloc[:, 1])])
 
 
 def _kept_join(settings: Settings, service: str, times: pd.DataFrame, tools: Tools) -> KeptJoin:
@@ -133,15 +135,16 @@ def _point_in_time(settings: Settings, spec: ModelSpec, entity: pd.DataFrame, to
     times = _join_times(settings, spec, entity)
     tables = _tables_fingerprint(settings, spec.feature_service)
     views = tuple(spec.views)
+    wanted = _join_rows(times)
     for kept in tools.kept_joins():
-        taken = kept.take(times) if kept.views == views and kept.tables == tables else None
+        taken = kept.take(wanted) if kept.views == views and kept.tables == tables else None
         if taken is not None:
             return pd.concat([entity.reset_index(drop=True), taken], axis=1)
     cluster = tools.cluster(settings)
     if cluster is None:
         kept = _kept_join(settings, spec.feature_service, times, tools)
         tools.keep_join(kept)
-        return pd.concat([entity.reset_index(drop=True), kept.take(times)], axis=1)
+        return pd.concat([entity.reset_index(drop=True), kept.take(wanted)], axis=1)
     digest = hashlib.sha256(pd.util.hash_pandas_object(times, index=False).to_numpy().tobytes()).hexdigest()
     key = (str(settings.features_dir.resolve()), tables, digest)
 

@@ -70,6 +70,22 @@ def _forbidden_patterns(split_dir: Path) -> tuple[list[bytes], list[str]]:
     return [b for b in binary if len(set(b)) >= 2 and b.count(0) < len(b) - 1], texts
 
 
+def test_a_split_without_digests_writes_the_same_tables(fed_settings: Settings, tmp_path: Path) -> None:
+    # Given the parties' tables written with their digests (a job's lineage) and without (a month's scoring)
+    hashed = write_vertical_split(fed_settings, tmp_path / "hashed")
+    plain = write_vertical_split(fed_settings, tmp_path / "plain", digest=False)
+    # Then the tables are the same, byte for byte, and only the digests were left out
+    for a, b in ((hashed.guest_path, plain.guest_path), (hashed.host_path, plain.host_path)):
+        assert a.read_bytes() == b.read_bytes()
+    assert len(hashed.guest_sha256) == len(hashed.host_sha256) == 64
+    assert plain.guest_sha256 == plain.host_sha256 == ""
+    assert (plain.guest_rows, plain.host_rows, plain.batch_ids) == (
+        hashed.guest_rows,
+        hashed.host_rows,
+        hashed.batch_ids,
+    )
+
+
 @pytest.mark.slow
 def test_joint_job_registers_and_no_raw_data_crosses_the_wire(fed_settings: Settings, tmp_path: Path) -> None:
     # given the simulator's platform/lender split and a recorder on both parties
