@@ -14,7 +14,7 @@ thread and for its duration only, a configuration's expectation object is made o
 afterwards, and an expectation's configuration likewise. The window holds what it returned, so no object id is
 reused within it. Everywhere else (building and saving suites, Data Docs, other threads) both are Great
 Expectations' own. The results are byte for byte those of Great Expectations alone
-(tests/unit/test_expectation_memo.py validates a corrupted batch both ways).
+(tests/integration/test_expectation_memo.py validates a corrupted batch both ways).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def _kept(make: Callable[[Any], Any], slot: str) -> Callable[[Any], Any]:
         made: dict[int, tuple[Any, Any]] | None = getattr(_window, slot, None)
         if made is None:
             return make(self)
-        entry = made.get(id(self))
-        if entry is None or entry[0] is not self:
+        entry = made.get(id(self))  # (the object is held with it: its id is not reused within the window)
+        if entry is None:
             entry = made[id(self)] = (self, make(self))
         return entry[1]
 

@@ -78,14 +78,15 @@ def _join_rows(times: pd.DataFrame) -> pd.MultiIndex:
 
 def _kept_join(settings: Settings, service: str, times: pd.DataFrame, tools: Tools) -> KeptJoin:
     """Join the distinct (key, time) rows of `times` with the service's features, to keep."""
-    unique = times.assign(**{ENTITY_TIME: utc_timestamps(times[ENTITY_TIME])}).drop_duplicates(
-        ignore_index=True
+    rows = _join_rows(times).unique()
+    features = feature_table(
+        settings,
+        rows.to_frame(index=False, name=list(times.columns)),
+        service,
+        store=tools.feature_store(settings),
     )
-    features = feature_table(settings, unique, service, store=tools.feature_store(settings))
     views = service_views(settings.portfolio_def)[service]
-    return KeptJoin(
-        tuple(views), _tables_fingerprint(settings, service), pd.MultiIndex.from_frame(unique), features
-    )
+    return KeptJoin(tuple(views), _tables_fingerprint(settings, service), rows, features)
 
 
 def join_month_cases(settings: Settings, specs: list[ModelSpec], month: str, tools: Tools) -> int:
